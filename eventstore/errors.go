@@ -1,0 +1,36 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrConflict is the sentinel for an append whose expected version did not
+// match; errors.Is matches every *ConflictError against it.
+var ErrConflict = errors.New("stream version conflict")
+
+// ErrInvalid marks an append the store refuses before touching the database.
+var ErrInvalid = errors.New("invalid append")
+
+// ErrEventIDReused is returned when an append repeats some of its event ids
+// from an earlier append but not all: that is no retry, and nothing is written.
+var ErrEventIDReused = errors.New("event ids partly recorded already")
+
+// ErrStreamType is returned when an append names a stream with another type
+// than the one it was created with.
+var ErrStreamType = errors.New("stream type mismatch")
+
+// ConflictError carries the stream's current version, so a caller can
+// reload and retry.
+type ConflictError struct {
+	StreamID string
+	Expected Expected
+	Current  int
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("stream %s is at version %d, expected %s", e.StreamID, e.Current, e.Expected)
+}
+
+// Is makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }

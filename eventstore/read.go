@@ -1,0 +1,111 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Columns is the select list that ScanRecorded reads, in order.
+const Columns = `position, transaction_id, event_id, stream_id, stream_type, version,
+	event_type, schema_version, data, metadata, recorded_at`
+
+// ScanRecorded reads one row selected with Columns.
+func ScanRecorded(row pgx.Row) (Recorded, error) {
+	var r Recorded
+	var md []byte
+	err := row.Scan(&r.Position, &r.TransactionID, &r.EventID, &r.StreamID, &r.StreamType, &r.Version,
+		&r.Type, &r.SchemaVersion, &r.Data, &md, &r.RecordedAt)
+	if err != nil {
+		return r, fmt.Errorf("scan event: %w", err)
+	}
+	if err := decodeMetadata(md, &r.Metadata); err != nil {
+		return r, fmt.Errorf("event %s: %w", r.EventID, err)
+	}
+	return r, nil
+}
+
+// ReadStream returns a stream's events with version >= from, oldest first.
+func (s *Store) ReadStream(ctx context.Context, streamID string, from int) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE stream_id = $1 AND version >= $2 ORDER BY version`, streamID, from)
+}
+
+// ReadStreamToVersion returns a stream's events up to and including version,
+// oldest first: the history from which the stream's state at that version folds.
+func (s *Store) ReadStreamToVersion(ctx context.Context, streamID string, version int) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE stream_id = $1 AND version <= $2 ORDER BY version`, streamID, version)
+}
+
+// ReadStreamAsOf returns a stream's events recorded at or before t, oldest
+// first: the history from which the stream's state at time t folds.
+func (s *Store) ReadStreamAsOf(ctx context.Context, streamID string, t time.Time) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY version`, streamID, t)
+}
+
+// Filter narrows a read of the whole log; zero fields match everything.
+type Filter struct {
+	StreamID   string
+	StreamType string
+	EventTypes []string
+}
+
+// ReadAll returns up to limit events after cursor, in commit-safe order.
+// Only events below the oldest running transaction are returned, so a
+// reader that passes back the last event's cursor never skips one.
+func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) ([]Recorded, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var types []string
+	if len(f.EventTypes) > 0 {
+		types = f.EventTypes
+	}
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		  AND ($3 = '' OR stream_id = $3)
+		  AND ($4 = '' OR stream_type = $4)
+		  AND ($5::text[] IS NULL OR event_type = ANY ($5))
+		ORDER BY transaction_id, position
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit)
+}
+
+// Head is the cursor of the last event a reader of the whole log can see now.
+func (s *Store) Head(ctx context.Context) (Cursor, error) {
+	var c Cursor
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id, position FROM events
+		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&c.TransactionID, &c.Position)
+	if err == pgx.ErrNoRows {
+		return Start, nil
+	}
+	if err != nil {
+		return Start, fmt.Errorf("read head of log: %w", err)
+	}
+	return c, nil
+}
+
+func (s *Store) query(ctx context.Context, sql string, args ...any) ([]Recorded, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer rows.Close()
+	var out []Recorded
+	for rows.Next() {
+		r, err := ScanRecorded(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
+}

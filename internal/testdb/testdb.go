@@ -1,0 +1,150 @@
+// Package testdb gives each test its own Postgres database with ARQ's
+// migrations applied, so tests run in parallel and in any order against the
+// real server. A test fails, never skips, when Postgres is unreachable.
+package testdb
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/arq-memory/arq/migrations"
+)
+
+// AdminURL is the server the tests use: ARQ_TEST_DATABASE_URL, or the local
+// default (postgres on 127.0.0.1:5432, trust authentication).
+func AdminURL() string {
+	if u := os.Getenv("ARQ_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// New creates a fresh migrated database for t, dropped when t ends, and
+// returns its URL.
+func New(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("testdb: Postgres is unreachable at %s (start it, or set ARQ_TEST_DATABASE_URL): %v", AdminURL(), err)
+	}
+	defer admin.Close(context.Background())
+
+	tmpl, err := template(ctx, admin)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	name := "arq_t_" + strings.ToLower(ulid.Make().String())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl); err != nil {
+		t.Fatalf("testdb: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, AdminURL())
+		if err != nil {
+			t.Errorf("testdb: drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("testdb: drop %s: %v", name, err)
+		}
+	})
+	return URLFor(name)
+}
+
+// URLFor is the URL of database name on the test server.
+func URLFor(name string) string {
+	cfg, err := pgx.ParseConfig(AdminURL())
+	if err != nil {
+		panic(fmt.Sprintf("testdb: bad ARQ_TEST_DATABASE_URL: %v", err))
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+// Pool opens a pool on url, closed when t ends.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// template returns the name of a migrated template database, making it the
+// first time. Its name carries a hash of the migrations, so a changed schema
+// gets a new template; an advisory lock keeps concurrent test binaries from
+// building it twice.
+func template(ctx context.Context, admin *pgx.Conn) (string, error) {
+	h := sha256.New()
+	err := fs.WalkDir(migrations.Files(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(migrations.Files(), path)
+		h.Write([]byte(path))
+		h.Write(b)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash migrations: %w", err)
+	}
+	name := "arq_tmpl_" + hex.EncodeToString(h.Sum(nil))[:16]
+
+	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(hashtext('arq testdb template'))`); err != nil {
+		return "", fmt.Errorf("lock template: %w", err)
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('arq testdb template'))`)
+
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("look up template: %w", err)
+	}
+	if exists {
+		return name, nil
+	}
+	building := name + "_building"
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+building+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop half-built template: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+building); err != nil {
+		return "", fmt.Errorf("create template: %w", err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	if err := migrations.Apply(ctx, URLFor(building), quiet); err != nil {
+		return "", fmt.Errorf("migrate template: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+building+" RENAME TO "+name); err != nil {
+		return "", fmt.Errorf("publish template: %w", err)
+	}
+	// Templates of older schemas are of no further use.
+	rows, err := admin.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'arq\_tmpl\_%' AND datname <> $1 AND datname NOT LIKE '%\_building'`, name)
+	if err == nil {
+		old, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, o := range old {
+			_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+o+" WITH (FORCE)")
+		}
+	}
+	return name, nil
+}
