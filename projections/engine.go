@@ -1,0 +1,190 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// Config tunes the engine; zero values take the defaults.
+type Config struct {
+	// BatchSize is how many events one subscriber transaction applies.
+	// Larger batches amortise the checkpoint write but hold the
+	// transaction, and with it pg_snapshot_xmin for every reader of the
+	// log, for longer. Keep it under 64: each event's savepoint is a
+	// subtransaction, and past 64 Postgres's snapshots of all sessions slow down.
+	BatchSize int
+	// Attempts is how often an event is tried before its projection stops.
+	Attempts int
+	// RetryDelay is the pause before the second attempt; it doubles after.
+	RetryDelay time.Duration
+	// SlowBatch is the transaction hold time past which a batch is logged.
+	SlowBatch time.Duration
+	// IdlePoll bounds how long an idle projector waits for a notification
+	// before it looks at the log anyway.
+	IdlePoll time.Duration
+	// Linger is how long after its last event a projector keeps polling
+	// every 10ms. An event can be committed yet hidden behind an older
+	// transaction still running (pg_snapshot_xmin), whose commit sends no
+	// notification; lingering covers that case.
+	Linger time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 50
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 3
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = 20 * time.Millisecond
+	}
+	if c.SlowBatch <= 0 {
+		c.SlowBatch = 500 * time.Millisecond
+	}
+	if c.IdlePoll <= 0 {
+		c.IdlePoll = time.Second
+	}
+	if c.Linger <= 0 {
+		c.Linger = time.Second
+	}
+}
+
+var validName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// Engine runs projections as Watermill handlers, one consumer group each.
+type Engine struct {
+	pool        *pgxpool.Pool
+	notifier    *eventstore.Notifier
+	projections []Projection
+	cfg         Config
+	log         *slog.Logger
+
+	mu    sync.Mutex
+	stats map[string]*BatchStats
+}
+
+// NewEngine returns an engine for projections over pool's database.
+//
+// The pool's connections may run with synchronous_commit off: a
+// projection's writes and its checkpoint commit together, so a commit lost
+// in a crash loses both, and the events are applied again from the log.
+func NewEngine(pool *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projection, cfg Config, log *slog.Logger) (*Engine, error) {
+	cfg.defaults()
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if !validName.MatchString(p.Name()) {
+			return nil, fmt.Errorf("projection name %q: want lower case letters, digits and underscores", p.Name())
+		}
+		if seen[p.Name()] {
+			return nil, fmt.Errorf("projection %q registered twice", p.Name())
+		}
+		seen[p.Name()] = true
+	}
+	stats := map[string]*BatchStats{}
+	for _, p := range ps {
+		stats[p.Name()] = &BatchStats{}
+	}
+	return &Engine{pool: pool, notifier: notifier, projections: ps, cfg: cfg, log: log, stats: stats}, nil
+}
+
+// BatchStats measures how long a projection's subscriber transactions hold
+// their snapshot, which delays every reader of the log.
+type BatchStats struct {
+	Batches int64
+	Events  int64
+	Last    time.Duration
+	Max     time.Duration
+	Total   time.Duration
+}
+
+// Stats returns a copy of each projection's batch statistics.
+func (e *Engine) Stats() map[string]BatchStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]BatchStats, len(e.stats))
+	for k, v := range e.stats {
+		out[k] = *v
+	}
+	return out
+}
+
+// Run applies events to every projection until ctx ends. A projection that
+// stops on a failing event stops alone; Run returns when ctx ends or when
+// every projection has stopped.
+func (e *Engine) Run(ctx context.Context) error {
+	wlog := watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug, // Watermill's lifecycle chatter
+	})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return fmt.Errorf("create router: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	for _, p := range e.projections {
+		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
+		sub, err := wsql.NewSubscriber(timedBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
+			ConsumerGroup:  p.Name(),
+			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize},
+			OffsetsAdapter: offsetsAdapter,
+			BackoffManager: newWaker(runCtx, e.notifier, e.cfg, r.log),
+			ResendInterval: e.cfg.RetryDelay,
+			// No ack deadline: a deadline would let the subscriber take the
+			// transaction back while a slow handler still uses it.
+			AckDeadline: new(time.Duration),
+		}, wlog)
+		if err != nil {
+			return fmt.Errorf("projection %s: create subscriber: %w", p.Name(), err)
+		}
+		r.sub = sub
+		router.AddNoPublisherHandler(p.Name(), topic, sub, r.handle)
+		if err := setRunning(ctx, e.pool, p.Name()); err != nil {
+			return err
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- router.Run(runCtx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("projection router: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	if err := router.Close(); err != nil {
+		return fmt.Errorf("close projection router: %w", err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("projection router: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) recordBatch(name string, held time.Duration, events int64) {
+	e.mu.Lock()
+	s := e.stats[name]
+	s.Batches++
+	s.Events += events
+	s.Last = held
+	s.Total += held
+	if held > s.Max {
+		s.Max = held
+	}
+	e.mu.Unlock()
+}

@@ -1,0 +1,44 @@
+// Package projections is ARQ's projection engine: Watermill handlers, fed by
+// watermill-sql's subscriber reading the events table itself, that build
+// query tables from the event log.
+//
+// Each projection is one consumer group with one checkpoint, stored by
+// watermill-sql's Postgres offsets adapter. The subscriber applies a batch of
+// events in one transaction and moves the checkpoint in that same
+// transaction, so every event takes effect exactly once in every projection,
+// across crashes and with several processes running the same projection.
+// Each event is applied inside its own savepoint: a failing event leaves no
+// partial write, and after bounded retries its projection stops at it while
+// the others go on.
+package projections
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// Projection builds query tables from events.
+type Projection interface {
+	// Name identifies the projection's checkpoint and status. It is lower
+	// case letters, digits and underscores.
+	Name() string
+	// Tables lists the tables the projection owns, emptied on rebuild.
+	Tables() []string
+	// Apply folds one event into the tables. It is called for every event
+	// of the log in commit-safe order and ignores those it does not need.
+	// It must be deterministic: a rebuild replays the same events.
+	Apply(ctx context.Context, tx Tx, e eventstore.Recorded) error
+}
+
+// Tx is what a projection may do while applying one event. Exec queues a
+// write; the engine sends the queued writes in one round trip, inside the
+// event's savepoint, after Apply returns. Query and QueryRow read at once,
+// so they see the tables as they were before this event's writes.
+type Tx interface {
+	Exec(sql string, args ...any)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}

@@ -1,0 +1,141 @@
+package projections
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// topic is the Watermill topic name of the event log.
+const topic = "events"
+
+// checkpointTable holds one row per projection in the layout of
+// watermill-sql's Postgres offsets adapter (migrations/00002_projections.sql).
+const checkpointTable = "projection_checkpoints"
+
+// offsetsAdapter stores each projection's checkpoint.
+var offsetsAdapter = wsql.DefaultPostgreSQLOffsetsAdapter{
+	GenerateMessagesOffsetsTableName: func(string) string { return checkpointTable },
+}
+
+// logSource is a watermill-sql SchemaAdapter over ARQ's events table: the
+// subscriber reads the log where commands wrote it, with no second copy.
+type logSource struct {
+	batchSize int
+}
+
+// SelectQuery reads the next batch after the projection's checkpoint in
+// commit-safe order: by transaction id, then position, and only below the
+// oldest transaction still running (see eventstore.Cursor).
+func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
+	next, err := p.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{Topic: p.Topic, ConsumerGroup: p.ConsumerGroup})
+	if err != nil {
+		return wsql.Query{}, err
+	}
+	// The checkpoint row is locked FOR UPDATE in the CTE, so two processes
+	// running one projection take turns batch by batch.
+	q := `SELECT ` + eventstore.Columns + ` FROM (
+		WITH last_processed AS (` + next.Query + `)
+		SELECT ` + eventstore.Columns + ` FROM events
+		WHERE (transaction_id, position) > (
+			(SELECT last_processed_transaction_id FROM last_processed),
+			(SELECT offset_acked FROM last_processed))
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	) AS batch
+	ORDER BY transaction_id, position
+	LIMIT ` + strconv.Itoa(s.batchSize)
+	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+// UnmarshalMessage turns a row into a message whose payload is the event's
+// data and whose metadata carries the rest of the event (see decode).
+func (s logSource) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	r, err := eventstore.ScanRecorded(p.Row)
+	if err != nil {
+		return wsql.Row{}, err
+	}
+	msg := message.NewMessage(r.EventID, message.Payload(r.Data))
+	msg.Metadata = message.Metadata{
+		"position":       strconv.FormatInt(r.Position, 10),
+		"transaction_id": strconv.FormatUint(r.TransactionID, 10),
+		"stream_id":      r.StreamID,
+		"stream_type":    r.StreamType,
+		"version":        strconv.Itoa(r.Version),
+		"event_type":     r.Type,
+		"schema_version": strconv.Itoa(r.SchemaVersion),
+		"recorded_at":    r.RecordedAt.Format(time.RFC3339Nano),
+		"correlation_id": r.Metadata.CorrelationID,
+		"causation_id":   r.Metadata.CausationID,
+		"actor":          r.Metadata.Actor,
+		"tenant":         r.Metadata.Tenant,
+	}
+	return wsql.Row{
+		Offset:    r.Position,
+		UUID:      []byte(r.EventID),
+		Payload:   r.Data,
+		Msg:       msg,
+		ExtraData: map[string]any{"transaction_id": wsql.XID8(r.TransactionID)},
+	}, nil
+}
+
+// decode is UnmarshalMessage's inverse.
+func decode(msg *message.Message) (eventstore.Recorded, error) {
+	m := msg.Metadata
+	var errs []error
+	num := func(key string) int64 {
+		n, err := strconv.ParseInt(m.Get(key), 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+		return n
+	}
+	r := eventstore.Recorded{
+		Position:      num("position"),
+		EventID:       msg.UUID,
+		StreamID:      m.Get("stream_id"),
+		StreamType:    m.Get("stream_type"),
+		Version:       int(num("version")),
+		Type:          m.Get("event_type"),
+		SchemaVersion: int(num("schema_version")),
+		Data:          []byte(msg.Payload),
+		Metadata: eventstore.Metadata{
+			CorrelationID: m.Get("correlation_id"),
+			CausationID:   m.Get("causation_id"),
+			Actor:         m.Get("actor"),
+			Tenant:        m.Get("tenant"),
+		},
+	}
+	tx, err := strconv.ParseUint(m.Get("transaction_id"), 10, 64)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("transaction_id: %w", err))
+	}
+	r.TransactionID = tx
+	if r.RecordedAt, err = time.Parse(time.RFC3339Nano, m.Get("recorded_at")); err != nil {
+		errs = append(errs, fmt.Errorf("recorded_at: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return r, fmt.Errorf("decode event message %s: %w", msg.UUID, err)
+	}
+	return r, nil
+}
+
+// InsertQuery is refused: events enter the log through eventstore.Store only.
+func (logSource) InsertQuery(wsql.InsertQueryParams) (wsql.Query, error) {
+	return wsql.Query{}, errors.New("the event log is appended through eventstore.Store, not published to")
+}
+
+// SchemaInitializingQueries is empty: migrations own the schema.
+func (logSource) SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	return nil, nil
+}
+
+// SubscribeIsolationLevel is repeatable read, as watermill-sql's Postgres
+// schema uses: one snapshot for the checkpoint lock and the batch.
+func (logSource) SubscribeIsolationLevel() sql.IsolationLevel { return sql.LevelRepeatableRead }

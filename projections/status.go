@@ -1,0 +1,118 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// States of a projection.
+const (
+	StateRunning    = "running"
+	StateStopped    = "stopped"
+	StateRebuilding = "rebuilding"
+)
+
+// Status is what operators see of a projection.
+type Status struct {
+	Name string `json:"name"`
+	// State is running, stopped (on a failing event) or rebuilding.
+	State string `json:"state"`
+	// Checkpoint is the cursor of the last event applied.
+	Checkpoint eventstore.Cursor `json:"-"`
+	// Position is the log position of the last event applied.
+	Position int64 `json:"position"`
+	// Behind counts the events in the log after the checkpoint.
+	Behind         int64     `json:"behind"`
+	LastError      string    `json:"last_error,omitempty"`
+	FailedEventID  string    `json:"failed_event_id,omitempty"`
+	FailedPosition int64     `json:"failed_position,omitempty"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// Statuses reads the status of the named projections, in the order given.
+// A projection that never ran reads as running at the start of the log.
+func Statuses(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, error) {
+	out := make([]Status, 0, len(names))
+	for _, name := range names {
+		s := Status{Name: name, State: StateRunning}
+		err := db.QueryRow(ctx, `SELECT state, last_error, failed_event_id, failed_position, updated_at
+			FROM projection_status WHERE name = $1`, name).
+			Scan(&s.State, &s.LastError, &s.FailedEventID, &s.FailedPosition, &s.UpdatedAt)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("read status of %s: %w", name, err)
+		}
+		s.Checkpoint, err = checkpoint(ctx, db, name)
+		if err != nil {
+			return nil, err
+		}
+		s.Position = s.Checkpoint.Position
+		err = db.QueryRow(ctx, `SELECT count(*) FROM events
+			WHERE (transaction_id, position) > ($1::xid8, $2::bigint)`,
+			s.Checkpoint.TransactionID, s.Checkpoint.Position).Scan(&s.Behind)
+		if err != nil {
+			return nil, fmt.Errorf("count events behind %s: %w", name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Checkpoints returns each named projection's checkpoint; Start for one
+// that has applied nothing.
+func Checkpoints(ctx context.Context, db *pgxpool.Pool, names []string) (map[string]eventstore.Cursor, error) {
+	out := make(map[string]eventstore.Cursor, len(names))
+	for _, n := range names {
+		c, err := checkpoint(ctx, db, n)
+		if err != nil {
+			return nil, err
+		}
+		out[n] = c
+	}
+	return out, nil
+}
+
+func checkpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventstore.Cursor, error) {
+	var c eventstore.Cursor
+	var pos *int64
+	err := db.QueryRow(ctx, `SELECT last_processed_transaction_id, offset_acked FROM `+checkpointTable+`
+		WHERE consumer_group = $1`, name).Scan(&c.TransactionID, &pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read checkpoint of %s: %w", name, err)
+	}
+	if pos != nil {
+		c.Position = *pos
+	}
+	return c, nil
+}
+
+func setRunning(ctx context.Context, db *pgxpool.Pool, name string) error {
+	_, err := db.Exec(ctx, `INSERT INTO projection_status (name, state) VALUES ($1, 'running')
+		ON CONFLICT (name) DO UPDATE SET state = 'running', last_error = '', failed_event_id = '',
+			failed_position = 0, updated_at = now()
+		WHERE projection_status.state <> 'rebuilding'`, name)
+	if err != nil {
+		return fmt.Errorf("mark %s running: %w", name, err)
+	}
+	return nil
+}
+
+func setStopped(ctx context.Context, db *pgxpool.Pool, name string, rec eventstore.Recorded, cause error) error {
+	_, err := db.Exec(ctx, `INSERT INTO projection_status (name, state, last_error, failed_event_id, failed_position)
+		VALUES ($1, 'stopped', $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET state = 'stopped', last_error = $2, failed_event_id = $3,
+			failed_position = $4, updated_at = now()`, name, cause.Error(), rec.EventID, rec.Position)
+	if err != nil {
+		return fmt.Errorf("mark %s stopped: %w", name, err)
+	}
+	return nil
+}
