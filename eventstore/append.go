@@ -41,13 +41,38 @@ type StreamAppend struct {
 	Events   []Event
 }
 
-// SQLSTATEs raised by arq_append (migrations/00001_event_log.sql).
+// appendSQL appends one stream's events if the stream is at the expected
+// version ($3; -1 for any) and of the given type, and returns no row
+// otherwise. It first takes the stream's advisory lock (see
+// migrations/00001_event_log.sql for why every writer takes it before
+// writing). The statement's snapshot may predate the lock: if another
+// writer committed to the stream meanwhile, the computed versions collide
+// with its rows and the insert fails on events_stream_version_key, which
+// the caller treats like any concurrent writer. A repeated event id fails
+// on events_event_id_key. Unusual outcomes are explained afterwards by
+// explain; the common case is this one statement.
+const appendSQL = `WITH head AS (
+		SELECT version, stream_type FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+	)
+	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
+	SELECT n.id, $1, $2, coalesce((SELECT version FROM head), 0) + n.ord::integer, n.typ, n.sv, n.d, n.m
+	FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS n(id, typ, sv, d, m, ord)
+	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
+	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
+	  AND coalesce((SELECT stream_type FROM head), $2) = $2
+	ORDER BY n.ord
+	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+
+// Constraint names of the events table (migrations/00001_event_log.sql).
 const (
-	codeConflict     = "AQ001"
-	codeIDReused     = "AQ002"
-	codeStreamType   = "AQ003"
-	codeUniqueViolat = "23505"
+	constraintStreamVersion = "events_stream_version_key"
+	constraintEventID       = "events_event_id_key"
+	codeUniqueViolation     = "23505"
 )
+
+// maxRaces bounds how often an append with Any() is retried when another
+// writer of the same stream committed first.
+const maxRaces = 20
 
 // Append appends events to one stream atomically, if the stream is at the
 // expected version. A conflict returns a *ConflictError (errors.Is
@@ -62,54 +87,188 @@ func (s *Store) Append(ctx context.Context, stream Stream, expected Expected, ev
 }
 
 // AppendMulti appends to several streams in one transaction: all appends
-// happen or none does. Streams are locked before the first write, so each
-// stream's events stay in version order in the commit-safe read of the log.
+// happen or none does. Every stream's lock is taken before the first
+// write, so each stream's events stay in version order in the commit-safe
+// read of the log.
 func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
 	args, err := buildArgs(appends)
 	if err != nil {
 		return nil, err
 	}
-
-	results := make([]AppendResult, len(appends))
-	b := &pgx.Batch{}
-	if len(appends) > 1 {
-		ids := make([]string, len(appends))
-		for i, a := range appends {
-			ids[i] = a.Stream.ID
+	for race := 0; ; race++ {
+		var results []AppendResult
+		if len(args) == 1 {
+			results, err = s.appendOne(ctx, args[0])
+		} else {
+			results, err = s.appendMany(ctx, args)
 		}
-		b.Queue(`SELECT arq_lock_streams($1)`, ids)
+		var lost lostRace
+		if errors.As(err, &lost) && race < maxRaces {
+			continue // another writer moved an Any() stream first
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range results {
+			if !r.Repeated {
+				s.onAppend()
+				break
+			}
+		}
+		return results, nil
 	}
+}
+
+// appendOne appends to one stream in one autocommit statement.
+func (s *Store) appendOne(ctx context.Context, a appendArgs) ([]AppendResult, error) {
+	rows, err := s.pool.Query(ctx, appendSQL, a.queryArgs()...)
+	if err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	r, err := scanPlaced(rows, a.streamID)
+	if err == nil && len(r.Events) == len(a.ids) {
+		return []AppendResult{r}, nil
+	}
+	r, err = s.explain(ctx, a, err)
+	if err != nil {
+		return nil, err
+	}
+	return []AppendResult{r}, nil
+}
+
+// appendMany appends to several streams in one transaction: the locks, in
+// key order, then one statement per stream, all sent in one round trip.
+func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []AppendResult, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("append: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	ids := make([]string, len(args))
 	for i, a := range args {
-		i := i
-		b.Queue(`SELECT event_id, position, version, transaction_id, recorded_at, repeated FROM arq_append($1, $2, $3, $4, $5, $6, $7, $8)`,
-			a.streamID, a.streamType, a.expected, a.ids, a.types, a.schemaVersions, a.data, a.metadata,
-		).Query(func(rows pgx.Rows) error {
-			r, err := scanPlaced(rows, appends[i].Stream.ID)
-			results[i] = r
+		ids[i] = a.streamID
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM (
+		SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest($1::text[]) s) keys ORDER BY k`, ids)
+	res = make([]AppendResult, len(args))
+	failed := -1
+	var failure error
+	for i, a := range args {
+		b.Queue(appendSQL, a.queryArgs()...).Query(func(rows pgx.Rows) error {
+			r, err := scanPlaced(rows, a.streamID)
+			res[i] = r
+			if (err != nil || len(r.Events) != len(a.ids)) && failed < 0 {
+				failed, failure = i, err
+			}
 			return err
 		})
 	}
-
-	// A batch sent outside a transaction runs as one implicit transaction:
-	// any failing statement rolls back every statement before it.
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, appendError(err, appends)
-	}
-	for _, r := range results {
-		if !r.Repeated {
-			s.onAppend()
-			break
+	batchErr := tx.SendBatch(ctx, b).Close()
+	if failed < 0 && batchErr != nil {
+		// The failing statement is the first stream left short.
+		for i, a := range args {
+			if len(res[i].Events) != len(a.ids) {
+				failed, failure = i, batchErr
+				break
+			}
+		}
+		if failed < 0 {
+			return nil, fmt.Errorf("append: %w", batchErr)
 		}
 	}
-	return results, nil
+	if failed >= 0 {
+		// Nothing of this transaction may stay; say why the stream failed.
+		if err := tx.Rollback(ctx); err != nil {
+			return nil, fmt.Errorf("append: roll back: %w", err)
+		}
+		r, err := s.explain(ctx, args[failed], failure)
+		if err != nil {
+			return nil, err
+		}
+		if len(args) > 1 && r.Repeated {
+			// A repeat of one stream's part alone is no retry of the whole.
+			return nil, fmt.Errorf("append: %w", ErrEventIDReused)
+		}
+		return nil, lostRace{}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("append: commit: %w", err)
+	}
+	return res, nil
+}
+
+// lostRace reports that another writer committed to an Any() stream between
+// reading its version and inserting; the append is tried again.
+type lostRace struct{}
+
+func (lostRace) Error() string { return "append: lost a race with another writer" }
+
+// explain says why an append statement wrote fewer events than it was
+// given: a repeat (the original result), a version conflict, a stream type
+// mismatch, reused ids, or a race to retry. cause is the statement's error,
+// if it failed rather than matched no row.
+func (s *Store) explain(ctx context.Context, a appendArgs, cause error) (AppendResult, error) {
+	var pgErr *pgconn.PgError
+	if cause != nil && !(errors.As(cause, &pgErr) && pgErr.Code == codeUniqueViolation) {
+		return AppendResult{}, fmt.Errorf("append: %w", cause)
+	}
+	recorded, err := s.recorded(ctx, a)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	switch {
+	case len(recorded.Events) == len(a.ids):
+		return recorded, nil
+	case len(recorded.Events) > 0:
+		return AppendResult{}, fmt.Errorf("append: %w", ErrEventIDReused)
+	}
+	var current int
+	var typ string
+	err = s.pool.QueryRow(ctx, `SELECT version, stream_type FROM events WHERE stream_id = $1
+		ORDER BY version DESC LIMIT 1`, a.streamID).Scan(&current, &typ)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return AppendResult{}, fmt.Errorf("append: read stream head: %w", err)
+	}
+	switch {
+	case typ != "" && typ != a.streamType:
+		return AppendResult{}, fmt.Errorf("append: %w: stream %s has type %s, not %s", ErrStreamType, a.streamID, typ, a.streamType)
+	case a.expected.v >= 0 && int64(current) != a.expected.v:
+		return AppendResult{}, &ConflictError{StreamID: a.streamID, Expected: a.expected, Current: current}
+	}
+	return AppendResult{}, lostRace{}
+}
+
+// recorded returns the events of a that the log holds already, as the
+// original append reported them.
+func (s *Store) recorded(ctx context.Context, a appendArgs) (AppendResult, error) {
+	rows, err := s.pool.Query(ctx, `SELECT event_id, position, version, transaction_id, recorded_at
+		FROM events WHERE event_id = ANY ($1) ORDER BY position`, a.ids)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
+	}
+	r, err := scanPlaced(rows, a.streamID)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
+	}
+	r.Repeated = true
+	return r, nil
 }
 
 type appendArgs struct {
 	streamID, streamType string
-	expected             int64
+	expected             Expected
 	ids, types           []string
 	schemaVersions       []int32
 	data, metadata       []string
+}
+
+func (a appendArgs) queryArgs() []any {
+	return []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}
 }
 
 func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
@@ -130,7 +289,7 @@ func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
 			return nil, fmt.Errorf("%w: no events for stream %s", ErrInvalid, a.Stream.ID)
 		}
 		x := appendArgs{
-			streamID: a.Stream.ID, streamType: a.Stream.Type, expected: a.Expected.v,
+			streamID: a.Stream.ID, streamType: a.Stream.Type, expected: a.Expected,
 			ids: make([]string, len(a.Events)), types: make([]string, len(a.Events)),
 			schemaVersions: make([]int32, len(a.Events)),
 			data:           make([]string, len(a.Events)), metadata: make([]string, len(a.Events)),
@@ -173,10 +332,11 @@ func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
 }
 
 func scanPlaced(rows pgx.Rows, streamID string) (AppendResult, error) {
+	defer rows.Close()
 	r := AppendResult{StreamID: streamID}
 	for rows.Next() {
 		var p Placed
-		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt, &r.Repeated); err != nil {
+		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
 			return r, fmt.Errorf("scan appended event: %w", err)
 		}
 		r.Events = append(r.Events, p)
@@ -186,38 +346,4 @@ func scanPlaced(rows pgx.Rows, streamID string) (AppendResult, error) {
 	}
 	r.Version = r.Last().Version
 	return r, nil
-}
-
-// appendError turns the database's answer into the store's errors.
-func appendError(err error, appends []StreamAppend) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return fmt.Errorf("append: %w", err)
-	}
-	switch pgErr.Code {
-	case codeConflict:
-		var d struct {
-			StreamID string `json:"stream_id"`
-			Current  int    `json:"current"`
-		}
-		if jerr := json.Unmarshal([]byte(pgErr.Detail), &d); jerr != nil {
-			return fmt.Errorf("append: conflict with unreadable detail %q: %w", pgErr.Detail, ErrConflict)
-		}
-		ce := &ConflictError{StreamID: d.StreamID, Current: d.Current}
-		for _, a := range appends {
-			if a.Stream.ID == d.StreamID {
-				ce.Expected = a.Expected
-			}
-		}
-		return ce
-	case codeIDReused:
-		return fmt.Errorf("append: %w", ErrEventIDReused)
-	case codeStreamType:
-		return fmt.Errorf("append: %w: %s", ErrStreamType, pgErr.Message)
-	case codeUniqueViolat:
-		// Two appends of the same event ids to different streams raced past
-		// the id check; the loser's ids are recorded now.
-		return fmt.Errorf("append: %w", ErrEventIDReused)
-	}
-	return fmt.Errorf("append: %w", err)
 }

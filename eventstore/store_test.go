@@ -373,11 +373,11 @@ func TestReadAllNeverSkipsLateCommit(t *testing.T) {
 	}
 	defer txA.Rollback(ctx)
 	// ...A then takes the first position...
-	if _, err := txA.Exec(ctx, `SELECT * FROM arq_append('a', 'test', -1, ARRAY[$1], ARRAY['x'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])`, ulid.Make().String()); err != nil {
+	if _, err := txA.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata) VALUES ($1, 'a', 'test', 1, 'x', '{}', '{}')`, ulid.Make().String()); err != nil {
 		t.Fatal(err)
 	}
 	// ...B the second, and commits.
-	if _, err := txB.Exec(ctx, `SELECT * FROM arq_append('b', 'test', -1, ARRAY[$1], ARRAY['x'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])`, ulid.Make().String()); err != nil {
+	if _, err := txB.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata) VALUES ($1, 'b', 'test', 1, 'x', '{}', '{}')`, ulid.Make().String()); err != nil {
 		t.Fatal(err)
 	}
 	if err := txB.Commit(ctx); err != nil {

@@ -21,85 +21,12 @@ CREATE TABLE events (
     CONSTRAINT events_event_id_key UNIQUE (event_id)
 );
 
--- arq_lock_streams serialises writers of the given streams until the end of the
--- transaction. Locks are advisory (they assign no transaction id) and taken in
--- key order, so a transaction holds every lock before its first write: its
--- transaction id is then greater than that of any earlier writer of those
--- streams, which keeps per-stream order in the (transaction_id, position) read.
--- +goose StatementBegin
-CREATE FUNCTION arq_lock_streams(p_stream_ids text[]) RETURNS void
-LANGUAGE sql VOLATILE AS $$
-    SELECT pg_advisory_xact_lock(k)
-    FROM (SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest(p_stream_ids) AS s) keys
-    ORDER BY k;
-$$;
--- +goose StatementEnd
-
--- arq_append appends events to one stream with an optimistic concurrency check.
--- p_expected: -1 any version, 0 the stream must not exist yet, N the stream
--- must be at version N. A conflict raises SQLSTATE AQ001. Appending event ids that are all recorded already
--- (a retried command) writes nothing and returns the original rows; a partial
--- overlap raises AQ002. The DETAIL of AQ001 and AQ003 is JSON naming the
--- stream and its current version.
--- +goose StatementBegin
-CREATE FUNCTION arq_append(
-    p_stream_id       text,
-    p_stream_type     text,
-    p_expected        bigint,
-    p_event_ids       text[],
-    p_event_types     text[],
-    p_schema_versions integer[],
-    p_data            jsonb[],
-    p_metadata        jsonb[]
-) RETURNS TABLE (event_id text, "position" bigint, version integer, transaction_id xid8, recorded_at timestamptz, repeated boolean)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-DECLARE
-    v_current  integer;
-    v_type     text;
-    v_existing integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id, 0));
-
-    SELECT count(*) INTO v_existing FROM events e WHERE e.event_id = ANY (p_event_ids);
-    IF v_existing > 0 THEN
-        IF v_existing = cardinality(p_event_ids) THEN
-            RETURN QUERY
-                SELECT e.event_id::text, e.position, e.version, e.transaction_id, e.recorded_at, true
-                FROM events e WHERE e.event_id = ANY (p_event_ids) ORDER BY e.position;
-            RETURN;
-        END IF;
-        RAISE EXCEPTION 'some of these event ids are recorded already, not all'
-            USING ERRCODE = 'AQ002';
-    END IF;
-
-    SELECT e.version, e.stream_type INTO v_current, v_type
-    FROM events e WHERE e.stream_id = p_stream_id ORDER BY e.version DESC LIMIT 1;
-    v_current := coalesce(v_current, 0);
-
-    IF p_expected >= 0 AND p_expected <> v_current THEN
-        RAISE EXCEPTION 'stream % is at version %, not %', p_stream_id, v_current, p_expected
-            USING ERRCODE = 'AQ001',
-                  DETAIL = json_build_object('stream_id', p_stream_id, 'current', v_current)::text;
-    END IF;
-    IF v_type IS NOT NULL AND v_type <> p_stream_type THEN
-        RAISE EXCEPTION 'stream % has type %, not %', p_stream_id, v_type, p_stream_type
-            USING ERRCODE = 'AQ003',
-                  DETAIL = json_build_object('stream_id', p_stream_id, 'current', v_current)::text;
-    END IF;
-
-    RETURN QUERY
-        INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-        SELECT n.id, p_stream_id, p_stream_type, v_current + n.ord::integer, n.typ, n.sv, n.d, n.m
-        FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_data, p_metadata)
-             WITH ORDINALITY AS n(id, typ, sv, d, m, ord)
-        ORDER BY n.ord
-        RETURNING e.event_id::text, e.position, e.version, e.transaction_id, e.recorded_at, false;
-END;
-$$;
--- +goose StatementEnd
+-- Writers of a stream hold pg_advisory_xact_lock(hashtextextended(stream_id, 0))
+-- from before their first write until they commit (see eventstore/append.go).
+-- The lock assigns no transaction id, so a transaction that appends to several
+-- streams takes all their locks before its id is assigned: its id is then
+-- greater than that of any earlier writer of those streams, which keeps each
+-- stream's versions in order in the (transaction_id, position) read.
 
 -- +goose Down
-DROP FUNCTION arq_append(text, text, bigint, text[], text[], integer[], jsonb[], jsonb[]);
-DROP FUNCTION arq_lock_streams(text[]);
 DROP TABLE events;
