@@ -6,79 +6,99 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/eventstore"
 )
 
-// savepoint wraps each event, so a failing event leaves no partial write.
+// savepoint wraps each event in careful mode, so a failing event leaves no
+// partial write.
 const savepoint = "arq_event"
 
 // eventTx is the Tx handed to Projection.Apply for one event, inside the
-// subscriber's transaction.
+// subscriber's transaction. Writes go to a batch: the event's own (careful
+// mode) or the transaction's pipeline (fast mode).
 type eventTx struct {
-	tx    pgx.Tx
-	batch pgx.Batch
-	// opened is true once the savepoint is set on the server. Reads set it
-	// first; a write-only event sends it in the same round trip as its writes.
-	opened bool
+	shared *sharedTx
+	batch  *pgx.Batch
+	// opened is true once the careful-mode savepoint is set on the server.
+	opened  bool
+	careful bool
 }
 
 func (t *eventTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
 
 func (t *eventTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if err := t.open(ctx); err != nil {
+	if err := t.beforeRead(ctx); err != nil {
 		return nil, err
 	}
-	return t.tx.Query(ctx, sql, args...)
+	return t.shared.pgx.Query(ctx, sql, args...)
 }
 
 func (t *eventTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := t.open(ctx); err != nil {
+	if err := t.beforeRead(ctx); err != nil {
 		return errRow{err}
 	}
-	return t.tx.QueryRow(ctx, sql, args...)
+	return t.shared.pgx.QueryRow(ctx, sql, args...)
 }
 
-func (t *eventTx) open(ctx context.Context) error {
+// beforeRead makes the server state what a read must see: in fast mode the
+// writes of the events before this one, in careful mode this event's
+// savepoint.
+func (t *eventTx) beforeRead(ctx context.Context) error {
+	if !t.careful {
+		return t.shared.flush(ctx)
+	}
 	if t.opened {
 		return nil
 	}
-	if _, err := t.tx.Exec(ctx, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := t.shared.pgx.Exec(ctx, "SAVEPOINT "+savepoint); err != nil {
 		return fmt.Errorf("set savepoint: %w", err)
 	}
 	t.opened = true
 	return nil
 }
 
-// applyOnce applies e through p inside a savepoint and releases it, or rolls
-// back to it and returns the error. A panic in p is an error like any other.
-func applyOnce(ctx context.Context, tx pgx.Tx, p Projection, e eventOf) (err error) {
-	t := &eventTx{tx: tx}
+// applyPipelined applies e in fast mode: its writes join the transaction's
+// pipeline, sent with the checkpoint write (see sharedTx.flush).
+func applyPipelined(ctx context.Context, tx *sharedTx, p Projection, e eventstore.Recorded) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("projection %s panicked: %v", p.Name(), r)
+		}
+	}()
+	return p.Apply(ctx, &eventTx{shared: tx, batch: &tx.pending}, e)
+}
+
+// applyCareful applies e in careful mode: inside its own savepoint, sent
+// with its writes in one round trip and released, or rolled back on error.
+func applyCareful(ctx context.Context, tx *sharedTx, p Projection, e eventstore.Recorded) (err error) {
+	t := &eventTx{shared: tx, batch: &pgx.Batch{}, careful: true}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("projection %s panicked: %v", p.Name(), r)
 		}
 		if err != nil && t.opened {
-			if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint+"; RELEASE SAVEPOINT "+savepoint); rbErr != nil {
+			if _, rbErr := tx.pgx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint+"; RELEASE SAVEPOINT "+savepoint); rbErr != nil {
 				err = errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))
 			}
 		}
 	}()
-	if err := p.Apply(ctx, t, e.rec); err != nil {
+	if err := p.Apply(ctx, t, e); err != nil {
 		return err
 	}
 	if t.batch.Len() == 0 {
 		if t.opened {
-			_, err = tx.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)
+			_, err = tx.pgx.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)
 		}
 		return err
 	}
-	writes := t.batch.QueuedQueries
 	if !t.opened {
-		t.batch.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "SAVEPOINT " + savepoint}}, writes...)
+		t.batch.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "SAVEPOINT " + savepoint}}, t.batch.QueuedQueries...)
 		// From here on a failure may have set the savepoint: roll back to it.
 		t.opened = true
 	}
 	t.batch.Queue("RELEASE SAVEPOINT " + savepoint)
-	if err := tx.SendBatch(ctx, &t.batch).Close(); err != nil {
+	if err := tx.pgx.SendBatch(ctx, t.batch).Close(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil

@@ -19,12 +19,16 @@ import (
 
 // Config tunes the engine; zero values take the defaults.
 type Config struct {
-	// BatchSize is how many events one subscriber transaction applies.
-	// Larger batches amortise the checkpoint write but hold the
+	// BatchSize is how many events one subscriber transaction applies in
+	// fast mode. Larger batches amortise the checkpoint write but hold the
 	// transaction, and with it pg_snapshot_xmin for every reader of the
-	// log, for longer. Keep it under 64: each event's savepoint is a
-	// subtransaction, and past 64 Postgres's snapshots of all sessions slow down.
+	// log, for longer.
 	BatchSize int
+	// CarefulBatchSize is the batch size while replaying a failed batch
+	// event by event. Keep it under 64: each event's savepoint is a
+	// subtransaction, and past 64 in one transaction every session's
+	// snapshots slow down.
+	CarefulBatchSize int
 	// Attempts is how often an event is tried before its projection stops.
 	Attempts int
 	// RetryDelay is the pause before the second attempt; it doubles after.
@@ -43,7 +47,10 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 50
+		c.BatchSize = 200
+	}
+	if c.CarefulBatchSize <= 0 || c.CarefulBatchSize > 64 {
+		c.CarefulBatchSize = 50
 	}
 	if c.Attempts <= 0 {
 		c.Attempts = 3
@@ -125,9 +132,9 @@ func (e *Engine) Stats() map[string]BatchStats {
 // stops on a failing event stops alone; Run returns when ctx ends or when
 // every projection has stopped.
 func (e *Engine) Run(ctx context.Context) error {
-	wlog := watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
+	wlog := quietLogger{watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // Watermill's lifecycle chatter
-	})
+	})}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
 		return fmt.Errorf("create router: %w", err)
@@ -137,9 +144,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	for _, p := range e.projections {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
-		sub, err := wsql.NewSubscriber(timedBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
+		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
 			ConsumerGroup:  p.Name(),
-			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize},
+			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful},
 			OffsetsAdapter: offsetsAdapter,
 			BackoffManager: newWaker(runCtx, e.notifier, e.cfg, r.log),
 			ResendInterval: e.cfg.RetryDelay,
@@ -187,4 +194,14 @@ func (e *Engine) recordBatch(name string, held time.Duration, events int64) {
 		s.Max = held
 	}
 	e.mu.Unlock()
+}
+
+// quietLogger drops Watermill's per-message trace and debug lines before
+// their fields are built: they cost more than applying an event.
+type quietLogger struct{ watermill.LoggerAdapter }
+
+func (quietLogger) Debug(string, watermill.LogFields) {}
+func (quietLogger) Trace(string, watermill.LogFields) {}
+func (l quietLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
+	return quietLogger{l.LoggerAdapter.With(f)}
 }

@@ -23,7 +23,9 @@ type env struct {
 	notifier *eventstore.Notifier
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	pool := testdb.Pool(t, testdb.New(t))
 	n := eventstore.NewNotifier(pool, quietLog())
@@ -222,7 +224,7 @@ func TestProjectorAppliesLateCommit(t *testing.T) {
 	}
 	defer txA.Rollback(ctx)
 	idA := ulid.Make().String()
-	if _, err := txA.Exec(ctx, `SELECT * FROM arq_append('a', 'test', -1, ARRAY[$1], ARRAY['x'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb])`, idA); err != nil {
+	if _, err := txA.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata) VALUES ($1, 'a', 'test', 1, 'x', '{}', '{}')`, idA); err != nil {
 		t.Fatal(err)
 	}
 	resB, err := e.store.Append(ctx, eventstore.Stream{ID: "b", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -28,7 +29,8 @@ var offsetsAdapter = wsql.DefaultPostgreSQLOffsetsAdapter{
 // logSource is a watermill-sql SchemaAdapter over ARQ's events table: the
 // subscriber reads the log where commands wrote it, with no second copy.
 type logSource struct {
-	batchSize int
+	batchSize, carefulBatchSize int
+	careful                     *atomic.Bool
 }
 
 // SelectQuery reads the next batch after the projection's checkpoint in
@@ -50,8 +52,15 @@ func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 	) AS batch
 	ORDER BY transaction_id, position
-	LIMIT ` + strconv.Itoa(s.batchSize)
+	LIMIT ` + strconv.Itoa(s.limit())
 	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+func (s logSource) limit() int {
+	if s.careful != nil && s.careful.Load() {
+		return s.carefulBatchSize
+	}
+	return s.batchSize
 }
 
 // UnmarshalMessage turns a row into a message whose payload is the event's

@@ -44,6 +44,8 @@ func (w *waker) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	switch {
 	case err != nil && w.ctx.Err() != nil:
 		return 0
+	case err != nil && errors.Is(err, errBatchFailed):
+		return 0 // replay the batch at once, event by event
 	case err != nil && contended(err):
 		// Another process applied a batch of this projection first.
 		return time.Duration(5+rand.IntN(20)) * time.Millisecond
