@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/migrations"
+	"github.com/arq-memory/arq/projections"
+)
+
+// registered lists every projection the binary runs, in the order their
+// status is shown.
+func registered() []projections.Projection {
+	return []projections.Projection{
+		projections.Streams{},
+	}
+}
+
+// App is one arq process, wired by hand: its Postgres pools, event store,
+// notifier, projection engine and HTTP server.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	pool     *pgxpool.Pool // commands and reads
+	projPool *pgxpool.Pool // projector transactions
+	store    *eventstore.Store
+	notifier *eventstore.Notifier
+	engine   *projections.Engine
+}
+
+// setup creates the database if it is missing and migrates it; serve and
+// migrate do this, the other commands expect a migrated database.
+func setup(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	return migrations.Apply(ctx, cfg.DatabaseURL, log)
+}
+
+// open connects to the database and builds the process's parts.
+func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Projection) (*App, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	pcfg.MaxConns = int32(cfg.DBMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to Postgres at %s: %w", pcfg.ConnConfig.Host, err)
+	}
+
+	// A projection's writes and its checkpoint commit together, so a
+	// projector commit lost in a crash loses both and is redone from the
+	// log: projector transactions need not wait for the WAL flush.
+	ppcfg := pcfg.Copy()
+	ppcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	ppcfg.ConnConfig.RuntimeParams["application_name"] = "arq-projector"
+	ppcfg.MaxConns = int32(len(ps) + 2)
+	projPool, err := pgxpool.NewWithConfig(ctx, ppcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect projector pool: %w", err)
+	}
+
+	a := &App{cfg: cfg, log: log, pool: pool, projPool: projPool}
+	a.notifier = eventstore.NewNotifier(pool, log)
+	a.store = eventstore.New(pool, eventstore.WithAppendHook(a.notifier.Notify))
+	a.engine, err = projections.NewEngine(projPool, a.notifier, ps, projections.Config{}, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close releases the database connections.
+func (a *App) Close() {
+	a.projPool.Close()
+	a.pool.Close()
+}
+
+// runParts runs the notifier, and the projection engine if asked, until ctx
+// ends; it returns a wait function for their end. fail hears of a part
+// that ends early; the engine ends early when every projection stopped on
+// a failing event.
+func (a *App) runParts(ctx context.Context, withEngine bool, fail func(error)) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.notifier.Run(ctx); err != nil {
+			fail(fmt.Errorf("notifier: %w", err))
+		}
+	}()
+	if withEngine {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := a.engine.Run(ctx)
+			switch {
+			case err != nil:
+				fail(fmt.Errorf("projections: %w", err))
+			case ctx.Err() == nil:
+				fail(errors.New("every projection stopped on a failing event; see 'arq projections status'"))
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// Serve runs the HTTP API (and projections, unless configured off) until
+// ctx ends, then stops gracefully. ready, if not nil, receives the address
+// the server listens on.
+func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler: api.New(api.Deps{
+			DB:          a.pool,
+			Projections: names(registered()),
+			Log:         a.log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The API keeps serving when projections stop: /readyz reports it.
+	wait := a.runParts(ctx, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("arq serving", "addr", ln.Addr().String(), "projections", a.cfg.Projections)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+		cancel(serveErr)
+	case <-ctx.Done():
+	}
+	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer stop()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		serveErr = errors.Join(serveErr, fmt.Errorf("shut down HTTP server: %w", err))
+	}
+	cancel(nil)
+	wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return errors.Join(serveErr, cause)
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return serveErr
+}
+
+func names(ps []projections.Projection) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name()
+	}
+	return out
+}

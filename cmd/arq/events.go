@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// eventLine is one NDJSON line of `arq events`: the event and the cursor to
+// resume after it.
+type eventLine struct {
+	Cursor string `json:"cursor"`
+	eventstore.Recorded
+}
+
+func (c *cli) events(ctx context.Context, args []string) error {
+	var f eventstore.Filter
+	var after, types string
+	var follow bool
+	var limit int
+	if _, err := c.parse("events", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&f.StreamID, "stream", "", "only this stream")
+		fs.StringVar(&f.StreamType, "stream-type", "", "only streams of this type")
+		fs.StringVar(&types, "type", "", "only these event types, comma separated")
+		fs.StringVar(&after, "after", "", "start after this cursor (as printed in each line's \"cursor\")")
+		fs.BoolVar(&follow, "follow", false, "keep printing new events as they are committed")
+		fs.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
+	}, 0); err != nil {
+		return err
+	}
+	cur, err := eventstore.ParseCursor(after)
+	if err != nil {
+		return usagef("--after: %v", err)
+	}
+	if types != "" {
+		f.EventTypes = strings.Split(types, ",")
+	}
+	if limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	log := c.cfg.logger(c.stderr)
+	app, err := open(ctx, c.cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	if follow {
+		nctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wait := app.runParts(nctx, false, func(error) {})
+		defer wait()
+		defer cancel()
+	}
+
+	out := bufio.NewWriter(c.stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	printed := 0
+	for {
+		seen := app.notifier.Generation()
+		page, err := app.store.ReadAll(ctx, cur, 500, f)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, r := range page {
+			if err := enc.Encode(eventLine{Cursor: r.Cursor().String(), Recorded: r}); err != nil {
+				return fmt.Errorf("write event: %w", err)
+			}
+			printed++
+			if limit > 0 && printed >= limit {
+				return nil
+			}
+		}
+		if len(page) > 0 {
+			cur = page[len(page)-1].Cursor()
+			continue
+		}
+		if !follow {
+			return nil
+		}
+		if err := out.Flush(); err != nil {
+			return fmt.Errorf("write events: %w", err)
+		}
+		// Poll now and then too: a commit hidden behind an older open
+		// transaction becomes visible without any notification.
+		app.notifier.Wait(ctx, seen, 200*time.Millisecond)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,140 @@
+// Command arq is ARQ's one binary: the HTTP server, the projection workers,
+// and the operators' tools for the event log.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gin-gonic/gin"
+)
+
+const usage = `arq — memory and context store for AI assistants
+
+Usage:
+  arq serve                      create and migrate the database, serve the API and run projections
+  arq migrate                    create and migrate the database, then exit
+  arq project                    run the projections alone (no API)
+  arq projections status         show each projection's position, lag, state and last error
+  arq projections rebuild NAME   empty a projection and replay the log into it
+  arq events                     print the event log as NDJSON
+
+Run 'arq COMMAND -h' for a command's flags. Every flag has an ARQ_* environment variable.
+`
+
+// usageError is a mistake in the command line; it exits with status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+func main() {
+	gin.SetMode(gin.ReleaseMode)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status. Errors are
+// printed as one line on stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "arq: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "arq: %v\n", err)
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := envConfig(getenv)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	c := &cli{cfg: cfg, stdout: stdout, stderr: stderr}
+	switch args[0] {
+	case "serve":
+		return c.serve(ctx, args[1:])
+	case "migrate":
+		return c.migrate(ctx, args[1:])
+	case "project":
+		return c.project(ctx, args[1:])
+	case "projections":
+		if len(args) < 2 {
+			return usagef("projections needs status or rebuild")
+		}
+		switch args[1] {
+		case "status":
+			return c.projectionsStatus(ctx, args[2:])
+		case "rebuild":
+			return c.projectionsRebuild(ctx, args[2:])
+		}
+		return usagef("unknown projections command %q (want status or rebuild)", args[1])
+	case "events":
+		return c.events(ctx, args[1:])
+	}
+	return usagef("unknown command %q (run 'arq help')", args[0])
+}
+
+// cli carries one command line's configuration and output streams.
+type cli struct {
+	cfg    Config
+	stdout io.Writer
+	stderr io.Writer
+	// ready, when set, learns the HTTP address once `serve` listens.
+	ready func(addr string)
+}
+
+// parse parses a command's flags; positional names the positional
+// arguments it takes.
+func (c *cli) parse(name string, args []string, bind func(*flag.FlagSet), positional int) ([]string, error) {
+	fs := flag.NewFlagSet("arq "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	c.cfg.bindCommon(fs)
+	if bind != nil {
+		bind(fs)
+	}
+	// Flags may follow positional arguments: arq projections rebuild NAME --json.
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(rest) != positional {
+		return nil, usagef("arq %s takes %d argument(s), got %d", name, positional, len(rest))
+	}
+	if err := c.cfg.validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return rest, nil
+}

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// binary is the arq command built once for the tests that run it as a
+// separate process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "arq-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "arq")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build arq: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running arq process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startArq(t *testing.T, dbURL string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL}, env...)...)
+	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("arq %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	p.exited <- nil // for the cleanup
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// catalogMatchesLog compares the stream catalog with what the log says of
+// each stream: a missed or doubled event shows as a difference.
+func catalogMatchesLog(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var diff, events int
+	err := pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM (
+			(SELECT stream_id, max(version), count(*)::int, min(position), max(position) FROM events GROUP BY 1
+			 EXCEPT SELECT stream_id, version, event_count, first_position, last_position FROM streams)
+			UNION ALL
+			(SELECT stream_id, version, event_count, first_position, last_position FROM streams
+			 EXCEPT SELECT stream_id, max(version), count(*)::int, min(position), max(position) FROM events GROUP BY 1)
+		) d),
+		(SELECT count(*) FROM events)`).Scan(&diff, &events)
+	return diff == 0 && events > 0, err
+}
+
+// appendLoad appends n events over streams from several goroutines.
+func appendLoad(t *testing.T, store *eventstore.Store, writers, perWriter, streams int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				s := eventstore.Stream{ID: fmt.Sprintf("s-%d", (w*perWriter+i)%streams), Type: "test"}
+				if _, err := store.Append(context.Background(), s, eventstore.Any(), eventstore.Event{Type: "tick"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+func checkpointPosition(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var pos int64
+	err := pool.QueryRow(ctx, `SELECT coalesce(max(offset_acked), 0) FROM projection_checkpoints WHERE consumer_group = 'streams'`).Scan(&pos)
+	return pos, err
+}
+
+// A projection process killed mid-run leaves, after restart, the read model
+// of an uninterrupted run.
+func TestProjectProcessKilledMidRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	store := eventstore.New(pool)
+	appendLoad(t, store, 4, 500, 40)
+
+	p := startArq(t, url, nil, "project")
+	eventually(t, 30*time.Second, "projector under way", func() (bool, error) {
+		pos, err := checkpointPosition(ctx, pool)
+		return pos > 0, err
+	})
+	p.kill(t)
+	if ok, err := catalogMatchesLog(ctx, pool); err != nil || ok {
+		t.Fatalf("the kill came too late to test anything (caught up: %v, %v)", ok, err)
+	}
+	appendLoad(t, store, 2, 200, 40)
+
+	startArq(t, url, nil, "project")
+	eventually(t, 60*time.Second, "catalog matches the log after restart", func() (bool, error) {
+		return catalogMatchesLog(ctx, pool)
+	})
+}
+
+// Two projection processes on one database apply every event exactly once.
+func TestTwoProjectProcessesApplyEachEventOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	store := eventstore.New(pool)
+	a := startArq(t, url, nil, "project")
+	b := startArq(t, url, nil, "project")
+	appendLoad(t, store, 8, 300, 25)
+	eventually(t, 60*time.Second, "catalog matches the log", func() (bool, error) {
+		return catalogMatchesLog(ctx, pool)
+	})
+	for _, p := range []*proc{a, b} {
+		select {
+		case err := <-p.exited:
+			t.Fatalf("a projector exited: %v\n%s", err, p.stderr.String())
+		default:
+		}
+	}
+}
+
+// `arq serve` on a database that does not exist creates and migrates it,
+// answers its health checks, runs the projections and stops cleanly.
+func TestServeCreatesDatabaseAndServes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	name := "arq_serve_" + strings.ToLower(fmt.Sprint(time.Now().UnixNano()))
+	url := testdb.URLFor(name)
+	t.Cleanup(func() {
+		admin, err := pgxpool.New(ctx, testdb.AdminURL())
+		if err == nil {
+			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			admin.Close()
+		}
+	})
+	p := startArq(t, url, []string{"ARQ_HTTP_ADDR=127.0.0.1:0"}, "serve")
+	var addr string
+	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
+				addr = line.Addr
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, body)
+		}
+	}
+
+	pool := testdb.Pool(t, url)
+	appendLoad(t, eventstore.New(pool), 2, 50, 5)
+	eventually(t, 30*time.Second, "projections run inside serve", func() (bool, error) {
+		return catalogMatchesLog(ctx, pool)
+	})
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			t.Fatalf("serve exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+// runCLI runs one command line in-process against url.
+func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string {
+		if k == "ARQ_DATABASE_URL" {
+			return url
+		}
+		return ""
+	}
+	code = run(context.Background(), args, getenv, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestEventsPrintsTheLogAsNDJSON(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	store := eventstore.New(testdb.Pool(t, url))
+	store.Append(ctx, eventstore.Stream{ID: "u1", Type: "user"}, eventstore.Any(), eventstore.Event{Type: "user.registered", Data: []byte(`{"name":"Ada"}`)})
+	store.Append(ctx, eventstore.Stream{ID: "m1", Type: "memory"}, eventstore.Any(),
+		eventstore.Event{Type: "memory.stored"}, eventstore.Event{Type: "memory.updated"})
+
+	var lines []eventLine
+	eventually(t, 10*time.Second, "three events printed", func() (bool, error) {
+		code, out, errOut := runCLI(t, url, "events")
+		if code != 0 {
+			return false, fmt.Errorf("exit %d: %s", code, errOut)
+		}
+		lines = nil
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l == "" {
+				continue
+			}
+			var e eventLine
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				return false, fmt.Errorf("line %q: %w", l, err)
+			}
+			lines = append(lines, e)
+		}
+		return len(lines) == 3, nil
+	})
+	if lines[0].StreamID != "u1" || string(lines[0].Data) != `{"name":"Ada"}` || lines[0].Cursor == "" {
+		t.Fatalf("first line = %+v", lines[0])
+	}
+	code, out, _ := runCLI(t, url, "events", "--stream-type", "memory", "--type", "memory.updated")
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"memory.updated"`) {
+		t.Fatalf("filtered: exit %d, %q", code, out)
+	}
+	code, out, _ = runCLI(t, url, "events", "--after", lines[1].Cursor)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, lines[2].EventID) {
+		t.Fatalf("after cursor: exit %d, %q", code, out)
+	}
+}
+
+func TestEventsFollowTailsNewEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	store := eventstore.New(testdb.Pool(t, url))
+	cmd := exec.Command(binary, "events", "--follow", "--limit", "2")
+	cmd.Env = append(os.Environ(), "ARQ_DATABASE_URL="+url)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 2; i++ {
+		if _, err := store.Append(ctx, eventstore.Stream{ID: "f", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "tick"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(stdout); done <- b }()
+	select {
+	case b := <-done:
+		if n := bytes.Count(b, []byte("\n")); n != 2 {
+			t.Fatalf("followed %d events, want 2: %s", n, b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("events --follow did not print the new events")
+	}
+}
+
+func TestRebuildCommandReplaysTheLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	store := eventstore.New(pool)
+	appendLoad(t, store, 4, 100, 10)
+	eventually(t, 10*time.Second, "all events visible", func() (bool, error) {
+		got, err := store.ReadAll(ctx, eventstore.Start, 1000, eventstore.Filter{})
+		return len(got) == 400, err
+	})
+	// A stale row the rebuild must clear.
+	if _, err := pool.Exec(ctx, `INSERT INTO streams VALUES ('ghost', 'test', 9, 9, 1, 1, now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, url, "projections", "rebuild", "streams")
+	if code != 0 {
+		t.Fatalf("rebuild: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "rebuild streams: done, 400 events") {
+		t.Fatalf("rebuild output: %q", errOut)
+	}
+	if ok, err := catalogMatchesLog(ctx, pool); !ok || err != nil {
+		t.Fatalf("rebuilt catalog differs from the log (%v)", err)
+	}
+	code, out, _ := runCLI(t, url, "projections", "status", "--json")
+	var st []struct {
+		Name, State string
+		Behind      int64
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].State != "running" || st[0].Behind != 0 {
+		t.Fatalf("status after rebuild: exit %d, %s", code, out)
+	}
+}
+
+func TestCommandLineMistakesExitTwoWithOneLine(t *testing.T) {
+	t.Parallel()
+	url := testdb.URLFor("unused")
+	cases := [][]string{
+		{"bogus"},
+		{"projections"},
+		{"projections", "rebuild"},
+		{"projections", "rebuild", "nope"},
+		{"events", "--after", "12"},
+		{"events", "--limit", "-1"},
+		{"serve", "--log-format", "xml"},
+	}
+	for _, args := range cases {
+		code, _, errOut := runCLI(t, url, args...)
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		last := lines[len(lines)-1]
+		if code != 2 || !strings.HasPrefix(last, "arq: ") {
+			t.Errorf("arq %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+func TestUnreachableDatabaseIsOneLineError(t *testing.T) {
+	t.Parallel()
+	code, _, errOut := runCLI(t, "postgres://postgres@127.0.0.1:1/arq?sslmode=disable&connect_timeout=2", "projections", "status")
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "arq: ") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
