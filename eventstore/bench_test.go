@@ -22,8 +22,14 @@ import (
 
 const benchData = `{"role":"user","content":"remember that I prefer short answers","tokens":7}`
 
+// maxConns is ARQ's default pool size (ARQ_DB_MAX_CONNS): appenders beyond
+// it queue for a connection, in the store and in the baselines alike, as
+// they do in a running server.
+const maxConns = 20
+
 func benchPool(b *testing.B, conns int32) *pgxpool.Pool {
 	b.Helper()
+	conns = min(conns, maxConns)
 	cfg, err := pgxpool.ParseConfig(testdb.New(b))
 	if err != nil {
 		b.Fatal(err)
@@ -106,6 +112,30 @@ func BenchmarkPlainInsert(b *testing.B) {
 			parallel(b, n, func(w int, _ int64) error {
 				versions[w]++
 				_, err := pool.Exec(context.Background(), `INSERT INTO plain_events
+					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
+					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5)`,
+					ulid.Make().String(), fmt.Sprintf("bench-%d", w), versions[w], benchData, `{"correlation_id":"req","actor":"bench","tenant":"default"}`)
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkPlainInsertIndexed is a second baseline: the same INSERT into a
+// table with the events table's own keys and unique constraints, so the
+// difference to BenchmarkAppend is the append protocol alone (lock, version
+// check, idempotency), not the indexes the log needs.
+func BenchmarkPlainInsertIndexed(b *testing.B) {
+	for _, n := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("appenders=%d", n), func(b *testing.B) {
+			pool := benchPool(b, int32(n))
+			if _, err := pool.Exec(context.Background(), `CREATE TABLE indexed_events (LIKE events INCLUDING ALL)`); err != nil {
+				b.Fatal(err)
+			}
+			versions := make([]int, n)
+			parallel(b, n, func(w int, _ int64) error {
+				versions[w]++
+				_, err := pool.Exec(context.Background(), `INSERT INTO indexed_events
 					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
 					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5)`,
 					ulid.Make().String(), fmt.Sprintf("bench-%d", w), versions[w], benchData, `{"correlation_id":"req","actor":"bench","tenant":"default"}`)
