@@ -34,7 +34,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	return s
 }
 
-// StreamAppend is one stream's part of an AppendMulti.
+// StreamAppend is one stream's part of an AppendMulti. With no events it is
+// a guard: the stream is locked and must be at Expected, but gets nothing,
+// e.g. a message append guards its session against a concurrent close.
 type StreamAppend struct {
 	Stream   Stream
 	Expected Expected
@@ -95,6 +97,15 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 	if err != nil {
 		return nil, err
 	}
+	writes := 0
+	for _, a := range args {
+		if !a.guard() {
+			writes++
+		}
+	}
+	if writes == 0 {
+		return nil, fmt.Errorf("%w: no events to append", ErrInvalid)
+	}
 	for race := 0; ; race++ {
 		var results []AppendResult
 		if len(args) == 1 {
@@ -109,8 +120,8 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range results {
-			if !r.Repeated {
+		for i, r := range results {
+			if !r.Repeated && !args[i].guard() {
 				s.onAppend()
 				break
 			}
@@ -159,6 +170,18 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []Append
 	failed := -1
 	var failure error
 	for i, a := range args {
+		if a.guard() {
+			b.Queue(`SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, a.streamID).QueryRow(func(row pgx.Row) error {
+				var v int64
+				err := row.Scan(&v)
+				if err == nil && a.expected.v >= 0 && v != a.expected.v && failed < 0 {
+					failed, failure = i, &ConflictError{StreamID: a.streamID, Expected: a.expected, Current: int(v)}
+				}
+				res[i] = AppendResult{StreamID: a.streamID, Version: int(v)}
+				return err
+			})
+			continue
+		}
 		b.Queue(appendSQL, a.queryArgs()...).Query(func(rows pgx.Rows) error {
 			r, err := scanPlaced(rows, a.streamID)
 			res[i] = r
@@ -172,7 +195,7 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []Append
 	if failed < 0 && batchErr != nil {
 		// The failing statement is the first stream left short.
 		for i, a := range args {
-			if len(res[i].Events) != len(a.ids) {
+			if !a.guard() && len(res[i].Events) != len(a.ids) {
 				failed, failure = i, batchErr
 				break
 			}
@@ -185,6 +208,10 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []Append
 		// Nothing of this transaction may stay; say why the stream failed.
 		if err := tx.Rollback(ctx); err != nil {
 			return nil, fmt.Errorf("append: roll back: %w", err)
+		}
+		var ce *ConflictError
+		if errors.As(failure, &ce) {
+			return nil, ce // a guard
 		}
 		r, err := s.explain(ctx, args[failed], failure)
 		if err != nil {
@@ -267,6 +294,8 @@ type appendArgs struct {
 	data, metadata       []string
 }
 
+func (a appendArgs) guard() bool { return len(a.ids) == 0 }
+
 func (a appendArgs) queryArgs() []any {
 	return []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}
 }
@@ -285,7 +314,7 @@ func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
 			return nil, fmt.Errorf("%w: stream %s named twice", ErrInvalid, a.Stream.ID)
 		}
 		seen[a.Stream.ID] = true
-		if len(a.Events) == 0 {
+		if len(a.Events) == 0 && len(appends) == 1 {
 			return nil, fmt.Errorf("%w: no events for stream %s", ErrInvalid, a.Stream.ID)
 		}
 		x := appendArgs{

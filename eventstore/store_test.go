@@ -472,3 +472,36 @@ func TestCursorRoundTrip(t *testing.T) {
 		t.Fatal("Less orders by transaction first")
 	}
 }
+
+func TestGuardStreamMustBeAtExpectedVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Append(ctx, stream("g"), eventstore.NoStream(), ev("a", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	guarded := func(at int) error {
+		_, err := s.AppendMulti(ctx,
+			eventstore.StreamAppend{Stream: stream("g"), Expected: eventstore.Exactly(at)},
+			eventstore.StreamAppend{Stream: stream("w"), Expected: eventstore.Any(), Events: []eventstore.Event{ev("x", `{}`)}},
+		)
+		return err
+	}
+	var ce *eventstore.ConflictError
+	if err := guarded(2); !errors.As(err, &ce) || ce.StreamID != "g" || ce.Current != 1 {
+		t.Fatalf("stale guard: err = %v, want conflict on g at 1", err)
+	}
+	if got, _ := s.ReadStream(ctx, "w", 1); len(got) != 0 {
+		t.Fatal("a failed guard let the write through")
+	}
+	if err := guarded(1); err != nil {
+		t.Fatalf("guard at the right version: %v", err)
+	}
+	if got, _ := s.ReadStream(ctx, "g", 1); len(got) != 1 {
+		t.Fatal("a guard wrote to its stream")
+	}
+	if _, err := s.AppendMulti(ctx, eventstore.StreamAppend{Stream: stream("g"), Expected: eventstore.Exactly(1)},
+		eventstore.StreamAppend{Stream: stream("h"), Expected: eventstore.Any()}); !errors.Is(err, eventstore.ErrInvalid) {
+		t.Fatalf("guards only: err = %v, want ErrInvalid", err)
+	}
+}

@@ -1,0 +1,64 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Error kinds of the domain. Adapters map them to their own terms (HTTP
+// statuses in api); errors.Is matches a wrapped or detailed error to them.
+var (
+	// ErrNotFound: the entity does not exist, or no longer does.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the entity's state forbids the command (a closed
+	// session, an external id taken).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the command's input is wrong; see *ValidationError.
+	ErrInvalid = errors.New("invalid input")
+)
+
+// FieldError names one wrong field of a command and what is wrong with it.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every wrong field of a command at once.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid input: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) hold.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// Add records a wrong field.
+func (e *ValidationError) Add(field, format string, args ...any) {
+	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// Err returns e if it holds any field, nil otherwise.
+func (e *ValidationError) Err() error {
+	if len(e.Fields) == 0 {
+		return nil
+	}
+	return e
+}
+
+// conflictf is an ErrConflict with a reason.
+func conflictf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConflict, fmt.Sprintf(format, args...))
+}
+
+// notFoundf is an ErrNotFound with a reason.
+func notFoundf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrNotFound, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,169 @@
+package domain
+
+import "time"
+
+// Stream types: one stream per user, session, message and memory, plus a
+// session's message log (whose version is the message sequence number) and
+// the claim streams that keep external user ids unique per tenant.
+const (
+	StreamUser       = "user"
+	StreamExternalID = "user_external_id"
+	StreamSession    = "session"
+	StreamMessageLog = "message_log"
+	StreamMessage    = "message"
+	StreamMemory     = "memory"
+)
+
+// Event types. The payload of each is the struct named alongside.
+const (
+	UserRegistered     = "user.registered"      // UserRegisteredData
+	UserProfileUpdated = "user.profile_updated" // UserProfileUpdatedData
+	UserDeleted        = "user.deleted"         // UserDeletedData
+
+	ExternalIDClaimed  = "user.external_id_claimed"  // ExternalIDData
+	ExternalIDReleased = "user.external_id_released" // ExternalIDData
+
+	SessionStarted  = "session.started"  // SessionStartedData
+	SessionExtended = "session.extended" // SessionExtendedData
+	SessionClosed   = "session.closed"   // SessionClosedData
+	SessionExpired  = "session.expired"  // SessionExpiredData
+
+	// MessageAppended goes to the session's message log stream; the event's
+	// stream version is the message's sequence number in the session.
+	MessageAppended = "message.appended" // MessageAppendedData
+	// MessageEdited and MessageRedacted go to the message's own stream.
+	MessageEdited   = "message.edited"   // MessageEditedData
+	MessageRedacted = "message.redacted" // MessageRedactedData
+
+	MemoryStored  = "memory.stored"  // MemoryStoredData
+	MemoryUpdated = "memory.updated" // MemoryUpdatedData
+	MemoryDeleted = "memory.deleted" // MemoryDeletedData
+	MemoryExpired = "memory.expired" // MemoryExpiredData
+)
+
+// Event is an event a command decided: its type and its payload (one of the
+// *Data structs below). The stream it goes to is the command's concern.
+type Event struct {
+	Type string
+	Data any
+}
+
+// UserRegisteredData registers a user.
+type UserRegisteredData struct {
+	UserID     string         `json:"user_id"`
+	Tenant     string         `json:"tenant"`
+	ExternalID string         `json:"external_id"`
+	Name       string         `json:"name"`
+	Email      string         `json:"email,omitempty"`
+	Metadata   map[string]any `json:"metadata"`
+}
+
+// UserProfileUpdatedData carries the profile fields that changed; absent
+// fields kept their value. Metadata, when present, replaces the old map.
+type UserProfileUpdatedData struct {
+	Name     *string        `json:"name,omitempty"`
+	Email    *string        `json:"email,omitempty"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+// UserDeletedData marks a user deleted; its sessions and memories are no
+// longer served.
+type UserDeletedData struct{}
+
+// ExternalIDData claims or releases an external id for a user.
+type ExternalIDData struct {
+	UserID     string `json:"user_id"`
+	Tenant     string `json:"tenant"`
+	ExternalID string `json:"external_id"`
+}
+
+// SessionStartedData starts a session. Only the hash of its token is kept.
+type SessionStartedData struct {
+	SessionID string         `json:"session_id"`
+	UserID    string         `json:"user_id"`
+	Title     string         `json:"title"`
+	Metadata  map[string]any `json:"metadata"`
+	TokenHash string         `json:"token_hash"`
+	// TTLSeconds is the session's time to live; 0 means it never expires.
+	TTLSeconds int64      `json:"ttl_seconds"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}
+
+// SessionExtendedData moves a session's expiry.
+type SessionExtendedData struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SessionClosedData closes a session.
+type SessionClosedData struct{}
+
+// SessionExpiredData records that a session's time ran out.
+type SessionExpiredData struct {
+	ExpiredAt time.Time `json:"expired_at"`
+}
+
+// MessageAppendedData appends a message to a session.
+type MessageAppendedData struct {
+	MessageID string         `json:"message_id"`
+	SessionID string         `json:"session_id"`
+	UserID    string         `json:"user_id"`
+	Role      string         `json:"role"`
+	Content   string         `json:"content"`
+	Name      string         `json:"name,omitempty"`
+	Metadata  map[string]any `json:"metadata"`
+	Tokens    int            `json:"tokens"`
+}
+
+// MessageEditedData replaces a message's content (and its token count)
+// and, when present, its metadata.
+type MessageEditedData struct {
+	Content  string         `json:"content"`
+	Tokens   int            `json:"tokens"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+// MessageRedactedData removes a message from every read; its history
+// remains in the log.
+type MessageRedactedData struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// MemoryStoredData stores a memory of a user.
+type MemoryStoredData struct {
+	MemoryID        string         `json:"memory_id"`
+	UserID          string         `json:"user_id"`
+	Type            string         `json:"type"`
+	Content         string         `json:"content"`
+	Importance      float64        `json:"importance"`
+	Tags            []string       `json:"tags"`
+	Metadata        map[string]any `json:"metadata"`
+	SourceSessionID string         `json:"source_session_id,omitempty"`
+	SourceMessageID string         `json:"source_message_id,omitempty"`
+	Tokens          int            `json:"tokens"`
+	ExpiresAt       *time.Time     `json:"expires_at,omitempty"`
+}
+
+// MemoryUpdatedData carries the fields that changed; absent fields kept
+// their value. ClearExpiry removes the expiry.
+type MemoryUpdatedData struct {
+	Content     *string        `json:"content,omitempty"`
+	Tokens      *int           `json:"tokens,omitempty"`
+	Importance  *float64       `json:"importance,omitempty"`
+	Tags        []string       `json:"tags,omitempty"`
+	Metadata    map[string]any `json:"metadata,omitempty"`
+	ExpiresAt   *time.Time     `json:"expires_at,omitempty"`
+	ClearExpiry bool           `json:"clear_expiry,omitempty"`
+}
+
+// MemoryDeletedData deletes a memory.
+type MemoryDeletedData struct{}
+
+// MemoryExpiredData records that a memory's time ran out.
+type MemoryExpiredData struct {
+	ExpiredAt time.Time `json:"expired_at"`
+}
+
+// StreamID names the stream of kind (a Stream* constant) for id: e.g.
+// "memory-01J...". A session's message log is "message_log-<session id>";
+// an external id's claim stream is "user_external_id-<tenant>:<external id>".
+func StreamID(kind, id string) string { return kind + "-" + id }
