@@ -62,3 +62,7 @@ func conflictf(format string, args ...any) error {
 func notFoundf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrNotFound, fmt.Sprintf(format, args...))
 }
+
+// ErrStale: the caller named a version (If-Match) the entity is no longer
+// at. Unlike ErrConflict, retrying after a reload may succeed.
+var ErrStale = errors.New("stale version")

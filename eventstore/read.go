@@ -109,3 +109,9 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]Recorded,
 	}
 	return out, nil
 }
+
+// ReadStreamRange returns a stream's events with from <= version <= to.
+func (s *Store) ReadStreamRange(ctx context.Context, streamID string, from, to int) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE stream_id = $1 AND version BETWEEN $2 AND $3 ORDER BY version`, streamID, from, to)
+}

@@ -79,6 +79,8 @@ type Engine struct {
 	cfg         Config
 	log         *slog.Logger
 
+	committed *Signal
+
 	mu    sync.Mutex
 	stats map[string]*BatchStats
 }
@@ -104,8 +106,12 @@ func NewEngine(pool *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projectio
 	for _, p := range ps {
 		stats[p.Name()] = &BatchStats{}
 	}
-	return &Engine{pool: pool, notifier: notifier, projections: ps, cfg: cfg, log: log, stats: stats}, nil
+	return &Engine{pool: pool, notifier: notifier, projections: ps, cfg: cfg, log: log, stats: stats, committed: NewSignal()}, nil
 }
+
+// Committed fires after every batch a projection of this engine commits;
+// a Waiter in the same process sleeps on it.
+func (e *Engine) Committed() *Signal { return e.committed }
 
 // BatchStats measures how long a projection's subscriber transactions hold
 // their snapshot, which delays every reader of the log.

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -404,5 +405,49 @@ func TestEngineRefusesBadNames(t *testing.T) {
 		if _, err := projections.NewEngine(nil, nil, ps, projections.Config{}, quietLog()); err == nil {
 			t.Errorf("NewEngine(%v) accepted", ps)
 		}
+	}
+}
+
+func TestWaiterReturnsOnceEveryProjectionReachedTheCursor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	createApplied(t, e.pool, "slowpoke")
+	release := make(chan struct{})
+	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	eng, err := projections.NewEngine(e.pool, e.notifier, []projections.Projection{projections.Streams{}, applied{name: "slowpoke", block: gate}}, projections.Config{}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	res, err := e.store.Append(ctx, eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := projections.NewWaiter(e.pool, []string{"streams", "slowpoke"}, eng.Committed())
+	short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer stop()
+	if err := w.Wait(short, res.Last().Cursor); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait while slowpoke holds the event = %v, want the deadline", err)
+	}
+	close(release)
+	long, stop2 := context.WithTimeout(ctx, 20*time.Second)
+	defer stop2()
+	if err := w.Wait(long, res.Last().Cursor); err != nil {
+		t.Fatalf("Wait after release: %v", err)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM slowpoke`); n != 1 {
+		t.Fatalf("slowpoke applied %d events", n)
 	}
 }

@@ -107,8 +107,11 @@ func (t *sharedTx) Commit() error {
 		err = t.Tx.Commit()
 	}
 	t.mu.Unlock()
-	if err == nil && t.careful && t.r.inBatch.Load() > 0 {
-		t.r.careful.Store(false) // the replayed batch went through
+	if err == nil && t.r.inBatch.Load() > 0 {
+		if t.careful {
+			t.r.careful.Store(false) // the replayed batch went through
+		}
+		t.r.engine.committed.fire()
 	}
 	t.done()
 	return err

@@ -1,0 +1,88 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+func (s *Service) loadMemory(ctx context.Context, id string) (*domain.Memory, error) {
+	if _, err := parseID("memory", id); err != nil {
+		return nil, err
+	}
+	m := &domain.Memory{}
+	if _, err := s.fold(ctx, domain.StreamID(domain.StreamMemory, id), m.Apply); err != nil {
+		return nil, err
+	}
+	if !m.Exists() {
+		return nil, fmt.Errorf("%w: memory %s", domain.ErrNotFound, id)
+	}
+	return m, nil
+}
+
+// StoreMemory stores a memory of a user.
+func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd domain.StoreMemory) (Result, error) {
+	cmd.MemoryID = domain.NewID()
+	return retry(ctx, func() (Result, error) {
+		u, err := s.loadUser(ctx, userID)
+		if err != nil {
+			return Result{}, err
+		}
+		events, err := domain.StoreNew(u, cmd, s.tokens, s.now())
+		if err != nil {
+			return Result{}, err
+		}
+		evs, err := toStore(meta, events)
+		if err != nil {
+			return Result{}, err
+		}
+		res, err := s.store.AppendMulti(ctx,
+			eventstore.StreamAppend{Stream: stream(domain.StreamUser, userID), Expected: eventstore.Exactly(u.Version())},
+			eventstore.StreamAppend{Stream: stream(domain.StreamMemory, cmd.MemoryID.String()), Expected: eventstore.NoStream(), Events: evs},
+		)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{ID: cmd.MemoryID.String(), Version: res[1].Version, Cursor: res[1].Last().Cursor}, nil
+	})
+}
+
+// UpdateMemory changes a live memory.
+func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected *int, cmd domain.UpdateMemory) (Result, error) {
+	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
+		return m.Update(cmd, s.tokens, s.now())
+	})
+}
+
+// DeleteMemory deletes a live memory.
+func (s *Service) DeleteMemory(ctx context.Context, meta Meta, id string, expected *int) (Result, error) {
+	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
+		return m.Delete(s.now())
+	})
+}
+
+// ExpireMemory records that a memory's time ran out (expiry worker).
+func (s *Service) ExpireMemory(ctx context.Context, meta Meta, id string) (Result, error) {
+	return s.memoryCommand(ctx, meta, id, nil, func(m *domain.Memory) ([]domain.Event, error) {
+		return m.Expire(s.now())
+	})
+}
+
+func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expected *int, decide func(*domain.Memory) ([]domain.Event, error)) (Result, error) {
+	return retry(ctx, func() (Result, error) {
+		m, err := s.loadMemory(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := checkExpected(expected, m.Version()); err != nil {
+			return Result{}, err
+		}
+		events, err := decide(m)
+		if err != nil || len(events) == 0 {
+			return Result{ID: id, Version: m.Version()}, err
+		}
+		return s.appendTo(ctx, meta, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, m.Version(), expected, events)
+	})
+}

@@ -1,0 +1,123 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// AppendMessages appends messages to a session, in order. The session's
+// message log numbers them: its version is the sequence number, so
+// concurrent appenders all succeed with gapless numbers (the store resolves
+// their races). The session stream is guarded at the version the decision
+// saw, so a close or expiry racing the append refuses it.
+func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID string, msgs []domain.NewMessage) (Result, error) {
+	for i := range msgs {
+		msgs[i].MessageID = domain.NewID()
+	}
+	return retry(ctx, func() (Result, error) {
+		sess, err := s.loadSession(ctx, sessionID)
+		if err != nil {
+			return Result{}, err
+		}
+		events, err := domain.AppendMessages(sess, msgs, s.tokens, s.now())
+		if err != nil {
+			return Result{}, err
+		}
+		evs, err := toStore(meta, events)
+		if err != nil {
+			return Result{}, err
+		}
+		res, err := s.store.AppendMulti(ctx,
+			eventstore.StreamAppend{Stream: stream(domain.StreamSession, sessionID), Expected: eventstore.Exactly(sess.Version())},
+			eventstore.StreamAppend{Stream: stream(domain.StreamMessageLog, sessionID), Expected: eventstore.Any(), Events: evs},
+		)
+		if err != nil {
+			return Result{}, err
+		}
+		out := Result{ID: sessionID, Version: res[1].Version, Cursor: res[1].Last().Cursor}
+		for i, p := range res[1].Events {
+			out.Messages = append(out.Messages, AppendedMessage{ID: msgs[i].MessageID.String(), Seq: p.Version})
+		}
+		return out, nil
+	})
+}
+
+// loadMessage folds a message: its appended event from the session's log,
+// then the events of its own stream. Its version is 1 + its own stream's.
+func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, int, error) {
+	if _, err := parseID("message", id); err != nil {
+		return nil, 0, err
+	}
+	sessionID, seq, err := s.messages.FindMessage(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	appended, err := s.store.ReadStreamRange(ctx, domain.StreamID(domain.StreamMessageLog, sessionID), seq, seq)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+	}
+	if len(appended) != 1 {
+		return nil, 0, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
+	}
+	m := &domain.Message{}
+	e, err := domain.DecodeEvent(appended[0].Type, appended[0].Data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+	}
+	m.Apply(e, 1, appended[0].RecordedAt)
+	m.SetSeq(seq)
+	own, err := s.store.ReadStream(ctx, domain.StreamID(domain.StreamMessage, id), 1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+	}
+	ownVersion := 0
+	for _, r := range own {
+		e, err := domain.DecodeEvent(r.Type, r.Data)
+		if err != nil {
+			return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+		}
+		m.Apply(e, r.Version+1, r.RecordedAt)
+		ownVersion = r.Version
+	}
+	if !m.Exists() {
+		return nil, 0, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
+	}
+	return m, ownVersion, nil
+}
+
+// EditMessage replaces a message's content or metadata.
+func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expected *int, cmd domain.EditMessage) (Result, error) {
+	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
+		return m.Edit(cmd, s.tokens)
+	})
+}
+
+// RedactMessage removes a message from every read; the log keeps its
+// history.
+func (s *Service) RedactMessage(ctx context.Context, meta Meta, id string, expected *int, reason string) (Result, error) {
+	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
+		return m.Redact(reason)
+	})
+}
+
+func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expected *int, decide func(*domain.Message) ([]domain.Event, error)) (Result, error) {
+	return retry(ctx, func() (Result, error) {
+		m, ownVersion, err := s.loadMessage(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := checkExpected(expected, m.Version()); err != nil {
+			return Result{}, err
+		}
+		events, err := decide(m)
+		if err != nil || len(events) == 0 {
+			return Result{ID: id, Version: m.Version()}, err
+		}
+		r, err := s.appendTo(ctx, meta, stream(domain.StreamMessage, id), ownVersion, expected, events)
+		r.Version++ // a message's version counts its appended event too
+		return r, err
+	})
+}

@@ -1,0 +1,266 @@
+package domain
+
+import (
+	"slices"
+	"time"
+)
+
+// DefaultImportance is a memory's importance when the caller names none.
+const DefaultImportance = 0.5
+
+// StoreMemory is the command that stores a memory of a user.
+type StoreMemory struct {
+	MemoryID                         ID
+	Type, Content                    string
+	Importance                       *float64
+	Tags                             []string
+	Metadata                         map[string]any
+	SourceSessionID, SourceMessageID string
+	// TTL or ExpiresAt (not both) make the memory expire.
+	TTL       time.Duration
+	ExpiresAt *time.Time
+}
+
+// StoreNew decides storing a memory.
+func StoreNew(user *User, cmd StoreMemory, tc TokenCounter, now time.Time) ([]Event, error) {
+	if user == nil || !user.Exists() {
+		return nil, notFoundf("user")
+	}
+	v := &ValidationError{}
+	typ, err := ParseMemoryType(cmd.Type)
+	if err != nil {
+		v.Add("type", "must be working, episodic, semantic or procedural")
+	}
+	checkContent(v, "content", cmd.Content)
+	importance := DefaultImportance
+	if cmd.Importance != nil {
+		if _, err := ParseImportance(*cmd.Importance); err != nil {
+			v.Add("importance", "must be from 0 to 1")
+		}
+		importance = *cmd.Importance
+	}
+	tags, err := NormalizeTags(cmd.Tags)
+	if err != nil {
+		v.Add("tags", "%s", trimKind(err))
+	}
+	md := checkMetadata(v, "metadata", cmd.Metadata)
+	for _, f := range []struct{ name, id string }{{"source_session_id", cmd.SourceSessionID}, {"source_message_id", cmd.SourceMessageID}} {
+		if f.id != "" {
+			if _, err := ParseID(f.id); err != nil {
+				v.Add(f.name, "must be a ULID")
+			}
+		}
+	}
+	expires := expiry(v, cmd.TTL, cmd.ExpiresAt, now)
+	if cmd.MemoryID.IsZero() {
+		v.Add("memory_id", "is required")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return []Event{{Type: MemoryStored, Data: MemoryStoredData{
+		MemoryID: cmd.MemoryID.String(), UserID: user.ID(), Type: typ.String(), Content: cmd.Content,
+		Importance: importance, Tags: tags, Metadata: md, SourceSessionID: cmd.SourceSessionID,
+		SourceMessageID: cmd.SourceMessageID, Tokens: tc.Count(cmd.Content), ExpiresAt: expires,
+	}}}, nil
+}
+
+// expiry validates a TTL or an expiry time and returns the expiry.
+func expiry(v *ValidationError, ttl time.Duration, at *time.Time, now time.Time) *time.Time {
+	switch {
+	case ttl != 0 && at != nil:
+		v.Add("expires_at", "give ttl_seconds or expires_at, not both")
+	case ttl < 0:
+		v.Add("ttl_seconds", "must be positive")
+	case ttl > 0:
+		t := now.Add(ttl).UTC()
+		return &t
+	case at != nil && !at.After(now):
+		v.Add("expires_at", "must be in the future")
+	case at != nil:
+		t := at.UTC()
+		return &t
+	}
+	return nil
+}
+
+func trimKind(err error) string {
+	s := err.Error()
+	if p := ErrInvalid.Error() + ": "; len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+// Memory is something an assistant learned about a user.
+type Memory struct {
+	id, userID, typ, content         string
+	importance                       float64
+	tags                             []string
+	metadata                         map[string]any
+	sourceSessionID, sourceMessageID string
+	tokens, version                  int
+	expiresAt                        *time.Time
+	deleted, expired                 bool
+	createdAt, updatedAt             time.Time
+}
+
+// Apply folds one event of the memory's stream; it never fails.
+func (m *Memory) Apply(e Event, version int, at time.Time) {
+	switch d := e.Data.(type) {
+	case MemoryStoredData:
+		m.id, m.userID, m.typ, m.content, m.importance = d.MemoryID, d.UserID, d.Type, d.Content, d.Importance
+		m.tags, m.metadata = slices.Clone(d.Tags), copyMap(d.Metadata)
+		m.sourceSessionID, m.sourceMessageID, m.tokens, m.expiresAt = d.SourceSessionID, d.SourceMessageID, d.Tokens, d.ExpiresAt
+		m.createdAt = at
+	case MemoryUpdatedData:
+		if d.Content != nil {
+			m.content = *d.Content
+		}
+		if d.Tokens != nil {
+			m.tokens = *d.Tokens
+		}
+		if d.Importance != nil {
+			m.importance = *d.Importance
+		}
+		if d.Tags != nil {
+			m.tags = slices.Clone(d.Tags)
+		}
+		if d.Metadata != nil {
+			m.metadata = copyMap(d.Metadata)
+		}
+		if d.ExpiresAt != nil {
+			m.expiresAt = d.ExpiresAt
+		}
+		if d.ClearExpiry {
+			m.expiresAt = nil
+		}
+	case MemoryDeletedData:
+		m.deleted = true
+	case MemoryExpiredData:
+		m.expired = true
+	}
+	m.version, m.updatedAt = version, at
+}
+
+// ID, UserID, Type, Content, Importance, Tags, Metadata, SourceSessionID,
+// SourceMessageID, Tokens, ExpiresAt, Version, CreatedAt and UpdatedAt read
+// the memory's state.
+func (m *Memory) ID() string               { return m.id }
+func (m *Memory) UserID() string           { return m.userID }
+func (m *Memory) Type() string             { return m.typ }
+func (m *Memory) Content() string          { return m.content }
+func (m *Memory) Importance() float64      { return m.importance }
+func (m *Memory) Tags() []string           { return slices.Clone(m.tags) }
+func (m *Memory) Metadata() map[string]any { return copyMap(m.metadata) }
+func (m *Memory) SourceSessionID() string  { return m.sourceSessionID }
+func (m *Memory) SourceMessageID() string  { return m.sourceMessageID }
+func (m *Memory) Tokens() int              { return m.tokens }
+func (m *Memory) ExpiresAt() *time.Time    { return m.expiresAt }
+func (m *Memory) Version() int             { return m.version }
+func (m *Memory) CreatedAt() time.Time     { return m.createdAt }
+func (m *Memory) UpdatedAt() time.Time     { return m.updatedAt }
+
+// Exists reports a stored memory neither deleted nor recorded expired.
+func (m *Memory) Exists() bool { return m.id != "" && !m.deleted && !m.expired }
+
+// Live reports a memory that exists and whose time has not run out.
+func (m *Memory) Live(now time.Time) bool {
+	return m.Exists() && (m.expiresAt == nil || now.Before(*m.expiresAt))
+}
+
+// UpdateMemory changes the fields that are set.
+type UpdateMemory struct {
+	Content     *string
+	Importance  *float64
+	Tags        *[]string
+	Metadata    map[string]any
+	TTL         *time.Duration
+	ExpiresAt   *time.Time
+	ClearExpiry bool
+}
+
+// Update decides a change of a live memory; no change decides nothing.
+func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Event, error) {
+	if !m.Live(now) {
+		return nil, notFoundf("memory %s", m.id)
+	}
+	v := &ValidationError{}
+	d := MemoryUpdatedData{}
+	changed := false
+	if cmd.Content != nil {
+		checkContent(v, "content", *cmd.Content)
+		if *cmd.Content != m.content {
+			n := tc.Count(*cmd.Content)
+			d.Content, d.Tokens, changed = cmd.Content, &n, true
+		}
+	}
+	if cmd.Importance != nil {
+		if _, err := ParseImportance(*cmd.Importance); err != nil {
+			v.Add("importance", "must be from 0 to 1")
+		} else if *cmd.Importance != m.importance {
+			d.Importance, changed = cmd.Importance, true
+		}
+	}
+	if cmd.Tags != nil {
+		tags, err := NormalizeTags(*cmd.Tags)
+		if err != nil {
+			v.Add("tags", "%s", trimKind(err))
+		} else if !slices.Equal(tags, m.tags) {
+			if tags == nil {
+				tags = []string{}
+			}
+			d.Tags, changed = tags, true
+		}
+	}
+	if cmd.Metadata != nil {
+		d.Metadata, changed = checkMetadata(v, "metadata", cmd.Metadata), true
+	}
+	if cmd.ClearExpiry {
+		if cmd.TTL != nil || cmd.ExpiresAt != nil {
+			v.Add("clear_expiry", "cannot go with ttl_seconds or expires_at")
+		} else if m.expiresAt != nil {
+			d.ClearExpiry, changed = true, true
+		}
+	} else if cmd.TTL != nil || cmd.ExpiresAt != nil {
+		ttl := time.Duration(0)
+		if cmd.TTL != nil {
+			ttl = *cmd.TTL
+			if ttl <= 0 {
+				v.Add("ttl_seconds", "must be positive")
+			}
+		}
+		if e := expiry(v, ttl, cmd.ExpiresAt, now); e != nil {
+			d.ExpiresAt, changed = e, true
+		}
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if !changed {
+		return nil, nil
+	}
+	return []Event{{Type: MemoryUpdated, Data: d}}, nil
+}
+
+// Delete decides deleting a live memory.
+func (m *Memory) Delete(now time.Time) ([]Event, error) {
+	if !m.Live(now) {
+		return nil, notFoundf("memory %s", m.id)
+	}
+	return []Event{{Type: MemoryDeleted, Data: MemoryDeletedData{}}}, nil
+}
+
+// Expire decides recording a memory's expiry, once its time has run out.
+func (m *Memory) Expire(now time.Time) ([]Event, error) {
+	if !m.Exists() {
+		return nil, notFoundf("memory %s", m.id)
+	}
+	if m.expiresAt == nil || now.Before(*m.expiresAt) {
+		return nil, conflictf("memory %s is not due to expire", m.id)
+	}
+	return []Event{{Type: MemoryExpired, Data: MemoryExpiredData{ExpiredAt: m.expiresAt.UTC()}}}, nil
+}
