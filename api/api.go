@@ -1,5 +1,6 @@
 // Package api serves ARQ over HTTP with Gin: commands that append events and
-// reads from the projections' query tables.
+// reads from the projections' query tables, with RFC 9457 problems, API
+// keys, idempotent retries and read-your-writes.
 package api
 
 import (
@@ -19,14 +20,44 @@ type Deps struct {
 	DB          *pgxpool.Pool
 	Projections []string
 	Log         *slog.Logger
+	// AdminKey manages API keys; empty runs the API open.
+	AdminKey     string
+	CORSOrigins  []string
+	MaxBodyBytes int64
+	// Resources serve users, sessions, messages and memories.
+	Resources Resources
 }
 
 // New returns the HTTP handler of the API.
 func New(d Deps) http.Handler {
 	r := gin.New()
-	r.Use(gin.Recovery())
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	if d.MaxBodyBytes <= 0 {
+		d.MaxBodyBytes = 1 << 20
+	}
+	r.Use(RequestID(d.Log), Timing(), Recover(), AccessLog(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
+		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log))
+	r.NoRoute(func(c *gin.Context) {
+		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		WriteError(c, errorf(ErrMethodNotAllowed, "%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	})
+
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", readyz(d))
+	doc := openAPI()
+	r.GET("/openapi.json", serveOpenAPI(doc))
+
+	v1 := r.Group("/v1", Idempotency(NewIdempotencyStore(d.DB)))
+	res := &resources{Resources: d.Resources}
+	res.userRoutes(v1)
+	res.sessionRoutes(v1)
+	res.messageRoutes(v1)
+	res.memoryRoutes(v1)
+	res.statsRoutes(v1)
+	keyRoutes(v1, NewKeyStore(d.DB))
 	return r
 }
 

@@ -155,4 +155,3 @@ func idOf(st eventstore.Stream) string {
 	}
 	return st.ID
 }
-

@@ -225,3 +225,26 @@ func TestMemoryLifecycleAndExpiry(t *testing.T) {
 		t.Fatalf("unknown type: %v", err)
 	}
 }
+
+// Clearing tags or metadata must survive the log's JSON round trip.
+func TestUpdatesThatEmptyAFieldSurviveTheLog(t *testing.T) {
+	t.Parallel()
+	u := registered(t)
+	evs, err := domain.StoreNew(u, domain.StoreMemory{MemoryID: domain.NewID(), Type: "semantic", Content: "x", Tags: []string{"a"}, Metadata: map[string]any{"k": "v"}}, words{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &domain.Memory{}
+	none := []string{}
+	upd, err := func() ([]domain.Event, error) {
+		fold(t, m.Apply, evs)
+		return m.Update(domain.UpdateMemory{Tags: &none, Metadata: map[string]any{}}, words{}, now)
+	}()
+	if err != nil || len(upd) != 1 {
+		t.Fatalf("update: %v %v", upd, err)
+	}
+	fold(t, m.Apply, append(evs, upd...))
+	if len(m.Tags()) != 0 || len(m.Metadata()) != 0 {
+		t.Fatalf("after clearing: tags %v metadata %v", m.Tags(), m.Metadata())
+	}
+}

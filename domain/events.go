@@ -59,11 +59,12 @@ type UserRegisteredData struct {
 }
 
 // UserProfileUpdatedData carries the profile fields that changed; absent
-// fields kept their value. Metadata, when present, replaces the old map.
+// fields kept their value. Metadata, when not null, replaces the old map
+// (null, not omitted, so that an empty map still says "replace").
 type UserProfileUpdatedData struct {
 	Name     *string        `json:"name,omitempty"`
 	Email    *string        `json:"email,omitempty"`
-	Metadata map[string]any `json:"metadata,omitempty"`
+	Metadata map[string]any `json:"metadata"`
 }
 
 // UserDeletedData marks a user deleted; its sessions and memories are no
@@ -115,11 +116,11 @@ type MessageAppendedData struct {
 }
 
 // MessageEditedData replaces a message's content (and its token count)
-// and, when present, its metadata.
+// and, when not null, its metadata.
 type MessageEditedData struct {
 	Content  string         `json:"content"`
 	Tokens   int            `json:"tokens"`
-	Metadata map[string]any `json:"metadata,omitempty"`
+	Metadata map[string]any `json:"metadata"`
 }
 
 // MessageRedactedData removes a message from every read; its history
@@ -143,14 +144,14 @@ type MemoryStoredData struct {
 	ExpiresAt       *time.Time     `json:"expires_at,omitempty"`
 }
 
-// MemoryUpdatedData carries the fields that changed; absent fields kept
-// their value. ClearExpiry removes the expiry.
+// MemoryUpdatedData carries the fields that changed; absent (or null)
+// fields kept their value. ClearExpiry removes the expiry.
 type MemoryUpdatedData struct {
 	Content     *string        `json:"content,omitempty"`
 	Tokens      *int           `json:"tokens,omitempty"`
 	Importance  *float64       `json:"importance,omitempty"`
-	Tags        []string       `json:"tags,omitempty"`
-	Metadata    map[string]any `json:"metadata,omitempty"`
+	Tags        *[]string      `json:"tags,omitempty"`
+	Metadata    map[string]any `json:"metadata"`
 	ExpiresAt   *time.Time     `json:"expires_at,omitempty"`
 	ClearExpiry bool           `json:"clear_expiry,omitempty"`
 }

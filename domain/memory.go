@@ -127,7 +127,7 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 			m.importance = *d.Importance
 		}
 		if d.Tags != nil {
-			m.tags = slices.Clone(d.Tags)
+			m.tags = slices.Clone(*d.Tags)
 		}
 		if d.Metadata != nil {
 			m.metadata = copyMap(d.Metadata)
@@ -213,7 +213,7 @@ func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Eve
 			if tags == nil {
 				tags = []string{}
 			}
-			d.Tags, changed = tags, true
+			d.Tags, changed = &tags, true
 		}
 	}
 	if cmd.Metadata != nil {

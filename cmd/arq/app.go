@@ -13,17 +13,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
+	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/tokens"
 )
 
 // registered lists every projection the binary runs, in the order their
 // status is shown.
 func registered() []projections.Projection {
-	return []projections.Projection{
-		projections.Streams{},
-	}
+	return append([]projections.Projection{projections.Streams{}}, readmodel.All()...)
 }
 
 // App is one arq process, wired by hand: its Postgres pools, event store,
@@ -36,6 +37,10 @@ type App struct {
 	store    *eventstore.Store
 	notifier *eventstore.Notifier
 	engine   *projections.Engine
+	reader   *readmodel.Reader
+	commands *commands.Service
+	waiter   *projections.Waiter
+	expirer  *commands.Expirer
 }
 
 // setup creates the database if it is missing and migrates it; serve and
@@ -84,6 +89,22 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 		a.Close()
 		return nil, err
 	}
+	tc, err := tokens.New(cfg.TokenEncoding)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.reader = readmodel.NewReader(pool)
+	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
+	// Commands wait for every projection of the binary, also when they run
+	// in another process (arq project); then no commit signal comes from
+	// this process and the waiter polls.
+	var signal *projections.Signal
+	if cfg.Projections {
+		signal = a.engine.Committed()
+	}
+	a.waiter = projections.NewWaiter(pool, names(registered()), signal)
+	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, log)
 	return a, nil
 }
 
@@ -132,9 +153,16 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	}
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
-			DB:          a.pool,
-			Projections: names(registered()),
-			Log:         a.log,
+			DB:           a.pool,
+			Projections:  names(registered()),
+			Log:          a.log,
+			AdminKey:     a.cfg.AdminKey,
+			CORSOrigins:  a.cfg.CORSOrigins,
+			MaxBodyBytes: a.cfg.MaxBodyBytes,
+			Resources: api.Resources{
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter,
+				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
+			},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -143,6 +171,14 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	defer cancel(nil)
 	// The API keeps serving when projections stop: /readyz reports it.
 	wait := a.runParts(ctx, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		if err := a.expirer.Run(ctx); err != nil {
+			a.log.Error("expiry worker ended", "err", err)
+		}
+	}()
+	defer func() { <-expiryDone }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -24,6 +24,20 @@ type Config struct {
 	Projections bool
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration
+	// AdminKey manages API keys; empty runs the API open.
+	AdminKey string
+	// CORSOrigins may call the API from a browser.
+	CORSOrigins []string
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64
+	// ReadYourWrites bounds how long a command waits for the query tables.
+	ReadYourWrites time.Duration
+	// MinPositionWait bounds how long a read waits for X-Arq-Min-Position.
+	MinPositionWait time.Duration
+	// TokenEncoding is the BPE encoding tokens are counted with.
+	TokenEncoding string
+	// ExpiryInterval is how often due sessions and memories are expired.
+	ExpiryInterval time.Duration
 }
 
 func defaultConfig() Config {
@@ -36,6 +50,11 @@ func defaultConfig() Config {
 		LogFormat:       "json",
 		Projections:     true,
 		ShutdownTimeout: 30 * time.Second,
+		MaxBodyBytes:    1 << 20,
+		ReadYourWrites:  2 * time.Second,
+		MinPositionWait: 2 * time.Second,
+		TokenEncoding:   "cl100k_base",
+		ExpiryInterval:  time.Second,
 	}
 }
 
@@ -58,6 +77,30 @@ func envConfig(getenv func(string) string) (Config, error) {
 		}
 		c.DBMaxConns = n
 	}
+	str("ARQ_ADMIN_KEY", &c.AdminKey)
+	str("ARQ_TOKEN_ENCODING", &c.TokenEncoding)
+	if v := getenv("ARQ_CORS_ORIGINS"); v != "" {
+		c.CORSOrigins = splitList(v)
+	}
+	if v := getenv("ARQ_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1024 {
+			return c, fmt.Errorf("ARQ_MAX_BODY_BYTES=%q: want a whole number of at least 1024", v)
+		}
+		c.MaxBodyBytes = n
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}} {
+		if v := getenv(d.key); v != "" {
+			x, err := time.ParseDuration(v)
+			if err != nil || x <= 0 {
+				return c, fmt.Errorf("%s=%q: want a positive duration such as 2s", d.key, v)
+			}
+			*d.dst = x
+		}
+	}
 	if v := getenv("ARQ_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return c, fmt.Errorf("ARQ_LOG_LEVEL=%q: want debug, info, warn or error", v)
@@ -78,6 +121,11 @@ func (c *Config) bindCommon(fs *flag.FlagSet) {
 
 func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (ARQ_REDIS_URL)")
+	fs.DurationVar(&c.ReadYourWrites, "read-your-writes-timeout", c.ReadYourWrites, "how long a command waits for the query tables before answering 202 (ARQ_READ_YOUR_WRITES_TIMEOUT)")
+	fs.Func("cors-origins", "comma-separated origins allowed to call the API from a browser (ARQ_CORS_ORIGINS)", func(s string) error {
+		c.CORSOrigins = splitList(s)
+		return nil
+	})
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (ARQ_HTTP_ADDR)")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", c.DBMaxConns, "largest number of Postgres connections for commands and reads (ARQ_DB_MAX_CONNS)")
 }
@@ -96,6 +144,9 @@ func (c Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("log format %q: want json or text", c.LogFormat)
 	}
+	if c.TokenEncoding != "cl100k_base" && c.TokenEncoding != "o200k_base" {
+		return fmt.Errorf("token encoding %q: want cl100k_base or o200k_base", c.TokenEncoding)
+	}
 	if c.DBMaxConns < 2 {
 		return fmt.Errorf("db max conns %d: want at least 2", c.DBMaxConns)
 	}
@@ -108,4 +159,14 @@ func (c Config) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

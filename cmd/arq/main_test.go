@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/eventstore"
@@ -28,6 +29,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode)
 	dir, err := os.MkdirTemp("", "arq-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -384,8 +386,11 @@ func TestRebuildCommandReplaysTheLog(t *testing.T) {
 		Name, State string
 		Behind      int64
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].State != "running" || st[0].Behind != 0 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != len(registered()) {
 		t.Fatalf("status after rebuild: exit %d, %s", code, out)
+	}
+	if st[0].Name != "streams" || st[0].State != "running" || st[0].Behind != 0 {
+		t.Fatalf("streams after rebuild: %+v", st[0])
 	}
 }
 

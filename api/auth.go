@@ -1,0 +1,70 @@
+package api
+
+import (
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+const actorKey = "arq.actor"
+
+// Actor is who is calling: "admin", "key:<id>", or "anonymous" when the
+// API runs open. It is recorded as the actor of every event the request
+// appends.
+func Actor(c *gin.Context) string {
+	if a := c.GetString(actorKey); a != "" {
+		return a
+	}
+	return "anonymous"
+}
+
+// publicPaths answer without a key.
+var publicPaths = []string{"/healthz", "/readyz", "/openapi.json"}
+
+// Auth checks the Bearer key of every request. With no admin key
+// configured the API runs open, which it logs loudly once. Reads need the
+// read scope, other methods write, /v1/admin/ admin; the admin key has all.
+func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
+	if adminKey == "" {
+		log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
+		return func(c *gin.Context) { c.Next() }
+	}
+	return func(c *gin.Context) {
+		if slices.Contains(publicPaths, c.Request.URL.Path) || c.Request.Method == http.MethodOptions {
+			c.Next()
+			return
+		}
+		secret, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok || secret == "" {
+			WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key>"))
+			return
+		}
+		need := ScopeWrite
+		switch {
+		case strings.HasPrefix(c.Request.URL.Path, "/v1/admin/") || c.Request.URL.Path == "/v1/admin":
+			need = ScopeAdmin
+		case c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead:
+			need = ScopeRead
+		}
+		if subtle.ConstantTimeCompare([]byte(secret), []byte(adminKey)) == 1 {
+			c.Set(actorKey, "admin")
+			c.Next()
+			return
+		}
+		k, err := keys.Lookup(c.Request.Context(), secret)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Set(actorKey, "key:"+k.ID)
+		if !slices.Contains(k.Scopes, need) && !slices.Contains(k.Scopes, ScopeAdmin) {
+			WriteError(c, errorf(ErrForbidden, "this key lacks the %s scope", need))
+			return
+		}
+		c.Next()
+	}
+}

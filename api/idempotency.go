@@ -1,0 +1,192 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Idempotency limits.
+const (
+	idempotencyTTL     = 24 * time.Hour
+	idempotencyPending = time.Minute // a claim older than this, unanswered, was abandoned
+	maxIdempotencyKey  = 255
+)
+
+// replayedHeaders are the answer headers a replay repeats.
+var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPosition, "X-Arq-Session-Token"}
+
+// IdempotencyStore keeps the answers to POSTs sent with an Idempotency-Key.
+type IdempotencyStore struct{ db *pgxpool.Pool }
+
+// NewIdempotencyStore returns a store over db.
+func NewIdempotencyStore(db *pgxpool.Pool) *IdempotencyStore { return &IdempotencyStore{db: db} }
+
+type stored struct {
+	fingerprint string
+	status      *int
+	headers     map[string]string
+	body        []byte
+	createdAt   time.Time
+}
+
+// claim takes the key for this request, or returns what is stored under it.
+func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (bool, stored, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		tag, err := s.db.Exec(ctx, `INSERT INTO idempotency_keys (actor, key, fingerprint) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, actor, key, fp)
+		if err != nil {
+			return false, stored{}, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return true, stored{}, nil
+		}
+		var st stored
+		var headers []byte
+		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys WHERE actor = $1 AND key = $2`,
+			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &st.createdAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // released meanwhile; claim again
+		}
+		if err != nil {
+			return false, stored{}, fmt.Errorf("read idempotency key: %w", err)
+		}
+		age := time.Since(st.createdAt)
+		if age > idempotencyTTL || (st.status == nil && age > idempotencyPending) {
+			if err := s.release(ctx, actor, key); err != nil {
+				return false, stored{}, err
+			}
+			continue
+		}
+		if headers != nil {
+			if err := json.Unmarshal(headers, &st.headers); err != nil {
+				return false, stored{}, fmt.Errorf("read idempotency key: %w", err)
+			}
+		}
+		return false, st, nil
+	}
+	return false, stored{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
+}
+
+func (s *IdempotencyStore) save(ctx context.Context, actor, key string, status int, headers map[string]string, body []byte) error {
+	h, err := json.Marshal(headers)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2`,
+		actor, key, status, h, body)
+	if err != nil {
+		return fmt.Errorf("store idempotent answer: %w", err)
+	}
+	return nil
+}
+
+func (s *IdempotencyStore) release(ctx context.Context, actor, key string) error {
+	if _, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2`, actor, key); err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// Idempotency makes a POST sent with an Idempotency-Key safe to retry: the
+// first answer is stored (per caller and key) and a retry with the same key
+// and the same request gets it again, marked Idempotent-Replayed, without
+// running the handler, so nothing is appended twice. The same key with
+// another request is 422; a retry while the first still runs is 409; a 5xx
+// answer is not kept, so a retry runs again.
+func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key := c.GetHeader("Idempotency-Key")
+		if c.Request.Method != http.MethodPost || key == "" {
+			c.Next()
+			return
+		}
+		if len(key) > maxIdempotencyKey {
+			WriteError(c, errorf(ErrBadRequest, "Idempotency-Key is longer than %d characters", maxIdempotencyKey))
+			return
+		}
+		body, err := io.ReadAll(c.Request.Body)
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				WriteError(c, errorf(ErrTooLarge, "the body is larger than %d bytes", tooLarge.Limit))
+				return
+			}
+			WriteError(c, errorf(ErrBadRequest, "read body: %v", err))
+			return
+		}
+		c.Request.Body = io.NopCloser(bytes.NewReader(body))
+		sum := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.RequestURI()+"\n"), body...))
+		fp := hex.EncodeToString(sum[:])
+		actor := Actor(c)
+
+		claimed, st, err := store.claim(c.Request.Context(), actor, key, fp)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		if !claimed {
+			switch {
+			case st.fingerprint != fp:
+				WriteError(c, errorf(ErrIdempotencyMismatch, "Idempotency-Key %q was used for another request", key))
+			case st.status == nil:
+				WriteError(c, errorf(ErrIdempotencyInProgress, "the first request with this key has not answered yet"))
+			default:
+				for k, v := range st.headers {
+					c.Header(k, v)
+				}
+				c.Header("Idempotent-Replayed", "true")
+				c.Data(*st.status, st.headers["Content-Type"], st.body)
+				c.Abort()
+			}
+			return
+		}
+
+		w := &captureWriter{ResponseWriter: c.Writer}
+		c.Writer = w
+		c.Next()
+		ctx := context.WithoutCancel(c.Request.Context())
+		if w.Status() >= 500 {
+			if err := store.release(ctx, actor, key); err != nil {
+				logger(c).Error("release idempotency key", "err", err)
+			}
+			return
+		}
+		headers := map[string]string{}
+		for _, h := range replayedHeaders {
+			if v := w.Header().Get(h); v != "" {
+				headers[h] = v
+			}
+		}
+		if err := store.save(ctx, actor, key, w.Status(), headers, w.buf.Bytes()); err != nil {
+			logger(c).Error("store idempotent answer", "err", err)
+			_ = store.release(ctx, actor, key)
+		}
+	}
+}
+
+// captureWriter keeps a copy of the answer's body.
+type captureWriter struct {
+	gin.ResponseWriter
+	buf bytes.Buffer
+}
+
+func (w *captureWriter) Write(b []byte) (int, error) {
+	w.buf.Write(b)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *captureWriter) WriteString(s string) (int, error) {
+	w.buf.WriteString(s)
+	return w.ResponseWriter.WriteString(s)
+}

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/arq-memory/arq/domain"
+)
+
+// Scopes a key may hold.
+const (
+	ScopeRead  = "read"
+	ScopeWrite = "write"
+	ScopeAdmin = "admin"
+)
+
+// Key is an API key as listed: never its secret or hash.
+type Key struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// KeyStore keeps API keys, hashed.
+type KeyStore struct{ db *pgxpool.Pool }
+
+// NewKeyStore returns a KeyStore over db.
+func NewKeyStore(db *pgxpool.Pool) *KeyStore { return &KeyStore{db: db} }
+
+func hashKey(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Create makes a key with scopes; the secret is returned once.
+func (s *KeyStore) Create(ctx context.Context, name string, scopes []string) (Key, string, error) {
+	v := &domain.ValidationError{}
+	if name == "" || len(name) > 200 {
+		v.Add("name", "is required, at most 200 characters")
+	}
+	if len(scopes) == 0 {
+		v.Add("scopes", "name at least one of read, write, admin")
+	}
+	for _, sc := range scopes {
+		if sc != ScopeRead && sc != ScopeWrite && sc != ScopeAdmin {
+			v.Add("scopes", "%q is not read, write or admin", sc)
+		}
+	}
+	if err := v.Err(); err != nil {
+		return Key{}, "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return Key{}, "", fmt.Errorf("make key: %w", err)
+	}
+	secret := "arqk_" + base64.RawURLEncoding.EncodeToString(b)
+	k := Key{ID: ulid.Make().String(), Name: name, Scopes: slices.Compact(slices.Sorted(slices.Values(scopes)))}
+	err := s.db.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4) RETURNING created_at`,
+		k.ID, k.Name, hashKey(secret), k.Scopes).Scan(&k.CreatedAt)
+	if err != nil {
+		return Key{}, "", fmt.Errorf("store key: %w", err)
+	}
+	return k, secret, nil
+}
+
+// List lists the keys not revoked.
+func (s *KeyStore) List(ctx context.Context) ([]Key, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Key])
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return keys, nil
+}
+
+// Revoke revokes a key at once.
+func (s *KeyStore) Revoke(ctx context.Context, id string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+	if err != nil {
+		return fmt.Errorf("revoke key: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: key %s", domain.ErrNotFound, id)
+	}
+	return nil
+}
+
+// Lookup finds the live key with this secret.
+func (s *KeyStore) Lookup(ctx context.Context, secret string) (Key, error) {
+	var k Key
+	err := s.db.QueryRow(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
+		hashKey(secret)).Scan(&k.ID, &k.Name, &k.Scopes, &k.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Key{}, errorf(ErrUnauthorized, "unknown or revoked key")
+	}
+	if err != nil {
+		return Key{}, fmt.Errorf("look up key: %w", err)
+	}
+	return k, nil
+}
+
+type createKeyRequest struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+}
+
+// keyRoutes manages keys under /v1/admin (admin scope).
+func keyRoutes(g *gin.RouterGroup, ks *KeyStore) {
+	g.POST("/admin/keys", func(c *gin.Context) {
+		var req createKeyRequest
+		if err := BindJSON(c, &req); err != nil {
+			WriteError(c, err)
+			return
+		}
+		k, secret, err := ks.Create(c.Request.Context(), req.Name, req.Scopes)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, struct {
+			Key
+			Secret string `json:"key"`
+		}{k, secret})
+	})
+	g.GET("/admin/keys", func(c *gin.Context) {
+		keys, err := ks.List(c.Request.Context())
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		if keys == nil {
+			keys = []Key{}
+		}
+		c.JSON(http.StatusOK, gin.H{"items": keys})
+	})
+	g.DELETE("/admin/keys/:id", func(c *gin.Context) {
+		if err := ks.Revoke(c.Request.Context(), c.Param("id")); err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	})
+}

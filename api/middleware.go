@@ -1,0 +1,138 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/gin-contrib/cors"
+	"github.com/gin-gonic/gin"
+	"github.com/oklog/ulid/v2"
+)
+
+const requestIDKey = "arq.request_id"
+
+// RequestID takes the caller's X-Request-ID (1 to 128 printable ASCII
+// characters) or makes a ULID, echoes it and keeps it for the events the
+// request appends (their correlation id) and the log.
+func RequestID(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-ID")
+		if !printable(id) {
+			id = ulid.Make().String()
+		}
+		c.Set(requestIDKey, id)
+		c.Set(loggerKey, log.With("request_id", id))
+		c.Header("X-Request-ID", id)
+		c.Next()
+	}
+}
+
+func printable(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// RequestIDFrom is the request's id.
+func RequestIDFrom(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+// AccessLog writes one structured line per request.
+func AccessLog() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		logger(c).Info("request",
+			"method", c.Request.Method, "path", c.Request.URL.Path, "route", c.FullPath(),
+			"status", c.Writer.Status(), "bytes", c.Writer.Size(),
+			"duration_ms", float64(time.Since(start).Microseconds())/1000,
+			"actor", Actor(c), "client_ip", c.ClientIP())
+	}
+}
+
+// Recover turns a panic into a logged 500 problem; the server goes on.
+func Recover() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger(c).Error("panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				if !c.Writer.Written() {
+					WriteError(c, fmt.Errorf("panic: %v", r))
+				}
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}
+
+// CORS lets browsers on the given origins call the API; with none, no
+// CORS headers are sent.
+func CORS(origins []string) gin.HandlerFunc {
+	if len(origins) == 0 {
+		return func(c *gin.Context) { c.Next() }
+	}
+	cfg := cors.DefaultConfig()
+	cfg.AllowOrigins = origins
+	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition}
+	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing"}
+	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
+	return cors.New(cfg)
+}
+
+// BodyLimit caps request bodies at n bytes; reading past it fails with
+// ErrTooLarge (413) in BindJSON.
+func BodyLimit(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > n {
+			WriteError(c, errorf(ErrTooLarge, "the body is larger than %d bytes", n))
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		c.Next()
+	}
+}
+
+// Timing reports the time the server spent as Server-Timing: app;dur=ms,
+// set just before the answer's headers go out.
+func Timing() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Writer = &timingWriter{ResponseWriter: c.Writer, start: start}
+		c.Next()
+	}
+}
+
+type timingWriter struct {
+	gin.ResponseWriter
+	start time.Time
+	done  bool
+}
+
+func (w *timingWriter) stamp() {
+	if !w.done {
+		w.done = true
+		ms := float64(time.Since(w.start).Microseconds()) / 1000
+		w.Header().Set("Server-Timing", "app;dur="+strconv.FormatFloat(ms, 'f', 3, 64))
+	}
+}
+
+func (w *timingWriter) WriteHeader(code int) { w.stamp(); w.ResponseWriter.WriteHeader(code) }
+func (w *timingWriter) WriteHeaderNow()      { w.stamp(); w.ResponseWriter.WriteHeaderNow() }
+func (w *timingWriter) Write(b []byte) (int, error) {
+	w.stamp()
+	return w.ResponseWriter.Write(b)
+}
+func (w *timingWriter) WriteString(s string) (int, error) {
+	w.stamp()
+	return w.ResponseWriter.WriteString(s)
+}

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// operation documents one route of the API.
+type operation struct {
+	method, path, summary, tag string
+	// body names the request schema ("" for none).
+	body string
+	// ok is the success status and its schema ("" for no body).
+	status int
+	schema string
+	// command marks routes that append events: they answer with
+	// X-Arq-Position and may answer 202.
+	command bool
+	// list marks paginated reads (cursor, limit).
+	list bool
+}
+
+// operations is the whole API; the OpenAPI document is made from it, and a
+// test checks it against the routes the router really has.
+var operations = []operation{
+	{method: "GET", path: "/healthz", summary: "The process is alive", tag: "health", status: 200, schema: "Health"},
+	{method: "GET", path: "/readyz", summary: "Postgres answers and no projection has stopped", tag: "health", status: 200, schema: "Ready"},
+	{method: "GET", path: "/openapi.json", summary: "This document", tag: "health", status: 200, schema: "Object"},
+	{method: "GET", path: "/v1/stats", summary: "Counts of each resource and of events; projection positions and lag", tag: "stats", status: 200, schema: "Stats"},
+
+	{method: "POST", path: "/v1/users", summary: "Register a user", tag: "users", body: "RegisterUser", status: 201, schema: "User", command: true},
+	{method: "GET", path: "/v1/users", summary: "List users", tag: "users", status: 200, schema: "UserList", list: true},
+	{method: "GET", path: "/v1/users/{id}", summary: "Get a user", tag: "users", status: 200, schema: "User"},
+	{method: "PATCH", path: "/v1/users/{id}", summary: "Update a user's profile", tag: "users", body: "UpdateUser", status: 200, schema: "User", command: true},
+	{method: "DELETE", path: "/v1/users/{id}", summary: "Delete a user, its sessions, messages and memories", tag: "users", status: 204, command: true},
+
+	{method: "POST", path: "/v1/users/{id}/sessions", summary: "Start a session (the answer holds its token, once)", tag: "sessions", body: "StartSession", status: 201, schema: "SessionWithToken", command: true},
+	{method: "GET", path: "/v1/users/{id}/sessions", summary: "List a user's sessions", tag: "sessions", status: 200, schema: "SessionList", list: true},
+	{method: "GET", path: "/v1/sessions/{id}", summary: "Get a session", tag: "sessions", status: 200, schema: "Session"},
+	{method: "POST", path: "/v1/sessions/{id}/extend", summary: "Extend a session's time to live", tag: "sessions", body: "ExtendSession", status: 200, schema: "Session", command: true},
+	{method: "POST", path: "/v1/sessions/{id}/close", summary: "Close a session", tag: "sessions", status: 200, schema: "Session", command: true},
+	{method: "POST", path: "/v1/sessions/validate", summary: "Validate a session token (401 when unknown, closed or expired)", tag: "sessions", body: "ValidateSession", status: 200, schema: "Session"},
+
+	{method: "POST", path: "/v1/sessions/{id}/messages", summary: "Append a message, or {\"messages\": [...]} together", tag: "messages", body: "AppendMessages", status: 201, schema: "Message", command: true},
+	{method: "GET", path: "/v1/sessions/{id}/messages", summary: "List a session's messages in order", tag: "messages", status: 200, schema: "MessageList", list: true},
+	{method: "GET", path: "/v1/messages/{id}", summary: "Get a message", tag: "messages", status: 200, schema: "Message"},
+	{method: "PATCH", path: "/v1/messages/{id}", summary: "Edit a message", tag: "messages", body: "EditMessage", status: 200, schema: "Message", command: true},
+	{method: "DELETE", path: "/v1/messages/{id}", summary: "Delete (redact) a message; its history remains", tag: "messages", status: 204, command: true},
+
+	{method: "POST", path: "/v1/users/{id}/memories", summary: "Store a memory", tag: "memories", body: "StoreMemory", status: 201, schema: "Memory", command: true},
+	{method: "GET", path: "/v1/users/{id}/memories", summary: "List a user's memories, newest first, with filters", tag: "memories", status: 200, schema: "MemoryList", list: true},
+	{method: "POST", path: "/v1/users/{id}/memories/search", summary: "Ranked full-text search of a user's memories", tag: "memories", body: "SearchMemories", status: 200, schema: "MemoryHits"},
+	{method: "GET", path: "/v1/memories/{id}", summary: "Get a memory", tag: "memories", status: 200, schema: "Memory"},
+	{method: "PATCH", path: "/v1/memories/{id}", summary: "Update a memory", tag: "memories", body: "UpdateMemory", status: 200, schema: "Memory", command: true},
+	{method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory", tag: "memories", status: 204, command: true},
+
+	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
+	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
+	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
+}
+
+// ginPath is the router's form of an OpenAPI path: {id} becomes :id.
+func ginPath(p string) string {
+	return strings.NewReplacer("{", ":", "}", "").Replace(p)
+}
+
+// openAPI builds the OpenAPI 3 document of the API.
+func openAPI() map[string]any {
+	paths := map[string]any{}
+	for _, op := range operations {
+		item, _ := paths[op.path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[op.path] = item
+		}
+		o := map[string]any{
+			"summary":     op.summary,
+			"tags":        []string{op.tag},
+			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(op.path),
+		}
+		var params []any
+		if strings.Contains(op.path, "{id}") {
+			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "ULID"}})
+		}
+		if op.list {
+			params = append(params,
+				map[string]any{"name": "cursor", "in": "query", "schema": map[string]any{"type": "string"}, "description": "next_cursor of the previous page"},
+				map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 100, "default": 20}})
+		}
+		if op.path == "/v1/users/{id}/memories" && op.method == "GET" {
+			for _, q := range []string{"type", "tag", "session_id", "min_importance", "created_before", "created_after", "metadata", "q"} {
+				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+			}
+		}
+		if op.method == "GET" && strings.HasPrefix(op.path, "/v1/") {
+			params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},
+				"description": "wait (bounded) until projections reached this X-Arq-Position, else 503"})
+		}
+		if op.method == "PATCH" || op.method == "DELETE" && op.command {
+			params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"}, "description": "the ETag (version) last seen; 412 when stale"})
+		}
+		if op.method == "POST" {
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}, "description": "a retry with the same key and body returns the first answer"})
+		}
+		if op.command {
+			params = append(params, map[string]any{"name": "Prefer", "in": "header", "schema": map[string]any{"type": "string", "enum": []string{"respond-async"}}, "description": "answer 202 at once instead of waiting for the query tables"})
+		}
+		if len(params) > 0 {
+			o["parameters"] = params
+		}
+		if op.body != "" {
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": ref(op.body)}}}
+		}
+		responses := map[string]any{"default": map[string]any{"description": "problem", "content": map[string]any{"application/problem+json": map[string]any{"schema": ref("Problem")}}}}
+		ok := map[string]any{"description": "success"}
+		if op.schema != "" {
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.schema)}}
+		}
+		responses[strconv.Itoa(op.status)] = ok
+		if op.command {
+			responses["202"] = map[string]any{"description": "accepted; the query tables do not include the change yet", "content": map[string]any{"application/json": map[string]any{"schema": ref("Accepted")}}}
+		}
+		o["responses"] = responses
+		item[strings.ToLower(op.method)] = o
+	}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{"title": "ARQ", "version": "1",
+			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL."},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas":         schemas(),
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+		},
+		"security": []any{map[string]any{"bearer": []string{}}},
+	}
+}
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+func serveOpenAPI(doc map[string]any) gin.HandlerFunc {
+	return func(c *gin.Context) { c.JSON(http.StatusOK, doc) }
+}

@@ -1,0 +1,84 @@
+package api
+
+// Schemas of the OpenAPI document, written compactly.
+
+func str() map[string]any               { return map[string]any{"type": "string"} }
+func strf(format string) map[string]any { return map[string]any{"type": "string", "format": format} }
+func integer() map[string]any           { return map[string]any{"type": "integer"} }
+func number() map[string]any            { return map[string]any{"type": "number"} }
+func boolean() map[string]any           { return map[string]any{"type": "boolean"} }
+func object() map[string]any            { return map[string]any{"type": "object", "additionalProperties": true} }
+func array(items map[string]any) map[string]any {
+	return map[string]any{"type": "array", "items": items}
+}
+func enum(vals ...string) map[string]any { return map[string]any{"type": "string", "enum": vals} }
+
+func obj(required []string, props map[string]any) map[string]any {
+	o := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+// resource adds the fields every resource has to props.
+func resource(props map[string]any) map[string]any {
+	props["id"] = str()
+	props["version"] = integer()
+	props["created_at"] = strf("date-time")
+	props["updated_at"] = strf("date-time")
+	return obj([]string{"id", "version", "created_at", "updated_at"}, props)
+}
+
+func listOf(item string) map[string]any {
+	return obj([]string{"items", "next_cursor"}, map[string]any{"items": array(ref(item)), "next_cursor": str()})
+}
+
+func schemas() map[string]any {
+	memoryTypes := enum("working", "episodic", "semantic", "procedural")
+	message := map[string]any{
+		"role": enum("user", "assistant", "system", "tool"), "content": str(), "name": str(), "metadata": object(),
+	}
+	return map[string]any{
+		"Object":   object(),
+		"Health":   obj(nil, map[string]any{"status": str()}),
+		"Ready":    obj(nil, map[string]any{"ready": boolean(), "checks": object()}),
+		"Stats":    obj(nil, map[string]any{"counts": object(), "projections": array(object())}),
+		"Problem":  obj([]string{"type", "title", "status"}, map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "instance": str(), "request_id": str(), "errors": array(obj(nil, map[string]any{"field": str(), "message": str()}))}),
+		"Accepted": obj(nil, map[string]any{"id": str(), "version": integer(), "position": str()}),
+
+		"User":         resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
+		"UserList":     listOf("User"),
+		"RegisterUser": obj([]string{"external_id", "name"}, map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
+		"UpdateUser":   obj(nil, map[string]any{"name": str(), "email": str(), "metadata": object()}),
+
+		"Session":          resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(), "status": enum("open", "closed", "expired"), "expires_at": strf("date-time"), "message_count": integer()}),
+		"SessionWithToken": map[string]any{"allOf": []any{ref("Session"), obj([]string{"token"}, map[string]any{"token": str()})}},
+		"SessionList":      listOf("Session"),
+		"StartSession":     obj(nil, map[string]any{"title": str(), "metadata": object(), "ttl_seconds": integer()}),
+		"ExtendSession":    obj([]string{"ttl_seconds"}, map[string]any{"ttl_seconds": integer()}),
+		"ValidateSession":  obj([]string{"token"}, map[string]any{"token": str()}),
+
+		"Message":        resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer()}),
+		"MessageList":    listOf("Message"),
+		"NewMessage":     obj([]string{"role", "content"}, message),
+		"AppendMessages": map[string]any{"oneOf": []any{ref("NewMessage"), obj([]string{"messages"}, map[string]any{"messages": array(ref("NewMessage"))})}},
+		"EditMessage":    obj(nil, map[string]any{"content": str(), "metadata": object()}),
+
+		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
+			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time")}),
+		"MemoryList": listOf("Memory"),
+		"MemoryHits": obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
+		"StoreMemory": obj([]string{"type", "content"}, map[string]any{"type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
+			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time")}),
+		"UpdateMemory": obj(nil, map[string]any{"content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
+			"ttl_seconds": integer(), "expires_at": strf("date-time"), "clear_expiry": boolean()}),
+		"SearchMemories": obj([]string{"query"}, map[string]any{"query": str(), "types": array(memoryTypes), "tag": str(), "session_id": str(), "min_importance": number(),
+			"created_before": strf("date-time"), "created_after": strf("date-time"), "metadata": map[string]any{"type": "object", "additionalProperties": str()}, "limit": integer()}),
+
+		"CreateKey":     obj([]string{"name", "scopes"}, map[string]any{"name": str(), "scopes": array(enum("read", "write", "admin"))}),
+		"Key":           obj(nil, map[string]any{"id": str(), "name": str(), "scopes": array(str()), "created_at": strf("date-time")}),
+		"KeyWithSecret": map[string]any{"allOf": []any{ref("Key"), obj([]string{"key"}, map[string]any{"key": str()})}},
+		"KeyList":       obj([]string{"items"}, map[string]any{"items": array(ref("Key"))}),
+	}
+}

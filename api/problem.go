@@ -1,0 +1,126 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// API-level error kinds, mapped to statuses in problems below.
+var (
+	ErrBadRequest            = errors.New("bad request")
+	ErrBadJSON               = errors.New("malformed JSON")
+	ErrUnauthorized          = errors.New("unauthorized")
+	ErrForbidden             = errors.New("forbidden")
+	ErrTooLarge              = errors.New("request body too large")
+	ErrUnsupportedMediaType  = errors.New("unsupported media type")
+	ErrPreconditionFailed    = errors.New("precondition failed")
+	ErrUnavailable           = errors.New("unavailable")
+	ErrIdempotencyMismatch   = errors.New("idempotency key reused with another request")
+	ErrIdempotencyInProgress = errors.New("a request with this idempotency key is in progress")
+	ErrMethodNotAllowed      = errors.New("method not allowed")
+	ErrRouteNotFound         = errors.New("no such route")
+)
+
+// problemKind is one row of the error table: an error kind, its HTTP
+// status, and its RFC 9457 type and title.
+type problemKind struct {
+	err    error
+	status int
+	slug   string
+	title  string
+}
+
+// problems is the one table that maps error kinds to HTTP answers. Order
+// matters: the first kind errors.Is matches wins. Anything unmatched is a
+// 500 whose details are logged, never sent.
+var problems = []problemKind{
+	{ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
+	{ErrIdempotencyMismatch, http.StatusUnprocessableEntity, "idempotency-mismatch", "Idempotency key reused"},
+	{ErrIdempotencyInProgress, http.StatusConflict, "idempotency-in-progress", "Request in progress"},
+	{domain.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
+	{eventstore.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
+	{domain.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{ErrRouteNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{domain.ErrStale, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
+	{domain.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
+	{eventstore.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
+	{eventstore.ErrStreamType, http.StatusConflict, "conflict", "Conflict"},
+	{eventstore.ErrEventIDReused, http.StatusConflict, "conflict", "Conflict"},
+	{ErrBadJSON, http.StatusBadRequest, "bad-json", "Malformed JSON"},
+	{ErrBadRequest, http.StatusBadRequest, "bad-request", "Bad request"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Unauthorized"},
+	{ErrForbidden, http.StatusForbidden, "forbidden", "Forbidden"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
+	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Unavailable"},
+}
+
+// problemBase prefixes every problem type.
+const problemBase = "https://arq.dev/problems/"
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string              `json:"type"`
+	Title     string              `json:"title"`
+	Status    int                 `json:"status"`
+	Detail    string              `json:"detail,omitempty"`
+	Instance  string              `json:"instance,omitempty"`
+	RequestID string              `json:"request_id,omitempty"`
+	Errors    []domain.FieldError `json:"errors,omitempty"`
+}
+
+// WriteError answers err as application/problem+json through the problems
+// table. The request stops there.
+func WriteError(c *gin.Context, err error) {
+	p := Problem{Instance: c.Request.URL.Path, RequestID: RequestIDFrom(c)}
+	kind, ok := lookup(err)
+	if ok {
+		p.Type, p.Title, p.Status, p.Detail = problemBase+kind.slug, kind.title, kind.status, err.Error()
+		var v *domain.ValidationError
+		if errors.As(err, &v) {
+			p.Errors, p.Detail = v.Fields, "some fields are invalid"
+		}
+	} else {
+		p.Type, p.Title, p.Status, p.Detail = problemBase+"internal", "Internal error", http.StatusInternalServerError, "internal error"
+		logger(c).Error("request failed", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
+	}
+	switch p.Status {
+	case http.StatusUnauthorized:
+		c.Header("WWW-Authenticate", `Bearer realm="arq"`)
+	case http.StatusServiceUnavailable:
+		c.Header("Retry-After", "1")
+	}
+	c.Header("Content-Type", "application/problem+json")
+	c.AbortWithStatusJSON(p.Status, p)
+}
+
+func lookup(err error) (problemKind, bool) {
+	for _, k := range problems {
+		if errors.Is(err, k.err) {
+			return k, true
+		}
+	}
+	return problemKind{}, false
+}
+
+// loggerKey holds the request's logger in the gin context.
+const loggerKey = "arq.logger"
+
+func logger(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(loggerKey); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func errorf(kind error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s", kind, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/commands"
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/projections"
+	"github.com/arq-memory/arq/projections/readmodel"
+)
+
+// Resources are what the user, session, message and memory endpoints are
+// built from.
+type Resources struct {
+	DB       *pgxpool.Pool
+	Commands *commands.Service
+	Reader   *readmodel.Reader
+	Waiter   *projections.Waiter
+	// Projections are the names of the projections /v1/stats reports on.
+	Projections []string
+	// ReadYourWrites bounds how long a command waits for the query tables
+	// to include its change before it answers 202 instead.
+	ReadYourWrites time.Duration
+	// MinPositionWait bounds how long a read sent with X-Arq-Min-Position
+	// waits for projections before it answers 503.
+	MinPositionWait time.Duration
+}
+
+// Headers of ARQ's consistency protocol.
+const (
+	headerPosition    = "X-Arq-Position"
+	headerMinPosition = "X-Arq-Min-Position"
+)
+
+// resources serves the memory API.
+type resources struct {
+	Resources
+}
+
+// meta is the trace a command records: the request id and the caller.
+func meta(c *gin.Context) commands.Meta {
+	return commands.Meta{RequestID: RequestIDFrom(c), Actor: Actor(c), Tenant: eventstore.DefaultTenant}
+}
+
+// tenant is the caller's tenant. Keys carry no tenant yet: every caller
+// works in the default one.
+func tenant(*gin.Context) string { return eventstore.DefaultTenant }
+
+// ifMatch reads If-Match as the version the caller expects; absent or "*"
+// means any. A malformed value fails the precondition.
+func ifMatch(c *gin.Context) (*int, error) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" || h == "*" {
+		return nil, nil
+	}
+	h = strings.TrimPrefix(h, "W/")
+	v, err := strconv.Atoi(strings.Trim(h, `"`))
+	if err != nil || v < 1 {
+		return nil, fmt.Errorf("%w: If-Match %q is not a version ETag", ErrPreconditionFailed, c.GetHeader("If-Match"))
+	}
+	return &v, nil
+}
+
+// etag sets the entity's version as its ETag.
+func etag(c *gin.Context, version int) {
+	c.Header("ETag", `"`+strconv.Itoa(version)+`"`)
+}
+
+// commandError maps a command's error, turning a stale If-Match into 412.
+func commandError(c *gin.Context, err error) {
+	if errors.Is(err, domain.ErrStale) {
+		err = fmt.Errorf("%w: %w", ErrPreconditionFailed, err)
+	}
+	WriteError(c, err)
+}
+
+// prefersAsync reports Prefer: respond-async.
+func prefersAsync(c *gin.Context) bool {
+	for _, v := range c.Request.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// settle is how a command answers: it sets X-Arq-Position, then waits
+// (bounded) until every projection includes the change and calls read to
+// answer with the resource as the query tables now hold it. With Prefer:
+// respond-async, or when the wait runs out, it answers 202 with the id and
+// position, and the client reads later with X-Arq-Min-Position.
+func (r *resources) settle(c *gin.Context, res commands.Result, status int, location string, read func(ctx context.Context) (any, int, error)) {
+	if !res.Cursor.IsZero() {
+		c.Header(headerPosition, res.Cursor.String())
+	}
+	if location != "" {
+		c.Header("Location", location)
+	}
+	accepted := func() {
+		if prefersAsync(c) {
+			c.Header("Preference-Applied", "respond-async")
+		}
+		c.JSON(http.StatusAccepted, gin.H{"id": res.ID, "version": res.Version, "position": res.Cursor.String()})
+	}
+	if prefersAsync(c) {
+		accepted()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.ReadYourWrites)
+	defer cancel()
+	if err := r.Waiter.Wait(ctx, res.Cursor); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil {
+			accepted()
+			return
+		}
+		WriteError(c, err)
+		return
+	}
+	if read == nil {
+		c.Status(status)
+		return
+	}
+	body, version, err := read(c.Request.Context())
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	etag(c, version)
+	c.JSON(status, body)
+}
+
+// minPosition makes a read wait (bounded) until projections reached the
+// position a client sent in X-Arq-Min-Position; false means it answered.
+func (r *resources) minPosition(c *gin.Context) bool {
+	h := c.GetHeader(headerMinPosition)
+	if h == "" {
+		return true
+	}
+	cur, err := eventstore.ParseCursor(h)
+	if err != nil {
+		WriteError(c, fmt.Errorf("%w: %s: %w", ErrBadRequest, headerMinPosition, err))
+		return false
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.MinPositionWait)
+	defer cancel()
+	if err := r.Waiter.Wait(ctx, cur); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			WriteError(c, fmt.Errorf("%w: projections have not reached position %s yet", ErrUnavailable, h))
+			return false
+		}
+		WriteError(c, err)
+		return false
+	}
+	return true
+}
+
+// page reads ?cursor= and ?limit=.
+func page(c *gin.Context) (readmodel.Page, error) {
+	p := readmodel.Page{Cursor: c.Query("cursor")}
+	if l := c.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil {
+			return p, invalidField("limit", "must be a whole number from 1 to 100")
+		}
+		if n < 1 || n > 100 {
+			return p, invalidField("limit", "must be from 1 to 100")
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// list answers a page of items.
+func list[T any](c *gin.Context, items []T, next string) {
+	if items == nil {
+		items = []T{}
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
+}
+
+// invalidField is a 422 naming one field.
+func invalidField(field, message string) error {
+	v := &domain.ValidationError{}
+	v.Add(field, "%s", message)
+	return v
+}
+
+// seconds turns a JSON number of seconds into a duration, nil staying nil.
+func seconds(s *int64) time.Duration {
+	if s == nil {
+		return 0
+	}
+	return time.Duration(*s) * time.Second
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/projections/readmodel"
+)
+
+type startSessionRequest struct {
+	Title      string         `json:"title"`
+	Metadata   map[string]any `json:"metadata"`
+	TTLSeconds *int64         `json:"ttl_seconds"`
+}
+
+type extendSessionRequest struct {
+	TTLSeconds *int64 `json:"ttl_seconds"`
+}
+
+type validateRequest struct {
+	Token string `json:"token"`
+}
+
+func (r *resources) sessionRoutes(g *gin.RouterGroup) {
+	g.POST("/users/:id/sessions", r.startSession)
+	g.GET("/users/:id/sessions", r.listSessions)
+	g.GET("/sessions/:id", r.getSession)
+	g.POST("/sessions/:id/extend", r.extendSession)
+	g.POST("/sessions/:id/close", r.closeSession)
+	g.POST("/sessions/validate", r.validateSession)
+}
+
+func (r *resources) readSession(id string) func(ctx context.Context) (any, int, error) {
+	return func(ctx context.Context) (any, int, error) {
+		s, err := r.Reader.GetSession(ctx, id)
+		return s, s.Version, err
+	}
+}
+
+func (r *resources) startSession(c *gin.Context) {
+	var req startSessionRequest
+	if err := BindJSON(c, &req); err != nil {
+		WriteError(c, err)
+		return
+	}
+	if req.TTLSeconds != nil && *req.TTLSeconds < 0 {
+		WriteError(c, invalidField("ttl_seconds", "must not be negative"))
+		return
+	}
+	res, err := r.Commands.StartSession(c.Request.Context(), meta(c), c.Param("id"), domain.StartSession{
+		Title: req.Title, Metadata: req.Metadata, TTL: seconds(req.TTLSeconds),
+	})
+	if err != nil {
+		commandError(c, err)
+		return
+	}
+	// The token is in no read model: it goes into the answer here, or into
+	// the 202 body when the client does not wait.
+	c.Header("X-Arq-Session-Token", res.Token)
+	r.settle(c, res, http.StatusCreated, "/v1/sessions/"+res.ID, func(ctx context.Context) (any, int, error) {
+		s, err := r.Reader.GetSession(ctx, res.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		return struct {
+			readmodel.Session
+			Token string `json:"token"`
+		}{s, res.Token}, s.Version, nil
+	})
+}
+
+func (r *resources) listSessions(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	p, err := page(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
+		WriteError(c, err)
+		return
+	}
+	items, next, err := r.Reader.ListSessions(c.Request.Context(), c.Param("id"), p)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	list(c, items, next)
+}
+
+func (r *resources) getSession(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	s, err := r.Reader.GetSession(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	etag(c, s.Version)
+	c.JSON(http.StatusOK, s)
+}
+
+func (r *resources) extendSession(c *gin.Context) {
+	expected, err := ifMatch(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	var req extendSessionRequest
+	if err := BindJSON(c, &req); err != nil {
+		WriteError(c, err)
+		return
+	}
+	if req.TTLSeconds == nil || *req.TTLSeconds <= 0 {
+		WriteError(c, invalidField("ttl_seconds", "is required and must be positive"))
+		return
+	}
+	id := c.Param("id")
+	res, err := r.Commands.ExtendSession(c.Request.Context(), meta(c), id, expected, seconds(req.TTLSeconds))
+	if err != nil {
+		commandError(c, err)
+		return
+	}
+	r.settle(c, res, http.StatusOK, "", r.readSession(id))
+}
+
+func (r *resources) closeSession(c *gin.Context) {
+	expected, err := ifMatch(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	id := c.Param("id")
+	res, err := r.Commands.CloseSession(c.Request.Context(), meta(c), id, expected)
+	if err != nil {
+		commandError(c, err)
+		return
+	}
+	r.settle(c, res, http.StatusOK, "", r.readSession(id))
+}
+
+// validateSession answers 200 with the session a token opens, and 401 when
+// the token opens no open session.
+func (r *resources) validateSession(c *gin.Context) {
+	var req validateRequest
+	if err := BindJSON(c, &req); err != nil {
+		WriteError(c, err)
+		return
+	}
+	if req.Token == "" {
+		WriteError(c, invalidField("token", "is required"))
+		return
+	}
+	s, err := r.Reader.SessionByTokenHash(c.Request.Context(), domain.HashToken(req.Token))
+	if err != nil || s.Status != "open" {
+		if err != nil && !errors.Is(err, domain.ErrNotFound) {
+			WriteError(c, err)
+			return
+		}
+		WriteError(c, fmt.Errorf("%w: the token opens no open session", ErrUnauthorized))
+		return
+	}
+	etag(c, s.Version)
+	c.JSON(http.StatusOK, s)
+}

@@ -1,0 +1,39 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/projections"
+)
+
+func (r *resources) statsRoutes(g *gin.RouterGroup) {
+	g.GET("/stats", r.stats)
+}
+
+// stats answers the counts of each resource and of events, and each
+// projection's position and lag.
+func (r *resources) stats(c *gin.Context) {
+	counts, err := r.Reader.Stats(c.Request.Context())
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	st, err := projections.Statuses(c.Request.Context(), r.DB, r.Projections)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	type projection struct {
+		Name     string `json:"name"`
+		State    string `json:"state"`
+		Position string `json:"position"`
+		Lag      int64  `json:"lag"`
+	}
+	ps := make([]projection, len(st))
+	for i, s := range st {
+		ps[i] = projection{Name: s.Name, State: s.State, Position: s.Checkpoint.String(), Lag: s.Behind}
+	}
+	c.JSON(http.StatusOK, gin.H{"counts": counts, "projections": ps})
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// server is an arq serve process run in-process on a port of its own, over
+// a database of its own.
+type server struct {
+	t    testing.TB
+	base string
+	url  string // database
+	key  string // bearer key sent with every request, if any
+}
+
+func startServer(t testing.TB, env map[string]string) *server {
+	t.Helper()
+	url := testdb.New(t)
+	getenv := func(k string) string {
+		switch k {
+		case "ARQ_DATABASE_URL":
+			return url
+		case "ARQ_HTTP_ADDR":
+			return "127.0.0.1:0"
+		case "ARQ_LOG_LEVEL":
+			return "warn"
+		}
+		return env[k]
+	}
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		cfg, err := envConfig(getenv)
+		if err != nil {
+			t.Error(err)
+			done <- 2
+			return
+		}
+		c := &cli{cfg: cfg, stdout: io.Discard, stderr: &syncWriter{w: &stderr}, ready: func(a string) { ready <- a }}
+		if err := c.serve(ctx, nil); err != nil {
+			t.Errorf("serve: %v", err)
+			done <- 1
+			return
+		}
+		done <- 0
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	select {
+	case addr := <-ready:
+		return &server{t: t, base: "http://" + addr, url: url}
+	case <-done:
+		t.Fatalf("server exited before listening")
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return nil
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// response is an HTTP answer with its body decoded as JSON when it is.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any
+}
+
+func (r response) str(key string) string {
+	v, _ := r.json[key].(string)
+	return v
+}
+
+func (r response) num(key string) float64 {
+	v, _ := r.json[key].(float64)
+	return v
+}
+
+func (r response) items() []map[string]any {
+	raw, _ := r.json["items"].([]any)
+	out := make([]map[string]any, len(raw))
+	for i, x := range raw {
+		out[i], _ = x.(map[string]any)
+	}
+	return out
+}
+
+// do sends a request; body is marshalled as JSON unless it is a string
+// (sent as is) or nil. Extra headers come in pairs.
+func (s *server) do(method, path string, body any, headers ...string) response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.key != "" {
+		req.Header.Set("Authorization", "Bearer "+s.key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: raw}
+	_ = json.Unmarshal(raw, &r.json)
+	return r
+}
+
+// must fails the test unless the answer has the status.
+func (s *server) must(status int, r response) response {
+	s.t.Helper()
+	if r.status != status {
+		s.t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	return r
+}
+
+func TestAPIWalkthrough(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+
+	// A user.
+	u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada", "email": "ada@example.com", "metadata": map[string]any{"plan": "pro"}}))
+	uid := u.str("id")
+	if uid == "" || u.num("version") != 1 || u.header.Get("ETag") != `"1"` || u.header.Get("X-Arq-Position") == "" || u.header.Get("Location") != "/v1/users/"+uid {
+		t.Fatalf("created user: %d %v %v", u.status, u.json, u.header)
+	}
+	s.must(409, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Other"}))
+	got := s.must(200, s.do("GET", "/v1/users/"+uid, nil))
+	if got.str("name") != "Ada" || got.str("external_id") != "ada" {
+		t.Fatalf("read user: %s", got.body)
+	}
+
+	// Edits with ETags.
+	s.must(412, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "Ada L."}, "If-Match", `"7"`))
+	upd := s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "Ada L."}, "If-Match", `"1"`))
+	if upd.str("name") != "Ada L." || upd.num("version") != 2 || upd.header.Get("ETag") != `"2"` {
+		t.Fatalf("updated user: %s", upd.body)
+	}
+
+	// A session and its messages.
+	sess := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat", "ttl_seconds": 3600}))
+	sid, token := sess.str("id"), sess.str("token")
+	if sid == "" || len(token) < 30 || sess.str("status") != "open" {
+		t.Fatalf("session: %s", sess.body)
+	}
+	if v := s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token})); v.str("id") != sid || v.str("token") != "" {
+		t.Fatalf("validate: %s", v.body)
+	}
+	s.must(401, s.do("POST", "/v1/sessions/validate", map[string]any{"token": "arqs_nope"}))
+
+	m1 := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "I prefer short answers about gardening"}))
+	if m1.num("seq") != 1 || m1.num("tokens") < 1 {
+		t.Fatalf("message: %s", m1.body)
+	}
+	batch := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+		{"role": "assistant", "content": "Noted."}, {"role": "user", "content": "What grows in shade?"},
+	}}))
+	msgs, _ := batch.json["messages"].([]any)
+	if len(msgs) != 2 || msgs[1].(map[string]any)["seq"].(float64) != 3 {
+		t.Fatalf("batch: %s", batch.body)
+	}
+	s.must(422, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "narrator", "content": "x"}))
+
+	// Pagination over messages.
+	seen := 0
+	cursor := ""
+	for {
+		p := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=2&cursor="+cursor, nil))
+		for _, it := range p.items() {
+			seen++
+			if int(it["seq"].(float64)) != seen {
+				t.Fatalf("message %d has seq %v", seen, it["seq"])
+			}
+		}
+		cursor = p.str("next_cursor")
+		if cursor == "" {
+			break
+		}
+	}
+	if seen != 3 {
+		t.Fatalf("paged through %d messages, want 3", seen)
+	}
+
+	// Edit then delete a message.
+	mid := m1.str("id")
+	ed := s.must(200, s.do("PATCH", "/v1/messages/"+mid, map[string]any{"content": "I prefer short answers"}, "If-Match", `"1"`))
+	if ed.num("version") != 2 || ed.str("content") != "I prefer short answers" {
+		t.Fatalf("edited: %s", ed.body)
+	}
+	s.must(412, s.do("DELETE", "/v1/messages/"+mid, nil, "If-Match", `"1"`))
+	s.must(204, s.do("DELETE", "/v1/messages/"+mid, nil, "If-Match", `"2"`))
+	s.must(404, s.do("GET", "/v1/messages/"+mid, nil))
+	if l := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil)); len(l.items()) != 2 {
+		t.Fatalf("after delete, %d messages listed", len(l.items()))
+	}
+
+	// Memories, filters and search.
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{
+		"type": "semantic", "content": "Ada likes gardening in the shade", "importance": 0.9, "tags": []string{"Hobby"}, "source_session_id": sid,
+		"metadata": map[string]any{"source": "chat"},
+	}))
+	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "episodic", "content": "Ada asked about tomatoes", "importance": 0.2}))
+	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "draft reply about soil", "ttl_seconds": 1}))
+	if tags, _ := mem.json["tags"].([]any); len(tags) != 1 || tags[0] != "hobby" {
+		t.Fatalf("memory tags: %s", mem.body)
+	}
+	for q, want := range map[string]int{
+		"type=semantic": 1, "tag=hobby": 1, "min_importance=0.6": 1, "session_id=" + sid: 1, "metadata=source=chat": 1, "q=tomatoes": 1,
+	} {
+		if l := s.must(200, s.do("GET", "/v1/users/"+uid+"/memories?"+q, nil)); len(l.items()) != want {
+			t.Errorf("filter %s: %d memories, want %d", q, len(l.items()), want)
+		}
+	}
+	hits := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "gardening"}))
+	if h := hits.items(); len(h) < 1 || h[0]["id"] != mem.str("id") || h[0]["score"].(float64) <= 0 {
+		t.Fatalf("search: %s", hits.body)
+	}
+
+	// Expiry: the one-second working memory disappears from every read.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := s.must(200, s.do("GET", "/v1/users/"+uid+"/memories?type=working", nil))
+		if len(l.items()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("expired memory still listed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Closing the session refuses new messages.
+	s.must(200, s.do("POST", "/v1/sessions/"+sid+"/close", nil))
+	s.must(409, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "still there?"}))
+	s.must(401, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}))
+
+	// Delete the memory, then the user.
+	s.must(204, s.do("DELETE", "/v1/memories/"+mem.str("id"), nil))
+	s.must(404, s.do("GET", "/v1/memories/"+mem.str("id"), nil))
+	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	s.must(404, s.do("GET", "/v1/users/"+uid, nil))
+	s.must(404, s.do("GET", "/v1/sessions/"+sid, nil))
+}

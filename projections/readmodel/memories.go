@@ -1,0 +1,55 @@
+package readmodel
+
+import (
+	"context"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/projections"
+)
+
+// Memories projects memories. Reads hide a memory from its expiry time on;
+// its expired event removes the row.
+type Memories struct{}
+
+// Name is "memories".
+func (Memories) Name() string { return "memories" }
+
+// Tables is the memories table.
+func (Memories) Tables() []string { return []string{"memories"} }
+
+// Apply folds memory events into the memories table.
+func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
+	switch e.Type {
+	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired:
+	case domain.UserDeleted:
+		tx.Exec(`DELETE FROM memories WHERE user_id = $1`, entityID(e))
+		return nil
+	default:
+		return nil
+	}
+	ev, err := decode(e)
+	if err != nil {
+		return err
+	}
+	id := entityID(e)
+	switch d := ev.Data.(type) {
+	case domain.MemoryStoredData:
+		tx.Exec(`INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata,
+				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14)`,
+			d.MemoryID, d.UserID, e.Metadata.Tenant, d.Type, d.Content, d.Importance, nonNil(d.Tags), jsonOf(d.Metadata),
+			d.SourceSessionID, d.SourceMessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt)
+	case domain.MemoryUpdatedData:
+		tx.Exec(`UPDATE memories SET
+				content = coalesce($2, content), tokens = coalesce($3, tokens), importance = coalesce($4, importance),
+				tags = coalesce($5, tags), metadata = coalesce($6, metadata),
+				expires_at = CASE WHEN $7 THEN NULL ELSE coalesce($8, expires_at) END,
+				version = $9, updated_at = $10
+			WHERE id = $1`,
+			id, d.Content, d.Tokens, d.Importance, d.Tags, jsonOrNil(d.Metadata), d.ClearExpiry, d.ExpiresAt, e.Version, e.RecordedAt)
+	case domain.MemoryDeletedData, domain.MemoryExpiredData:
+		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)
+	}
+	return nil
+}

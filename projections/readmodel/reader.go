@@ -1,0 +1,190 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/domain"
+)
+
+// Reader reads the query tables.
+type Reader struct {
+	db *pgxpool.Pool
+}
+
+// NewReader returns a Reader over pool's database.
+func NewReader(db *pgxpool.Pool) *Reader { return &Reader{db: db} }
+
+const userCols = `id, external_id, name, email, metadata, version, created_at, updated_at`
+
+func scanUser(row pgx.Row) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.ExternalID, &u.Name, &u.Email, &u.Metadata, &u.Version, &u.CreatedAt, &u.UpdatedAt)
+	return u, err
+}
+
+// GetUser reads one user of a tenant.
+func (r *Reader) GetUser(ctx context.Context, tenant, id string) (User, error) {
+	u, err := scanUser(r.db.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE tenant = $1 AND id = $2`, tenant, id))
+	return u, notFound(err, "user", id)
+}
+
+// ListUsers lists a tenant's users in registration order.
+func (r *Reader) ListUsers(ctx context.Context, tenant string, p Page) ([]User, string, error) {
+	limit, after, err := bounds(p)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := r.db.Query(ctx, `SELECT `+userCols+` FROM users WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3`, tenant, after, limit+1)
+	return collect(rows, err, scanUser, limit, func(u User) string { return u.ID })
+}
+
+// sessionCols serves a session's status as of now: an open session past
+// its expiry time is expired, before its expired event is projected.
+const sessionCols = `id, user_id, title, metadata,
+	CASE WHEN status = 'open' AND expires_at <= now() THEN 'expired' ELSE status END,
+	expires_at, message_count, version, created_at, updated_at, closed_at`
+
+func scanSession(row pgx.Row) (Session, error) {
+	var s Session
+	err := row.Scan(&s.ID, &s.UserID, &s.Title, &s.Metadata, &s.Status, &s.ExpiresAt, &s.MessageCount, &s.Version, &s.CreatedAt, &s.UpdatedAt, &s.ClosedAt)
+	return s, err
+}
+
+// GetSession reads one session.
+func (r *Reader) GetSession(ctx context.Context, id string) (Session, error) {
+	s, err := scanSession(r.db.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
+	return s, notFound(err, "session", id)
+}
+
+// SessionByTokenHash reads the session a token (by its hash) opens.
+func (r *Reader) SessionByTokenHash(ctx context.Context, hash string) (Session, error) {
+	s, err := scanSession(r.db.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE token_hash = $1`, hash))
+	return s, notFound(err, "session", "with that token")
+}
+
+// ListSessions lists a user's sessions, newest first.
+func (r *Reader) ListSessions(ctx context.Context, userID string, p Page) ([]Session, string, error) {
+	limit, after, err := bounds(p)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := r.db.Query(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE user_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3`, userID, after, limit+1)
+	return collect(rows, err, scanSession, limit, func(s Session) string { return s.ID })
+}
+
+const messageCols = `id, session_id, user_id, seq, role, content, name, metadata, tokens, version, created_at, updated_at`
+
+func scanMessage(row pgx.Row) (Message, error) {
+	var m Message
+	err := row.Scan(&m.ID, &m.SessionID, &m.UserID, &m.Seq, &m.Role, &m.Content, &m.Name, &m.Metadata, &m.Tokens, &m.Version, &m.CreatedAt, &m.UpdatedAt)
+	return m, err
+}
+
+// GetMessage reads one message.
+func (r *Reader) GetMessage(ctx context.Context, id string) (Message, error) {
+	m, err := scanMessage(r.db.QueryRow(ctx, `SELECT `+messageCols+` FROM messages WHERE id = $1`, id))
+	return m, notFound(err, "message", id)
+}
+
+// ListMessages lists a session's messages in sequence order.
+func (r *Reader) ListMessages(ctx context.Context, sessionID string, p Page) ([]Message, string, error) {
+	limit, after, err := bounds(p)
+	if err != nil {
+		return nil, "", err
+	}
+	seq := 0
+	if after != "" {
+		if seq, err = strconv.Atoi(after); err != nil {
+			return nil, "", fmt.Errorf("%w: cursor %q is not one this API gave out", domain.ErrInvalid, p.Cursor)
+		}
+	}
+	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, sessionID, seq, limit+1)
+	return collect(rows, err, scanMessage, limit, func(m Message) string { return strconv.Itoa(m.Seq) })
+}
+
+// Stats counts the query tables' rows and the log's events.
+func (r *Reader) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := r.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions),
+		(SELECT count(*) FROM messages), (SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > now()),
+		(SELECT count(*) FROM events)`).Scan(&s.Users, &s.Sessions, &s.Messages, &s.Memories, &s.Events)
+	if err != nil {
+		return s, fmt.Errorf("count resources: %w", err)
+	}
+	return s, nil
+}
+
+// ExpiredSessions lists open sessions whose expiry time has passed.
+func (r *Reader) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]ExpiryDue, error) {
+	return r.due(ctx, `SELECT id, version FROM sessions WHERE status = 'open' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
+}
+
+// ExpiredMemories lists memories whose expiry time has passed.
+func (r *Reader) ExpiredMemories(ctx context.Context, now time.Time, limit int) ([]ExpiryDue, error) {
+	return r.due(ctx, `SELECT id, version FROM memories WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
+}
+
+func (r *Reader) due(ctx context.Context, sql string, now time.Time, limit int) ([]ExpiryDue, error) {
+	rows, err := r.db.Query(ctx, sql, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due expiries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ExpiryDue, error) {
+		var d ExpiryDue
+		return d, row.Scan(&d.ID, &d.Version)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list due expiries: %w", err)
+	}
+	return out, nil
+}
+
+func bounds(p Page) (int, string, error) {
+	limit, err := p.limit()
+	if err != nil {
+		return 0, "", err
+	}
+	after, err := p.after()
+	return limit, after, err
+}
+
+// collect scans up to limit+1 rows into a page.
+func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error), limit int, key func(T) string) ([]T, string, error) {
+	if err != nil {
+		return nil, "", fmt.Errorf("read: %w", err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("read: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("read: %w", err)
+	}
+	items, next := pageOf(out, limit, key)
+	return items, next, nil
+}
+
+// notFound turns "no row" into domain.ErrNotFound.
+func notFound(err error, what, id string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %s %s", domain.ErrNotFound, what, id)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	return nil
+}

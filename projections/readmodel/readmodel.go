@@ -1,0 +1,30 @@
+// Package readmodel holds the query tables of the memory API (users,
+// sessions, messages, memories): the projections that build them from the
+// event log, and the Reader the API reads them through.
+package readmodel
+
+import (
+	"strings"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/projections"
+)
+
+// All returns the memory API's projections, in the order their status is
+// shown.
+func All() []projections.Projection {
+	return []projections.Projection{Users{}, Sessions{}, Messages{}, Memories{}}
+}
+
+// entityID is the id of the entity whose stream an event is in:
+// "memory-01J..." gives "01J...".
+func entityID(e eventstore.Recorded) string {
+	return strings.TrimPrefix(e.StreamID, e.StreamType+"-")
+}
+
+// decode turns a recorded event into the domain's event; the types a
+// projection ignores are never decoded.
+func decode(e eventstore.Recorded) (domain.Event, error) {
+	return domain.DecodeEvent(e.Type, e.Data)
+}
