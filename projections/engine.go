@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -154,7 +153,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			ConsumerGroup:  p.Name(),
 			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful},
 			OffsetsAdapter: offsetsAdapter,
-			BackoffManager: newWaker(runCtx, e.notifier, e.cfg, r.log),
+			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log),
 			ResendInterval: e.cfg.RetryDelay,
 			// No ack deadline: a deadline would let the subscriber take the
 			// transaction back while a slow handler still uses it.
@@ -180,10 +179,18 @@ func (e *Engine) Run(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if err := router.Close(); err != nil {
-		return fmt.Errorf("close projection router: %w", err)
+	// Close only a router that got its handlers running: closing one that
+	// is still subscribing waits the whole CloseTimeout for handlers that
+	// never start (Run then fails on the cancelled context by itself).
+	select {
+	case <-router.Running():
+		if err := router.Close(); err != nil {
+			return fmt.Errorf("close projection router: %w", err)
+		}
+	case err := <-done:
+		done <- err
 	}
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+	if err := <-done; err != nil && ctx.Err() == nil {
 		return fmt.Errorf("projection router: %w", err)
 	}
 	return nil

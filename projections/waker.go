@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/eventstore"
 )
@@ -24,6 +25,7 @@ const (
 // another process holds the projection's checkpoint.
 type waker struct {
 	ctx      context.Context
+	pool     *pgxpool.Pool
 	n        *eventstore.Notifier
 	idlePoll time.Duration
 	linger   time.Duration
@@ -32,8 +34,8 @@ type waker struct {
 	hotUntil time.Time
 }
 
-func newWaker(ctx context.Context, n *eventstore.Notifier, cfg Config, log *slog.Logger) *waker {
-	return &waker{ctx: ctx, n: n, idlePoll: cfg.IdlePoll, linger: cfg.Linger, log: log}
+func newWaker(ctx context.Context, pool *pgxpool.Pool, n *eventstore.Notifier, cfg Config, log *slog.Logger) *waker {
+	return &waker{ctx: ctx, pool: pool, n: n, idlePoll: cfg.IdlePoll, linger: cfg.Linger, log: log}
 }
 
 // HandleError is called after every poll of the log and returns how long to
@@ -58,6 +60,13 @@ func (w *waker) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	case time.Now().Before(w.hotUntil):
 		w.n.Wait(w.ctx, w.seen, hotPoll)
 		return 0
+	case w.hidden():
+		// An event is committed or being written below a transaction
+		// that is still open (anywhere in the cluster): its notification
+		// may have come and gone, so keep polling until it shows.
+		w.hotUntil = time.Now().Add(w.linger)
+		w.n.Wait(w.ctx, w.seen, hotPoll)
+		return 0
 	default:
 		if w.n.Wait(w.ctx, w.seen, w.idlePoll) {
 			w.hotUntil = time.Now().Add(w.linger)
@@ -71,4 +80,18 @@ func (w *waker) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 func contended(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// hidden reports whether the log holds events that commit-safe readers
+// cannot see yet, because a transaction older than theirs is still open.
+// Before going idle a projector asks, so that a notification which came
+// while such an event was hidden is not lost until the next safety poll.
+func (w *waker) hidden() bool {
+	var hidden bool
+	err := w.pool.QueryRow(w.ctx, `SELECT EXISTS (
+		SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))`).Scan(&hidden)
+	if err != nil && w.ctx.Err() == nil {
+		w.log.Warn("probing the log for hidden events failed", "err", err)
+	}
+	return hidden
 }
