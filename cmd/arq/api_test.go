@@ -25,7 +25,12 @@ type server struct {
 
 func startServer(t testing.TB, env map[string]string) *server {
 	t.Helper()
-	url := testdb.New(t)
+	return startServerOn(t, testdb.New(t), env)
+}
+
+// startServerOn starts a server over an existing database.
+func startServerOn(t testing.TB, url string, env map[string]string) *server {
+	t.Helper()
 	getenv := func(k string) string {
 		switch k {
 		case "ARQ_DATABASE_URL":

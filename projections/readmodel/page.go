@@ -3,6 +3,7 @@ package readmodel
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 
 	"github.com/arq-memory/arq/domain"
 )
@@ -39,14 +40,21 @@ func (p Page) after() (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(p.Cursor)
-	if err != nil || len(b) == 0 {
+	key, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if err != nil || !ok || key == "" {
 		return "", fmt.Errorf("%w: cursor %q is not one this API gave out", domain.ErrInvalid, p.Cursor)
 	}
-	return string(b), nil
+	return key, nil
 }
 
+// cursorPrefix versions cursors, so that a string this API never gave out
+// is refused rather than read as a sort key.
+const cursorPrefix = "c1|"
+
 // cursorFor makes the opaque cursor of a sort key.
-func cursorFor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+func cursorFor(key string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + key))
+}
 
 // pageOf cuts rows fetched with limit+1 to limit and says the next cursor.
 func pageOf[T any](rows []T, limit int, key func(T) string) ([]T, string) {

@@ -1,0 +1,74 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The OpenAPI document served at /openapi.json and the router list the same
+// routes: a route added without documentation, or documented without a
+// handler, fails here.
+func TestOpenAPIDocumentListsEveryRoute(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	h := New(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	engine, ok := h.(*gin.Engine)
+	if !ok {
+		t.Fatalf("api.New returned %T, want *gin.Engine", h)
+	}
+	param := regexp.MustCompile(`:([A-Za-z_]+)`)
+	var routed []string
+	for _, r := range engine.Routes() {
+		routed = append(routed, r.Method+" "+param.ReplaceAllString(r.Path, "{$1}"))
+	}
+
+	rec := httptest.NewRecorder()
+	engine.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET /openapi.json: %d %s", rec.Code, rec.Body)
+	}
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatalf("decode document: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q, want 3.x", doc.OpenAPI)
+	}
+	var documented []string
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			if method == "parameters" {
+				continue
+			}
+			if _, ok := op["responses"]; !ok {
+				t.Errorf("%s %s has no responses", method, path)
+			}
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	slices.Sort(routed)
+	slices.Sort(documented)
+	for _, r := range routed {
+		if !slices.Contains(documented, r) {
+			t.Errorf("route %s is not in the OpenAPI document", r)
+		}
+	}
+	for _, d := range documented {
+		if !slices.Contains(routed, d) {
+			t.Errorf("documented %s has no route", d)
+		}
+	}
+	if len(routed) == 0 {
+		t.Error("the router has no routes")
+	}
+}

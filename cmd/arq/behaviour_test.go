@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+func isProblem(t *testing.T, r response, status int, field string) {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("want a %d problem, got %d %s: %s", status, r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if r.num("status") != float64(status) || !strings.HasPrefix(r.str("type"), "https://arq.dev/problems/") || r.str("title") == "" || r.str("request_id") == "" {
+		t.Fatalf("problem body: %s", r.body)
+	}
+	if field != "" {
+		errs, _ := r.json["errors"].([]any)
+		found := false
+		for _, e := range errs {
+			if e.(map[string]any)["field"] == field {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("problem names no field %q: %s", field, r.body)
+		}
+	}
+}
+
+func eventCount(t *testing.T, s *server) int {
+	t.Helper()
+	pool := testdb.Pool(t, s.url)
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestErrorsAreProblemsAndAppendNothing(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_MAX_BODY_BYTES": "2048"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "E"})).str("id")
+	before := eventCount(t, s)
+
+	isProblem(t, s.do("POST", "/v1/users", `{"external_id": "x",`), 400, "")
+	isProblem(t, s.do("POST", "/v1/users", `{"external_id": 7, "name": "x"}`), 400, "")
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "", "name": "x", "email": "nope"}), 422, "email")
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "y", "name": "x", "colour": "red"}), 422, "colour")
+	isProblem(t, s.do("GET", "/v1/users/01JZZZZZZZZZZZZZZZZZZZZZZZ", nil), 404, "")
+	isProblem(t, s.do("GET", "/v1/nowhere", nil), 404, "")
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "again"}), 409, "")
+	isProblem(t, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "F"}, "If-Match", `"9"`), 412, "")
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "big", "name": strings.Repeat("x", 4000)}), 413, "")
+	r := s.do("POST", "/v1/users", `{"external_id":"z","name":"z"}`, "Content-Type", "text/plain")
+	isProblem(t, r, 415, "")
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": ""}), 422, "type")
+	isProblem(t, s.do("GET", "/v1/users?limit=500", nil), 422, "limit")
+	isProblem(t, s.do("GET", "/v1/users?cursor=garbage", nil), 422, "")
+
+	if after := eventCount(t, s); after != before {
+		t.Fatalf("bad requests appended %d events", after-before)
+	}
+}
+
+func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	body := map[string]any{"external_id": "idem", "name": "I"}
+	first := s.must(201, s.do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
+	events := eventCount(t, s)
+	again := s.must(201, s.do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
+	if string(again.body) != string(first.body) || again.header.Get("Idempotent-Replayed") != "true" || again.header.Get("ETag") != first.header.Get("ETag") {
+		t.Fatalf("replay differs:\nfirst %s\nagain %s %v", first.body, again.body, again.header)
+	}
+	if n := eventCount(t, s); n != events {
+		t.Fatalf("the retry appended %d events", n-events)
+	}
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k-1"), 422, "")
+}
+
+func TestReadYourWritesAndPositions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ryw", "name": "R"}))
+	pos := u.header.Get("X-Arq-Position")
+	if _, err := eventstore.ParseCursor(pos); err != nil || pos == "" {
+		t.Fatalf("X-Arq-Position %q: %v", pos, err)
+	}
+	// Each write is visible on the next read, many times over.
+	for i := 0; i < 20; i++ {
+		m := s.must(201, s.do("POST", "/v1/users/"+u.str("id")+"/memories", map[string]any{"type": "semantic", "content": fmt.Sprintf("fact %d", i)}))
+		s.must(200, s.do("GET", "/v1/memories/"+m.str("id"), nil))
+	}
+	// Asynchronous: 202 at once, then a read that waits for the position.
+	a := s.must(202, s.do("POST", "/v1/users", map[string]any{"external_id": "async", "name": "A"}, "Prefer", "respond-async"))
+	if a.header.Get("Preference-Applied") != "respond-async" || a.str("id") == "" || a.header.Get("X-Arq-Position") == "" {
+		t.Fatalf("async answer: %v %s", a.header, a.body)
+	}
+	got := s.must(200, s.do("GET", "/v1/users/"+a.str("id"), nil, "X-Arq-Min-Position", a.header.Get("X-Arq-Position")))
+	if got.str("name") != "A" {
+		t.Fatalf("read after min position: %s", got.body)
+	}
+	// A position the projections will not reach in time: 503, Retry-After.
+	far := s.do("GET", "/v1/users", nil, "X-Arq-Min-Position", "999999999999.1")
+	isProblem(t, far, 503, "")
+	if far.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	isProblem(t, s.do("GET", "/v1/users", nil, "X-Arq-Min-Position", "garbage"), 400, "")
+}
+
+func TestEventsRecordRequestAndCaller(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.key = "admin-secret"
+	k := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "backend", "scopes": []string{"read", "write"}}))
+	s.key = k.str("key")
+	r := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "trace", "name": "T"}, "X-Request-ID", "req-trace-1"))
+	if r.header.Get("X-Request-ID") != "req-trace-1" {
+		t.Fatalf("request id not echoed: %v", r.header)
+	}
+	gen := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "trace2", "name": "T"}))
+	if len(gen.header.Get("X-Request-ID")) != 26 {
+		t.Fatalf("no request id made: %v", gen.header)
+	}
+	pool := testdb.Pool(t, s.url)
+	var corr, actor string
+	if err := pool.QueryRow(context.Background(), `SELECT metadata->>'correlation_id', metadata->>'actor' FROM events
+		WHERE stream_id = 'user-' || $1`, r.str("id")).Scan(&corr, &actor); err != nil {
+		t.Fatal(err)
+	}
+	if corr != "req-trace-1" || actor != "key:"+k.str("id") {
+		t.Fatalf("event metadata: correlation %q actor %q", corr, actor)
+	}
+}
+
+func TestAuthKeysAndScopes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
+	s.key = "wrong"
+	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
+	s.key = ""
+	s.must(200, s.do("GET", "/healthz", nil))
+	s.must(200, s.do("GET", "/openapi.json", nil))
+
+	s.key = "admin-secret"
+	ro := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
+	rw := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"read", "write"}}))
+	isProblem(t, s.do("POST", "/v1/admin/keys", map[string]any{"name": "x", "scopes": []string{"root"}}), 422, "scopes")
+	if l := s.must(200, s.do("GET", "/v1/admin/keys", nil)); len(l.items()) != 2 || strings.Contains(string(l.body), ro.str("key")) {
+		t.Fatalf("key list: %s", l.body)
+	}
+	pool := testdb.Pool(t, s.url)
+	var leaked int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM api_keys WHERE key_hash = $1 OR name = $1`, ro.str("key")).Scan(&leaked); err != nil || leaked != 0 {
+		t.Fatalf("a key's secret is stored: %d %v", leaked, err)
+	}
+
+	s.key = ro.str("key")
+	s.must(200, s.do("GET", "/v1/users", nil))
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}), 403, "")
+	s.key = rw.str("key")
+	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}))
+	isProblem(t, s.do("GET", "/v1/admin/keys", nil), 403, "")
+
+	s.key = "admin-secret"
+	s.must(204, s.do("DELETE", "/v1/admin/keys/"+rw.str("id"), nil))
+	s.key = rw.str("key")
+	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
+}
+
+func TestMiddlewareHeaders(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_CORS_ORIGINS": "https://app.example"})
+	r := s.do("GET", "/v1/users", nil, "Origin", "https://app.example")
+	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("allowed origin: %v", r.header)
+	}
+	if r := s.do("GET", "/v1/users", nil, "Origin", "https://evil.example"); r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("denied origin got CORS headers: %v", r.header)
+	}
+	if !strings.HasPrefix(r.header.Get("Server-Timing"), "app;dur=") || r.header.Get("X-Request-ID") == "" {
+		t.Fatalf("timing/request id headers: %v", r.header)
+	}
+}
+
+// Clients appending to one session at once all succeed, with gapless
+// sequence numbers.
+func TestConcurrentAppendsToOneSession(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	const clients, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make(chan string, clients*each)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				raw, _ := json.Marshal(map[string]any{"role": "user", "content": fmt.Sprintf("client %d message %d", c, i)})
+				req, _ := http.NewRequest("POST", s.base+"/v1/sessions/"+sid+"/messages", strings.NewReader(string(raw)))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					errs <- fmt.Sprintf("status %d", resp.StatusCode)
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	seen := 0
+	cursor := ""
+	for {
+		p := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
+		for _, it := range p.items() {
+			seen++
+			if int(it["seq"].(float64)) != seen {
+				t.Fatalf("message %d has seq %v", seen, it["seq"])
+			}
+		}
+		if cursor = p.str("next_cursor"); cursor == "" {
+			break
+		}
+	}
+	if seen != clients*each {
+		t.Fatalf("%d messages, want %d", seen, clients*each)
+	}
+	if got := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)); got.num("message_count") != clients*each {
+		t.Fatalf("session message_count: %s", got.body)
+	}
+}
+
+// Background expiry records each expiry once, also with two servers on one
+// database.
+func TestExpiryIsRecordedOnce(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 1})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "soon gone", "ttl_seconds": 1})).str("id")
+	second := startServerOn(t, s.url, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
+	_ = second
+	pool := testdb.Pool(t, s.url)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var sessions, memories int
+		err := pool.QueryRow(context.Background(), `SELECT
+			(SELECT count(*) FROM events WHERE stream_id = 'session-' || $1 AND event_type = 'session.expired'),
+			(SELECT count(*) FROM events WHERE stream_id = 'memory-' || $2 AND event_type = 'memory.expired')`, sid, mid).Scan(&sessions, &memories)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sessions > 1 || memories > 1 {
+			t.Fatalf("expiry recorded %d and %d times", sessions, memories)
+		}
+		if sessions == 1 && memories == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expiry not recorded: sessions %d memories %d", sessions, memories)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)); got.str("status") != "expired" {
+		t.Fatalf("session: %s", got.body)
+	}
+	isProblem(t, s.do("GET", "/v1/memories/"+mid, nil), 404, "")
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
+}
