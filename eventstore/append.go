@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -70,6 +71,9 @@ const (
 	constraintStreamVersion = "events_stream_version_key"
 	constraintEventID       = "events_event_id_key"
 	codeUniqueViolation     = "23505"
+	// Raised by arq_check_stream (migrations/00006_stream_check.sql).
+	codeVersionCheck = "AQ001"
+	codeTypeCheck    = "AQ002"
 )
 
 // maxRaces bounds how often an append with Any() is retried when another
@@ -147,18 +151,12 @@ func (s *Store) appendOne(ctx context.Context, a appendArgs) ([]AppendResult, er
 	return []AppendResult{r}, nil
 }
 
-// appendMany appends to several streams in one transaction: the locks, in
-// key order, then one statement per stream, all sent in one round trip.
-func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []AppendResult, err error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("append: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
-	}()
+// appendMany appends to several streams in one round trip: the locks, in
+// key order, then a head check of every stream (arq_check_stream, see
+// migrations/00006_stream_check.sql), then one insert per writing stream.
+// pgx sends a batch as one implicit transaction, so a failed check or
+// insert rolls back all of it.
+func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
 	ids := make([]string, len(args))
 	for i, a := range args {
 		ids[i] = a.streamID
@@ -166,67 +164,67 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) (res []Append
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM (
 		SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest($1::text[]) s) keys ORDER BY k`, ids)
-	res = make([]AppendResult, len(args))
+	res := make([]AppendResult, len(args))
 	failed := -1
 	var failure error
 	for i, a := range args {
+		b.Queue(`SELECT arq_check_stream($1, $2, $3)`, a.streamID, a.streamType, a.expected.v).QueryRow(func(row pgx.Row) error {
+			var v int64
+			err := row.Scan(&v)
+			if err != nil && failed < 0 {
+				failed, failure = i, err
+			}
+			res[i] = AppendResult{StreamID: a.streamID, Version: int(v)}
+			return err
+		})
+	}
+	for i, a := range args {
 		if a.guard() {
-			b.Queue(`SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, a.streamID).QueryRow(func(row pgx.Row) error {
-				var v int64
-				err := row.Scan(&v)
-				if err == nil && a.expected.v >= 0 && v != a.expected.v && failed < 0 {
-					failed, failure = i, &ConflictError{StreamID: a.streamID, Expected: a.expected, Current: int(v)}
-				}
-				res[i] = AppendResult{StreamID: a.streamID, Version: int(v)}
-				return err
-			})
 			continue
 		}
 		b.Queue(appendSQL, a.queryArgs()...).Query(func(rows pgx.Rows) error {
 			r, err := scanPlaced(rows, a.streamID)
 			res[i] = r
-			if (err != nil || len(r.Events) != len(a.ids)) && failed < 0 {
+			if err != nil && failed < 0 {
 				failed, failure = i, err
 			}
 			return err
 		})
 	}
-	batchErr := tx.SendBatch(ctx, b).Close()
-	if failed < 0 && batchErr != nil {
-		// The failing statement is the first stream left short.
+	batchErr := s.pool.SendBatch(ctx, b).Close()
+	if batchErr == nil {
 		for i, a := range args {
 			if !a.guard() && len(res[i].Events) != len(a.ids) {
-				failed, failure = i, batchErr
-				break
+				// Cannot happen under the locks and checks; never report
+				// a part as the whole.
+				return nil, fmt.Errorf("append: stream %s took %d of %d events", a.streamID, len(res[i].Events), len(a.ids))
 			}
 		}
-		if failed < 0 {
-			return nil, fmt.Errorf("append: %w", batchErr)
+		return res, nil
+	}
+	if failed < 0 {
+		return nil, fmt.Errorf("append: %w", batchErr)
+	}
+	a := args[failed]
+	var pgErr *pgconn.PgError
+	if errors.As(failure, &pgErr) {
+		switch pgErr.Code {
+		case codeVersionCheck:
+			current, _ := strconv.Atoi(pgErr.Detail)
+			return nil, &ConflictError{StreamID: a.streamID, Expected: a.expected, Current: current}
+		case codeTypeCheck:
+			return nil, fmt.Errorf("append: %w: stream %s has type %s, not %s", ErrStreamType, a.streamID, pgErr.Detail, a.streamType)
 		}
 	}
-	if failed >= 0 {
-		// Nothing of this transaction may stay; say why the stream failed.
-		if err := tx.Rollback(ctx); err != nil {
-			return nil, fmt.Errorf("append: roll back: %w", err)
-		}
-		var ce *ConflictError
-		if errors.As(failure, &ce) {
-			return nil, ce // a guard
-		}
-		r, err := s.explain(ctx, args[failed], failure)
-		if err != nil {
-			return nil, err
-		}
-		if len(args) > 1 && r.Repeated {
-			// A repeat of one stream's part alone is no retry of the whole.
-			return nil, fmt.Errorf("append: %w", ErrEventIDReused)
-		}
-		return nil, lostRace{}
+	r, err := s.explain(ctx, a, failure)
+	if err != nil {
+		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("append: commit: %w", err)
+	if r.Repeated {
+		// A repeat of one stream's part alone is no retry of the whole.
+		return nil, fmt.Errorf("append: %w", ErrEventIDReused)
 	}
-	return res, nil
+	return nil, lostRace{}
 }
 
 // lostRace reports that another writer committed to an Any() stream between

@@ -262,6 +262,27 @@ func TestConcurrentAppendersOneWinnerPerVersion(t *testing.T) {
 	}
 }
 
+// In a multi-stream append a stream of another type fails the whole
+// append, also when it is the second stream and the first could be written.
+func TestAppendMultiChecksStreamTypes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Append(ctx, stream("typed"), eventstore.Any(), ev("a", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: stream("first"), Expected: eventstore.Any(), Events: []eventstore.Event{ev("a", `{}`)}},
+		eventstore.StreamAppend{Stream: eventstore.Stream{ID: "typed", Type: "other"}, Expected: eventstore.Any(), Events: []eventstore.Event{ev("a", `{}`)}},
+	)
+	if !errors.Is(err, eventstore.ErrStreamType) {
+		t.Fatalf("err = %v, want ErrStreamType", err)
+	}
+	if got, _ := s.ReadStream(ctx, "first", 1); len(got) != 0 {
+		t.Fatal("stream first was written although typed failed its check")
+	}
+}
+
 func TestAppendMultiIsAtomic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
