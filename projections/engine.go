@@ -153,7 +153,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			ConsumerGroup:  p.Name(),
 			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful},
 			OffsetsAdapter: offsetsAdapter,
-			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log),
+			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
+				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize)
+			}),
 			ResendInterval: e.cfg.RetryDelay,
 			// No ack deadline: a deadline would let the subscriber take the
 			// transaction back while a slow handler still uses it.

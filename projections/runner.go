@@ -50,6 +50,7 @@ func (r *runner) handle(msg *message.Message) error {
 			if err := applyPipelined(ctx, tx, r.p, rec); err != nil {
 				tx.fail(err)
 			}
+			tx.last = rec.Cursor()
 		}
 		tx.mu.Unlock()
 		// Acked even when doomed: the checkpoint write then fails and the
@@ -61,6 +62,9 @@ func (r *runner) handle(msg *message.Message) error {
 	for attempt := 1; ; attempt++ {
 		tx.mu.Lock()
 		err = applyCareful(ctx, tx, r.p, rec)
+		if err == nil {
+			tx.last = rec.Cursor()
+		}
 		tx.mu.Unlock()
 		if err == nil {
 			r.inBatch.Add(1)

@@ -10,6 +10,8 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // errBatchFailed marks a fast-mode batch whose pipelined writes failed; the
@@ -55,6 +57,8 @@ type sharedTx struct {
 	careful bool
 	r       *runner
 	began   time.Time
+	// last is the cursor of the last event applied in this transaction.
+	last eventstore.Cursor
 }
 
 // flush sends the pipelined writes. Once it failed, the transaction is
@@ -106,12 +110,13 @@ func (t *sharedTx) Commit() error {
 	} else {
 		err = t.Tx.Commit()
 	}
+	last := t.last
 	t.mu.Unlock()
 	if err == nil && t.r.inBatch.Load() > 0 {
 		if t.careful {
 			t.r.careful.Store(false) // the replayed batch went through
 		}
-		t.r.engine.committed.fire()
+		t.r.engine.committed.fire(t.r.p.Name(), last)
 	}
 	t.done()
 	return err

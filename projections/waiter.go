@@ -11,23 +11,45 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// Signal counts commits of projection batches in this process, so a waiter
-// can sleep until the next one instead of polling.
+// Signal counts commits of projection batches in this process and keeps
+// where each projection stands, so a waiter can sleep until the next commit
+// and tell from memory whether its position is reached, instead of asking
+// the database after every batch.
 type Signal struct {
 	mu   sync.Mutex
 	gen  uint64
 	wake chan struct{}
+	at   map[string]eventstore.Cursor
 }
 
 // NewSignal returns a Signal no one has fired.
-func NewSignal() *Signal { return &Signal{wake: make(chan struct{})} }
+func NewSignal() *Signal {
+	return &Signal{wake: make(chan struct{}), at: map[string]eventstore.Cursor{}}
+}
 
-func (s *Signal) fire() {
+// fire records that projection name committed the log up to c.
+func (s *Signal) fire(name string, c eventstore.Cursor) {
 	s.mu.Lock()
+	if s.at[name].Less(c) {
+		s.at[name] = c
+	}
 	s.gen++
 	close(s.wake)
 	s.wake = make(chan struct{})
 	s.mu.Unlock()
+}
+
+// reached reports whether every named projection committed c in this
+// process. False may be stale (another process applied it); true is final.
+func (s *Signal) reached(names []string, c eventstore.Cursor) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if s.at[n].Less(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // wait returns when the signal fires after seen, or after d.
@@ -57,36 +79,79 @@ func (s *Signal) generation() uint64 {
 // Waiter tells when every projection has applied the log up to a cursor:
 // a command answers once the query tables include its change, and a read
 // sent with a minimum position waits for it.
+//
+// With the projections in this process it learns their progress from the
+// engine's Signal and asks the database only when a wait runs longer than
+// poll (another process may be the one applying). The lowest position all
+// projections were seen at in the database is remembered, so reads of old
+// positions cost nothing.
 type Waiter struct {
 	db     *pgxpool.Pool
 	names  []string
 	signal *Signal
-	// poll is how often the checkpoints are read when no commit signal
-	// arrives (projections running in another process).
+	local  bool
+	// poll is how often the checkpoints are read while waiting.
 	poll time.Duration
+
+	mu    sync.Mutex
+	floor eventstore.Cursor
 }
 
 // NewWaiter waits on the checkpoints of the named projections. signal is
 // the engine's in this process (Engine.Committed), or nil when projections
 // run elsewhere.
 func NewWaiter(db *pgxpool.Pool, names []string, signal *Signal) *Waiter {
+	local := signal != nil
 	if signal == nil {
 		signal = NewSignal()
 	}
-	return &Waiter{db: db, names: names, signal: signal, poll: 5 * time.Millisecond}
+	return &Waiter{db: db, names: names, signal: signal, local: local, poll: 5 * time.Millisecond}
 }
 
-// Reached reports whether every projection has applied the log up to c.
+// known reports whether c is reached by what this process already knows.
+func (w *Waiter) known(c eventstore.Cursor) bool {
+	w.mu.Lock()
+	floor := w.floor
+	w.mu.Unlock()
+	return !floor.Less(c) || w.signal.reached(w.names, c)
+}
+
+// Reached reports whether every projection has applied the log up to c,
+// reading the checkpoints.
 func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error) {
-	var n int
-	err := w.db.QueryRow(ctx, `SELECT count(*) FROM `+checkpointTable+`
-		WHERE consumer_group = ANY ($1)
-		  AND (last_processed_transaction_id, offset_acked) >= ($2::xid8, $3::bigint)`,
-		w.names, c.TransactionID, c.Position).Scan(&n)
+	if w.known(c) {
+		return true, nil
+	}
+	rows, err := w.db.Query(ctx, `SELECT last_processed_transaction_id::text::bigint, offset_acked FROM `+checkpointTable+`
+		WHERE consumer_group = ANY ($1)`, w.names)
 	if err != nil {
 		return false, fmt.Errorf("read projection checkpoints: %w", err)
 	}
-	return n == len(w.names), nil
+	var floor eventstore.Cursor
+	n := 0
+	for rows.Next() {
+		var at eventstore.Cursor
+		if err := rows.Scan(&at.TransactionID, &at.Position); err != nil {
+			rows.Close()
+			return false, fmt.Errorf("read projection checkpoints: %w", err)
+		}
+		if n == 0 || at.Less(floor) {
+			floor = at
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("read projection checkpoints: %w", err)
+	}
+	if n < len(w.names) {
+		return false, nil // a projection has no checkpoint yet
+	}
+	w.mu.Lock()
+	if w.floor.Less(floor) {
+		w.floor = floor
+	}
+	w.mu.Unlock()
+	return !floor.Less(c), nil
 }
 
 // Wait returns nil once every projection has applied the log up to c, or
@@ -95,19 +160,31 @@ func (w *Waiter) Wait(ctx context.Context, c eventstore.Cursor) error {
 	if c.IsZero() {
 		return nil
 	}
+	// With projections here, a new position is almost always reached by a
+	// local commit: the database is first asked after poll.
+	var nextRead time.Time
+	if w.local {
+		nextRead = time.Now().Add(w.poll)
+	}
 	for {
 		seen := w.signal.generation()
-		ok, err := w.Reached(ctx, c)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		if ok {
+		if w.known(c) {
 			return nil
 		}
-		w.signal.wait(ctx, seen, w.poll)
+		if !time.Now().Before(nextRead) {
+			ok, err := w.Reached(ctx, c)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return err
+			}
+			if ok {
+				return nil
+			}
+			nextRead = time.Now().Add(w.poll)
+		}
+		w.signal.wait(ctx, seen, time.Until(nextRead))
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -30,12 +30,15 @@ type waker struct {
 	idlePoll time.Duration
 	linger   time.Duration
 	log      *slog.Logger
+	// full reports whether the last batch took as many events as a poll
+	// may bring, so more may be waiting without a new notification.
+	full     func() bool
 	seen     uint64
 	hotUntil time.Time
 }
 
-func newWaker(ctx context.Context, pool *pgxpool.Pool, n *eventstore.Notifier, cfg Config, log *slog.Logger) *waker {
-	return &waker{ctx: ctx, pool: pool, n: n, idlePoll: cfg.IdlePoll, linger: cfg.Linger, log: log}
+func newWaker(ctx context.Context, pool *pgxpool.Pool, n *eventstore.Notifier, cfg Config, log *slog.Logger, full func() bool) *waker {
+	return &waker{ctx: ctx, pool: pool, n: n, idlePoll: cfg.IdlePoll, linger: cfg.Linger, log: log, full: full}
 }
 
 // HandleError is called after every poll of the log and returns how long to
@@ -56,6 +59,12 @@ func (w *waker) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 		return errPause
 	case !noMsg:
 		w.hotUntil = time.Now().Add(w.linger)
+		if !w.full() {
+			// The poll drained what was notified before it began; what
+			// came since has bumped the generation and returns at once.
+			// Polling again right away would mostly find nothing.
+			w.n.Wait(w.ctx, w.seen, hotPoll)
+		}
 		return 0
 	case time.Now().Before(w.hotUntil):
 		w.n.Wait(w.ctx, w.seen, hotPoll)
