@@ -84,12 +84,15 @@ func newBenchServer(b *testing.B) *benchServer {
 	return &benchServer{server: s, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
 
-func (s *benchServer) post(path, body string) (int, error) {
+func (s *benchServer) post(path, body string, headers ...string) (int, error) {
 	req, err := http.NewRequest("POST", s.base+path, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return 0, err
@@ -104,9 +107,20 @@ func (s *benchServer) post(path, body string) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// BenchmarkHTTPMessageAppend appends one message per request, each client
+// to its own session. mode=ryw answers once the query tables hold the
+// message (the default); mode=async sends Prefer: respond-async.
 func BenchmarkHTTPMessageAppend(b *testing.B) {
-	for _, n := range []int{1, 32} {
-		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
+	for _, bc := range []struct {
+		mode    string
+		n       int
+		headers []string
+	}{{"ryw", 1, nil}, {"ryw", 32, nil}, {"async", 1, []string{"Prefer", "respond-async"}}, {"async", 32, []string{"Prefer", "respond-async"}}} {
+		n, want := bc.n, 201
+		if bc.headers != nil {
+			want = 202
+		}
+		b.Run(fmt.Sprintf("mode=%s/clients=%d", bc.mode, n), func(b *testing.B) {
 			s := newBenchServer(b)
 			u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"}))
 			sessions := make([]string, n)
@@ -115,8 +129,8 @@ func BenchmarkHTTPMessageAppend(b *testing.B) {
 			}
 			body := `{"role":"user","content":"remember that I prefer short answers about gardening in the shade"}`
 			drive(b, n, func(c int) error {
-				status, err := s.post("/v1/sessions/"+sessions[c]+"/messages", body)
-				if err == nil && status != 201 {
+				status, err := s.post("/v1/sessions/"+sessions[c]+"/messages", body, bc.headers...)
+				if err == nil && status != want {
 					err = fmt.Errorf("append answered %d", status)
 				}
 				return err
