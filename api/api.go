@@ -56,6 +56,7 @@ func New(d Deps) http.Handler {
 	res.sessionRoutes(v1)
 	res.messageRoutes(v1)
 	res.memoryRoutes(v1)
+	res.contextRoutes(v1)
 	res.statsRoutes(v1)
 	keyRoutes(v1, NewKeyStore(d.DB))
 	return r

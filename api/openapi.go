@@ -57,6 +57,12 @@ var operations = []operation{
 	{method: "PATCH", path: "/v1/memories/{id}", summary: "Update a memory", tag: "memories", body: "UpdateMemory", status: 200, schema: "Memory", command: true},
 	{method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory", tag: "memories", status: 204, command: true},
 
+	{method: "GET", path: "/v1/sessions/{id}/context", summary: "The session's context window: summary, newest messages and relevant memories within max_tokens", tag: "context", status: 200, schema: "ContextWindow"},
+	{method: "POST", path: "/v1/sessions/{id}/context/snapshots", summary: "Record what the session's context window holds now", tag: "context", body: "WindowRequest", status: 201, schema: "ContextSnapshot", command: true},
+	{method: "GET", path: "/v1/sessions/{id}/context/snapshots", summary: "List the session's context snapshots, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshotList", list: true},
+	{method: "GET", path: "/v1/context-snapshots/{id}", summary: "Get a context snapshot, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshot"},
+	{method: "GET", path: "/v1/messages/{id}/context", summary: "The context snapshot behind an assistant message", tag: "context", status: 200, schema: "ContextSnapshot"},
+
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
 	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
 	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
@@ -94,6 +100,13 @@ func openAPI() map[string]any {
 			for _, q := range []string{"type", "tag", "session_id", "min_importance", "created_before", "created_after", "metadata", "q"} {
 				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
 			}
+		}
+		if op.path == "/v1/sessions/{id}/context" {
+			params = append(params,
+				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "default": 4096}},
+				map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against; default: the latest user message"},
+				map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2}},
+				map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3}})
 		}
 		if op.method == "GET" && strings.HasPrefix(op.path, "/v1/") {
 			params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},

@@ -68,7 +68,24 @@ func schemas() map[string]any {
 		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
 			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time")}),
 		"MemoryList": listOf("Memory"),
-		"MemoryHits": obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
+
+		"WindowRequest": obj(nil, map[string]any{"max_tokens": integer(), "query": str(), "summary_share": number(), "memory_share": number()}),
+		"ContextWindow": obj([]string{"session_id", "max_tokens", "messages", "memories", "total_tokens"}, map[string]any{
+			"session_id": str(), "user_id": str(), "query": str(), "max_tokens": integer(), "summary_share": number(), "memory_share": number(),
+			"summary":      obj(nil, map[string]any{"version": integer(), "content": str(), "tokens": integer(), "from_seq": integer(), "to_seq": integer(), "method": str(), "cost": integer()}),
+			"messages":     array(map[string]any{"allOf": []any{ref("Message"), obj([]string{"cost"}, map[string]any{"cost": integer()})}}),
+			"memories":     array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"cost", "score"}, map[string]any{"cost": integer(), "score": number()})}}),
+			"total_tokens": integer(),
+		}),
+		"ContextSnapshot": obj([]string{"id", "session_id", "items", "total_tokens"}, map[string]any{
+			"id": str(), "session_id": str(), "user_id": str(), "message_id": str(), "query": str(), "max_tokens": integer(), "total_tokens": integer(),
+			"created_at": strf("date-time"),
+			"items": array(obj([]string{"kind", "id", "version", "tokens", "content"}, map[string]any{
+				"kind": enum("summary", "message", "memory"), "id": str(), "version": integer(), "seq": integer(), "tokens": integer(),
+				"role": str(), "name": str(), "type": str(), "content": str()})),
+		}),
+		"ContextSnapshotList": listOf("ContextSnapshot"),
+		"MemoryHits":          obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
 		"StoreMemory": obj([]string{"type", "content"}, map[string]any{"type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
 			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time")}),
 		"UpdateMemory": obj(nil, map[string]any{"content": str(), "importance": number(), "tags": array(str()), "metadata": object(),

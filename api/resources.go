@@ -15,6 +15,7 @@ import (
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -26,6 +27,10 @@ type Resources struct {
 	Commands *commands.Service
 	Reader   *readmodel.Reader
 	Waiter   *projections.Waiter
+	// Tokens counts tokens as messages were counted; History reads items
+	// of context snapshots as they were.
+	Tokens  domain.TokenCounter
+	History *history.Reader
 	// Projections are the names of the projections /v1/stats reports on.
 	Projections []string
 	// ReadYourWrites bounds how long a command waits for the query tables

@@ -41,6 +41,10 @@ func DecodeEvent(eventType string, data []byte) (Event, error) {
 		out, err = decodeAs[MemoryDeletedData](data)
 	case MemoryExpired:
 		out, err = decodeAs[MemoryExpiredData](data)
+	case SessionSummarized:
+		out, err = decodeAs[SessionSummarizedData](data)
+	case ContextSnapshotRecorded:
+		out, err = decodeAs[ContextSnapshotData](data)
 	default:
 		return Event{}, fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
 	}

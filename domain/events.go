@@ -12,6 +12,10 @@ const (
 	StreamMessageLog = "message_log"
 	StreamMessage    = "message"
 	StreamMemory     = "memory"
+	// StreamSummary holds a session's summaries; its version numbers them.
+	StreamSummary = "summary"
+	// StreamSnapshot holds one context snapshot.
+	StreamSnapshot = "context_snapshot"
 )
 
 // Event types. The payload of each is the struct named alongside.
@@ -39,6 +43,10 @@ const (
 	MemoryUpdated = "memory.updated" // MemoryUpdatedData
 	MemoryDeleted = "memory.deleted" // MemoryDeletedData
 	MemoryExpired = "memory.expired" // MemoryExpiredData
+
+	SessionSummarized = "session.summarized" // SessionSummarizedData
+
+	ContextSnapshotRecorded = "context.snapshot_recorded" // ContextSnapshotData
 )
 
 // Event is an event a command decided: its type and its payload (one of the
@@ -168,3 +176,50 @@ type MemoryExpiredData struct {
 // "memory-01J...". A session's message log is "message_log-<session id>";
 // an external id's claim stream is "user_external_id-<tenant>:<external id>".
 func StreamID(kind, id string) string { return kind + "-" + id }
+
+// SessionSummarizedData is a summary of a session's messages FromSeq to
+// ToSeq, which folds in the summary before it (so the latest covers 1 to
+// ToSeq).
+type SessionSummarizedData struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	Content   string `json:"content"`
+	Tokens    int    `json:"tokens"`
+	FromSeq   int    `json:"from_seq"`
+	ToSeq     int    `json:"to_seq"`
+	// Method names the summarizer: "extractive" or the chat model's name.
+	Method string `json:"method"`
+}
+
+// Context item kinds.
+const (
+	ItemSummary = "summary"
+	ItemMessage = "message"
+	ItemMemory  = "memory"
+)
+
+// SnapshotItem names one item a context held: which entity, at which
+// version, and what it cost. Its text as it was is in the log.
+type SnapshotItem struct {
+	Kind    string `json:"kind"`
+	ID      string `json:"id"`
+	Version int    `json:"version"`
+	// Seq is a message's sequence number in its session (messages only).
+	Seq int `json:"seq,omitempty"`
+	// Tokens is the cost of the item in the window (ItemOverhead included).
+	Tokens int `json:"tokens"`
+}
+
+// ContextSnapshotData records what a context window held: for an assistant
+// message (MessageID set), the context behind it; or one a client asked
+// to keep.
+type ContextSnapshotData struct {
+	SnapshotID  string         `json:"snapshot_id"`
+	SessionID   string         `json:"session_id"`
+	UserID      string         `json:"user_id"`
+	MessageID   string         `json:"message_id,omitempty"`
+	Query       string         `json:"query"`
+	Budget      int            `json:"max_tokens"`
+	TotalTokens int            `json:"total_tokens"`
+	Items       []SnapshotItem `json:"items"`
+}

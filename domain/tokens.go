@@ -1,8 +1,24 @@
 package domain
 
+import "context"
+
 // TokenCounter counts the tokens of a text the way the assistant's model
 // does. Commands count once and record the count in the event, so replays
 // never recount.
 type TokenCounter interface {
 	Count(text string) int
+}
+
+// TranscriptLine is one message as a summarizer reads it.
+type TranscriptLine struct {
+	Role    string
+	Content string
+}
+
+// Summarizer condenses a session's older messages, folding in the summary
+// before them (previous, "" for the first), into one text. Name says which
+// summarizer made it; it is recorded with the summary.
+type Summarizer interface {
+	Summarize(ctx context.Context, previous string, lines []TranscriptLine) (string, error)
+	Name() string
 }

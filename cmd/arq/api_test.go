@@ -46,6 +46,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
+	logs := &syncWriter{w: &stderr}
 	go func() {
 		cfg, err := envConfig(getenv)
 		if err != nil {
@@ -53,7 +54,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 			done <- 2
 			return
 		}
-		c := &cli{cfg: cfg, stdout: io.Discard, stderr: &syncWriter{w: &stderr}, ready: func(a string) { ready <- a }}
+		c := &cli{cfg: cfg, stdout: io.Discard, stderr: logs, ready: func(a string) { ready <- a }}
 		if err := c.serve(ctx, nil); err != nil {
 			t.Errorf("serve: %v", err)
 			done <- 1
@@ -67,6 +68,11 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 		case <-done:
 		case <-time.After(30 * time.Second):
 			t.Error("server did not stop")
+		}
+		if t.Failed() {
+			logs.mu.Lock()
+			t.Logf("server log:\n%s", stderr.String())
+			logs.mu.Unlock()
 		}
 	})
 	select {

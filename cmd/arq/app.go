@@ -14,10 +14,13 @@ import (
 
 	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/commands"
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/summarize"
 	"github.com/arq-memory/arq/tokens"
 )
 
@@ -41,6 +44,12 @@ type App struct {
 	commands *commands.Service
 	waiter   *projections.Waiter
 	expirer  *commands.Expirer
+	// Context windows: token counting, the log's past versions of items,
+	// and the workers that record snapshots and make summaries.
+	tokens      domain.TokenCounter
+	history     *history.Reader
+	snapshotter *commands.Snapshotter
+	summaries   *commands.SummaryWorker
 }
 
 // setup creates the database if it is missing and migrates it; serve and
@@ -105,6 +114,15 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	}
 	a.waiter = projections.NewWaiter(pool, names(registered()), signal)
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, log)
+	a.tokens = tc
+	a.history = history.New(a.store)
+	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, tc}, cfg.BackgroundInterval, log)
+	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: tc}
+	if cfg.Summarizer == "chat" {
+		summarizer = summarize.Chat{URL: cfg.SummarizerURL, Model: cfg.SummarizerModel, APIKey: cfg.SummarizerAPIKey,
+			Client: &http.Client{Timeout: 60 * time.Second}}
+	}
+	a.summaries = commands.NewSummaryWorker(a.commands, summarySource{a.reader, cfg.SummaryThreshold, cfg.SummaryRecent}, summarizer, cfg.BackgroundInterval, log)
 	return a, nil
 }
 
@@ -160,7 +178,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter,
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 			},
 		}),
@@ -171,14 +189,19 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	defer cancel(nil)
 	// The API keeps serving when projections stop: /readyz reports it.
 	wait := a.runParts(ctx, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
-	expiryDone := make(chan struct{})
-	go func() {
-		defer close(expiryDone)
-		if err := a.expirer.Run(ctx); err != nil {
-			a.log.Error("expiry worker ended", "err", err)
-		}
-	}()
-	defer func() { <-expiryDone }()
+	var workers sync.WaitGroup
+	for name, run := range map[string]func(context.Context) error{
+		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
+	} {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			if err := run(ctx); err != nil {
+				a.log.Error("background worker ended", "worker", name, "err", err)
+			}
+		}()
+	}
+	defer workers.Wait()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -38,6 +38,19 @@ type Config struct {
 	TokenEncoding string
 	// ExpiryInterval is how often due sessions and memories are expired.
 	ExpiryInterval time.Duration
+	// BackgroundInterval is how often the context snapshots of new
+	// assistant messages are recorded and sessions checked for summaries.
+	BackgroundInterval time.Duration
+	// Summarizer is "extractive" or "chat" (SummarizerURL, SummarizerModel,
+	// SummarizerAPIKey then name an OpenAI-compatible endpoint).
+	Summarizer       string
+	SummarizerURL    string
+	SummarizerModel  string
+	SummarizerAPIKey string
+	// SummaryThreshold is how many tokens of messages outside the newest
+	// SummaryRecent tokens make a session due for a summary; a summary is
+	// at most SummaryMaxTokens long (extractive).
+	SummaryThreshold, SummaryRecent, SummaryMaxTokens int
 }
 
 func defaultConfig() Config {
@@ -55,6 +68,13 @@ func defaultConfig() Config {
 		MinPositionWait: 2 * time.Second,
 		TokenEncoding:   "cl100k_base",
 		ExpiryInterval:  time.Second,
+
+		BackgroundInterval: time.Second,
+		Summarizer:         "extractive",
+		SummarizerModel:    "gpt-4o-mini",
+		SummaryThreshold:   2000,
+		SummaryRecent:      2000,
+		SummaryMaxTokens:   256,
 	}
 }
 
@@ -92,13 +112,35 @@ func envConfig(getenv func(string) string) (Config, error) {
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
-	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}} {
+	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}, {"ARQ_BACKGROUND_INTERVAL", &c.BackgroundInterval}} {
 		if v := getenv(d.key); v != "" {
 			x, err := time.ParseDuration(v)
 			if err != nil || x <= 0 {
 				return c, fmt.Errorf("%s=%q: want a positive duration such as 2s", d.key, v)
 			}
 			*d.dst = x
+		}
+	}
+	str("ARQ_SUMMARIZER", &c.Summarizer)
+	str("ARQ_SUMMARIZER_URL", &c.SummarizerURL)
+	str("ARQ_SUMMARIZER_MODEL", &c.SummarizerModel)
+	str("ARQ_SUMMARIZER_API_KEY", &c.SummarizerAPIKey)
+	switch {
+	case c.Summarizer != "extractive" && c.Summarizer != "chat":
+		return c, fmt.Errorf("ARQ_SUMMARIZER=%q: want extractive or chat", c.Summarizer)
+	case c.Summarizer == "chat" && c.SummarizerURL == "":
+		return c, fmt.Errorf("ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (an OpenAI-compatible base URL)")
+	}
+	for _, d := range []struct {
+		key string
+		dst *int
+	}{{"ARQ_SUMMARY_THRESHOLD_TOKENS", &c.SummaryThreshold}, {"ARQ_SUMMARY_RECENT_TOKENS", &c.SummaryRecent}, {"ARQ_SUMMARY_MAX_TOKENS", &c.SummaryMaxTokens}} {
+		if v := getenv(d.key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return c, fmt.Errorf("%s=%q: want a whole number of at least 1", d.key, v)
+			}
+			*d.dst = n
 		}
 	}
 	if v := getenv("ARQ_LOG_LEVEL"); v != "" {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/arq-memory/arq/commands"
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -38,4 +40,42 @@ func ids(due []readmodel.ExpiryDue) []string {
 		out[i] = d.ID
 	}
 	return out
+}
+
+// snapshotSource feeds the snapshotter from the read model.
+type snapshotSource struct {
+	r      *readmodel.Reader
+	tokens domain.TokenCounter
+}
+
+func (s snapshotSource) DueSnapshots(ctx context.Context, limit int) ([]commands.DueSnapshot, error) {
+	due, err := s.r.DueSnapshots(ctx, limit)
+	out := make([]commands.DueSnapshot, len(due))
+	for i, d := range due {
+		out[i] = commands.DueSnapshot{MessageID: d.MessageID, SessionID: d.SessionID, Seq: d.Seq, At: d.CreatedAt}
+	}
+	return out, err
+}
+
+func (s snapshotSource) WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (commands.WindowRecord, error) {
+	w, err := s.r.Window(ctx, sessionID, readmodel.WindowRequest{Budget: domain.DefaultBudget(), BeforeSeq: seq, Now: at}, s.tokens)
+	if err != nil {
+		return commands.WindowRecord{}, err
+	}
+	return commands.WindowRecord{UserID: w.UserID, Query: w.Query, MaxTokens: w.MaxTokens, Total: w.TotalTokens, Items: w.Snapshot()}, nil
+}
+
+// summarySource finds sessions due for a summary in the read model.
+type summarySource struct {
+	r                 *readmodel.Reader
+	threshold, recent int
+}
+
+func (s summarySource) DueSummaries(ctx context.Context, limit int) ([]commands.DueSummary, error) {
+	due, err := s.r.DueSummaries(ctx, s.threshold, s.recent, limit)
+	out := make([]commands.DueSummary, len(due))
+	for i, d := range due {
+		out[i] = commands.DueSummary(d)
+	}
+	return out, err
 }

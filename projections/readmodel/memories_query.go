@@ -118,8 +118,13 @@ func (r *Reader) SearchMemories(ctx context.Context, userID, query string, f Mem
 		FROM memories, websearch_to_tsquery('english', $2) q
 		WHERE user_id = $1 AND search @@ q AND `+cond+`
 		ORDER BY score DESC, id DESC LIMIT $3`, args...)
+	return scanHits(rows, err, "search memories")
+}
+
+// scanHits reads memories each followed by a score.
+func scanHits(rows pgx.Rows, err error, what string) ([]MemoryHit, error) {
 	if err != nil {
-		return nil, fmt.Errorf("search memories: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []MemoryHit
@@ -128,12 +133,12 @@ func (r *Reader) SearchMemories(ctx context.Context, userID, query string, f Mem
 		m := &h.Memory
 		if err := rows.Scan(&m.ID, &m.UserID, &m.Type, &m.Content, &m.Importance, &m.Tags, &m.Metadata, &m.SourceSessionID,
 			&m.SourceMessageID, &m.Tokens, &m.ExpiresAt, &m.Version, &m.CreatedAt, &m.UpdatedAt, &h.Score); err != nil {
-			return nil, fmt.Errorf("search memories: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search memories: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/projections/readmodel"
+)
+
+// windowRequest is the budget and query of a context window, from query
+// parameters (GET) or a JSON body (taking a snapshot).
+type windowRequest struct {
+	MaxTokens    *int     `json:"max_tokens"`
+	Query        string   `json:"query"`
+	SummaryShare *float64 `json:"summary_share"`
+	MemoryShare  *float64 `json:"memory_share"`
+}
+
+func (w windowRequest) build(now time.Time) (readmodel.WindowRequest, error) {
+	b := domain.DefaultBudget()
+	if w.MaxTokens != nil {
+		b.MaxTokens = *w.MaxTokens
+	}
+	if w.SummaryShare != nil {
+		b.SummaryShare = *w.SummaryShare
+	}
+	if w.MemoryShare != nil {
+		b.MemoryShare = *w.MemoryShare
+	}
+	if err := b.Validate(); err != nil {
+		return readmodel.WindowRequest{}, err
+	}
+	return readmodel.WindowRequest{Budget: b, Query: w.Query, Now: now}, nil
+}
+
+// windowQuery reads ?max_tokens=&query=&summary_share=&memory_share=.
+func windowQuery(c *gin.Context) (windowRequest, error) {
+	w := windowRequest{Query: c.Query("query")}
+	v := &domain.ValidationError{}
+	if s := c.Query("max_tokens"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			v.Add("max_tokens", "must be a whole number")
+		}
+		w.MaxTokens = &n
+	}
+	for _, f := range []struct {
+		name string
+		dst  **float64
+	}{{"summary_share", &w.SummaryShare}, {"memory_share", &w.MemoryShare}} {
+		if s := c.Query(f.name); s != "" {
+			x, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsNaN(x) {
+				v.Add(f.name, "must be a number from 0 to 1")
+			}
+			*f.dst = &x
+		}
+	}
+	return w, v.Err()
+}
+
+func (r *resources) contextRoutes(g *gin.RouterGroup) {
+	g.GET("/sessions/:id/context", r.getContext)
+	g.POST("/sessions/:id/context/snapshots", r.takeSnapshot)
+	g.GET("/sessions/:id/context/snapshots", r.listSnapshots)
+	g.GET("/context-snapshots/:id", r.getSnapshot)
+	g.GET("/messages/:id/context", r.getMessageContext)
+}
+
+func (r *resources) getContext(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	w, err := windowQuery(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	req, err := w.build(time.Now())
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	win, err := r.Reader.Window(c.Request.Context(), c.Param("id"), req, r.Tokens)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, win)
+}
+
+// snapshotBody is a snapshot with the text of each item as it was.
+type snapshotBody struct {
+	readmodel.Snapshot
+	Items []history.Item `json:"items"`
+}
+
+func (r *resources) withTexts(ctx context.Context, s readmodel.Snapshot) (snapshotBody, error) {
+	items, err := r.History.Items(ctx, s.SessionID, s.Items)
+	if err != nil {
+		return snapshotBody{}, err
+	}
+	return snapshotBody{Snapshot: s, Items: items}, nil
+}
+
+func (r *resources) takeSnapshot(c *gin.Context) {
+	var w windowRequest
+	if c.Request.ContentLength != 0 {
+		if err := BindJSON(c, &w); err != nil {
+			WriteError(c, err)
+			return
+		}
+	}
+	req, err := w.build(time.Now())
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	win, err := r.Reader.Window(ctx, c.Param("id"), req, r.Tokens)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	res, err := r.Commands.RecordSnapshot(ctx, meta(c), domain.ContextSnapshotData{
+		SessionID: win.SessionID, UserID: win.UserID, Query: win.Query,
+		Budget: win.MaxTokens, TotalTokens: win.TotalTokens, Items: win.Snapshot(),
+	})
+	if err != nil {
+		commandError(c, err)
+		return
+	}
+	r.settle(c, res, http.StatusCreated, "/v1/context-snapshots/"+res.ID, func(ctx context.Context) (any, int, error) {
+		s, err := r.Reader.GetSnapshot(ctx, res.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		body, err := r.withTexts(ctx, s)
+		return body, 1, err
+	})
+}
+
+func (r *resources) listSnapshots(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	p, err := page(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := r.Reader.GetSession(ctx, c.Param("id")); err != nil {
+		WriteError(c, err)
+		return
+	}
+	snaps, next, err := r.Reader.ListSnapshots(ctx, c.Param("id"), p)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	items := make([]snapshotBody, 0, len(snaps))
+	for _, s := range snaps {
+		b, err := r.withTexts(ctx, s)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		items = append(items, b)
+	}
+	list(c, items, next)
+}
+
+func (r *resources) getSnapshot(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	r.answerSnapshot(c, func(ctx context.Context) (readmodel.Snapshot, error) {
+		return r.Reader.GetSnapshot(ctx, c.Param("id"))
+	})
+}
+
+func (r *resources) getMessageContext(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	r.answerSnapshot(c, func(ctx context.Context) (readmodel.Snapshot, error) {
+		return r.Reader.SnapshotOfMessage(ctx, c.Param("id"))
+	})
+}
+
+func (r *resources) answerSnapshot(c *gin.Context, get func(context.Context) (readmodel.Snapshot, error)) {
+	ctx := c.Request.Context()
+	s, err := get(ctx)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	body, err := r.withTexts(ctx, s)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	etag(c, 1)
+	c.JSON(http.StatusOK, body)
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// window is a context window as GET /v1/sessions/{id}/context answers it.
+type window struct {
+	MaxTokens int `json:"max_tokens"`
+	Summary   *struct {
+		Version int    `json:"version"`
+		Content string `json:"content"`
+		ToSeq   int    `json:"to_seq"`
+		Method  string `json:"method"`
+		Cost    int    `json:"cost"`
+		Tokens  int    `json:"tokens"`
+	} `json:"summary"`
+	Messages []struct {
+		ID      string `json:"id"`
+		Seq     int    `json:"seq"`
+		Content string `json:"content"`
+		Tokens  int    `json:"tokens"`
+		Cost    int    `json:"cost"`
+	} `json:"messages"`
+	Memories []struct {
+		ID      string  `json:"id"`
+		Content string  `json:"content"`
+		Tokens  int     `json:"tokens"`
+		Cost    int     `json:"cost"`
+		Score   float64 `json:"score"`
+	} `json:"memories"`
+	TotalTokens int `json:"total_tokens"`
+}
+
+func (s *server) window(sid, query string) window {
+	s.t.Helper()
+	r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+query, nil))
+	var w window
+	if err := json.Unmarshal(r.body, &w); err != nil {
+		s.t.Fatal(err)
+	}
+	return w
+}
+
+var lorem = strings.Fields(`the garden needs water every morning while tomatoes ripen slowly in the sun
+and the cat sleeps near the window as rain falls over the old stone wall beside the river`)
+
+func words(r *rand.Rand, n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = lorem[r.IntN(len(lorem))]
+	}
+	return strings.Join(out, " ")
+}
+
+// Over random sessions and budgets the window never exceeds its budget,
+// every item costs its tokens plus the documented overhead of 4, and the
+// messages are the newest ones, in order, without a gap.
+func TestContextWindowNeverExceedsBudget(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	r := rand.New(rand.NewPCG(7, 11))
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
+	for m := 0; m < 30; m++ {
+		s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": words(r, 3+r.IntN(60)), "importance": r.Float64()}, "Prefer", "respond-async"))
+	}
+	var sessions []string
+	var last response
+	for i := 0; i < 4; i++ {
+		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+		sessions = append(sessions, sid)
+		var batch []map[string]any
+		for n := r.IntN(60); n > 0; n-- {
+			role := []string{"user", "assistant"}[r.IntN(2)]
+			batch = append(batch, map[string]any{"role": role, "content": words(r, 1+r.IntN(120))})
+		}
+		if len(batch) > 0 {
+			last = s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
+		}
+	}
+	pos := last.header.Get("X-Arq-Position")
+	for c := 0; c < 120; c++ {
+		sid := sessions[r.IntN(len(sessions))]
+		max := 1 + r.IntN(3000)
+		q := fmt.Sprintf("max_tokens=%d&summary_share=%.2f&memory_share=%.2f", max, r.Float64()*0.4, r.Float64()*0.5)
+		resp := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos))
+		var w window
+		if err := json.Unmarshal(resp.body, &w); err != nil {
+			t.Fatal(err)
+		}
+		sum := 0
+		for i, m := range w.Messages {
+			if m.Cost != m.Tokens+4 {
+				t.Fatalf("%s: message cost %d for %d tokens", q, m.Cost, m.Tokens)
+			}
+			if i > 0 && m.Seq != w.Messages[i-1].Seq+1 {
+				t.Fatalf("%s: messages out of order or with a gap: %d after %d", q, m.Seq, w.Messages[i-1].Seq)
+			}
+			sum += m.Cost
+		}
+		for _, m := range w.Memories {
+			if m.Cost != m.Tokens+4 {
+				t.Fatalf("%s: memory cost %d for %d tokens", q, m.Cost, m.Tokens)
+			}
+			sum += m.Cost
+		}
+		if sum != w.TotalTokens || w.TotalTokens > max {
+			t.Fatalf("%s: total %d, items %d, budget %d", q, w.TotalTokens, sum, max)
+		}
+		all := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100", nil)).items()
+		if n := len(w.Messages); n > 0 && int(all[len(all)-1]["seq"].(float64)) != w.Messages[n-1].Seq {
+			t.Fatalf("%s: the newest message is not in the window", q)
+		}
+	}
+}
+
+// The newest messages are kept first; memories rank by relevance to the
+// query, then importance; expired and deleted memories never appear.
+func TestContextRelevanceAndExpiry(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	for i := 1; i <= 30; i++ {
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("message number %d about nothing much", i)}))
+	}
+	w := s.window(sid, "max_tokens=60&memory_share=0")
+	if len(w.Messages) == 0 || w.Messages[len(w.Messages)-1].Seq != 30 || len(w.Messages) == 30 {
+		t.Fatalf("window of 60 tokens: %+v", w.Messages)
+	}
+
+	mem := func(content string, importance float64, extra map[string]any) string {
+		body := map[string]any{"type": "semantic", "content": content, "importance": importance}
+		for k, v := range extra {
+			body[k] = v
+		}
+		return s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", body)).str("id")
+	}
+	garden := mem("Ada grows tomatoes in her shaded garden", 0.2, nil)
+	important := mem("Ada is allergic to peanuts", 0.95, nil)
+	trivia := mem("Ada once visited Lisbon", 0.1, nil)
+	gone := mem("Ada's garden gnome is named Bob", 0.5, nil)
+	s.must(204, s.do("DELETE", "/v1/memories/"+gone, nil))
+	expiring := mem("Ada's garden party is tomorrow", 0.9, map[string]any{"expires_at": time.Now().Add(1500 * time.Millisecond).Format(time.RFC3339Nano)})
+
+	w = s.window(sid, "query=garden+tomatoes")
+	order := map[string]int{}
+	for i, m := range w.Memories {
+		order[m.ID] = i + 1
+	}
+	if order[garden] == 0 || order[important] == 0 || order[trivia] == 0 || order[gone] != 0 {
+		t.Fatalf("memories in window: %+v", w.Memories)
+	}
+	if order[garden] > order[important] || order[important] > order[trivia] {
+		t.Fatalf("ranking for 'garden tomatoes': garden %d, important %d, trivia %d", order[garden], order[important], order[trivia])
+	}
+	// Without a query the latest user message decides: it is about nothing
+	// in the memories, so importance leads.
+	w = s.window(sid, "")
+	if len(w.Memories) == 0 || w.Memories[0].ID != important && w.Memories[0].ID != expiring {
+		t.Fatalf("without a query: %+v", w.Memories)
+	}
+	eventually(t, 10*time.Second, "expired memory leaves the window", func() (bool, error) {
+		for _, m := range s.window(sid, "query=garden+party").Memories {
+			if m.ID == expiring {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// snapshot is a context snapshot with the texts of its items.
+type snapshot struct {
+	ID        string `json:"id"`
+	MessageID string `json:"message_id"`
+	Total     int    `json:"total_tokens"`
+	Items     []struct {
+		Kind    string `json:"kind"`
+		ID      string `json:"id"`
+		Version int    `json:"version"`
+		Tokens  int    `json:"tokens"`
+		Content string `json:"content"`
+	} `json:"items"`
+}
+
+func decodeSnapshot(t *testing.T, r response) snapshot {
+	t.Helper()
+	var sn snapshot
+	if err := json.Unmarshal(r.body, &sn); err != nil {
+		t.Fatal(err)
+	}
+	return sn
+}
+
+// The context behind an assistant message is recorded, and so is one a
+// client takes; both keep the texts they held after those items are
+// edited or deleted.
+func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "s", "name": "S"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes ferns"})).str("id")
+	question := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Which ferns like shade?"})).str("id")
+	answer := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Most ferns do."})).str("id")
+
+	var behind snapshot
+	eventually(t, 20*time.Second, "snapshot of the assistant message", func() (bool, error) {
+		r := s.do("GET", "/v1/messages/"+answer+"/context", nil)
+		if r.status == 200 {
+			behind = decodeSnapshot(t, r)
+		}
+		return r.status == 200, nil
+	})
+	texts := map[string]string{}
+	for _, it := range behind.Items {
+		texts[it.ID] = it.Content
+		if it.ID == answer {
+			t.Fatal("the context behind a message holds the message itself")
+		}
+	}
+	if texts[question] != "Which ferns like shade?" || texts[mid] != "Ada likes ferns" || behind.MessageID != answer {
+		t.Fatalf("context behind the answer: %+v", behind)
+	}
+	taken := decodeSnapshot(t, s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 500})))
+
+	s.must(200, s.do("PATCH", "/v1/messages/"+question, map[string]any{"content": "Which cacti like sun?"}))
+	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "Ada dislikes ferns"}))
+	s.must(204, s.do("DELETE", "/v1/memories/"+mid, nil))
+	s.must(204, s.do("DELETE", "/v1/messages/"+question, nil))
+
+	again := decodeSnapshot(t, s.must(200, s.do("GET", "/v1/messages/"+answer+"/context", nil)))
+	if fmt.Sprint(again) != fmt.Sprint(behind) {
+		t.Fatalf("snapshot changed after edits:\nbefore %+v\nafter  %+v", behind, again)
+	}
+	later := decodeSnapshot(t, s.must(200, s.do("GET", "/v1/context-snapshots/"+taken.ID, nil)))
+	if fmt.Sprint(later) != fmt.Sprint(taken) || len(taken.Items) < 3 {
+		t.Fatalf("taken snapshot changed after edits:\nbefore %+v\nafter  %+v", taken, later)
+	}
+	list := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).items()
+	if len(list) != 2 {
+		t.Fatalf("session has %d snapshots, want 2", len(list))
+	}
+}
+
+// Past the threshold a summary is made (extractive by default), stored as
+// an event, and served in the context window.
+func TestSummaryPastThreshold(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "50"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "My tomatoes get blight every summer."}))
+	w := s.window(sid, "")
+	if w.Summary != nil {
+		t.Fatalf("summary below the threshold: %+v", w.Summary)
+	}
+	for i := 0; i < 12; i++ {
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Tomato blight advice number %d: water the soil, not the leaves, and rotate the beds.", i)}))
+	}
+	eventually(t, 20*time.Second, "summary in the context window", func() (bool, error) {
+		w = s.window(sid, "max_tokens=150&summary_share=0.5")
+		return w.Summary != nil, nil
+	})
+	if w.Summary.Method != "extractive" || !strings.Contains(strings.ToLower(w.Summary.Content), "blight") || w.Summary.ToSeq < 1 || w.Summary.Cost != w.Summary.Tokens+4 {
+		t.Fatalf("summary: %+v", w.Summary)
+	}
+	if len(w.Messages) > 0 && w.Messages[0].Seq <= w.Summary.ToSeq && len(w.Messages) == 13 {
+		t.Fatalf("summary beside every message")
+	}
+	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	if code != 0 || !strings.Contains(out, `"session.summarized"`) {
+		t.Fatalf("summary event: %d %s", code, out)
+	}
+}
+
+// A chat summarizer that fails blocks nothing; once it answers, the
+// summary is made from its answer.
+func TestChatSummarizerFailsSoftly(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Bool
+	fail.Store(true)
+	var calls atomic.Int64
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.URL.Path != "/v1/chat/completions" || r.Header.Get("Authorization") != "Bearer sk-test" {
+			http.Error(w, "wrong request", 400)
+			return
+		}
+		if fail.Load() {
+			http.Error(w, "overloaded", 503)
+			return
+		}
+		var req struct {
+			Model    string                     `json:"model"`
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.Model != "tiny" || len(req.Messages) != 2 || !strings.Contains(req.Messages[1].Content, "orchids") {
+			http.Error(w, "wrong body", 400)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "The user grows orchids."}}}})
+	}))
+	defer chat.Close()
+	s := startServer(t, map[string]string{
+		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40", "ARQ_SUMMARY_RECENT_TOKENS": "20",
+		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1", "ARQ_SUMMARIZER_MODEL": "tiny", "ARQ_SUMMARIZER_API_KEY": "sk-test",
+	})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	for i := 0; i < 8; i++ {
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("My orchids number %d need misting twice a day in winter.", i)}))
+	}
+	eventually(t, 20*time.Second, "the failing summarizer was tried", func() (bool, error) { return calls.Load() > 0, nil })
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Still here while it fails."}))
+	if w := s.window(sid, ""); w.Summary != nil || len(w.Messages) == 0 {
+		t.Fatalf("window while the summarizer fails: %+v", w)
+	}
+	fail.Store(false)
+	eventually(t, 30*time.Second, "summary from the chat endpoint", func() (bool, error) {
+		w := s.window(sid, "max_tokens=100")
+		return w.Summary != nil && w.Summary.Content == "The user grows orchids." && w.Summary.Method == "chat:tiny", nil
+	})
+}

@@ -1,0 +1,259 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// RecordSnapshot records what a context window held. For the context
+// behind an assistant message (d.MessageID set) the snapshot's id is
+// derived from the message's, so that it is recorded once however many
+// processes try; a second try reports ErrConflict.
+func (s *Service) RecordSnapshot(ctx context.Context, meta Meta, d domain.ContextSnapshotData) (Result, error) {
+	if d.MessageID != "" {
+		d.SnapshotID = SnapshotIDOf(d.MessageID)
+	} else {
+		d.SnapshotID = domain.NewID().String()
+	}
+	evs, err := toStore(meta, []domain.Event{{Type: domain.ContextSnapshotRecorded, Data: d}})
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.store.Append(ctx, stream(domain.StreamSnapshot, d.SnapshotID), eventstore.NoStream(), evs...)
+	if err != nil {
+		return Result{}, fmt.Errorf("record snapshot of session %s: %w", d.SessionID, err)
+	}
+	return Result{ID: d.SnapshotID, Version: res.Version, Cursor: res.Last().Cursor}, nil
+}
+
+// SnapshotIDOf is the id of the snapshot of an assistant message's context:
+// a ULID with the message's time and entropy from a hash of its id.
+func SnapshotIDOf(messageID string) string {
+	var ms uint64
+	if id, err := ulid.ParseStrict(messageID); err == nil {
+		ms = id.Time()
+	}
+	h := sha256.Sum256([]byte("context-snapshot:" + messageID))
+	return ulid.MustNew(ms, bytes.NewReader(h[:])).String()
+}
+
+// RecordSummary appends a session's next summary, if the session's summary
+// stream is still at version after; otherwise another process summarized
+// first and ErrConflict says so.
+func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, d domain.SessionSummarizedData) (Result, error) {
+	if d.Content == "" || d.ToSeq < d.FromSeq || d.FromSeq < 1 {
+		return Result{}, fmt.Errorf("%w: summary of session %s covers %d..%d with %d bytes", domain.ErrInvalid, d.SessionID, d.FromSeq, d.ToSeq, len(d.Content))
+	}
+	d.Tokens = s.tokens.Count(d.Content)
+	evs, err := toStore(meta, []domain.Event{{Type: domain.SessionSummarized, Data: d}})
+	if err != nil {
+		return Result{}, err
+	}
+	expected := eventstore.Exactly(after)
+	if after == 0 {
+		expected = eventstore.NoStream()
+	}
+	res, err := s.store.Append(ctx, stream(domain.StreamSummary, d.SessionID), expected, evs...)
+	if err != nil {
+		return Result{}, fmt.Errorf("record summary of session %s: %w", d.SessionID, err)
+	}
+	return Result{ID: d.SessionID, Version: res.Version, Cursor: res.Last().Cursor}, nil
+}
+
+// DueSnapshot is an assistant message whose context is not recorded yet.
+type DueSnapshot struct {
+	MessageID, SessionID string
+	Seq                  int
+	At                   time.Time
+}
+
+// WindowRecord is a context window as a snapshot records it.
+type WindowRecord struct {
+	UserID, Query    string
+	MaxTokens, Total int
+	Items            []domain.SnapshotItem
+}
+
+// SnapshotSource finds assistant messages due for a snapshot and builds
+// the context behind one: the window of the messages before seq, with
+// memories as they stood at at.
+type SnapshotSource interface {
+	DueSnapshots(ctx context.Context, limit int) ([]DueSnapshot, error)
+	WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (WindowRecord, error)
+}
+
+// Snapshotter records the context behind every assistant message, in the
+// background, once, also with several processes running.
+type Snapshotter struct {
+	svc      *Service
+	src      SnapshotSource
+	interval time.Duration
+	log      *slog.Logger
+}
+
+// NewSnapshotter returns a Snapshotter that looks for due messages every
+// interval.
+func NewSnapshotter(svc *Service, src SnapshotSource, interval time.Duration, log *slog.Logger) *Snapshotter {
+	return &Snapshotter{svc: svc, src: src, interval: interval, log: log}
+}
+
+// snapshotMeta marks the events as the system's own.
+var snapshotMeta = Meta{Actor: "system:snapshots", Tenant: "default"}
+
+// Run records due snapshots until ctx ends.
+func (x *Snapshotter) Run(ctx context.Context) error {
+	return every(ctx, x.interval, func() {
+		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			x.log.Warn("context snapshot pass failed", "err", err)
+		}
+	})
+}
+
+// RunOnce records the snapshots due now and says how many it recorded.
+func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
+	due, err := x.src.DueSnapshots(ctx, 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range due {
+		w, err := x.src.WindowBefore(ctx, d.SessionID, d.Seq, d.At)
+		if errors.Is(err, domain.ErrNotFound) {
+			continue // the session went with its user
+		}
+		if err != nil {
+			return n, fmt.Errorf("context of message %s: %w", d.MessageID, err)
+		}
+		_, err = x.svc.RecordSnapshot(ctx, snapshotMeta, domain.ContextSnapshotData{
+			SessionID: d.SessionID, UserID: w.UserID, MessageID: d.MessageID, Query: w.Query,
+			Budget: w.MaxTokens, TotalTokens: w.Total, Items: w.Items,
+		})
+		switch {
+		case errors.Is(err, eventstore.ErrConflict):
+			// Another process recorded it first.
+		case err != nil:
+			return n, err
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
+
+// every runs f now and then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// DueSummary is a session whose messages outside the recent window have
+// passed the summary threshold: the messages FromSeq..ToSeq are to be
+// folded into the summary after version After (Previous its text).
+type DueSummary struct {
+	SessionID, UserID string
+	After             int
+	Previous          string
+	FromSeq, ToSeq    int
+	Lines             []domain.TranscriptLine
+}
+
+// SummarySource finds sessions due for a summary.
+type SummarySource interface {
+	DueSummaries(ctx context.Context, limit int) ([]DueSummary, error)
+}
+
+// SummaryWorker makes summaries in the background. A summarizer that fails
+// (a chat endpoint down) never blocks appends or context reads: the session
+// is tried again later, backing off up to maxSummaryBackoff.
+type SummaryWorker struct {
+	svc        *Service
+	src        SummarySource
+	summarizer domain.Summarizer
+	interval   time.Duration
+	log        *slog.Logger
+	failures   map[string]summaryFailure
+}
+
+type summaryFailure struct {
+	next  time.Time
+	delay time.Duration
+}
+
+const maxSummaryBackoff = 5 * time.Minute
+
+// NewSummaryWorker returns a worker that looks for due sessions every
+// interval.
+func NewSummaryWorker(svc *Service, src SummarySource, s domain.Summarizer, interval time.Duration, log *slog.Logger) *SummaryWorker {
+	return &SummaryWorker{svc: svc, src: src, summarizer: s, interval: interval, log: log, failures: map[string]summaryFailure{}}
+}
+
+// summaryMeta marks the events as the system's own.
+var summaryMeta = Meta{Actor: "system:summaries", Tenant: "default"}
+
+// Run summarizes due sessions until ctx ends.
+func (x *SummaryWorker) Run(ctx context.Context) error {
+	return every(ctx, x.interval, func() {
+		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			x.log.Warn("summary pass failed", "err", err)
+		}
+	})
+}
+
+// RunOnce summarizes the sessions due now and says how many summaries it
+// recorded. A failing summarizer is logged, not returned.
+func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
+	due, err := x.src.DueSummaries(ctx, 20)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	now := time.Now()
+	for _, d := range due {
+		if f, ok := x.failures[d.SessionID]; ok && now.Before(f.next) {
+			continue
+		}
+		text, err := x.summarizer.Summarize(ctx, d.Previous, d.Lines)
+		if err != nil {
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			f := x.failures[d.SessionID]
+			f.delay = min(max(2*f.delay, x.interval), maxSummaryBackoff)
+			f.next = now.Add(f.delay)
+			x.failures[d.SessionID] = f
+			x.log.Warn("summarizer failed; the session is tried again later", "session_id", d.SessionID, "summarizer", x.summarizer.Name(), "retry_in", f.delay, "err", err)
+			continue
+		}
+		delete(x.failures, d.SessionID)
+		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{
+			SessionID: d.SessionID, UserID: d.UserID, Content: text, FromSeq: d.FromSeq, ToSeq: d.ToSeq, Method: x.summarizer.Name(),
+		})
+		switch {
+		case errors.Is(err, eventstore.ErrConflict):
+			// Another process summarized first.
+		case err != nil:
+			return n, err
+		default:
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,72 @@
+package readmodel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/projections"
+)
+
+// Context projects what context windows are made of beside messages and
+// memories: session summaries, context snapshots, and the assistant
+// messages still waiting for their snapshot. (One projection rather than
+// two: each projection costs a subscriber transaction per batch.)
+type Context struct{}
+
+// Name is "context".
+func (Context) Name() string { return "context" }
+
+// Tables are session_summaries, context_snapshots and snapshots_due.
+func (Context) Tables() []string {
+	return []string{"session_summaries", "context_snapshots", "snapshots_due"}
+}
+
+// Apply folds summary and snapshot events, and notes assistant messages as
+// due for a snapshot.
+func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
+	switch e.Type {
+	case domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized:
+	case domain.MessageRedacted:
+		tx.Exec(`DELETE FROM snapshots_due WHERE message_id = $1`, entityID(e))
+		return nil
+	case domain.UserDeleted:
+		tx.Exec(`DELETE FROM session_summaries WHERE user_id = $1`, entityID(e))
+		tx.Exec(`DELETE FROM context_snapshots WHERE user_id = $1`, entityID(e))
+		tx.Exec(`DELETE FROM snapshots_due WHERE user_id = $1`, entityID(e))
+		return nil
+	default:
+		return nil
+	}
+	ev, err := decode(e)
+	if err != nil {
+		return err
+	}
+	switch d := ev.Data.(type) {
+	case domain.SessionSummarizedData:
+		tx.Exec(`INSERT INTO session_summaries (session_id, version, user_id, content, tokens, from_seq, to_seq, method, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			d.SessionID, e.Version, d.UserID, d.Content, d.Tokens, d.FromSeq, d.ToSeq, d.Method, e.RecordedAt)
+	case domain.MessageAppendedData:
+		if d.Role == "assistant" {
+			tx.Exec(`INSERT INTO snapshots_due (message_id, session_id, user_id, seq, created_at) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (message_id) DO NOTHING`, d.MessageID, d.SessionID, d.UserID, e.Version, e.RecordedAt)
+		}
+	case domain.ContextSnapshotData:
+		items, err := json.Marshal(d.Items)
+		if err != nil {
+			return fmt.Errorf("encode snapshot items: %w", err)
+		}
+		var msg any
+		if d.MessageID != "" {
+			msg = d.MessageID
+			tx.Exec(`DELETE FROM snapshots_due WHERE message_id = $1`, d.MessageID)
+		}
+		tx.Exec(`INSERT INTO context_snapshots (id, session_id, user_id, message_id, query, max_tokens, total_tokens, items, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			d.SnapshotID, d.SessionID, d.UserID, msg, d.Query, d.Budget, d.TotalTokens, string(items), e.RecordedAt)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package readmodel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/domain"
+)
+
+// Summary is a session summary as the API serves it.
+type Summary struct {
+	SessionID string    `json:"session_id"`
+	Version   int       `json:"version"`
+	Content   string    `json:"content"`
+	Tokens    int       `json:"tokens"`
+	FromSeq   int       `json:"from_seq"`
+	ToSeq     int       `json:"to_seq"`
+	Method    string    `json:"method"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Relevance weights of a memory in a context window: full-text rank
+// (relative to the best match among the user's memories, so 0..1),
+// importance (0..1) and recency (1 when just written, halving every
+// RecencyHalfLife). They add up to 1.
+const (
+	WeightText       = 0.6
+	WeightImportance = 0.25
+	WeightRecency    = 0.15
+	RecencyHalfLife  = 7 * 24 * time.Hour
+)
+
+// RecentMessages returns up to limit messages of a session, newest first,
+// with a sequence number below beforeSeq (0: all).
+func (r *Reader) RecentMessages(ctx context.Context, sessionID string, beforeSeq, limit int) ([]Message, error) {
+	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3`, sessionID, beforeSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read recent messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, fmt.Errorf("read recent messages: %w", err)
+	}
+	return out, nil
+}
+
+// LatestUserText is the content of the session's latest user message with
+// a sequence number below beforeSeq (0: any), or "".
+func (r *Reader) LatestUserText(ctx context.Context, sessionID string, beforeSeq int) (string, error) {
+	var text string
+	err := r.db.QueryRow(ctx, `SELECT content FROM messages
+		WHERE session_id = $1 AND role = 'user' AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT 1`, sessionID, beforeSeq).Scan(&text)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("read latest user message: %w", err)
+	}
+	return text, nil
+}
+
+// LatestSummary returns the session's newest summary that covers only
+// messages below beforeSeq (0: any); ok is false when there is none.
+func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq int) (s Summary, ok bool, err error) {
+	err = r.db.QueryRow(ctx, `SELECT session_id, version, content, tokens, from_seq, to_seq, method, created_at
+		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq).
+		Scan(&s.SessionID, &s.Version, &s.Content, &s.Tokens, &s.FromSeq, &s.ToSeq, &s.Method, &s.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Summary{}, false, nil
+	}
+	if err != nil {
+		return Summary{}, false, fmt.Errorf("read summary: %w", err)
+	}
+	return s, true, nil
+}
+
+// RelevantMemories ranks a user's live memories for a context window, best
+// first: full-text relevance to text (any of its words), importance and
+// recency, weighed as the Weight constants say. With no words in text,
+// importance and recency alone decide.
+func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, now time.Time, limit int) ([]MemoryHit, error) {
+	rows, err := r.db.Query(ctx, `WITH ranked AS (
+			SELECT m.*, coalesce(ts_rank_cd(search, q), 0) AS text_rank
+			FROM memories m,
+			     (SELECT nullif(replace(plainto_tsquery('english', $2)::text, '&', '|'), '')::tsquery AS q) query
+			WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7))
+		SELECT `+memoryCols+`,
+			$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
+			+ $4::float8 * importance
+			+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
+		FROM ranked
+		ORDER BY score DESC, id DESC LIMIT $8`,
+		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit)
+	return scanHits(rows, err, "rank memories")
+}
+
+// Snapshot is a context snapshot as recorded: which items, at which
+// versions, with their costs.
+type Snapshot struct {
+	ID          string                `json:"id"`
+	SessionID   string                `json:"session_id"`
+	UserID      string                `json:"user_id"`
+	MessageID   string                `json:"message_id,omitempty"`
+	Query       string                `json:"query"`
+	MaxTokens   int                   `json:"max_tokens"`
+	TotalTokens int                   `json:"total_tokens"`
+	Items       []domain.SnapshotItem `json:"items"`
+	CreatedAt   time.Time             `json:"created_at"`
+}
+
+const snapshotCols = `id, session_id, user_id, coalesce(message_id, ''), query, max_tokens, total_tokens, items, created_at`
+
+func scanSnapshot(row pgx.Row) (Snapshot, error) {
+	var s Snapshot
+	var items []byte
+	if err := row.Scan(&s.ID, &s.SessionID, &s.UserID, &s.MessageID, &s.Query, &s.MaxTokens, &s.TotalTokens, &items, &s.CreatedAt); err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(items, &s.Items); err != nil {
+		return s, fmt.Errorf("decode snapshot items: %w", err)
+	}
+	return s, nil
+}
+
+// GetSnapshot returns a context snapshot by id.
+func (r *Reader) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
+	s, err := scanSnapshot(r.db.QueryRow(ctx, `SELECT `+snapshotCols+` FROM context_snapshots WHERE id = $1`, id))
+	return s, notFound(err, "context snapshot", id)
+}
+
+// SnapshotOfMessage returns the snapshot recorded for an assistant message.
+func (r *Reader) SnapshotOfMessage(ctx context.Context, messageID string) (Snapshot, error) {
+	s, err := scanSnapshot(r.db.QueryRow(ctx, `SELECT `+snapshotCols+` FROM context_snapshots WHERE message_id = $1`, messageID))
+	return s, notFound(err, "context snapshot of message", messageID)
+}
+
+// ListSnapshots pages through a session's snapshots, oldest first.
+func (r *Reader) ListSnapshots(ctx context.Context, sessionID string, p Page) ([]Snapshot, string, error) {
+	limit, after, err := bounds(p)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := r.db.Query(ctx, `SELECT `+snapshotCols+` FROM context_snapshots
+		WHERE session_id = $1 AND id > $2 ORDER BY id LIMIT $3`, sessionID, after, limit+1)
+	return collect(rows, err, scanSnapshot, limit, func(s Snapshot) string { return s.ID })
+}
+
+// DueSnapshot is an assistant message waiting for its context snapshot.
+type DueSnapshot struct {
+	MessageID, SessionID, UserID string
+	Seq                          int
+	CreatedAt                    time.Time
+}
+
+// DueSnapshots returns up to limit assistant messages waiting for their
+// snapshot, oldest first.
+func (r *Reader) DueSnapshots(ctx context.Context, limit int) ([]DueSnapshot, error) {
+	rows, err := r.db.Query(ctx, `SELECT message_id, session_id, user_id, seq, created_at FROM snapshots_due
+		ORDER BY created_at, message_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read due snapshots: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DueSnapshot, error) {
+		var d DueSnapshot
+		return d, row.Scan(&d.MessageID, &d.SessionID, &d.UserID, &d.Seq, &d.CreatedAt)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read due snapshots: %w", err)
+	}
+	return out, nil
+}
+
+// DueSummary is a session whose messages outside the recent window have
+// passed the summary threshold: Lines (messages FromSeq..ToSeq) are to be
+// folded into the summary after version After.
+type DueSummary struct {
+	SessionID, UserID string
+	After             int
+	Previous          string
+	FromSeq, ToSeq    int
+	Lines             []domain.TranscriptLine
+}
+
+// DueSummaries finds up to limit sessions whose messages not yet
+// summarized, leaving out the newest recent tokens of them, cost more than
+// threshold tokens (each message its tokens plus domain.ItemOverhead).
+func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int) ([]DueSummary, error) {
+	rows, err := r.db.Query(ctx, `WITH last AS (
+			SELECT DISTINCT ON (session_id) session_id, version, to_seq, content
+			FROM session_summaries ORDER BY session_id, version DESC)
+		SELECT m.session_id, min(m.user_id), coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
+		FROM messages m LEFT JOIN last l ON l.session_id = m.session_id
+		WHERE m.seq > coalesce(l.to_seq, 0)
+		GROUP BY m.session_id, l.version, l.to_seq, l.content
+		HAVING sum(m.tokens + $4::int) > $1::int + $2::int
+		LIMIT $3`, threshold, recent, limit, domain.ItemOverhead)
+	if err != nil {
+		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
+	}
+	cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DueSummary, error) {
+		var d DueSummary
+		return d, row.Scan(&d.SessionID, &d.UserID, &d.After, &d.FromSeq, &d.Previous)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
+	}
+	var out []DueSummary
+	for _, d := range cands {
+		msgs, err := r.RecentMessagesAfter(ctx, d.SessionID, d.FromSeq)
+		if err != nil {
+			return nil, err
+		}
+		// Newest first, skip the recent window; the rest is to summarize.
+		kept, cut := 0, len(msgs)
+		for cut > 0 && kept+msgs[cut-1].Tokens+domain.ItemOverhead <= recent {
+			cut--
+			kept += msgs[cut].Tokens + domain.ItemOverhead
+		}
+		older, cost := msgs[:cut], 0
+		for _, m := range older {
+			cost += m.Tokens + domain.ItemOverhead
+		}
+		if len(older) == 0 || cost <= threshold {
+			continue
+		}
+		d.FromSeq, d.ToSeq = d.FromSeq+1, older[len(older)-1].Seq
+		for _, m := range older {
+			d.Lines = append(d.Lines, domain.TranscriptLine{Role: m.Role, Content: m.Content})
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// RecentMessagesAfter returns a session's messages after seq, in order.
+func (r *Reader) RecentMessagesAfter(ctx context.Context, sessionID string, seq int) ([]Message, error) {
+	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE session_id = $1 AND seq > $2 ORDER BY seq`, sessionID, seq)
+	if err != nil {
+		return nil, fmt.Errorf("read messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Message, error) { return scanMessage(row) })
+	if err != nil {
+		return nil, fmt.Errorf("read messages: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,157 @@
+package readmodel
+
+import (
+	"context"
+	"time"
+
+	"github.com/arq-memory/arq/domain"
+)
+
+// WindowRequest asks for a session's context window.
+type WindowRequest struct {
+	Budget domain.Budget
+	// Query is what memories are ranked against; "" ranks them against the
+	// latest user message in the window's reach.
+	Query string
+	// BeforeSeq limits the window to messages before that sequence number
+	// (the context behind an assistant message); 0 for the whole session.
+	BeforeSeq int
+	// Now decides which memories have expired and how recent they are.
+	Now time.Time
+}
+
+// WindowSummary is the summary a window holds, with its cost.
+type WindowSummary struct {
+	Summary
+	Cost int `json:"cost"`
+}
+
+// WindowMessage is a message a window holds, with its cost.
+type WindowMessage struct {
+	Message
+	Cost int `json:"cost"`
+}
+
+// WindowMemory is a memory a window holds, with its relevance and cost.
+type WindowMemory struct {
+	Memory
+	Score float64 `json:"score"`
+	Cost  int     `json:"cost"`
+}
+
+// Window is a context window: what fits the budget, each item with its
+// cost in tokens (its text plus domain.ItemOverhead), and the total.
+type Window struct {
+	SessionID    string          `json:"session_id"`
+	UserID       string          `json:"user_id"`
+	Query        string          `json:"query"`
+	MaxTokens    int             `json:"max_tokens"`
+	SummaryShare float64         `json:"summary_share"`
+	MemoryShare  float64         `json:"memory_share"`
+	Summary      *WindowSummary  `json:"summary"`
+	Messages     []WindowMessage `json:"messages"`
+	Memories     []WindowMemory  `json:"memories"`
+	TotalTokens  int             `json:"total_tokens"`
+}
+
+// Snapshot lists the items of the window as a snapshot records them.
+func (w Window) Snapshot() []domain.SnapshotItem {
+	var items []domain.SnapshotItem
+	if w.Summary != nil {
+		items = append(items, domain.SnapshotItem{Kind: domain.ItemSummary, ID: w.SessionID, Version: w.Summary.Version, Tokens: w.Summary.Cost})
+	}
+	for _, m := range w.Messages {
+		items = append(items, domain.SnapshotItem{Kind: domain.ItemMessage, ID: m.ID, Version: m.Version, Seq: m.Seq, Tokens: m.Cost})
+	}
+	for _, m := range w.Memories {
+		items = append(items, domain.SnapshotItem{Kind: domain.ItemMemory, ID: m.ID, Version: m.Version, Tokens: m.Cost})
+	}
+	return items
+}
+
+const (
+	windowPage        = 200
+	windowMemoryLimit = 50
+)
+
+// Window assembles a session's context window from the query tables:
+// its summary, its newest messages that fit, and its user's memories
+// most relevant now, split as req.Budget says (see domain.FitWindow).
+func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest, tc domain.TokenCounter) (Window, error) {
+	if err := req.Budget.Validate(); err != nil {
+		return Window{}, err
+	}
+	sess, err := r.GetSession(ctx, sessionID)
+	if err != nil {
+		return Window{}, err
+	}
+	w := Window{SessionID: sessionID, UserID: sess.UserID, Query: req.Query, MaxTokens: req.Budget.MaxTokens,
+		SummaryShare: req.Budget.SummaryShare, MemoryShare: req.Budget.MemoryShare,
+		Messages: []WindowMessage{}, Memories: []WindowMemory{}}
+
+	// Messages, newest first, until they alone would overflow the budget.
+	var msgs []WindowMessage
+	var cand domain.WindowCandidates
+	before, spent := req.BeforeSeq, 0
+	for spent <= req.Budget.MaxTokens {
+		page, err := r.RecentMessages(ctx, sessionID, before, windowPage)
+		if err != nil {
+			return Window{}, err
+		}
+		for _, m := range page {
+			cost := m.Tokens + domain.ItemOverhead
+			if m.Name != "" {
+				cost += tc.Count(m.Name) + 1
+			}
+			msgs = append(msgs, WindowMessage{Message: m, Cost: cost})
+			cand.Messages = append(cand.Messages, cost)
+			spent += cost
+		}
+		if len(page) < windowPage {
+			cand.Complete = true
+			break
+		}
+		before = page[len(page)-1].Seq
+	}
+
+	if w.Query == "" {
+		for _, m := range msgs {
+			if m.Role == "user" {
+				w.Query = m.Content
+				break
+			}
+		}
+		if w.Query == "" {
+			if w.Query, err = r.LatestUserText(ctx, sessionID, req.BeforeSeq); err != nil {
+				return Window{}, err
+			}
+		}
+	}
+	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, req.Now, windowMemoryLimit)
+	if err != nil {
+		return Window{}, err
+	}
+	for _, h := range hits {
+		cand.Memories = append(cand.Memories, h.Tokens+domain.ItemOverhead)
+	}
+	sum, hasSummary, err := r.LatestSummary(ctx, sessionID, req.BeforeSeq)
+	if err != nil {
+		return Window{}, err
+	}
+	if hasSummary {
+		cand.Summary = sum.Tokens + domain.ItemOverhead
+	}
+
+	plan := domain.FitWindow(req.Budget, cand)
+	if plan.Summary {
+		w.Summary = &WindowSummary{Summary: sum, Cost: cand.Summary}
+	}
+	for i := plan.Messages - 1; i >= 0; i-- {
+		w.Messages = append(w.Messages, msgs[i])
+	}
+	for _, i := range plan.Memories {
+		w.Memories = append(w.Memories, WindowMemory{Memory: hits[i].Memory, Score: hits[i].Score, Cost: cand.Memories[i]})
+	}
+	w.TotalTokens = plan.Total
+	return w, nil
+}

@@ -1,0 +1,45 @@
+package summarize_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/summarize"
+	"github.com/arq-memory/arq/tokens"
+)
+
+// The extractive summary keeps the sentences about what the conversation
+// is mostly about, in their order, within its token budget, and is the
+// same for the same input.
+func TestExtractiveKeepsTheTopicWithinBudget(t *testing.T) {
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := summarize.Extractive{MaxTokens: 40, Tokens: tc}
+	lines := []domain.TranscriptLine{
+		{Role: "user", Content: "My tomatoes have blight again. The weather was nice on Sunday."},
+		{Role: "assistant", Content: "Tomato blight spreads from wet leaves. Water tomatoes at the soil."},
+		{Role: "user", Content: "Should I remove blighted tomato leaves? Also, what is the capital of Peru?"},
+	}
+	got, err := e.Summarize(context.Background(), "", lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tc.Count(got); n > 40 {
+		t.Fatalf("summary of %d tokens over a budget of 40: %q", n, got)
+	}
+	if !strings.Contains(got, "blight") || strings.Contains(got, "Peru") {
+		t.Fatalf("summary misses the topic or keeps the aside: %q", got)
+	}
+	again, _ := e.Summarize(context.Background(), "", lines)
+	if again != got {
+		t.Fatalf("not deterministic: %q then %q", got, again)
+	}
+	folded, _ := e.Summarize(context.Background(), got, []domain.TranscriptLine{{Role: "user", Content: "The blight is gone now."}})
+	if !strings.Contains(folded, "blight") {
+		t.Fatalf("later summary lost the earlier one: %q", folded)
+	}
+}
