@@ -89,6 +89,15 @@ func readyz(d Deps) gin.HandlerFunc {
 				checks["projections"] = "ok"
 			}
 		}
+		// Redis is a shortcut: without it every endpoint works from
+		// Postgres, so it degrades readiness details, not readiness.
+		if d.Resources.Cache != nil {
+			if err := d.Resources.Cache.Health(ctx); err != nil {
+				checks["redis"] = "unreachable: serving from Postgres without the cache"
+			} else {
+				checks["redis"] = "ok"
+			}
+		}
 		status := http.StatusOK
 		if !ready {
 			status = http.StatusServiceUnavailable

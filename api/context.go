@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -88,12 +91,62 @@ func (r *resources) getContext(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	win, err := r.Reader.Window(c.Request.Context(), c.Param("id"), req, r.Tokens)
+	if r.Cache == nil {
+		win, err := r.Reader.Window(c.Request.Context(), c.Param("id"), req, r.Tokens)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, win)
+		return
+	}
+	body, hit, err := r.cachedWindow(c.Request.Context(), c.Param("id"), req)
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, win)
+	c.Header("X-Arq-Cache", map[bool]string{true: "hit", false: "miss"}[hit])
+	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+}
+
+// windowTTL bounds how long a cached window lives: recency weights drift
+// with time, and a memory in it leaves at its expiry time.
+const windowTTL = time.Minute
+
+// cachedWindow answers a context window from Redis when it holds one for
+// the state the tables are in now, else builds it and keeps it there. The
+// key names the generations of the session's messages and summaries and
+// of its user's memories, read before the window is built, so an entry is
+// never older than the tables it would stand for.
+func (r *resources) cachedWindow(ctx context.Context, sessionID string, req readmodel.WindowRequest) ([]byte, bool, error) {
+	st, err := r.Reader.WindowStateOf(ctx, sessionID)
+	if err != nil {
+		return nil, false, err
+	}
+	q := sha256.Sum256([]byte(req.Query))
+	key := fmt.Sprintf("arq:ctx:v1:%s:%d.%d.%d:%d:%g:%g:%x", sessionID, st.Messages, st.Summaries, st.Memories,
+		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, q[:12])
+	if body, ok := r.Cache.Get(ctx, key); ok {
+		return body, true, nil
+	}
+	win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
+	if err != nil {
+		return nil, false, err
+	}
+	body, err := json.Marshal(win)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode context window: %w", err)
+	}
+	ttl := windowTTL
+	for _, m := range win.Memories {
+		if m.ExpiresAt != nil && m.ExpiresAt.Sub(req.Now) < ttl {
+			ttl = m.ExpiresAt.Sub(req.Now)
+		}
+	}
+	if ttl > 0 {
+		r.Cache.Set(ctx, key, body, ttl)
+	}
+	return body, false, nil
 }
 
 // snapshotBody is a snapshot with the text of each item as it was.

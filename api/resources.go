@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -31,6 +32,8 @@ type Resources struct {
 	// of context snapshots as they were.
 	Tokens  domain.TokenCounter
 	History *history.Reader
+	// Cache keeps context windows in Redis; nil reads Postgres alone.
+	Cache *cache.Cache
 	// Projections are the names of the projections /v1/stats reports on.
 	Projections []string
 	// ReadYourWrites bounds how long a command waits for the query tables

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -46,6 +47,7 @@ type App struct {
 	expirer  *commands.Expirer
 	// Context windows: token counting, the log's past versions of items,
 	// and the workers that record snapshots and make summaries.
+	cache       *cache.Cache
 	tokens      domain.TokenCounter
 	history     *history.Reader
 	snapshotter *commands.Snapshotter
@@ -115,6 +117,10 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	a.waiter = projections.NewWaiter(pool, names(registered()), signal)
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, log)
 	a.tokens = tc
+	if a.cache, err = cache.New(cfg.RedisURL, log); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.history = history.New(a.store)
 	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, tc}, cfg.BackgroundInterval, log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: tc}
@@ -128,6 +134,9 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 
 // Close releases the database connections.
 func (a *App) Close() {
+	if a.cache != nil {
+		_ = a.cache.Close()
+	}
 	a.projPool.Close()
 	a.pool.Close()
 }
@@ -178,7 +187,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history,
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 			},
 		}),

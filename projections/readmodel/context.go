@@ -46,6 +46,7 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 	}
 	switch d := ev.Data.(type) {
 	case domain.SessionSummarizedData:
+		bumpSummary(tx, d.SessionID)
 		tx.Exec(`INSERT INTO session_summaries (session_id, version, user_id, content, tokens, from_seq, to_seq, method, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			d.SessionID, e.Version, d.UserID, d.Content, d.Tokens, d.FromSeq, d.ToSeq, d.Method, e.RecordedAt)

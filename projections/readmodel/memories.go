@@ -23,6 +23,7 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	switch e.Type {
 	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired:
 	case domain.UserDeleted:
+		bumpUser(tx, entityID(e))
 		tx.Exec(`DELETE FROM memories WHERE user_id = $1`, entityID(e))
 		return nil
 	default:
@@ -35,12 +36,14 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	id := entityID(e)
 	switch d := ev.Data.(type) {
 	case domain.MemoryStoredData:
+		bumpUser(tx, d.UserID)
 		tx.Exec(`INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata,
 				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14)`,
 			d.MemoryID, d.UserID, e.Metadata.Tenant, d.Type, d.Content, d.Importance, nonNil(d.Tags), jsonOf(d.Metadata),
 			d.SourceSessionID, d.SourceMessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt)
 	case domain.MemoryUpdatedData:
+		bumpUserOfMemory(tx, id)
 		tx.Exec(`UPDATE memories SET
 				content = coalesce($2, content), tokens = coalesce($3, tokens), importance = coalesce($4, importance),
 				tags = coalesce($5, tags), metadata = coalesce($6, metadata),
@@ -49,6 +52,7 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			WHERE id = $1`,
 			id, d.Content, d.Tokens, d.Importance, d.Tags, jsonOrNil(d.Metadata), d.ClearExpiry, d.ExpiresAt, e.Version, e.RecordedAt)
 	case domain.MemoryDeletedData, domain.MemoryExpiredData:
+		bumpUserOfMemory(tx, id)
 		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)
 	}
 	return nil

@@ -155,3 +155,23 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 	w.TotalTokens = plan.Total
 	return w, nil
 }
+
+// WindowState names the state a session's context window is computed
+// from: the generations of its messages, its summaries and its user's
+// memories (see migrations/00008_cache_generations.sql). A cached window
+// keyed by it is never older than the tables.
+type WindowState struct {
+	UserID                        string
+	Messages, Summaries, Memories int64
+}
+
+// WindowStateOf reads a session's WindowState with one indexed query.
+func (r *Reader) WindowStateOf(ctx context.Context, sessionID string) (WindowState, error) {
+	var w WindowState
+	err := r.db.QueryRow(ctx, `SELECT s.user_id,
+			coalesce((SELECT gen FROM cache_generations WHERE key = 'session:' || s.id), 0),
+			coalesce((SELECT gen FROM cache_generations WHERE key = 'summary:' || s.id), 0),
+			coalesce((SELECT gen FROM cache_generations WHERE key = 'user:' || s.user_id), 0)
+		FROM sessions s WHERE s.id = $1`, sessionID).Scan(&w.UserID, &w.Messages, &w.Summaries, &w.Memories)
+	return w, notFound(err, "session", sessionID)
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Writers append and store, then read their context at once, over and
+// over, at the same time: every read holds the writer's latest message and
+// memory, although windows are cached in Redis between writes.
+func TestContextCacheNeverStale(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "k", "name": "K"})).str("id")
+	const writers, rounds = 6, 15
+	var wg sync.WaitGroup
+	errs := make(chan string, writers*rounds)
+	hits := make(chan int, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+			h := 0
+			for i := 0; i < rounds; i++ {
+				content := fmt.Sprintf("writer %d round %d", w, i)
+				s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+				mem := fmt.Sprintf("writer%d fact%d", w, i)
+				s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": mem, "importance": 1}))
+				for read := 0; read < 2; read++ {
+					r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000&query="+fmt.Sprintf("writer%d+fact%d", w, i), nil))
+					if r.header.Get("X-Arq-Cache") == "hit" {
+						h++
+					}
+					var win window
+					if err := json.Unmarshal(r.body, &win); err != nil {
+						errs <- err.Error()
+						return
+					}
+					if n := len(win.Messages); n == 0 || win.Messages[n-1].Content != content {
+						errs <- fmt.Sprintf("writer %d round %d: stale messages in window", w, i)
+					}
+					found := false
+					for _, m := range win.Memories {
+						found = found || m.Content == mem
+					}
+					if !found {
+						errs <- fmt.Sprintf("writer %d round %d: memory %q missing", w, i, mem)
+					}
+				}
+			}
+			hits <- h
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	close(hits)
+	for e := range errs {
+		t.Error(e)
+	}
+	total := 0
+	for h := range hits {
+		total += h
+	}
+	if total == 0 {
+		t.Fatal("no read was served from the cache")
+	}
+}
+
+// redisOn runs a Redis of the test's own on port; stop kills it.
+func redisOn(t *testing.T, port int) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server (the tests need it on PATH): %v", err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
+	t.Cleanup(stop)
+	eventually(t, 10*time.Second, "redis answers", func() (bool, error) {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, nil
+	})
+	return stop
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// With Redis stopped every endpoint keeps working from Postgres, /readyz
+// says so, and when Redis is back caching resumes without a restart.
+func TestRedisDownAndBack(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	stop := redisOn(t, port)
+	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
+	cacheOf := func() string {
+		return s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context", nil)).header.Get("X-Arq-Cache")
+	}
+	cacheOf()
+	if got := cacheOf(); got != "hit" {
+		t.Fatalf("second read with Redis up: %q, want hit", got)
+	}
+
+	stop()
+	if got := cacheOf(); got != "miss" {
+		t.Fatalf("read with Redis down: %q, want miss", got)
+	}
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "still here"}))
+	s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil))
+	ready := s.must(200, s.do("GET", "/readyz", nil))
+	if checks, _ := ready.json["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
+		t.Fatalf("/readyz with Redis down: %s", ready.body)
+	}
+
+	redisOn(t, port)
+	eventually(t, 10*time.Second, "caching resumes", func() (bool, error) {
+		cacheOf()
+		return cacheOf() == "hit", nil
+	})
+	if checks, _ := s.must(200, s.do("GET", "/readyz", nil)).json["checks"].(map[string]any); checks["redis"] != "ok" {
+		t.Fatalf("/readyz after Redis came back: %v", checks)
+	}
+}
