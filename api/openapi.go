@@ -63,6 +63,9 @@ var operations = []operation{
 	{method: "GET", path: "/v1/context-snapshots/{id}", summary: "Get a context snapshot, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshot"},
 	{method: "GET", path: "/v1/messages/{id}/context", summary: "The context snapshot behind an assistant message", tag: "context", status: 200, schema: "ContextSnapshot"},
 
+	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots", tag: "live", status: 200, schema: "EventStream"},
+	{method: "GET", path: "/v1/events/stream", summary: "Server-Sent Events: the event log, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
+
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
 	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
 	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
@@ -130,7 +133,11 @@ func openAPI() map[string]any {
 		responses := map[string]any{"default": map[string]any{"description": "problem", "content": map[string]any{"application/problem+json": map[string]any{"schema": ref("Problem")}}}}
 		ok := map[string]any{"description": "success"}
 		if op.schema != "" {
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.schema)}}
+			media := "application/json"
+			if op.schema == "EventStream" {
+				media = "text/event-stream"
+			}
+			ok["content"] = map[string]any{media: map[string]any{"schema": ref(op.schema)}}
 		}
 		responses[strconv.Itoa(op.status)] = ok
 		if op.command {

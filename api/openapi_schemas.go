@@ -85,6 +85,7 @@ func schemas() map[string]any {
 				"role": str(), "name": str(), "type": str(), "content": str()})),
 		}),
 		"ContextSnapshotList": listOf("ContextSnapshot"),
+		"EventStream":         map[string]any{"type": "string", "description": "text/event-stream: each event has id (its cursor), event (its type) and data (the event as JSON)"},
 		"MemoryHits":          obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
 		"StoreMemory": obj([]string{"type", "content"}, map[string]any{"type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
 			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time")}),

@@ -17,6 +17,7 @@ import (
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/live"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -34,6 +35,9 @@ type Resources struct {
 	History *history.Reader
 	// Cache keeps context windows in Redis; nil reads Postgres alone.
 	Cache *cache.Cache
+	// Store reads the log for event streams; Live delivers new events.
+	Store *eventstore.Store
+	Live  *live.Hub
 	// Projections are the names of the projections /v1/stats reports on.
 	Projections []string
 	// ReadYourWrites bounds how long a command waits for the query tables

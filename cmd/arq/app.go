@@ -18,6 +18,7 @@ import (
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/live"
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
@@ -48,6 +49,9 @@ type App struct {
 	// Context windows: token counting, the log's past versions of items,
 	// and the workers that record snapshots and make summaries.
 	cache       *cache.Cache
+	hub         *live.Hub
+	relay       *live.Relay
+	feed        func(context.Context) error
 	tokens      domain.TokenCounter
 	history     *history.Reader
 	snapshotter *commands.Snapshotter
@@ -121,6 +125,10 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 		a.Close()
 		return nil, err
 	}
+	if err := a.wireLive(pcfg.ConnConfig.Database); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.history = history.New(a.store)
 	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, tc}, cfg.BackgroundInterval, log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: tc}
@@ -187,7 +195,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache,
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 			},
 		}),
@@ -201,6 +209,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	var workers sync.WaitGroup
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
+		"live relay": a.relay.Run, "live feed": a.feed,
 	} {
 		workers.Add(1)
 		go func() {

@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// keepAlive is how often an idle event stream sends a comment, so proxies
+// keep it open.
+const keepAlive = 15 * time.Second
+
+func (r *resources) streamRoutes(g *gin.RouterGroup) {
+	g.GET("/sessions/:id/stream", r.sessionStream)
+	g.GET("/events/stream", r.eventStream)
+}
+
+// sessionStream sends a session's new messages, summaries and context
+// snapshots as Server-Sent Events, from now on.
+func (r *resources) sessionStream(c *gin.Context) {
+	sid := c.Param("id")
+	if _, err := r.Reader.GetSession(c.Request.Context(), sid); err != nil {
+		WriteError(c, err)
+		return
+	}
+	logStream := domain.StreamID(domain.StreamMessageLog, sid)
+	summaries := domain.StreamID(domain.StreamSummary, sid)
+	accept := func(e eventstore.Recorded) bool {
+		switch {
+		case e.StreamID == logStream || e.StreamID == summaries:
+			return true
+		case e.Type == domain.ContextSnapshotRecorded:
+			var d struct {
+				SessionID string `json:"session_id"`
+			}
+			return json.Unmarshal(e.Data, &d) == nil && d.SessionID == sid
+		}
+		return false
+	}
+	r.serveEvents(c, accept, eventstore.Start, nil)
+}
+
+// eventStream sends the log as Server-Sent Events: from after (or the
+// Last-Event-ID a reconnecting client sends) it first catches up from the
+// log, then goes on live; without either, from now on. type and
+// stream_type filter as in GET /v1/events.
+func (r *resources) eventStream(c *gin.Context) {
+	from := c.Query("after")
+	if id := c.GetHeader("Last-Event-ID"); id != "" {
+		from = id
+	}
+	after, err := eventstore.ParseCursor(from)
+	if err != nil {
+		WriteError(c, invalidField("after", err.Error()))
+		return
+	}
+	f := eventstore.Filter{StreamType: c.Query("stream_type")}
+	if t := c.Query("type"); t != "" {
+		f.EventTypes = strings.Split(t, ",")
+	}
+	accept := func(e eventstore.Recorded) bool {
+		return (f.StreamType == "" || e.StreamType == f.StreamType) && (len(f.EventTypes) == 0 || slices.Contains(f.EventTypes, e.Type))
+	}
+	var catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)
+	if from != "" {
+		catchUp = func(ctx context.Context, c eventstore.Cursor) ([]eventstore.Recorded, error) {
+			return r.Store.ReadAll(ctx, c, 500, f)
+		}
+	}
+	r.serveEvents(c, accept, after, catchUp)
+}
+
+// serveEvents streams events to the client: those catchUp reads from the
+// log after cursor first, then live ones from the hub, each once and in
+// order (an event at or before the last one sent is skipped).
+func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded) bool, cursor eventstore.Cursor,
+	catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)) {
+	ctx := c.Request.Context()
+	l := r.Live.Listen(accept) // before catching up, so nothing falls between
+	defer l.Close()
+
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+
+	send := func(e eventstore.Recorded) error {
+		if !cursor.IsZero() && !cursor.Less(e.Cursor()) {
+			return nil
+		}
+		payload, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		cursor = e.Cursor()
+		if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, payload); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	}
+	for catchUp != nil {
+		events, err := catchUp(ctx, cursor)
+		if err != nil {
+			fmt.Fprintf(w, "event: error\ndata: %q\n\n", "reading the log failed; reconnect to resume")
+			return
+		}
+		for _, e := range events {
+			if err := send(e); err != nil {
+				return
+			}
+		}
+		if len(events) < 500 {
+			break
+		}
+	}
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case e := <-l.C:
+			if err := send(e); err != nil {
+				return
+			}
+		case <-l.Lagged:
+			fmt.Fprintf(w, "event: lagged\ndata: %q\n\n", "this client fell behind; reconnect with Last-Event-ID to resume")
+			w.Flush()
+			return
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			w.Flush()
+		case <-ctx.Done():
+			return
+		}
+	}
+}

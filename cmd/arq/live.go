@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/live"
+)
+
+// wireLive connects live updates: a relay publishing the log to a Redis
+// Streams topic of this database, and a fan-out subscriber feeding this
+// instance's hub. Redis being down at start is no error: the relay then
+// delivers in this instance, and both recover when Redis does.
+func (a *App) wireLive(database string) error {
+	a.hub = live.NewHub()
+	opt, err := redis.ParseURL(a.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis url %q: %w", a.cfg.RedisURL, err)
+	}
+	opt.DialTimeout = 200 * time.Millisecond
+	opt.WriteTimeout = 500 * time.Millisecond
+	opt.MaxRetries = 0
+	client := redis.NewClient(opt)
+	// Watermill's own chatter (including a read error every 500ms while
+	// Redis is down) goes to debug; the relay and cache warn once.
+	wlog := watermill.NewSlogLoggerWithLevelMapping(a.log.With("component", "live"), map[slog.Level]slog.Level{
+		slog.LevelError: slog.LevelDebug, slog.LevelWarn: slog.LevelDebug, slog.LevelInfo: slog.LevelDebug,
+	})
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: 10000}, wlog)
+	if err != nil {
+		return fmt.Errorf("live publisher: %w", err)
+	}
+	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		Client: client, BlockTime: time.Second, DisableIndefiniteInitialBlock: true,
+	}, wlog)
+	if err != nil {
+		return fmt.Errorf("live subscriber: %w", err)
+	}
+	// One topic per database, so deployments (and tests) sharing a Redis
+	// never see each other's events.
+	topic := "arq:" + database + ":events"
+	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
+	a.feed = func(ctx context.Context) error {
+		defer client.Close()
+		defer sub.Close()
+		return live.Feed(ctx, sub, topic, a.hub)
+	}
+	return nil
+}

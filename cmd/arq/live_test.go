@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// sseEvent is one Server-Sent Event.
+type sseEvent struct {
+	id, event string
+	data      map[string]any
+}
+
+// subscribe opens an event stream and returns its events as they come;
+// the stream closes when the test ends.
+func (s *server) subscribe(t *testing.T, path string, headers ...string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", s.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "event: "):
+				ev.event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.data)
+			case line == "" && ev.event != "":
+				out <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return out
+}
+
+// await reads events until one satisfies match, or fails after a deadline.
+func await(t *testing.T, events <-chan sseEvent, what string, match func(sseEvent) bool) sseEvent {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("%s: the stream ended", what)
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("%s: not within 20s", what)
+		}
+	}
+}
+
+func dataField(ev sseEvent, key string) string {
+	d, _ := ev.data["data"].(map[string]any)
+	v, _ := d[key].(string)
+	return v
+}
+
+// An SSE client of one arq process receives a message appended through
+// another, over Redis Streams.
+func TestSessionStreamAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	a := startServerOn(t, url, nil)
+	b := startServerOn(t, url, nil)
+	uid := a.must(201, a.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"})).str("id")
+	sid := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	events := a.subscribe(t, "/v1/sessions/"+sid+"/stream")
+	mid := b.must(201, b.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "through the other process"})).str("id")
+	ev := await(t, events, "message appended through B", func(ev sseEvent) bool { return dataField(ev, "message_id") == mid })
+	if ev.event != "message.appended" || dataField(ev, "content") != "through the other process" || ev.id == "" {
+		t.Fatalf("event: %+v", ev)
+	}
+	// Another session's messages do not reach this stream.
+	other := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	b.must(201, b.do("POST", "/v1/sessions/"+other+"/messages", map[string]any{"role": "user", "content": "elsewhere"}))
+	last := b.must(201, b.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "here again"})).str("id")
+	await(t, events, "second message", func(ev sseEvent) bool {
+		if dataField(ev, "content") == "elsewhere" {
+			t.Fatal("another session's message reached the stream")
+		}
+		return dataField(ev, "message_id") == last
+	})
+}
+
+// The log's event stream catches up from a cursor, then goes on live, each
+// event once and in order; without Redis a single instance still serves
+// it.
+func TestEventStreamResumesWithoutRedis(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))})
+	first := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e1", "name": "E1"}))
+	after := first.header.Get("X-Arq-Position")
+	second := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e2", "name": "E2"})).str("id")
+	events := s.subscribe(t, "/v1/events/stream?after="+after+"&type=user.registered")
+	ev := await(t, events, "catch-up", func(sseEvent) bool { return true })
+	if dataField(ev, "user_id") != second {
+		t.Fatalf("first event after the cursor: %+v", ev)
+	}
+	third := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e3", "name": "E3"})).str("id")
+	ev = await(t, events, "live event", func(sseEvent) bool { return true })
+	if dataField(ev, "user_id") != third || ev.event != "user.registered" {
+		t.Fatalf("live event: %+v", ev)
+	}
+	// Reconnecting with Last-Event-ID resumes after that event.
+	again := s.subscribe(t, "/v1/events/stream?type=user.registered", "Last-Event-ID", ev.id)
+	fourth := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e4", "name": "E4"})).str("id")
+	if ev := await(t, again, "after reconnecting", func(sseEvent) bool { return true }); dataField(ev, "user_id") != fourth {
+		t.Fatalf("resumed with %+v, want user %s", ev, fourth)
+	}
+}
