@@ -77,23 +77,41 @@ func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq 
 	return s, true, nil
 }
 
+// relevantSQL scores a user's memories for a context window; see
+// RelevantMemories.
+const relevantSQL = `WITH cand AS (
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank
+			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2)
+			AND (expires_at IS NULL OR expires_at > $7) LIMIT $9)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
+			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7)
+			ORDER BY importance DESC LIMIT $8)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
+			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7)
+			ORDER BY updated_at DESC LIMIT $8)),
+	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
+	SELECT ` + memoryCols + `,
+		$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
+		+ $4::float8 * importance
+		+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
+	FROM uniq
+	ORDER BY score DESC, id DESC LIMIT $8`
+
+// maxTextCandidates bounds how many full-text matches a context window
+// scores; a user with more matching memories than that has some matches
+// left unscored (they can still come in as important or recent ones).
+const maxTextCandidates = 1000
+
 // RelevantMemories ranks a user's live memories for a context window, best
-// first: full-text relevance to text (any of its words), importance and
+// first, from three candidate lists (full-text matches, the most
+// important, the most recent): full-text relevance to text (any of its words), importance and
 // recency, weighed as the Weight constants say. With no words in text,
 // importance and recency alone decide.
 func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, now time.Time, limit int) ([]MemoryHit, error) {
-	rows, err := r.db.Query(ctx, `WITH ranked AS (
-			SELECT m.*, coalesce(ts_rank_cd(search, q), 0) AS text_rank
-			FROM memories m,
-			     (SELECT nullif(replace(plainto_tsquery('english', $2)::text, '&', '|'), '')::tsquery AS q) query
-			WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7))
-		SELECT `+memoryCols+`,
-			$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
-			+ $4::float8 * importance
-			+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
-		FROM ranked
-		ORDER BY score DESC, id DESC LIMIT $8`,
-		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit)
+	rows, err := r.db.Query(ctx, relevantSQL,
+		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates)
 	return scanHits(rows, err, "rank memories")
 }
 
