@@ -212,6 +212,7 @@ func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes ferns"})).str("id")
 	question := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Which ferns like shade?"})).str("id")
 	answer := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Most ferns do."})).str("id")
+	late := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada bought more ferns"})).str("id")
 
 	var behind snapshot
 	eventually(t, 20*time.Second, "snapshot of the assistant message", func() (bool, error) {
@@ -230,6 +231,11 @@ func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 	}
 	if texts[question] != "Which ferns like shade?" || texts[mid] != "Ada likes ferns" || behind.MessageID != answer {
 		t.Fatalf("context behind the answer: %+v", behind)
+	}
+	for _, it := range behind.Items {
+		if it.ID == late {
+			t.Fatal("the context behind the answer holds a memory stored after it")
+		}
 	}
 	taken := decodeSnapshot(t, s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 500})))
 

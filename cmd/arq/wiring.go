@@ -58,7 +58,7 @@ func (s snapshotSource) DueSnapshots(ctx context.Context, limit int) ([]commands
 }
 
 func (s snapshotSource) WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (commands.WindowRecord, error) {
-	w, err := s.r.Window(ctx, sessionID, readmodel.WindowRequest{Budget: domain.DefaultBudget(), BeforeSeq: seq, Now: at}, s.tokens)
+	w, err := s.r.Window(ctx, sessionID, readmodel.WindowRequest{Budget: domain.DefaultBudget(), BeforeSeq: seq, Now: at, CreatedBefore: &at}, s.tokens)
 	if err != nil {
 		return commands.WindowRecord{}, err
 	}

@@ -82,14 +82,14 @@ func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq 
 const relevantSQL = `WITH cand AS (
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank
 			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2)
-			AND (expires_at IS NULL OR expires_at > $7) LIMIT $9)
+			AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10) LIMIT $9)
 		UNION ALL
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
-			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7)
+			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)
 			ORDER BY importance DESC LIMIT $8)
 		UNION ALL
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
-			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7)
+			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)
 			ORDER BY updated_at DESC LIMIT $8)),
 	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
 	SELECT ` + memoryCols + `,
@@ -109,9 +109,12 @@ const maxTextCandidates = 1000
 // important, the most recent): full-text relevance to text (any of its words), importance and
 // recency, weighed as the Weight constants say. With no words in text,
 // importance and recency alone decide.
-func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, now time.Time, limit int) ([]MemoryHit, error) {
+//
+// createdBefore, when not nil, leaves out memories stored after it (the
+// context behind a message holds none stored later).
+func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
 	rows, err := r.db.Query(ctx, relevantSQL,
-		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates)
+		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore)
 	return scanHits(rows, err, "rank memories")
 }
 

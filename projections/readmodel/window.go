@@ -18,6 +18,8 @@ type WindowRequest struct {
 	BeforeSeq int
 	// Now decides which memories have expired and how recent they are.
 	Now time.Time
+	// CreatedBefore, when set, leaves out memories stored after it.
+	CreatedBefore *time.Time
 }
 
 // WindowSummary is the summary a window holds, with its cost.
@@ -127,7 +129,7 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 			}
 		}
 	}
-	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, req.Now, windowMemoryLimit)
+	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, req.Now, req.CreatedBefore, windowMemoryLimit)
 	if err != nil {
 		return Window{}, err
 	}
