@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/arq-memory/arq/internal/testdb"
 )
 
@@ -68,6 +71,19 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 		case <-done:
 		case <-time.After(30 * time.Second):
 			t.Error("server did not stop")
+		}
+		// The live topic of this database goes with it (the machine's Redis
+		// is shared and kept between runs).
+		redisURL := getenv("ARQ_REDIS_URL")
+		if redisURL == "" {
+			redisURL = defaultConfig().RedisURL
+		}
+		cfg, err1 := pgx.ParseConfig(url)
+		opt, err2 := redis.ParseURL(redisURL)
+		if err1 == nil && err2 == nil {
+			rdb := redis.NewClient(opt)
+			_ = rdb.Del(context.Background(), "arq:"+cfg.Database+":events").Err()
+			_ = rdb.Close()
 		}
 		if t.Failed() {
 			logs.mu.Lock()
