@@ -66,6 +66,8 @@ var operations = []operation{
 	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots", tag: "live", status: 200, schema: "EventStream"},
 	{method: "GET", path: "/v1/events/stream", summary: "Server-Sent Events: the event log, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
 
+	{method: "GET", path: "/v1/streams/{stream}/verify", summary: "Walk one stream's hash chain and report every broken link", tag: "audit", status: 200, schema: "Verification"},
+
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
 	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
 	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
@@ -91,6 +93,9 @@ func openAPI() map[string]any {
 			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(op.path),
 		}
 		var params []any
+		if strings.Contains(op.path, "{stream}") {
+			params = append(params, map[string]any{"name": "stream", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "stream id, e.g. memory-<ULID>"}})
+		}
 		if strings.Contains(op.path, "{id}") {
 			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "ULID"}})
 		}

@@ -22,6 +22,24 @@ const keepAlive = 15 * time.Second
 func (r *resources) streamRoutes(g *gin.RouterGroup) {
 	g.GET("/sessions/:id/stream", r.sessionStream)
 	g.GET("/events/stream", r.eventStream)
+	g.GET("/streams/:stream/verify", r.verifyStream)
+}
+
+// verifyStream walks one stream's hash chain and reports its broken links.
+func (r *resources) verifyStream(c *gin.Context) {
+	v, err := r.Store.Verify(c.Request.Context(), c.Param("stream"), nil)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	if v.Events == 0 && v.Intact() {
+		WriteError(c, fmt.Errorf("%w: stream %s", domain.ErrNotFound, c.Param("stream")))
+		return
+	}
+	if v.Breaks == nil {
+		v.Breaks = []eventstore.Break{}
+	}
+	c.JSON(http.StatusOK, gin.H{"stream_id": c.Param("stream"), "intact": v.Intact(), "events": v.Events, "breaks": v.Breaks, "first_break": v.First})
 }
 
 // sessionStream sends a session's new messages, summaries and context

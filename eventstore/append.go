@@ -53,17 +53,41 @@ type StreamAppend struct {
 // with its rows and the insert fails on events_stream_version_key, which
 // the caller treats like any concurrent writer. A repeated event id fails
 // on events_event_id_key. Unusual outcomes are explained afterwards by
-// explain; the common case is this one statement.
-const appendSQL = `WITH head AS (
-		SELECT version, stream_type FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+// explain; the common case is this one statement. Each event's hash
+// chains to the one before it (the head's, then each new event's in turn;
+// see migrations/00011_hash_chain.sql).
+const appendSQL = `WITH RECURSIVE head AS (
+		SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+	), n AS (
+		SELECT * FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS n(id, typ, sv, d, m, ord)
+	), chain (ord, hash) AS (
+		SELECT 0::bigint, (SELECT hash FROM head)
+		UNION ALL
+		SELECT n.ord, arq_event_hash(chain.hash, n.id, $1, $2, coalesce((SELECT version FROM head), 0) + n.ord::integer,
+			n.typ, n.sv, now(), n.d, n.m)
+		FROM chain JOIN n ON n.ord = chain.ord + 1
 	)
-	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-	SELECT n.id, $1, $2, coalesce((SELECT version FROM head), 0) + n.ord::integer, n.typ, n.sv, n.d, n.m
-	FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS n(id, typ, sv, d, m, ord)
+	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+	SELECT n.id, $1, $2, coalesce((SELECT version FROM head), 0) + n.ord::integer, n.typ, n.sv, n.d, n.m, now(), chain.hash
+	FROM n JOIN chain ON chain.ord = n.ord
 	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
 	ORDER BY n.ord
+	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+
+// appendOneSQL is appendSQL for one event, without the recursive chain: a
+// third cheaper, and most appends carry one event.
+const appendOneSQL = `WITH head AS (
+		SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+	)
+	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+	SELECT n.id, $1, $2, coalesce((SELECT version FROM head), 0) + 1, n.typ, n.sv, n.d, n.m, now(),
+		arq_event_hash((SELECT hash FROM head), n.id, $1, $2, coalesce((SELECT version FROM head), 0) + 1, n.typ, n.sv, now(), n.d, n.m)
+	FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) AS n(id, typ, sv, d, m)
+	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
+	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
+	  AND coalesce((SELECT stream_type FROM head), $2) = $2
 	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // Constraint names of the events table (migrations/00001_event_log.sql).
@@ -136,7 +160,7 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 
 // appendOne appends to one stream in one autocommit statement.
 func (s *Store) appendOne(ctx context.Context, a appendArgs) ([]AppendResult, error) {
-	rows, err := s.pool.Query(ctx, appendSQL, a.queryArgs()...)
+	rows, err := s.pool.Query(ctx, a.sql(), a.queryArgs()...)
 	if err != nil {
 		return nil, fmt.Errorf("append: %w", err)
 	}
@@ -182,7 +206,7 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResu
 		if a.guard() {
 			continue
 		}
-		b.Queue(appendSQL, a.queryArgs()...).Query(func(rows pgx.Rows) error {
+		b.Queue(a.sql(), a.queryArgs()...).Query(func(rows pgx.Rows) error {
 			r, err := scanPlaced(rows, a.streamID)
 			res[i] = r
 			if err != nil && failed < 0 {
@@ -293,6 +317,14 @@ type appendArgs struct {
 }
 
 func (a appendArgs) guard() bool { return len(a.ids) == 0 }
+
+// sql is the append statement for a's number of events.
+func (a appendArgs) sql() string {
+	if len(a.ids) == 1 {
+		return appendOneSQL
+	}
+	return appendSQL
+}
 
 func (a appendArgs) queryArgs() []any {
 	return []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}

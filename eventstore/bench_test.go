@@ -44,7 +44,7 @@ func benchPool(b *testing.B, conns int32) *pgxpool.Pool {
 		position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		event_id text NOT NULL, stream_id text NOT NULL, stream_type text NOT NULL, version integer NOT NULL,
 		event_type text NOT NULL, schema_version integer NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL,
-		recorded_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		recorded_at timestamptz NOT NULL DEFAULT now(), hash bytea)`); err != nil {
 		b.Fatal(err)
 	}
 	return pool
@@ -112,8 +112,8 @@ func BenchmarkPlainInsert(b *testing.B) {
 			parallel(b, n, func(w int, _ int64) error {
 				versions[w]++
 				_, err := pool.Exec(context.Background(), `INSERT INTO plain_events
-					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5)`,
+					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, hash)
+					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5, '\x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef')`,
 					ulid.Make().String(), fmt.Sprintf("bench-%d", w), versions[w], benchData, `{"correlation_id":"req","actor":"bench","tenant":"default"}`)
 				return err
 			})
@@ -136,8 +136,8 @@ func BenchmarkPlainInsertIndexed(b *testing.B) {
 			parallel(b, n, func(w int, _ int64) error {
 				versions[w]++
 				_, err := pool.Exec(context.Background(), `INSERT INTO indexed_events
-					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata)
-					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5)`,
+					(event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, hash)
+					VALUES ($1, $2, 'session', $3, 'message.appended', 1, $4, $5, '\x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef')`,
 					ulid.Make().String(), fmt.Sprintf("bench-%d", w), versions[w], benchData, `{"correlation_id":"req","actor":"bench","tenant":"default"}`)
 				return err
 			})
@@ -152,8 +152,8 @@ func fillLog(b *testing.B, pool *pgxpool.Pool) {
 	b.Helper()
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `
-		INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-		SELECT upper(gen_random_uuid()::text), 'fill-' || (g / 100), 'session', g % 100 + 1, 'message.appended', $1::jsonb, '{"tenant":"default"}'
+		INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata, hash)
+		SELECT upper(gen_random_uuid()::text), 'fill-' || (g / 100), 'session', g % 100 + 1, 'message.appended', $1::jsonb, '{"tenant":"default"}', '\x00'
 		FROM generate_series(0, $2 - 1) g ORDER BY g`, benchData, readLogSize); err != nil {
 		b.Fatal(err)
 	}

@@ -394,11 +394,11 @@ func TestReadAllNeverSkipsLateCommit(t *testing.T) {
 	}
 	defer txA.Rollback(ctx)
 	// ...A then takes the first position...
-	if _, err := txA.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata) VALUES ($1, 'a', 'test', 1, 'x', '{}', '{}')`, ulid.Make().String()); err != nil {
+	if _, err := txA.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata, hash) VALUES ($1, 'a', 'test', 1, 'x', '{}', '{}', '\x00')`, ulid.Make().String()); err != nil {
 		t.Fatal(err)
 	}
 	// ...B the second, and commits.
-	if _, err := txB.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata) VALUES ($1, 'b', 'test', 1, 'x', '{}', '{}')`, ulid.Make().String()); err != nil {
+	if _, err := txB.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata, hash) VALUES ($1, 'b', 'test', 1, 'x', '{}', '{}', '\x00')`, ulid.Make().String()); err != nil {
 		t.Fatal(err)
 	}
 	if err := txB.Commit(ctx); err != nil {
@@ -524,5 +524,35 @@ func TestGuardStreamMustBeAtExpectedVersion(t *testing.T) {
 	if _, err := s.AppendMulti(ctx, eventstore.StreamAppend{Stream: stream("g"), Expected: eventstore.Exactly(1)},
 		eventstore.StreamAppend{Stream: stream("h"), Expected: eventstore.Any()}); !errors.Is(err, eventstore.ErrInvalid) {
 		t.Fatalf("guards only: err = %v, want ErrInvalid", err)
+	}
+}
+
+// Appends of one event and of several chain each event to the one before
+// it; a changed event breaks the chain at that event, and only there.
+func TestHashChain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := newStore(t)
+	if _, err := s.Append(ctx, stream("c"), eventstore.NoStream(), ev("a", `{"n":1}`), ev("a", `{"n":2}`), ev("a", `{"n":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, stream("c"), eventstore.Exactly(3), ev("a", `{"n":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: stream("c"), Expected: eventstore.Exactly(4), Events: []eventstore.Event{ev("a", `{"n":5}`)}},
+		eventstore.StreamAppend{Stream: stream("d"), Expected: eventstore.Any(), Events: []eventstore.Event{ev("a", `{}`), ev("a", `{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.Verify(ctx, "", nil)
+	if err != nil || !v.Intact() || v.Events != 7 || v.Streams != 2 {
+		t.Fatalf("intact log: %+v, %v", v, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE events SET metadata = metadata || '{"actor":"mallory"}' WHERE stream_id = 'c' AND version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	v, err = s.Verify(ctx, "c", nil)
+	if err != nil || len(v.Breaks) != 1 || v.Breaks[0].Version != 3 || v.First == nil || v.First.Version != 3 {
+		t.Fatalf("after changing version 3: %+v, %v", v, err)
 	}
 }

@@ -19,8 +19,8 @@ func BenchmarkProjection(b *testing.B) {
 			e := newEnvTB(b)
 			ctx := context.Background()
 			if _, err := e.pool.Exec(ctx, `
-				INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-		SELECT upper(gen_random_uuid()::text), 'fill-' || (g / 100), 'session', g % 100 + 1, 'message.appended', '{"role":"user","content":"hello"}', '{"tenant":"default"}'
+				INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata, hash)
+		SELECT upper(gen_random_uuid()::text), 'fill-' || (g / 100), 'session', g % 100 + 1, 'message.appended', '{"role":"user","content":"hello"}', '{"tenant":"default"}', '\x00'
 		FROM generate_series(0, $1 - 1) g ORDER BY g`, b.N); err != nil {
 				b.Fatal(err)
 			}

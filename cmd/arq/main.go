@@ -24,6 +24,7 @@ Usage:
   arq projections status         show each projection's position, lag, state and last error
   arq projections rebuild NAME   empty a projection and replay the log into it
   arq events                     print the event log as NDJSON
+  arq verify                     walk the log's hash chains and report every broken link (--stream S, --json)
 
 Run 'arq COMMAND -h' for a command's flags. Every flag has an ARQ_* environment variable.
 `
@@ -93,6 +94,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return usagef("unknown projections command %q (want status or rebuild)", args[1])
 	case "events":
 		return c.events(ctx, args[1:])
+	case "verify":
+		return c.verify(ctx, args[1:])
 	}
 	return usagef("unknown command %q (run 'arq help')", args[0])
 }

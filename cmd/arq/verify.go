@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+)
+
+// errBroken makes `arq verify` exit non-zero when the log is not intact.
+var errBroken = errors.New("the event log is not intact")
+
+// verify walks the hash chains of the log (or of one stream) and reports
+// every broken link, with progress on a terminal.
+func (c *cli) verify(ctx context.Context, args []string) error {
+	var stream string
+	var asJSON, quiet bool
+	if _, err := c.parse("verify", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&stream, "stream", "", "verify this stream only")
+		fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+		fs.BoolVar(&quiet, "quiet", false, "print no progress")
+	}, 0); err != nil {
+		return err
+	}
+	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	total, err := countEvents(ctx, app)
+	if err != nil {
+		return err
+	}
+	prog := newProgress(c.stderr, "verify", total, quiet || stream != "")
+	v, err := app.store.Verify(ctx, stream, prog.update)
+	if err != nil {
+		prog.fail()
+		return err
+	}
+	prog.finish()
+	if asJSON {
+		if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
+			return err
+		}
+	} else {
+		for _, b := range v.Breaks {
+			fmt.Fprintf(c.stdout, "BROKEN %s version %d (event %s, position %d): %s\n", b.StreamID, b.Version, b.EventID, b.Position, b.Problem)
+		}
+		if v.First != nil {
+			fmt.Fprintf(c.stdout, "first broken link: %s version %d (event %s)\n", v.First.StreamID, v.First.Version, v.First.EventID)
+		}
+		fmt.Fprintf(c.stdout, "%d events in %d streams checked, %d broken links\n", v.Events, v.Streams, len(v.Breaks))
+	}
+	if !v.Intact() {
+		return errBroken
+	}
+	return nil
+}

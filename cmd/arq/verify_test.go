@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// An intact log verifies clean; editing one stored event by SQL makes
+// `arq verify` and the stream's verify endpoint name it, and removing one
+// shows as missing versions.
+func TestVerifyNamesTamperedEvents(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "V"})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+	for _, c := range []string{"second", "third", "fourth"} {
+		s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": c}))
+	}
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []any{
+		map[string]any{"role": "user", "content": "a"}, map[string]any{"role": "assistant", "content": "b"}}}))
+
+	code, out, errOut := runCLI(t, s.url, "verify")
+	if code != 0 || !strings.Contains(out, " 0 broken links") {
+		t.Fatalf("intact log: exit %d\n%s%s", code, out, errOut)
+	}
+	stream := "memory-" + mid
+	if r := s.must(200, s.do("GET", "/v1/streams/"+stream+"/verify", nil)); r.json["intact"] != true || r.num("events") != 4 {
+		t.Fatalf("intact stream: %s", r.body)
+	}
+	s.must(404, s.do("GET", "/v1/streams/memory-nothing/verify", nil))
+
+	pool := testdb.Pool(t, s.url)
+	ctx := context.Background()
+	var edited string
+	if err := pool.QueryRow(ctx, `UPDATE events SET data = jsonb_set(data, '{content}', '"forged"')
+		WHERE stream_id = $1 AND version = 2 RETURNING event_id`, stream).Scan(&edited); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, s.url, "verify", "--quiet")
+	if code != 1 || !strings.Contains(out, "BROKEN "+stream+" version 2 (event "+edited) ||
+		!strings.Contains(out, "first broken link: "+stream+" version 2") || !strings.Contains(out, " 1 broken links") {
+		t.Fatalf("after editing version 2: exit %d\n%s", code, out)
+	}
+	r := s.must(200, s.do("GET", "/v1/streams/"+stream+"/verify", nil))
+	first, _ := r.json["first_break"].(map[string]any)
+	if r.json["intact"] != false || first["event_id"] != edited {
+		t.Fatalf("stream verify after the edit: %s", r.body)
+	}
+
+	// Removing the message log's first event leaves version 2 without its
+	// predecessor.
+	if _, err := pool.Exec(ctx, `DELETE FROM events WHERE stream_id = $1 AND version = 1`, "message_log-"+sid); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, s.url, "verify", "--quiet", "--stream", "message_log-"+sid)
+	if code != 1 || !strings.Contains(out, "versions 1 to 1 are missing") {
+		t.Fatalf("after removing an event: exit %d\n%s", code, out)
+	}
+}
