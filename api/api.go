@@ -58,6 +58,7 @@ func New(d Deps) http.Handler {
 	res.memoryRoutes(v1)
 	res.contextRoutes(v1)
 	res.streamRoutes(v1)
+	res.historyRoutes(v1)
 	res.statsRoutes(v1)
 	keyRoutes(v1, NewKeyStore(d.DB))
 	return r

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -213,7 +214,7 @@ func (r *resources) searchMemories(c *gin.Context) {
 }
 
 func (r *resources) getMemory(c *gin.Context) {
-	if !r.minPosition(c) {
+	if !r.minPosition(c) || r.timeTravel(c, history.KindMemory) {
 		return
 	}
 	m, err := r.Reader.GetMemory(c.Request.Context(), c.Param("id"))

@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -111,7 +112,7 @@ func (r *resources) readMessage(id string) func(ctx context.Context) (any, int, 
 }
 
 func (r *resources) getMessage(c *gin.Context) {
-	if !r.minPosition(c) {
+	if !r.minPosition(c) || r.timeTravel(c, history.KindMessage) {
 		return
 	}
 	m, err := r.Reader.GetMessage(c.Request.Context(), c.Param("id"))

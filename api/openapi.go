@@ -66,6 +66,10 @@ var operations = []operation{
 	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots", tag: "live", status: 200, schema: "EventStream"},
 	{method: "GET", path: "/v1/events/stream", summary: "Server-Sent Events: the event log, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
 
+	{method: "GET", path: "/v1/users/{id}/history", summary: "Every event of a user: when, who, which request, what changed", tag: "audit", status: 200, schema: "History"},
+	{method: "GET", path: "/v1/sessions/{id}/history", summary: "Every event of a session: when, who, which request, what changed", tag: "audit", status: 200, schema: "History"},
+	{method: "GET", path: "/v1/messages/{id}/history", summary: "Every event of a message, also after it was deleted", tag: "audit", status: 200, schema: "History"},
+	{method: "GET", path: "/v1/memories/{id}/history", summary: "Every event of a memory, also after it was deleted", tag: "audit", status: 200, schema: "History"},
 	{method: "GET", path: "/v1/streams/{stream}/verify", summary: "Walk one stream's hash chain and report every broken link", tag: "audit", status: 200, schema: "Verification"},
 
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
@@ -108,6 +112,11 @@ func openAPI() map[string]any {
 			for _, q := range []string{"type", "tag", "session_id", "min_importance", "created_before", "created_after", "metadata", "q"} {
 				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
 			}
+		}
+		if op.method == "GET" && strings.Count(op.path, "/") == 3 && strings.HasSuffix(op.path, "/{id}") && op.path != "/v1/context-snapshots/{id}" {
+			params = append(params,
+				map[string]any{"name": "version", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the entity as it was at this version, folded from the log"},
+				map[string]any{"name": "as_of", "in": "query", "schema": map[string]any{"type": "string", "format": "date-time"}, "description": "the entity as it was at this time, folded from the log"})
 		}
 		if op.path == "/v1/sessions/{id}/context" {
 			params = append(params,

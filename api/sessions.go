@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -96,7 +97,7 @@ func (r *resources) listSessions(c *gin.Context) {
 }
 
 func (r *resources) getSession(c *gin.Context) {
-	if !r.minPosition(c) {
+	if !r.minPosition(c) || r.timeTravel(c, history.KindSession) {
 		return
 	}
 	s, err := r.Reader.GetSession(c.Request.Context(), c.Param("id"))

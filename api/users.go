@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/history"
 )
 
 type registerUserRequest struct {
@@ -71,7 +72,7 @@ func (r *resources) listUsers(c *gin.Context) {
 }
 
 func (r *resources) getUser(c *gin.Context) {
-	if !r.minPosition(c) {
+	if !r.minPosition(c) || r.timeTravel(c, history.KindUser) {
 		return
 	}
 	u, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id"))

@@ -115,3 +115,11 @@ func (s *Store) ReadStreamRange(ctx context.Context, streamID string, from, to i
 	return s.query(ctx, `SELECT `+Columns+` FROM events
 		WHERE stream_id = $1 AND version BETWEEN $2 AND $3 ORDER BY version`, streamID, from, to)
 }
+
+// MessageAppendedEvent returns the event that appended message id to its
+// session's log (migrations/00012 indexes the lookup), so a message's
+// history is found after the message left the query tables.
+func (s *Store) MessageAppendedEvent(ctx context.Context, messageID string) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE event_type = 'message.appended' AND data->>'message_id' = $1`, messageID)
+}

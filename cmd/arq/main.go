@@ -24,6 +24,8 @@ Usage:
   arq projections status         show each projection's position, lag, state and last error
   arq projections rebuild NAME   empty a projection and replay the log into it
   arq events                     print the event log as NDJSON
+  arq history STREAM             every event of an entity: when, who, which request, what changed (--json)
+  arq replay STREAM              the entity as it was: --version N or --as-of TIME
   arq verify                     walk the log's hash chains and report every broken link (--stream S, --json)
 
 Run 'arq COMMAND -h' for a command's flags. Every flag has an ARQ_* environment variable.
@@ -96,6 +98,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return c.events(ctx, args[1:])
 	case "verify":
 		return c.verify(ctx, args[1:])
+	case "history":
+		return c.history(ctx, args[1:])
+	case "replay":
+		return c.replay(ctx, args[1:])
 	}
 	return usagef("unknown command %q (run 'arq help')", args[0])
 }

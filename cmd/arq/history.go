@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/arq-memory/arq/history"
+)
+
+// entityOf reads a stream id as an entity: "memory-01J..." is memory 01J....
+func entityOf(stream string) (kind, id string, err error) {
+	kind, id, ok := strings.Cut(stream, "-")
+	switch {
+	case !ok || id == "":
+		return "", "", usagef("%q is not a stream id (want e.g. memory-<id>)", stream)
+	case kind != history.KindUser && kind != history.KindSession && kind != history.KindMessage && kind != history.KindMemory:
+		return "", "", usagef("stream %q: history and replay know user-, session-, message- and memory- streams", stream)
+	}
+	return kind, id, nil
+}
+
+// history prints every event of an entity's stream with when, who, which
+// request and what it changed.
+func (c *cli) history(ctx context.Context, args []string) error {
+	asJSON := false
+	rest, err := c.parse("history", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print NDJSON, one entry a line")
+	}, 1)
+	if err != nil {
+		return err
+	}
+	kind, id, err := entityOf(rest[0])
+	if err != nil {
+		return err
+	}
+	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	entries, err := app.history.History(ctx, kind, id)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(c.stdout)
+	for _, e := range entries {
+		if asJSON {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(c.stdout, "v%d  %s  %s  actor=%s request=%s\n", e.Version, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.Type, e.Actor, e.RequestID)
+		fields := make([]string, 0, len(e.Changes))
+		for f := range e.Changes {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		for _, f := range fields {
+			ch := e.Changes[f]
+			before, _ := json.Marshal(ch.Before)
+			after, _ := json.Marshal(ch.After)
+			fmt.Fprintf(c.stdout, "    %s: %s -> %s\n", f, before, after)
+		}
+	}
+	return nil
+}
+
+// replay prints an entity as it was at a version or a time, folded from
+// the log.
+func (c *cli) replay(ctx context.Context, args []string) error {
+	version := 0
+	asOf := ""
+	rest, err := c.parse("replay", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&version, "version", 0, "the entity as it was at this version")
+		fs.StringVar(&asOf, "as-of", "", "the entity as it was at this RFC 3339 time")
+		fs.Bool("json", true, "print JSON (the only form)")
+	}, 1)
+	if err != nil {
+		return err
+	}
+	kind, id, err := entityOf(rest[0])
+	if err != nil {
+		return err
+	}
+	var at *time.Time
+	switch {
+	case version < 0:
+		return usagef("--version must be at least 1")
+	case (version == 0) == (asOf == ""):
+		return usagef("replay needs one of --version N or --as-of TIME")
+	case asOf != "":
+		t, err := time.Parse(time.RFC3339Nano, asOf)
+		if err != nil {
+			return usagef("--as-of %q is not an RFC 3339 time", asOf)
+		}
+		at = &t
+	}
+	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	state, err := app.history.At(ctx, kind, id, version, at)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(state)
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// History lists every change of an entity with actor and request id, also
+// after it was deleted; ?version= and ?as_of= return each past state.
+func TestHistoryAndTimeTravel(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "h", "name": "Hedy"}, "X-Request-ID", "req-register")).str("id")
+	s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "Hedy L."}, "X-Request-ID", "req-rename"))
+
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "one"})).str("id")
+	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "two"}, "X-Request-ID", "req-two"))
+	between := time.Now().UTC()
+	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "three", "importance": 0.9}))
+	s.must(204, s.do("DELETE", "/v1/memories/"+mid, nil, "X-Request-ID", "req-delete"))
+	s.must(404, s.do("GET", "/v1/memories/"+mid, nil))
+
+	h := s.must(200, s.do("GET", "/v1/memories/"+mid+"/history", nil)).items()
+	if len(h) != 4 || h[0]["event_type"] != "memory.stored" || h[3]["event_type"] != "memory.deleted" {
+		t.Fatalf("memory history: %v", h)
+	}
+	ch, _ := h[1]["changes"].(map[string]any)
+	content, _ := ch["content"].(map[string]any)
+	if content["before"] != "one" || content["after"] != "two" || h[1]["request_id"] != "req-two" || h[1]["actor"] != "anonymous" {
+		t.Fatalf("second event of the memory: %v", h[1])
+	}
+	if _, ok := ch["importance"]; ok {
+		t.Fatalf("a change that did not happen: %v", ch)
+	}
+	if h[3]["request_id"] != "req-delete" {
+		t.Fatalf("delete event: %v", h[3])
+	}
+
+	for v, want := range map[string]string{"1": "one", "2": "two", "3": "three"} {
+		r := s.must(200, s.do("GET", "/v1/memories/"+mid+"?version="+v, nil))
+		if r.str("content") != want || r.header.Get("ETag") != `"`+v+`"` {
+			t.Fatalf("version %s: %s", v, r.body)
+		}
+	}
+	if r := s.must(200, s.do("GET", "/v1/memories/"+mid+"?as_of="+url.QueryEscape(between.Format(time.RFC3339Nano)), nil)); r.str("content") != "two" {
+		t.Fatalf("as of %s: %s", between, r.body)
+	}
+	s.must(404, s.do("GET", "/v1/memories/"+mid+"?version=9", nil))
+	s.must(404, s.do("GET", "/v1/memories/"+mid+"?as_of=2000-01-01T00:00:00Z", nil))
+	isProblem(t, s.do("GET", "/v1/memories/"+mid+"?version=zero", nil), 422, "version")
+	isProblem(t, s.do("GET", "/v1/memories/"+mid+"?as_of=yesterday", nil), 422, "as_of")
+
+	if r := s.must(200, s.do("GET", "/v1/users/"+uid+"?version=1", nil)); r.str("name") != "Hedy" {
+		t.Fatalf("user at version 1: %s", r.body)
+	}
+	uh := s.must(200, s.do("GET", "/v1/users/"+uid+"/history", nil)).items()
+	if len(uh) != 2 || uh[0]["request_id"] != "req-register" || uh[1]["request_id"] != "req-rename" {
+		t.Fatalf("user history: %v", uh)
+	}
+
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "zero"}))
+	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "first words"})).str("id")
+	s.must(200, s.do("PATCH", "/v1/messages/"+msg, map[string]any{"content": "second words"}))
+	s.must(204, s.do("DELETE", "/v1/messages/"+msg, nil))
+	mh := s.must(200, s.do("GET", "/v1/messages/"+msg+"/history", nil)).items()
+	if len(mh) != 3 || mh[0]["event_type"] != "message.appended" || mh[2]["event_type"] != "message.redacted" {
+		t.Fatalf("message history: %v", mh)
+	}
+	if r := s.must(200, s.do("GET", "/v1/messages/"+msg+"?version=1", nil)); r.str("content") != "first words" || r.num("seq") != 2 {
+		t.Fatalf("message at version 1: %s", r.body)
+	}
+	if r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/history", nil)).items(); len(r) != 1 || r[0]["event_type"] != "session.started" {
+		t.Fatalf("session history: %v", r)
+	}
+	s.must(404, s.do("GET", "/v1/memories/01M89VB9XHPWV2SCAB0P286JT9/history", nil))
+}
+
+// `arq history` and `arq replay` print what the endpoints answer.
+func TestHistoryAndReplayCommands(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "Cy"})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha"})).str("id")
+	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "beta"}, "X-Request-ID", "req-beta"))
+
+	code, out, errOut := runCLI(t, s.url, "history", "memory-"+mid)
+	if code != 0 || !strings.Contains(out, "v2  ") || !strings.Contains(out, "request=req-beta") || !strings.Contains(out, `content: "alpha" -> "beta"`) {
+		t.Fatalf("arq history: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, s.url, "history", "--json", "memory-"+mid)
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"event_type":"memory.updated"`) {
+		t.Fatalf("arq history --json: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, s.url, "replay", "memory-"+mid, "--version", "1")
+	if code != 0 || !strings.Contains(out, `"content": "alpha"`) {
+		t.Fatalf("arq replay --version 1: %d\n%s", code, out)
+	}
+	code, _, errOut = runCLI(t, s.url, "replay", "memory-"+mid)
+	if code != 2 || !strings.Contains(errOut, "--version N or --as-of TIME") {
+		t.Fatalf("arq replay without a point: %d %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, s.url, "replay", "memory-"+mid, "--version", "7")
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("arq replay of a missing version: %d %q", code, errOut)
+	}
+}

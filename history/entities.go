@@ -1,0 +1,200 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// Kinds of entity with a history.
+const (
+	KindUser    = "user"
+	KindSession = "session"
+	KindMessage = "message"
+	KindMemory  = "memory"
+)
+
+// Change is one field an event changed.
+type Change struct {
+	Before any `json:"before"`
+	After  any `json:"after"`
+}
+
+// Entry is one event in an entity's history: when, who, through which
+// request, what, and the fields it changed.
+type Entry struct {
+	Version    int               `json:"version"`
+	EventID    string            `json:"event_id"`
+	Type       string            `json:"event_type"`
+	RecordedAt time.Time         `json:"recorded_at"`
+	Actor      string            `json:"actor"`
+	RequestID  string            `json:"request_id"`
+	Position   int64             `json:"position"`
+	Changes    map[string]Change `json:"changes"`
+}
+
+// step is one event of an entity with the entity's version after it.
+type step struct {
+	rec     eventstore.Recorded
+	version int
+}
+
+// steps loads an entity's events in order, each with its version.
+func (r *Reader) steps(ctx context.Context, kind, id string) ([]step, error) {
+	var recs []eventstore.Recorded
+	offset := 0
+	var err error
+	switch kind {
+	case KindUser, KindSession, KindMemory:
+		recs, err = r.store.ReadStream(ctx, domain.StreamID(kind, id), 1)
+	case KindMessage:
+		// Version 1 is the appended event in the session's log; the
+		// message's own stream (edits, redaction) follows from 2.
+		if recs, err = r.store.MessageAppendedEvent(ctx, id); err == nil && len(recs) == 1 {
+			var own []eventstore.Recorded
+			own, err = r.store.ReadStream(ctx, domain.StreamID(domain.StreamMessage, id), 1)
+			recs = append(recs, own...)
+			offset = 1
+		}
+	default:
+		return nil, fmt.Errorf("%w: no history of kind %q", domain.ErrInvalid, kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s %s: %w", kind, id, err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: %s %s", domain.ErrNotFound, kind, id)
+	}
+	out := make([]step, len(recs))
+	for i, rec := range recs {
+		v := rec.Version + offset
+		if kind == KindMessage && i == 0 {
+			v = 1
+		}
+		out[i] = step{rec: rec, version: v}
+	}
+	return out, nil
+}
+
+// folder folds an entity's events and renders its state as fields.
+type folder struct {
+	apply  func(domain.Event, int, time.Time)
+	render func() map[string]any
+	// seq sets a message's sequence number (its appended event's
+	// version); nil for other kinds.
+	seq func(int)
+}
+
+func newFolder(kind string) folder {
+	switch kind {
+	case KindUser:
+		u := &domain.User{}
+		return folder{apply: u.Apply, render: func() map[string]any {
+			return map[string]any{"id": u.ID(), "external_id": u.ExternalID(), "name": u.Name(), "email": u.Email(),
+				"metadata": u.Metadata(), "deleted": !u.Exists(), "version": u.Version(), "created_at": u.CreatedAt(), "updated_at": u.UpdatedAt()}
+		}}
+	case KindSession:
+		s := &domain.Session{}
+		return folder{apply: s.Apply, render: func() map[string]any {
+			return map[string]any{"id": s.ID(), "user_id": s.UserID(), "title": s.Title(), "metadata": s.Metadata(),
+				"status": s.State(s.UpdatedAt()), "expires_at": s.ExpiresAt(), "version": s.Version(), "created_at": s.CreatedAt(), "updated_at": s.UpdatedAt()}
+		}}
+	case KindMessage:
+		m := &domain.Message{}
+		return folder{apply: m.Apply, seq: m.SetSeq, render: func() map[string]any {
+			return map[string]any{"id": m.ID(), "session_id": m.SessionID(), "user_id": m.UserID(), "seq": m.Seq(), "role": m.Role(),
+				"content": m.Content(), "name": m.Name(), "metadata": m.Metadata(), "tokens": m.Tokens(), "redacted": m.Redacted(),
+				"version": m.Version(), "created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
+		}}
+	default:
+		m := &domain.Memory{}
+		return folder{apply: m.Apply, render: func() map[string]any {
+			return map[string]any{"id": m.ID(), "user_id": m.UserID(), "type": m.Type(), "content": m.Content(), "importance": m.Importance(),
+				"tags": m.Tags(), "metadata": m.Metadata(), "source_session_id": m.SourceSessionID(), "source_message_id": m.SourceMessageID(),
+				"tokens": m.Tokens(), "expires_at": m.ExpiresAt(), "deleted": !m.Exists(), "version": m.Version(),
+				"created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
+		}}
+	}
+}
+
+// History is every event of an entity, oldest first, each with the fields
+// it changed (before and after; version and updated_at left out).
+func (r *Reader) History(ctx context.Context, kind, id string) ([]Entry, error) {
+	steps, err := r.steps(ctx, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	f := newFolder(kind)
+	before := map[string]any{}
+	out := make([]Entry, 0, len(steps))
+	for _, s := range steps {
+		e, err := domain.DecodeEvent(s.rec.Type, s.rec.Data)
+		if err != nil {
+			return nil, fmt.Errorf("history of %s %s: event %s: %w", kind, id, s.rec.EventID, err)
+		}
+		f.apply(e, s.version, s.rec.RecordedAt)
+		if f.seq != nil && s.version == 1 {
+			f.seq(s.rec.Version)
+		}
+		after := f.render()
+		changes := map[string]Change{}
+		for k, v := range after {
+			if k == "version" || k == "updated_at" {
+				continue
+			}
+			if old, ok := before[k]; !ok || !reflect.DeepEqual(old, v) {
+				if ok || !isZero(v) {
+					changes[k] = Change{Before: old, After: v}
+				}
+			}
+		}
+		before = after
+		out = append(out, Entry{Version: s.version, EventID: s.rec.EventID, Type: s.rec.Type, RecordedAt: s.rec.RecordedAt,
+			Actor: s.rec.Metadata.Actor, RequestID: s.rec.Metadata.CorrelationID, Position: s.rec.Position, Changes: changes})
+	}
+	return out, nil
+}
+
+// At is an entity as it was at version (if > 0) or at time asOf (if not
+// nil), folded from the log.
+func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *time.Time) (map[string]any, error) {
+	steps, err := r.steps(ctx, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	f := newFolder(kind)
+	n := 0
+	for _, s := range steps {
+		if (version > 0 && s.version > version) || (asOf != nil && s.rec.RecordedAt.After(*asOf)) {
+			break
+		}
+		e, err := domain.DecodeEvent(s.rec.Type, s.rec.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: event %s: %w", kind, id, s.rec.EventID, err)
+		}
+		f.apply(e, s.version, s.rec.RecordedAt)
+		if f.seq != nil && s.version == 1 {
+			f.seq(s.rec.Version)
+		}
+		n++
+	}
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: %s %s did not exist then", domain.ErrNotFound, kind, id)
+	case version > 0 && steps[n-1].version != version:
+		return nil, fmt.Errorf("%w: %s %s has no version %d", domain.ErrNotFound, kind, id, version)
+	}
+	return f.render(), nil
+}
+
+func isZero(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.IsZero() || (rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice) && rv.Len() == 0
+}
