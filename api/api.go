@@ -59,6 +59,7 @@ func New(d Deps) http.Handler {
 	res.contextRoutes(v1)
 	res.streamRoutes(v1)
 	res.historyRoutes(v1)
+	res.logRoutes(v1)
 	res.statsRoutes(v1)
 	keyRoutes(v1, NewKeyStore(d.DB))
 	return r

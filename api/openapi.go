@@ -66,6 +66,8 @@ var operations = []operation{
 	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots", tag: "live", status: 200, schema: "EventStream"},
 	{method: "GET", path: "/v1/events/stream", summary: "Server-Sent Events: the event log, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
 
+	{method: "GET", path: "/v1/events", summary: "The event log in commit-safe order, paged; Accept: application/x-ndjson streams it", tag: "audit", status: 200, schema: "EventPage"},
+	{method: "GET", path: "/v1/users/{id}/audit", summary: "Every event that touched a user or anything of theirs, paged", tag: "audit", status: 200, schema: "EventPage"},
 	{method: "GET", path: "/v1/users/{id}/history", summary: "Every event of a user: when, who, which request, what changed", tag: "audit", status: 200, schema: "History"},
 	{method: "GET", path: "/v1/sessions/{id}/history", summary: "Every event of a session: when, who, which request, what changed", tag: "audit", status: 200, schema: "History"},
 	{method: "GET", path: "/v1/messages/{id}/history", summary: "Every event of a message, also after it was deleted", tag: "audit", status: 200, schema: "History"},
@@ -117,6 +119,11 @@ func openAPI() map[string]any {
 			params = append(params,
 				map[string]any{"name": "version", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the entity as it was at this version, folded from the log"},
 				map[string]any{"name": "as_of", "in": "query", "schema": map[string]any{"type": "string", "format": "date-time"}, "description": "the entity as it was at this time, folded from the log"})
+		}
+		if op.path == "/v1/events" || op.path == "/v1/users/{id}/audit" {
+			for _, q := range []string{"after", "limit", "type", "stream_type", "stream", "from", "to"} {
+				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+			}
 		}
 		if op.path == "/v1/sessions/{id}/context" {
 			params = append(params,

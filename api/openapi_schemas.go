@@ -85,6 +85,9 @@ func schemas() map[string]any {
 				"role": str(), "name": str(), "type": str(), "content": str()})),
 		}),
 		"ContextSnapshotList": listOf("ContextSnapshot"),
+		"EventPage": obj([]string{"items", "next_cursor"}, map[string]any{"next_cursor": str(), "items": array(obj(nil, map[string]any{
+			"cursor": str(), "position": integer(), "transaction_id": integer(), "event_id": str(), "stream_id": str(), "stream_type": str(),
+			"version": integer(), "event_type": str(), "schema_version": integer(), "data": object(), "metadata": object(), "recorded_at": strf("date-time")}))}),
 		"History": obj([]string{"items"}, map[string]any{"items": array(obj(nil, map[string]any{"version": integer(), "event_id": str(), "event_type": str(),
 			"recorded_at": strf("date-time"), "actor": str(), "request_id": str(), "position": integer(),
 			"changes": map[string]any{"type": "object", "additionalProperties": obj(nil, map[string]any{"before": map[string]any{}, "after": map[string]any{}})}}))}),

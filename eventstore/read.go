@@ -52,6 +52,11 @@ type Filter struct {
 	StreamID   string
 	StreamType string
 	EventTypes []string
+	// Streams, when not empty, are the only streams read.
+	Streams []string
+	// From and To, when not zero, bound when the events were recorded
+	// (From inclusive, To exclusive).
+	From, To time.Time
 }
 
 // ReadAll returns up to limit events after cursor, in commit-safe order.
@@ -61,9 +66,19 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 	if limit <= 0 {
 		limit = 1000
 	}
-	var types []string
+	var types, streams []string
 	if len(f.EventTypes) > 0 {
 		types = f.EventTypes
+	}
+	if len(f.Streams) > 0 {
+		streams = f.Streams
+	}
+	var from, to *time.Time
+	if !f.From.IsZero() {
+		from = &f.From
+	}
+	if !f.To.IsZero() {
+		to = &f.To
 	}
 	return s.query(ctx, `SELECT `+Columns+` FROM events
 		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
@@ -71,8 +86,11 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		  AND ($3 = '' OR stream_id = $3)
 		  AND ($4 = '' OR stream_type = $4)
 		  AND ($5::text[] IS NULL OR event_type = ANY ($5))
+		  AND ($7::text[] IS NULL OR stream_id = ANY ($7))
+		  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
+		  AND ($9::timestamptz IS NULL OR recorded_at < $9)
 		ORDER BY transaction_id, position
-		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit)
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to)
 }
 
 // Head is the cursor of the last event a reader of the whole log can see now.
@@ -122,4 +140,24 @@ func (s *Store) ReadStreamRange(ctx context.Context, streamID string, from, to i
 func (s *Store) MessageAppendedEvent(ctx context.Context, messageID string) ([]Recorded, error) {
 	return s.query(ctx, `SELECT `+Columns+` FROM events
 		WHERE event_type = 'message.appended' AND data->>'message_id' = $1`, messageID)
+}
+
+// UserStreams lists the streams of a user and of everything of theirs:
+// the user's own, and every stream with an event naming the user (their
+// sessions, session logs, summaries, memories, context snapshots, external
+// id claims), plus the streams of the messages appended in their sessions.
+// migrations/00013 indexes the lookup.
+func (s *Store) UserStreams(ctx context.Context, userID string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT 'user-' || $1::text
+		UNION SELECT stream_id FROM events WHERE data ? 'user_id' AND data->>'user_id' = $1
+		UNION SELECT 'message-' || (data->>'message_id') FROM events
+			WHERE data ? 'user_id' AND data->>'user_id' = $1 AND event_type = 'message.appended'`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("find streams of user %s: %w", userID, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find streams of user %s: %w", userID, err)
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
 )
 
@@ -113,4 +114,60 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(state)
+}
+
+// audit prints every event that touched a user or anything of theirs, in
+// log order.
+func (c *cli) audit(ctx context.Context, args []string) error {
+	var types string
+	asJSON := false
+	rest, err := c.parse("audit", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&types, "type", "", "only these event types, comma separated")
+		fs.BoolVar(&asJSON, "json", false, "print NDJSON, one event a line")
+	}, 2)
+	if err != nil {
+		return err
+	}
+	if rest[0] != "user" {
+		return usagef("audit knows users: arq audit user ID")
+	}
+	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	streams, err := app.store.UserStreams(ctx, rest[1])
+	if err != nil {
+		return err
+	}
+	f := eventstore.Filter{Streams: streams}
+	if types != "" {
+		f.EventTypes = strings.Split(types, ",")
+	}
+	enc := json.NewEncoder(c.stdout)
+	after, n := eventstore.Start, 0
+	for {
+		events, err := app.store.ReadAll(ctx, after, 1000, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			n++
+			after = e.Cursor()
+			if asJSON {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(c.stdout, "%s  %-26s %-44s actor=%s request=%s\n", e.RecordedAt.UTC().Format(time.RFC3339Nano), e.Type, e.StreamID, e.Metadata.Actor, e.Metadata.CorrelationID)
+		}
+		if len(events) < 1000 {
+			break
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no events of user %s", rest[1])
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ Usage:
   arq projections rebuild NAME   empty a projection and replay the log into it
   arq events                     print the event log as NDJSON
   arq history STREAM             every event of an entity: when, who, which request, what changed (--json)
+  arq audit user ID              every event of a user and of everything of theirs (--type, --json)
   arq replay STREAM              the entity as it was: --version N or --as-of TIME
   arq verify                     walk the log's hash chains and report every broken link (--stream S, --json)
 
@@ -100,6 +101,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return c.verify(ctx, args[1:])
 	case "history":
 		return c.history(ctx, args[1:])
+	case "audit":
+		return c.audit(ctx, args[1:])
 	case "replay":
 		return c.replay(ctx, args[1:])
 	}

@@ -1,0 +1,142 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// logEvent is an event as the log endpoints answer it, with its cursor.
+type logEvent struct {
+	Cursor string `json:"cursor"`
+	eventstore.Recorded
+}
+
+func (r *resources) logRoutes(g *gin.RouterGroup) {
+	g.GET("/events", r.listEvents)
+	g.GET("/users/:id/audit", r.userAudit)
+}
+
+// logQuery reads the paging and filters shared by the log endpoints:
+// after (a cursor), limit (default 100, at most 1000), type (comma
+// separated), stream_type, stream, from and to (RFC 3339).
+func logQuery(c *gin.Context) (eventstore.Cursor, int, eventstore.Filter, error) {
+	v := &domain.ValidationError{}
+	after, err := eventstore.ParseCursor(c.Query("after"))
+	if err != nil {
+		v.Add("after", "is not a cursor this API gave out")
+	}
+	limit := 100
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			v.Add("limit", "must be a whole number from 1 to 1000")
+		}
+		limit = n
+	}
+	f := eventstore.Filter{StreamType: c.Query("stream_type"), StreamID: c.Query("stream")}
+	if t := c.Query("type"); t != "" {
+		f.EventTypes = strings.Split(t, ",")
+	}
+	for _, b := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if s := c.Query(b.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				v.Add(b.name, "must be an RFC 3339 time")
+			}
+			*b.dst = t
+		}
+	}
+	return after, limit, f, v.Err()
+}
+
+// listEvents pages through the log in commit-safe order. With Accept:
+// application/x-ndjson it streams every event after the cursor instead,
+// one JSON object a line, up to the head of the log.
+func (r *resources) listEvents(c *gin.Context) {
+	after, limit, f, err := logQuery(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	if strings.Contains(c.GetHeader("Accept"), "application/x-ndjson") {
+		r.streamNDJSON(c, after, f)
+		return
+	}
+	r.logPage(c, after, limit, f)
+}
+
+// userAudit pages through every event that touched a user or anything of
+// theirs, in log order, with the same filters as /v1/events.
+func (r *resources) userAudit(c *gin.Context) {
+	after, limit, f, err := logQuery(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	streams, err := r.Store.UserStreams(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	if len(streams) <= 1 { // only the user's own stream id, which it never had
+		if evs, err := r.Store.ReadStream(c.Request.Context(), "user-"+c.Param("id"), 1); err != nil || len(evs) == 0 {
+			WriteError(c, fmt.Errorf("%w: user %s", domain.ErrNotFound, c.Param("id")))
+			return
+		}
+	}
+	f.Streams = streams
+	r.logPage(c, after, limit, f)
+}
+
+func (r *resources) logPage(c *gin.Context, after eventstore.Cursor, limit int, f eventstore.Filter) {
+	events, err := r.Store.ReadAll(c.Request.Context(), after, limit, f)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	items := make([]logEvent, len(events))
+	for i, e := range events {
+		items[i] = logEvent{Cursor: e.Cursor().String(), Recorded: e}
+	}
+	next := ""
+	if len(items) == limit {
+		next = items[len(items)-1].Cursor
+	}
+	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
+}
+
+func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, f eventstore.Filter) {
+	ctx := c.Request.Context()
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Status(http.StatusOK)
+	enc := json.NewEncoder(c.Writer)
+	for {
+		events, err := r.Store.ReadAll(ctx, after, 1000, f)
+		if err != nil {
+			// The status is out already; the client sees the stream end.
+			return
+		}
+		for _, e := range events {
+			if err := enc.Encode(logEvent{Cursor: e.Cursor().String(), Recorded: e}); err != nil {
+				return
+			}
+			after = e.Cursor()
+		}
+		c.Writer.Flush()
+		if len(events) < 1000 {
+			return
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pages follows next_cursor from the first page and returns every item.
+func (s *server) pages(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	var all []map[string]any
+	after := ""
+	for i := 0; i < 100; i++ {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		r := s.must(200, s.do("GET", path+sep+"after="+after, nil))
+		all = append(all, r.items()...)
+		if after = r.str("next_cursor"); after == "" {
+			return all
+		}
+	}
+	t.Fatalf("%s: more than 100 pages", path)
+	return nil
+}
+
+// The audit of a user holds every event of the user and of everything of
+// theirs, none of anyone else's, filtered by type and time, page by page.
+func TestUserAuditAndEventLog(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	a := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"})).str("id")
+	b := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "b", "name": "B"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+a+"/sessions", map[string]any{})).str("id")
+	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hi"})).str("id")
+	s.must(200, s.do("PATCH", "/v1/messages/"+msg, map[string]any{"content": "hello"}))
+	mem := s.must(201, s.do("POST", "/v1/users/"+a+"/memories", map[string]any{"type": "semantic", "content": "x"})).str("id")
+	before := time.Now().UTC()
+	s.must(200, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": "y"}))
+	s.must(201, s.do("POST", "/v1/users/"+b+"/memories", map[string]any{"type": "semantic", "content": "b's"}))
+
+	audit := s.pages(t, "/v1/users/"+a+"/audit?limit=2")
+	types := map[string]int{}
+	for _, e := range audit {
+		types[e["event_type"].(string)]++
+		if sidOf := e["stream_id"].(string); strings.Contains(sidOf, b) {
+			t.Fatalf("user A's audit holds %v", e)
+		}
+	}
+	for _, want := range []string{"user.registered", "user.external_id_claimed", "session.started", "message.appended", "message.edited", "memory.stored", "memory.updated"} {
+		if types[want] != 1 {
+			t.Fatalf("audit of A: %v, want one %s", types, want)
+		}
+	}
+	if n := len(s.pages(t, "/v1/users/"+a+"/audit?limit=100")); n != len(audit) {
+		t.Fatalf("paged by 2: %d events, in one page: %d", len(audit), n)
+	}
+	only := s.must(200, s.do("GET", "/v1/users/"+a+"/audit?type=memory.updated", nil)).items()
+	if len(only) != 1 || only[0]["stream_id"] != "memory-"+mem {
+		t.Fatalf("type filter: %v", only)
+	}
+	early := s.must(200, s.do("GET", "/v1/users/"+a+"/audit?to="+url.QueryEscape(before.Format(time.RFC3339Nano)), nil)).items()
+	for _, e := range early {
+		if e["event_type"] == "memory.updated" {
+			t.Fatal("time range let a later event in")
+		}
+	}
+	s.must(404, s.do("GET", "/v1/users/01M89VB9XHPWV2SCAB0P286JT9/audit", nil))
+	isProblem(t, s.do("GET", "/v1/users/"+a+"/audit?from=monday", nil), 422, "from")
+
+	code, out, errOut := runCLI(t, s.url, "audit", "user", a)
+	if code != 0 || strings.Count(out, "\n") != len(audit) || !strings.Contains(out, "memory.updated") {
+		t.Fatalf("arq audit user: %d, %d lines for %d events\n%s%s", code, strings.Count(out, "\n"), len(audit), out, errOut)
+	}
+
+	// The whole log, paged and as NDJSON, holds the same events.
+	paged := s.pages(t, "/v1/events?limit=3")
+	req, _ := http.NewRequest("GET", s.base+"/v1/events", nil)
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if resp.Header.Get("Content-Type") != "application/x-ndjson" || len(lines) != len(paged) || len(paged) < len(audit)+2 {
+		t.Fatalf("NDJSON %d lines (%s), paged %d events", len(lines), resp.Header.Get("Content-Type"), len(paged))
+	}
+	if got := s.must(200, s.do("GET", "/v1/events?type=user.registered", nil)).items(); len(got) != 2 {
+		t.Fatalf("type filter on the log: %d events", len(got))
+	}
+}
