@@ -18,3 +18,15 @@ func decodeMetadata(raw []byte, md *Metadata) error {
 	}
 	return nil
 }
+
+// encodeMetadata is the jsonb form of md, as appends write it.
+func encodeMetadata(md Metadata) ([]byte, error) {
+	if md.Tenant == "" {
+		md.Tenant = DefaultTenant
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	return b, nil
+}

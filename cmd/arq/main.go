@@ -27,6 +27,8 @@ Usage:
   arq history STREAM             every event of an entity: when, who, which request, what changed (--json)
   arq audit user ID              every event of a user and of everything of theirs (--type, --json)
   arq replay STREAM              the entity as it was: --version N or --as-of TIME
+  arq export > log.ndjson        write the log as NDJSON, in commit-safe order (--since TIME)
+  arq import log.ndjson          read an exported log into an empty database and rebuild projections (--force)
   arq verify                     walk the log's hash chains and report every broken link (--stream S, --json)
 
 Run 'arq COMMAND -h' for a command's flags. Every flag has an ARQ_* environment variable.
@@ -103,6 +105,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return c.history(ctx, args[1:])
 	case "audit":
 		return c.audit(ctx, args[1:])
+	case "export":
+		return c.export(ctx, args[1:])
+	case "import":
+		return c.importLog(ctx, args[1:])
 	case "replay":
 		return c.replay(ctx, args[1:])
 	}
