@@ -153,13 +153,13 @@ func (c *cli) importLog(ctx context.Context, args []string) error {
 	}
 	prog.total = n
 	prog.finish()
-	return c.rebuildAll(ctx, app, quiet)
+	return c.rebuild(ctx, app, registered(), "rebuild projections", quiet)
 }
 
-// rebuildAll empties every projection and replays the log into them,
-// with progress, until they have caught up with it.
-func (c *cli) rebuildAll(ctx context.Context, app *App, quiet bool) error {
-	ps := registered()
+// rebuild empties the projections ps and replays the log into them, with
+// progress, until they have caught up with the log as it is then. app
+// must run exactly ps.
+func (c *cli) rebuild(ctx context.Context, app *App, ps []projections.Projection, what string, quiet bool) error {
 	for _, p := range ps {
 		if err := projections.Reset(ctx, app.pool, p); err != nil {
 			return err
@@ -174,15 +174,20 @@ func (c *cli) rebuildAll(ctx context.Context, app *App, quiet bool) error {
 	wait := app.runParts(runCtx, true, func(err error) { cancel(err) })
 	defer wait()
 	defer cancel(nil)
-	prog := newProgress(c.stderr, "rebuild projections", total, quiet)
-	head, err := app.store.Head(ctx)
-	if err != nil {
-		return err
-	}
+	prog := newProgress(c.stderr, what, total, quiet)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		st, err := projections.Statuses(runCtx, app.pool, names(ps))
+		if err != nil {
+			if cause := context.Cause(runCtx); cause != nil {
+				return cause
+			}
+			return err
+		}
+		// The head is read anew each time: done is caught up with the log
+		// as it is now, not as it was at the start.
+		head, err := app.store.Head(runCtx)
 		if err != nil {
 			return err
 		}
@@ -191,7 +196,7 @@ func (c *cli) rebuildAll(ctx context.Context, app *App, quiet bool) error {
 		for i, s := range st {
 			if s.State == projections.StateStopped {
 				prog.fail()
-				return fmt.Errorf("projection %s stopped at event %s: %s", s.Name, s.FailedEventID, s.LastError)
+				return fmt.Errorf("rebuild of %s stopped at event %s (position %d): %s", s.Name, s.FailedEventID, s.FailedPosition, s.LastError)
 			}
 			if s.Checkpoint.Less(head) {
 				done = false
@@ -204,6 +209,10 @@ func (c *cli) rebuildAll(ctx context.Context, app *App, quiet bool) error {
 		if err := app.pool.QueryRow(runCtx, `SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::xid8, $2::bigint)`,
 			slowest.TransactionID, slowest.Position).Scan(&behind); err != nil {
 			return fmt.Errorf("measure rebuild progress: %w", err)
+		}
+		if behind > total {
+			total = behind
+			prog.total = total
 		}
 		prog.update(total - behind)
 		if done {
@@ -218,7 +227,7 @@ func (c *cli) rebuildAll(ctx context.Context, app *App, quiet bool) error {
 		select {
 		case <-runCtx.Done():
 			prog.fail()
-			return fmt.Errorf("rebuild interrupted: %w", context.Cause(runCtx))
+			return fmt.Errorf("%s interrupted: %w", what, context.Cause(runCtx))
 		case <-tick.C:
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/arq-memory/arq/projections"
 )
@@ -70,73 +69,7 @@ func (c *cli) projectionsRebuild(ctx context.Context, args []string) error {
 	}
 	defer app.Close()
 
-	total, err := countEvents(ctx, app)
-	if err != nil {
-		return err
-	}
-	if err := projections.Reset(ctx, app.pool, p); err != nil {
-		return err
-	}
-
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	wait := app.runParts(runCtx, true, func(err error) { cancel(err) })
-	defer wait()
-	defer cancel(nil)
-
-	prog := newProgress(c.stderr, "rebuild "+p.Name(), total, quiet)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		st, err := projections.Statuses(runCtx, app.pool, []string{p.Name()})
-		if err != nil {
-			if cause := context.Cause(runCtx); cause != nil {
-				return cause
-			}
-			return err
-		}
-		s := st[0]
-		if s.State == projections.StateStopped {
-			prog.fail()
-			return fmt.Errorf("rebuild of %s stopped at event %s (position %d): %s", p.Name(), s.FailedEventID, s.FailedPosition, s.LastError)
-		}
-		// The head is read anew each time: the rebuild is done when it has
-		// caught up with the log as it is now, not as it was at the start.
-		head, err := app.store.Head(runCtx)
-		if err != nil {
-			return err
-		}
-		var remaining int64
-		if err := app.pool.QueryRow(runCtx, `SELECT count(*) FROM events
-			WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
-			  AND (transaction_id, position) <= ($3::xid8, $4::bigint)`,
-			s.Checkpoint.TransactionID, s.Checkpoint.Position, head.TransactionID, head.Position).Scan(&remaining); err != nil {
-			return fmt.Errorf("measure rebuild progress: %w", err)
-		}
-		done := total - remaining
-		if done < 0 || remaining == 0 {
-			total, err = countEvents(runCtx, app)
-			if err != nil {
-				return err
-			}
-			done = total - remaining
-		}
-		prog.total = total
-		prog.update(done)
-		if remaining == 0 && !s.Checkpoint.Less(head) {
-			if err := projections.MarkRebuilt(ctx, app.pool, p.Name()); err != nil {
-				return err
-			}
-			prog.finish()
-			return nil
-		}
-		select {
-		case <-runCtx.Done():
-			prog.fail()
-			return fmt.Errorf("rebuild of %s interrupted: %w", p.Name(), context.Cause(runCtx))
-		case <-tick.C:
-		}
-	}
+	return c.rebuild(ctx, app, []projections.Projection{p}, "rebuild "+p.Name(), quiet)
 }
 
 // countEvents counts the events a reader of the log can see now.
