@@ -43,16 +43,17 @@ func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 	}
 	// The checkpoint row is locked FOR UPDATE in the CTE, so two processes
 	// running one projection take turns batch by batch.
-	q := `SELECT ` + eventstore.Columns + ` FROM (
-		WITH last_processed AS (` + next.Query + `)
+	// ORDER BY and LIMIT sit inside the query with the CTE: outside it,
+	// Postgres cannot push them into the subquery and reads every event
+	// after the checkpoint to sort them (2 s a batch on a log of 1M).
+	q := `WITH last_processed AS (` + next.Query + `)
 		SELECT ` + eventstore.Columns + ` FROM events
 		WHERE (transaction_id, position) > (
 			(SELECT last_processed_transaction_id FROM last_processed),
 			(SELECT offset_acked FROM last_processed))
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-	) AS batch
-	ORDER BY transaction_id, position
-	LIMIT ` + strconv.Itoa(s.limit())
+		ORDER BY transaction_id, position
+		LIMIT ` + strconv.Itoa(s.limit())
 	return wsql.Query{Query: q, Args: next.Args}, nil
 }
 
