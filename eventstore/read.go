@@ -93,6 +93,22 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to)
 }
 
+// Last is the cursor of the last committed event, also one that readers
+// of the whole log cannot see yet because an older transaction is still
+// open: what a reader that means to catch up must reach.
+func (s *Store) Last(ctx context.Context) (Cursor, error) {
+	var c Cursor
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id, position FROM events
+		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&c.TransactionID, &c.Position)
+	if err == pgx.ErrNoRows {
+		return Start, nil
+	}
+	if err != nil {
+		return Start, fmt.Errorf("read end of log: %w", err)
+	}
+	return c, nil
+}
+
 // Head is the cursor of the last event a reader of the whole log can see now.
 func (s *Store) Head(ctx context.Context) (Cursor, error) {
 	var c Cursor

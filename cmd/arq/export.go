@@ -185,9 +185,11 @@ func (c *cli) rebuild(ctx context.Context, app *App, ps []projections.Projection
 			}
 			return err
 		}
-		// The head is read anew each time: done is caught up with the log
-		// as it is now, not as it was at the start.
-		head, err := app.store.Head(runCtx)
+		// The end is read anew each time: done is caught up with the log
+		// as it is now, not as it was at the start; and it is the last
+		// committed event, also one an older open transaction anywhere in
+		// the cluster still hides from the projections.
+		head, err := app.store.Last(runCtx)
 		if err != nil {
 			return err
 		}
