@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 )
 
 const usage = `arq — memory and context store for AI assistants
@@ -45,6 +46,7 @@ func usagef(format string, args ...any) error {
 
 func main() {
 	gin.SetMode(gin.ReleaseMode)
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

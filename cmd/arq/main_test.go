@@ -19,6 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
@@ -30,6 +31,7 @@ var binary string
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
+	redis.SetLogger(quietRedis{})
 	dir, err := os.MkdirTemp("", "arq-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
