@@ -63,7 +63,7 @@ func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, 
 		return nil, 0, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
 	}
 	m := &domain.Message{}
-	e, err := domain.DecodeEvent(appended[0].Type, appended[0].Data)
+	e, err := domain.DecodeEvent(appended[0].Type, appended[0].SchemaVersion, appended[0].Data)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
 	}
@@ -75,7 +75,7 @@ func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, 
 	}
 	ownVersion := 0
 	for _, r := range own {
-		e, err := domain.DecodeEvent(r.Type, r.Data)
+		e, err := domain.DecodeEvent(r.Type, r.SchemaVersion, r.Data)
 		if err != nil {
 			return nil, 0, fmt.Errorf("load message %s: %w", id, err)
 		}

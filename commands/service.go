@@ -106,7 +106,7 @@ func (s *Service) fold(ctx context.Context, streamID string, apply func(domain.E
 	}
 	version := 0
 	for _, r := range recs {
-		e, err := domain.DecodeEvent(r.Type, r.Data)
+		e, err := domain.DecodeEvent(r.Type, r.SchemaVersion, r.Data)
 		if err != nil {
 			return 0, fmt.Errorf("load %s: event %d: %w", streamID, r.Version, err)
 		}
@@ -125,8 +125,9 @@ func toStore(meta Meta, events []domain.Event) ([]eventstore.Event, error) {
 			return nil, fmt.Errorf("encode %s: %w", e.Type, err)
 		}
 		out[i] = eventstore.Event{
-			Type: e.Type,
-			Data: data,
+			Type:          e.Type,
+			SchemaVersion: domain.SchemaVersion(e.Type),
+			Data:          data,
 			Metadata: eventstore.Metadata{
 				CorrelationID: meta.RequestID,
 				Actor:         meta.Actor,

@@ -6,10 +6,14 @@ import (
 )
 
 // DecodeEvent decodes a stored event's JSON data by its type into the
-// matching *Data struct (as a value, not a pointer).
-func DecodeEvent(eventType string, data []byte) (Event, error) {
+// matching *Data struct (as a value, not a pointer), first bringing data
+// written in an older schema version to the current one (see upcast.go).
+func DecodeEvent(eventType string, schemaVersion int, data []byte) (Event, error) {
+	data, err := upcast(eventType, schemaVersion, data)
+	if err != nil {
+		return Event{}, err
+	}
 	var out any
-	var err error
 	switch eventType {
 	case UserRegistered:
 		out, err = decodeAs[UserRegisteredData](data)

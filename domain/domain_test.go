@@ -26,7 +26,7 @@ func fold(t *testing.T, apply func(domain.Event, int, time.Time), events []domai
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := domain.DecodeEvent(e.Type, raw)
+		back, err := domain.DecodeEvent(e.Type, domain.SchemaVersion(e.Type), raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +221,7 @@ func TestMemoryLifecycleAndExpiry(t *testing.T) {
 	if _, err := m.Expire(now.Add(time.Minute)); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("expire twice: %v", err)
 	}
-	if _, err := domain.DecodeEvent("memory.dreamt", nil); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := domain.DecodeEvent("memory.dreamt", 1, nil); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("unknown type: %v", err)
 	}
 }
@@ -246,5 +246,27 @@ func TestUpdatesThatEmptyAFieldSurviveTheLog(t *testing.T) {
 	fold(t, m.Apply, append(evs, upd...))
 	if len(m.Tags()) != 0 || len(m.Metadata()) != 0 {
 		t.Fatalf("after clearing: tags %v metadata %v", m.Tags(), m.Metadata())
+	}
+}
+
+// A memory.stored event written in schema version 1 (sources flat) reads
+// in the current shape (sources under "source"); a version newer than
+// this ARQ knows is refused.
+func TestUpcastMemoryStoredFromVersion1(t *testing.T) {
+	v1 := []byte(`{"memory_id":"m","user_id":"u","type":"semantic","content":"c","importance":0.5,"tags":[],"metadata":{},
+		"source_session_id":"s1","source_message_id":"","tokens":1}`)
+	e, err := domain.DecodeEvent(domain.MemoryStored, 1, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.Data.(domain.MemoryStoredData)
+	if d.Source == nil || d.Source.SessionID != "s1" || d.Source.MessageID != "" || d.Content != "c" {
+		t.Fatalf("upcast: %+v", d)
+	}
+	if domain.SchemaVersion(domain.MemoryStored) != 2 || domain.SchemaVersion(domain.UserRegistered) != 1 {
+		t.Fatal("schema versions")
+	}
+	if _, err := domain.DecodeEvent(domain.MemoryStored, 3, v1); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("version from the future: %v", err)
 	}
 }

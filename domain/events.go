@@ -137,19 +137,26 @@ type MessageRedactedData struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// MemoryStoredData stores a memory of a user.
+// MemoryStoredData stores a memory of a user. Schema version 2 groups the
+// session and message the memory came from under Source; version 1 had
+// them as source_session_id and source_message_id (see upcast.go).
 type MemoryStoredData struct {
-	MemoryID        string         `json:"memory_id"`
-	UserID          string         `json:"user_id"`
-	Type            string         `json:"type"`
-	Content         string         `json:"content"`
-	Importance      float64        `json:"importance"`
-	Tags            []string       `json:"tags"`
-	Metadata        map[string]any `json:"metadata"`
-	SourceSessionID string         `json:"source_session_id,omitempty"`
-	SourceMessageID string         `json:"source_message_id,omitempty"`
-	Tokens          int            `json:"tokens"`
-	ExpiresAt       *time.Time     `json:"expires_at,omitempty"`
+	MemoryID   string         `json:"memory_id"`
+	UserID     string         `json:"user_id"`
+	Type       string         `json:"type"`
+	Content    string         `json:"content"`
+	Importance float64        `json:"importance"`
+	Tags       []string       `json:"tags"`
+	Metadata   map[string]any `json:"metadata"`
+	Source     *MemorySource  `json:"source,omitempty"`
+	Tokens     int            `json:"tokens"`
+	ExpiresAt  *time.Time     `json:"expires_at,omitempty"`
+}
+
+// MemorySource is where a memory came from.
+type MemorySource struct {
+	SessionID string `json:"session_id,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // MemoryUpdatedData carries the fields that changed; absent (or null)

@@ -61,10 +61,14 @@ func StoreNew(user *User, cmd StoreMemory, tc TokenCounter, now time.Time) ([]Ev
 	if tags == nil {
 		tags = []string{}
 	}
+	var source *MemorySource
+	if cmd.SourceSessionID != "" || cmd.SourceMessageID != "" {
+		source = &MemorySource{SessionID: cmd.SourceSessionID, MessageID: cmd.SourceMessageID}
+	}
 	return []Event{{Type: MemoryStored, Data: MemoryStoredData{
 		MemoryID: cmd.MemoryID.String(), UserID: user.ID(), Type: typ.String(), Content: cmd.Content,
-		Importance: importance, Tags: tags, Metadata: md, SourceSessionID: cmd.SourceSessionID,
-		SourceMessageID: cmd.SourceMessageID, Tokens: tc.Count(cmd.Content), ExpiresAt: expires,
+		Importance: importance, Tags: tags, Metadata: md, Source: source,
+		Tokens: tc.Count(cmd.Content), ExpiresAt: expires,
 	}}}, nil
 }
 
@@ -114,7 +118,10 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 	case MemoryStoredData:
 		m.id, m.userID, m.typ, m.content, m.importance = d.MemoryID, d.UserID, d.Type, d.Content, d.Importance
 		m.tags, m.metadata = slices.Clone(d.Tags), copyMap(d.Metadata)
-		m.sourceSessionID, m.sourceMessageID, m.tokens, m.expiresAt = d.SourceSessionID, d.SourceMessageID, d.Tokens, d.ExpiresAt
+		m.tokens, m.expiresAt = d.Tokens, d.ExpiresAt
+		if d.Source != nil {
+			m.sourceSessionID, m.sourceMessageID = d.Source.SessionID, d.Source.MessageID
+		}
 		m.createdAt = at
 	case MemoryUpdatedData:
 		if d.Content != nil {

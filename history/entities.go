@@ -132,7 +132,7 @@ func (r *Reader) History(ctx context.Context, kind, id string) ([]Entry, error) 
 	before := map[string]any{}
 	out := make([]Entry, 0, len(steps))
 	for _, s := range steps {
-		e, err := domain.DecodeEvent(s.rec.Type, s.rec.Data)
+		e, err := domain.DecodeEvent(s.rec.Type, s.rec.SchemaVersion, s.rec.Data)
 		if err != nil {
 			return nil, fmt.Errorf("history of %s %s: event %s: %w", kind, id, s.rec.EventID, err)
 		}
@@ -172,7 +172,7 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 		if (version > 0 && s.version > version) || (asOf != nil && s.rec.RecordedAt.After(*asOf)) {
 			break
 		}
-		e, err := domain.DecodeEvent(s.rec.Type, s.rec.Data)
+		e, err := domain.DecodeEvent(s.rec.Type, s.rec.SchemaVersion, s.rec.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: event %s: %w", kind, id, s.rec.EventID, err)
 		}

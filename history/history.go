@@ -23,7 +23,7 @@ func New(store *eventstore.Store) *Reader { return &Reader{store: store} }
 // fold applies recorded events to apply, versions shifted by offset.
 func fold(recs []eventstore.Recorded, offset int, apply func(domain.Event, int, time.Time)) error {
 	for _, r := range recs {
-		e, err := domain.DecodeEvent(r.Type, r.Data)
+		e, err := domain.DecodeEvent(r.Type, r.SchemaVersion, r.Data)
 		if err != nil {
 			return fmt.Errorf("event %s: %w", r.EventID, err)
 		}
@@ -84,7 +84,7 @@ func (r *Reader) SummaryAt(ctx context.Context, sessionID string, version int) (
 	if len(recs) != 1 {
 		return domain.SessionSummarizedData{}, fmt.Errorf("%w: summary %d of session %s", domain.ErrNotFound, version, sessionID)
 	}
-	e, err := domain.DecodeEvent(recs[0].Type, recs[0].Data)
+	e, err := domain.DecodeEvent(recs[0].Type, recs[0].SchemaVersion, recs[0].Data)
 	if err != nil {
 		return domain.SessionSummarizedData{}, fmt.Errorf("read summary %d of session %s: %w", version, sessionID, err)
 	}

@@ -36,12 +36,16 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	id := entityID(e)
 	switch d := ev.Data.(type) {
 	case domain.MemoryStoredData:
+		var source domain.MemorySource
+		if d.Source != nil {
+			source = *d.Source
+		}
 		bumpUser(tx, d.UserID)
 		tx.Exec(`INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata,
 				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14)`,
 			d.MemoryID, d.UserID, e.Metadata.Tenant, d.Type, d.Content, d.Importance, nonNil(d.Tags), jsonOf(d.Metadata),
-			d.SourceSessionID, d.SourceMessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt)
+			source.SessionID, source.MessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt)
 	case domain.MemoryUpdatedData:
 		bumpUserOfMemory(tx, id)
 		tx.Exec(`UPDATE memories SET

@@ -26,5 +26,5 @@ func entityID(e eventstore.Recorded) string {
 // decode turns a recorded event into the domain's event; the types a
 // projection ignores are never decoded.
 func decode(e eventstore.Recorded) (domain.Event, error) {
-	return domain.DecodeEvent(e.Type, e.Data)
+	return domain.DecodeEvent(e.Type, e.SchemaVersion, e.Data)
 }
