@@ -377,13 +377,15 @@ func TestRebuildReproducesIncrementalModel(t *testing.T) {
 	}
 	before := snapshot()
 
+	// Stopped first, so that the check of the emptied tables does not race
+	// a projector already replaying into them.
+	stop()
 	if err := projections.Reset(ctx, e.pool, projections.Streams{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, e.pool, `SELECT count(*) FROM streams`); n != 0 {
 		t.Fatalf("reset left %d rows", n)
 	}
-	stop()
 	e.start(t, projections.Streams{})
 	eventually(t, 20*time.Second, "rebuilt catalog complete", func() (bool, error) {
 		return count(t, e.pool, `SELECT coalesce(sum(event_count), 0) FROM streams`) == 150, nil
