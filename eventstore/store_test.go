@@ -281,6 +281,22 @@ func TestAppendMultiChecksStreamTypes(t *testing.T) {
 	if got, _ := s.ReadStream(ctx, "first", 1); len(got) != 0 {
 		t.Fatal("stream first was written although typed failed its check")
 	}
+	// A lone writer beside a guard checks its own head.
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: stream("guard"), Expected: eventstore.Any()},
+		eventstore.StreamAppend{Stream: eventstore.Stream{ID: "typed", Type: "other"}, Expected: eventstore.Any(), Events: []eventstore.Event{ev("a", `{}`)}},
+	)
+	if !errors.Is(err, eventstore.ErrStreamType) {
+		t.Fatalf("lone writer of another type: err = %v, want ErrStreamType", err)
+	}
+	_, err = s.AppendMulti(ctx,
+		eventstore.StreamAppend{Stream: stream("guard"), Expected: eventstore.Any()},
+		eventstore.StreamAppend{Stream: stream("typed"), Expected: eventstore.Exactly(5), Events: []eventstore.Event{ev("a", `{}`)}},
+	)
+	var ce *eventstore.ConflictError
+	if !errors.As(err, &ce) || ce.StreamID != "typed" || ce.Current != 1 {
+		t.Fatalf("lone writer at a stale version: err = %v, want conflict at 1", err)
+	}
 }
 
 func TestAppendMultiIsAtomic(t *testing.T) {
