@@ -37,18 +37,11 @@ var expiryMeta = Meta{Actor: "system:expiry", Tenant: "default"}
 
 // Run expires due entities until ctx ends.
 func (x *Expirer) Run(ctx context.Context) error {
-	t := time.NewTicker(x.interval)
-	defer t.Stop()
-	for {
+	return every(ctx, x.interval, func() {
 		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			x.log.Warn("expiry pass failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // RunOnce expires what is due now and returns how many expiries it recorded.

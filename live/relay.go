@@ -84,11 +84,9 @@ func (r *Relay) lead(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read log: %w", err)
 		}
-		for _, e := range events {
-			r.publish(e, &redisOK)
-			cursor = e.Cursor()
-		}
 		if len(events) > 0 {
+			r.publish(events, &redisOK)
+			cursor = events[len(events)-1].Cursor()
 			if _, err := conn.Exec(ctx, `UPDATE live_relay SET transaction_id = $1::text::xid8, position = $2`,
 				fmt.Sprint(cursor.TransactionID), cursor.Position); err != nil {
 				return fmt.Errorf("save relay cursor: %w", err)
@@ -115,10 +113,10 @@ func (r *Relay) start(ctx context.Context) (eventstore.Cursor, error) {
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("read relay cursor: %w", err)
 	}
-	err = r.pool.QueryRow(ctx, `SELECT coalesce(max(transaction_id), '0')::text::bigint, coalesce(max(position), 0) FROM events
-		WHERE transaction_id = (SELECT max(transaction_id) FROM events)`).Scan(&c.TransactionID, &c.Position)
-	if err != nil {
-		return c, fmt.Errorf("read log head: %w", err)
+	// From the visible head: an event that commits later, even behind an
+	// older open transaction, comes after it in the relay's reading.
+	if c, err = r.store.Head(ctx); err != nil {
+		return c, err
 	}
 	if _, err := r.pool.Exec(ctx, `INSERT INTO live_relay (transaction_id, position) VALUES ($1::text::xid8, $2)`,
 		fmt.Sprint(c.TransactionID), c.Position); err != nil {
@@ -127,13 +125,22 @@ func (r *Relay) start(ctx context.Context) (eventstore.Cursor, error) {
 	return c, nil
 }
 
-// publish sends e to the topic, or, when there is no Redis or it fails, to
-// this instance's hub.
-func (r *Relay) publish(e eventstore.Recorded, redisOK *bool) {
+// publish sends a page of events to the topic in one call, or, when
+// there is no Redis or it fails, to this instance's hub.
+func (r *Relay) publish(events []eventstore.Recorded, redisOK *bool) {
 	if r.pub != nil {
-		payload, err := json.Marshal(e)
+		msgs := make([]*message.Message, 0, len(events))
+		var err error
+		for _, e := range events {
+			payload, jerr := json.Marshal(e)
+			if jerr != nil {
+				err = jerr
+				break
+			}
+			msgs = append(msgs, message.NewMessage(watermill.NewULID(), payload))
+		}
 		if err == nil {
-			err = r.pub.Publish(r.topic, message.NewMessage(watermill.NewULID(), payload))
+			err = r.pub.Publish(r.topic, msgs...)
 		}
 		if err == nil {
 			if !*redisOK {
@@ -147,5 +154,7 @@ func (r *Relay) publish(e eventstore.Recorded, redisOK *bool) {
 		}
 		*redisOK = false
 	}
-	r.local.Deliver(e)
+	for _, e := range events {
+		r.local.Deliver(e)
+	}
 }

@@ -24,52 +24,47 @@ type contextFixture struct {
 
 // newContextFixture builds the fixture; it goes when b ends.
 func newContextFixture(b *testing.B) *contextFixture {
-	var fixture *contextFixture
-	{
-		s := newBenchServer(b)
-		r := rand.New(rand.NewPCG(3, 5))
-		text := newVocabulary(r)
-		uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ctx", "name": "Ctx"})).str("id")
-		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-		var last response
-		for i := 0; i < 100; i++ {
-			batch := make([]map[string]any, 100)
-			for j := range batch {
-				batch[j] = map[string]any{"role": []string{"user", "assistant"}[j%2], "content": text(10 + r.IntN(30))}
-			}
-			last = s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
+	s := newBenchServer(b)
+	r := rand.New(rand.NewPCG(3, 5))
+	text := newVocabulary(r)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ctx", "name": "Ctx"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	for i := 0; i < 100; i++ {
+		batch := make([]map[string]any, 100)
+		for j := range batch {
+			batch[j] = map[string]any{"role": []string{"user", "assistant"}[j%2], "content": text(10 + r.IntN(30))}
 		}
-		var wg sync.WaitGroup
-		for w := 0; w < 16; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				r := rand.New(rand.NewPCG(uint64(w), 9))
-				text := newVocabulary(r)
-				for i := 0; i < 10000/16+1; i++ {
-					body := fmt.Sprintf(`{"type":"semantic","content":%q,"importance":%.2f}`, text(5+r.IntN(25)), r.Float64())
-					if status, err := s.post("/v1/users/"+uid+"/memories", body, "Prefer", "respond-async"); err != nil || status != 202 {
-						panic(fmt.Sprintf("store memory: %d %v", status, err))
-					}
-				}
-			}(w)
-		}
-		wg.Wait()
-		last = s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "what about the garden and the river"}, "Prefer", "respond-async"))
-		s.must(200, s.do("GET", "/v1/sessions/"+sid, nil, "X-Arq-Min-Position", last.header.Get("X-Arq-Position")))
-		pool, err := pgxpool.New(context.Background(), s.url)
-		if err != nil {
-			panic(err)
-		}
-		mid := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=1", nil)).items()[0]["id"].(string)
-		b.Cleanup(pool.Close)
-		// As autovacuum would have by now on a server that grew to this.
-		if _, err := pool.Exec(context.Background(), `ANALYZE`); err != nil {
-			b.Fatal(err)
-		}
-		fixture = &contextFixture{s: s, sid: sid, mid: mid, pool: pool}
+		s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
 	}
-	return fixture
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			text := newVocabulary(r)
+			for i := 0; i < 10000/16+1; i++ {
+				body := fmt.Sprintf(`{"type":"semantic","content":%q,"importance":%.2f}`, text(5+r.IntN(25)), r.Float64())
+				if status, err := s.post("/v1/users/"+uid+"/memories", body, "Prefer", "respond-async"); err != nil || status != 202 {
+					panic(fmt.Sprintf("store memory: %d %v", status, err))
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	last := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "what about the garden and the river"}, "Prefer", "respond-async"))
+	s.must(200, s.do("GET", "/v1/sessions/"+sid, nil, "X-Arq-Min-Position", last.header.Get("X-Arq-Position")))
+	pool, err := pgxpool.New(context.Background(), s.url)
+	if err != nil {
+		panic(err)
+	}
+	mid := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=1", nil)).items()[0]["id"].(string)
+	b.Cleanup(pool.Close)
+	// As autovacuum would have by now on a server that grew to this.
+	if _, err := pool.Exec(context.Background(), `ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	return &contextFixture{s: s, sid: sid, mid: mid, pool: pool}
 }
 
 func (f *contextFixture) get(path string) error {

@@ -206,7 +206,7 @@ func decodeSnapshot(t *testing.T, r response) snapshot {
 // edited or deleted.
 func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms"})
+	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "400ms"})
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "s", "name": "S"})).str("id")
 	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
 	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes ferns"})).str("id")

@@ -230,7 +230,7 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int)
 	}
 	var out []DueSummary
 	for _, d := range cands {
-		msgs, err := r.RecentMessagesAfter(ctx, d.SessionID, d.FromSeq)
+		msgs, err := r.MessagesAfter(ctx, d.SessionID, d.FromSeq)
 		if err != nil {
 			return nil, err
 		}
@@ -256,8 +256,8 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int)
 	return out, nil
 }
 
-// RecentMessagesAfter returns a session's messages after seq, in order.
-func (r *Reader) RecentMessagesAfter(ctx context.Context, sessionID string, seq int) ([]Message, error) {
+// MessagesAfter returns a session's messages after seq, in order.
+func (r *Reader) MessagesAfter(ctx context.Context, sessionID string, seq int) ([]Message, error) {
 	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
 		WHERE session_id = $1 AND seq > $2 ORDER BY seq`, sessionID, seq)
 	if err != nil {
