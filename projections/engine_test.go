@@ -313,6 +313,13 @@ func TestCrashBetweenWriteAndCommit(t *testing.T) {
 	ctx := context.Background()
 	createApplied(t, e.pool, "crashy")
 	e.appendN(t, 3, 10)
+	// All 30 visible before the projector starts, so its first batch holds
+	// them all (an open transaction elsewhere in the cluster could hide
+	// some, and a smaller first batch would commit legitimately).
+	eventually(t, 20*time.Second, "all events visible", func() (bool, error) {
+		got, err := e.store.ReadAll(ctx, eventstore.Start, 100, eventstore.Filter{})
+		return len(got) == 30, err
+	})
 
 	var crashOnce sync.Once
 	crashed := make(chan struct{})
