@@ -61,6 +61,7 @@ func New(d Deps) http.Handler {
 	res.historyRoutes(v1)
 	res.logRoutes(v1)
 	res.statsRoutes(v1)
+	res.adminRoutes(v1)
 	keyRoutes(v1, NewKeyStore(d.DB))
 	return r
 }

@@ -77,6 +77,8 @@ var operations = []operation{
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
 	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
 	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
+	{method: "POST", path: "/v1/admin/projections/{name}/rebuild", summary: "Rebuild a projection online: a new copy is built while the live tables serve, then switched in (202; 409 when one runs)", tag: "admin", status: 202, schema: "RebuildJob"},
+	{method: "GET", path: "/v1/admin/projections/{name}/rebuild", summary: "The last online rebuild of a projection started by this process", tag: "admin", status: 200, schema: "RebuildJob"},
 }
 
 // ginPath is the router's form of an OpenAPI path: {id} becomes :id.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/projections"
 )
 
 // API-level error kinds, mapped to statuses in problems below.
@@ -53,6 +54,8 @@ var problems = []problemKind{
 	{eventstore.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
 	{eventstore.ErrStreamType, http.StatusConflict, "conflict", "Conflict"},
 	{eventstore.ErrEventIDReused, http.StatusConflict, "conflict", "Conflict"},
+	{projections.ErrUnknownProjection, http.StatusNotFound, "not-found", "Not found"},
+	{projections.ErrRebuildRunning, http.StatusConflict, "conflict", "Conflict"},
 	{ErrBadJSON, http.StatusBadRequest, "bad-json", "Malformed JSON"},
 	{ErrBadRequest, http.StatusBadRequest, "bad-request", "Bad request"},
 	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Unauthorized"},

@@ -46,6 +46,8 @@ type Resources struct {
 	// MinPositionWait bounds how long a read sent with X-Arq-Min-Position
 	// waits for projections before it answers 503.
 	MinPositionWait time.Duration
+	// Rebuilds runs online rebuilds for the admin API; nil serves none.
+	Rebuilds Rebuilder
 }
 
 // Headers of ARQ's consistency protocol.

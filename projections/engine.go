@@ -42,6 +42,10 @@ type Config struct {
 	// transaction still running (pg_snapshot_xmin), whose commit sends no
 	// notification; lingering covers that case.
 	Linger time.Duration
+	// Until, when not zero, is the last event the projections apply; a
+	// projector that reaches it idles. Online rebuilds build a copy up to
+	// the live projection's checkpoint with it.
+	Until eventstore.Cursor
 }
 
 func (c *Config) defaults() {
@@ -151,7 +155,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
 		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
 			ConsumerGroup:  p.Name(),
-			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful},
+			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until},
 			OffsetsAdapter: offsetsAdapter,
 			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
 				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize)

@@ -31,6 +31,8 @@ var offsetsAdapter = wsql.DefaultPostgreSQLOffsetsAdapter{
 type logSource struct {
 	batchSize, carefulBatchSize int
 	careful                     *atomic.Bool
+	// until, when not zero, is the last event read (see Config.Until).
+	until eventstore.Cursor
 }
 
 // SelectQuery reads the next batch after the projection's checkpoint in
@@ -51,10 +53,20 @@ func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 		WHERE (transaction_id, position) > (
 			(SELECT last_processed_transaction_id FROM last_processed),
 			(SELECT offset_acked FROM last_processed))
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())` + s.bound() + `
 		ORDER BY transaction_id, position
 		LIMIT ` + strconv.Itoa(s.limit())
 	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+// bound is the condition that stops the read at s.until, if set. The
+// cursor's numbers are written into the query: they are integers.
+func (s logSource) bound() string {
+	if s.until.IsZero() {
+		return ""
+	}
+	return "\n\t\t  AND (transaction_id, position) <= ('" + strconv.FormatUint(s.until.TransactionID, 10) +
+		"'::xid8, " + strconv.FormatInt(s.until.Position, 10) + ")"
 }
 
 func (s logSource) limit() int {

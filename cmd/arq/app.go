@@ -186,6 +186,10 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rebuilds := projections.NewRebuilds(ctx, a.pool, a.notifier, registered(), a.log)
+	defer rebuilds.Wait()
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
 			DB:           a.pool,
@@ -197,13 +201,12 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			Resources: api.Resources{
 				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
+				Rebuilds: rebuilds,
 			},
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	// The API keeps serving when projections stop: /readyz reports it.
 	wait := a.runParts(ctx, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
 	var workers sync.WaitGroup

@@ -23,7 +23,9 @@ Usage:
   arq migrate                    create and migrate the database, then exit
   arq project                    run the projections alone (no API)
   arq projections status         show each projection's position, lag, state and last error
-  arq projections rebuild NAME   empty a projection and replay the log into it
+  arq projections rebuild NAME   empty a projection and replay the log into it; --online builds a
+                                 copy while the live tables serve and switches it in
+  arq projections verify NAME    rebuild a projection into a scratch copy and report every row that differs
   arq events                     print the event log as NDJSON
   arq history STREAM             every event of an entity: when, who, which request, what changed (--json)
   arq audit user ID              every event of a user and of everything of theirs (--type, --json)
@@ -90,15 +92,17 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return c.project(ctx, args[1:])
 	case "projections":
 		if len(args) < 2 {
-			return usagef("projections needs status or rebuild")
+			return usagef("projections needs status, rebuild or verify")
 		}
 		switch args[1] {
 		case "status":
 			return c.projectionsStatus(ctx, args[2:])
 		case "rebuild":
 			return c.projectionsRebuild(ctx, args[2:])
+		case "verify":
+			return c.projectionsVerify(ctx, args[2:])
 		}
-		return usagef("unknown projections command %q (want status or rebuild)", args[1])
+		return usagef("unknown projections command %q (want status, rebuild or verify)", args[1])
 	case "events":
 		return c.events(ctx, args[1:])
 	case "verify":

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -46,21 +48,20 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 }
 
 func (c *cli) projectionsRebuild(ctx context.Context, args []string) error {
-	quiet := false
+	quiet, online := false, false
 	rest, err := c.parse("projections rebuild", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&quiet, "quiet", false, "print no progress")
+		fs.BoolVar(&online, "online", false, "build a new copy beside the live tables, which keep serving, and switch it in")
 	}, 1)
 	if err != nil {
 		return err
 	}
-	var p projections.Projection
-	for _, q := range registered() {
-		if q.Name() == rest[0] {
-			p = q
-		}
+	p, err := projectionNamed(rest[0])
+	if err != nil {
+		return err
 	}
-	if p == nil {
-		return usagef("no projection %q (known: %s)", rest[0], strings.Join(names(registered()), ", "))
+	if online {
+		return c.rebuildOnline(ctx, p, quiet)
 	}
 	log := c.cfg.logger(c.stderr)
 	app, err := open(ctx, c.cfg, log, []projections.Projection{p})
@@ -81,4 +82,127 @@ func countEvents(ctx context.Context, app *App) (int64, error) {
 		return 0, fmt.Errorf("count events: %w", err)
 	}
 	return n, nil
+}
+
+// projectionNamed is the registered projection called name.
+func projectionNamed(name string) (projections.Projection, error) {
+	for _, q := range registered() {
+		if q.Name() == name {
+			return q, nil
+		}
+	}
+	return nil, usagef("no projection %q (known: %s)", name, strings.Join(names(registered()), ", "))
+}
+
+// rebuildOnline rebuilds p beside its live tables while an arq serve or
+// arq project elsewhere keeps them current, then switches the copy in.
+func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet bool) error {
+	log := c.cfg.logger(c.stderr)
+	app, err := open(ctx, c.cfg, log, registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wait := app.runParts(runCtx, false, func(err error) { cancel(err) })
+	defer wait()
+	defer cancel(nil)
+
+	prog := newProgress(c.stderr, "rebuild "+p.Name()+" online", 0, quiet)
+	cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
+		Log:      log,
+		Progress: func(at, target int64) { prog.total = target; prog.update(at) },
+	})
+	if err != nil {
+		return err
+	}
+	at, err := cp.Replace(runCtx)
+	if err != nil {
+		prog.fail()
+		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return err
+	}
+	prog.total = at.Position
+	prog.update(at.Position)
+	prog.finish()
+	return nil
+}
+
+func (c *cli) projectionsVerify(ctx context.Context, args []string) error {
+	quiet, asJSON, limit := false, false, 20
+	rest, err := c.parse("projections verify", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&quiet, "quiet", false, "print no progress")
+		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+		fs.IntVar(&limit, "limit", 20, "rows shown per table and side")
+	}, 1)
+	if err != nil {
+		return err
+	}
+	p, err := projectionNamed(rest[0])
+	if err != nil {
+		return err
+	}
+	log := c.cfg.logger(c.stderr)
+	app, err := open(ctx, c.cfg, log, registered())
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wait := app.runParts(runCtx, false, func(err error) { cancel(err) })
+	defer wait()
+	defer cancel(nil)
+
+	prog := newProgress(c.stderr, "rebuild "+p.Name()+" to compare", 0, quiet)
+	cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
+		Log:      log,
+		Progress: func(at, target int64) { prog.total = target; prog.update(at) },
+	})
+	if err != nil {
+		return err
+	}
+	rep, err := cp.Compare(runCtx, limit)
+	if err != nil {
+		prog.fail()
+		return err
+	}
+	prog.update(prog.total)
+	prog.finish()
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(c.stdout, rep)
+	}
+	if !rep.Clean() {
+		return errDiffers
+	}
+	return nil
+}
+
+// errDiffers makes `arq projections verify` exit non-zero after its report.
+var errDiffers = errors.New("the live tables differ from a rebuild")
+
+func printReport(w io.Writer, rep projections.Report) {
+	fmt.Fprintf(w, "projection %s compared with a rebuild at %s\n", rep.Projection, rep.Checkpoint)
+	for _, t := range rep.Tables {
+		if t.OnlyLive == 0 && t.OnlyRebuilt == 0 {
+			fmt.Fprintf(w, "  %s: same\n", t.Table)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %d rows only in the live table, %d only in the rebuild\n", t.Table, t.OnlyLive, t.OnlyRebuilt)
+		for _, r := range t.LiveRows {
+			fmt.Fprintf(w, "    live    %s\n", r)
+		}
+		for _, r := range t.RebuiltRows {
+			fmt.Fprintf(w, "    rebuilt %s\n", r)
+		}
+	}
 }

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// call sends one request for a load goroutine (which must not t.Fatal)
+// and decodes the answer's JSON into out, if given.
+func (s *server) call(method, path, body string, out any) (int, error) {
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, nil
+}
+
+// dumpTables reads every row of the projections' tables as text, sorted.
+func dumpTables(t *testing.T, url string) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	out := map[string][]string{}
+	for _, p := range registered() {
+		for _, table := range p.Tables() {
+			rows, err := conn.Query(ctx, `SELECT r::text FROM `+pgx.Identifier{table}.Sanitize()+` r ORDER BY 1`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[table], err = pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// Every projection is rebuilt online while clients write and read: no
+// read fails or goes back, the rebuilt tables equal an offline rebuild,
+// and `arq projections verify` finds no row that differs.
+func TestOnlineRebuildUnderLoad(t *testing.T) {
+	t.Parallel()
+	// No summaries: the log must stand still once the load stops.
+	s := startServer(t, map[string]string{"ARQ_SUMMARY_THRESHOLD": "100000000"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "load", "name": "Load"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "load"})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "version 0"})).str("id")
+	// A log long enough that each rebuild takes a while, so that writes
+	// land while the copies are built and switched in.
+	const seeded = 4000
+	for i := 0; i < seeded/100; i++ {
+		batch := make([]map[string]any, 100)
+		for j := range batch {
+			batch[j] = map[string]any{"role": "user", "content": fmt.Sprintf("seed %d.%d", i, j)}
+		}
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+	}
+	for i := 0; i < 50; i++ {
+		s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "episodic", "content": fmt.Sprintf("seed memory %d", i), "tags": []string{"seed"}}))
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var failures sync.Map
+	fail := func(err error) { failures.Store(err.Error(), true) }
+	// What the writer has been acknowledged: a read that starts later
+	// must show at least this much.
+	var ackedMessages, ackedMemoryVersion atomic.Int64
+	var lastMessage atomic.Value
+	ackedMessages.Store(seeded)
+	ackedMemoryVersion.Store(1)
+	var writes, reads atomic.Int64
+
+	wg.Add(1)
+	go func() { // the writer
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			var m struct{ ID string }
+			if _, err := s.call("POST", "/v1/sessions/"+sid+"/messages", fmt.Sprintf(`{"role":"user","content":"load %d"}`, i), &m); err != nil {
+				fail(err)
+				return
+			}
+			lastMessage.Store(m.ID)
+			ackedMessages.Add(1)
+			var mem struct{ Version int64 }
+			if _, err := s.call("PATCH", "/v1/memories/"+mid, fmt.Sprintf(`{"content":"version %d"}`, i+1), &mem); err != nil {
+				fail(err)
+				return
+			}
+			ackedMemoryVersion.Store(mem.Version)
+			if _, err := s.call("POST", "/v1/users/"+uid+"/memories", fmt.Sprintf(`{"type":"working","content":"load memory %d"}`, i), nil); err != nil {
+				fail(err)
+				return
+			}
+			writes.Add(3)
+		}
+	}()
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() { // readers: nothing fails, nothing goes back
+			defer wg.Done()
+			var lastCount, lastVersion int64
+			for ctx.Err() == nil {
+				wantMessages, wantVersion := ackedMessages.Load(), ackedMemoryVersion.Load()
+				msg, _ := lastMessage.Load().(string)
+				var sess struct {
+					MessageCount int64 `json:"message_count"`
+				}
+				if _, err := s.call("GET", "/v1/sessions/"+sid, "", &sess); err != nil {
+					fail(err)
+					return
+				}
+				if sess.MessageCount < lastCount || sess.MessageCount < wantMessages {
+					fail(fmt.Errorf("session message_count %d after %d (acknowledged %d)", sess.MessageCount, lastCount, wantMessages))
+				}
+				lastCount = sess.MessageCount
+				var mem struct{ Version int64 }
+				if _, err := s.call("GET", "/v1/memories/"+mid, "", &mem); err != nil {
+					fail(err)
+					return
+				}
+				if mem.Version < lastVersion || mem.Version < wantVersion {
+					fail(fmt.Errorf("memory version %d after %d (acknowledged %d)", mem.Version, lastVersion, wantVersion))
+				}
+				lastVersion = mem.Version
+				if msg != "" {
+					if _, err := s.call("GET", "/v1/messages/"+msg, "", nil); err != nil {
+						fail(err)
+					}
+				}
+				var list struct{ Items []any }
+				if _, err := s.call("GET", "/v1/users/"+uid+"/memories?tag=seed&limit=100", "", &list); err != nil {
+					fail(err)
+				} else if len(list.Items) != 50 {
+					fail(fmt.Errorf("memories tagged seed: %d, want 50", len(list.Items)))
+				}
+				reads.Add(4)
+			}
+		}()
+	}
+
+	if writes.Load() == 0 {
+		// Let the load start before the first rebuild.
+		eventually(t, 10*time.Second, "the first writes", func() (bool, error) { return writes.Load() > 0, nil })
+	}
+	for _, p := range registered() {
+		before := writes.Load()
+		t0 := time.Now()
+		code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--online", "--quiet")
+		if code != 0 {
+			t.Errorf("online rebuild of %s: exit %d: %s", p.Name(), code, errOut)
+		}
+		t.Logf("online rebuild of %s took %v, %d writes meanwhile", p.Name(), time.Since(t0), writes.Load()-before)
+	}
+	stop()
+	wg.Wait()
+	if writes.Load() < 10 {
+		t.Errorf("only %d writes during the rebuilds: the test proves little", writes.Load())
+	}
+	failures.Range(func(k, _ any) bool {
+		t.Error(k)
+		return true
+	})
+	t.Logf("%d writes and %d reads during the rebuilds", writes.Load(), reads.Load())
+	if t.Failed() {
+		return
+	}
+
+	// The writer's last answer came after the projections applied it, so
+	// the tables now hold the whole log.
+	online := dumpTables(t, s.url)
+	for _, p := range registered() {
+		code, out, errOut := runCLI(t, s.url, "projections", "verify", p.Name(), "--quiet")
+		if code != 0 {
+			t.Errorf("verify %s: exit %d: %s%s", p.Name(), code, out, errOut)
+		}
+	}
+	for _, p := range registered() {
+		if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--quiet"); code != 0 {
+			t.Fatalf("offline rebuild of %s: exit %d: %s", p.Name(), code, errOut)
+		}
+	}
+	offline := dumpTables(t, s.url)
+	for table, rows := range offline {
+		if strings.Join(rows, "\n") != strings.Join(online[table], "\n") {
+			t.Errorf("table %s after the online rebuilds differs from an offline rebuild: %d rows vs %d", table, len(online[table]), len(rows))
+		}
+	}
+}
+
+// projections verify names the rows a projection got wrong.
+func TestProjectionsVerifyReportsDifferingRows(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "Vera"})).str("id")
+	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "Walt"}))
+
+	code, out, errOut := runCLI(t, s.url, "projections", "verify", "users", "--quiet")
+	if code != 0 || !strings.Contains(out, "users: same") {
+		t.Fatalf("verify of intact users: exit %d: %s%s", code, out, errOut)
+	}
+	// Damage the query table behind the projection's back.
+	pool := testdb.Pool(t, s.url)
+	if _, err := pool.Exec(context.Background(), `UPDATE users SET name = 'Mallory' WHERE id = $1`, uid); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, s.url, "projections", "verify", "users", "--quiet", "--json")
+	if code != 1 {
+		t.Fatalf("verify of damaged users: exit %d, want 1: %s", code, out)
+	}
+	var rep struct {
+		Tables []struct {
+			Table                 string
+			OnlyLive, OnlyRebuilt int64    `json:"-"`
+			LiveRows              []string `json:"live_rows"`
+			RebuiltRows           []string `json:"rebuilt_rows"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(rep.Tables) != 1 || len(rep.Tables[0].LiveRows) != 1 || len(rep.Tables[0].RebuiltRows) != 1 ||
+		!strings.Contains(rep.Tables[0].LiveRows[0], "Mallory") || !strings.Contains(rep.Tables[0].RebuiltRows[0], "Vera") {
+		t.Fatalf("report does not name the damaged row: %s", out)
+	}
+	// Nothing of the scratch copy is left behind.
+	var schemas int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'arq_copy_%'`).Scan(&schemas); err != nil || schemas != 0 {
+		t.Fatalf("scratch schemas left: %d (%v)", schemas, err)
+	}
+}
+
+// POST /v1/admin/projections/{name}/rebuild runs an online rebuild in the
+// background; a second one of the same projection is refused with 409.
+func TestAdminOnlineRebuild(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "Ann"})).str("id")
+	isProblem(t, s.do("POST", "/v1/admin/projections/nope/rebuild", nil), 404, "")
+
+	// Another process holds the memories rebuild lock: refused.
+	pool := testdb.Pool(t, s.url)
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_lock(hashtextextended('arq_copy_memories', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	isProblem(t, s.do("POST", "/v1/admin/projections/memories/rebuild", nil), 409, "")
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('arq_copy_memories', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+
+	r := s.must(202, s.do("POST", "/v1/admin/projections/users/rebuild", nil))
+	if r.header.Get("Location") != "/v1/admin/projections/users/rebuild" || r.str("state") != "running" {
+		t.Fatalf("start: %s %v", r.body, r.header)
+	}
+	eventually(t, 20*time.Second, "the rebuild is done", func() (bool, error) {
+		r := s.must(200, s.do("GET", "/v1/admin/projections/users/rebuild", nil))
+		if r.str("state") == "failed" {
+			return false, fmt.Errorf("rebuild failed: %s", r.body)
+		}
+		return r.str("state") == "done", nil
+	})
+	if got := s.must(200, s.do("GET", "/v1/users/"+uid, nil)).str("name"); got != "Ann" {
+		t.Fatalf("user after rebuild: %q", got)
+	}
+}

@@ -1,0 +1,361 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// OnlineOptions tune a Copy; zero values take the defaults.
+type OnlineOptions struct {
+	// Engine configures the copy's projector (Until is set by the copy).
+	Engine Config
+	// CatchUp is how many log positions the copy may still lag the live
+	// projection when it is switched in or compared: the rest is applied
+	// inside that one transaction, which holds the live projector back
+	// meanwhile. Default 1000.
+	CatchUp int64
+	// LockTimeout bounds how long the switch waits for readers of the
+	// live tables; past it the switch is tried again. Default 5s.
+	LockTimeout time.Duration
+	// Attempts is how often the switch is tried. Default 5.
+	Attempts int
+	// Progress, if set, hears the copy's position and the position it
+	// is heading for, a few times a second.
+	Progress func(position, target int64)
+	Log      *slog.Logger
+}
+
+func (o *OnlineOptions) defaults() {
+	if o.CatchUp <= 0 {
+		o.CatchUp = 1000
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 5 * time.Second
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 5
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Copy is a new copy of one projection's tables, built from the log while
+// the live tables keep serving and the live projector keeps them current.
+// Replace swaps it in; Compare reports how it differs from the live
+// tables. Either ends the copy; Close ends it unused.
+type Copy struct {
+	s        *shadow
+	notifier *eventstore.Notifier
+	o        OnlineOptions
+}
+
+// NewCopy takes p's rebuild lock and creates the copy's empty tables. It
+// fails with ErrRebuildRunning when another copy of p exists.
+func NewCopy(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifier, p Projection, o OnlineOptions) (*Copy, error) {
+	o.defaults()
+	s, err := openShadow(ctx, db, p, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Copy{s: s, notifier: notifier, o: o}, nil
+}
+
+// Close drops the copy and lets go of the rebuild lock.
+func (c *Copy) Close() {
+	if c.s != nil {
+		c.s.close(context.Background())
+		c.s = nil
+	}
+}
+
+// Replace builds the copy up to the live projection and swaps it in: in
+// one transaction, holding the live checkpoint, it applies the events the
+// copy still lacks, drops the live tables and moves the copy's into their
+// place. Readers see the old tables until that commits and the new ones
+// after, never a half-built table; the live projector resumes after the
+// last event both hold, so none is missed. It returns that event.
+func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
+	defer c.Close()
+	for attempt := 1; ; attempt++ {
+		if _, err := c.build(ctx); err != nil {
+			return eventstore.Start, err
+		}
+		at, gap, err := c.swap(ctx)
+		if err == nil {
+			c.o.Log.Info("projection rebuilt online", "projection", c.s.p.Name(), "checkpoint", at.String(), "caught_up_in_switch", gap)
+			return at, nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" && attempt < c.o.Attempts {
+			c.o.Log.Warn("switching in the rebuilt projection waited too long for readers; trying again",
+				"projection", c.s.p.Name(), "attempt", attempt)
+			continue
+		}
+		return eventstore.Start, fmt.Errorf("switch in the copy of %s: %w", c.s.p.Name(), err)
+	}
+}
+
+// build runs the copy's projector in rounds, each up to the live
+// projection's checkpoint as it was when the round began, until the copy
+// lags it by at most CatchUp positions.
+func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
+	s := c.s
+	for {
+		at, err := checkpoint(ctx, s.db, s.group)
+		if err != nil {
+			return at, err
+		}
+		target, err := checkpoint(ctx, s.db, s.p.Name())
+		if err != nil {
+			return at, err
+		}
+		if c.o.Progress != nil {
+			c.o.Progress(at.Position, target.Position)
+		}
+		if !at.Less(target) || target.Position-at.Position <= c.o.CatchUp {
+			return at, nil
+		}
+		if err := c.round(ctx, target); err != nil {
+			return at, err
+		}
+	}
+}
+
+// round runs the copy's projector until it has applied target.
+func (c *Copy) round(ctx context.Context, target eventstore.Cursor) error {
+	s := c.s
+	cfg := c.o.Engine
+	cfg.Until = target
+	engine, err := NewEngine(s.pool, c.notifier, []Projection{copyProjection{s.p, s.group}}, cfg, s.log.With("copy_of", s.p.Name()))
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- engine.Run(runCtx) }()
+	stop := func() error {
+		cancel()
+		return <-done
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := States(ctx, s.db, []string{s.group})
+		if err != nil {
+			_ = stop()
+			return err
+		}
+		if st[0].State == StateStopped {
+			_ = stop()
+			return fmt.Errorf("copy of %s stopped at event %s (position %d): %s",
+				s.p.Name(), st[0].FailedEventID, st[0].FailedPosition, st[0].LastError)
+		}
+		if c.o.Progress != nil {
+			c.o.Progress(st[0].Position, target.Position)
+		}
+		if !st[0].Checkpoint.Less(target) {
+			if err := stop(); err != nil {
+				return fmt.Errorf("copy of %s: %w", s.p.Name(), err)
+			}
+			return nil
+		}
+		select {
+		case err := <-done:
+			if err == nil {
+				err = errors.New("its projector ended")
+			}
+			return fmt.Errorf("copy of %s: %w", s.p.Name(), err)
+		case <-ctx.Done():
+			_ = stop()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// swap is Replace's transaction; it returns the checkpoint both copies
+// share after it and how many events it applied to the copy.
+func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err error) {
+	s := c.s
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, c.o.LockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("set lock timeout: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+checkpointTable+` (consumer_group, offset_acked, last_processed_transaction_id)
+			VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, s.p.Name()); err != nil {
+			return fmt.Errorf("create live checkpoint: %w", err)
+		}
+		// Locking the live checkpoint waits for the live projector's
+		// batch in flight and keeps its next one out until the switch
+		// commits; that one then fails on the changed row and is read
+		// again, in a snapshot that sees the new tables whole.
+		live, err := checkpointOf(ctx, tx, s.p.Name(), true)
+		if err != nil {
+			return err
+		}
+		at, err = checkpointOf(ctx, tx, s.group, false)
+		if err != nil {
+			return err
+		}
+		if at.Less(live) {
+			if gap, err = s.applyGap(ctx, tx, at, live); err != nil {
+				return err
+			}
+			at = live
+		}
+		for _, t := range s.p.Tables() {
+			if _, err := tx.Exec(ctx, `DROP TABLE `+s.in(s.live, t)); err != nil {
+				return fmt.Errorf("drop live table %s: %w", t, err)
+			}
+			if _, err := tx.Exec(ctx, `ALTER TABLE `+s.in(s.schema, t)+` SET SCHEMA `+s.ident(s.live)); err != nil {
+				return fmt.Errorf("move rebuilt table %s in: %w", t, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE `+checkpointTable+` SET offset_acked = $2, last_processed_transaction_id = $3
+			WHERE consumer_group = $1`, s.p.Name(), at.Position, at.TransactionID); err != nil {
+			return fmt.Errorf("move live checkpoint: %w", err)
+		}
+		return nil
+	})
+	return at, gap, err
+}
+
+// TableDiff is how one table of a projection differs from a fresh
+// rebuild. Rows are shown as Postgres renders them (row literals).
+type TableDiff struct {
+	Table string `json:"table"`
+	// OnlyLive counts rows the live table has and a rebuild does not
+	// (wrong or stale rows); OnlyRebuilt the reverse (missing rows).
+	OnlyLive    int64 `json:"only_live"`
+	OnlyRebuilt int64 `json:"only_rebuilt"`
+	// Examples of each, at most Limit, in row order.
+	LiveRows    []string `json:"live_rows,omitempty"`
+	RebuiltRows []string `json:"rebuilt_rows,omitempty"`
+}
+
+// Report is what Compare found.
+type Report struct {
+	Projection string `json:"projection"`
+	// Checkpoint is the event both sides had applied when compared.
+	Checkpoint string      `json:"checkpoint"`
+	Tables     []TableDiff `json:"tables"`
+}
+
+// Clean reports whether no row differs.
+func (r Report) Clean() bool {
+	for _, t := range r.Tables {
+		if t.OnlyLive > 0 || t.OnlyRebuilt > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Compare builds the copy up to the live projection and reports every row
+// that differs between them, as of one live checkpoint: a repeatable-read
+// transaction sees the live tables and their checkpoint together (they
+// commit together), and the events the copy still lacks are applied to it
+// inside that transaction. The live projector is not held back. limit
+// bounds the rows shown per table and side; counts are complete.
+func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
+	defer c.Close()
+	s := c.s
+	rep := Report{Projection: s.p.Name()}
+	if _, err := c.build(ctx); err != nil {
+		return rep, err
+	}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		live, err := checkpointOf(ctx, tx, s.p.Name(), false)
+		if err != nil {
+			return err
+		}
+		at, err := checkpointOf(ctx, tx, s.group, false)
+		if err != nil {
+			return err
+		}
+		if live.Less(at) {
+			return fmt.Errorf("the live projection %s moved back from %s to %s while it was compared", s.p.Name(), at, live)
+		}
+		if _, err := s.applyGap(ctx, tx, at, live); err != nil {
+			return err
+		}
+		rep.Checkpoint = live.String()
+		for _, t := range s.p.Tables() {
+			d, err := s.diff(ctx, tx, t, limit)
+			if err != nil {
+				return err
+			}
+			rep.Tables = append(rep.Tables, d)
+		}
+		return tx.Rollback(ctx) // the copy is dropped anyway
+	})
+	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return rep, fmt.Errorf("compare %s with a rebuild: %w", s.p.Name(), err)
+	}
+	return rep, nil
+}
+
+// diff compares one table with its copy, row by row as text: every
+// column type has a text form, not all have equality (json).
+func (s *shadow) diff(ctx context.Context, tx pgx.Tx, table string, limit int) (TableDiff, error) {
+	d := TableDiff{Table: table}
+	side := func(a, b string, n *int64, rows *[]string) error {
+		q := `WITH d AS (SELECT r::text AS row FROM ` + a + ` r EXCEPT ALL SELECT r::text FROM ` + b + ` r)
+			SELECT row, count(*) OVER () FROM d ORDER BY row LIMIT $1`
+		rs, err := tx.Query(ctx, q, max(limit, 1))
+		if err != nil {
+			return fmt.Errorf("compare table %s: %w", table, err)
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var row string
+			if err := rs.Scan(&row, n); err != nil {
+				return fmt.Errorf("compare table %s: %w", table, err)
+			}
+			if len(*rows) < limit {
+				*rows = append(*rows, row)
+			}
+		}
+		return rs.Err()
+	}
+	if err := side(s.in(s.live, table), s.in(s.schema, table), &d.OnlyLive, &d.LiveRows); err != nil {
+		return d, err
+	}
+	if err := side(s.in(s.schema, table), s.in(s.live, table), &d.OnlyRebuilt, &d.RebuiltRows); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// checkpointOf reads a consumer group's checkpoint inside tx, locking its
+// row if asked.
+func checkpointOf(ctx context.Context, tx pgx.Tx, group string, lock bool) (eventstore.Cursor, error) {
+	q := `SELECT last_processed_transaction_id, offset_acked FROM ` + checkpointTable + ` WHERE consumer_group = $1`
+	if lock {
+		q += ` FOR UPDATE`
+	}
+	var c eventstore.Cursor
+	var pos *int64
+	err := tx.QueryRow(ctx, q, group).Scan(&c.TransactionID, &pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read checkpoint of %s: %w", group, err)
+	}
+	if pos != nil {
+		c.Position = *pos
+	}
+	return c, nil
+}

@@ -1,0 +1,258 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/eventstore"
+)
+
+// ErrRebuildRunning is returned when an online rebuild or verify of the
+// same projection is already running, in this process or another.
+var ErrRebuildRunning = errors.New("an online rebuild or verify of this projection is already running")
+
+// scratchTables are tables that projections write beside their own and
+// that a copy gets a private, throw-away version of: a copy being built
+// must not bump the live cache generations (their rows would be locked by
+// two projectors in different orders).
+var scratchTables = []string{"cache_generations"}
+
+// shadow is a copy of one projection's tables in a schema of its own,
+// built from the log by a second consumer group while the live tables keep
+// serving. Readers never see it: their search_path does not name it. The
+// copy's connections put its schema first, so the projection's unqualified
+// SQL writes the copy, and everything else (the log, checkpoints) resolves
+// to the live schema.
+type shadow struct {
+	db     *pgxpool.Pool
+	p      Projection
+	log    *slog.Logger
+	schema string // the copy's schema
+	live   string // the live tables' schema
+	group  string // the copy's consumer group
+	lock   *pgxpool.Conn
+	pool   *pgxpool.Pool // connections with the copy's search_path
+}
+
+// openShadow takes the projection's rebuild lock (a session advisory lock,
+// so a crashed process lets go of it), clears what an interrupted rebuild
+// left, and creates empty copies of the projection's tables with the live
+// tables' columns, constraints and index names.
+func openShadow(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.Logger) (_ *shadow, err error) {
+	s := &shadow{db: db, p: p, log: log, schema: "arq_copy_" + p.Name(), group: p.Name() + "_copy"}
+	if len(s.group) > 63 || len(s.schema) > 63 {
+		return nil, fmt.Errorf("projection name %q is too long for a copy", p.Name())
+	}
+	s.lock, err = db.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("copy of %s: acquire connection: %w", p.Name(), err)
+	}
+	var locked bool
+	if err := s.lock.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, s.schema).Scan(&locked); err != nil {
+		s.lock.Release()
+		return nil, fmt.Errorf("copy of %s: take rebuild lock: %w", p.Name(), err)
+	}
+	if !locked {
+		s.lock.Release()
+		return nil, fmt.Errorf("projection %s: %w", p.Name(), ErrRebuildRunning)
+	}
+	defer func() {
+		if err != nil {
+			s.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := s.lock.QueryRow(ctx, `SELECT current_schema()`).Scan(&s.live); err != nil {
+		return nil, fmt.Errorf("copy of %s: read schema: %w", p.Name(), err)
+	}
+	if err := s.clear(ctx); err != nil {
+		return nil, err
+	}
+	if err := pgx.BeginFunc(ctx, s.lock, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+s.ident(s.schema)); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+		for _, t := range append(append([]string{}, p.Tables()...), scratchTables...) {
+			if _, err := tx.Exec(ctx, `CREATE TABLE `+s.in(s.schema, t)+` (LIKE `+s.in(s.live, t)+` INCLUDING ALL)`); err != nil {
+				return fmt.Errorf("copy table %s: %w", t, err)
+			}
+			if err := copyIndexNames(ctx, tx, s.live, s.schema, t); err != nil {
+				return fmt.Errorf("table %s: %w", t, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("copy of %s: %w", p.Name(), err)
+	}
+	cfg := db.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["search_path"] = s.ident(s.schema) + ", " + s.ident(s.live)
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "arq-copy-" + p.Name()
+	cfg.MaxConns = 4
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("copy of %s: connect: %w", p.Name(), err)
+	}
+	return s, nil
+}
+
+// copyIndexNames renames the copy's indexes (named by LIKE after their
+// columns) to the names of the live indexes with the same definition, so
+// that the tables swapped in carry the names migrations refer to.
+func copyIndexNames(ctx context.Context, tx pgx.Tx, liveSchema, copySchema, table string) error {
+	const defs = `SELECT i.relname, regexp_replace(pg_get_indexdef(i.oid), '^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+', 'CREATE \1INDEX ON')
+		FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+		WHERE x.indrelid = $1::regclass ORDER BY i.relname`
+	read := func(table string) (map[string][]string, []string, error) {
+		rows, err := tx.Query(ctx, defs, table)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read indexes of %s: %w", table, err)
+		}
+		defer rows.Close()
+		byDef := map[string][]string{}
+		var names []string
+		for rows.Next() {
+			var name, def string
+			if err := rows.Scan(&name, &def); err != nil {
+				return nil, nil, fmt.Errorf("read indexes of %s: %w", table, err)
+			}
+			byDef[def] = append(byDef[def], name)
+			names = append(names, name)
+		}
+		return byDef, names, rows.Err()
+	}
+	want, _, err := read(pgx.Identifier{liveSchema, table}.Sanitize())
+	if err != nil {
+		return err
+	}
+	have, names, err := read(pgx.Identifier{copySchema, table}.Sanitize())
+	if err != nil {
+		return err
+	}
+	schema := pgx.Identifier{copySchema}
+	// Two passes, through temporary names, so that no rename collides
+	// with a name another index of the copy still holds.
+	tmp := map[string]string{}
+	for i, n := range names {
+		tmp[n] = fmt.Sprintf("arq_index_%d", i)
+		if _, err := tx.Exec(ctx, `ALTER INDEX `+schema.Sanitize()+`.`+pgx.Identifier{n}.Sanitize()+` RENAME TO `+pgx.Identifier{tmp[n]}.Sanitize()); err != nil {
+			return fmt.Errorf("rename index %s: %w", n, err)
+		}
+	}
+	for def, ns := range have {
+		for i, n := range ns {
+			if i >= len(want[def]) {
+				return fmt.Errorf("copied index %s has no live counterpart", n)
+			}
+			if _, err := tx.Exec(ctx, `ALTER INDEX `+schema.Sanitize()+`.`+pgx.Identifier{tmp[n]}.Sanitize()+` RENAME TO `+pgx.Identifier{want[def][i]}.Sanitize()); err != nil {
+				return fmt.Errorf("rename index %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *shadow) ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func (s *shadow) in(schema, table string) string { return pgx.Identifier{schema, table}.Sanitize() }
+
+// clear drops the copy's schema and forgets its consumer group.
+func (s *shadow) clear(ctx context.Context) error {
+	if _, err := s.lock.Exec(ctx, `DROP SCHEMA IF EXISTS `+s.ident(s.schema)+` CASCADE`); err != nil {
+		return fmt.Errorf("copy of %s: drop schema: %w", s.p.Name(), err)
+	}
+	if _, err := s.lock.Exec(ctx, `DELETE FROM `+checkpointTable+` WHERE consumer_group = $1`, s.group); err != nil {
+		return fmt.Errorf("copy of %s: drop checkpoint: %w", s.p.Name(), err)
+	}
+	if _, err := s.lock.Exec(ctx, `DELETE FROM projection_status WHERE name = $1`, s.group); err != nil {
+		return fmt.Errorf("copy of %s: drop status: %w", s.p.Name(), err)
+	}
+	return nil
+}
+
+// close drops what is left of the copy and lets go of the rebuild lock.
+func (s *shadow) close(ctx context.Context) {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if err := s.clear(ctx); err != nil {
+		s.log.Warn("drop projection copy", "err", err)
+	}
+	if _, err := s.lock.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, s.schema); err != nil {
+		s.lock.Conn().Close(ctx) // closing the session lets go of the lock
+	}
+	s.lock.Release()
+}
+
+// copyProjection is the projection under the copy's consumer group.
+type copyProjection struct {
+	Projection
+	group string
+}
+
+func (c copyProjection) Name() string { return c.group }
+
+// applyGap applies the events after from up to and including to, inside
+// tx, to the copy (tx runs on the copy's connections).
+func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cursor) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT `+eventstore.Columns+` FROM events
+		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+		  AND (transaction_id, position) <= ($3::xid8, $4::bigint)
+		ORDER BY transaction_id, position`,
+		from.TransactionID, from.Position, to.TransactionID, to.Position)
+	if err != nil {
+		return 0, fmt.Errorf("read events to catch up: %w", err)
+	}
+	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (eventstore.Recorded, error) { return eventstore.ScanRecorded(r) })
+	if err != nil {
+		return 0, fmt.Errorf("read events to catch up: %w", err)
+	}
+	for _, e := range events {
+		dt := &directTx{tx: tx}
+		if err := s.p.Apply(ctx, dt, e); err != nil {
+			return 0, fmt.Errorf("apply event %s to the copy: %w", e.EventID, err)
+		}
+		if err := dt.flush(ctx); err != nil {
+			return 0, fmt.Errorf("apply event %s to the copy: %w", e.EventID, err)
+		}
+	}
+	return len(events), nil
+}
+
+// directTx is the Tx of an event applied outside the engine, straight in a
+// transaction of the caller's.
+type directTx struct {
+	tx    pgx.Tx
+	batch pgx.Batch
+}
+
+func (t *directTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
+
+func (t *directTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.tx.Query(ctx, sql, args...)
+}
+
+func (t *directTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *directTx) flush(ctx context.Context) error {
+	if t.batch.Len() == 0 {
+		return nil
+	}
+	b := t.batch
+	t.batch = pgx.Batch{}
+	if err := t.tx.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
