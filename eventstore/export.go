@@ -32,12 +32,13 @@ func (s *Store) Export(ctx context.Context, since time.Time, fn func(Exported) e
 		n := 0
 		for rows.Next() {
 			var e Exported
-			var md []byte
+			var data, md []byte // bytes, not json.RawMessage: see ScanRecorded
 			if err := rows.Scan(&e.Position, &e.TransactionID, &e.EventID, &e.StreamID, &e.StreamType, &e.Version,
-				&e.Type, &e.SchemaVersion, &e.Data, &md, &e.RecordedAt, &e.Hash); err != nil {
+				&e.Type, &e.SchemaVersion, &data, &md, &e.RecordedAt, &e.Hash); err != nil {
 				rows.Close()
 				return fmt.Errorf("export: %w", err)
 			}
+			e.Data = data
 			if err := decodeMetadata(md, &e.Metadata); err != nil {
 				rows.Close()
 				return fmt.Errorf("export: event %s: %w", e.EventID, err)

@@ -15,12 +15,16 @@ const Columns = `position, transaction_id, event_id, stream_id, stream_type, ver
 // ScanRecorded reads one row selected with Columns.
 func ScanRecorded(row pgx.Row) (Recorded, error) {
 	var r Recorded
-	var md []byte
+	// The JSON columns are scanned as bytes: into a json.RawMessage pgx
+	// would run the JSON decoder over them, to validate what Postgres
+	// already validated (a fifth of a rebuild's CPU).
+	var data, md []byte
 	err := row.Scan(&r.Position, &r.TransactionID, &r.EventID, &r.StreamID, &r.StreamType, &r.Version,
-		&r.Type, &r.SchemaVersion, &r.Data, &md, &r.RecordedAt)
+		&r.Type, &r.SchemaVersion, &data, &md, &r.RecordedAt)
 	if err != nil {
 		return r, fmt.Errorf("scan event: %w", err)
 	}
+	r.Data = data
 	if err := decodeMetadata(md, &r.Metadata); err != nil {
 		return r, fmt.Errorf("event %s: %w", r.EventID, err)
 	}
