@@ -27,6 +27,19 @@ type eventTx struct {
 
 func (t *eventTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
 
+func (t *eventTx) ExecOnce(key, sql string, args ...any) {
+	if !t.careful {
+		if _, done := t.shared.once[key]; done {
+			return
+		}
+		if t.shared.once == nil {
+			t.shared.once = map[string]struct{}{}
+		}
+		t.shared.once[key] = struct{}{}
+	}
+	t.batch.Queue(sql, args...)
+}
+
 func (t *eventTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	if err := t.beforeRead(ctx); err != nil {
 		return nil, err

@@ -39,6 +39,12 @@ type Projection interface {
 // so they see the tables as they were before this event's writes.
 type Tx interface {
 	Exec(sql string, args ...any)
+	// ExecOnce is Exec for an idempotent write whose effect is needed
+	// once per transaction, such as a cache invalidation: it is skipped
+	// when a write with the same key is already queued in a batch that
+	// commits or fails as a whole. (In careful mode every event is its
+	// own unit and ExecOnce is Exec.)
+	ExecOnce(key, sql string, args ...any)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }

@@ -231,6 +231,8 @@ type directTx struct {
 
 func (t *directTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
 
+func (t *directTx) ExecOnce(_, sql string, args ...any) { t.batch.Queue(sql, args...) }
+
 func (t *directTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	if err := t.flush(ctx); err != nil {
 		return nil, err

@@ -53,6 +53,8 @@ type sharedTx struct {
 	pgx     pgx.Tx
 	mu      sync.Mutex
 	pending pgx.Batch
+	// once holds the keys of the ExecOnce writes queued in fast mode.
+	once    map[string]struct{}
 	failed  error
 	careful bool
 	r       *runner

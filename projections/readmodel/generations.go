@@ -10,12 +10,12 @@ const bumpSQL = ` ON CONFLICT (key) DO UPDATE SET gen = cache_generations.gen + 
 // has one projection that bumps it, so projections never wait on each
 // other's rows.)
 func bumpSummary(tx projections.Tx, sessionID string) {
-	tx.Exec(`INSERT INTO cache_generations (key, gen) VALUES ('summary:' || $1, 1)`+bumpSQL, sessionID)
+	tx.ExecOnce("summary:"+sessionID, `INSERT INTO cache_generations (key, gen) VALUES ('summary:' || $1, 1)`+bumpSQL, sessionID)
 }
 
 // bumpSession moves the generation of a session's messages.
 func bumpSession(tx projections.Tx, sessionID string) {
-	tx.Exec(`INSERT INTO cache_generations (key, gen) VALUES ('session:' || $1, 1)`+bumpSQL, sessionID)
+	tx.ExecOnce("session:"+sessionID, `INSERT INTO cache_generations (key, gen) VALUES ('session:' || $1, 1)`+bumpSQL, sessionID)
 }
 
 // bumpSessionOfMessage moves the generation of a message's session; it
@@ -26,7 +26,7 @@ func bumpSessionOfMessage(tx projections.Tx, messageID string) {
 
 // bumpUser moves the generation of a user's memories.
 func bumpUser(tx projections.Tx, userID string) {
-	tx.Exec(`INSERT INTO cache_generations (key, gen) VALUES ('user:' || $1, 1)`+bumpSQL, userID)
+	tx.ExecOnce("user:"+userID, `INSERT INTO cache_generations (key, gen) VALUES ('user:' || $1, 1)`+bumpSQL, userID)
 }
 
 // bumpUserOfMemory moves the generation of a memory's user; it must come
