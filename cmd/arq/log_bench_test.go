@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,12 +58,24 @@ func BenchmarkLogOperations(b *testing.B) {
 	if s := os.Getenv("ARQ_BENCH_EVENTS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
+	// ARQ_BENCH_PROJECTIONS=a,b rebuilds only those, to see what each costs.
+	ps := registered()
+	if s := os.Getenv("ARQ_BENCH_PROJECTIONS"); s != "" {
+		ps = nil
+		for _, name := range strings.Split(s, ",") {
+			p, err := projectionNamed(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+	}
 	ctx := context.Background()
 	events := syntheticLog(n)
 	url := testdb.New(b)
 	cfg := defaultConfig()
 	cfg.DatabaseURL = url
-	app, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), registered())
+	app, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ps)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,7 +119,7 @@ func BenchmarkLogOperations(b *testing.B) {
 
 		start = time.Now()
 		c := &cli{cfg: cfg, stdout: io.Discard, stderr: io.Discard}
-		if err := c.rebuild(ctx, app, registered(), "rebuild", true); err != nil {
+		if err := c.rebuild(ctx, app, ps, "rebuild", true); err != nil {
 			b.Fatal(err)
 		}
 		rate("rebuild-all", time.Since(start))
