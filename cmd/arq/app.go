@@ -111,6 +111,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	}
 	a.reader = readmodel.NewReader(pool)
 	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
+	a.commands.SetEmbeddings(commands.Embeddings{Dim: cfg.EmbeddingDim, Log: log})
 	// Commands wait for every projection of the binary, also when they run
 	// in another process (arq project); then no commit signal comes from
 	// this process and the waiter polls.

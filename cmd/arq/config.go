@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/arq-memory/arq/domain"
 )
 
 // Config is what an arq process needs to know, from ARQ_* environment
@@ -51,6 +53,9 @@ type Config struct {
 	// SummaryRecent tokens make a session due for a summary; a summary is
 	// at most SummaryMaxTokens long (extractive).
 	SummaryThreshold, SummaryRecent, SummaryMaxTokens int
+	// EmbeddingDim is the length every embedding must have; 0 accepts any
+	// (embeddings of another length than a query's then never match it).
+	EmbeddingDim int
 }
 
 func defaultConfig() Config {
@@ -142,6 +147,13 @@ func envConfig(getenv func(string) string) (Config, error) {
 			}
 			*d.dst = n
 		}
+	}
+	if v := getenv("ARQ_EMBEDDING_DIM"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > domain.MaxEmbeddingDim {
+			return c, fmt.Errorf("ARQ_EMBEDDING_DIM=%q: want a whole number from 1 to %d", v, domain.MaxEmbeddingDim)
+		}
+		c.EmbeddingDim = n
 	}
 	if v := getenv("ARQ_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
