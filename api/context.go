@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -18,15 +19,19 @@ import (
 )
 
 // windowRequest is the budget and query of a context window, from query
-// parameters (GET) or a JSON body (taking a snapshot).
+// parameters (GET) or a JSON body (POST, and taking a snapshot); only a
+// body carries an embedding.
 type windowRequest struct {
-	MaxTokens    *int     `json:"max_tokens"`
-	Query        string   `json:"query"`
-	SummaryShare *float64 `json:"summary_share"`
-	MemoryShare  *float64 `json:"memory_share"`
+	MaxTokens    *int        `json:"max_tokens"`
+	Query        string      `json:"query"`
+	Embedding    embeddingIn `json:"embedding"`
+	SummaryShare *float64    `json:"summary_share"`
+	MemoryShare  *float64    `json:"memory_share"`
 }
 
-func (w windowRequest) build(now time.Time) (readmodel.WindowRequest, error) {
+// build validates the request and finds its query's embedding (see
+// queryEmbedding).
+func (r *resources) build(ctx context.Context, w windowRequest, now time.Time) (readmodel.WindowRequest, error) {
 	b := domain.DefaultBudget()
 	if w.MaxTokens != nil {
 		b.MaxTokens = *w.MaxTokens
@@ -40,7 +45,11 @@ func (w windowRequest) build(now time.Time) (readmodel.WindowRequest, error) {
 	if err := b.Validate(); err != nil {
 		return readmodel.WindowRequest{}, err
 	}
-	return readmodel.WindowRequest{Budget: b, Query: w.Query, Now: now}, nil
+	embedding, err := r.queryEmbedding(ctx, w.Embedding, "embedding", w.Query)
+	if err != nil {
+		return readmodel.WindowRequest{}, err
+	}
+	return readmodel.WindowRequest{Budget: b, Query: w.Query, Embedding: embedding, Now: now}, nil
 }
 
 // windowQuery reads ?max_tokens=&query=&summary_share=&memory_share=.
@@ -71,6 +80,7 @@ func windowQuery(c *gin.Context) (windowRequest, error) {
 
 func (r *resources) contextRoutes(g *gin.RouterGroup) {
 	g.GET("/sessions/:id/context", r.getContext)
+	g.POST("/sessions/:id/context", r.postContext)
 	g.POST("/sessions/:id/context/snapshots", r.takeSnapshot)
 	g.GET("/sessions/:id/context/snapshots", r.listSnapshots)
 	g.GET("/context-snapshots/:id", r.getSnapshot)
@@ -86,7 +96,27 @@ func (r *resources) getContext(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	req, err := w.build(time.Now())
+	r.answerWindow(c, w)
+}
+
+// postContext is getContext with the request in a JSON body, which can
+// carry the query's embedding.
+func (r *resources) postContext(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
+	var w windowRequest
+	if c.Request.ContentLength != 0 {
+		if err := BindJSON(c, &w); err != nil {
+			WriteError(c, err)
+			return
+		}
+	}
+	r.answerWindow(c, w)
+}
+
+func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
+	req, err := r.build(c.Request.Context(), w, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -123,9 +153,8 @@ func (r *resources) cachedWindow(ctx context.Context, sessionID string, req read
 	if err != nil {
 		return nil, false, err
 	}
-	q := sha256.Sum256([]byte(req.Query))
-	key := fmt.Sprintf("arq:ctx:v1:%s:%d.%d.%d:%d:%g:%g:%x", sessionID, st.Messages, st.Summaries, st.Memories,
-		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, q[:12])
+	key := fmt.Sprintf("arq:ctx:v2:%s:%d.%d.%d:%d:%g:%g:%x", sessionID, st.Messages, st.Summaries, st.Memories,
+		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryKey(req))
 	if body, ok := r.Cache.Get(ctx, key); ok {
 		return body, true, nil
 	}
@@ -147,6 +176,17 @@ func (r *resources) cachedWindow(ctx context.Context, sessionID string, req read
 		r.Cache.Set(ctx, key, body, ttl)
 	}
 	return body, false, nil
+}
+
+// queryKey names a window's query and embedding in its cache key.
+func queryKey(req readmodel.WindowRequest) []byte {
+	h := sha256.New()
+	h.Write([]byte(req.Query))
+	if req.Embedding != nil {
+		h.Write([]byte{0})
+		_ = binary.Write(h, binary.LittleEndian, req.Embedding)
+	}
+	return h.Sum(nil)[:12]
 }
 
 // snapshotBody is a snapshot with the text of each item as it was.
@@ -171,12 +211,12 @@ func (r *resources) takeSnapshot(c *gin.Context) {
 			return
 		}
 	}
-	req, err := w.build(time.Now())
+	ctx := c.Request.Context()
+	req, err := r.build(ctx, w, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	ctx := c.Request.Context()
 	win, err := r.Reader.Window(ctx, c.Param("id"), req, r.Tokens)
 	if err != nil {
 		WriteError(c, err)

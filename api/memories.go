@@ -24,6 +24,7 @@ type storeMemoryRequest struct {
 	SourceMessageID string         `json:"source_message_id"`
 	TTLSeconds      *int64         `json:"ttl_seconds"`
 	ExpiresAt       *time.Time     `json:"expires_at"`
+	Embedding       embeddingIn    `json:"embedding"`
 }
 
 type updateMemoryRequest struct {
@@ -34,11 +35,14 @@ type updateMemoryRequest struct {
 	TTLSeconds  *int64         `json:"ttl_seconds"`
 	ExpiresAt   *time.Time     `json:"expires_at"`
 	ClearExpiry bool           `json:"clear_expiry"`
+	Embedding   embeddingIn    `json:"embedding"`
 }
 
-// searchRequest is a ranked full-text search with the list's filters.
+// searchRequest is a ranked full-text search with the list's filters,
+// fused with a vector search when it has an embedding.
 type searchRequest struct {
 	Query         string            `json:"query"`
+	Embedding     embeddingIn       `json:"embedding"`
 	Types         []string          `json:"types"`
 	Tag           string            `json:"tag"`
 	SessionID     string            `json:"session_id"`
@@ -71,14 +75,19 @@ func (r *resources) storeMemory(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
+	v := &domain.ValidationError{}
 	if req.TTLSeconds != nil && *req.TTLSeconds <= 0 {
-		WriteError(c, invalidField("ttl_seconds", "must be positive"))
+		v.Add("ttl_seconds", "must be positive")
+	}
+	embedding := req.Embedding.check(v, "embedding")
+	if err := v.Err(); err != nil {
+		WriteError(c, err)
 		return
 	}
 	res, err := r.Commands.StoreMemory(c.Request.Context(), meta(c), c.Param("id"), domain.StoreMemory{
 		Type: req.Type, Content: req.Content, Importance: req.Importance, Tags: req.Tags, Metadata: req.Metadata,
 		SourceSessionID: req.SourceSessionID, SourceMessageID: req.SourceMessageID,
-		TTL: seconds(req.TTLSeconds), ExpiresAt: req.ExpiresAt,
+		TTL: seconds(req.TTLSeconds), ExpiresAt: req.ExpiresAt, Embedding: embedding,
 	})
 	if err != nil {
 		commandError(c, err)
@@ -174,8 +183,8 @@ func (r *resources) searchMemories(c *gin.Context) {
 		return
 	}
 	v := &domain.ValidationError{}
-	if strings.TrimSpace(req.Query) == "" {
-		v.Add("query", "is required")
+	if strings.TrimSpace(req.Query) == "" && !req.Embedding.set() {
+		v.Add("query", "is required (or an embedding)")
 	}
 	if req.Limit == 0 {
 		req.Limit = 20
@@ -195,11 +204,16 @@ func (r *resources) searchMemories(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
+	embedding, err := r.queryEmbedding(c.Request.Context(), req.Embedding, "embedding", req.Query)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
 	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	hits, err := r.Reader.SearchMemories(c.Request.Context(), c.Param("id"), req.Query, readmodel.MemoryFilter{
+	hits, err := r.Reader.SearchMemories(c.Request.Context(), c.Param("id"), req.Query, embedding, readmodel.MemoryFilter{
 		Types: req.Types, Tag: strings.ToLower(req.Tag), SessionID: req.SessionID, MinImportance: req.MinImportance,
 		CreatedBefore: req.CreatedBefore, CreatedAfter: req.CreatedAfter, Metadata: req.Metadata,
 	}, req.Limit)
@@ -237,19 +251,24 @@ func (r *resources) updateMemory(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
+	v := &domain.ValidationError{}
 	var ttl *time.Duration
 	if req.TTLSeconds != nil {
 		if *req.TTLSeconds <= 0 {
-			WriteError(c, invalidField("ttl_seconds", "must be positive"))
-			return
+			v.Add("ttl_seconds", "must be positive")
 		}
 		d := seconds(req.TTLSeconds)
 		ttl = &d
 	}
+	embedding := req.Embedding.check(v, "embedding")
+	if err := v.Err(); err != nil {
+		WriteError(c, err)
+		return
+	}
 	id := c.Param("id")
 	res, err := r.Commands.UpdateMemory(c.Request.Context(), meta(c), id, expected, domain.UpdateMemory{
 		Content: req.Content, Importance: req.Importance, Tags: req.Tags, Metadata: req.Metadata,
-		TTL: ttl, ExpiresAt: req.ExpiresAt, ClearExpiry: req.ClearExpiry,
+		TTL: ttl, ExpiresAt: req.ExpiresAt, ClearExpiry: req.ClearExpiry, Embedding: embedding,
 	})
 	if err != nil {
 		commandError(c, err)

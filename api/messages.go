@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -12,10 +13,11 @@ import (
 )
 
 type messageIn struct {
-	Role     string         `json:"role"`
-	Content  string         `json:"content"`
-	Name     string         `json:"name"`
-	Metadata map[string]any `json:"metadata"`
+	Role      string         `json:"role"`
+	Content   string         `json:"content"`
+	Name      string         `json:"name"`
+	Metadata  map[string]any `json:"metadata"`
+	Embedding embeddingIn    `json:"embedding"`
 }
 
 // appendMessagesRequest is one message, or {"messages": [...]} appended
@@ -26,8 +28,9 @@ type appendMessagesRequest struct {
 }
 
 type editMessageRequest struct {
-	Content  *string        `json:"content"`
-	Metadata map[string]any `json:"metadata"`
+	Content   *string        `json:"content"`
+	Metadata  map[string]any `json:"metadata"`
+	Embedding embeddingIn    `json:"embedding"`
 }
 
 func (r *resources) messageRoutes(g *gin.RouterGroup) {
@@ -48,13 +51,22 @@ func (r *resources) appendMessages(c *gin.Context) {
 	in := req.Messages
 	if !batch {
 		in = []messageIn{req.messageIn}
-	} else if req.Role != "" || req.Content != "" || req.Name != "" || req.Metadata != nil {
+	} else if req.Role != "" || req.Content != "" || req.Name != "" || req.Metadata != nil || req.Embedding.set() {
 		WriteError(c, invalidField("messages", "send one message or {\"messages\": [...]}, not both"))
 		return
 	}
+	v := &domain.ValidationError{}
 	msgs := make([]domain.NewMessage, len(in))
 	for i, m := range in {
-		msgs[i] = domain.NewMessage{Role: m.Role, Content: m.Content, Name: m.Name, Metadata: m.Metadata}
+		field := "embedding"
+		if len(in) > 1 { // as the domain names the fields of a batch
+			field = fmt.Sprintf("messages[%d].embedding", i)
+		}
+		msgs[i] = domain.NewMessage{Role: m.Role, Content: m.Content, Name: m.Name, Metadata: m.Metadata, Embedding: m.Embedding.check(v, field)}
+	}
+	if err := v.Err(); err != nil {
+		WriteError(c, err)
+		return
 	}
 	res, err := r.Commands.AppendMessages(c.Request.Context(), meta(c), c.Param("id"), msgs)
 	if err != nil {
@@ -135,8 +147,14 @@ func (r *resources) editMessage(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
+	v := &domain.ValidationError{}
+	embedding := req.Embedding.check(v, "embedding")
+	if err := v.Err(); err != nil {
+		WriteError(c, err)
+		return
+	}
 	id := c.Param("id")
-	res, err := r.Commands.EditMessage(c.Request.Context(), meta(c), id, expected, domain.EditMessage{Content: req.Content, Metadata: req.Metadata})
+	res, err := r.Commands.EditMessage(c.Request.Context(), meta(c), id, expected, domain.EditMessage{Content: req.Content, Metadata: req.Metadata, Embedding: embedding})
 	if err != nil {
 		commandError(c, err)
 		return

@@ -52,12 +52,13 @@ var operations = []operation{
 
 	{method: "POST", path: "/v1/users/{id}/memories", summary: "Store a memory", tag: "memories", body: "StoreMemory", status: 201, schema: "Memory", command: true},
 	{method: "GET", path: "/v1/users/{id}/memories", summary: "List a user's memories, newest first, with filters", tag: "memories", status: 200, schema: "MemoryList", list: true},
-	{method: "POST", path: "/v1/users/{id}/memories/search", summary: "Ranked full-text search of a user's memories", tag: "memories", body: "SearchMemories", status: 200, schema: "MemoryHits"},
+	{method: "POST", path: "/v1/users/{id}/memories/search", summary: "Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding", tag: "memories", body: "SearchMemories", status: 200, schema: "MemoryHits"},
 	{method: "GET", path: "/v1/memories/{id}", summary: "Get a memory", tag: "memories", status: 200, schema: "Memory"},
 	{method: "PATCH", path: "/v1/memories/{id}", summary: "Update a memory", tag: "memories", body: "UpdateMemory", status: 200, schema: "Memory", command: true},
 	{method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory", tag: "memories", status: 204, command: true},
 
 	{method: "GET", path: "/v1/sessions/{id}/context", summary: "The session's context window: summary, newest messages and relevant memories within max_tokens", tag: "context", status: 200, schema: "ContextWindow"},
+	{method: "POST", path: "/v1/sessions/{id}/context", summary: "The session's context window, asked for in a JSON body that may carry the query's embedding", tag: "context", body: "WindowRequest", status: 200, schema: "ContextWindow"},
 	{method: "POST", path: "/v1/sessions/{id}/context/snapshots", summary: "Record what the session's context window holds now", tag: "context", body: "WindowRequest", status: 201, schema: "ContextSnapshot", command: true},
 	{method: "GET", path: "/v1/sessions/{id}/context/snapshots", summary: "List the session's context snapshots, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshotList", list: true},
 	{method: "GET", path: "/v1/context-snapshots/{id}", summary: "Get a context snapshot, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshot"},
@@ -127,7 +128,7 @@ func openAPI() map[string]any {
 				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
 			}
 		}
-		if op.path == "/v1/sessions/{id}/context" {
+		if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
 			params = append(params,
 				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "default": 4096}},
 				map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against; default: the latest user message"},

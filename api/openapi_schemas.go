@@ -13,6 +13,13 @@ func array(items map[string]any) map[string]any {
 }
 func enum(vals ...string) map[string]any { return map[string]any{"type": "string", "enum": vals} }
 
+// embedding is a client's embedding: ARQ_EMBEDDING_DIM numbers, or any
+// consistent length when that is unset.
+func embedding() map[string]any {
+	return map[string]any{"type": "array", "items": number(), "minItems": 1, "maxItems": 4096,
+		"description": "the text's embedding (ARQ_EMBEDDING_DIM numbers); ranked by cosine similarity against embeddings of the same length"}
+}
+
 func obj(required []string, props map[string]any) map[string]any {
 	o := map[string]any{"type": "object", "properties": props}
 	if len(required) > 0 {
@@ -37,7 +44,7 @@ func listOf(item string) map[string]any {
 func schemas() map[string]any {
 	memoryTypes := enum("working", "episodic", "semantic", "procedural")
 	message := map[string]any{
-		"role": enum("user", "assistant", "system", "tool"), "content": str(), "name": str(), "metadata": object(),
+		"role": enum("user", "assistant", "system", "tool"), "content": str(), "name": str(), "metadata": object(), "embedding": embedding(),
 	}
 	return map[string]any{
 		"Object": object(),
@@ -61,17 +68,17 @@ func schemas() map[string]any {
 		"ExtendSession":    obj([]string{"ttl_seconds"}, map[string]any{"ttl_seconds": integer()}),
 		"ValidateSession":  obj([]string{"token"}, map[string]any{"token": str()}),
 
-		"Message":        resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer()}),
+		"Message":        resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer(), "embedding_dim": integer()}),
 		"MessageList":    listOf("Message"),
 		"NewMessage":     obj([]string{"role", "content"}, message),
 		"AppendMessages": map[string]any{"oneOf": []any{ref("NewMessage"), obj([]string{"messages"}, map[string]any{"messages": array(ref("NewMessage"))})}},
-		"EditMessage":    obj(nil, map[string]any{"content": str(), "metadata": object()}),
+		"EditMessage":    obj(nil, map[string]any{"content": str(), "metadata": object(), "embedding": embedding()}),
 
 		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
-			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time")}),
+			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time"), "embedding_dim": integer()}),
 		"MemoryList": listOf("Memory"),
 
-		"WindowRequest": obj(nil, map[string]any{"max_tokens": integer(), "query": str(), "summary_share": number(), "memory_share": number()}),
+		"WindowRequest": obj(nil, map[string]any{"max_tokens": integer(), "query": str(), "embedding": embedding(), "summary_share": number(), "memory_share": number()}),
 		"ContextWindow": obj([]string{"session_id", "max_tokens", "messages", "memories", "total_tokens"}, map[string]any{
 			"session_id": str(), "user_id": str(), "query": str(), "max_tokens": integer(), "summary_share": number(), "memory_share": number(),
 			"summary":      obj(nil, map[string]any{"version": integer(), "content": str(), "tokens": integer(), "from_seq": integer(), "to_seq": integer(), "method": str(), "cost": integer()}),
@@ -99,10 +106,10 @@ func schemas() map[string]any {
 		"EventStream": map[string]any{"type": "string", "description": "text/event-stream: each event has id (its cursor), event (its type) and data (the event as JSON)"},
 		"MemoryHits":  obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
 		"StoreMemory": obj([]string{"type", "content"}, map[string]any{"type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
-			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time")}),
+			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time"), "embedding": embedding()}),
 		"UpdateMemory": obj(nil, map[string]any{"content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
-			"ttl_seconds": integer(), "expires_at": strf("date-time"), "clear_expiry": boolean()}),
-		"SearchMemories": obj([]string{"query"}, map[string]any{"query": str(), "types": array(memoryTypes), "tag": str(), "session_id": str(), "min_importance": number(),
+			"ttl_seconds": integer(), "expires_at": strf("date-time"), "clear_expiry": boolean(), "embedding": embedding()}),
+		"SearchMemories": obj(nil, map[string]any{"query": str(), "embedding": embedding(), "types": array(memoryTypes), "tag": str(), "session_id": str(), "min_importance": number(),
 			"created_before": strf("date-time"), "created_after": strf("date-time"), "metadata": map[string]any{"type": "object", "additionalProperties": str()}, "limit": integer()}),
 
 		"CreateKey":     obj([]string{"name", "scopes"}, map[string]any{"name": str(), "scopes": array(enum("read", "write", "admin"))}),

@@ -23,8 +23,13 @@ func (s *Service) loadMemory(ctx context.Context, id string) (*domain.Memory, er
 }
 
 // StoreMemory stores a memory of a user.
+// Without an embedding from the client, the provider (if any) gives one.
 func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd domain.StoreMemory) (Result, error) {
 	cmd.MemoryID = domain.NewID()
+	cmd.EmbeddingDim = s.embed.Dim
+	if cmd.Embedding == nil && cmd.Content != "" {
+		s.fill(ctx, "memory", []string{cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
+	}
 	return retry(ctx, func() (Result, error) {
 		u, err := s.loadUser(ctx, userID)
 		if err != nil {
@@ -49,9 +54,14 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 	})
 }
 
-// UpdateMemory changes a live memory.
+// UpdateMemory changes a live memory. A new content without an embedding
+// from the client gets one from the provider, if any.
 func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected *int, cmd domain.UpdateMemory) (Result, error) {
+	cmd.EmbeddingDim = s.embed.Dim
 	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
+		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
+			s.fill(ctx, "memory", []string{*cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
+		}
 		return m.Update(cmd, s.tokens, s.now())
 	})
 }

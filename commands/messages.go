@@ -12,11 +12,21 @@ import (
 // message log numbers them: its version is the sequence number, so
 // concurrent appenders all succeed with gapless numbers (the store resolves
 // their races). The session stream is guarded at the version the decision
-// saw, so a close or expiry racing the append refuses it.
+// saw, so a close or expiry racing the append refuses it. Messages without
+// an embedding from the client get one from the provider, if any, in one
+// request; a failing provider leaves them without.
 func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID string, msgs []domain.NewMessage) (Result, error) {
+	var missing []int
+	var texts []string
 	for i := range msgs {
 		msgs[i].MessageID = domain.NewID()
+		msgs[i].EmbeddingDim = s.embed.Dim
+		if msgs[i].Embedding == nil && msgs[i].Content != "" {
+			missing = append(missing, i)
+			texts = append(texts, msgs[i].Content)
+		}
 	}
+	s.fill(ctx, "message", texts, func(i int, e []float64) { msgs[missing[i]].Embedding = e })
 	return retry(ctx, func() (Result, error) {
 		sess, err := s.loadSession(ctx, sessionID)
 		if err != nil {
@@ -88,9 +98,14 @@ func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, 
 	return m, ownVersion, nil
 }
 
-// EditMessage replaces a message's content or metadata.
+// EditMessage replaces a message's content or metadata. A new content
+// without an embedding from the client gets one from the provider, if any.
 func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expected *int, cmd domain.EditMessage) (Result, error) {
+	cmd.EmbeddingDim = s.embed.Dim
 	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
+		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
+			s.fill(ctx, "message", []string{*cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
+		}
 		return m.Edit(cmd, s.tokens)
 	})
 }

@@ -56,6 +56,8 @@ type Service struct {
 	tokens   domain.TokenCounter
 	messages MessageFinder
 	now      func() time.Time
+	embed    Embeddings
+	queries  *queryEmbeddings
 }
 
 // New returns a Service. now is the clock commands decide with.

@@ -121,14 +121,21 @@ type MessageAppendedData struct {
 	Name      string         `json:"name,omitempty"`
 	Metadata  map[string]any `json:"metadata"`
 	Tokens    int            `json:"tokens"`
+	// Embedding, when the client or the provider gave one. An optional
+	// field added later: events without it read as before, so the schema
+	// version stays 1.
+	Embedding []float32 `json:"embedding,omitempty"`
 }
 
 // MessageEditedData replaces a message's content (and its token count)
-// and, when not null, its metadata.
+// and, when not null, its metadata. Embedding is the embedding of the
+// content as edited: the old one when the content stayed, none when the
+// content changed and no new one was given.
 type MessageEditedData struct {
-	Content  string         `json:"content"`
-	Tokens   int            `json:"tokens"`
-	Metadata map[string]any `json:"metadata"`
+	Content   string         `json:"content"`
+	Tokens    int            `json:"tokens"`
+	Metadata  map[string]any `json:"metadata"`
+	Embedding []float32      `json:"embedding,omitempty"`
 }
 
 // MessageRedactedData removes a message from every read; its history
@@ -151,6 +158,9 @@ type MemoryStoredData struct {
 	Source     *MemorySource  `json:"source,omitempty"`
 	Tokens     int            `json:"tokens"`
 	ExpiresAt  *time.Time     `json:"expires_at,omitempty"`
+	// Embedding is optional and was added without a schema version: an
+	// event without it reads as a memory without one.
+	Embedding []float32 `json:"embedding,omitempty"`
 }
 
 // MemorySource is where a memory came from.
@@ -160,15 +170,18 @@ type MemorySource struct {
 }
 
 // MemoryUpdatedData carries the fields that changed; absent (or null)
-// fields kept their value. ClearExpiry removes the expiry.
+// fields kept their value. ClearExpiry removes the expiry; ClearEmbedding
+// removes the embedding (the content changed and no new one came).
 type MemoryUpdatedData struct {
-	Content     *string        `json:"content,omitempty"`
-	Tokens      *int           `json:"tokens,omitempty"`
-	Importance  *float64       `json:"importance,omitempty"`
-	Tags        *[]string      `json:"tags,omitempty"`
-	Metadata    map[string]any `json:"metadata"`
-	ExpiresAt   *time.Time     `json:"expires_at,omitempty"`
-	ClearExpiry bool           `json:"clear_expiry,omitempty"`
+	Content        *string        `json:"content,omitempty"`
+	Tokens         *int           `json:"tokens,omitempty"`
+	Importance     *float64       `json:"importance,omitempty"`
+	Tags           *[]string      `json:"tags,omitempty"`
+	Metadata       map[string]any `json:"metadata"`
+	ExpiresAt      *time.Time     `json:"expires_at,omitempty"`
+	ClearExpiry    bool           `json:"clear_expiry,omitempty"`
+	Embedding      []float32      `json:"embedding,omitempty"`
+	ClearEmbedding bool           `json:"clear_embedding,omitempty"`
 }
 
 // MemoryDeletedData deletes a memory.

@@ -19,6 +19,10 @@ type StoreMemory struct {
 	// TTL or ExpiresAt (not both) make the memory expire.
 	TTL       time.Duration
 	ExpiresAt *time.Time
+	// Embedding is optional; EmbeddingDim is the deployment's dimension
+	// (0 accepts any length), set by the command service.
+	Embedding    []float64
+	EmbeddingDim int
 }
 
 // StoreNew decides storing a memory.
@@ -52,6 +56,10 @@ func StoreNew(user *User, cmd StoreMemory, tc TokenCounter, now time.Time) ([]Ev
 		}
 	}
 	expires := expiry(v, cmd.TTL, cmd.ExpiresAt, now)
+	var embedding []float32
+	if cmd.Embedding != nil {
+		embedding = checkEmbedding(v, "embedding", cmd.Embedding, cmd.EmbeddingDim)
+	}
 	if cmd.MemoryID.IsZero() {
 		v.Add("memory_id", "is required")
 	}
@@ -68,7 +76,7 @@ func StoreNew(user *User, cmd StoreMemory, tc TokenCounter, now time.Time) ([]Ev
 	return []Event{{Type: MemoryStored, Data: MemoryStoredData{
 		MemoryID: cmd.MemoryID.String(), UserID: user.ID(), Type: typ.String(), Content: cmd.Content,
 		Importance: importance, Tags: tags, Metadata: md, Source: source,
-		Tokens: tc.Count(cmd.Content), ExpiresAt: expires,
+		Tokens: tc.Count(cmd.Content), ExpiresAt: expires, Embedding: embedding,
 	}}}, nil
 }
 
@@ -108,6 +116,7 @@ type Memory struct {
 	sourceSessionID, sourceMessageID string
 	tokens, version                  int
 	expiresAt                        *time.Time
+	embedding                        []float32
 	deleted, expired                 bool
 	createdAt, updatedAt             time.Time
 }
@@ -118,7 +127,7 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 	case MemoryStoredData:
 		m.id, m.userID, m.typ, m.content, m.importance = d.MemoryID, d.UserID, d.Type, d.Content, d.Importance
 		m.tags, m.metadata = slices.Clone(d.Tags), copyMap(d.Metadata)
-		m.tokens, m.expiresAt = d.Tokens, d.ExpiresAt
+		m.tokens, m.expiresAt, m.embedding = d.Tokens, d.ExpiresAt, slices.Clone(d.Embedding)
 		if d.Source != nil {
 			m.sourceSessionID, m.sourceMessageID = d.Source.SessionID, d.Source.MessageID
 		}
@@ -145,6 +154,12 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 		if d.ClearExpiry {
 			m.expiresAt = nil
 		}
+		if d.Embedding != nil {
+			m.embedding = slices.Clone(d.Embedding)
+		}
+		if d.ClearEmbedding {
+			m.embedding = nil
+		}
 	case MemoryDeletedData:
 		m.deleted = true
 	case MemoryExpiredData:
@@ -154,8 +169,8 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 }
 
 // ID, UserID, Type, Content, Importance, Tags, Metadata, SourceSessionID,
-// SourceMessageID, Tokens, ExpiresAt, Version, CreatedAt and UpdatedAt read
-// the memory's state.
+// SourceMessageID, Tokens, ExpiresAt, Embedding, Version, CreatedAt and
+// UpdatedAt read the memory's state.
 func (m *Memory) ID() string               { return m.id }
 func (m *Memory) UserID() string           { return m.userID }
 func (m *Memory) Type() string             { return m.typ }
@@ -167,6 +182,7 @@ func (m *Memory) SourceSessionID() string  { return m.sourceSessionID }
 func (m *Memory) SourceMessageID() string  { return m.sourceMessageID }
 func (m *Memory) Tokens() int              { return m.tokens }
 func (m *Memory) ExpiresAt() *time.Time    { return m.expiresAt }
+func (m *Memory) Embedding() []float32     { return slices.Clone(m.embedding) }
 func (m *Memory) Version() int             { return m.version }
 func (m *Memory) CreatedAt() time.Time     { return m.createdAt }
 func (m *Memory) UpdatedAt() time.Time     { return m.updatedAt }
@@ -179,15 +195,18 @@ func (m *Memory) Live(now time.Time) bool {
 	return m.Exists() && (m.expiresAt == nil || now.Before(*m.expiresAt))
 }
 
-// UpdateMemory changes the fields that are set.
+// UpdateMemory changes the fields that are set. A new content without a
+// new Embedding drops the old embedding, which no longer describes it.
 type UpdateMemory struct {
-	Content     *string
-	Importance  *float64
-	Tags        *[]string
-	Metadata    map[string]any
-	TTL         *time.Duration
-	ExpiresAt   *time.Time
-	ClearExpiry bool
+	Content      *string
+	Importance   *float64
+	Tags         *[]string
+	Metadata     map[string]any
+	TTL          *time.Duration
+	ExpiresAt    *time.Time
+	ClearExpiry  bool
+	Embedding    []float64
+	EmbeddingDim int
 }
 
 // Update decides a change of a live memory; no change decides nothing.
@@ -243,6 +262,13 @@ func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Eve
 		if e := expiry(v, ttl, cmd.ExpiresAt, now); e != nil {
 			d.ExpiresAt, changed = e, true
 		}
+	}
+	if cmd.Embedding != nil {
+		if e := checkEmbedding(v, "embedding", cmd.Embedding, cmd.EmbeddingDim); e != nil && !slices.Equal(e, m.embedding) {
+			d.Embedding, changed = e, true
+		}
+	} else if d.Content != nil && m.embedding != nil {
+		d.ClearEmbedding = true
 	}
 	if err := v.Err(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -13,6 +14,10 @@ type NewMessage struct {
 	MessageID           ID
 	Role, Content, Name string
 	Metadata            map[string]any
+	// Embedding is optional; EmbeddingDim is the deployment's dimension
+	// (0 accepts any length), set by the command service.
+	Embedding    []float64
+	EmbeddingDim int
 }
 
 // AppendMessages decides appending messages to an open session, counting
@@ -41,12 +46,16 @@ func AppendMessages(s *Session, msgs []NewMessage, tc TokenCounter, now time.Tim
 		checkContent(v, field("content"), m.Content)
 		checkText(v, field("name"), m.Name, false, MaxNameRunes)
 		md := checkMetadata(v, field("metadata"), m.Metadata)
+		var embedding []float32
+		if m.Embedding != nil {
+			embedding = checkEmbedding(v, field("embedding"), m.Embedding, m.EmbeddingDim)
+		}
 		if m.MessageID.IsZero() {
 			v.Add(field("message_id"), "is required")
 		}
 		events = append(events, Event{Type: MessageAppended, Data: MessageAppendedData{
 			MessageID: m.MessageID.String(), SessionID: s.ID(), UserID: s.UserID(), Role: role.String(),
-			Content: m.Content, Name: m.Name, Metadata: md, Tokens: tc.Count(m.Content),
+			Content: m.Content, Name: m.Name, Metadata: md, Tokens: tc.Count(m.Content), Embedding: embedding,
 		}})
 	}
 	if err := v.Err(); err != nil {
@@ -60,6 +69,7 @@ func AppendMessages(s *Session, msgs []NewMessage, tc TokenCounter, now time.Tim
 type Message struct {
 	id, sessionID, userID, role, content, name string
 	metadata                                   map[string]any
+	embedding                                  []float32
 	seq, tokens, version                       int
 	redacted                                   bool
 	createdAt, updatedAt                       time.Time
@@ -72,9 +82,10 @@ func (m *Message) Apply(e Event, version int, at time.Time) {
 		m.id, m.sessionID, m.userID, m.role = d.MessageID, d.SessionID, d.UserID, d.Role
 		m.content, m.name, m.tokens = d.Content, d.Name, d.Tokens
 		m.metadata = copyMap(d.Metadata)
+		m.embedding = slices.Clone(d.Embedding)
 		m.createdAt = at
 	case MessageEditedData:
-		m.content, m.tokens = d.Content, d.Tokens
+		m.content, m.tokens, m.embedding = d.Content, d.Tokens, slices.Clone(d.Embedding)
 		if d.Metadata != nil {
 			m.metadata = copyMap(d.Metadata)
 		}
@@ -89,7 +100,8 @@ func (m *Message) Apply(e Event, version int, at time.Time) {
 func (m *Message) SetSeq(seq int) { m.seq = seq }
 
 // ID, SessionID, UserID, Seq, Role, Content, Name, Metadata, Tokens,
-// Version, CreatedAt, UpdatedAt and Redacted read the message's state.
+// Embedding, Version, CreatedAt, UpdatedAt and Redacted read the message's
+// state.
 func (m *Message) ID() string               { return m.id }
 func (m *Message) SessionID() string        { return m.sessionID }
 func (m *Message) UserID() string           { return m.userID }
@@ -99,6 +111,7 @@ func (m *Message) Content() string          { return m.content }
 func (m *Message) Name() string             { return m.name }
 func (m *Message) Metadata() map[string]any { return copyMap(m.metadata) }
 func (m *Message) Tokens() int              { return m.tokens }
+func (m *Message) Embedding() []float32     { return slices.Clone(m.embedding) }
 func (m *Message) Version() int             { return m.version }
 func (m *Message) CreatedAt() time.Time     { return m.createdAt }
 func (m *Message) UpdatedAt() time.Time     { return m.updatedAt }
@@ -107,10 +120,14 @@ func (m *Message) Redacted() bool           { return m.redacted }
 // Exists reports an appended message not redacted.
 func (m *Message) Exists() bool { return m.id != "" && !m.redacted }
 
-// EditMessage replaces a message's content and, when set, its metadata.
+// EditMessage replaces a message's content and, when set, its metadata
+// and embedding. A new content without a new Embedding drops the old
+// embedding, which no longer describes it.
 type EditMessage struct {
-	Content  *string
-	Metadata map[string]any
+	Content      *string
+	Metadata     map[string]any
+	Embedding    []float64
+	EmbeddingDim int
 }
 
 // Edit decides an edit; the event carries the full content and its token
@@ -129,13 +146,20 @@ func (m *Message) Edit(cmd EditMessage, tc TokenCounter) ([]Event, error) {
 	if cmd.Metadata != nil {
 		md = checkMetadata(v, "metadata", cmd.Metadata)
 	}
+	embedding := m.embedding
+	switch {
+	case cmd.Embedding != nil:
+		embedding = checkEmbedding(v, "embedding", cmd.Embedding, cmd.EmbeddingDim)
+	case content != m.content:
+		embedding = nil
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	if content == m.content && md == nil {
+	if content == m.content && md == nil && slices.Equal(embedding, m.embedding) {
 		return nil, nil
 	}
-	return []Event{{Type: MessageEdited, Data: MessageEditedData{Content: content, Tokens: tc.Count(content), Metadata: md}}}, nil
+	return []Event{{Type: MessageEdited, Data: MessageEditedData{Content: content, Tokens: tc.Count(content), Metadata: md, Embedding: slices.Clone(embedding)}}}, nil
 }
 
 // Redact decides removing a message from every read.

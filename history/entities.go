@@ -107,7 +107,7 @@ func newFolder(kind string) folder {
 		m := &domain.Message{}
 		return folder{apply: m.Apply, seq: m.SetSeq, render: func() map[string]any {
 			return map[string]any{"id": m.ID(), "session_id": m.SessionID(), "user_id": m.UserID(), "seq": m.Seq(), "role": m.Role(),
-				"content": m.Content(), "name": m.Name(), "metadata": m.Metadata(), "tokens": m.Tokens(), "redacted": m.Redacted(),
+				"content": m.Content(), "name": m.Name(), "metadata": m.Metadata(), "tokens": m.Tokens(), "embedding_dim": len(m.Embedding()), "redacted": m.Redacted(),
 				"version": m.Version(), "created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
 		}}
 	default:
@@ -115,7 +115,7 @@ func newFolder(kind string) folder {
 		return folder{apply: m.Apply, render: func() map[string]any {
 			return map[string]any{"id": m.ID(), "user_id": m.UserID(), "type": m.Type(), "content": m.Content(), "importance": m.Importance(),
 				"tags": m.Tags(), "metadata": m.Metadata(), "source_session_id": m.SourceSessionID(), "source_message_id": m.SourceMessageID(),
-				"tokens": m.Tokens(), "expires_at": m.ExpiresAt(), "deleted": !m.Exists(), "version": m.Version(),
+				"tokens": m.Tokens(), "expires_at": m.ExpiresAt(), "embedding_dim": len(m.Embedding()), "deleted": !m.Exists(), "version": m.Version(),
 				"created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
 		}}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/embeddings"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/live"
@@ -111,6 +112,12 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	}
 	a.reader = readmodel.NewReader(pool)
 	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
+	emb := commands.Embeddings{Dim: cfg.EmbeddingDim, Log: log}
+	if cfg.EmbeddingsURL != "" {
+		emb.Provider = embeddings.OpenAI{URL: cfg.EmbeddingsURL, Model: cfg.EmbeddingsModel, APIKey: cfg.EmbeddingsAPIKey,
+			Client: &http.Client{Timeout: cfg.EmbeddingsTimeout}}
+	}
+	a.commands.SetEmbeddings(emb)
 	// Commands wait for every projection of the binary, also when they run
 	// in another process (arq project); then no commit signal comes from
 	// this process and the waiter polls.

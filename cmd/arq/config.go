@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/arq-memory/arq/domain"
 )
 
 // Config is what an arq process needs to know, from ARQ_* environment
@@ -51,6 +53,14 @@ type Config struct {
 	// SummaryRecent tokens make a session due for a summary; a summary is
 	// at most SummaryMaxTokens long (extractive).
 	SummaryThreshold, SummaryRecent, SummaryMaxTokens int
+	// EmbeddingDim is the length every embedding must have; 0 accepts any
+	// (embeddings of another length than a query's then never match it).
+	EmbeddingDim int
+	// EmbeddingsURL names an OpenAI-compatible endpoint that fills in the
+	// embeddings clients leave out; empty for none. EmbeddingsTimeout
+	// bounds one request to it (a command waits for it).
+	EmbeddingsURL, EmbeddingsModel, EmbeddingsAPIKey string
+	EmbeddingsTimeout                                time.Duration
 }
 
 func defaultConfig() Config {
@@ -75,6 +85,8 @@ func defaultConfig() Config {
 		SummaryThreshold:   2000,
 		SummaryRecent:      2000,
 		SummaryMaxTokens:   256,
+		EmbeddingsModel:    "text-embedding-3-small",
+		EmbeddingsTimeout:  5 * time.Second,
 	}
 }
 
@@ -112,7 +124,7 @@ func envConfig(getenv func(string) string) (Config, error) {
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
-	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}, {"ARQ_BACKGROUND_INTERVAL", &c.BackgroundInterval}} {
+	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}, {"ARQ_BACKGROUND_INTERVAL", &c.BackgroundInterval}, {"ARQ_EMBEDDINGS_TIMEOUT", &c.EmbeddingsTimeout}} {
 		if v := getenv(d.key); v != "" {
 			x, err := time.ParseDuration(v)
 			if err != nil || x <= 0 {
@@ -143,6 +155,16 @@ func envConfig(getenv func(string) string) (Config, error) {
 			*d.dst = n
 		}
 	}
+	if v := getenv("ARQ_EMBEDDING_DIM"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > domain.MaxEmbeddingDim {
+			return c, fmt.Errorf("ARQ_EMBEDDING_DIM=%q: want a whole number from 1 to %d", v, domain.MaxEmbeddingDim)
+		}
+		c.EmbeddingDim = n
+	}
+	str("ARQ_EMBEDDINGS_URL", &c.EmbeddingsURL)
+	str("ARQ_EMBEDDINGS_MODEL", &c.EmbeddingsModel)
+	str("ARQ_EMBEDDINGS_API_KEY", &c.EmbeddingsAPIKey)
 	if v := getenv("ARQ_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return c, fmt.Errorf("ARQ_LOG_LEVEL=%q: want debug, info, warn or error", v)
@@ -191,6 +213,11 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns < 2 {
 		return fmt.Errorf("db max conns %d: want at least 2", c.DBMaxConns)
+	}
+	if c.EmbeddingsURL != "" {
+		if u, err := url.Parse(c.EmbeddingsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("embeddings url %q: want an OpenAI-compatible base URL such as https://api.openai.com/v1", c.EmbeddingsURL)
+		}
 	}
 	return nil
 }

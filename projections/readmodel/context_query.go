@@ -50,18 +50,6 @@ func (r *Reader) RecentMessages(ctx context.Context, sessionID string, beforeSeq
 	return out, nil
 }
 
-// LatestUserText is the content of the session's latest user message with
-// a sequence number below beforeSeq (0: any), or "".
-func (r *Reader) LatestUserText(ctx context.Context, sessionID string, beforeSeq int) (string, error) {
-	var text string
-	err := r.db.QueryRow(ctx, `SELECT content FROM messages
-		WHERE session_id = $1 AND role = 'user' AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT 1`, sessionID, beforeSeq).Scan(&text)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("read latest user message: %w", err)
-	}
-	return text, nil
-}
-
 // LatestSummary returns the session's newest summary that covers only
 // messages below beforeSeq (0: any); ok is false when there is none.
 func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq int) (s Summary, ok bool, err error) {
@@ -79,18 +67,7 @@ func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq 
 
 // relevantSQL scores a user's memories for a context window; see
 // RelevantMemories.
-const relevantSQL = `WITH cand AS (
-		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank
-			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2)
-			AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10) LIMIT $9)
-		UNION ALL
-		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
-			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)
-			ORDER BY importance DESC LIMIT $8)
-		UNION ALL
-		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2))
-			FROM memories WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)
-			ORDER BY updated_at DESC LIMIT $8)),
+const relevantSQL = `WITH cand AS (` + windowCandidates + `),
 	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
 	SELECT ` + memoryCols + `,
 		$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
@@ -110,9 +87,20 @@ const maxTextCandidates = 1000
 // recency, weighed as the Weight constants say. With no words in text,
 // importance and recency alone decide.
 //
+// With an embedding, the memories nearest to it by vector are candidates
+// too, and the relevance term is the reciprocal rank fusion of the
+// full-text and the vector rankings (see RRFK) instead of the full-text
+// rank; when no memory has an embedding of its length, nothing changes.
+//
 // createdBefore, when not nil, leaves out memories stored after it (the
 // context behind a message holds none stored later).
-func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
+func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
+	if embedding != nil {
+		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, now, createdBefore, limit)
+		if fused || err != nil {
+			return hits, err
+		}
+	}
 	rows, err := r.db.Query(ctx, relevantSQL,
 		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore)
 	return scanHits(rows, err, "rank memories")

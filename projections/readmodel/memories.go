@@ -42,19 +42,21 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		}
 		bumpUser(tx, d.UserID)
 		tx.Exec(`INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata,
-				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14)`,
+				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at, embedding)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14, $15)`,
 			d.MemoryID, d.UserID, e.Metadata.Tenant, d.Type, d.Content, d.Importance, nonNil(d.Tags), jsonOf(d.Metadata),
-			source.SessionID, source.MessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt)
+			source.SessionID, source.MessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt, d.Embedding)
 	case domain.MemoryUpdatedData:
 		bumpUserOfMemory(tx, id)
 		tx.Exec(`UPDATE memories SET
 				content = coalesce($2, content), tokens = coalesce($3, tokens), importance = coalesce($4, importance),
 				tags = coalesce($5, tags), metadata = coalesce($6, metadata),
 				expires_at = CASE WHEN $7 THEN NULL ELSE coalesce($8, expires_at) END,
-				version = $9, updated_at = $10
+				version = $9, updated_at = $10,
+				embedding = CASE WHEN $11 THEN NULL ELSE coalesce($12, embedding) END
 			WHERE id = $1`,
-			id, d.Content, d.Tokens, d.Importance, d.Tags, jsonOrNil(d.Metadata), d.ClearExpiry, d.ExpiresAt, e.Version, e.RecordedAt)
+			id, d.Content, d.Tokens, d.Importance, d.Tags, jsonOrNil(d.Metadata), d.ClearExpiry, d.ExpiresAt, e.Version, e.RecordedAt,
+			d.ClearEmbedding, d.Embedding)
 	case domain.MemoryDeletedData, domain.MemoryExpiredData:
 		bumpUserOfMemory(tx, id)
 		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)

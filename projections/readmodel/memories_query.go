@@ -27,12 +27,12 @@ type MemoryFilter struct {
 }
 
 const memoryCols = `id, user_id, type, content, importance, tags, metadata, source_session_id, source_message_id,
-	tokens, expires_at, version, created_at, updated_at`
+	tokens, expires_at, embedding_dim, version, created_at, updated_at`
 
 func scanMemory(row pgx.Row) (Memory, error) {
 	var m Memory
 	err := row.Scan(&m.ID, &m.UserID, &m.Type, &m.Content, &m.Importance, &m.Tags, &m.Metadata, &m.SourceSessionID,
-		&m.SourceMessageID, &m.Tokens, &m.ExpiresAt, &m.Version, &m.CreatedAt, &m.UpdatedAt)
+		&m.SourceMessageID, &m.Tokens, &m.ExpiresAt, &m.EmbeddingDim, &m.Version, &m.CreatedAt, &m.UpdatedAt)
 	return m, err
 }
 
@@ -107,12 +107,18 @@ func (r *Reader) ListMemories(ctx context.Context, userID string, f MemoryFilter
 }
 
 // SearchMemories ranks a user's live memories by full-text relevance to
-// query (web search syntax), best first; each hit carries its score.
-func (r *Reader) SearchMemories(ctx context.Context, userID, query string, f MemoryFilter, limit int) ([]MemoryHit, error) {
+// query (web search syntax), best first; each hit carries its score. With
+// an embedding, the memories nearest to it by vector are found too, and the
+// score is the reciprocal rank fusion of both rankings (see RRFK): the sum
+// of 1/(RRFK + rank) over the rankings a memory is in.
+func (r *Reader) SearchMemories(ctx context.Context, userID, query string, embedding []float32, f MemoryFilter, limit int) ([]MemoryHit, error) {
 	if limit <= 0 || limit > maxLimit {
 		limit = defaultLimit
 	}
 	f.Q = ""
+	if embedding != nil {
+		return r.searchFused(ctx, userID, query, embedding, f, limit)
+	}
 	cond, args := f.where([]any{userID, query, limit})
 	rows, err := r.db.Query(ctx, `SELECT `+memoryCols+`, ts_rank_cd(search, q) AS score
 		FROM memories, websearch_to_tsquery('english', $2) q
@@ -132,7 +138,7 @@ func scanHits(rows pgx.Rows, err error, what string) ([]MemoryHit, error) {
 		var h MemoryHit
 		m := &h.Memory
 		if err := rows.Scan(&m.ID, &m.UserID, &m.Type, &m.Content, &m.Importance, &m.Tags, &m.Metadata, &m.SourceSessionID,
-			&m.SourceMessageID, &m.Tokens, &m.ExpiresAt, &m.Version, &m.CreatedAt, &m.UpdatedAt, &h.Score); err != nil {
+			&m.SourceMessageID, &m.Tokens, &m.ExpiresAt, &m.EmbeddingDim, &m.Version, &m.CreatedAt, &m.UpdatedAt, &h.Score); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, h)

@@ -36,13 +36,14 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	switch d := ev.Data.(type) {
 	case domain.MessageAppendedData:
 		bumpSession(tx, d.SessionID)
-		tx.Exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)`,
-			d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt)
+		tx.Exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)`,
+			d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding)
 	case domain.MessageEditedData:
 		bumpSessionOfMessage(tx, entityID(e))
-		tx.Exec(`UPDATE messages SET content = $2, tokens = $3, metadata = coalesce($4, metadata), version = $5, updated_at = $6 WHERE id = $1`,
-			entityID(e), d.Content, d.Tokens, jsonOrNil(d.Metadata), e.Version+1, e.RecordedAt)
+		tx.Exec(`UPDATE messages SET content = $2, tokens = $3, metadata = coalesce($4, metadata), version = $5, updated_at = $6, embedding = $7
+			WHERE id = $1`,
+			entityID(e), d.Content, d.Tokens, jsonOrNil(d.Metadata), e.Version+1, e.RecordedAt, d.Embedding)
 	case domain.MessageRedactedData:
 		bumpSessionOfMessage(tx, entityID(e))
 		tx.Exec(`DELETE FROM messages WHERE id = $1`, entityID(e))

@@ -80,11 +80,11 @@ func (r *Reader) ListSessions(ctx context.Context, userID string, p Page) ([]Ses
 	return collect(rows, err, scanSession, limit, func(s Session) string { return s.ID })
 }
 
-const messageCols = `id, session_id, user_id, seq, role, content, name, metadata, tokens, version, created_at, updated_at`
+const messageCols = `id, session_id, user_id, seq, role, content, name, metadata, tokens, embedding_dim, version, created_at, updated_at`
 
 func scanMessage(row pgx.Row) (Message, error) {
 	var m Message
-	err := row.Scan(&m.ID, &m.SessionID, &m.UserID, &m.Seq, &m.Role, &m.Content, &m.Name, &m.Metadata, &m.Tokens, &m.Version, &m.CreatedAt, &m.UpdatedAt)
+	err := row.Scan(&m.ID, &m.SessionID, &m.UserID, &m.Seq, &m.Role, &m.Content, &m.Name, &m.Metadata, &m.Tokens, &m.EmbeddingDim, &m.Version, &m.CreatedAt, &m.UpdatedAt)
 	return m, err
 }
 

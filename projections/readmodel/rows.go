@@ -40,9 +40,12 @@ type Message struct {
 	Name      string         `json:"name,omitempty"`
 	Metadata  map[string]any `json:"metadata"`
 	Tokens    int            `json:"tokens"`
-	Version   int            `json:"version"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	// EmbeddingDim is the length of the message's embedding, 0 without
+	// one (the vector itself is in the log, not in every read).
+	EmbeddingDim int       `json:"embedding_dim"`
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Memory is a memory as the API serves it.
@@ -58,9 +61,12 @@ type Memory struct {
 	SourceMessageID *string        `json:"source_message_id"`
 	Tokens          int            `json:"tokens"`
 	ExpiresAt       *time.Time     `json:"expires_at"`
-	Version         int            `json:"version"`
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
+	// EmbeddingDim is the length of the memory's embedding, 0 without
+	// one (the vector itself is in the log, not in every read).
+	EmbeddingDim int       `json:"embedding_dim"`
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // MemoryHit is a memory found by a search, with its relevance.

@@ -10,9 +10,11 @@ import (
 // WindowRequest asks for a session's context window.
 type WindowRequest struct {
 	Budget domain.Budget
-	// Query is what memories are ranked against; "" ranks them against the
-	// latest user message in the window's reach.
-	Query string
+	// Query and Embedding (optional) are what memories are ranked
+	// against; when both are absent, the latest user message in the
+	// window's reach (its content and its embedding) is.
+	Query     string
+	Embedding []float32
 	// BeforeSeq limits the window to messages before that sequence number
 	// (the context behind an assistant message); 0 for the whole session.
 	BeforeSeq int
@@ -116,20 +118,27 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 		before = page[len(page)-1].Seq
 	}
 
-	if w.Query == "" {
+	embedding := req.Embedding
+	if w.Query == "" && embedding == nil {
+		found := false
 		for _, m := range msgs {
 			if m.Role == "user" {
-				w.Query = m.Content
+				found, w.Query = true, m.Content
+				if m.EmbeddingDim > 0 {
+					if embedding, err = r.messageEmbedding(ctx, m.ID); err != nil {
+						return Window{}, err
+					}
+				}
 				break
 			}
 		}
-		if w.Query == "" {
-			if w.Query, err = r.LatestUserText(ctx, sessionID, req.BeforeSeq); err != nil {
+		if !found {
+			if w.Query, embedding, err = r.latestUserMessage(ctx, sessionID, req.BeforeSeq); err != nil {
 				return Window{}, err
 			}
 		}
 	}
-	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, req.Now, req.CreatedBefore, windowMemoryLimit)
+	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit)
 	if err != nil {
 		return Window{}, err
 	}

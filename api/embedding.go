@@ -1,0 +1,81 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"strconv"
+
+	"github.com/arq-memory/arq/domain"
+)
+
+// embeddingIn is an "embedding" field of a request body: absent or null,
+// or an array of numbers. Anything else is kept as a fault, so that it is
+// reported as a wrong field (422) with the request's other fields rather
+// than as malformed JSON (400).
+type embeddingIn struct {
+	values []float64
+	fault  string
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (e *embeddingIn) UnmarshalJSON(b []byte) error {
+	*e = embeddingIn{}
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		e.fault = "must be an array of numbers"
+		return nil
+	}
+	e.values = make([]float64, len(raw))
+	for i, r := range raw {
+		var n json.Number
+		if err := json.Unmarshal(r, &n); err != nil {
+			e.fault = "must be an array of numbers"
+			return nil
+		}
+		x, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsInf(x, 0) {
+			e.fault = "must hold finite numbers within float32 range"
+			return nil
+		}
+		e.values[i] = x
+	}
+	return nil
+}
+
+// check adds a fault to v under field and returns the numbers for the
+// domain to validate further.
+func (e embeddingIn) check(v *domain.ValidationError, field string) []float64 {
+	if e.fault != "" {
+		v.Add(field, "%s", e.fault)
+		return nil
+	}
+	return e.values
+}
+
+// set reports whether the field was given (and not null).
+func (e embeddingIn) set() bool { return e.values != nil || e.fault != "" }
+
+// queryEmbedding is the embedding a search or context window ranks with:
+// the client's, validated against the deployment's dimension (a
+// *domain.ValidationError naming field when wrong); else the provider's
+// embedding of text; else none, and full text alone ranks.
+func (r *resources) queryEmbedding(ctx context.Context, in embeddingIn, field, text string) ([]float32, error) {
+	if in.set() {
+		v := &domain.ValidationError{}
+		values := in.check(v, field)
+		if err := v.Err(); err != nil {
+			return nil, err
+		}
+		e, err := domain.ParseEmbedding(values, r.Commands.EmbeddingDim())
+		if err != nil {
+			return nil, err
+		}
+		return e.Values(), nil
+	}
+	return r.Commands.EmbedQuery(ctx, text), nil
+}

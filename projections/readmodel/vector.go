@@ -1,0 +1,217 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RRFK is the k of reciprocal rank fusion: a memory at rank r (from 1) of
+// the full-text ranking or of the vector ranking gains 1/(RRFK + r), and
+// its relevance is the sum over both. A large k lets agreement between the
+// lists count for more than the top place of one of them.
+const RRFK = 60
+
+// Bounds of the vector ranking. Embeddings are plain real[] (no pgvector,
+// so no vector index): a query's embedding is compared with each of the
+// user's memories that has one of the same dimension, at most
+// maxVectorScan of them (the most recently updated), and the nearest
+// maxVectorRanked enter the fusion.
+const (
+	maxVectorScan   = 5000
+	maxVectorRanked = 200
+)
+
+// nearestMemories ranks memories by cosine similarity to q, nearest first,
+// among those matching cond (an SQL condition over args, whose first is
+// the user id). Memories whose embedding has another length than q never
+// match.
+//
+// The similarity is computed here, not in SQL: an SQL function summing
+// over unnest() of two float4 arrays took about 4 times as long as
+// reading the same arrays into Go and computing there (for 1000 vectors of
+// 1536 dimensions, ~300 ms against ~75 ms, nearly all of it transferring
+// the arrays). Postgres only filters and bounds the candidates, by index.
+func (r *Reader) nearestMemories(ctx context.Context, q []float32, cond string, args []any) ([]string, error) {
+	qn := norm(q)
+	if len(q) == 0 || qn == 0 {
+		return nil, nil
+	}
+	args = append(args, len(q), maxVectorScan)
+	dim, limit := "$"+strconv.Itoa(len(args)-1), "$"+strconv.Itoa(len(args))
+	rows, err := r.db.Query(ctx, `SELECT id, embedding FROM memories
+		WHERE user_id = $1 AND embedding_dim = `+dim+` AND `+cond+`
+		ORDER BY updated_at DESC LIMIT `+limit, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read embeddings: %w", err)
+	}
+	defer rows.Close()
+	type scored struct {
+		id  string
+		sim float64
+	}
+	var all []scored
+	var id string
+	var e []float32
+	for rows.Next() {
+		if err := rows.Scan(&id, &e); err != nil {
+			return nil, fmt.Errorf("read embeddings: %w", err)
+		}
+		if sim, ok := cosine(q, qn, e); ok {
+			all = append(all, scored{id, sim})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read embeddings: %w", err)
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		if a.sim != b.sim {
+			if a.sim > b.sim {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(b.id, a.id)
+	})
+	out := make([]string, 0, min(len(all), maxVectorRanked))
+	for _, s := range all[:min(len(all), maxVectorRanked)] {
+		out = append(out, s.id)
+	}
+	return out, nil
+}
+
+func norm(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
+}
+
+// cosine is the cosine similarity of q (of norm qn) and e; ok is false when
+// it is undefined (other length, zero vector).
+func cosine(q []float32, qn float64, e []float32) (float64, bool) {
+	if len(e) != len(q) {
+		return 0, false
+	}
+	var dot, ee float64
+	for i, x := range e {
+		dot += float64(x) * float64(q[i])
+		ee += float64(x) * float64(x)
+	}
+	if ee == 0 {
+		return 0, false
+	}
+	return dot / (qn * math.Sqrt(ee)), true
+}
+
+// searchFusedSQL ranks the full-text matches of $2 and the vector ranking
+// $3 (ids, nearest first) by reciprocal rank fusion; the score is the sum.
+// At most $6 full-text matches count; filters follow from $7.
+const searchFusedSQL = `WITH txt AS (
+		SELECT id, row_number() OVER (ORDER BY ts_rank_cd(search, q) DESC, id DESC) AS rank
+		FROM memories, websearch_to_tsquery('english', $2) q
+		WHERE user_id = $1 AND search @@ q AND %s
+		ORDER BY rank LIMIT $6),
+	vec AS (SELECT id, rank FROM unnest($3::text[]) WITH ORDINALITY AS v(id, rank)),
+	fused AS (SELECT coalesce(t.id, v.id) AS id,
+			coalesce(1.0::float8 / ($4::int + t.rank), 0) + coalesce(1.0::float8 / ($4::int + v.rank), 0) AS score
+		FROM txt t FULL JOIN vec v ON v.id = t.id)
+	SELECT ` + memoryCols + `, f.score
+	FROM fused f JOIN memories USING (id)
+	WHERE ` + live + `
+	ORDER BY f.score DESC, id DESC LIMIT $5`
+
+// searchFused is SearchMemories with a query embedding.
+func (r *Reader) searchFused(ctx context.Context, userID, query string, embedding []float32, f MemoryFilter, limit int) ([]MemoryHit, error) {
+	vcond, vargs := f.where([]any{userID})
+	near, err := r.nearestMemories(ctx, embedding, vcond, vargs)
+	if err != nil {
+		return nil, err
+	}
+	cond, args := f.where([]any{userID, query, near, RRFK, limit, maxTextCandidates})
+	rows, err := r.db.Query(ctx, fmt.Sprintf(searchFusedSQL, cond), args...)
+	return scanHits(rows, err, "search memories")
+}
+
+// windowCandidates are the memories a context window ranks: full-text
+// matches of $2 (any of its words), the most important, the most recent
+// and (in relevantFusedSQL) the nearest by vector, among the user's ($1)
+// memories live at $7 and, when $10 is not null, stored by then.
+const (
+	windowLive       = `(expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)`
+	windowCandidates = `
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank, true AS matched
+			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2) AND ` + windowLive + ` LIMIT $9)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY importance DESC LIMIT $8)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY updated_at DESC LIMIT $8)`
+)
+
+// relevantFusedSQL is relevantSQL with a vector ranking ($11, ids nearest
+// first): the text term is the reciprocal rank fusion (k = $12) of the
+// full-text ranking among the candidates and the vector ranking, relative
+// to the best candidate's, weighed with importance and recency as before.
+const relevantFusedSQL = `WITH cand AS (` + windowCandidates + `
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+			FROM memories WHERE id = ANY ($11::text[]) AND user_id = $1 AND ` + windowLive + `)),
+	uniq AS (SELECT DISTINCT ON (id) * FROM cand),
+	ranked AS (SELECT u.*,
+			CASE WHEN matched THEN row_number() OVER (PARTITION BY matched ORDER BY text_rank DESC, id DESC) END AS text_pos,
+			v.rank AS vec_pos
+		FROM uniq u LEFT JOIN unnest($11::text[]) WITH ORDINALITY AS v(vid, rank) ON v.vid = u.id),
+	fused AS (SELECT *, coalesce(1.0::float8 / ($12::int + text_pos), 0) + coalesce(1.0::float8 / ($12::int + vec_pos), 0) AS rel
+		FROM ranked)
+	SELECT ` + memoryCols + `,
+		$3::float8 * coalesce(rel / nullif(max(rel) OVER (), 0), 0)
+		+ $4::float8 * importance
+		+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
+	FROM fused
+	ORDER BY score DESC, id DESC LIMIT $8`
+
+// relevantFused is RelevantMemories with a query embedding. When no
+// memory has an embedding of its length, it ranks as without one.
+func (r *Reader) relevantFused(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, bool, error) {
+	near, err := r.nearestMemories(ctx, embedding, `(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)`,
+		[]any{userID, now, createdBefore})
+	if err != nil || len(near) == 0 {
+		return nil, false, err
+	}
+	rows, err := r.db.Query(ctx, relevantFusedSQL,
+		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore, near, RRFK)
+	hits, err := scanHits(rows, err, "rank memories")
+	return hits, true, err
+}
+
+// latestUserMessage is the content and embedding of the session's latest
+// user message with a sequence number below beforeSeq (0: any); "" and
+// nil when there is none.
+func (r *Reader) latestUserMessage(ctx context.Context, sessionID string, beforeSeq int) (text string, embedding []float32, err error) {
+	err = r.db.QueryRow(ctx, `SELECT content, embedding FROM messages
+		WHERE session_id = $1 AND role = 'user' AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT 1`, sessionID, beforeSeq).Scan(&text, &embedding)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, fmt.Errorf("read latest user message: %w", err)
+	}
+	return text, embedding, nil
+}
+
+// messageEmbedding is a message's embedding; nil without one.
+func (r *Reader) messageEmbedding(ctx context.Context, id string) ([]float32, error) {
+	var e []float32
+	err := r.db.QueryRow(ctx, `SELECT embedding FROM messages WHERE id = $1`, id).Scan(&e)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("read embedding of message %s: %w", id, err)
+	}
+	return e, nil
+}
