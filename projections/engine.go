@@ -141,7 +141,7 @@ func (e *Engine) Stats() map[string]BatchStats {
 // stops on a failing event stops alone; Run returns when ctx ends or when
 // every projection has stopped.
 func (e *Engine) Run(ctx context.Context) error {
-	wlog := quietLogger{watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
+	wlog := quietLogger{LoggerAdapter: watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // Watermill's lifecycle chatter
 	})}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
@@ -216,11 +216,50 @@ func (e *Engine) recordBatch(name string, held time.Duration, events int64) {
 }
 
 // quietLogger drops Watermill's per-message trace and debug lines before
-// their fields are built: they cost more than applying an event.
-type quietLogger struct{ watermill.LoggerAdapter }
+// their fields are built: they cost more than applying an event. With,
+// which Watermill calls for every message, only remembers its fields; they
+// are added to a line when one is written (rarely: errors and lifecycle).
+type quietLogger struct {
+	watermill.LoggerAdapter
+	fields *fieldChain
+}
+
+// fieldChain is the fields of With calls, newest first.
+type fieldChain struct {
+	fields watermill.LogFields
+	next   *fieldChain
+}
+
+func (c *fieldChain) with(f watermill.LogFields) watermill.LogFields {
+	out := watermill.LogFields{}
+	var add func(*fieldChain)
+	add = func(c *fieldChain) {
+		if c == nil {
+			return
+		}
+		add(c.next)
+		for k, v := range c.fields {
+			out[k] = v
+		}
+	}
+	add(c)
+	for k, v := range f {
+		out[k] = v
+	}
+	return out
+}
 
 func (quietLogger) Debug(string, watermill.LogFields) {}
 func (quietLogger) Trace(string, watermill.LogFields) {}
+
+func (l quietLogger) Error(msg string, err error, f watermill.LogFields) {
+	l.LoggerAdapter.Error(msg, err, l.fields.with(f))
+}
+
+func (l quietLogger) Info(msg string, f watermill.LogFields) {
+	l.LoggerAdapter.Info(msg, l.fields.with(f))
+}
+
 func (l quietLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
-	return quietLogger{l.LoggerAdapter.With(f)}
+	return quietLogger{LoggerAdapter: l.LoggerAdapter, fields: &fieldChain{fields: f, next: l.fields}}
 }
