@@ -13,7 +13,7 @@ type entityRead struct {
 	response
 }
 
-// get reads path, requiring 200 and a version ETag that matches the body.
+// getEntity reads path, requiring 200 and an ETag that matches the body's version.
 func (s *server) getEntity(t *testing.T, path string) entityRead {
 	t.Helper()
 	r := s.must(200, s.do("GET", path, nil))
