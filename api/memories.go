@@ -231,13 +231,7 @@ func (r *resources) getMemory(c *gin.Context) {
 	if !r.minPosition(c) || r.timeTravel(c, history.KindMemory) {
 		return
 	}
-	m, err := r.Reader.GetMemory(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		WriteError(c, err)
-		return
-	}
-	etag(c, m.Version)
-	c.JSON(http.StatusOK, m)
+	r.getEntity(c, readmodel.KindMemory)
 }
 
 func (r *resources) updateMemory(c *gin.Context) {

@@ -127,13 +127,7 @@ func (r *resources) getMessage(c *gin.Context) {
 	if !r.minPosition(c) || r.timeTravel(c, history.KindMessage) {
 		return
 	}
-	m, err := r.Reader.GetMessage(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		WriteError(c, err)
-		return
-	}
-	etag(c, m.Version)
-	c.JSON(http.StatusOK, m)
+	r.getEntity(c, readmodel.KindMessage)
 }
 
 func (r *resources) editMessage(c *gin.Context) {

@@ -35,6 +35,9 @@ type Resources struct {
 	History *history.Reader
 	// Cache keeps context windows in Redis; nil reads Postgres alone.
 	Cache *cache.Cache
+	// Entities reads users, sessions, messages and memories by id (through
+	// a cache, when one is wired); nil reads them with Reader.
+	Entities EntityReader
 	// Store reads the log for event streams; Live delivers new events.
 	Store *eventstore.Store
 	Live  *live.Hub

@@ -100,13 +100,7 @@ func (r *resources) getSession(c *gin.Context) {
 	if !r.minPosition(c) || r.timeTravel(c, history.KindSession) {
 		return
 	}
-	s, err := r.Reader.GetSession(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		WriteError(c, err)
-		return
-	}
-	etag(c, s.Version)
-	c.JSON(http.StatusOK, s)
+	r.getEntity(c, readmodel.KindSession)
 }
 
 func (r *resources) extendSession(c *gin.Context) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 type registerUserRequest struct {
@@ -75,13 +76,7 @@ func (r *resources) getUser(c *gin.Context) {
 	if !r.minPosition(c) || r.timeTravel(c, history.KindUser) {
 		return
 	}
-	u, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id"))
-	if err != nil {
-		WriteError(c, err)
-		return
-	}
-	etag(c, u.Version)
-	c.JSON(http.StatusOK, u)
+	r.getEntity(c, readmodel.KindUser)
 }
 
 func (r *resources) updateUser(c *gin.Context) {

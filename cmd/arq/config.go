@@ -30,6 +30,9 @@ type Config struct {
 	AdminKey string
 	// CORSOrigins may call the API from a browser.
 	CORSOrigins []string
+	// CacheEntities reads users, sessions, messages and memories by id
+	// through Redis.
+	CacheEntities bool
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
 	// ReadYourWrites bounds how long a command waits for the query tables.
@@ -72,6 +75,7 @@ func defaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "json",
 		Projections:     true,
+		CacheEntities:   true,
 		ShutdownTimeout: 30 * time.Second,
 		MaxBodyBytes:    1 << 20,
 		ReadYourWrites:  2 * time.Second,
@@ -132,6 +136,13 @@ func envConfig(getenv func(string) string) (Config, error) {
 			}
 			*d.dst = x
 		}
+	}
+	if v := getenv("ARQ_CACHE_ENTITIES"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("ARQ_CACHE_ENTITIES=%q: want true or false", v)
+		}
+		c.CacheEntities = b
 	}
 	str("ARQ_SUMMARIZER", &c.Summarizer)
 	str("ARQ_SUMMARIZER_URL", &c.SummarizerURL)

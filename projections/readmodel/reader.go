@@ -45,10 +45,11 @@ func (r *Reader) ListUsers(ctx context.Context, tenant string, p Page) ([]User, 
 	return collect(rows, err, scanUser, limit, func(u User) string { return u.ID })
 }
 
-// sessionCols serves a session's status as of now: an open session past
-// its expiry time is expired, before its expired event is projected.
-const sessionCols = `id, user_id, title, metadata,
-	CASE WHEN status = 'open' AND expires_at <= now() THEN 'expired' ELSE status END,
+// sessionStatus is a session's status as of now: an open session past its
+// expiry time is expired, before its expired event is projected.
+const sessionStatus = `CASE WHEN status = 'open' AND expires_at <= now() THEN 'expired' ELSE status END`
+
+const sessionCols = `id, user_id, title, metadata, ` + sessionStatus + `,
 	expires_at, message_count, version, created_at, updated_at, closed_at`
 
 func scanSession(row pgx.Row) (Session, error) {

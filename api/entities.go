@@ -1,0 +1,35 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/projections/readmodel"
+)
+
+// EntityReader reads one user, session, message or memory by id, encoded
+// as a GET serves it: the Reader itself, or a cache in front of it.
+type EntityReader interface {
+	Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error)
+}
+
+// getEntity answers a GET of the entity of kind named by the path's id:
+// its body, its version as ETag, and whether a cache answered.
+func (r *resources) getEntity(c *gin.Context, kind readmodel.Kind) {
+	var src EntityReader = r.Reader
+	if r.Entities != nil {
+		src = r.Entities
+	}
+	e, err := src.Encoded(c.Request.Context(), kind, tenant(c), c.Param("id"))
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	etag(c, e.Version)
+	if e.Cache != "" {
+		c.Header("X-Arq-Cache", e.Cache)
+	}
+	c.Data(http.StatusOK, "application/json; charset=utf-8", e.JSON)
+}
