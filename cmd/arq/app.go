@@ -49,8 +49,10 @@ type App struct {
 	expirer  *commands.Expirer
 	// Context windows: token counting, the log's past versions of items,
 	// and the workers that record snapshots and make summaries.
-	cache       *cache.Cache
-	entities    api.EntityReader
+	cache    *cache.Cache
+	entities api.EntityReader
+	// dbName keeps apart the Redis keys of databases sharing one Redis.
+	dbName      string
 	hub         *live.Hub
 	relay       *live.Relay
 	feed        func(context.Context) error
@@ -133,6 +135,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 		a.Close()
 		return nil, err
 	}
+	a.dbName = pcfg.ConnConfig.Database
 	a.entities = a.reader
 	if cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, pcfg.ConnConfig.Database)
@@ -211,7 +214,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, Entities: a.entities, Store: a.store, Live: a.hub,
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.dbName, Entities: a.entities, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 				Rebuilds: rebuilds,
 			},
