@@ -76,15 +76,15 @@ const appendSQL = `WITH RECURSIVE head AS (
 	ORDER BY n.ord
 	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
-// appendOneSQL is appendSQL for one event, without the recursive chain: a
-// third cheaper, and most appends carry one event.
+// appendOneSQL is appendSQL for one event, without the recursive chain and
+// with scalar parameters instead of arrays to unnest: most appends carry
+// one event, and this form is the cheaper one on both ends of the wire.
 const appendOneSQL = `WITH head AS (
 		SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
 	)
 	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
-	SELECT n.id, $1, $2, coalesce((SELECT version FROM head), 0) + 1, n.typ, n.sv, n.d, n.m, now(),
-		arq_event_hash((SELECT hash FROM head), n.id, $1, $2, coalesce((SELECT version FROM head), 0) + 1, n.typ, n.sv, now(), n.d, n.m)
-	FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) AS n(id, typ, sv, d, m)
+	SELECT $4::text, $1, $2, coalesce((SELECT version FROM head), 0) + 1, $5::text, $6::integer, $7::jsonb, $8::jsonb, now(),
+		arq_event_hash((SELECT hash FROM head), $4::text, $1, $2, coalesce((SELECT version FROM head), 0) + 1, $5::text, $6::integer, now(), $7::jsonb, $8::jsonb)
 	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
@@ -344,6 +344,9 @@ func (a appendArgs) sql() string {
 }
 
 func (a appendArgs) queryArgs() []any {
+	if len(a.ids) == 1 {
+		return []any{a.streamID, a.streamType, a.expected.v, a.ids[0], a.types[0], a.schemaVersions[0], a.data[0], a.metadata[0]}
+	}
 	return []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}
 }
 
