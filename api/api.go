@@ -80,7 +80,7 @@ func readyz(d Deps) gin.HandlerFunc {
 			d.Log.Warn("readiness: Postgres unreachable", "err", err)
 		} else {
 			checks["postgres"] = "ok"
-			stopped, err := projections.Stopped(ctx, d.DB)
+			stopped, err := projections.Stopped(ctx, d.DB, d.Projections)
 			switch {
 			case err != nil:
 				ready = false

@@ -132,15 +132,16 @@ func setStopped(ctx context.Context, db *pgxpool.Pool, name string, rec eventsto
 	return nil
 }
 
-// Stopped names the projections stopped on a failing event.
-func Stopped(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT name FROM projection_status WHERE state = 'stopped' ORDER BY name`)
+// Stopped names those of the named projections stopped on a failing event
+// (a copy being rebuilt online is not one of them).
+func Stopped(ctx context.Context, db *pgxpool.Pool, names []string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT name FROM projection_status WHERE state = 'stopped' AND name = ANY($1) ORDER BY name`, names)
 	if err != nil {
 		return nil, fmt.Errorf("read stopped projections: %w", err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	stopped, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("read stopped projections: %w", err)
 	}
-	return names, nil
+	return stopped, nil
 }
