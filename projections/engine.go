@@ -42,10 +42,11 @@ type Config struct {
 	// transaction still running (pg_snapshot_xmin), whose commit sends no
 	// notification; lingering covers that case.
 	Linger time.Duration
-	// Until, when not zero, is the last event the projections apply; a
-	// projector that reaches it idles. Online rebuilds build a copy up to
-	// the live projection's checkpoint with it.
-	Until eventstore.Cursor
+	// Until, when set, returns the last event the projections may apply
+	// (asked before every poll); a projector that reaches it idles. Online
+	// rebuilds build a copy that follows the live projection's checkpoint
+	// with it.
+	Until func() eventstore.Cursor
 }
 
 func (c *Config) defaults() {

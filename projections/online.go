@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,10 +25,12 @@ type OnlineOptions struct {
 	// inside that one transaction, which holds the live projector back
 	// meanwhile. Default 1000.
 	CatchUp int64
-	// LockTimeout bounds how long the switch waits for readers of the
-	// live tables; past it the switch is tried again. Default 5s.
+	// LockTimeout bounds how long the switch waits for the live
+	// projector's batch and for readers of the live tables; past it the
+	// switch lets go (readers queue behind a waiting switch) and is tried
+	// again after catching up anew. Default 500ms.
 	LockTimeout time.Duration
-	// Attempts is how often the switch is tried. Default 5.
+	// Attempts is how often the switch is tried. Default 20.
 	Attempts int
 	// Progress, if set, hears the copy's position and the position it
 	// is heading for, a few times a second.
@@ -39,10 +43,11 @@ func (o *OnlineOptions) defaults() {
 		o.CatchUp = 1000
 	}
 	if o.LockTimeout <= 0 {
-		o.LockTimeout = 5 * time.Second
+		o.LockTimeout = 500 * time.Millisecond
 	}
+	o.LockTimeout = max(o.LockTimeout, time.Millisecond) // 0 would mean no limit
 	if o.Attempts <= 0 {
-		o.Attempts = 5
+		o.Attempts = 20
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -96,46 +101,58 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 			return at, nil
 		}
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55P03" && attempt < c.o.Attempts {
-			c.o.Log.Warn("switching in the rebuilt projection waited too long for readers; trying again",
-				"projection", c.s.p.Name(), "attempt", attempt)
+		if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") && attempt < c.o.Attempts {
+			c.o.Log.Warn("switching in the rebuilt projection waited too long for the live tables; trying again",
+				"projection", c.s.p.Name(), "attempt", attempt, "err", err)
+			select {
+			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			case <-ctx.Done():
+				return eventstore.Start, ctx.Err()
+			}
 			continue
 		}
 		return eventstore.Start, fmt.Errorf("switch in the copy of %s: %w", c.s.p.Name(), err)
 	}
 }
 
-// build runs the copy's projector in rounds, each up to the live
-// projection's checkpoint as it was when the round began, until the copy
-// lags it by at most CatchUp positions.
+// build brings the copy up to the live projection and returns its
+// checkpoint, with the copy's projector stopped. The first stretch, the
+// bulk of the log, runs up to the live checkpoint as it was at the start
+// and without the copy's GIN indexes, which are built next (see deferGIN).
+// Then the copy follows the live checkpoint, its bound moved as the live
+// projection moves, until it lags by at most CatchUp positions: the rest
+// is applied in the switch.
 func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 	s := c.s
-	for {
-		at, err := checkpoint(ctx, s.db, s.group)
-		if err != nil {
-			return at, err
+	if len(s.deferred) > 0 {
+		if err := c.follow(ctx, true); err != nil {
+			return eventstore.Start, err
 		}
-		target, err := checkpoint(ctx, s.db, s.p.Name())
-		if err != nil {
-			return at, err
-		}
-		if c.o.Progress != nil {
-			c.o.Progress(at.Position, target.Position)
-		}
-		if !at.Less(target) || target.Position-at.Position <= c.o.CatchUp {
-			return at, nil
-		}
-		if err := c.round(ctx, target); err != nil {
-			return at, err
+		if err := s.createDeferred(ctx); err != nil {
+			return eventstore.Start, err
 		}
 	}
+	if err := c.follow(ctx, false); err != nil {
+		return eventstore.Start, err
+	}
+	return checkpoint(ctx, s.db, s.group)
 }
 
-// round runs the copy's projector until it has applied target.
-func (c *Copy) round(ctx context.Context, target eventstore.Cursor) error {
+// follow runs the copy's projector, bounded by the live checkpoint, until
+// the copy has reached the bound (fixed: the live checkpoint when follow
+// began) or lags the moving live checkpoint by at most CatchUp positions.
+// Under writes faster than it can close the gap to CatchUp, it settles for
+// 20 × CatchUp after 30 s.
+func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	s := c.s
+	first, err := checkpoint(ctx, s.db, s.p.Name())
+	if err != nil {
+		return err
+	}
+	var bound atomic.Pointer[eventstore.Cursor]
+	bound.Store(&first)
 	cfg := c.o.Engine
-	cfg.Until = target
+	cfg.Until = func() eventstore.Cursor { return *bound.Load() }
 	engine, err := NewEngine(s.pool, c.notifier, []Projection{copyProjection{s.p, s.group}}, cfg, s.log.With("copy_of", s.p.Name()))
 	if err != nil {
 		return err
@@ -143,14 +160,26 @@ func (c *Copy) round(ctx context.Context, target eventstore.Cursor) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- engine.Run(runCtx) }()
+	running := false
 	stop := func() error {
+		if !running {
+			return nil
+		}
 		cancel()
 		return <-done
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
+	began := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		target := *bound.Load()
+		if !fixed {
+			if target, err = checkpoint(ctx, s.db, s.p.Name()); err != nil {
+				_ = stop()
+				return err
+			}
+			bound.Store(&target)
+		}
 		st, err := States(ctx, s.db, []string{s.group})
 		if err != nil {
 			_ = stop()
@@ -161,17 +190,27 @@ func (c *Copy) round(ctx context.Context, target eventstore.Cursor) error {
 			return fmt.Errorf("copy of %s stopped at event %s (position %d): %s",
 				s.p.Name(), st[0].FailedEventID, st[0].FailedPosition, st[0].LastError)
 		}
+		at := st[0].Checkpoint
 		if c.o.Progress != nil {
-			c.o.Progress(st[0].Position, target.Position)
+			c.o.Progress(at.Position, target.Position)
 		}
-		if !st[0].Checkpoint.Less(target) {
+		gap := target.Position - at.Position
+		switch {
+		case !at.Less(target),
+			!fixed && gap <= c.o.CatchUp,
+			!fixed && gap <= 20*c.o.CatchUp && time.Since(began) > 30*time.Second:
 			if err := stop(); err != nil {
 				return fmt.Errorf("copy of %s: %w", s.p.Name(), err)
 			}
 			return nil
 		}
+		if !running {
+			running = true
+			go func() { done <- engine.Run(runCtx) }()
+		}
 		select {
 		case err := <-done:
+			running = false
 			if err == nil {
 				err = errors.New("its projector ended")
 			}
@@ -189,7 +228,10 @@ func (c *Copy) round(ctx context.Context, target eventstore.Cursor) error {
 func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err error) {
 	s := c.s
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, c.o.LockTimeout.Milliseconds())); err != nil {
+		// The copy's pool writes without waiting for the WAL flush; the
+		// switch, once reported done, must survive a crash.
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL synchronous_commit = on`,
+			c.o.LockTimeout.Milliseconds())); err != nil {
 			return fmt.Errorf("set lock timeout: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+checkpointTable+` (consumer_group, offset_acked, last_processed_transaction_id)
@@ -199,14 +241,23 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 		// Locking the live checkpoint waits for the live projector's
 		// batch in flight and keeps its next one out until the switch
 		// commits; that one then fails on the changed row and is read
-		// again, in a snapshot that sees the new tables whole.
+		// again, in a snapshot that sees the new tables whole. (This gives
+		// the switch a transaction id, which holds every projector of the
+		// cluster below it: the switch is kept short.)
 		live, err := checkpointOf(ctx, tx, s.p.Name(), true)
 		if err != nil {
 			return err
 		}
-		at, err = checkpointOf(ctx, tx, s.group, false)
+		at, err = checkpointOf(ctx, tx, s.group, true)
 		if err != nil {
 			return err
+		}
+		tables := make([]string, len(s.p.Tables()))
+		for i, t := range s.p.Tables() {
+			tables[i] = s.in(s.live, t)
+		}
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(tables, ", ")+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+			return fmt.Errorf("lock live tables: %w", err)
 		}
 		if at.Less(live) {
 			if gap, err = s.applyGap(ctx, tx, at, live); err != nil {
@@ -221,6 +272,13 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 			if _, err := tx.Exec(ctx, `ALTER TABLE `+s.in(s.schema, t)+` SET SCHEMA `+s.ident(s.live)); err != nil {
 				return fmt.Errorf("move rebuilt table %s in: %w", t, err)
 			}
+		}
+		// Cached reads of what the copy wrote must go: the rebuilt rows
+		// may differ from the old ones (a rebuild after a fix).
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.in(s.live, "cache_generations")+` AS g (key, gen)
+			SELECT key, 1 FROM `+s.in(s.schema, "cache_generations")+`
+			ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`); err != nil {
+			return fmt.Errorf("move cache generations: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE `+checkpointTable+` SET offset_acked = $2, last_processed_transaction_id = $3
 			WHERE consumer_group = $1`, s.p.Name(), at.Position, at.TransactionID); err != nil {
@@ -271,11 +329,44 @@ func (r Report) Clean() bool {
 func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
 	defer c.Close()
 	s := c.s
-	rep := Report{Projection: s.p.Name()}
 	if _, err := c.build(ctx); err != nil {
-		return rep, err
+		return Report{Projection: s.p.Name()}, err
 	}
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+	// The diff runs in a read-only snapshot, which holds no projector
+	// back, at a moment when the copy's checkpoint equals the live one:
+	// bring the copy there in a transaction of its own, then look. Under
+	// writes that never leave such a moment, the last attempt applies the
+	// gap inside the snapshot, holding the projectors for the diff.
+	const attempts = 20
+	for attempt := 1; ; attempt++ {
+		if err := s.catchUp(ctx); err != nil {
+			return Report{Projection: s.p.Name()}, err
+		}
+		last := attempt == attempts
+		if last {
+			s.log.Warn("the live projection kept moving; comparing with it held", "projection", s.p.Name())
+		}
+		rep, same, err := c.compareAt(ctx, limit, last)
+		if err != nil {
+			return rep, fmt.Errorf("compare %s with a rebuild: %w", s.p.Name(), err)
+		}
+		if same {
+			return rep, nil
+		}
+	}
+}
+
+// compareAt diffs the copy and the live tables in one repeatable-read
+// snapshot if there both stand at the same checkpoint (same is false
+// otherwise), or, with force, after applying the copy's gap in it.
+func (c *Copy) compareAt(ctx context.Context, limit int, force bool) (rep Report, same bool, err error) {
+	s := c.s
+	rep = Report{Projection: s.p.Name()}
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if force {
+		opts.AccessMode = pgx.ReadWrite
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		live, err := checkpointOf(ctx, tx, s.p.Name(), false)
 		if err != nil {
 			return err
@@ -287,9 +378,13 @@ func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
 		if live.Less(at) {
 			return fmt.Errorf("the live projection %s moved back from %s to %s while it was compared", s.p.Name(), at, live)
 		}
+		if at != live && !force {
+			return tx.Rollback(ctx)
+		}
 		if _, err := s.applyGap(ctx, tx, at, live); err != nil {
 			return err
 		}
+		same = true
 		rep.Checkpoint = live.String()
 		for _, t := range s.p.Tables() {
 			d, err := s.diff(ctx, tx, t, limit)
@@ -300,10 +395,10 @@ func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
 		}
 		return tx.Rollback(ctx) // the copy is dropped anyway
 	})
-	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return rep, fmt.Errorf("compare %s with a rebuild: %w", s.p.Name(), err)
+	if errors.Is(err, pgx.ErrTxClosed) {
+		err = nil
 	}
-	return rep, nil
+	return rep, same, err
 }
 
 // diff compares one table with its copy, row by row as text: every

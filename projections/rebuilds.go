@@ -71,12 +71,16 @@ func (r *Rebuilds) Start(name string) (RebuildJob, error) {
 	if !ok {
 		return RebuildJob{}, fmt.Errorf("projection %q: %w", name, ErrUnknownProjection)
 	}
+	job := &RebuildJob{Projection: name, State: JobRunning, StartedAt: time.Now().UTC()}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if j, ok := r.jobs[name]; ok && j.State == JobRunning {
+	prev, ok := r.jobs[name]
+	if ok && prev.State == JobRunning {
+		r.mu.Unlock()
 		return RebuildJob{}, fmt.Errorf("projection %s: %w", name, ErrRebuildRunning)
 	}
-	job := &RebuildJob{Projection: name, State: JobRunning, StartedAt: time.Now().UTC()}
+	r.jobs[name] = job // reserved while the copy is set up, outside the lock
+	r.wg.Add(1)
+	r.mu.Unlock()
 	cp, err := NewCopy(r.ctx, r.db, r.notifier, p, OnlineOptions{
 		Log: r.log,
 		Progress: func(at, target int64) {
@@ -86,10 +90,16 @@ func (r *Rebuilds) Start(name string) (RebuildJob, error) {
 		},
 	})
 	if err != nil {
+		r.mu.Lock()
+		if prev != nil {
+			r.jobs[name] = prev
+		} else {
+			delete(r.jobs, name)
+		}
+		r.mu.Unlock()
+		r.wg.Done()
 		return RebuildJob{}, err
 	}
-	r.jobs[name] = job
-	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		at, err := cp.Replace(r.ctx)
@@ -104,6 +114,8 @@ func (r *Rebuilds) Start(name string) (RebuildJob, error) {
 		}
 		job.State, job.Checkpoint, job.Position = JobDone, at.String(), at.Position
 	}()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return *job, nil
 }
 

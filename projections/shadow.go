@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,6 +38,9 @@ type shadow struct {
 	group  string // the copy's consumer group
 	lock   *pgxpool.Conn
 	pool   *pgxpool.Pool // connections with the copy's search_path
+	// deferred are the CREATE INDEX statements of the copy's GIN indexes,
+	// dropped while the copy is filled (see deferGIN).
+	deferred []string
 }
 
 // openShadow takes the projection's rebuild lock (a session advisory lock,
@@ -84,12 +88,16 @@ func openShadow(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.L
 				return fmt.Errorf("table %s: %w", t, err)
 			}
 		}
-		return nil
+		return s.deferGIN(ctx, tx)
 	}); err != nil {
 		return nil, fmt.Errorf("copy of %s: %w", p.Name(), err)
 	}
+	var path string
+	if err := s.lock.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path); err != nil {
+		return nil, fmt.Errorf("copy of %s: read search_path: %w", p.Name(), err)
+	}
 	cfg := db.Config().Copy()
-	cfg.ConnConfig.RuntimeParams["search_path"] = s.ident(s.schema) + ", " + s.ident(s.live)
+	cfg.ConnConfig.RuntimeParams["search_path"] = s.ident(s.schema) + ", " + path
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "arq-copy-" + p.Name()
 	cfg.MaxConns = 4
@@ -97,6 +105,49 @@ func openShadow(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.L
 		return nil, fmt.Errorf("copy of %s: connect: %w", p.Name(), err)
 	}
 	return s, nil
+}
+
+// deferGIN drops the copy's GIN indexes (full text, tags, metadata) and
+// keeps their definitions: a GIN index is cheaper built once over a full
+// table than entry by entry, and no projection's writes read through one.
+// B-tree indexes stay: unique ones back ON CONFLICT, and others serve the
+// projections' deletes by user.
+func (s *shadow) deferGIN(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT pg_get_indexdef(i.oid), i.relname
+		FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam
+		JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+		WHERE n.nspname = $1 AND a.amname = 'gin' AND NOT x.indisunique
+		ORDER BY i.relname`, s.schema)
+	if err != nil {
+		return fmt.Errorf("read GIN indexes: %w", err)
+	}
+	type index struct{ def, name string }
+	idx, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
+		var i index
+		return i, r.Scan(&i.def, &i.name)
+	})
+	if err != nil {
+		return fmt.Errorf("read GIN indexes: %w", err)
+	}
+	for _, i := range idx {
+		if _, err := tx.Exec(ctx, `DROP INDEX `+s.in(s.schema, i.name)); err != nil {
+			return fmt.Errorf("defer index %s: %w", i.name, err)
+		}
+		s.deferred = append(s.deferred, i.def)
+	}
+	return nil
+}
+
+// createDeferred builds the GIN indexes deferGIN dropped; the copy's
+// projector is not running meanwhile.
+func (s *shadow) createDeferred(ctx context.Context) error {
+	for len(s.deferred) > 0 {
+		if _, err := s.pool.Exec(ctx, s.deferred[0]); err != nil {
+			return fmt.Errorf("copy of %s: build index: %w", s.p.Name(), err)
+		}
+		s.deferred = s.deferred[1:]
+	}
+	return nil
 }
 
 // copyIndexNames renames the copy's indexes (named by LIKE after their
@@ -175,6 +226,8 @@ func (s *shadow) clear(ctx context.Context) error {
 
 // close drops what is left of the copy and lets go of the rebuild lock.
 func (s *shadow) close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if s.pool != nil {
 		s.pool.Close()
 	}
@@ -195,6 +248,35 @@ type copyProjection struct {
 
 func (c copyProjection) Name() string { return c.group }
 
+// catchUp applies to the copy, in a transaction of its own, the events
+// the live projection has applied and the copy has not, and moves the
+// copy's checkpoint with them. The copy's projector must be stopped.
+func (s *shadow) catchUp(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		live, err := checkpointOf(ctx, tx, s.p.Name(), false)
+		if err != nil {
+			return err
+		}
+		at, err := checkpointOf(ctx, tx, s.group, true)
+		if err != nil {
+			return err
+		}
+		if !at.Less(live) {
+			return nil
+		}
+		if _, err := s.applyGap(ctx, tx, at, live); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+checkpointTable+` (consumer_group, offset_acked, last_processed_transaction_id)
+			VALUES ($1, $2, $3) ON CONFLICT (consumer_group) DO UPDATE
+			SET offset_acked = EXCLUDED.offset_acked, last_processed_transaction_id = EXCLUDED.last_processed_transaction_id`,
+			s.group, live.Position, live.TransactionID); err != nil {
+			return fmt.Errorf("move the copy's checkpoint: %w", err)
+		}
+		return nil
+	})
+}
+
 // applyGap applies the events after from up to and including to, inside
 // tx, to the copy (tx runs on the copy's connections).
 func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cursor) (int, error) {
@@ -210,14 +292,16 @@ func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cu
 	if err != nil {
 		return 0, fmt.Errorf("read events to catch up: %w", err)
 	}
+	// One Tx for all: the writes of every event go in one round trip
+	// (a projection that reads sends the writes before it first).
+	dt := &directTx{tx: tx}
 	for _, e := range events {
-		dt := &directTx{tx: tx}
 		if err := s.p.Apply(ctx, dt, e); err != nil {
 			return 0, fmt.Errorf("apply event %s to the copy: %w", e.EventID, err)
 		}
-		if err := dt.flush(ctx); err != nil {
-			return 0, fmt.Errorf("apply event %s to the copy: %w", e.EventID, err)
-		}
+	}
+	if err := dt.flush(ctx); err != nil {
+		return 0, fmt.Errorf("apply %d events to the copy: %w", len(events), err)
 	}
 	return len(events), nil
 }

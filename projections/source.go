@@ -31,8 +31,8 @@ var offsetsAdapter = wsql.DefaultPostgreSQLOffsetsAdapter{
 type logSource struct {
 	batchSize, carefulBatchSize int
 	careful                     *atomic.Bool
-	// until, when not zero, is the last event read (see Config.Until).
-	until eventstore.Cursor
+	// until, when set, bounds the read (see Config.Until).
+	until func() eventstore.Cursor
 }
 
 // SelectQuery reads the next batch after the projection's checkpoint in
@@ -59,14 +59,16 @@ func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 	return wsql.Query{Query: q, Args: next.Args}, nil
 }
 
-// bound is the condition that stops the read at s.until, if set. The
-// cursor's numbers are written into the query: they are integers.
+// bound is the condition that stops the read at s.until, if set; it is
+// asked anew for every poll. The cursor's numbers are written into the
+// query: they are integers.
 func (s logSource) bound() string {
-	if s.until.IsZero() {
+	if s.until == nil {
 		return ""
 	}
-	return "\n\t\t  AND (transaction_id, position) <= ('" + strconv.FormatUint(s.until.TransactionID, 10) +
-		"'::xid8, " + strconv.FormatInt(s.until.Position, 10) + ")"
+	u := s.until()
+	return "\n\t\t  AND (transaction_id, position) <= ('" + strconv.FormatUint(u.TransactionID, 10) +
+		"'::xid8, " + strconv.FormatInt(u.Position, 10) + ")"
 }
 
 func (s logSource) limit() int {

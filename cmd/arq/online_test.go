@@ -305,3 +305,34 @@ func TestAdminOnlineRebuild(t *testing.T) {
 		t.Fatalf("user after rebuild: %q", got)
 	}
 }
+
+// A rebuild exists to fix tables: after an online rebuild a cached context
+// window built from the old rows is not served.
+func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "Cleo"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "bees"})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about honey"}))
+
+	// Damage the memories table behind the projection's back, as a
+	// projection bug would, and let a window be cached from it.
+	pool := testdb.Pool(t, s.url)
+	if _, err := pool.Exec(context.Background(), `UPDATE memories SET content = 'wasps make nothing' WHERE id = $1`, mid); err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/sessions/" + sid + "/context?max_tokens=2000"
+	s.must(200, s.do("GET", path, nil))
+	r := s.must(200, s.do("GET", path, nil))
+	if r.header.Get("X-Arq-Cache") != "hit" || !strings.Contains(string(r.body), "wasps") {
+		t.Fatalf("want the damaged window from the cache: %s %s", r.header.Get("X-Arq-Cache"), r.body)
+	}
+	if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", "memories", "--online", "--quiet"); code != 0 {
+		t.Fatalf("online rebuild: exit %d: %s", code, errOut)
+	}
+	r = s.must(200, s.do("GET", path, nil))
+	if !strings.Contains(string(r.body), "bees make honey") || strings.Contains(string(r.body), "wasps") {
+		t.Fatalf("window after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
+	}
+}
