@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/arq-memory/arq/projections/readmodel"
@@ -67,6 +68,13 @@ func (e *Entities) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id 
 	enc, err := e.src.Encoded(ctx, kind, tenant, id)
 	if err != nil {
 		return readmodel.Encoded{}, err
+	}
+	// The row's xmin (see Reader.StampOf) is the one read before the row:
+	// if the row was rewritten in between, the entry's stamp pairs the new
+	// row with the old xmin, which no later stamp has, so it is never
+	// served; it can never pair an old row with a new xmin.
+	if _, xmin, ok := strings.Cut(stamp, "@"); ok {
+		enc.Stamp += "@" + xmin
 	}
 	ttl := entityTTL
 	if enc.ExpiresAt != nil {

@@ -306,8 +306,8 @@ func TestAdminOnlineRebuild(t *testing.T) {
 	}
 }
 
-// A rebuild exists to fix tables: after an online rebuild a cached context
-// window built from the old rows is not served.
+// A rebuild exists to fix tables: after an online rebuild neither a cached
+// context window nor a cached entity built from the old rows is served.
 func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, nil)
@@ -328,11 +328,19 @@ func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
 	if r.header.Get("X-Arq-Cache") != "hit" || !strings.Contains(string(r.body), "wasps") {
 		t.Fatalf("want the damaged window from the cache: %s %s", r.header.Get("X-Arq-Cache"), r.body)
 	}
+	s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
+	r = s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
+	if r.header.Get("X-Arq-Cache") != "hit" || r.str("content") != "wasps make nothing" {
+		t.Fatalf("want the damaged memory from the cache: %s %s", r.header.Get("X-Arq-Cache"), r.body)
+	}
 	if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", "memories", "--online", "--quiet"); code != 0 {
 		t.Fatalf("online rebuild: exit %d: %s", code, errOut)
 	}
 	r = s.must(200, s.do("GET", path, nil))
 	if !strings.Contains(string(r.body), "bees make honey") || strings.Contains(string(r.body), "wasps") {
 		t.Fatalf("window after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
+	}
+	if r := s.must(200, s.do("GET", "/v1/memories/"+mid, nil)); r.str("content") != "bees make honey" {
+		t.Fatalf("memory after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
 	}
 }

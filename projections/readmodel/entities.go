@@ -78,9 +78,11 @@ func (r *Reader) Encoded(ctx context.Context, kind Kind, tenant, id string) (Enc
 // only by its entity's events (each moves its version), by messages
 // appended to a session (its message count) and by time (a session's
 // status; a memory's expiry, which makes it unreadable), and the stamp
-// names each of these, so equal stamps mean equal answers. The conditions
-// are those of the full reads: an entity a read would not find is
-// domain.ErrNotFound.
+// names each of these, so equal stamps mean equal answers. A rebuild
+// rewrites rows without moving versions (and may change them: it exists
+// to fix rows), so the stamp ends in "@" and the row's xmin, which every
+// rewrite changes. The conditions are those of the full reads: an entity
+// a read would not find is domain.ErrNotFound.
 func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (string, error) {
 	var (
 		q    string
@@ -88,24 +90,24 @@ func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (str
 	)
 	switch kind {
 	case KindUser:
-		q, args = `SELECT version, '' FROM users WHERE id = $1 AND tenant = $2`, []any{id, tenant}
+		q, args = `SELECT version, '', xmin::text FROM users WHERE id = $1 AND tenant = $2`, []any{id, tenant}
 	case KindSession:
-		q = `SELECT version, message_count || '.' || ` + sessionStatus + ` FROM sessions WHERE id = $1`
+		q = `SELECT version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE id = $1`
 	case KindMessage:
-		q = `SELECT version, '' FROM messages WHERE id = $1`
+		q = `SELECT version, '', xmin::text FROM messages WHERE id = $1`
 	case KindMemory:
-		q = `SELECT version, '' FROM memories WHERE id = $1 AND ` + live
+		q = `SELECT version, '', xmin::text FROM memories WHERE id = $1 AND ` + live
 	default:
 		return "", fmt.Errorf("read %s: no such kind of entity", kind)
 	}
 	var (
-		version int
-		extra   string
+		version     int
+		extra, xmin string
 	)
-	if err := notFound(r.db.QueryRow(ctx, q, args...).Scan(&version, &extra), string(kind), id); err != nil {
+	if err := notFound(r.db.QueryRow(ctx, q, args...).Scan(&version, &extra, &xmin), string(kind), id); err != nil {
 		return "", err
 	}
-	return stamp(version, extra), nil
+	return stamp(version, extra) + "@" + xmin, nil
 }
 
 func sessionStamp(messageCount int, status string) string {
