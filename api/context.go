@@ -153,7 +153,7 @@ func (r *resources) cachedWindow(ctx context.Context, sessionID string, req read
 	if err != nil {
 		return nil, false, err
 	}
-	key := fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d:%d:%g:%g:%x", r.CacheNamespace, sessionID, st.Messages, st.Summaries, st.Memories,
+	key := fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d.%d:%d:%g:%g:%x", r.CacheNamespace, sessionID, st.Messages, st.Summaries, st.Memories, st.Rebuilds,
 		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryKey(req))
 	if body, ok := r.Cache.Get(ctx, key); ok {
 		return body, true, nil

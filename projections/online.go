@@ -95,6 +95,12 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 		if _, err := c.build(ctx); err != nil {
 			return eventstore.Start, err
 		}
+		// What the copy still lacks is applied in a transaction of its
+		// own first, so that the switch itself has only the events of
+		// the last moments to apply while it holds the live projection.
+		if err := c.s.catchUp(ctx); err != nil {
+			return eventstore.Start, err
+		}
 		at, gap, err := c.swap(ctx)
 		if err == nil {
 			c.o.Log.Info("projection rebuilt online", "projection", c.s.p.Name(), "checkpoint", at.String(), "caught_up_in_switch", gap)
@@ -142,7 +148,8 @@ func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 // the copy has reached the bound (fixed: the live checkpoint when follow
 // began) or lags the moving live checkpoint by at most CatchUp positions.
 // Under writes faster than it can close the gap to CatchUp, it settles for
-// 20 × CatchUp after 30 s.
+// 20 × CatchUp after 30 s, and for any gap after 2 minutes (the caller then
+// applies the gap in one transaction, holding the projectors meanwhile).
 func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	s := c.s
 	first, err := checkpoint(ctx, s.db, s.p.Name())
@@ -198,7 +205,8 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 		switch {
 		case !at.Less(target),
 			!fixed && gap <= c.o.CatchUp,
-			!fixed && gap <= 20*c.o.CatchUp && time.Since(began) > 30*time.Second:
+			!fixed && gap <= 20*c.o.CatchUp && time.Since(began) > 30*time.Second,
+			!fixed && time.Since(began) > 2*time.Minute:
 			if err := stop(); err != nil {
 				return fmt.Errorf("copy of %s: %w", s.p.Name(), err)
 			}
@@ -230,8 +238,7 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The copy's pool writes without waiting for the WAL flush; the
 		// switch, once reported done, must survive a crash.
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SET LOCAL synchronous_commit = on`,
-			c.o.LockTimeout.Milliseconds())); err != nil {
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'; SET LOCAL synchronous_commit = on`); err != nil {
 			return fmt.Errorf("set lock timeout: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+checkpointTable+` (consumer_group, offset_acked, last_processed_transaction_id)
@@ -252,18 +259,25 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 		if err != nil {
 			return err
 		}
-		tables := make([]string, len(s.p.Tables()))
-		for i, t := range s.p.Tables() {
-			tables[i] = s.in(s.live, t)
-		}
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(tables, ", ")+` IN ACCESS EXCLUSIVE MODE`); err != nil {
-			return fmt.Errorf("lock live tables: %w", err)
-		}
 		if at.Less(live) {
 			if gap, err = s.applyGap(ctx, tx, at, live); err != nil {
 				return err
 			}
 			at = live
+		}
+		// Readers queue behind a waiting ACCESS EXCLUSIVE lock: wait for
+		// the live tables' readers briefly, then let go and try again.
+		if len(s.p.Tables()) > 0 {
+			tables := make([]string, len(s.p.Tables()))
+			for i, t := range s.p.Tables() {
+				tables[i] = s.in(s.live, t)
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, c.o.LockTimeout.Milliseconds())); err != nil {
+				return fmt.Errorf("set lock timeout: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(tables, ", ")+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+				return fmt.Errorf("lock live tables: %w", err)
+			}
 		}
 		for _, t := range s.p.Tables() {
 			if _, err := tx.Exec(ctx, `DROP TABLE `+s.in(s.live, t)); err != nil {
@@ -273,12 +287,10 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 				return fmt.Errorf("move rebuilt table %s in: %w", t, err)
 			}
 		}
-		// Cached reads of what the copy wrote must go: the rebuilt rows
-		// may differ from the old ones (a rebuild after a fix).
-		if _, err := tx.Exec(ctx, `INSERT INTO `+s.in(s.live, "cache_generations")+` AS g (key, gen)
-			SELECT key, 1 FROM `+s.in(s.schema, "cache_generations")+`
-			ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`); err != nil {
-			return fmt.Errorf("move cache generations: %w", err)
+		// Cached windows made from the old rows must go (see bumpRebuilds);
+		// the live schema's generations, not the copy's scratch ones.
+		if _, err := tx.Exec(ctx, strings.Replace(bumpRebuilds, "cache_generations", s.in(s.live, "cache_generations"), 1)); err != nil {
+			return fmt.Errorf("bump cache generations: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE `+checkpointTable+` SET offset_acked = $2, last_processed_transaction_id = $3
 			WHERE consumer_group = $1`, s.p.Name(), at.Position, at.TransactionID); err != nil {
@@ -352,6 +364,11 @@ func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
 		}
 		if same {
 			return rep, nil
+		}
+		select { // a quiet moment of the live projection is more likely soon
+		case <-time.After(time.Duration(attempt) * 25 * time.Millisecond):
+		case <-ctx.Done():
+			return rep, ctx.Err()
 		}
 	}
 }

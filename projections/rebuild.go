@@ -36,6 +36,9 @@ func Reset(ctx context.Context, db *pgxpool.Pool, p Projection) error {
 			WHERE consumer_group = $1`, p.Name()); err != nil {
 			return fmt.Errorf("reset checkpoint of %s: %w", p.Name(), err)
 		}
+		if _, err := tx.Exec(ctx, bumpRebuilds); err != nil {
+			return fmt.Errorf("reset %s: %w", p.Name(), err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO projection_status (name, state) VALUES ($1, 'rebuilding')
 			ON CONFLICT (name) DO UPDATE SET state = 'rebuilding', last_error = '', failed_event_id = '',
 				failed_position = 0, updated_at = now()`, p.Name()); err != nil {
@@ -44,6 +47,12 @@ func Reset(ctx context.Context, db *pgxpool.Pool, p Projection) error {
 		return nil
 	})
 }
+
+// bumpRebuilds moves the generation every cached context window names
+// (see migrations/00008_cache_generations.sql): a rebuild exists to change
+// rows, also rows no replayed event names.
+const bumpRebuilds = `INSERT INTO cache_generations AS g (key, gen) VALUES ('rebuilds', 1)
+	ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`
 
 // MarkRebuilt records that a rebuilding projection has caught up.
 func MarkRebuilt(ctx context.Context, db *pgxpool.Pool, name string) error {

@@ -174,6 +174,9 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 type WindowState struct {
 	UserID                        string
 	Messages, Summaries, Memories int64
+	// Rebuilds moves with every rebuild of a projection (offline or
+	// online): a rebuild may change rows no replayed event names.
+	Rebuilds int64
 }
 
 // WindowStateOf reads a session's WindowState with one indexed query.
@@ -182,7 +185,8 @@ func (r *Reader) WindowStateOf(ctx context.Context, sessionID string) (WindowSta
 	err := r.db.QueryRow(ctx, `SELECT s.user_id,
 			coalesce((SELECT gen FROM cache_generations WHERE key = 'session:' || s.id), 0),
 			coalesce((SELECT gen FROM cache_generations WHERE key = 'summary:' || s.id), 0),
-			coalesce((SELECT gen FROM cache_generations WHERE key = 'user:' || s.user_id), 0)
-		FROM sessions s WHERE s.id = $1`, sessionID).Scan(&w.UserID, &w.Messages, &w.Summaries, &w.Memories)
+			coalesce((SELECT gen FROM cache_generations WHERE key = 'user:' || s.user_id), 0),
+			coalesce((SELECT gen FROM cache_generations WHERE key = 'rebuilds'), 0)
+		FROM sessions s WHERE s.id = $1`, sessionID).Scan(&w.UserID, &w.Messages, &w.Summaries, &w.Memories, &w.Rebuilds)
 	return w, notFound(err, "session", sessionID)
 }
