@@ -48,22 +48,9 @@ type shadow struct {
 // left, and creates empty copies of the projection's tables with the live
 // tables' columns, constraints and index names.
 func openShadow(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.Logger) (_ *shadow, err error) {
-	s := &shadow{db: db, p: p, log: log, schema: "arq_copy_" + p.Name(), group: p.Name() + "_copy"}
-	if len(s.group) > 63 || len(s.schema) > 63 {
-		return nil, fmt.Errorf("projection name %q is too long for a copy", p.Name())
-	}
-	s.lock, err = db.Acquire(ctx)
+	s, err := openShadowLock(ctx, db, p, log)
 	if err != nil {
-		return nil, fmt.Errorf("copy of %s: acquire connection: %w", p.Name(), err)
-	}
-	var locked bool
-	if err := s.lock.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, s.schema).Scan(&locked); err != nil {
-		s.lock.Release()
-		return nil, fmt.Errorf("copy of %s: take rebuild lock: %w", p.Name(), err)
-	}
-	if !locked {
-		s.lock.Release()
-		return nil, fmt.Errorf("projection %s: %w", p.Name(), ErrRebuildRunning)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -148,6 +135,29 @@ func (s *shadow) createDeferred(ctx context.Context) error {
 		s.deferred = s.deferred[1:]
 	}
 	return nil
+}
+
+// openShadowLock takes p's rebuild lock (a session advisory lock, so a
+// crashed process lets go of it) on a connection of its own.
+func openShadowLock(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.Logger) (*shadow, error) {
+	s := &shadow{db: db, p: p, log: log, schema: "arq_copy_" + p.Name(), group: p.Name() + "_copy"}
+	if len(s.group) > 63 || len(s.schema) > 63 {
+		return nil, fmt.Errorf("projection name %q is too long for a copy", p.Name())
+	}
+	var err error
+	if s.lock, err = db.Acquire(ctx); err != nil {
+		return nil, fmt.Errorf("copy of %s: acquire connection: %w", p.Name(), err)
+	}
+	var locked bool
+	if err := s.lock.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, s.schema).Scan(&locked); err != nil {
+		s.lock.Release()
+		return nil, fmt.Errorf("copy of %s: take rebuild lock: %w", p.Name(), err)
+	}
+	if !locked {
+		s.lock.Release()
+		return nil, fmt.Errorf("projection %s: %w", p.Name(), ErrRebuildRunning)
+	}
+	return s, nil
 }
 
 // copyIndexNames renames the copy's indexes (named by LIKE after their
@@ -339,6 +349,38 @@ func (t *directTx) flush(ctx context.Context) error {
 	t.batch = pgx.Batch{}
 	if err := t.tx.SendBatch(ctx, &b).Close(); err != nil {
 		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// DropAbandonedCopies drops the copies of ps that no process is building
+// (their rebuild lock is free): what an online rebuild or verify that
+// crashed left, a full-size copy of the projection's tables. Servers call
+// it at start.
+func DropAbandonedCopies(ctx context.Context, db *pgxpool.Pool, ps []Projection, log *slog.Logger) error {
+	var schemas []string
+	rows, err := db.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'arq_copy_')`)
+	if err != nil {
+		return fmt.Errorf("list projection copies: %w", err)
+	}
+	if schemas, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return fmt.Errorf("list projection copies: %w", err)
+	}
+	for _, schema := range schemas {
+		for _, p := range ps {
+			if "arq_copy_"+p.Name() != schema {
+				continue
+			}
+			s, err := openShadowLock(ctx, db, p, log)
+			if errors.Is(err, ErrRebuildRunning) {
+				continue // being built now
+			}
+			if err != nil {
+				return err
+			}
+			log.Warn("dropping the copy an interrupted online rebuild left", "projection", p.Name(), "schema", schema)
+			s.close(ctx)
+		}
 	}
 	return nil
 }

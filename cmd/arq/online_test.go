@@ -344,3 +344,48 @@ func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
 		t.Fatalf("memory after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
 	}
 }
+
+// A copy left by a crashed online rebuild (its rebuild lock free) is
+// dropped when a server starts; one being built is left alone.
+func TestServerDropsAbandonedCopies(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	if code, _, errOut := runCLI(t, url, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, errOut)
+	}
+	pool := testdb.Pool(t, url)
+	ctx := context.Background()
+	for _, q := range []string{
+		`CREATE SCHEMA arq_copy_users`, `CREATE TABLE arq_copy_users.users (LIKE users INCLUDING ALL)`,
+		`INSERT INTO projection_checkpoints (consumer_group, offset_acked, last_processed_transaction_id) VALUES ('users_copy', 7, '7')`,
+		`CREATE SCHEMA arq_copy_memories`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The memories copy is being built by someone: its lock is held.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended('arq_copy_memories', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('arq_copy_memories', 0))`)
+
+	startServerOn(t, url, nil)
+	var schemas []string
+	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'arq_copy_') ORDER BY 1`)
+	if err == nil {
+		schemas, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil || strings.Join(schemas, ",") != "arq_copy_memories" {
+		t.Fatalf("copies after start: %v (%v), want only the one being built", schemas, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM projection_checkpoints WHERE consumer_group = 'users_copy'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("checkpoint of the abandoned copy: %d (%v)", n, err)
+	}
+}

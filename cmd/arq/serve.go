@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"flag"
+
+	"github.com/arq-memory/arq/projections"
 )
 
 func (c *cli) serve(ctx context.Context, args []string) error {
@@ -23,6 +25,9 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer app.Close()
+	if err := projections.DropAbandonedCopies(ctx, app.pool, registered(), log); err != nil {
+		log.Warn("could not drop the copies interrupted online rebuilds left", "err", err)
+	}
 	return app.Serve(ctx, c.ready)
 }
 
