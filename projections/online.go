@@ -450,9 +450,14 @@ func (s *shadow) diff(ctx context.Context, tx pgx.Tx, table string, limit int) (
 	return d, nil
 }
 
-// checkpointOf reads a consumer group's checkpoint inside tx, locking its
-// row if asked.
-func checkpointOf(ctx context.Context, tx pgx.Tx, group string, lock bool) (eventstore.Cursor, error) {
+// queryRower is a pool or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// checkpointOf reads a consumer group's checkpoint (Start for one that has
+// applied nothing), locking its row if asked (inside a transaction).
+func checkpointOf(ctx context.Context, tx queryRower, group string, lock bool) (eventstore.Cursor, error) {
 	q := `SELECT last_processed_transaction_id, offset_acked FROM ` + checkpointTable + ` WHERE consumer_group = $1`
 	if lock {
 		q += ` FOR UPDATE`

@@ -94,20 +94,7 @@ func Checkpoints(ctx context.Context, db *pgxpool.Pool, names []string) (map[str
 }
 
 func checkpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventstore.Cursor, error) {
-	var c eventstore.Cursor
-	var pos *int64
-	err := db.QueryRow(ctx, `SELECT last_processed_transaction_id, offset_acked FROM `+checkpointTable+`
-		WHERE consumer_group = $1`, name).Scan(&c.TransactionID, &pos)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Start, nil
-	}
-	if err != nil {
-		return c, fmt.Errorf("read checkpoint of %s: %w", name, err)
-	}
-	if pos != nil {
-		c.Position = *pos
-	}
-	return c, nil
+	return checkpointOf(ctx, db, name, false)
 }
 
 func setRunning(ctx context.Context, db *pgxpool.Pool, name string) error {

@@ -94,9 +94,10 @@ func projectionNamed(name string) (projections.Projection, error) {
 	return nil, usagef("no projection %q (known: %s)", name, strings.Join(names(registered()), ", "))
 }
 
-// rebuildOnline rebuilds p beside its live tables while an arq serve or
-// arq project elsewhere keeps them current, then switches the copy in.
-func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet bool) error {
+// withCopy opens the database, runs the notifier (a copy's projector
+// waits on it), makes a copy of p with progress on stderr, and hands it to
+// use. An interruption is reported as its cause.
+func (c *cli) withCopy(ctx context.Context, p projections.Projection, what string, quiet bool, use func(context.Context, *projections.Copy, *progress) error) error {
 	log := c.cfg.logger(c.stderr)
 	app, err := open(ctx, c.cfg, log, registered())
 	if err != nil {
@@ -109,7 +110,7 @@ func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet
 	defer wait()
 	defer cancel(nil)
 
-	prog := newProgress(c.stderr, "rebuild "+p.Name()+" online", 0, quiet)
+	prog := newProgress(c.stderr, what, 0, quiet)
 	cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
 		Log:      log,
 		Progress: func(at, target int64) { prog.total = target; prog.update(at) },
@@ -117,18 +118,29 @@ func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet
 	if err != nil {
 		return err
 	}
-	at, err := cp.Replace(runCtx)
-	if err != nil {
+	if err := use(runCtx, cp, prog); err != nil {
 		prog.fail()
 		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
 			return cause
 		}
 		return err
 	}
-	prog.total = at.Position
-	prog.update(at.Position)
 	prog.finish()
 	return nil
+}
+
+// rebuildOnline rebuilds p beside its live tables while an arq serve or
+// arq project elsewhere keeps them current, then switches the copy in.
+func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet bool) error {
+	return c.withCopy(ctx, p, "rebuild "+p.Name()+" online", quiet, func(ctx context.Context, cp *projections.Copy, prog *progress) error {
+		at, err := cp.Replace(ctx)
+		if err != nil {
+			return err
+		}
+		prog.total = at.Position
+		prog.update(at.Position)
+		return nil
+	})
 }
 
 func (c *cli) projectionsVerify(ctx context.Context, args []string) error {
@@ -145,33 +157,16 @@ func (c *cli) projectionsVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := c.cfg.logger(c.stderr)
-	app, err := open(ctx, c.cfg, log, registered())
-	if err != nil {
+	var rep projections.Report
+	err = c.withCopy(ctx, p, "rebuild "+p.Name()+" to compare", quiet, func(ctx context.Context, cp *projections.Copy, prog *progress) error {
+		r, err := cp.Compare(ctx, limit)
+		rep = r
+		prog.update(prog.total)
 		return err
-	}
-	defer app.Close()
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	wait := app.runParts(runCtx, false, func(err error) { cancel(err) })
-	defer wait()
-	defer cancel(nil)
-
-	prog := newProgress(c.stderr, "rebuild "+p.Name()+" to compare", 0, quiet)
-	cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
-		Log:      log,
-		Progress: func(at, target int64) { prog.total = target; prog.update(at) },
 	})
 	if err != nil {
 		return err
 	}
-	rep, err := cp.Compare(runCtx, limit)
-	if err != nil {
-		prog.fail()
-		return err
-	}
-	prog.update(prog.total)
-	prog.finish()
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
