@@ -124,17 +124,23 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 // build brings the copy up to the live projection and returns its
 // checkpoint, with the copy's projector stopped. The first stretch, the
 // bulk of the log, runs up to the live checkpoint as it was at the start
-// and without the copy's GIN indexes, which are built next (see deferGIN).
+// and without the copy's GIN indexes, which are built next (see deferGIN),
+// and the copy's tables are analyzed.
 // Then the copy follows the live checkpoint, its bound moved as the live
 // projection moves, until it lags by at most CatchUp positions: the rest
 // is applied in the switch.
 func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 	s := c.s
-	if len(s.deferred) > 0 {
+	if !s.analyzed {
 		if err := c.follow(ctx, true); err != nil {
 			return eventstore.Start, err
 		}
 		if err := s.createDeferred(ctx); err != nil {
+			return eventstore.Start, err
+		}
+		// Fresh tables have no statistics until autovacuum comes by; the
+		// planner would meet the switched-in tables blind.
+		if err := s.analyze(ctx); err != nil {
 			return eventstore.Start, err
 		}
 	}

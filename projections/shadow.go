@@ -41,6 +41,8 @@ type shadow struct {
 	// deferred are the CREATE INDEX statements of the copy's GIN indexes,
 	// dropped while the copy is filled (see deferGIN).
 	deferred []string
+	// analyzed is set once the filled copy's statistics are gathered.
+	analyzed bool
 }
 
 // openShadow takes the projection's rebuild lock (a session advisory lock,
@@ -158,6 +160,17 @@ func openShadowLock(ctx context.Context, db *pgxpool.Pool, p Projection, log *sl
 		return nil, fmt.Errorf("projection %s: %w", p.Name(), ErrRebuildRunning)
 	}
 	return s, nil
+}
+
+// analyze gathers the planner's statistics of the copy's tables.
+func (s *shadow) analyze(ctx context.Context) error {
+	for _, t := range s.p.Tables() {
+		if _, err := s.pool.Exec(ctx, `ANALYZE `+s.in(s.schema, t)); err != nil {
+			return fmt.Errorf("copy of %s: analyze %s: %w", s.p.Name(), t, err)
+		}
+	}
+	s.analyzed = true
+	return nil
 }
 
 // copyIndexNames renames the copy's indexes (named by LIKE after their
