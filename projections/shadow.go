@@ -397,3 +397,52 @@ func DropAbandonedCopies(ctx context.Context, db *pgxpool.Pool, ps []Projection,
 	}
 	return nil
 }
+
+// CopyState is what operators see of a copy of a projection's tables.
+type CopyState struct {
+	Projection string `json:"projection"`
+	Schema     string `json:"schema"`
+	// Building is true while a process holds the copy's rebuild lock;
+	// false means a crashed rebuild left it (the next rebuild of the
+	// projection, or the next server start, drops it).
+	Building bool  `json:"building"`
+	Position int64 `json:"position"`
+}
+
+// Copies lists the copies of the named projections that exist now.
+func Copies(ctx context.Context, db *pgxpool.Pool, names []string) ([]CopyState, error) {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list projection copies: %w", err)
+	}
+	defer conn.Release()
+	var out []CopyState
+	for _, name := range names {
+		c := CopyState{Projection: name, Schema: "arq_copy_" + name}
+		var exists, free bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, c.Schema).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("list projection copies: %w", err)
+		}
+		if !exists {
+			continue
+		}
+		// Taking the lock for a moment tells whether anyone holds it.
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, c.Schema).Scan(&free); err != nil {
+			return nil, fmt.Errorf("list projection copies: %w", err)
+		}
+		if free {
+			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, c.Schema); err != nil {
+				conn.Conn().Close(ctx) // closing the session lets go of the lock
+				return nil, fmt.Errorf("list projection copies: %w", err)
+			}
+		}
+		c.Building = !free
+		at, err := checkpointOf(ctx, conn, name+"_copy", false)
+		if err != nil {
+			return nil, err
+		}
+		c.Position = at.Position
+		out = append(out, c)
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,8 +346,9 @@ func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
 	}
 }
 
-// A copy left by a crashed online rebuild (its rebuild lock free) is
-// dropped when a server starts; one being built is left alone.
+// A copy left by a crashed online rebuild (its rebuild lock free) shows in
+// projections status and is dropped when a server starts; one being built
+// shows as such and is left alone.
 func TestServerDropsAbandonedCopies(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
@@ -374,6 +376,12 @@ func TestServerDropsAbandonedCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('arq_copy_memories', 0))`)
+
+	code, out, errOut := runCLI(t, url, "projections", "status")
+	if code != 0 || !regexp.MustCompile(`(?m)^users +copy +7 +copy left by a crashed rebuild`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^memories +copy +0 +copy being built`).MatchString(out) {
+		t.Fatalf("projections status: exit %d:\n%s%s", code, out, errOut)
+	}
 
 	startServerOn(t, url, nil)
 	var schemas []string

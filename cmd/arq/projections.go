@@ -44,6 +44,17 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.Position, s.Behind, lastErr)
 	}
+	copies, err := projections.Copies(ctx, app.pool, names(registered()))
+	if err != nil {
+		return err
+	}
+	for _, cp := range copies {
+		state := "copy being built (online rebuild or verify)"
+		if !cp.Building {
+			state = "copy left by a crashed rebuild (dropped by the next rebuild or server start)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t\t%s\n", cp.Projection, "copy", cp.Position, state)
+	}
 	return tw.Flush()
 }
 
