@@ -21,14 +21,14 @@ type OnlineOptions struct {
 	// Engine configures the copy's projector (Until is set by the copy).
 	Engine Config
 	// CatchUp is how many log positions the copy may still lag the live
-	// projection when it is switched in or compared: the rest is applied
-	// inside that one transaction, which holds the live projector back
-	// meanwhile. Default 1000.
+	// projection when its projector stops following; the rest is applied
+	// in a transaction of its own before the switch or the comparison.
+	// Default 1000.
 	CatchUp int64
-	// LockTimeout bounds how long the switch waits for the live
-	// projector's batch and for readers of the live tables; past it the
-	// switch lets go (readers queue behind a waiting switch) and is tried
-	// again after catching up anew. Default 500ms.
+	// LockTimeout bounds how long the switch waits for readers of the
+	// live tables; past it the switch lets go (readers queue behind a
+	// waiting lock) and is tried again after catching up anew. (The wait
+	// for the live projector's batch is bounded at 10 s.) Default 500ms.
 	LockTimeout time.Duration
 	// Attempts is how often the switch is tried. Default 20.
 	Attempts int
