@@ -112,11 +112,7 @@ var snapshotMeta = Meta{Actor: "system:snapshots", Tenant: "default"}
 
 // Run records due snapshots until ctx ends.
 func (x *Snapshotter) Run(ctx context.Context) error {
-	return every(ctx, x.interval, func() {
-		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			x.log.Warn("context snapshot pass failed", "err", err)
-		}
-	})
+	return passes(ctx, x.interval, x.log, "context snapshot pass", x.RunOnce)
 }
 
 // RunOnce records the snapshots due now and says how many it recorded.
@@ -150,12 +146,16 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// every runs f now and then every interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, f func()) error {
+// passes runs pass at once and then every interval until ctx ends; a
+// failed pass is logged as what failed, and the next one comes as usual.
+// The background workers (expiry, snapshots, summaries) share it.
+func passes(ctx context.Context, interval time.Duration, log *slog.Logger, what string, pass func(context.Context) (int, error)) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		f()
+		if _, err := pass(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what+" failed", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -210,11 +210,7 @@ var summaryMeta = Meta{Actor: "system:summaries", Tenant: "default"}
 
 // Run summarizes due sessions until ctx ends.
 func (x *SummaryWorker) Run(ctx context.Context) error {
-	return every(ctx, x.interval, func() {
-		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			x.log.Warn("summary pass failed", "err", err)
-		}
-	})
+	return passes(ctx, x.interval, x.log, "summary pass", x.RunOnce)
 }
 
 // RunOnce summarizes the sessions due now and says how many summaries it

@@ -37,11 +37,7 @@ var expiryMeta = Meta{Actor: "system:expiry", Tenant: "default"}
 
 // Run expires due entities until ctx ends.
 func (x *Expirer) Run(ctx context.Context) error {
-	return every(ctx, x.interval, func() {
-		if _, err := x.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			x.log.Warn("expiry pass failed", "err", err)
-		}
-	})
+	return passes(ctx, x.interval, x.log, "expiry pass", x.RunOnce)
 }
 
 // RunOnce expires what is due now and returns how many expiries it recorded.

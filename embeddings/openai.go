@@ -3,13 +3,11 @@
 package embeddings
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
+
+	"github.com/arq-memory/arq/internal/openai"
 )
 
 // OpenAI embeds texts with an OpenAI-compatible endpoint: POST
@@ -27,42 +25,15 @@ const maxAnswerBytes = 16 << 20
 
 // Embed implements domain.Embedder.
 func (o OpenAI) Embed(ctx context.Context, texts []string) ([][]float32, error) {
-	body, err := json.Marshal(map[string]any{"model": o.Model, "input": texts})
-	if err != nil {
-		return nil, fmt.Errorf("encode embeddings request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.URL, "/")+"/embeddings", bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("embeddings request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if o.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+o.APIKey)
-	}
-	client := o.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("embeddings request: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
-	if err != nil {
-		return nil, fmt.Errorf("read embeddings answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("embeddings endpoint answered %s: %.200s", resp.Status, raw)
-	}
 	var out struct {
 		Data []struct {
 			Index     int       `json:"index"`
 			Embedding []float32 `json:"embedding"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("decode embeddings answer: %w", err)
+	ep := openai.Endpoint{URL: o.URL, APIKey: o.APIKey, Client: o.Client}
+	if err := ep.Post(ctx, "/embeddings", "embeddings", map[string]any{"model": o.Model, "input": texts}, maxAnswerBytes, &out); err != nil {
+		return nil, err
 	}
 	if len(out.Data) != len(texts) {
 		return nil, fmt.Errorf("embeddings endpoint gave %d embeddings for %d texts", len(out.Data), len(texts))

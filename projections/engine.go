@@ -232,18 +232,16 @@ type fieldChain struct {
 }
 
 func (c *fieldChain) with(f watermill.LogFields) watermill.LogFields {
+	var chain []watermill.LogFields
+	for ; c != nil; c = c.next {
+		chain = append(chain, c.fields)
+	}
 	out := watermill.LogFields{}
-	var add func(*fieldChain)
-	add = func(c *fieldChain) {
-		if c == nil {
-			return
-		}
-		add(c.next)
-		for k, v := range c.fields {
+	for i := len(chain) - 1; i >= 0; i-- { // oldest first: newer fields win
+		for k, v := range chain[i] {
 			out[k] = v
 		}
 	}
-	add(c)
 	for k, v := range f {
 		out[k] = v
 	}

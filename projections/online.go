@@ -147,7 +147,7 @@ func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 	if err := c.follow(ctx, false); err != nil {
 		return eventstore.Start, err
 	}
-	return checkpoint(ctx, s.db, s.group)
+	return checkpointOf(ctx, s.db, s.group, false)
 }
 
 // follow runs the copy's projector, bounded by the live checkpoint, until
@@ -158,7 +158,7 @@ func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 // applies the gap in one transaction, holding the projectors meanwhile).
 func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	s := c.s
-	first, err := checkpoint(ctx, s.db, s.p.Name())
+	first, err := checkpointOf(ctx, s.db, s.p.Name(), false)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	for {
 		target := *bound.Load()
 		if !fixed {
-			if target, err = checkpoint(ctx, s.db, s.p.Name()); err != nil {
+			if target, err = checkpointOf(ctx, s.db, s.p.Name(), false); err != nil {
 				_ = stop()
 				return err
 			}

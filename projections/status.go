@@ -69,7 +69,7 @@ func States(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, er
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("read status of %s: %w", name, err)
 		}
-		s.Checkpoint, err = checkpoint(ctx, db, name)
+		s.Checkpoint, err = checkpointOf(ctx, db, name, false)
 		if err != nil {
 			return nil, err
 		}
@@ -77,24 +77,6 @@ func States(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, er
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// Checkpoints returns each named projection's checkpoint; Start for one
-// that has applied nothing.
-func Checkpoints(ctx context.Context, db *pgxpool.Pool, names []string) (map[string]eventstore.Cursor, error) {
-	out := make(map[string]eventstore.Cursor, len(names))
-	for _, n := range names {
-		c, err := checkpoint(ctx, db, n)
-		if err != nil {
-			return nil, err
-		}
-		out[n] = c
-	}
-	return out, nil
-}
-
-func checkpoint(ctx context.Context, db *pgxpool.Pool, name string) (eventstore.Cursor, error) {
-	return checkpointOf(ctx, db, name, false)
 }
 
 func setRunning(ctx context.Context, db *pgxpool.Pool, name string) error {

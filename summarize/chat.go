@@ -1,15 +1,13 @@
 package summarize
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/internal/openai"
 )
 
 // Chat summarizes with an OpenAI-compatible chat completions endpoint:
@@ -43,45 +41,18 @@ func (c Chat) Summarize(ctx context.Context, previous string, lines []domain.Tra
 	for _, l := range lines {
 		b.WriteString(l.Role + ": " + l.Content + "\n")
 	}
-	body, err := json.Marshal(map[string]any{
-		"model":       c.Model,
-		"temperature": 0,
-		"messages":    []chatMessage{{Role: "system", Content: chatPrompt}, {Role: "user", Content: b.String()}},
-	})
-	if err != nil {
-		return "", fmt.Errorf("encode chat request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return "", fmt.Errorf("chat request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	}
-	client := c.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("chat request: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("read chat answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("chat endpoint answered %s: %.200s", resp.Status, raw)
-	}
 	var out struct {
 		Choices []struct {
 			Message chatMessage `json:"message"`
 		} `json:"choices"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return "", fmt.Errorf("decode chat answer: %w", err)
+	ep := openai.Endpoint{URL: c.URL, APIKey: c.APIKey, Client: c.Client}
+	if err := ep.Post(ctx, "/chat/completions", "chat", map[string]any{
+		"model":       c.Model,
+		"temperature": 0,
+		"messages":    []chatMessage{{Role: "system", Content: chatPrompt}, {Role: "user", Content: b.String()}},
+	}, 1<<20, &out); err != nil {
+		return "", err
 	}
 	if len(out.Choices) == 0 || strings.TrimSpace(out.Choices[0].Message.Content) == "" {
 		return "", fmt.Errorf("chat endpoint gave no summary")

@@ -73,18 +73,7 @@ func TestEntityCacheNeverStale(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	close(errs)
-	close(hits)
-	for e := range errs {
-		t.Error(e)
-	}
-	total := 0
-	for h := range hits {
-		total += h
-	}
-	if total == 0 {
-		t.Fatal("no read was served from the cache")
-	}
+	reportCacheLoop(t, errs, hits)
 }
 
 // A deleted entity is gone from the next read, also when it was cached,

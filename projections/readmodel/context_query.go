@@ -65,14 +65,19 @@ func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq 
 	return s, true, nil
 }
 
+// importanceRecencySQL is the part of a window's memory score besides
+// relevance: importance weighed $4, recency ($7 now, half-life $6
+// seconds) weighed $5 (see the Weight constants).
+const importanceRecencySQL = `$4::float8 * importance
+		+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8)`
+
 // relevantSQL scores a user's memories for a context window; see
 // RelevantMemories.
 const relevantSQL = `WITH cand AS (` + windowCandidates + `),
 	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
 	SELECT ` + memoryCols + `,
 		$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
-		+ $4::float8 * importance
-		+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
+		+ ` + importanceRecencySQL + ` AS score
 	FROM uniq
 	ORDER BY score DESC, id DESC LIMIT $8`
 

@@ -175,8 +175,7 @@ const relevantFusedSQL = `WITH cand AS (` + windowCandidates + `
 		FROM ranked)
 	SELECT ` + memoryCols + `,
 		$3::float8 * coalesce(rel / nullif(max(rel) OVER (), 0), 0)
-		+ $4::float8 * importance
-		+ $5::float8 * power(0.5, greatest(extract(epoch FROM ($7::timestamptz - updated_at)), 0) / $6::float8) AS score
+		+ ` + importanceRecencySQL + ` AS score
 	FROM fused
 	ORDER BY score DESC, id DESC LIMIT $8`
 
