@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -188,6 +189,18 @@ func (s *server) must(status int, r response) response {
 	s.t.Helper()
 	if r.status != status {
 		s.t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	return r
+}
+
+// mustGo is must for a goroutine the test started, where FailNow may not
+// be called: it fails the test and ends only the calling goroutine (its
+// deferred calls, such as a WaitGroup's Done, still run).
+func (s *server) mustGo(status int, r response) response {
+	s.t.Helper()
+	if r.status != status {
+		s.t.Errorf("status %d, want %d: %s", r.status, status, r.body)
+		runtime.Goexit()
 	}
 	return r
 }

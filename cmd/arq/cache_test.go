@@ -26,15 +26,15 @@ func TestContextCacheNeverStale(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+			sid := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
 			h := 0
 			for i := 0; i < rounds; i++ {
 				content := fmt.Sprintf("writer %d round %d", w, i)
-				s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+				s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
 				mem := fmt.Sprintf("writer%d fact%d", w, i)
-				s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": mem, "importance": 1}))
+				s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": mem, "importance": 1}))
 				for read := 0; read < 2; read++ {
-					r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000&query="+fmt.Sprintf("writer%d+fact%d", w, i), nil))
+					r := s.mustGo(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000&query="+fmt.Sprintf("writer%d+fact%d", w, i), nil))
 					if r.header.Get("X-Arq-Cache") == "hit" {
 						h++
 					}

@@ -14,9 +14,13 @@ type entityRead struct {
 }
 
 // getEntity reads path, requiring 200 and an ETag that matches the body's version.
-func (s *server) getEntity(t *testing.T, path string) entityRead {
+func (s *server) getEntity(t *testing.T, path string, must ...func(int, response) response) entityRead {
 	t.Helper()
-	r := s.must(200, s.do("GET", path, nil))
+	check := s.must
+	if len(must) > 0 {
+		check = must[0] // mustGo, off the test's goroutine
+	}
+	r := check(200, s.do("GET", path, nil))
 	if want := `"` + strconv.Itoa(int(r.num("version"))) + `"`; r.header.Get("ETag") != want {
 		t.Errorf("GET %s: ETag %q, body version %s", path, r.header.Get("ETag"), want)
 	}
@@ -41,14 +45,14 @@ func TestEntityCacheNeverStale(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("w%d", w), "name": "W"})).str("id")
-			sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-			msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "first"})).str("id")
-			mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+			uid := s.mustGo(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("w%d", w), "name": "W"})).str("id")
+			sid := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+			msg := s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "first"})).str("id")
+			mem := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
 			h := 0
 			check := func(path, field string, want any) {
 				for _, srv := range []*server{s, s, other, other} {
-					r := srv.getEntity(t, path)
+					r := srv.getEntity(t, path, srv.mustGo)
 					if r.hit() {
 						h++
 					}
@@ -59,14 +63,14 @@ func TestEntityCacheNeverStale(t *testing.T) {
 			}
 			for i := 0; i < rounds; i++ {
 				text := fmt.Sprintf("writer %d round %d", w, i)
-				m := s.must(200, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": text}))
+				m := s.mustGo(200, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": text}))
 				check("/v1/memories/"+mem, "content", text)
 				check("/v1/memories/"+mem, "version", m.num("version"))
-				s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": text}))
+				s.mustGo(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": text}))
 				check("/v1/users/"+uid, "name", text)
-				s.must(200, s.do("PATCH", "/v1/messages/"+msg, map[string]any{"content": text}))
+				s.mustGo(200, s.do("PATCH", "/v1/messages/"+msg, map[string]any{"content": text}))
 				check("/v1/messages/"+msg, "content", text)
-				s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": text}))
+				s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": text}))
 				check("/v1/sessions/"+sid, "message_count", float64(i+2))
 			}
 			hits <- h
