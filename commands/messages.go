@@ -27,8 +27,12 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		}
 	}
 	s.fill(ctx, "message", texts, func(i int, e []float64) { msgs[missing[i]].Embedding = e })
+	fresh := false
 	return retry(ctx, func() (Result, error) {
-		sess, err := s.loadSession(ctx, sessionID)
+		sess, err := s.appendingSession(ctx, sessionID, fresh)
+		// A retry follows a conflict on the session: what was remembered
+		// of it is out of date.
+		fresh = true
 		if err != nil {
 			return Result{}, err
 		}
@@ -53,6 +57,28 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		}
 		return out, nil
 	})
+}
+
+// appendingSession returns the session a message append decides with. A
+// message append leaves the session's stream as it was, so the session
+// folded for one append serves the next ones too, saving a read of its
+// stream each: the append guards the session at the remembered version,
+// and if anything was appended to the session since (extended, closed,
+// expired, here or in another process), the guard fails with a conflict
+// and the retry folds it afresh. A remembered session that refuses
+// messages is folded afresh too, so a refusal is always the log's word.
+func (s *Service) appendingSession(ctx context.Context, id string, fresh bool) (*domain.Session, error) {
+	if !fresh {
+		if sess, ok := s.sessions.Get(id); ok && sess.AcceptsMessages(s.now()) == nil {
+			return sess, nil
+		}
+	}
+	sess, err := s.loadSession(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.sessions.Add(id, sess) // never changed after folding, so safe to share
+	return sess, nil
 }
 
 // loadMessage folds a message: its appended event from the session's log,

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 )
@@ -58,11 +60,19 @@ type Service struct {
 	now      func() time.Time
 	embed    Embeddings
 	queries  *queryEmbeddings
+	// sessions remembers folded sessions for message appends (see
+	// AppendMessages).
+	sessions *lru.Cache[string, *domain.Session]
 }
+
+// rememberedSessions bounds how many folded sessions a Service keeps.
+const rememberedSessions = 16384
 
 // New returns a Service. now is the clock commands decide with.
 func New(store *eventstore.Store, tokens domain.TokenCounter, messages MessageFinder, now func() time.Time) *Service {
-	return &Service{store: store, tokens: tokens, messages: messages, now: now}
+	// lru.New fails only for a size below 1.
+	sessions, _ := lru.New[string, *domain.Session](rememberedSessions)
+	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions}
 }
 
 // maxRetries bounds how often a command reloads and decides again after

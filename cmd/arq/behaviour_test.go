@@ -289,3 +289,28 @@ func TestExpiryIsRecordedOnce(t *testing.T) {
 	isProblem(t, s.do("GET", "/v1/memories/"+mid, nil), 404, "")
 	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
 }
+
+// A server decides a message append from the session it folded for the
+// previous one; changes another server makes to the session in between
+// must still count: an extension lets the append through, a close refuses
+// it.
+func TestMessageAppendSeesSessionChangesOfAnotherServer(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	other := startServerOn(t, s.url, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "two", "name": "Two"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).str("id")
+	msg := func(content string) response {
+		return s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content})
+	}
+	s.must(201, msg("first"))
+	other.must(200, other.do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": 7200}))
+	if seq := s.must(201, msg("after the extension")).num("seq"); seq != 2 {
+		t.Fatalf("message after the extension has seq %v, want 2", seq)
+	}
+	other.must(200, other.do("POST", "/v1/sessions/"+sid+"/close", nil))
+	isProblem(t, msg("after the close"), 409, "")
+	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)).num("message_count"); n != 2 {
+		t.Fatalf("message_count %v, want 2", n)
+	}
+}
