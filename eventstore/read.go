@@ -45,10 +45,17 @@ func (s *Store) ReadStreamToVersion(ctx context.Context, streamID string, versio
 }
 
 // ReadStreamAsOf returns a stream's events recorded at or before t, oldest
-// first: the history from which the stream's state at time t folds.
+// first, up to the first one recorded after t: the history from which the
+// stream's state at time t folds, with no version missing. (recorded_at is
+// the appending transaction's start, so a version that waited for the
+// stream's lock can carry an earlier time than the version before it; a
+// history filtered by time alone would skip that one.) history.Reader.At
+// cuts an entity's history by the same rule.
 func (s *Store) ReadStreamAsOf(ctx context.Context, streamID string, t time.Time) ([]Recorded, error) {
 	return s.query(ctx, `SELECT `+Columns+` FROM events
-		WHERE stream_id = $1 AND recorded_at <= $2 ORDER BY version`, streamID, t)
+		WHERE stream_id = $1 AND version < coalesce(
+			(SELECT min(version) FROM events WHERE stream_id = $1 AND recorded_at > $2), 2147483647)
+		ORDER BY version`, streamID, t)
 }
 
 // Filter narrows a read of the whole log; zero fields match everything.

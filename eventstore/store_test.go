@@ -491,6 +491,19 @@ func TestReadStreamAsOfVersionAndTime(t *testing.T) {
 	if err != nil || len(asOf) != 2 || asOf[1].Version != 2 {
 		t.Fatalf("as of 02:01: %v %v", asOf, err)
 	}
+	// A version that waited for the stream's lock can carry an earlier
+	// time than the one before it; a history as of its time stops before
+	// the later-timed version instead of skipping it.
+	if _, err := pool.Exec(ctx, `UPDATE events SET recorded_at = $1::timestamptz + interval '210 minutes' WHERE stream_id = 'h' AND version = 2`, base); err != nil {
+		t.Fatal(err)
+	}
+	asOf, err = s.ReadStreamAsOf(ctx, "h", base.Add(3*time.Hour))
+	if err != nil || len(asOf) != 1 {
+		t.Fatalf("as of 03:00, with version 2 at 03:30 and 3 at 03:00: %d events (%v), want version 1 alone", len(asOf), err)
+	}
+	if asOf, err = s.ReadStreamAsOf(ctx, "h", base.Add(210*time.Minute)); err != nil || len(asOf) != 3 {
+		t.Fatalf("as of 03:30: %d events (%v), want 3", len(asOf), err)
+	}
 }
 
 func TestCursorRoundTrip(t *testing.T) {
