@@ -33,6 +33,7 @@ Usage:
   arq export > log.ndjson        write the log as NDJSON, in commit-safe order (--since TIME)
   arq import log.ndjson          read an exported log into an empty database and rebuild projections (--force)
   arq verify                     walk the log's hash chains and report every broken link (--stream S, --json)
+  arq embeddings backfill        give live memories and messages without an embedding one from the provider
 
 Run 'arq COMMAND -h' for a command's flags. Every flag has an ARQ_* environment variable.
 `
@@ -117,6 +118,11 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return c.importLog(ctx, args[1:])
 	case "replay":
 		return c.replay(ctx, args[1:])
+	case "embeddings":
+		if len(args) < 2 || args[1] != "backfill" {
+			return usagef("embeddings needs backfill")
+		}
+		return c.embeddingsBackfill(ctx, args[2:])
 	}
 	return usagef("unknown command %q (run 'arq help')", args[0])
 }

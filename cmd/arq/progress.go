@@ -13,6 +13,7 @@ import (
 type progress struct {
 	w        io.Writer
 	what     string
+	unit     string // what is counted: "events" unless set
 	total    int64
 	quiet    bool
 	terminal bool
@@ -22,7 +23,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, what string, total int64, quiet bool) *progress {
-	p := &progress{w: w, what: what, total: total, quiet: quiet, start: time.Now()}
+	p := &progress{w: w, what: what, unit: "events", total: total, quiet: quiet, start: time.Now()}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			p.terminal = true
@@ -60,7 +61,7 @@ func (p *progress) line() string {
 	if p.total > 0 {
 		pct = 100 * float64(p.done) / float64(p.total)
 	}
-	return fmt.Sprintf("%s: %d/%d events (%.0f%%), %.0f events/s, %s left", p.what, p.done, p.total, pct, rate, eta)
+	return fmt.Sprintf("%s: %d/%d %s (%.0f%%), %.0f %s/s, %s left", p.what, p.done, p.total, p.unit, pct, rate, p.unit, eta)
 }
 
 func (p *progress) finish() {
@@ -72,7 +73,7 @@ func (p *progress) finish() {
 	}
 	elapsed := time.Since(p.start)
 	rate := float64(p.done) / max(elapsed.Seconds(), 1e-9)
-	fmt.Fprintf(p.w, "%s: done, %d events in %s (%.0f events/s)\n", p.what, p.done, elapsed.Round(time.Millisecond), rate)
+	fmt.Fprintf(p.w, "%s: done, %d %s in %s (%.0f %s/s)\n", p.what, p.done, p.unit, elapsed.Round(time.Millisecond), rate, p.unit)
 }
 
 func (p *progress) fail() {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// Memories and messages stored before a provider was configured get an
+// embedding from `arq embeddings backfill`, as update events by the
+// backfill's actor; deleted and expired ones and texts that already have
+// one are left alone, and a second run finds nothing to do.
+func TestEmbeddingsBackfill(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"}) // no provider
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bf", "name": "BF"})).str("id")
+	bees := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).str("id")
+	jazz := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "jazz records"})).str("id")
+	given := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "given", "embedding": []float64{9, 9, 9}})).str("id")
+	gone := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "deleted hive"})).str("id")
+	s.must(204, s.do("DELETE", "/v1/memories/"+gone, nil))
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about pollen"})).str("id")
+
+	provider := fakeEmbeddings(t, nil, new(atomic.Int64))
+	env := providerEnv(provider.URL)
+	env["ARQ_DATABASE_URL"] = s.url
+	backfill := func() (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"embeddings", "backfill", "--quiet", "--batch", "2"},
+			func(k string) string { return env[k] }, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, out, errOut := backfill()
+	if code != 0 || !strings.Contains(out, "memories: 2 embedded, 0 skipped") || !strings.Contains(out, "messages: 1 embedded, 0 skipped") {
+		t.Fatalf("backfill: exit %d\n%s%s", code, out, errOut)
+	}
+
+	pool := testdb.Pool(t, s.url)
+	eventually(t, 10*time.Second, "embeddings in the query tables", func() (bool, error) {
+		var missing int
+		err := pool.QueryRow(context.Background(), `SELECT
+			(SELECT count(*) FROM memories WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL)`).Scan(&missing)
+		return missing == 0, err
+	})
+	var bee, jz, kept []float64
+	if err := pool.QueryRow(context.Background(), `SELECT
+		(SELECT embedding::float8[] FROM memories WHERE id = $1), (SELECT embedding::float8[] FROM memories WHERE id = $2),
+		(SELECT embedding::float8[] FROM memories WHERE id = $3)`, bees, jazz, given).Scan(&bee, &jz, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if bee[0] != 2 || bee[1] != 0 || jz[0] != 0 || jz[1] != 2 || kept[0] != 9 {
+		t.Fatalf("embeddings: bees %v, jazz %v, given %v", bee, jz, kept)
+	}
+	last := s.must(200, s.do("GET", "/v1/memories/"+bees+"/history", nil)).items()
+	if n := len(last); n != 2 || last[1]["actor"] != backfillActor {
+		t.Fatalf("history of a backfilled memory: %v", last)
+	}
+	if h := s.must(200, s.do("GET", "/v1/messages/"+msg+"/history", nil)).items(); len(h) != 2 || h[1]["actor"] != backfillActor {
+		t.Fatalf("history of a backfilled message: %v", h)
+	}
+
+	code, out, _ = backfill()
+	if code != 0 || !strings.Contains(out, "memories: 0 embedded") || !strings.Contains(out, "messages: 0 embedded") {
+		t.Fatalf("second backfill: exit %d\n%s", code, out)
+	}
+	code, _, errOut = runCLI(t, s.url, "embeddings", "backfill")
+	if code != 2 || !strings.Contains(errOut, "ARQ_EMBEDDINGS_URL") {
+		t.Fatalf("without a provider: exit %d, %s", code, errOut)
+	}
+}
