@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/arq-memory/arq/eventstore"
 )
@@ -33,10 +34,15 @@ func (s *Signal) fire(name string, c eventstore.Cursor) {
 	if s.at[name].Less(c) {
 		s.at[name] = c
 	}
+	s.bumpLocked()
+	s.mu.Unlock()
+}
+
+// bumpLocked starts a new generation and wakes its waiters; s.mu is held.
+func (s *Signal) bumpLocked() {
 	s.gen++
 	close(s.wake)
 	s.wake = make(chan struct{})
-	s.mu.Unlock()
 }
 
 // reached reports whether every named projection committed c in this
@@ -70,6 +76,14 @@ func (s *Signal) wait(ctx context.Context, seen uint64, d time.Duration) {
 	}
 }
 
+// wakeAll wakes every waiter without news of a projection's commit: the
+// Waiter learned something from the database.
+func (s *Signal) wakeAll() {
+	s.mu.Lock()
+	s.bumpLocked()
+	s.mu.Unlock()
+}
+
 func (s *Signal) generation() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,17 +98,22 @@ func (s *Signal) generation() uint64 {
 // engine's Signal and asks the database only when a wait runs longer than
 // poll (another process may be the one applying). The lowest position all
 // projections were seen at in the database is remembered, so reads of old
-// positions cost nothing.
+// positions cost nothing. However many requests wait at once, the
+// checkpoints are read by one of them at a time and at most once a poll,
+// and the others learn the result: under load every waiter would
+// otherwise read them every poll.
 type Waiter struct {
 	db     *pgxpool.Pool
 	names  []string
 	signal *Signal
 	local  bool
 	// poll is how often the checkpoints are read while waiting.
-	poll time.Duration
+	poll  time.Duration
+	reads singleflight.Group
 
-	mu    sync.Mutex
-	floor eventstore.Cursor
+	mu       sync.Mutex
+	floor    eventstore.Cursor
+	lastRead time.Time
 }
 
 // NewWaiter waits on the checkpoints of the named projections. signal is
@@ -117,15 +136,39 @@ func (w *Waiter) known(c eventstore.Cursor) bool {
 }
 
 // Reached reports whether every projection has applied the log up to c,
-// reading the checkpoints.
+// reading the checkpoints unless they were read less than a poll ago.
 func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error) {
 	if w.known(c) {
 		return true, nil
 	}
+	w.mu.Lock()
+	fresh := time.Since(w.lastRead) < w.poll
+	w.mu.Unlock()
+	if !fresh {
+		// One read for all who ask meanwhile, on a context none of them
+		// can cancel for the others.
+		_, err, _ := w.reads.Do("", func() (any, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return nil, w.readFloor(rctx)
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	return w.known(c), nil
+}
+
+// readFloor reads the checkpoints and raises the floor to the lowest of
+// them, waking the other waiters of this process if it rose.
+func (w *Waiter) readFloor(ctx context.Context) error {
+	w.mu.Lock()
+	w.lastRead = time.Now()
+	w.mu.Unlock()
 	rows, err := w.db.Query(ctx, `SELECT last_processed_transaction_id::text::bigint, offset_acked FROM `+checkpointTable+`
 		WHERE consumer_group = ANY ($1)`, w.names)
 	if err != nil {
-		return false, fmt.Errorf("read projection checkpoints: %w", err)
+		return fmt.Errorf("read projection checkpoints: %w", err)
 	}
 	var floor eventstore.Cursor
 	n := 0
@@ -133,7 +176,7 @@ func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error)
 		var at eventstore.Cursor
 		if err := rows.Scan(&at.TransactionID, &at.Position); err != nil {
 			rows.Close()
-			return false, fmt.Errorf("read projection checkpoints: %w", err)
+			return fmt.Errorf("read projection checkpoints: %w", err)
 		}
 		if n == 0 || at.Less(floor) {
 			floor = at
@@ -141,17 +184,21 @@ func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error)
 		n++
 	}
 	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("read projection checkpoints: %w", err)
+		return fmt.Errorf("read projection checkpoints: %w", err)
 	}
 	if n < len(w.names) {
-		return false, nil // a projection has no checkpoint yet
+		return nil // a projection has no checkpoint yet
 	}
 	w.mu.Lock()
-	if w.floor.Less(floor) {
+	rose := w.floor.Less(floor)
+	if rose {
 		w.floor = floor
 	}
 	w.mu.Unlock()
-	return !floor.Less(c), nil
+	if rose {
+		w.signal.wakeAll()
+	}
+	return nil
 }
 
 // Wait returns nil once every projection has applied the log up to c, or
