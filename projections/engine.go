@@ -42,6 +42,11 @@ type Config struct {
 	// transaction still running (pg_snapshot_xmin), whose commit sends no
 	// notification; lingering covers that case.
 	Linger time.Duration
+	// ScanWindow is how many events of the log one batch of a Selective
+	// projection looks at, at most, for the BatchSize events it applies.
+	// Larger windows cost fewer batches where wanted events are rare and
+	// hold the batch's transaction longer.
+	ScanWindow int
 	// Until, when set, returns the last event the projections may apply
 	// (asked before every poll); a projector that reaches it idles. Online
 	// rebuilds build a copy that follows the live projection's checkpoint
@@ -52,6 +57,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 200
+	}
+	if c.ScanWindow < c.BatchSize {
+		c.ScanWindow = max(25*c.BatchSize, 5000)
 	}
 	if c.CarefulBatchSize <= 0 || c.CarefulBatchSize > 64 {
 		c.CarefulBatchSize = 50
@@ -155,11 +163,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	for _, p := range e.projections {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
 		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
-			ConsumerGroup:  p.Name(),
-			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until},
+			ConsumerGroup: p.Name(),
+			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,
+				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned},
 			OffsetsAdapter: offsetsAdapter,
 			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
-				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize)
+				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize) || r.scanned.Load() >= int64(e.cfg.ScanWindow)
 			}),
 			ResendInterval: e.cfg.RetryDelay,
 			// No ack deadline: a deadline would let the subscriber take the

@@ -33,6 +33,31 @@ type Projection interface {
 	Apply(ctx context.Context, tx Tx, e eventstore.Recorded) error
 }
 
+// Selective is a Projection that names the event types its Apply acts
+// on. The engine then reads only events of those types from the log, and
+// skips the others in SQL without sending them.
+//
+// The checkpoint still moves over every event: each batch also carries the
+// last event it looked at, whatever its type, so Apply is still handed an
+// event of another type now and then and must ignore it, as it ignores
+// every type not listed. A type Apply acts on but EventTypes leaves out is
+// applied only when it happens to end a batch: list them all.
+type Selective interface {
+	Projection
+	EventTypes() []string
+}
+
+// eventTypes returns the event types p applies, or nil for all.
+func eventTypes(p Projection) []string {
+	if c, ok := p.(copyProjection); ok {
+		p = c.Projection
+	}
+	if s, ok := p.(Selective); ok {
+		return append([]string{}, s.EventTypes()...) // never nil: none is not all
+	}
+	return nil
+}
+
 // Tx is what a projection may do while applying one event. Exec queues a
 // write; the engine sends the queued writes in one round trip, inside the
 // event's savepoint, after Apply returns. Query and QueryRow read at once,

@@ -21,6 +21,9 @@ type runner struct {
 	log    *slog.Logger
 	// inBatch counts events applied in the current subscriber transaction.
 	inBatch atomic.Int64
+	// scanned counts the events of the log the current transaction looked
+	// at, when the projection is Selective (see logSource.scanned).
+	scanned atomic.Int64
 	// careful is set after a fast-mode batch failed: the next batch is
 	// applied event by event, each in its own savepoint with retries.
 	careful atomic.Bool

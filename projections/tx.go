@@ -34,6 +34,7 @@ func (b txBeginner) BeginTx(ctx context.Context, opts *sql.TxOptions) (wsql.Tx, 
 		return nil, fmt.Errorf("subscriber began a %T, want *sql.PgxTx", tx)
 	}
 	b.r.inBatch.Store(0)
+	b.r.scanned.Store(0)
 	return &sharedTx{Tx: tx, pgx: ptx.Tx, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil
 }
 

@@ -24,6 +24,11 @@ func (Context) Tables() []string {
 	return []string{"session_summaries", "context_snapshots", "snapshots_due"}
 }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Context) EventTypes() []string {
+	return []string{domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized, domain.MessageRedacted, domain.UserDeleted}
+}
+
 // Apply folds summary and snapshot events, and notes assistant messages as
 // due for a snapshot.
 func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {

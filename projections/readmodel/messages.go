@@ -19,6 +19,11 @@ func (Messages) Name() string { return "messages" }
 // Tables is the messages table.
 func (Messages) Tables() []string { return []string{"messages"} }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Messages) EventTypes() []string {
+	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.UserDeleted}
+}
+
 // Apply folds message events into the messages table.
 func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {

@@ -17,6 +17,11 @@ func (Sessions) Name() string { return "sessions" }
 // Tables is the sessions table.
 func (Sessions) Tables() []string { return []string{"sessions"} }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Sessions) EventTypes() []string {
+	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.UserDeleted}
+}
+
 // Apply folds session events (and appended messages, and user deletions)
 // into the sessions table.
 func (Sessions) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
