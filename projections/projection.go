@@ -58,6 +58,47 @@ func eventTypes(p Projection) []string {
 	return nil
 }
 
+// Coalescer gathers writes of consecutive events and queues them, merged,
+// when the engine asks: before the next write queued with Exec or
+// ExecOnce, before the next read, and before the checkpoint write. Writes
+// therefore reach the server in the order the events asked for them, and
+// a read sees every earlier event's effect, as without coalescing; only
+// runs of coalesced writes between two other writes are merged. A batch
+// is one unit of writes (or, when a failed batch is replayed, each event
+// alone), so merged writes commit or fail with their events and the
+// checkpoint. The merge must give the rows of the writes one by one.
+type Coalescer interface {
+	// Flush queues the gathered writes with exec and forgets them.
+	Flush(exec func(sql string, args ...any))
+}
+
+// coalescers are the Coalescers of one unit of writes, in the order they
+// were made, so that flushing them is deterministic.
+type coalescers struct {
+	byKey map[string]Coalescer
+	order []Coalescer
+}
+
+func (c *coalescers) get(key string, create func() Coalescer) Coalescer {
+	if co, ok := c.byKey[key]; ok {
+		return co
+	}
+	if c.byKey == nil {
+		c.byKey = map[string]Coalescer{}
+	}
+	co := create()
+	c.byKey[key] = co
+	c.order = append(c.order, co)
+	return co
+}
+
+// flush queues what every Coalescer gathered, onto b.
+func (c *coalescers) flush(b *pgx.Batch) {
+	for _, co := range c.order {
+		co.Flush(func(sql string, args ...any) { b.Queue(sql, args...) })
+	}
+}
+
 // Tx is what a projection may do while applying one event. Exec queues a
 // write; the engine sends the queued writes in one round trip, inside the
 // event's savepoint, after Apply returns. Query and QueryRow read at once,
@@ -70,6 +111,12 @@ type Tx interface {
 	// commits or fails as a whole. (In careful mode every event is its
 	// own unit and ExecOnce is Exec.)
 	ExecOnce(key, sql string, args ...any)
+	// Coalesce returns the Coalescer kept under key in the current unit of
+	// writes, made by create when there is none yet. A projection gathers
+	// in it the writes of several events that would change the same rows
+	// again and again (a count, a stream's head), and the engine sends
+	// them as few statements: see Coalescer.
+	Coalesce(key string, create func() Coalescer) Coalescer
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }

@@ -55,11 +55,13 @@ type sharedTx struct {
 	mu      sync.Mutex
 	pending pgx.Batch
 	// once holds the keys of the ExecOnce writes queued in fast mode.
-	once    map[string]struct{}
-	failed  error
-	careful bool
-	r       *runner
-	began   time.Time
+	once map[string]struct{}
+	// coalesced gathers the Coalescers' writes in fast mode.
+	coalesced coalescers
+	failed    error
+	careful   bool
+	r         *runner
+	began     time.Time
 	// last is the cursor of the last event applied in this transaction.
 	last eventstore.Cursor
 }
@@ -70,6 +72,7 @@ func (t *sharedTx) flush(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
 	}
+	t.coalesced.flush(&t.pending)
 	if t.pending.Len() == 0 {
 		return nil
 	}

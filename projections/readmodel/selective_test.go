@@ -29,6 +29,10 @@ type touchTx struct{ touched []string }
 
 func (t *touchTx) Exec(sql string, _ ...any)        { t.touched = append(t.touched, sql) }
 func (t *touchTx) ExecOnce(_, sql string, _ ...any) { t.touched = append(t.touched, sql) }
+func (t *touchTx) Coalesce(key string, _ func() projections.Coalescer) projections.Coalescer {
+	t.touched = append(t.touched, "coalesce "+key)
+	return nil
+}
 func (t *touchTx) Query(_ context.Context, sql string, _ ...any) (pgx.Rows, error) {
 	t.touched = append(t.touched, sql)
 	return nil, errors.New("no reads here")
