@@ -46,16 +46,16 @@ func (t *eventTx) Coalesce(key string, create func() Coalescer) Coalescer {
 }
 
 func (t *eventTx) ExecOnce(key, sql string, args ...any) {
-	t.coalesced().flush(t.batch)
 	if !t.careful {
 		if _, done := t.shared.once[key]; done {
-			return
+			return // nothing queued: coalesced writes stay gathered
 		}
 		if t.shared.once == nil {
 			t.shared.once = map[string]struct{}{}
 		}
 		t.shared.once[key] = struct{}{}
 	}
+	t.coalesced().flush(t.batch)
 	t.batch.Queue(sql, args...)
 }
 
