@@ -29,6 +29,17 @@ type runner struct {
 	careful atomic.Bool
 }
 
+// consume applies the subscriber's messages in turn, until it closes.
+func (r *runner) consume(msgs <-chan *message.Message) {
+	for msg := range msgs {
+		if err := r.handle(msg); err != nil {
+			msg.Nack()
+			continue
+		}
+		msg.Ack()
+	}
+}
+
 // handle applies one event. On success the message is acked and the
 // subscriber moves the checkpoint in the same transaction.
 //
