@@ -175,7 +175,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
 			ConsumerGroup: p.Name(),
 			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,
-				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned},
+				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned, read: &r.read},
 			OffsetsAdapter: offsetsAdapter,
 			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
 				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize) || r.scanned.Load() >= int64(e.cfg.ScanWindow)

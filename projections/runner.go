@@ -24,6 +24,8 @@ type runner struct {
 	// scanned counts the events of the log the current transaction looked
 	// at, when the projection is Selective (see logSource.scanned).
 	scanned atomic.Int64
+	// read holds the events of the batch in hand.
+	read readEvents
 	// careful is set after a fast-mode batch failed: the next batch is
 	// applied event by event, each in its own savepoint with retries.
 	careful atomic.Bool
@@ -54,7 +56,7 @@ func (r *runner) handle(msg *message.Message) error {
 	if err != nil {
 		return r.stop(ctx, eventstore.Recorded{EventID: msg.UUID}, err)
 	}
-	rec, err := decode(msg)
+	rec, err := r.read.take(msg)
 	if err != nil {
 		return r.stop(ctx, rec, err)
 	}

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
-	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -43,6 +43,8 @@ type logSource struct {
 	// reads selectively: a batch that looked at window events may have
 	// more waiting.
 	scanned *atomic.Int64
+	// read receives the events of the batch (see readEvents).
+	read *readEvents
 }
 
 // SelectQuery reads the next batch after the projection's checkpoint in
@@ -126,7 +128,8 @@ func (s logSource) limit() int {
 }
 
 // UnmarshalMessage turns a row into a message whose payload is the event's
-// data and whose metadata carries the rest of the event (see decode).
+// data; the event itself goes to the batch's readEvents, where the handler
+// takes it (see readEvents).
 func (s logSource) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, error) {
 	var row pgx.Row = p.Row
 	var rn int64
@@ -140,26 +143,12 @@ func (s logSource) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, er
 	if s.types != nil {
 		s.scanned.Store(rn)
 	}
-	msg := message.NewMessage(r.EventID, message.Payload(r.Data))
-	msg.Metadata = message.Metadata{
-		"position":       strconv.FormatInt(r.Position, 10),
-		"transaction_id": strconv.FormatUint(r.TransactionID, 10),
-		"stream_id":      r.StreamID,
-		"stream_type":    r.StreamType,
-		"version":        strconv.Itoa(r.Version),
-		"event_type":     r.Type,
-		"schema_version": strconv.Itoa(r.SchemaVersion),
-		"recorded_at":    r.RecordedAt.Format(time.RFC3339Nano),
-		"correlation_id": r.Metadata.CorrelationID,
-		"causation_id":   r.Metadata.CausationID,
-		"actor":          r.Metadata.Actor,
-		"tenant":         r.Metadata.Tenant,
-	}
+	s.read.put(&r)
 	return wsql.Row{
 		Offset:    r.Position,
 		UUID:      []byte(r.EventID),
 		Payload:   r.Data,
-		Msg:       msg,
+		Msg:       message.NewMessage(r.EventID, message.Payload(r.Data)),
 		ExtraData: map[string]any{"transaction_id": wsql.XID8(r.TransactionID)},
 	}, nil
 }
@@ -172,45 +161,42 @@ type withExtra struct {
 
 func (r withExtra) Scan(dest ...any) error { return r.row.Scan(append(dest, r.extra...)...) }
 
-// decode is UnmarshalMessage's inverse.
-func decode(msg *message.Message) (eventstore.Recorded, error) {
-	m := msg.Metadata
-	var errs []error
-	num := func(key string) int64 {
-		n, err := strconv.ParseInt(m.Get(key), 10, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-		}
-		return n
+// readEvents are the events the subscriber read for the batch in hand, by
+// event id. A message carries only its event's id and data through the
+// subscriber, and the handler takes the event from here: spelling the
+// event out as message metadata, to be parsed back, cost more than some
+// projections' Apply. A batch's events are all read before the first is
+// handed out, and the next batch begins (emptying this) after the last is
+// acked; a message handed out again (nacked) is still here.
+type readEvents struct {
+	mu   sync.Mutex
+	byID map[string]*eventstore.Recorded
+}
+
+func (r *readEvents) reset() {
+	r.mu.Lock()
+	clear(r.byID)
+	r.mu.Unlock()
+}
+
+func (r *readEvents) put(e *eventstore.Recorded) {
+	r.mu.Lock()
+	if r.byID == nil {
+		r.byID = map[string]*eventstore.Recorded{}
 	}
-	r := eventstore.Recorded{
-		Position:      num("position"),
-		EventID:       msg.UUID,
-		StreamID:      m.Get("stream_id"),
-		StreamType:    m.Get("stream_type"),
-		Version:       int(num("version")),
-		Type:          m.Get("event_type"),
-		SchemaVersion: int(num("schema_version")),
-		Data:          []byte(msg.Payload),
-		Metadata: eventstore.Metadata{
-			CorrelationID: m.Get("correlation_id"),
-			CausationID:   m.Get("causation_id"),
-			Actor:         m.Get("actor"),
-			Tenant:        m.Get("tenant"),
-		},
+	r.byID[e.EventID] = e
+	r.mu.Unlock()
+}
+
+// take returns the event of msg.
+func (r *readEvents) take(msg *message.Message) (eventstore.Recorded, error) {
+	r.mu.Lock()
+	e, ok := r.byID[msg.UUID]
+	r.mu.Unlock()
+	if !ok {
+		return eventstore.Recorded{EventID: msg.UUID}, fmt.Errorf("event %s is not among those read for this batch", msg.UUID)
 	}
-	tx, err := strconv.ParseUint(m.Get("transaction_id"), 10, 64)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("transaction_id: %w", err))
-	}
-	r.TransactionID = tx
-	if r.RecordedAt, err = time.Parse(time.RFC3339Nano, m.Get("recorded_at")); err != nil {
-		errs = append(errs, fmt.Errorf("recorded_at: %w", err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return r, fmt.Errorf("decode event message %s: %w", msg.UUID, err)
-	}
-	return r, nil
+	return *e, nil
 }
 
 // InsertQuery is refused: events enter the log through eventstore.Store only.

@@ -35,6 +35,7 @@ func (b txBeginner) BeginTx(ctx context.Context, opts *sql.TxOptions) (wsql.Tx, 
 	}
 	b.r.inBatch.Store(0)
 	b.r.scanned.Store(0)
+	b.r.read.reset()
 	return &sharedTx{Tx: tx, pgx: ptx.Tx, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil
 }
 
