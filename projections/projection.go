@@ -1,4 +1,4 @@
-// Package projections is ARQ's projection engine: Watermill handlers, fed by
+// Package projections is ARQ's projection engine: handlers, fed by
 // watermill-sql's subscriber reading the events table itself, that build
 // query tables from the event log.
 //
@@ -7,9 +7,9 @@
 // events in one transaction and moves the checkpoint in that same
 // transaction, so every event takes effect exactly once in every projection,
 // across crashes and with several processes running the same projection.
-// Each event is applied inside its own savepoint: a failing event leaves no
-// partial write, and after bounded retries its projection stops at it while
-// the others go on.
+// A batch whose writes fail is replayed with each event inside its own
+// savepoint: a failing event leaves no partial write, and after bounded
+// retries its projection stops at it while the others go on.
 package projections
 
 import (
