@@ -23,20 +23,39 @@ type eventTx struct {
 	// opened is true once the careful-mode savepoint is set on the server.
 	opened  bool
 	careful bool
+	// own are the event's Coalescers in careful mode (in fast mode the
+	// transaction's are used).
+	own coalescers
 }
 
-func (t *eventTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
+// coalesced are the Coalescers of the unit of writes t belongs to.
+func (t *eventTx) coalesced() *coalescers {
+	if t.careful {
+		return &t.own
+	}
+	return &t.shared.coalesced
+}
+
+func (t *eventTx) Exec(sql string, args ...any) {
+	t.coalesced().flush(t.batch)
+	t.batch.Queue(sql, args...)
+}
+
+func (t *eventTx) Coalesce(key string, create func() Coalescer) Coalescer {
+	return t.coalesced().get(key, create)
+}
 
 func (t *eventTx) ExecOnce(key, sql string, args ...any) {
 	if !t.careful {
 		if _, done := t.shared.once[key]; done {
-			return
+			return // nothing queued: coalesced writes stay gathered
 		}
 		if t.shared.once == nil {
 			t.shared.once = map[string]struct{}{}
 		}
 		t.shared.once[key] = struct{}{}
 	}
+	t.coalesced().flush(t.batch)
 	t.batch.Queue(sql, args...)
 }
 
@@ -61,6 +80,7 @@ func (t *eventTx) beforeRead(ctx context.Context) error {
 	if !t.careful {
 		return t.shared.flush(ctx)
 	}
+	t.own.flush(t.batch) // sent with the event's writes, after the read
 	if t.opened {
 		return nil
 	}
@@ -99,6 +119,7 @@ func applyCareful(ctx context.Context, tx *sharedTx, p Projection, e eventstore.
 	if err := p.Apply(ctx, t, e); err != nil {
 		return err
 	}
+	t.own.flush(t.batch)
 	if t.batch.Len() == 0 {
 		if t.opened {
 			_, err = tx.pgx.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)

@@ -10,8 +10,8 @@ import (
 )
 
 // BenchmarkProjection measures how fast the engine applies a backlog of
-// b.N events to the stream catalog (one upsert per event, in its own
-// savepoint), and how long its subscriber transactions hold the log's
+// b.N events to the stream catalog (one upsert per stream and batch: see
+// catalogWrites), and how long its subscriber transactions hold the log's
 // snapshot. Compare with BenchmarkAppend in the same run (BENCHMARKS.md).
 func BenchmarkProjection(b *testing.B) {
 	for _, batch := range []int{50, 200, 500} {

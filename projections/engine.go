@@ -10,7 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/eventstore"
@@ -42,6 +41,11 @@ type Config struct {
 	// transaction still running (pg_snapshot_xmin), whose commit sends no
 	// notification; lingering covers that case.
 	Linger time.Duration
+	// ScanWindow is how many events of the log one batch of a Selective
+	// projection looks at, at most, for the BatchSize events it applies.
+	// Larger windows cost fewer batches where wanted events are rare and
+	// hold the batch's transaction longer.
+	ScanWindow int
 	// Until, when set, returns the last event the projections may apply
 	// (asked before every poll); a projector that reaches it idles. Online
 	// rebuilds build a copy that follows the live projection's checkpoint
@@ -52,6 +56,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 200
+	}
+	if c.ScanWindow < c.BatchSize {
+		c.ScanWindow = max(25*c.BatchSize, 5000)
 	}
 	if c.CarefulBatchSize <= 0 || c.CarefulBatchSize > 64 {
 		c.CarefulBatchSize = 50
@@ -141,25 +148,37 @@ func (e *Engine) Stats() map[string]BatchStats {
 // Run applies events to every projection until ctx ends. A projection that
 // stops on a failing event stops alone; Run returns when ctx ends or when
 // every projection has stopped.
+//
+// Each projection's subscriber hands its messages, one at a time, to a
+// loop of the projection's own, which applies and acks each before the
+// subscriber sends the next. (Watermill's router would run every message
+// in a goroutine of its own, whose stack grew anew through each event's
+// JSON decoding: a tenth of a rebuild's CPU.)
 func (e *Engine) Run(ctx context.Context) error {
 	wlog := quietLogger{LoggerAdapter: watermill.NewSlogLoggerWithLevelMapping(e.log.With("component", "projections"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // Watermill's lifecycle chatter
 	})}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
-	if err != nil {
-		return fmt.Errorf("create router: %w", err)
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var loops sync.WaitGroup
+	var subs []*wsql.Subscriber
+	stop := func() {
+		cancel()
+		loops.Wait()
+		for _, sub := range subs {
+			_ = sub.Close() // ends at once: its context is cancelled
+		}
+	}
 
 	for _, p := range e.projections {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
 		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
-			ConsumerGroup:  p.Name(),
-			SchemaAdapter:  logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until},
+			ConsumerGroup: p.Name(),
+			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,
+				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned, read: &r.read},
 			OffsetsAdapter: offsetsAdapter,
 			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
-				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize)
+				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize) || r.scanned.Load() >= int64(e.cfg.ScanWindow)
 			}),
 			ResendInterval: e.cfg.RetryDelay,
 			// No ack deadline: a deadline would let the subscriber take the
@@ -167,39 +186,39 @@ func (e *Engine) Run(ctx context.Context) error {
 			AckDeadline: new(time.Duration),
 		}, wlog)
 		if err != nil {
+			stop()
 			return fmt.Errorf("projection %s: create subscriber: %w", p.Name(), err)
 		}
 		r.sub = sub
-		router.AddNoPublisherHandler(p.Name(), topic, sub, r.handle)
+		subs = append(subs, sub)
 		if err := setRunning(ctx, e.pool, p.Name()); err != nil {
+			stop()
 			return err
 		}
+		msgs, err := sub.Subscribe(runCtx, topic)
+		if err != nil {
+			stop()
+			return fmt.Errorf("projection %s: subscribe: %w", p.Name(), err)
+		}
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			r.consume(msgs)
+		}()
 	}
 
-	done := make(chan error, 1)
-	go func() { done <- router.Run(runCtx) }()
+	// The loops end when their subscribers close: on ctx's end, or each
+	// on its projection's failing event.
+	stopped := make(chan struct{})
+	go func() {
+		loops.Wait()
+		close(stopped)
+	}()
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("projection router: %w", err)
-		}
-		return nil
+	case <-stopped:
 	case <-ctx.Done():
 	}
-	// Close only a router that got its handlers running: closing one that
-	// is still subscribing waits the whole CloseTimeout for handlers that
-	// never start (Run then fails on the cancelled context by itself).
-	select {
-	case <-router.Running():
-		if err := router.Close(); err != nil {
-			return fmt.Errorf("close projection router: %w", err)
-		}
-	case err := <-done:
-		done <- err
-	}
-	if err := <-done; err != nil && ctx.Err() == nil {
-		return fmt.Errorf("projection router: %w", err)
-	}
+	stop()
 	return nil
 }
 

@@ -32,6 +32,13 @@ type OnlineOptions struct {
 	LockTimeout time.Duration
 	// Attempts is how often the switch is tried. Default 20.
 	Attempts int
+	// UpToLog builds the copy up to the last event of the log, whatever
+	// the live checkpoint, and the switch moves the live checkpoint up to
+	// the copy's (or applies what the copy lacks, if a live projector got
+	// further meanwhile): a rebuild of a projection no projector keeps
+	// current, as after an import, or of all at once. It is for Replace;
+	// Compare needs the copy at the live checkpoint.
+	UpToLog bool
 	// Progress, if set, hears the copy's position and the position it
 	// is heading for, a few times a second.
 	Progress func(position, target int64)
@@ -144,7 +151,9 @@ func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 			return eventstore.Start, err
 		}
 	}
-	if err := c.follow(ctx, false); err != nil {
+	// Up to the log, the copy cannot stop short of its bound: no live
+	// projector would apply the rest.
+	if err := c.follow(ctx, c.o.UpToLog); err != nil {
 		return eventstore.Start, err
 	}
 	return checkpointOf(ctx, s.db, s.group, false)
@@ -158,7 +167,7 @@ func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
 // applies the gap in one transaction, holding the projectors meanwhile).
 func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	s := c.s
-	first, err := checkpointOf(ctx, s.db, s.p.Name(), false)
+	first, err := c.target(ctx)
 	if err != nil {
 		return err
 	}
@@ -187,7 +196,7 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	for {
 		target := *bound.Load()
 		if !fixed {
-			if target, err = checkpointOf(ctx, s.db, s.p.Name(), false); err != nil {
+			if target, err = c.target(ctx); err != nil {
 				_ = stop()
 				return err
 			}
@@ -235,6 +244,25 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// target is where the copy is heading: the live checkpoint, or with
+// UpToLog the last committed event (also one an older open transaction
+// still hides, which the projector waits for).
+func (c *Copy) target(ctx context.Context) (eventstore.Cursor, error) {
+	if !c.o.UpToLog {
+		return checkpointOf(ctx, c.s.db, c.s.p.Name(), false)
+	}
+	var at eventstore.Cursor
+	err := c.s.db.QueryRow(ctx, `SELECT transaction_id, position FROM events
+		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&at.TransactionID, &at.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return at, fmt.Errorf("read end of log: %w", err)
+	}
+	return at, nil
 }
 
 // swap is Replace's transaction; it returns the checkpoint both copies
@@ -301,6 +329,16 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 		if _, err := tx.Exec(ctx, `UPDATE `+checkpointTable+` SET offset_acked = $2, last_processed_transaction_id = $3
 			WHERE consumer_group = $1`, s.p.Name(), at.Position, at.TransactionID); err != nil {
 			return fmt.Errorf("move live checkpoint: %w", err)
+		}
+		if c.o.UpToLog {
+			// Rebuilt from the whole log: an error the live projection
+			// stopped on is behind it (a rebuild that met it again would
+			// have failed).
+			if _, err := tx.Exec(ctx, `INSERT INTO projection_status (name, state) VALUES ($1, 'running')
+				ON CONFLICT (name) DO UPDATE SET state = 'running', last_error = '', failed_event_id = '',
+					failed_position = 0, updated_at = now()`, s.p.Name()); err != nil {
+				return fmt.Errorf("mark %s running: %w", s.p.Name(), err)
+			}
 		}
 		return nil
 	})

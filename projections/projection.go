@@ -1,4 +1,4 @@
-// Package projections is ARQ's projection engine: Watermill handlers, fed by
+// Package projections is ARQ's projection engine: handlers, fed by
 // watermill-sql's subscriber reading the events table itself, that build
 // query tables from the event log.
 //
@@ -7,9 +7,9 @@
 // events in one transaction and moves the checkpoint in that same
 // transaction, so every event takes effect exactly once in every projection,
 // across crashes and with several processes running the same projection.
-// Each event is applied inside its own savepoint: a failing event leaves no
-// partial write, and after bounded retries its projection stops at it while
-// the others go on.
+// A batch whose writes fail is replayed with each event inside its own
+// savepoint: a failing event leaves no partial write, and after bounded
+// retries its projection stops at it while the others go on.
 package projections
 
 import (
@@ -33,6 +33,72 @@ type Projection interface {
 	Apply(ctx context.Context, tx Tx, e eventstore.Recorded) error
 }
 
+// Selective is a Projection that names the event types its Apply acts
+// on. The engine then reads only events of those types from the log, and
+// skips the others in SQL without sending them.
+//
+// The checkpoint still moves over every event: each batch also carries the
+// last event it looked at, whatever its type, so Apply is still handed an
+// event of another type now and then and must ignore it, as it ignores
+// every type not listed. A type Apply acts on but EventTypes leaves out is
+// applied only when it happens to end a batch: list them all.
+type Selective interface {
+	Projection
+	EventTypes() []string
+}
+
+// eventTypes returns the event types p applies, or nil for all.
+func eventTypes(p Projection) []string {
+	if c, ok := p.(copyProjection); ok {
+		p = c.Projection
+	}
+	if s, ok := p.(Selective); ok {
+		return append([]string{}, s.EventTypes()...) // never nil: none is not all
+	}
+	return nil
+}
+
+// Coalescer gathers writes of consecutive events and queues them, merged,
+// when the engine asks: before the next write queued with Exec or
+// ExecOnce, before the next read, and before the checkpoint write. Writes
+// therefore reach the server in the order the events asked for them, and
+// a read sees every earlier event's effect, as without coalescing; only
+// runs of coalesced writes between two other writes are merged. A batch
+// is one unit of writes (or, when a failed batch is replayed, each event
+// alone), so merged writes commit or fail with their events and the
+// checkpoint. The merge must give the rows of the writes one by one.
+type Coalescer interface {
+	// Flush queues the gathered writes with exec and forgets them.
+	Flush(exec func(sql string, args ...any))
+}
+
+// coalescers are the Coalescers of one unit of writes, in the order they
+// were made, so that flushing them is deterministic.
+type coalescers struct {
+	byKey map[string]Coalescer
+	order []Coalescer
+}
+
+func (c *coalescers) get(key string, create func() Coalescer) Coalescer {
+	if co, ok := c.byKey[key]; ok {
+		return co
+	}
+	if c.byKey == nil {
+		c.byKey = map[string]Coalescer{}
+	}
+	co := create()
+	c.byKey[key] = co
+	c.order = append(c.order, co)
+	return co
+}
+
+// flush queues what every Coalescer gathered, onto b.
+func (c *coalescers) flush(b *pgx.Batch) {
+	for _, co := range c.order {
+		co.Flush(func(sql string, args ...any) { b.Queue(sql, args...) })
+	}
+}
+
 // Tx is what a projection may do while applying one event. Exec queues a
 // write; the engine sends the queued writes in one round trip, inside the
 // event's savepoint, after Apply returns. Query and QueryRow read at once,
@@ -45,6 +111,12 @@ type Tx interface {
 	// commits or fails as a whole. (In careful mode every event is its
 	// own unit and ExecOnce is Exec.)
 	ExecOnce(key, sql string, args ...any)
+	// Coalesce returns the Coalescer kept under key in the current unit of
+	// writes, made by create when there is none yet. A projection gathers
+	// in it the writes of several events that would change the same rows
+	// again and again (a count, a stream's head), and the engine sends
+	// them as few statements: see Coalescer.
+	Coalesce(key string, create func() Coalescer) Coalescer
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }

@@ -21,9 +21,25 @@ type runner struct {
 	log    *slog.Logger
 	// inBatch counts events applied in the current subscriber transaction.
 	inBatch atomic.Int64
+	// scanned counts the events of the log the current transaction looked
+	// at, when the projection is Selective (see logSource.scanned).
+	scanned atomic.Int64
+	// read holds the events of the batch in hand.
+	read readEvents
 	// careful is set after a fast-mode batch failed: the next batch is
 	// applied event by event, each in its own savepoint with retries.
 	careful atomic.Bool
+}
+
+// consume applies the subscriber's messages in turn, until it closes.
+func (r *runner) consume(msgs <-chan *message.Message) {
+	for msg := range msgs {
+		if err := r.handle(msg); err != nil {
+			msg.Nack()
+			continue
+		}
+		msg.Ack()
+	}
 }
 
 // handle applies one event. On success the message is acked and the
@@ -40,7 +56,7 @@ func (r *runner) handle(msg *message.Message) error {
 	if err != nil {
 		return r.stop(ctx, eventstore.Recorded{EventID: msg.UUID}, err)
 	}
-	rec, err := decode(msg)
+	rec, err := r.read.take(msg)
 	if err != nil {
 		return r.stop(ctx, rec, err)
 	}

@@ -332,13 +332,21 @@ func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cu
 // directTx is the Tx of an event applied outside the engine, straight in a
 // transaction of the caller's.
 type directTx struct {
-	tx    pgx.Tx
-	batch pgx.Batch
+	tx        pgx.Tx
+	batch     pgx.Batch
+	coalesced coalescers
 }
 
-func (t *directTx) Exec(sql string, args ...any) { t.batch.Queue(sql, args...) }
+func (t *directTx) Exec(sql string, args ...any) {
+	t.coalesced.flush(&t.batch)
+	t.batch.Queue(sql, args...)
+}
 
-func (t *directTx) ExecOnce(_, sql string, args ...any) { t.batch.Queue(sql, args...) }
+func (t *directTx) ExecOnce(_, sql string, args ...any) { t.Exec(sql, args...) }
+
+func (t *directTx) Coalesce(key string, create func() Coalescer) Coalescer {
+	return t.coalesced.get(key, create)
+}
 
 func (t *directTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	if err := t.flush(ctx); err != nil {
@@ -355,6 +363,7 @@ func (t *directTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 }
 
 func (t *directTx) flush(ctx context.Context) error {
+	t.coalesced.flush(&t.batch)
 	if t.batch.Len() == 0 {
 		return nil
 	}

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
-	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/arq-memory/arq/eventstore"
 )
@@ -33,6 +34,17 @@ type logSource struct {
 	careful                     *atomic.Bool
 	// until, when set, bounds the read (see Config.Until).
 	until func() eventstore.Cursor
+	// types, when not nil, are the only event types the projection
+	// applies (see Selective); a batch then looks at up to window events
+	// and reads those of these types, and the last one it looked at.
+	types  []string
+	window int
+	// scanned is how many events the current batch looked at, when it
+	// reads selectively: a batch that looked at window events may have
+	// more waiting.
+	scanned *atomic.Int64
+	// read receives the events of the batch (see readEvents).
+	read *readEvents
 }
 
 // SelectQuery reads the next batch after the projection's checkpoint in
@@ -48,15 +60,52 @@ func (s logSource) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 	// ORDER BY and LIMIT sit inside the query with the CTE: outside it,
 	// Postgres cannot push them into the subquery and reads every event
 	// after the checkpoint to sort them (2 s a batch on a log of 1M).
-	q := `WITH last_processed AS (` + next.Query + `)
-		SELECT ` + eventstore.Columns + ` FROM events
-		WHERE (transaction_id, position) > (
+	after := `(transaction_id, position) > (
 			(SELECT last_processed_transaction_id FROM last_processed),
 			(SELECT offset_acked FROM last_processed))
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())` + s.bound() + `
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())` + s.bound()
+	if s.types != nil {
+		return s.selectiveQuery(next, after), nil
+	}
+	q := `WITH last_processed AS (` + next.Query + `)
+		SELECT ` + eventstore.Columns + ` FROM events
+		WHERE ` + after + `
 		ORDER BY transaction_id, position
 		LIMIT ` + strconv.Itoa(s.limit())
 	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+// selectiveQuery reads the next batch of a Selective projection: it looks
+// at the next window events after the checkpoint and returns those of the
+// projection's types, up to the batch size, and the last event it looked
+// at if that is of another type (a marker, which Apply ignores). The
+// subscriber acks the last row it gets, so the checkpoint moves over every
+// event looked at, as if each had been applied: waiters, status and
+// online rebuilds see the same checkpoints as without the selection.
+//
+// In the window, nth counts the events wanted so far and rn the events
+// looked at; at_end marks the last event readable now. The batch ends at
+// its batch-th wanted event (the outer LIMIT stops the scan there), or at
+// the window's last event, or at the end of what is readable.
+func (s logSource) selectiveQuery(next wsql.Query, after string) wsql.Query {
+	wanted := `event_type = ANY ($` + strconv.Itoa(len(next.Args)+1) + `::text[])`
+	limit, window := strconv.Itoa(s.limit()), strconv.Itoa(s.window)
+	q := `WITH last_processed AS (` + next.Query + `)
+		SELECT ` + eventstore.Columns + `, rn FROM (
+			SELECT ` + eventstore.Columns + `, ` + wanted + ` AS wanted,
+				count(*) FILTER (WHERE ` + wanted + `) OVER w AS nth,
+				row_number() OVER w AS rn,
+				lead(position) OVER w IS NULL AS at_end
+			FROM events
+			WHERE ` + after + `
+			WINDOW w AS (ORDER BY transaction_id, position ROWS UNBOUNDED PRECEDING)
+			ORDER BY transaction_id, position
+			LIMIT ` + window + `
+		) scan
+		WHERE (wanted AND nth <= ` + limit + `) OR (NOT wanted AND (rn = ` + window + ` OR at_end))
+		ORDER BY transaction_id, position
+		LIMIT ` + limit
+	return wsql.Query{Query: q, Args: append(append([]any{}, next.Args...), s.types)}
 }
 
 // bound is the condition that stops the read at s.until, if set; it is
@@ -79,75 +128,75 @@ func (s logSource) limit() int {
 }
 
 // UnmarshalMessage turns a row into a message whose payload is the event's
-// data and whose metadata carries the rest of the event (see decode).
+// data; the event itself goes to the batch's readEvents, where the handler
+// takes it (see readEvents).
 func (s logSource) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, error) {
-	r, err := eventstore.ScanRecorded(p.Row)
+	var row pgx.Row = p.Row
+	var rn int64
+	if s.types != nil {
+		row = withExtra{p.Row, []any{&rn}}
+	}
+	r, err := eventstore.ScanRecorded(row)
 	if err != nil {
 		return wsql.Row{}, err
 	}
-	msg := message.NewMessage(r.EventID, message.Payload(r.Data))
-	msg.Metadata = message.Metadata{
-		"position":       strconv.FormatInt(r.Position, 10),
-		"transaction_id": strconv.FormatUint(r.TransactionID, 10),
-		"stream_id":      r.StreamID,
-		"stream_type":    r.StreamType,
-		"version":        strconv.Itoa(r.Version),
-		"event_type":     r.Type,
-		"schema_version": strconv.Itoa(r.SchemaVersion),
-		"recorded_at":    r.RecordedAt.Format(time.RFC3339Nano),
-		"correlation_id": r.Metadata.CorrelationID,
-		"causation_id":   r.Metadata.CausationID,
-		"actor":          r.Metadata.Actor,
-		"tenant":         r.Metadata.Tenant,
+	if s.types != nil {
+		s.scanned.Store(rn)
 	}
+	s.read.put(&r)
 	return wsql.Row{
 		Offset:    r.Position,
 		UUID:      []byte(r.EventID),
 		Payload:   r.Data,
-		Msg:       msg,
+		Msg:       message.NewMessage(r.EventID, message.Payload(r.Data)),
 		ExtraData: map[string]any{"transaction_id": wsql.XID8(r.TransactionID)},
 	}, nil
 }
 
-// decode is UnmarshalMessage's inverse.
-func decode(msg *message.Message) (eventstore.Recorded, error) {
-	m := msg.Metadata
-	var errs []error
-	num := func(key string) int64 {
-		n, err := strconv.ParseInt(m.Get(key), 10, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-		}
-		return n
+// withExtra scans a row's columns after eventstore.Columns into extra.
+type withExtra struct {
+	row   wsql.Scanner
+	extra []any
+}
+
+func (r withExtra) Scan(dest ...any) error { return r.row.Scan(append(dest, r.extra...)...) }
+
+// readEvents are the events the subscriber read for the batch in hand, by
+// event id. A message carries only its event's id and data through the
+// subscriber, and the handler takes the event from here: spelling the
+// event out as message metadata, to be parsed back, cost more than some
+// projections' Apply. A batch's events are all read before the first is
+// handed out, and the next batch begins (emptying this) after the last is
+// acked; a message handed out again (nacked) is still here.
+type readEvents struct {
+	mu   sync.Mutex
+	byID map[string]*eventstore.Recorded
+}
+
+func (r *readEvents) reset() {
+	r.mu.Lock()
+	clear(r.byID)
+	r.mu.Unlock()
+}
+
+func (r *readEvents) put(e *eventstore.Recorded) {
+	r.mu.Lock()
+	if r.byID == nil {
+		r.byID = map[string]*eventstore.Recorded{}
 	}
-	r := eventstore.Recorded{
-		Position:      num("position"),
-		EventID:       msg.UUID,
-		StreamID:      m.Get("stream_id"),
-		StreamType:    m.Get("stream_type"),
-		Version:       int(num("version")),
-		Type:          m.Get("event_type"),
-		SchemaVersion: int(num("schema_version")),
-		Data:          []byte(msg.Payload),
-		Metadata: eventstore.Metadata{
-			CorrelationID: m.Get("correlation_id"),
-			CausationID:   m.Get("causation_id"),
-			Actor:         m.Get("actor"),
-			Tenant:        m.Get("tenant"),
-		},
+	r.byID[e.EventID] = e
+	r.mu.Unlock()
+}
+
+// take returns the event of msg.
+func (r *readEvents) take(msg *message.Message) (eventstore.Recorded, error) {
+	r.mu.Lock()
+	e, ok := r.byID[msg.UUID]
+	r.mu.Unlock()
+	if !ok {
+		return eventstore.Recorded{EventID: msg.UUID}, fmt.Errorf("event %s is not among those read for this batch", msg.UUID)
 	}
-	tx, err := strconv.ParseUint(m.Get("transaction_id"), 10, 64)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("transaction_id: %w", err))
-	}
-	r.TransactionID = tx
-	if r.RecordedAt, err = time.Parse(time.RFC3339Nano, m.Get("recorded_at")); err != nil {
-		errs = append(errs, fmt.Errorf("recorded_at: %w", err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return r, fmt.Errorf("decode event message %s: %w", msg.UUID, err)
-	}
-	return r, nil
+	return *e, nil
 }
 
 // InsertQuery is refused: events enter the log through eventstore.Store only.

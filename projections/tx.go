@@ -34,6 +34,8 @@ func (b txBeginner) BeginTx(ctx context.Context, opts *sql.TxOptions) (wsql.Tx, 
 		return nil, fmt.Errorf("subscriber began a %T, want *sql.PgxTx", tx)
 	}
 	b.r.inBatch.Store(0)
+	b.r.scanned.Store(0)
+	b.r.read.reset()
 	return &sharedTx{Tx: tx, pgx: ptx.Tx, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil
 }
 
@@ -54,11 +56,13 @@ type sharedTx struct {
 	mu      sync.Mutex
 	pending pgx.Batch
 	// once holds the keys of the ExecOnce writes queued in fast mode.
-	once    map[string]struct{}
-	failed  error
-	careful bool
-	r       *runner
-	began   time.Time
+	once map[string]struct{}
+	// coalesced gathers the Coalescers' writes in fast mode.
+	coalesced coalescers
+	failed    error
+	careful   bool
+	r         *runner
+	began     time.Time
 	// last is the cursor of the last event applied in this transaction.
 	last eventstore.Cursor
 }
@@ -69,6 +73,7 @@ func (t *sharedTx) flush(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
 	}
+	t.coalesced.flush(&t.pending)
 	if t.pending.Len() == 0 {
 		return nil
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/arq-memory/arq/eventstore"
@@ -156,81 +158,92 @@ func (c *cli) importLog(ctx context.Context, args []string) error {
 	return c.rebuild(ctx, app, registered(), "rebuild projections", quiet)
 }
 
-// rebuild empties the projections ps and replays the log into them, with
-// progress, until they have caught up with the log as it is then. app
-// must run exactly ps.
+// rebuild rebuilds the projections ps from the log, all at once, with
+// progress: each into a copy of its tables beside the live ones, built up
+// to the end of the log as it is then and switched in (see
+// projections.Copy and OnlineOptions.UpToLog). The live tables keep every
+// row and index until their copy replaces them in one transaction, so an
+// interrupted rebuild leaves them as they were (and a copy, which the next
+// rebuild or server start drops). app's engine must not be running.
 func (c *cli) rebuild(ctx context.Context, app *App, ps []projections.Projection, what string, quiet bool) error {
-	for _, p := range ps {
-		if err := projections.Reset(ctx, app.pool, p); err != nil {
-			return err
-		}
-	}
 	total, err := countEvents(ctx, app)
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	wait := app.runParts(runCtx, true, func(err error) { cancel(err) })
+	wait := app.runParts(runCtx, false, func(err error) { cancel(err) })
 	defer wait()
 	defer cancel(nil)
 	prog := newProgress(c.stderr, what, total, quiet)
+
+	// Each copy reports its position and target; the rebuild is as far
+	// as the one furthest behind. (Positions have gaps: an estimate.)
+	var mu sync.Mutex
+	behind := make([]int64, len(ps))
+	copies := make([]*projections.Copy, 0, len(ps))
+	defer func() {
+		for _, cp := range copies {
+			cp.Close() // a no-op once replaced
+		}
+	}()
+	for i, p := range ps {
+		cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
+			UpToLog: true,
+			Log:     app.log,
+			Progress: func(at, target int64) {
+				mu.Lock()
+				behind[i] = max(target-at, 0)
+				mu.Unlock()
+			},
+		})
+		if err != nil {
+			prog.fail()
+			return err
+		}
+		copies = append(copies, cp)
+	}
+	done := make(chan error, len(ps))
+	for i, cp := range copies {
+		go func() {
+			if _, err := cp.Replace(runCtx); err != nil {
+				err = fmt.Errorf("rebuild of %s: %w", ps[i].Name(), err)
+				cancel(err) // the others stop too
+				done <- err
+				return
+			}
+			done <- nil
+		}()
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		st, err := projections.States(runCtx, app.pool, names(ps))
-		if err != nil {
-			if cause := context.Cause(runCtx); cause != nil {
-				return cause
-			}
-			return err
-		}
-		// The end is read anew each time: done is caught up with the log
-		// as it is now, not as it was at the start; and it is the last
-		// committed event, also one an older open transaction anywhere in
-		// the cluster still hides from the projections.
-		head, err := app.store.Last(runCtx)
-		if err != nil {
-			return err
-		}
-		done := true
-		var slowest eventstore.Cursor
-		for i, s := range st {
-			if s.State == projections.StateStopped {
-				prog.fail()
-				return fmt.Errorf("rebuild of %s stopped at event %s (position %d): %s", s.Name, s.FailedEventID, s.FailedPosition, s.LastError)
-			}
-			if s.Checkpoint.Less(head) {
-				done = false
-			}
-			if i == 0 || s.Checkpoint.Less(slowest) {
-				slowest = s.Checkpoint
-			}
-		}
-		// Positions stand in for a count: counting the events behind
-		// would read the whole log four times a second.
-		// (Positions have gaps, so this is an estimate.)
-		behind := max(head.Position-slowest.Position, 0)
-		prog.update(max(total-behind, 0))
-		if done {
-			for _, p := range ps {
-				if err := projections.MarkRebuilt(ctx, app.pool, p.Name()); err != nil {
-					return err
-				}
-			}
-			if total, err = countEvents(ctx, app); err != nil {
-				return err
-			}
-			prog.total = total
-			prog.update(total)
-			prog.finish()
-			return nil
-		}
+	var errs []error
+	for left := len(ps); left > 0; {
 		select {
-		case <-runCtx.Done():
-			prog.fail()
-			return fmt.Errorf("%s interrupted: %w", what, context.Cause(runCtx))
+		case err := <-done:
+			left--
+			if err != nil {
+				errs = append(errs, err)
+			}
 		case <-tick.C:
+			mu.Lock()
+			slowest := slices.Max(behind)
+			mu.Unlock()
+			prog.update(max(total-slowest, 0))
 		}
 	}
+	if len(errs) > 0 {
+		prog.fail()
+		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return errors.Join(errs...)
+	}
+	if total, err = countEvents(ctx, app); err != nil {
+		return err
+	}
+	prog.total = total
+	prog.update(total)
+	prog.finish()
+	return nil
 }

@@ -135,9 +135,6 @@ func BenchmarkLogOperations(b *testing.B) {
 			b.Fatal(err)
 		}
 		rate("online-"+ps[len(ps)/2].Name(), time.Since(start))
-		for name, st := range app.engine.Stats() {
-			b.Logf("%s: %d events in %d batches, %v a batch held on average", name, st.Events, st.Batches, st.Total/time.Duration(max(st.Batches, 1)))
-		}
 		if read != n {
 			b.Fatal(fmt.Sprintf("read %d of %d events", read, n))
 		}

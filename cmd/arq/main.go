@@ -23,8 +23,8 @@ Usage:
   arq migrate                    create and migrate the database, then exit
   arq project                    run the projections alone (no API)
   arq projections status         show each projection's position, lag, state and last error
-  arq projections rebuild NAME   empty a projection and replay the log into it; --online builds a
-                                 copy while the live tables serve and switches it in
+  arq projections rebuild NAME   replay the whole log into a copy of a projection and switch it in;
+                                 --online follows the live projection a server keeps current
   arq projections verify NAME    rebuild a projection into a scratch copy and report every row that differs
   arq events                     print the event log as NDJSON
   arq history STREAM             every event of an entity: when, who, which request, what changed (--json)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -22,6 +23,11 @@ func (Context) Name() string { return "context" }
 // Tables are session_summaries, context_snapshots and snapshots_due.
 func (Context) Tables() []string {
 	return []string{"session_summaries", "context_snapshots", "snapshots_due"}
+}
+
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Context) EventTypes() []string {
+	return []string{domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized, domain.MessageRedacted, domain.UserDeleted}
 }
 
 // Apply folds summary and snapshot events, and notes assistant messages as
@@ -52,8 +58,7 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 			d.SessionID, e.Version, d.UserID, d.Content, d.Tokens, d.FromSeq, d.ToSeq, d.Method, e.RecordedAt)
 	case domain.MessageAppendedData:
 		if d.Role == "assistant" {
-			tx.Exec(`INSERT INTO snapshots_due (message_id, session_id, user_id, seq, created_at) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (message_id) DO NOTHING`, d.MessageID, d.SessionID, d.UserID, e.Version, e.RecordedAt)
+			tx.Coalesce("context.due", newDueRows).(*dueRows).add(d, e)
 		}
 	case domain.ContextSnapshotData:
 		items, err := json.Marshal(d.Items)
@@ -70,4 +75,31 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 			d.SnapshotID, d.SessionID, d.UserID, msg, d.Query, d.Budget, d.TotalTokens, string(items), e.RecordedAt)
 	}
 	return nil
+}
+
+// dueRows gathers the assistant messages of consecutive events for one
+// INSERT into snapshots_due.
+type dueRows struct {
+	messages, sessions, users []string
+	seqs                      []int32
+	created                   []time.Time
+}
+
+func newDueRows() projections.Coalescer { return &dueRows{} }
+
+func (r *dueRows) add(d domain.MessageAppendedData, e eventstore.Recorded) {
+	r.messages, r.sessions, r.users = append(r.messages, d.MessageID), append(r.sessions, d.SessionID), append(r.users, d.UserID)
+	r.seqs, r.created = append(r.seqs, int32(e.Version)), append(r.created, e.RecordedAt)
+}
+
+// Flush inserts the gathered rows in one statement, in event order; a
+// message already due stays as it is, as with one INSERT each.
+func (r *dueRows) Flush(exec func(sql string, args ...any)) {
+	if len(r.messages) == 0 {
+		return
+	}
+	exec(`INSERT INTO snapshots_due (message_id, session_id, user_id, seq, created_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[])
+		ON CONFLICT (message_id) DO NOTHING`, r.messages, r.sessions, r.users, r.seqs, r.created)
+	*r = dueRows{} // the queued statement keeps the slices until sent
 }

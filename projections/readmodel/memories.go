@@ -18,6 +18,11 @@ func (Memories) Name() string { return "memories" }
 // Tables is the memories table.
 func (Memories) Tables() []string { return []string{"memories"} }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Memories) EventTypes() []string {
+	return []string{domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.UserDeleted}
+}
+
 // Apply folds memory events into the memories table.
 func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {

@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"context"
+	"time"
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -18,6 +19,11 @@ func (Messages) Name() string { return "messages" }
 
 // Tables is the messages table.
 func (Messages) Tables() []string { return []string{"messages"} }
+
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Messages) EventTypes() []string {
+	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.UserDeleted}
+}
 
 // Apply folds message events into the messages table.
 func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
@@ -36,9 +42,16 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	switch d := ev.Data.(type) {
 	case domain.MessageAppendedData:
 		bumpSession(tx, d.SessionID)
-		tx.Exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)`,
-			d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding)
+		if d.Embedding != nil {
+			// Arrays of arrays of different lengths do not pass through
+			// unnest: such a message is written alone (after those
+			// gathered before it).
+			tx.Exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)`,
+				d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding)
+			break
+		}
+		tx.Coalesce("messages.appended", newMessageRows).(*messageRows).add(d, e)
 	case domain.MessageEditedData:
 		bumpSessionOfMessage(tx, entityID(e))
 		tx.Exec(`UPDATE messages SET content = $2, tokens = $3, metadata = coalesce($4, metadata), version = $5, updated_at = $6, embedding = $7
@@ -49,4 +62,34 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		tx.Exec(`DELETE FROM messages WHERE id = $1`, entityID(e))
 	}
 	return nil
+}
+
+// messageRows gathers the rows of consecutive appended messages (without
+// embeddings) for one INSERT.
+type messageRows struct {
+	ids, sessions, users, tenants, roles, contents, names, metadata []string
+	seqs, tokens                                                    []int32
+	created                                                         []time.Time
+}
+
+func newMessageRows() projections.Coalescer { return &messageRows{} }
+
+func (r *messageRows) add(d domain.MessageAppendedData, e eventstore.Recorded) {
+	r.ids, r.sessions, r.users, r.tenants = append(r.ids, d.MessageID), append(r.sessions, d.SessionID), append(r.users, d.UserID), append(r.tenants, e.Metadata.Tenant)
+	r.roles, r.contents, r.names, r.metadata = append(r.roles, d.Role), append(r.contents, d.Content), append(r.names, d.Name), append(r.metadata, jsonOf(d.Metadata))
+	r.seqs, r.tokens, r.created = append(r.seqs, int32(e.Version)), append(r.tokens, int32(d.Tokens)), append(r.created, e.RecordedAt)
+}
+
+// Flush inserts the gathered messages in one statement, in event order:
+// the rows one INSERT each would make.
+func (r *messageRows) Flush(exec func(sql string, args ...any)) {
+	if len(r.ids) == 0 {
+		return
+	}
+	exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
+		SELECT id, session_id, user_id, tenant, seq, role, content, name, metadata::jsonb, tokens, 1, created_at, created_at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[])
+			AS u (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, created_at)`,
+		r.ids, r.sessions, r.users, r.tenants, r.seqs, r.roles, r.contents, r.names, r.metadata, r.tokens, r.created)
+	*r = messageRows{} // the queued statement keeps the slices until sent
 }

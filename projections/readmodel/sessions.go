@@ -17,14 +17,20 @@ func (Sessions) Name() string { return "sessions" }
 // Tables is the sessions table.
 func (Sessions) Tables() []string { return []string{"sessions"} }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Sessions) EventTypes() []string {
+	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.UserDeleted}
+}
+
 // Apply folds session events (and appended messages, and user deletions)
 // into the sessions table.
 func (Sessions) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
 	case domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired:
 	case domain.MessageAppended:
-		// The log's version is the message's sequence number.
-		tx.Exec(`UPDATE sessions SET message_count = message_count + 1, last_seq = $2 WHERE id = $1`, entityID(e), e.Version)
+		// The log's version is the message's sequence number. A batch's
+		// messages are counted per session and written as one update.
+		tx.Coalesce("sessions.messages", newMessageCounts).(*messageCounts).add(entityID(e), e.Version)
 		return nil
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM sessions WHERE user_id = $1`, entityID(e))
@@ -50,4 +56,39 @@ func (Sessions) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		tx.Exec(`UPDATE sessions SET status = 'expired', version = $2, updated_at = $3 WHERE id = $1`, id, e.Version, e.RecordedAt)
 	}
 	return nil
+}
+
+// messageCounts gathers, per session, how many messages consecutive events
+// appended and the last one's sequence number.
+type messageCounts struct {
+	ids        []string
+	n, lastSeq []int32
+	index      map[string]int
+}
+
+func newMessageCounts() projections.Coalescer { return &messageCounts{index: map[string]int{}} }
+
+func (c *messageCounts) add(sessionID string, seq int) {
+	i, ok := c.index[sessionID]
+	if !ok {
+		i = len(c.ids)
+		c.index[sessionID] = i
+		c.ids, c.n, c.lastSeq = append(c.ids, sessionID), append(c.n, 0), append(c.lastSeq, 0)
+	}
+	c.n[i]++
+	c.lastSeq[i] = int32(seq)
+}
+
+// Flush updates every gathered session in one statement: as many updates
+// of one message each would.
+func (c *messageCounts) Flush(exec func(sql string, args ...any)) {
+	if len(c.ids) == 0 {
+		return
+	}
+	exec(`UPDATE sessions s SET message_count = s.message_count + u.n, last_seq = u.last_seq
+		FROM unnest($1::text[], $2::int[], $3::int[]) AS u (id, n, last_seq) WHERE s.id = u.id`,
+		c.ids, c.n, c.lastSeq)
+	// The queued statement keeps the slices until the batch is sent.
+	c.ids, c.n, c.lastSeq = nil, nil, nil
+	clear(c.index)
 }

@@ -17,6 +17,11 @@ func (Users) Name() string { return "users" }
 // Tables is the users table.
 func (Users) Tables() []string { return []string{"users"} }
 
+// EventTypes are the types Apply acts on (see projections.Selective).
+func (Users) EventTypes() []string {
+	return []string{domain.UserRegistered, domain.UserProfileUpdated, domain.UserDeleted}
+}
+
 // Apply folds user events into the users table.
 func (Users) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
