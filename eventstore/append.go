@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,9 +17,6 @@ import (
 type Store struct {
 	pool     *pgxpool.Pool
 	onAppend func()
-	// headCache is the size of heads, set by options before New makes it.
-	headCache int
-	heads     *heads
 }
 
 // Option configures a Store.
@@ -30,20 +26,12 @@ type Option func(*Store)
 // projectors (see Notifier.Notify). f must not block.
 func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } }
 
-// WithHeadCache sets how many stream heads the Store remembers from its own
-// appends, so that the next append to one of those streams inserts without
-// reading the stream first (see heads). 0 turns it off; the default is
-// DefaultHeadCache.
-func WithHeadCache(n int) Option { return func(s *Store) { s.headCache = n } }
-
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, headCache: DefaultHeadCache}
+	s := &Store{pool: pool, onAppend: func() {}}
 	for _, o := range opts {
 		o(s)
 	}
-	// lru.New fails only for a size below 1, which newHeads never passes.
-	s.heads, _ = newHeads(s.headCache)
 	return s
 }
 
@@ -68,7 +56,9 @@ type StreamAppend struct {
 // explain; the common case is this one statement. Each event's hash
 // chains to the one before it (the head's, then each new event's in turn;
 // see migrations/00011_hash_chain.sql).
-const appendSQL = `WITH RECURSIVE head AS (` + headRead + `), n AS (
+const appendSQL = `WITH RECURSIVE head AS (
+		SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+	), n AS (
 		SELECT * FROM unnest($4::text[], $5::text[], $6::integer[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS n(id, typ, sv, d, m, ord)
 	), chain (ord, hash) AS (
 		SELECT 0::bigint, (SELECT hash FROM head)
@@ -84,34 +74,21 @@ const appendSQL = `WITH RECURSIVE head AS (` + headRead + `), n AS (
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
 	ORDER BY n.ord
-	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at, e.hash`
+	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // appendOneSQL is appendSQL for one event, without the recursive chain and
 // with scalar parameters instead of arrays to unnest: most appends carry
 // one event, and this form is the cheaper one on both ends of the wire.
-const appendOneSQL = `WITH head AS (` + headRead + `)
+const appendOneSQL = `WITH head AS (
+		SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+	)
 	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
 	SELECT $4::text, $1, $2, coalesce((SELECT version FROM head), 0) + 1, $5::text, $6::integer, $7::jsonb, $8::jsonb, now(),
 		arq_event_hash((SELECT hash FROM head), $4::text, $1, $2, coalesce((SELECT version FROM head), 0) + 1, $5::text, $6::integer, now(), $7::jsonb, $8::jsonb)
 	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
-	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at, e.hash`
-
-// headRead reads a stream's head from the log; headGiven takes it from
-// the parameters, when the Store knows it (see heads). The statements are
-// otherwise the same: from a given head that another writer has moved past
-// meanwhile, the insert collides on events_stream_version_key as it does
-// when the statement's snapshot predates the lock.
-const (
-	headRead  = `SELECT version, stream_type, hash FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1`
-	headGiven = `SELECT $9::integer AS version, $2::text AS stream_type, $10::bytea AS hash`
-)
-
-var (
-	appendGivenSQL    = strings.Replace(appendSQL, headRead, headGiven, 1)
-	appendOneGivenSQL = strings.Replace(appendOneSQL, headRead, headGiven, 1)
-)
+	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // Constraint names of the events table (migrations/00001_event_log.sql).
 const (
@@ -158,12 +135,6 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 		return nil, fmt.Errorf("%w: no events to append", ErrInvalid)
 	}
 	for race := 0; ; race++ {
-		for i := range args {
-			args[i].head = nil
-			if hd, ok := s.heads.known(args[i]); ok && !args[i].guard() {
-				args[i].head = &hd
-			}
-		}
 		var results []AppendResult
 		if len(args) == 1 {
 			results, err = s.appendOne(ctx, args[0])
@@ -177,16 +148,11 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 		if err != nil {
 			return nil, err
 		}
-		wrote := false
 		for i, r := range results {
-			if r.Repeated || args[i].guard() {
-				continue
+			if !r.Repeated && !args[i].guard() {
+				s.onAppend()
+				break
 			}
-			wrote = true
-			s.heads.remember(r.StreamID, head{version: r.Version, typ: args[i].streamType, hash: r.hash})
-		}
-		if wrote {
-			s.onAppend()
 		}
 		return results, nil
 	}
@@ -313,8 +279,6 @@ func (lostRace) Error() string { return "append: lost a race with another writer
 // mismatch, reused ids, or a race to retry. cause is the statement's error,
 // if it failed rather than matched no row.
 func (s *Store) explain(ctx context.Context, a appendArgs, cause error) (AppendResult, error) {
-	// Whatever happened, a remembered head of the stream is out of date.
-	s.heads.forget(a.streamID)
 	var pgErr *pgconn.PgError
 	if cause != nil && !(errors.As(cause, &pgErr) && pgErr.Code == codeUniqueViolation) {
 		return AppendResult{}, fmt.Errorf("append: %w", cause)
@@ -348,7 +312,7 @@ func (s *Store) explain(ctx context.Context, a appendArgs, cause error) (AppendR
 // recorded returns the events of a that the log holds already, as the
 // original append reported them.
 func (s *Store) recorded(ctx context.Context, a appendArgs) (AppendResult, error) {
-	rows, err := s.pool.Query(ctx, `SELECT event_id, position, version, transaction_id, recorded_at, hash
+	rows, err := s.pool.Query(ctx, `SELECT event_id, position, version, transaction_id, recorded_at
 		FROM events WHERE event_id = ANY ($1) ORDER BY position`, a.ids)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
@@ -367,36 +331,23 @@ type appendArgs struct {
 	ids, types           []string
 	schemaVersions       []int32
 	data, metadata       []string
-	// head, when set, is the stream's head known without reading it.
-	head *head
 }
 
 func (a appendArgs) guard() bool { return len(a.ids) == 0 }
 
-// sql is the append statement for a's number of events and head.
+// sql is the append statement for a's number of events.
 func (a appendArgs) sql() string {
-	switch {
-	case len(a.ids) == 1 && a.head != nil:
-		return appendOneGivenSQL
-	case len(a.ids) == 1:
+	if len(a.ids) == 1 {
 		return appendOneSQL
-	case a.head != nil:
-		return appendGivenSQL
 	}
 	return appendSQL
 }
 
 func (a appendArgs) queryArgs() []any {
-	var args []any
 	if len(a.ids) == 1 {
-		args = []any{a.streamID, a.streamType, a.expected.v, a.ids[0], a.types[0], a.schemaVersions[0], a.data[0], a.metadata[0]}
-	} else {
-		args = []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}
+		return []any{a.streamID, a.streamType, a.expected.v, a.ids[0], a.types[0], a.schemaVersions[0], a.data[0], a.metadata[0]}
 	}
-	if a.head != nil {
-		args = append(args, a.head.version, a.head.hash)
-	}
-	return args
+	return []any{a.streamID, a.streamType, a.expected.v, a.ids, a.types, a.schemaVersions, a.data, a.metadata}
 }
 
 func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
@@ -464,7 +415,7 @@ func scanPlaced(rows pgx.Rows, streamID string) (AppendResult, error) {
 	r := AppendResult{StreamID: streamID}
 	for rows.Next() {
 		var p Placed
-		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt, &r.hash); err != nil {
+		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
 			return r, fmt.Errorf("scan appended event: %w", err)
 		}
 		r.Events = append(r.Events, p)

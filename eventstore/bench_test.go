@@ -85,18 +85,11 @@ func parallel(b *testing.B, n int, op func(worker int, i int64) error) {
 
 // BenchmarkAppend appends one event per operation, each appender to its own
 // stream at the exact expected version, as commands do.
-func BenchmarkAppend(b *testing.B) { benchAppend(b) }
-
-// BenchmarkAppendReadingHeads is BenchmarkAppend with the Store's memory of
-// stream heads turned off: every append reads its stream's head first, as
-// an append does whose stream another process moved last.
-func BenchmarkAppendReadingHeads(b *testing.B) { benchAppend(b, eventstore.WithHeadCache(0)) }
-
-func benchAppend(b *testing.B, opts ...eventstore.Option) {
+func BenchmarkAppend(b *testing.B) {
 	for _, n := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("appenders=%d", n), func(b *testing.B) {
 			pool := benchPool(b, int32(n))
-			s := eventstore.New(pool, opts...)
+			s := eventstore.New(pool)
 			versions := make([]int, n)
 			parallel(b, n, func(w int, _ int64) error {
 				_, err := s.Append(context.Background(), eventstore.Stream{ID: fmt.Sprintf("bench-%d", w), Type: "session"},

@@ -103,8 +103,6 @@ type AppendResult struct {
 	// Repeated is true when every event id was recorded already and nothing
 	// was written: the result is the original append's.
 	Repeated bool
-	// hash is the hash of the last event, the stream's new head.
-	hash []byte
 }
 
 // Last is the place of the append's last event; commands hand its cursor to

@@ -585,3 +585,27 @@ func TestHashChain(t *testing.T) {
 		t.Fatalf("after changing version 3: %+v, %v", v, err)
 	}
 }
+
+// An append that expects no stream, to an existing stream, is a conflict,
+// or a type error when the stream has another type, and writes nothing.
+func TestNewStreamAppendOnExistingStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Append(ctx, stream("taken"), eventstore.NoStream(), ev("x", `{}`), ev("x", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Append(ctx, stream("taken"), eventstore.NoStream(), ev("x", `{}`))
+	var conflict *eventstore.ConflictError
+	if !errors.As(err, &conflict) || conflict.Current != 2 {
+		t.Fatalf("new-stream append on a stream at 2: err = %v, want a conflict at 2", err)
+	}
+	_, err = s.Append(ctx, eventstore.Stream{ID: "taken", Type: "other"}, eventstore.NoStream(), ev("x", `{}`))
+	if !errors.Is(err, eventstore.ErrStreamType) {
+		t.Fatalf("new-stream append of another type: err = %v, want ErrStreamType", err)
+	}
+	got, err := s.ReadStream(ctx, "taken", 1)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("stream holds %d events (%v), want 2", len(got), err)
+	}
+}
