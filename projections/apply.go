@@ -63,14 +63,14 @@ func (t *eventTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows,
 	if err := t.beforeRead(ctx); err != nil {
 		return nil, err
 	}
-	return t.shared.pgx.Query(ctx, sql, args...)
+	return t.shared.conn.Query(ctx, sql, args...)
 }
 
 func (t *eventTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	if err := t.beforeRead(ctx); err != nil {
 		return errRow{err}
 	}
-	return t.shared.pgx.QueryRow(ctx, sql, args...)
+	return t.shared.conn.QueryRow(ctx, sql, args...)
 }
 
 // beforeRead makes the server state what a read must see: in fast mode the
@@ -84,7 +84,7 @@ func (t *eventTx) beforeRead(ctx context.Context) error {
 	if t.opened {
 		return nil
 	}
-	if _, err := t.shared.pgx.Exec(ctx, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := t.shared.conn.Exec(ctx, "SAVEPOINT "+savepoint); err != nil {
 		return fmt.Errorf("set savepoint: %w", err)
 	}
 	t.opened = true
@@ -111,7 +111,7 @@ func applyCareful(ctx context.Context, tx *sharedTx, p Projection, e eventstore.
 			err = fmt.Errorf("projection %s panicked: %v", p.Name(), r)
 		}
 		if err != nil && t.opened {
-			if _, rbErr := tx.pgx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint+"; RELEASE SAVEPOINT "+savepoint); rbErr != nil {
+			if _, rbErr := tx.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint+"; RELEASE SAVEPOINT "+savepoint); rbErr != nil {
 				err = errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))
 			}
 		}
@@ -122,7 +122,7 @@ func applyCareful(ctx context.Context, tx *sharedTx, p Projection, e eventstore.
 	t.own.flush(t.batch)
 	if t.batch.Len() == 0 {
 		if t.opened {
-			_, err = tx.pgx.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)
+			_, err = tx.conn.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)
 		}
 		return err
 	}
@@ -132,7 +132,7 @@ func applyCareful(ctx context.Context, tx *sharedTx, p Projection, e eventstore.
 		t.opened = true
 	}
 	t.batch.Queue("RELEASE SAVEPOINT " + savepoint)
-	if err := tx.pgx.SendBatch(ctx, t.batch).Close(); err != nil {
+	if err := tx.send(ctx, t.batch).Close(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil

@@ -172,7 +172,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	for _, p := range e.projections {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
-		sub, err := wsql.NewSubscriber(txBeginner{wsql.BeginnerFromPgx(e.pool), r}, wsql.SubscriberConfig{
+		sub, err := wsql.NewSubscriber(txBeginner{Beginner: wsql.BeginnerFromPgx(e.pool), pool: e.pool, r: r}, wsql.SubscriberConfig{
 			ConsumerGroup: p.Name(),
 			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,
 				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned, read: &r.read},

@@ -10,6 +10,8 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/eventstore"
 )
@@ -21,40 +23,61 @@ var errBatchFailed = errors.New("pipelined projection batch failed")
 // txBeginner begins the subscriber's transactions as sharedTx.
 type txBeginner struct {
 	wsql.Beginner
-	r *runner
+	pool *pgxpool.Pool
+	r    *runner
+}
+
+// beginSQL is the BEGIN statement for each isolation level the subscriber
+// may ask for.
+var beginSQL = map[sql.IsolationLevel]string{
+	sql.LevelDefault:        "BEGIN",
+	sql.LevelReadCommitted:  "BEGIN ISOLATION LEVEL READ COMMITTED",
+	sql.LevelRepeatableRead: "BEGIN ISOLATION LEVEL REPEATABLE READ",
+	sql.LevelSerializable:   "BEGIN ISOLATION LEVEL SERIALIZABLE",
 }
 
 func (b txBeginner) BeginTx(ctx context.Context, opts *sql.TxOptions) (wsql.Tx, error) {
-	tx, err := b.Beginner.BeginTx(ctx, opts)
-	if err != nil {
-		return tx, err
+	begin := beginSQL[sql.LevelDefault]
+	if opts != nil {
+		var ok bool
+		if begin, ok = beginSQL[opts.Isolation]; !ok || opts.ReadOnly {
+			return nil, fmt.Errorf("subscriber transaction: isolation %v, read only %v: not supported", opts.Isolation, opts.ReadOnly)
+		}
 	}
-	ptx, ok := tx.(*wsql.PgxTx)
-	if !ok {
-		return nil, fmt.Errorf("subscriber began a %T, want *sql.PgxTx", tx)
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("subscriber transaction: %w", err)
 	}
 	b.r.inBatch.Store(0)
 	b.r.scanned.Store(0)
 	b.r.read.reset()
-	return &sharedTx{Tx: tx, pgx: ptx.Tx, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil
+	return &sharedTx{conn: conn, begin: begin, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil
 }
 
 // sharedTx is the subscriber's transaction, shared with the handler.
 //
-// In fast mode the handler queues each event's writes in pending, and they
-// reach the server in one round trip right before the subscriber's
-// checkpoint write, which passes through ExecContext here. If they fail,
-// the checkpoint write fails too, the subscriber rolls the batch back, and
-// the projection switches to careful mode for the replay of that batch.
+// It costs two round trips when all goes well: BEGIN travels with the
+// subscriber's first query (the batch's SELECT), and the handler's
+// pipelined writes, the subscriber's checkpoint write and COMMIT travel
+// together at Commit. (A transaction begun apart, written, acked and
+// committed apart took five, each one waited for by read-your-writes.)
+//
+// In fast mode the handler queues each event's writes in pending, and so
+// does ExecContext, the checkpoint write; a read in between sends them
+// first. If they fail at Commit, the transaction is rolled back, and the
+// projection switches to careful mode for the replay of that batch.
 //
 // A pgx connection serves one caller at a time, and the subscriber may run
 // its checkpoint write or rollback while a cancelled handler is finishing a
 // statement; mu keeps the two apart.
 type sharedTx struct {
-	wsql.Tx
-	pgx     pgx.Tx
-	mu      sync.Mutex
-	pending pgx.Batch
+	conn  *pgxpool.Conn
+	begin string
+	// begun is set once BEGIN has gone to the server; closed once the
+	// connection went back to the pool.
+	begun, closed bool
+	mu            sync.Mutex
+	pending       pgx.Batch
 	// once holds the keys of the ExecOnce writes queued in fast mode.
 	once map[string]struct{}
 	// coalesced gathers the Coalescers' writes in fast mode.
@@ -65,6 +88,15 @@ type sharedTx struct {
 	began     time.Time
 	// last is the cursor of the last event applied in this transaction.
 	last eventstore.Cursor
+}
+
+// send sends b, preceded by BEGIN if the transaction has not begun yet.
+func (t *sharedTx) send(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if !t.begun {
+		b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: t.begin}}, b.QueuedQueries...)
+		t.begun = true
+	}
+	return t.conn.SendBatch(ctx, b)
 }
 
 // flush sends the pipelined writes. Once it failed, the transaction is
@@ -79,7 +111,7 @@ func (t *sharedTx) flush(ctx context.Context) error {
 	}
 	b := t.pending
 	t.pending = pgx.Batch{}
-	if err := t.pgx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := t.send(ctx, &b).Close(); err != nil {
 		t.fail(err)
 		return t.failed
 	}
@@ -94,30 +126,123 @@ func (t *sharedTx) fail(err error) {
 	}
 }
 
-func (t *sharedTx) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
+// ExecContext queues a write of the subscriber (its checkpoint write) with
+// the handler's; they reach the server at Commit, or before the next read.
+func (t *sharedTx) ExecContext(_ context.Context, query string, args ...any) (wsql.Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.flush(ctx); err != nil {
-		return nil, err
+	if t.failed != nil {
+		return nil, t.failed
 	}
-	return t.Tx.ExecContext(ctx, query, args...)
+	t.coalesced.flush(&t.pending) // the handler's writes come first
+	t.pending.Queue(query, args...)
+	return queuedResult{}, nil
 }
 
+// queuedResult is the result of a write that has not been sent yet.
+type queuedResult struct{}
+
+func (queuedResult) RowsAffected() (int64, error) {
+	return 0, errors.New("rows affected: the write is sent at commit")
+}
+
+// QueryContext sends the queued writes and the query, with BEGIN in front
+// if the transaction has not begun: the subscriber's SELECT of a batch
+// costs one round trip.
 func (t *sharedTx) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.Tx.QueryContext(ctx, query, args...)
+	if t.failed != nil {
+		return nil, t.failed
+	}
+	t.coalesced.flush(&t.pending)
+	b := t.pending
+	t.pending = pgx.Batch{}
+	writes := b.Len()
+	b.Queue(query, args...)
+	br := t.send(ctx, &b)
+	for i := 0; i < b.Len()-1; i++ { // BEGIN, if sent now, and the writes
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			if writes > 0 {
+				t.fail(err)
+				return nil, t.failed
+			}
+			return nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return &batchRows{rows: rows, br: br}, nil
 }
 
+// batchRows are the rows of a query sent in a batch. The connection is
+// busy until the batch is closed, which happens as soon as the rows are
+// read: the handler reads through the same connection.
+type batchRows struct {
+	rows pgx.Rows
+	br   pgx.BatchResults
+	err  error
+	done bool
+}
+
+func (r *batchRows) Next() bool {
+	if r.done {
+		return false
+	}
+	if r.rows.Next() {
+		return true
+	}
+	r.finish()
+	return false
+}
+
+func (r *batchRows) Scan(dest ...any) error { return r.rows.Scan(dest...) }
+
+func (r *batchRows) Close() error {
+	r.finish()
+	return r.err
+}
+
+func (r *batchRows) finish() {
+	if r.done {
+		return
+	}
+	r.done = true
+	r.rows.Close()
+	r.err = errors.Join(r.rows.Err(), r.br.Close())
+}
+
+// Commit sends the queued writes and COMMIT in one round trip.
 func (t *sharedTx) Commit() error {
 	t.mu.Lock()
-	err := t.flush(context.Background())
-	if err != nil {
-		_ = t.Tx.Rollback()
-	} else {
-		err = t.Tx.Commit()
+	err := t.failed
+	if err == nil {
+		t.coalesced.flush(&t.pending)
+		b := t.pending
+		t.pending = pgx.Batch{}
+		if t.begun || b.Len() > 0 {
+			b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+				if ct.String() != "COMMIT" {
+					return pgx.ErrTxCommitRollback // the transaction had failed before
+				}
+				return nil
+			})
+			if err = t.send(context.Background(), &b).Close(); err != nil && t.r.inBatch.Load() > 0 && !errors.Is(err, pgx.ErrTxCommitRollback) {
+				t.fail(err) // a write failed: the batch is replayed event by event
+			}
+		}
+	}
+	if err != nil && t.begun {
+		// After a failure in a pipeline the transaction is still open,
+		// aborted: end it.
+		_, _ = t.conn.Exec(context.Background(), "ROLLBACK")
 	}
 	last := t.last
+	t.release()
 	t.mu.Unlock()
 	if err == nil && t.r.inBatch.Load() > 0 {
 		if t.careful {
@@ -131,10 +256,23 @@ func (t *sharedTx) Commit() error {
 
 func (t *sharedTx) Rollback() error {
 	t.mu.Lock()
-	err := t.Tx.Rollback()
+	var err error
+	if t.begun && !t.closed {
+		_, err = t.conn.Exec(context.Background(), "ROLLBACK")
+	}
+	t.release()
 	t.mu.Unlock()
 	t.done()
 	return err
+}
+
+// release gives the connection back to the pool, once. A connection left
+// inside a transaction by a failure is closed by the pool, not reused.
+func (t *sharedTx) release() {
+	if !t.closed {
+		t.closed = true
+		t.conn.Release()
+	}
 }
 
 // done records how long the transaction held the log's snapshot.
