@@ -78,15 +78,7 @@ func TestCoalescedWritesKeepEventOrder(t *testing.T) {
 			last = res.Last().Cursor
 		}
 	}
-	eng, err := projections.NewEngine(e.pool, e.notifier, []projections.Projection{tally{failOnce: new(atomic.Bool), failAt: 25}},
-		projections.Config{BatchSize: 50, CarefulBatchSize: 7}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	eng := e.runEngine(t, projections.Config{BatchSize: 50, CarefulBatchSize: 7}, tally{failOnce: new(atomic.Bool), failAt: 25})
 	wctx, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
 	if err := projections.NewWaiter(e.pool, []string{"tally"}, eng.Committed()).Wait(wctx, last); err != nil {

@@ -45,6 +45,42 @@ func quietLog() *slog.Logger {
 }
 
 // start runs an engine over ps until the returned stop is called.
+// runEngine runs an engine of ps until the test ends and returns it.
+func (e *env) runEngine(t *testing.T, cfg projections.Config, ps ...projections.Projection) *projections.Engine {
+	t.Helper()
+	eng, err := projections.NewEngine(e.pool, e.notifier, ps, cfg, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return eng
+}
+
+// gatedSlowpoke runs streams and a projection "slowpoke" that applies
+// nothing until release is closed, and appends one event for them.
+func (e *env) gatedSlowpoke(t *testing.T) (release chan struct{}, eng *projections.Engine, res eventstore.AppendResult) {
+	t.Helper()
+	createApplied(t, e.pool, "slowpoke")
+	release = make(chan struct{})
+	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	eng = e.runEngine(t, projections.Config{}, projections.Streams{}, applied{name: "slowpoke", block: gate})
+	res, err := e.store.Append(context.Background(), eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release, eng, res
+}
+
 func (e *env) start(t *testing.T, ps ...projections.Projection) (stop func()) {
 	t.Helper()
 	return e.startWith(t, projections.Config{}, ps...)
@@ -425,29 +461,7 @@ func TestWaiterReturnsOnceEveryProjectionReachedTheCursor(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	createApplied(t, e.pool, "slowpoke")
-	release := make(chan struct{})
-	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	eng, err := projections.NewEngine(e.pool, e.notifier, []projections.Projection{projections.Streams{}, applied{name: "slowpoke", block: gate}}, projections.Config{}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	res, err := e.store.Append(ctx, eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	release, eng, res := e.gatedSlowpoke(t)
 	w := projections.NewWaiter(e.pool, []string{"streams", "slowpoke"}, eng.Committed())
 	short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer stop()

@@ -72,16 +72,7 @@ func TestSelectiveProjectionMovesItsCheckpointOverSkippedEvents(t *testing.T) {
 
 	var handed, boundedHanded atomic.Int64
 	cfg := projections.Config{BatchSize: 4, CarefulBatchSize: 3, ScanWindow: 9}
-	eng, err := projections.NewEngine(e.pool, e.notifier, []projections.Projection{
-		picky{name: "picky", failOnce: new(atomic.Bool), handed: &handed},
-	}, cfg, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	eng := e.runEngine(t, cfg, picky{name: "picky", failOnce: new(atomic.Bool), handed: &handed})
 	bcfg := cfg
 	bcfg.Until = func() eventstore.Cursor { return mid }
 	e.startWith(t, bcfg, picky{name: "bounded", handed: &boundedHanded})

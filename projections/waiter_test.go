@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -35,29 +34,7 @@ func TestWaitersShareCheckpointReads(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	createApplied(t, e.pool, "slowpoke")
-	release := make(chan struct{})
-	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	eng, err := projections.NewEngine(e.pool, e.notifier, []projections.Projection{projections.Streams{}, applied{name: "slowpoke", block: gate}}, projections.Config{}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	res, err := e.store.Append(ctx, eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	release, _, res := e.gatedSlowpoke(t)
 	cfg := e.pool.Config()
 	reads := &checkpointReads{}
 	cfg.ConnConfig.Tracer = reads
