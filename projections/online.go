@@ -110,7 +110,11 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 		}
 		at, gap, err := c.swap(ctx)
 		if err == nil {
-			c.o.Log.Info("projection rebuilt online", "projection", c.s.p.Name(), "checkpoint", at.String(), "caught_up_in_switch", gap)
+			mode := "online"
+			if c.o.UpToLog {
+				mode = "to the end of the log"
+			}
+			c.o.Log.Info("projection rebuilt", "projection", c.s.p.Name(), "mode", mode, "checkpoint", at.String(), "caught_up_in_switch", gap)
 			return at, nil
 		}
 		var pgErr *pgconn.PgError

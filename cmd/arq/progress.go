@@ -34,6 +34,7 @@ func newProgress(w io.Writer, what string, total int64, quiet bool) *progress {
 
 func (p *progress) update(done int64) {
 	p.done = done
+	p.total = max(p.total, done) // a total that was a guess never reads as more than 100%
 	if p.quiet {
 		return
 	}
