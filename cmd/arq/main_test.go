@@ -168,7 +168,10 @@ func TestProjectProcessKilledMidRun(t *testing.T) {
 	url := testdb.New(t)
 	pool := testdb.Pool(t, url)
 	store := eventstore.New(pool)
-	appendLoad(t, store, 4, 500, 40)
+	// A backlog the projectors need a while for (they apply the stream
+	// catalog at over 100,000 events a second), so that the kill below
+	// falls in the middle of it.
+	appendLoad(t, store, 8, 2500, 40)
 
 	p := startArq(t, url, nil, "project")
 	eventually(t, 30*time.Second, "projector under way", func() (bool, error) {
