@@ -412,7 +412,8 @@ func TestServerDropsAbandonedCopies(t *testing.T) {
 
 	code, out, errOut := runCLI(t, url, "projections", "status")
 	if code != 0 || !regexp.MustCompile(`(?m)^users +copy +7 +copy left by a crashed rebuild`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^memories +copy +0 +copy being built`).MatchString(out) {
+		!regexp.MustCompile(`(?m)^memories +copy +0 +copy being built`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^memories +rebuilding `).MatchString(out) || !regexp.MustCompile(`(?m)^users +running `).MatchString(out) {
 		t.Fatalf("projections status: exit %d:\n%s%s", code, out, errOut)
 	}
 

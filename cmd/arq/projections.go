@@ -30,6 +30,19 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	copies, err := projections.Copies(ctx, app.pool, names(registered()))
+	if err != nil {
+		return err
+	}
+	// A projection whose copy is being built is being rebuilt: the live
+	// tables serve and keep current until the copy replaces them.
+	for _, cp := range copies {
+		for i := range st {
+			if cp.Building && st[i].Name == cp.Projection && st[i].State == projections.StateRunning {
+				st[i].State = projections.StateRebuilding
+			}
+		}
+	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -44,12 +57,8 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.Position, s.Behind, lastErr)
 	}
-	copies, err := projections.Copies(ctx, app.pool, names(registered()))
-	if err != nil {
-		return err
-	}
 	for _, cp := range copies {
-		state := "copy being built (online rebuild or verify)"
+		state := "copy being built (rebuild or verify)"
 		if !cp.Building {
 			state = "copy left by a crashed rebuild (dropped by the next rebuild or server start)"
 		}
