@@ -524,3 +524,9 @@ func checkpointOf(ctx context.Context, tx queryRower, group string, lock bool) (
 	}
 	return c, nil
 }
+
+// bumpRebuilds moves the generation every cached context window names
+// (see migrations/00008_cache_generations.sql): a rebuild exists to change
+// rows, also rows no replayed event names.
+const bumpRebuilds = `INSERT INTO cache_generations AS g (key, gen) VALUES ('rebuilds', 1)
+	ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`

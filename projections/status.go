@@ -22,7 +22,9 @@ const (
 // Status is what operators see of a projection.
 type Status struct {
 	Name string `json:"name"`
-	// State is running, stopped (on a failing event) or rebuilding.
+	// State is running or stopped (on a failing event), as stored;
+	// `arq projections status` shows rebuilding for a projection whose
+	// copy is being built (see Copies).
 	State string `json:"state"`
 	// Checkpoint is the cursor of the last event applied.
 	Checkpoint eventstore.Cursor `json:"-"`
