@@ -418,6 +418,16 @@ type CopyState struct {
 	Position int64 `json:"position"`
 }
 
+// rebuildLockHeld tells whether any session holds the rebuild lock of the
+// copy schema $1 (see openShadowLock), by looking at pg_locks, which shows
+// a bigint advisory key as its high and low 32 bits (classid, objid) with
+// objsubid 1. Trying the lock for a moment instead would make a rebuild
+// that starts in that moment fail as if another one ran.
+const rebuildLockHeld = `SELECT EXISTS (SELECT 1 FROM pg_locks l, (SELECT hashtextextended($1, 0) AS k) x
+	WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND l.classid = ((x.k >> 32) & 4294967295)::text::oid AND l.objid = (x.k & 4294967295)::text::oid)`
+
 // Copies lists the copies of the named projections that exist now.
 func Copies(ctx context.Context, db *pgxpool.Pool, names []string) ([]CopyState, error) {
 	conn, err := db.Acquire(ctx)
@@ -428,24 +438,16 @@ func Copies(ctx context.Context, db *pgxpool.Pool, names []string) ([]CopyState,
 	var out []CopyState
 	for _, name := range names {
 		c := CopyState{Projection: name, Schema: "arq_copy_" + name}
-		var exists, free bool
+		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, c.Schema).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("list projection copies: %w", err)
 		}
 		if !exists {
 			continue
 		}
-		// Taking the lock for a moment tells whether anyone holds it.
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, c.Schema).Scan(&free); err != nil {
+		if err := conn.QueryRow(ctx, rebuildLockHeld, c.Schema).Scan(&c.Building); err != nil {
 			return nil, fmt.Errorf("list projection copies: %w", err)
 		}
-		if free {
-			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, c.Schema); err != nil {
-				conn.Conn().Close(ctx) // closing the session lets go of the lock
-				return nil, fmt.Errorf("list projection copies: %w", err)
-			}
-		}
-		c.Building = !free
 		at, err := checkpointOf(ctx, conn, name+"_copy", false)
 		if err != nil {
 			return nil, err
