@@ -22,9 +22,8 @@ const (
 // Status is what operators see of a projection.
 type Status struct {
 	Name string `json:"name"`
-	// State is running or stopped (on a failing event), as stored;
-	// `arq projections status` shows rebuilding for a projection whose
-	// copy is being built (see Copies).
+	// State is running, stopped (on a failing event) or rebuilding (a
+	// copy of its tables is being built; see Statuses).
 	State string `json:"state"`
 	// Checkpoint is the cursor of the last event applied.
 	Checkpoint eventstore.Cursor `json:"-"`
@@ -39,13 +38,25 @@ type Status struct {
 }
 
 // Statuses reads the status of the named projections, in the order given.
-// A projection that never ran reads as running at the start of the log.
-// Behind is counted, which reads the log after each checkpoint: for a
-// loop, use States.
+// A projection that never ran reads as running at the start of the log; a
+// running one whose copy is being built reads as rebuilding (the live
+// tables serve until the copy replaces them). Behind is counted, which
+// reads the log after each checkpoint: for a loop, use States.
 func Statuses(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, error) {
 	out, err := States(ctx, db, names)
 	if err != nil {
 		return nil, err
+	}
+	copies, err := Copies(ctx, db, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range copies {
+		for i := range out {
+			if c.Building && out[i].Name == c.Projection && out[i].State == StateRunning {
+				out[i].State = StateRebuilding
+			}
+		}
 	}
 	for i := range out {
 		s := &out[i]

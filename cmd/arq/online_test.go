@@ -416,6 +416,16 @@ func TestServerDropsAbandonedCopies(t *testing.T) {
 		!regexp.MustCompile(`(?m)^memories +rebuilding `).MatchString(out) || !regexp.MustCompile(`(?m)^users +running `).MatchString(out) {
 		t.Fatalf("projections status: exit %d:\n%s%s", code, out, errOut)
 	}
+	var st []projections.Status
+	code, out, _ = runCLI(t, url, "projections", "status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("projections status --json: exit %d, %v: %s", code, err, out)
+	}
+	for _, x := range st {
+		if want := map[bool]string{true: "rebuilding", false: "running"}[x.Name == "memories"]; x.State != want {
+			t.Errorf("status of %s: %s, want %s", x.Name, x.State, want)
+		}
+	}
 
 	startServerOn(t, url, nil)
 	var schemas []string

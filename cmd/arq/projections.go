@@ -30,25 +30,16 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	copies, err := projections.Copies(ctx, app.pool, names(registered()))
-	if err != nil {
-		return err
-	}
-	// A projection whose copy is being built is being rebuilt: the live
-	// tables serve and keep current until the copy replaces them.
-	for _, cp := range copies {
-		for i := range st {
-			if cp.Building && st[i].Name == cp.Projection && st[i].State == projections.StateRunning {
-				st[i].State = projections.StateRebuilding
-			}
-		}
-	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	copies, err := projections.Copies(ctx, app.pool, names(registered()))
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(tw, "PROJECTION\tSTATE\tPOSITION\tBEHIND\tLAST ERROR")
 	for _, s := range st {
 		lastErr := s.LastError
