@@ -44,18 +44,10 @@ func quietLog() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// start runs an engine over ps until the returned stop is called.
 // runEngine runs an engine of ps until the test ends and returns it.
 func (e *env) runEngine(t *testing.T, cfg projections.Config, ps ...projections.Projection) *projections.Engine {
 	t.Helper()
-	eng, err := projections.NewEngine(e.pool, e.notifier, ps, cfg, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	eng, _ := e.launch(t, cfg, ps...)
 	return eng
 }
 
@@ -81,12 +73,21 @@ func (e *env) gatedSlowpoke(t *testing.T) (release chan struct{}, eng *projectio
 	return release, eng, res
 }
 
+// start runs an engine over ps until the returned stop is called (or the
+// test ends).
 func (e *env) start(t *testing.T, ps ...projections.Projection) (stop func()) {
 	t.Helper()
 	return e.startWith(t, projections.Config{}, ps...)
 }
 
 func (e *env) startWith(t *testing.T, cfg projections.Config, ps ...projections.Projection) (stop func()) {
+	t.Helper()
+	_, stop = e.launch(t, cfg, ps...)
+	return stop
+}
+
+// launch runs an engine of ps until stop is called or the test ends.
+func (e *env) launch(t *testing.T, cfg projections.Config, ps ...projections.Projection) (eng *projections.Engine, stop func()) {
 	t.Helper()
 	eng, err := projections.NewEngine(e.pool, e.notifier, ps, cfg, quietLog())
 	if err != nil {
@@ -110,7 +111,7 @@ func (e *env) startWith(t *testing.T, cfg projections.Config, ps ...projections.
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return eng, stop
 }
 
 func (e *env) appendN(t *testing.T, streams, perStream int) {

@@ -99,18 +99,25 @@ func (t *sharedTx) send(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return t.conn.SendBatch(ctx, b)
 }
 
+// take hands over the queued writes, the Coalescers' gathered ones last,
+// and starts a new queue.
+func (t *sharedTx) take() pgx.Batch {
+	t.coalesced.flush(&t.pending)
+	b := t.pending
+	t.pending = pgx.Batch{}
+	return b
+}
+
 // flush sends the pipelined writes. Once it failed, the transaction is
 // doomed and flush keeps failing.
 func (t *sharedTx) flush(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
 	}
-	t.coalesced.flush(&t.pending)
-	if t.pending.Len() == 0 {
+	b := t.take()
+	if b.Len() == 0 {
 		return nil
 	}
-	b := t.pending
-	t.pending = pgx.Batch{}
 	if err := t.send(ctx, &b).Close(); err != nil {
 		t.fail(err)
 		return t.failed
@@ -155,9 +162,7 @@ func (t *sharedTx) QueryContext(ctx context.Context, query string, args ...any) 
 	if t.failed != nil {
 		return nil, t.failed
 	}
-	t.coalesced.flush(&t.pending)
-	b := t.pending
-	t.pending = pgx.Batch{}
+	b := t.take()
 	writes := b.Len()
 	b.Queue(query, args...)
 	br := t.send(ctx, &b)
@@ -221,9 +226,7 @@ func (t *sharedTx) Commit() error {
 	t.mu.Lock()
 	err := t.failed
 	if err == nil {
-		t.coalesced.flush(&t.pending)
-		b := t.pending
-		t.pending = pgx.Batch{}
+		b := t.take()
 		if t.begun || b.Len() > 0 {
 			b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
 				if ct.String() != "COMMIT" {
