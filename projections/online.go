@@ -16,22 +16,24 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
+// How a copy catches up and switches in.
+const (
+	// copyCatchUp is how many log positions the copy may still lag the
+	// live projection when its projector stops following; the rest is
+	// applied in a transaction of its own before the switch or the
+	// comparison.
+	copyCatchUp = 1000
+	// switchLockTimeout bounds how long the switch waits for readers of
+	// the live tables; past it the switch lets go (readers queue behind a
+	// waiting lock) and is tried again after catching up anew. (The wait
+	// for the live projector's batch is bounded at 10 s.)
+	switchLockTimeout = 500 * time.Millisecond
+	// switchAttempts is how often the switch is tried.
+	switchAttempts = 20
+)
+
 // OnlineOptions tune a Copy; zero values take the defaults.
 type OnlineOptions struct {
-	// Engine configures the copy's projector (Until is set by the copy).
-	Engine Config
-	// CatchUp is how many log positions the copy may still lag the live
-	// projection when its projector stops following; the rest is applied
-	// in a transaction of its own before the switch or the comparison.
-	// Default 1000.
-	CatchUp int64
-	// LockTimeout bounds how long the switch waits for readers of the
-	// live tables; past it the switch lets go (readers queue behind a
-	// waiting lock) and is tried again after catching up anew. (The wait
-	// for the live projector's batch is bounded at 10 s.) Default 500ms.
-	LockTimeout time.Duration
-	// Attempts is how often the switch is tried. Default 20.
-	Attempts int
 	// UpToLog builds the copy up to the last event of the log, whatever
 	// the live checkpoint, and the switch moves the live checkpoint up to
 	// the copy's (or applies what the copy lacks, if a live projector got
@@ -46,16 +48,6 @@ type OnlineOptions struct {
 }
 
 func (o *OnlineOptions) defaults() {
-	if o.CatchUp <= 0 {
-		o.CatchUp = 1000
-	}
-	if o.LockTimeout <= 0 {
-		o.LockTimeout = 500 * time.Millisecond
-	}
-	o.LockTimeout = max(o.LockTimeout, time.Millisecond) // 0 would mean no limit
-	if o.Attempts <= 0 {
-		o.Attempts = 20
-	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -99,7 +91,7 @@ func (c *Copy) Close() {
 func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 	defer c.Close()
 	for attempt := 1; ; attempt++ {
-		if _, err := c.build(ctx); err != nil {
+		if err := c.build(ctx); err != nil {
 			return eventstore.Start, err
 		}
 		// What the copy still lacks is applied in a transaction of its
@@ -118,7 +110,7 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 			return at, nil
 		}
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") && attempt < c.o.Attempts {
+		if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") && attempt < switchAttempts {
 			c.o.Log.Warn("switching in the rebuilt projection waited too long for the live tables; trying again",
 				"projection", c.s.p.Name(), "attempt", attempt, "err", err)
 			select {
@@ -132,42 +124,42 @@ func (c *Copy) Replace(ctx context.Context) (eventstore.Cursor, error) {
 	}
 }
 
-// build brings the copy up to the live projection and returns its
-// checkpoint, with the copy's projector stopped. The first stretch, the
-// bulk of the log, runs up to the live checkpoint as it was at the start
-// and without the copy's GIN indexes, which are built next (see deferGIN),
-// and the copy's tables are analyzed.
+// build brings the copy up to the live projection, with the copy's
+// projector stopped. The first stretch, the bulk of the log, runs up to
+// the live checkpoint as it was at the start and without the copy's GIN
+// indexes, which are built next (see deferGIN), and the copy's tables are
+// analyzed.
 // Then the copy follows the live checkpoint, its bound moved as the live
-// projection moves, until it lags by at most CatchUp positions: the rest
+// projection moves, until it lags by at most copyCatchUp positions: the rest
 // is applied in the switch.
-func (c *Copy) build(ctx context.Context) (eventstore.Cursor, error) {
+func (c *Copy) build(ctx context.Context) error {
 	s := c.s
 	if !s.analyzed {
 		if err := c.follow(ctx, true); err != nil {
-			return eventstore.Start, err
+			return err
 		}
 		if err := s.createDeferred(ctx); err != nil {
-			return eventstore.Start, err
+			return err
 		}
 		// Fresh tables have no statistics until autovacuum comes by; the
 		// planner would meet the switched-in tables blind.
 		if err := s.analyze(ctx); err != nil {
-			return eventstore.Start, err
+			return err
 		}
 	}
 	// Up to the log, the copy cannot stop short of its bound: no live
 	// projector would apply the rest.
 	if err := c.follow(ctx, c.o.UpToLog); err != nil {
-		return eventstore.Start, err
+		return err
 	}
-	return checkpointOf(ctx, s.db, s.group, false)
+	return nil
 }
 
 // follow runs the copy's projector, bounded by the live checkpoint, until
 // the copy has reached the bound (fixed: the live checkpoint when follow
-// began) or lags the moving live checkpoint by at most CatchUp positions.
+// began) or lags the moving live checkpoint by at most copyCatchUp positions.
 // Under writes faster than it can close the gap to CatchUp, it settles for
-// 20 × CatchUp after 30 s, and for any gap after 2 minutes (the caller then
+// 20 × copyCatchUp after 30 s, and for any gap after 2 minutes (the caller then
 // applies the gap in one transaction, holding the projectors meanwhile).
 func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	s := c.s
@@ -177,7 +169,7 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	}
 	var bound atomic.Pointer[eventstore.Cursor]
 	bound.Store(&first)
-	cfg := c.o.Engine
+	cfg := Config{}
 	cfg.Until = func() eventstore.Cursor { return *bound.Load() }
 	engine, err := NewEngine(s.pool, c.notifier, []Projection{copyProjection{s.p, s.group}}, cfg, s.log.With("copy_of", s.p.Name()))
 	if err != nil {
@@ -223,8 +215,8 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 		gap := target.Position - at.Position
 		switch {
 		case !at.Less(target),
-			!fixed && gap <= c.o.CatchUp,
-			!fixed && gap <= 20*c.o.CatchUp && time.Since(began) > 30*time.Second,
+			!fixed && gap <= copyCatchUp,
+			!fixed && gap <= 20*copyCatchUp && time.Since(began) > 30*time.Second,
 			!fixed && time.Since(began) > 2*time.Minute:
 			if err := stop(); err != nil {
 				return fmt.Errorf("copy of %s: %w", s.p.Name(), err)
@@ -310,7 +302,7 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 			for i, t := range s.p.Tables() {
 				tables[i] = s.in(s.live, t)
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, c.o.LockTimeout.Milliseconds())); err != nil {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, switchLockTimeout.Milliseconds())); err != nil {
 				return fmt.Errorf("set lock timeout: %w", err)
 			}
 			if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(tables, ", ")+` IN ACCESS EXCLUSIVE MODE`); err != nil {
@@ -325,9 +317,13 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 				return fmt.Errorf("move rebuilt table %s in: %w", t, err)
 			}
 		}
-		// Cached windows made from the old rows must go (see bumpRebuilds);
+		// Cached windows made from the old rows must go: every cached
+		// window names the 'rebuilds' generation (see
+		// migrations/00008_cache_generations.sql), and a rebuild exists to
+		// change rows, also rows no replayed event names;
 		// the live schema's generations, not the copy's scratch ones.
-		if _, err := tx.Exec(ctx, strings.Replace(bumpRebuilds, "cache_generations", s.in(s.live, "cache_generations"), 1)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.in(s.live, "cache_generations")+` AS g (key, gen) VALUES ('rebuilds', 1)
+			ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`); err != nil {
 			return fmt.Errorf("bump cache generations: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE `+checkpointTable+` SET offset_acked = $2, last_processed_transaction_id = $3
@@ -338,10 +334,8 @@ func (c *Copy) swap(ctx context.Context) (at eventstore.Cursor, gap int, err err
 			// Rebuilt from the whole log: an error the live projection
 			// stopped on is behind it (a rebuild that met it again would
 			// have failed).
-			if _, err := tx.Exec(ctx, `INSERT INTO projection_status (name, state) VALUES ($1, 'running')
-				ON CONFLICT (name) DO UPDATE SET state = 'running', last_error = '', failed_event_id = '',
-					failed_position = 0, updated_at = now()`, s.p.Name()); err != nil {
-				return fmt.Errorf("mark %s running: %w", s.p.Name(), err)
+			if err := setRunning(ctx, tx, s.p.Name()); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -389,7 +383,7 @@ func (r Report) Clean() bool {
 func (c *Copy) Compare(ctx context.Context, limit int) (Report, error) {
 	defer c.Close()
 	s := c.s
-	if _, err := c.build(ctx); err != nil {
+	if err := c.build(ctx); err != nil {
 		return Report{Projection: s.p.Name()}, err
 	}
 	// The diff runs in a read-only snapshot, which holds no projector
@@ -524,9 +518,3 @@ func checkpointOf(ctx context.Context, tx queryRower, group string, lock bool) (
 	}
 	return c, nil
 }
-
-// bumpRebuilds moves the generation every cached context window names
-// (see migrations/00008_cache_generations.sql): a rebuild exists to change
-// rows, also rows no replayed event names.
-const bumpRebuilds = `INSERT INTO cache_generations AS g (key, gen) VALUES ('rebuilds', 1)
-	ON CONFLICT (key) DO UPDATE SET gen = g.gen + 1`

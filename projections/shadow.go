@@ -335,6 +335,9 @@ type directTx struct {
 	tx        pgx.Tx
 	batch     pgx.Batch
 	coalesced coalescers
+	// once holds the keys of the ExecOnce writes queued: the events are
+	// applied as one unit, as a fast-mode batch is.
+	once map[string]struct{}
 }
 
 func (t *directTx) Exec(sql string, args ...any) {
@@ -342,7 +345,16 @@ func (t *directTx) Exec(sql string, args ...any) {
 	t.batch.Queue(sql, args...)
 }
 
-func (t *directTx) ExecOnce(_, sql string, args ...any) { t.Exec(sql, args...) }
+func (t *directTx) ExecOnce(key, sql string, args ...any) {
+	if _, done := t.once[key]; done {
+		return
+	}
+	if t.once == nil {
+		t.once = map[string]struct{}{}
+	}
+	t.once[key] = struct{}{}
+	t.Exec(sql, args...)
+}
 
 func (t *directTx) Coalesce(key string, create func() Coalescer) Coalescer {
 	return t.coalesced.get(key, create)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/eventstore"
@@ -92,11 +93,16 @@ func States(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, er
 	return out, nil
 }
 
-func setRunning(ctx context.Context, db *pgxpool.Pool, name string) error {
+// execer is a pool, a connection or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// setRunning records name as running, clearing the error it stopped on.
+func setRunning(ctx context.Context, db execer, name string) error {
 	_, err := db.Exec(ctx, `INSERT INTO projection_status (name, state) VALUES ($1, 'running')
 		ON CONFLICT (name) DO UPDATE SET state = 'running', last_error = '', failed_event_id = '',
-			failed_position = 0, updated_at = now()
-		WHERE projection_status.state <> 'rebuilding'`, name)
+			failed_position = 0, updated_at = now()`, name)
 	if err != nil {
 		return fmt.Errorf("mark %s running: %w", name, err)
 	}
