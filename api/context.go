@@ -45,7 +45,7 @@ func (r *resources) build(ctx context.Context, w windowRequest, now time.Time) (
 	if err := b.Validate(); err != nil {
 		return readmodel.WindowRequest{}, err
 	}
-	embedding, err := r.queryEmbedding(ctx, w.Embedding, "embedding", w.Query)
+	embedding, err := r.queryEmbedding(ctx, w.Embedding, w.Query)
 	if err != nil {
 		return readmodel.WindowRequest{}, err
 	}

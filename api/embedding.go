@@ -62,20 +62,16 @@ func (e embeddingIn) set() bool { return e.values != nil || e.fault != "" }
 
 // queryEmbedding is the embedding a search or context window ranks with:
 // the client's, validated against the deployment's dimension (a
-// *domain.ValidationError naming field when wrong); else the provider's
+// *domain.ValidationError naming "embedding" when wrong); else the provider's
 // embedding of text; else none, and full text alone ranks.
-func (r *resources) queryEmbedding(ctx context.Context, in embeddingIn, field, text string) ([]float32, error) {
+func (r *resources) queryEmbedding(ctx context.Context, in embeddingIn, text string) ([]float32, error) {
 	if in.set() {
 		v := &domain.ValidationError{}
-		values := in.check(v, field)
+		values := in.check(v, "embedding")
 		if err := v.Err(); err != nil {
 			return nil, err
 		}
-		e, err := domain.ParseEmbedding(values, r.Commands.EmbeddingDim())
-		if err != nil {
-			return nil, err
-		}
-		return e.Values(), nil
+		return domain.ParseEmbedding(values, r.Commands.EmbeddingDim())
 	}
 	return r.Commands.EmbedQuery(ctx, text), nil
 }

@@ -204,12 +204,14 @@ func (r *resources) searchMemories(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	embedding, err := r.queryEmbedding(c.Request.Context(), req.Embedding, "embedding", req.Query)
-	if err != nil {
+	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
+	// After the user is known: a query's embedding may cost a call to the
+	// provider.
+	embedding, err := r.queryEmbedding(c.Request.Context(), req.Embedding, req.Query)
+	if err != nil {
 		WriteError(c, err)
 		return
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/arq-memory/arq/domain"
 )
@@ -25,7 +26,8 @@ func (s *Service) SetEmbeddings(e Embeddings) {
 		e.Log = slog.Default()
 	}
 	s.embed = e
-	s.queries = &queryEmbeddings{m: map[string][]float32{}}
+	// lru.New fails only for a size below 1.
+	s.queries, _ = lru.New[string, []float32](maxQueryEmbeddings)
 }
 
 // EmbeddingDim is the deployment's embedding dimension; 0 for any.
@@ -56,17 +58,14 @@ func (s *Service) Embed(ctx context.Context, texts []string) ([][]float32, error
 
 // EmbedQuery is the provider's embedding of a query text, or nil when
 // there is no provider or it fails: a query then ranks by full text alone,
-// with a warning in the log. Answers are kept for the next
-// maxQueryEmbeddings distinct texts, so that a context read repeated from
+// with a warning in the log. Answers are kept for the
+// maxQueryEmbeddings texts used last, so that a context read repeated from
 // the Redis cache does not wait for the provider each time.
 func (s *Service) EmbedQuery(ctx context.Context, text string) []float32 {
 	if s.embed.Provider == nil || text == "" {
 		return nil
 	}
-	s.queries.mu.Lock()
-	e, ok := s.queries.m[text]
-	s.queries.mu.Unlock()
-	if ok {
+	if e, ok := s.queries.Get(text); ok {
 		return e
 	}
 	out, err := s.Embed(ctx, []string{text})
@@ -74,24 +73,13 @@ func (s *Service) EmbedQuery(ctx context.Context, text string) []float32 {
 		s.embed.Log.Warn("no embedding for the query; ranking by full text alone", "err", err)
 		return nil
 	}
-	s.queries.mu.Lock()
-	if len(s.queries.m) >= maxQueryEmbeddings {
-		clear(s.queries.m)
-	}
-	s.queries.m[text] = out[0]
-	s.queries.mu.Unlock()
+	s.queries.Add(text, out[0])
 	return out[0]
 }
 
 // maxQueryEmbeddings bounds the query embeddings kept in memory (about
-// 6 MB at 1536 dimensions); when full, they are all dropped.
+// 6 MB at 1536 dimensions); the least recently used go first.
 const maxQueryEmbeddings = 1000
-
-// queryEmbeddings are the provider's answers for query texts.
-type queryEmbeddings struct {
-	mu sync.Mutex
-	m  map[string][]float32
-}
 
 // fill asks the provider for embeddings of the texts at the given indexes
 // and sets them with set. A failing provider blocks nothing: the items go

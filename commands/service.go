@@ -59,7 +59,7 @@ type Service struct {
 	messages MessageFinder
 	now      func() time.Time
 	embed    Embeddings
-	queries  *queryEmbeddings
+	queries  *lru.Cache[string, []float32]
 	// sessions remembers folded sessions for message appends (see
 	// AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]

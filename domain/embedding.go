@@ -3,34 +3,24 @@ package domain
 import (
 	"context"
 	"math"
-	"slices"
 )
 
 // MaxEmbeddingDim bounds the length of an embedding, so one request cannot
 // bloat the log (the largest common models have 3072 or 4096).
 const MaxEmbeddingDim = 4096
 
-// Embedding is a vector that places a text in an embedding model's space;
-// texts close in meaning have vectors close in direction. Clients attach
-// one to memories, messages and queries, or a provider fills it in.
-type Embedding struct{ v []float32 }
-
-// ParseEmbedding reads a query's embedding: see checkEmbedding. dim is the
-// deployment's dimension; 0 accepts any length.
-func ParseEmbedding(values []float64, dim int) (Embedding, error) {
+// ParseEmbedding reads a query's embedding, a vector that places a text in
+// an embedding model's space (texts close in meaning have vectors close in
+// direction), as float32: see checkEmbedding. dim is the deployment's
+// dimension; 0 accepts any length.
+func ParseEmbedding(values []float64, dim int) ([]float32, error) {
 	v := &ValidationError{}
 	e := checkEmbedding(v, "embedding", values, dim)
 	if err := v.Err(); err != nil {
-		return Embedding{}, err
+		return nil, err
 	}
-	return Embedding{e}, nil
+	return e, nil
 }
-
-// Values are the embedding's numbers; nil for no embedding.
-func (e Embedding) Values() []float32 { return slices.Clone(e.v) }
-
-// IsZero reports no embedding.
-func (e Embedding) IsZero() bool { return len(e.v) == 0 }
 
 // checkEmbedding validates an embedding and returns it as float32, the
 // precision it is stored in: 1 to MaxEmbeddingDim finite numbers within

@@ -31,8 +31,8 @@ func TestParseEmbedding(t *testing.T) {
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: %v", c.name, err)
-		case c.want == "" && !slices.Equal(e.Values(), []float32{0.5, -1, 2}):
-			t.Errorf("%s: %v", c.name, e.Values())
+		case c.want == "" && !slices.Equal(e, []float32{0.5, -1, 2}):
+			t.Errorf("%s: %v", c.name, e)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || fields(err)[0] != "embedding"):
 			t.Errorf("%s: %v, want an error about %q", c.name, err, c.want)
 		}

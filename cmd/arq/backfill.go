@@ -35,8 +35,10 @@ func (c *cli) embeddingsBackfill(ctx context.Context, args []string) error {
 	if c.cfg.EmbeddingsURL == "" {
 		return usagef("embeddings backfill needs a provider: set ARQ_EMBEDDINGS_URL (and ARQ_EMBEDDING_DIM)")
 	}
-	if batch < 1 || batch > 2048 {
-		return usagef("--batch must be 1 to 2048, not %d", batch)
+	if batch < 1 || batch > 100 {
+		// The provider's answer is read up to 100 texts' worth (see
+		// embeddings.OpenAI).
+		return usagef("--batch must be 1 to 100, not %d", batch)
 	}
 	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
 	if err != nil {
