@@ -142,7 +142,7 @@ func (s *shadow) createDeferred(ctx context.Context) error {
 // openShadowLock takes p's rebuild lock (a session advisory lock, so a
 // crashed process lets go of it) on a connection of its own.
 func openShadowLock(ctx context.Context, db *pgxpool.Pool, p Projection, log *slog.Logger) (*shadow, error) {
-	s := &shadow{db: db, p: p, log: log, schema: "arq_copy_" + p.Name(), group: p.Name() + "_copy"}
+	s := &shadow{db: db, p: p, log: log, schema: copySchema(p.Name()), group: copyGroup(p.Name())}
 	if len(s.group) > 63 || len(s.schema) > 63 {
 		return nil, fmt.Errorf("projection name %q is too long for a copy", p.Name())
 	}
@@ -402,7 +402,7 @@ func DropAbandonedCopies(ctx context.Context, db *pgxpool.Pool, ps []Projection,
 	}
 	for _, schema := range schemas {
 		for _, p := range ps {
-			if "arq_copy_"+p.Name() != schema {
+			if copySchema(p.Name()) != schema {
 				continue
 			}
 			s, err := openShadowLock(ctx, db, p, log)
@@ -418,6 +418,11 @@ func DropAbandonedCopies(ctx context.Context, db *pgxpool.Pool, ps []Projection,
 	}
 	return nil
 }
+
+// copySchema is the schema of a copy of projection name's tables, and
+// copyGroup the consumer group (and checkpoint) of its projector.
+func copySchema(name string) string { return "arq_copy_" + name }
+func copyGroup(name string) string  { return name + "_copy" }
 
 // CopyState is what operators see of a copy of a projection's tables.
 type CopyState struct {
@@ -449,7 +454,7 @@ func Copies(ctx context.Context, db *pgxpool.Pool, names []string) ([]CopyState,
 	defer conn.Release()
 	var out []CopyState
 	for _, name := range names {
-		c := CopyState{Projection: name, Schema: "arq_copy_" + name}
+		c := CopyState{Projection: name, Schema: copySchema(name)}
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, c.Schema).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("list projection copies: %w", err)
@@ -460,7 +465,7 @@ func Copies(ctx context.Context, db *pgxpool.Pool, names []string) ([]CopyState,
 		if err := conn.QueryRow(ctx, rebuildLockHeld, c.Schema).Scan(&c.Building); err != nil {
 			return nil, fmt.Errorf("list projection copies: %w", err)
 		}
-		at, err := checkpointOf(ctx, conn, name+"_copy", false)
+		at, err := checkpointOf(ctx, conn, copyGroup(name), false)
 		if err != nil {
 			return nil, err
 		}
