@@ -17,6 +17,7 @@ import (
 type Store struct {
 	pool     *pgxpool.Pool
 	onAppend func()
+	group    *group // nil: every append on its own
 }
 
 // Option configures a Store.
@@ -28,7 +29,7 @@ func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } 
 
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}}
+	s := &Store{pool: pool, onAppend: func() {}, group: &group{limit: DefaultGroupCommit}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -134,7 +135,16 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 	if writes == 0 {
 		return nil, fmt.Errorf("%w: no events to append", ErrInvalid)
 	}
+	if s.group != nil && groupable(args) {
+		return s.group.append(ctx, s, args)
+	}
+	return s.appendDirect(ctx, args)
+}
+
+// appendDirect appends on its own, in the statements that suit args.
+func (s *Store) appendDirect(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
 	for race := 0; ; race++ {
+		var err error
 		var results []AppendResult
 		if len(args) == 1 {
 			results, err = s.appendOne(ctx, args[0])

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // Config is what an arq process needs to know, from ARQ_* environment
@@ -20,8 +21,11 @@ type Config struct {
 	RedisURL    string
 	HTTPAddr    string
 	DBMaxConns  int
-	LogLevel    slog.Level
-	LogFormat   string
+	// AppendBatches is how many batches of appends are written at once
+	// (eventstore.WithGroupCommit); 0 writes every append on its own.
+	AppendBatches int
+	LogLevel      slog.Level
+	LogFormat     string
 	// Projections runs the projection engine inside `arq serve`.
 	Projections bool
 	// ShutdownTimeout bounds a graceful stop.
@@ -72,6 +76,7 @@ func defaultConfig() Config {
 		RedisURL:        "redis://127.0.0.1:6379/0",
 		HTTPAddr:        ":8080",
 		DBMaxConns:      20,
+		AppendBatches:   eventstore.DefaultGroupCommit,
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "json",
 		Projections:     true,
@@ -112,6 +117,13 @@ func envConfig(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("ARQ_DB_MAX_CONNS=%q: want a whole number of at least 2", v)
 		}
 		c.DBMaxConns = n
+	}
+	if v := getenv("ARQ_APPEND_BATCHES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("ARQ_APPEND_BATCHES=%q: want a whole number, 0 to write every append alone", v)
+		}
+		c.AppendBatches = n
 	}
 	str("ARQ_ADMIN_KEY", &c.AdminKey)
 	str("ARQ_TOKEN_ENCODING", &c.TokenEncoding)
@@ -203,6 +215,7 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (ARQ_HTTP_ADDR)")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", c.DBMaxConns, "largest number of Postgres connections for commands and reads (ARQ_DB_MAX_CONNS)")
+	fs.IntVar(&c.AppendBatches, "append-batches", c.AppendBatches, "batches of concurrent appends written at once; 0 writes each alone (ARQ_APPEND_BATCHES)")
 }
 
 func (c Config) validate() error {
@@ -224,6 +237,9 @@ func (c Config) validate() error {
 	}
 	if c.DBMaxConns < 2 {
 		return fmt.Errorf("db max conns %d: want at least 2", c.DBMaxConns)
+	}
+	if c.AppendBatches < 0 {
+		return fmt.Errorf("append batches %d: want 0 or more", c.AppendBatches)
 	}
 	if c.EmbeddingsURL != "" {
 		if u, err := url.Parse(c.EmbeddingsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -1,0 +1,300 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Group commit: appends that arrive while others are being written wait
+// and then go together, in one statement and one transaction. Under
+// concurrent load this pays the statement's start, the round trip and
+// the commit's WAL flush once per batch instead of once per append. An
+// append that finds a free slot goes at once, alone or with whatever is
+// waiting, so a lone writer waits for nothing.
+//
+// Each append in a batch still happens entirely or not at all: the
+// statement writes an append's events only if every one of its streams
+// is as expected, and an append it leaves out is done again on its own,
+// by the statements of a lone append, which name the conflict. If the
+// batch statement fails (a repeated event id, a writer of another process
+// that moved a stream meanwhile), every append of the batch is done
+// again on its own.
+
+// maxBatchStreams bounds the streams a batch names.
+const maxBatchStreams = 256
+
+// maxGroupedStreams bounds the streams of an append that may join a batch.
+const maxGroupedStreams = 8
+
+// WithGroupCommit lets up to n batches of appends be written at once (see
+// above); 0 writes every append on its own. The default is
+// DefaultGroupCommit.
+func WithGroupCommit(n int) Option {
+	return func(s *Store) {
+		if n <= 0 {
+			s.group = nil
+			return
+		}
+		s.group = &group{limit: n}
+	}
+}
+
+// DefaultGroupCommit is the number of batches written at once unless
+// WithGroupCommit says otherwise: enough to keep a few connections busy
+// while the others' appends gather into the next batches.
+const DefaultGroupCommit = 2
+
+// group gathers appends into batches.
+type group struct {
+	mu      sync.Mutex
+	queue   []*pending
+	running int // leaders, each writing a batch; at most limit
+	limit   int
+	writing map[string]bool // streams of the batches being written
+}
+
+// pending is one append waiting in, or written by, a batch.
+type pending struct {
+	args  []appendArgs
+	taken bool // by a batch; under group.mu
+	done  chan struct{}
+	res   []AppendResult
+	err   error
+}
+
+// groupable tells whether an append may join a batch: every stream gets
+// one event or is a guard at an exact version.
+func groupable(args []appendArgs) bool {
+	if len(args) > maxGroupedStreams {
+		return false
+	}
+	for _, a := range args {
+		if len(a.ids) > 1 || (a.guard() && a.expected.v < 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// append queues args and returns their result once a batch wrote them.
+func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]AppendResult, error) {
+	p := &pending{args: args, done: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	lead := g.running < g.limit
+	if lead {
+		g.running++
+	}
+	g.mu.Unlock()
+	if lead {
+		g.lead(context.WithoutCancel(ctx), s)
+	}
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !p.taken {
+		for i, q := range g.queue {
+			if q == p {
+				g.queue = append(g.queue[:i], g.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	return nil, fmt.Errorf("append: %w", ctx.Err())
+}
+
+// lead writes one batch, then hands the slot to a new leader if appends
+// are waiting, so that no caller writes others' batches for long.
+func (g *group) lead(ctx context.Context, s *Store) {
+	batch := g.take()
+	if len(batch) == 0 {
+		return // take gave up the slot
+	}
+	s.appendBatch(ctx, batch)
+	g.mu.Lock()
+	for _, p := range batch {
+		for _, a := range p.args {
+			delete(g.writing, a.streamID)
+		}
+	}
+	more := len(g.queue) > 0
+	if !more {
+		g.running--
+	}
+	g.mu.Unlock()
+	if more {
+		go g.lead(ctx, s)
+	}
+}
+
+// take removes the next batch from the queue: appends in arrival order
+// whose streams neither a batch being written nor an earlier append of
+// the queue names, so that each stream's appends are decided one after
+// the other, in order. With nothing to take it gives up the leader's
+// slot: whatever waits, waits for a batch being written, whose leader
+// takes the next one.
+func (g *group) take() []*pending {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.writing == nil {
+		g.writing = make(map[string]bool)
+	}
+	var batch []*pending
+	named := make(map[string]bool)
+	streams := 0
+	rest := g.queue[:0]
+	for _, p := range g.queue {
+		skip := streams+len(p.args) > maxBatchStreams || names(g.writing, p.args) || names(named, p.args)
+		for _, a := range p.args {
+			named[a.streamID] = true // a skipped append holds its streams too
+		}
+		if skip {
+			rest = append(rest, p)
+			continue
+		}
+		streams += len(p.args)
+		p.taken = true
+		batch = append(batch, p)
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	for _, p := range batch {
+		for _, a := range p.args {
+			g.writing[a.streamID] = true
+		}
+	}
+	if len(batch) == 0 {
+		g.running--
+	}
+	return batch
+}
+
+func names(named map[string]bool, args []appendArgs) bool {
+	for _, a := range args {
+		if named[a.streamID] {
+			return true
+		}
+	}
+	return false
+}
+
+// batchSQL writes a batch: one row of its parameters per stream of each
+// append ($1 the append's index in the batch; guards have event id ”).
+// It takes every stream's lock in key order (the one-time filter on
+// locked runs before any head is read), reads each head, and inserts the
+// events of the appends whose every stream is as expected. As with
+// appendSQL, a head read from a snapshot older than the lock makes the
+// insert collide with the row that moved it, failing the statement.
+const batchSQL = `WITH s AS (
+		SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::integer[], $8::jsonb[], $9::jsonb[])
+			WITH ORDINALITY AS s(p, sid, st, exp, id, typ, sv, d, m, ord)
+	), locked AS (
+		SELECT count(pg_advisory_xact_lock(k)) AS n FROM (SELECT DISTINCT hashtextextended(sid, 0) AS k FROM s ORDER BY 1) keys
+	), h AS (
+		SELECT s.*, coalesce(head.version, 0) AS hv, head.stream_type AS ht, head.hash AS hh
+		FROM s LEFT JOIN LATERAL (
+			SELECT version, stream_type, hash FROM events WHERE stream_id = s.sid ORDER BY version DESC LIMIT 1
+		) head ON true
+		WHERE (SELECT n FROM locked) IS NOT NULL
+	), ok AS (
+		SELECT p FROM h GROUP BY p HAVING bool_and((exp < 0 OR hv = exp) AND coalesce(ht, st) = st)
+	)
+	INSERT INTO events AS e (event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash)
+	SELECT id, sid, st, hv + 1, typ, sv, d, m, now(), arq_event_hash(hh, id, sid, st, hv + 1, typ, sv, now(), d, m)
+	FROM h WHERE id <> '' AND p IN (SELECT p FROM ok)
+	ORDER BY ord
+	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+
+// appendBatch writes a batch and hands each append its result. An append
+// the batch statement left out, or every append when it failed, is done
+// again on its own (see appendDirect), which names its conflict.
+func (s *Store) appendBatch(ctx context.Context, batch []*pending) {
+	if len(batch) == 1 {
+		p := batch[0]
+		p.res, p.err = s.appendDirect(ctx, p.args)
+		close(p.done)
+		return
+	}
+	placed, err := s.writeBatch(ctx, batch)
+	wrote := false
+	for _, p := range batch {
+		if err == nil {
+			if res, ok := batchResult(p.args, placed); ok {
+				p.res, wrote = res, true
+				close(p.done)
+				continue
+			}
+		}
+		p.res, p.err = s.appendDirect(ctx, p.args)
+		close(p.done)
+	}
+	if wrote {
+		s.onAppend()
+	}
+}
+
+// writeBatch runs batchSQL and returns where each written event landed,
+// by event id.
+func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[string]Placed, error) {
+	var (
+		idx            []int32
+		sids, sts      []string
+		exps           []int64
+		ids, typs      []string
+		svs            []int32
+		data, metadata []string
+	)
+	for i, p := range batch {
+		for _, a := range p.args {
+			idx, sids, sts, exps = append(idx, int32(i)), append(sids, a.streamID), append(sts, a.streamType), append(exps, a.expected.v)
+			if a.guard() {
+				ids, typs, svs = append(ids, ""), append(typs, ""), append(svs, 1)
+				data, metadata = append(data, "{}"), append(metadata, "{}")
+				continue
+			}
+			ids, typs, svs = append(ids, a.ids[0]), append(typs, a.types[0]), append(svs, a.schemaVersions[0])
+			data, metadata = append(data, a.data[0]), append(metadata, a.metadata[0])
+		}
+	}
+	rows, err := s.pool.Query(ctx, batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata)
+	if err != nil {
+		return nil, fmt.Errorf("append batch: %w", err)
+	}
+	defer rows.Close()
+	placed := make(map[string]Placed, len(ids))
+	for rows.Next() {
+		var p Placed
+		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
+			return nil, fmt.Errorf("append batch: scan: %w", err)
+		}
+		placed[p.EventID] = p
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("append batch: %w", err)
+	}
+	return placed, nil
+}
+
+// batchResult is an append's result from the events a batch placed, and
+// false if the batch left it out. The statement writes all of an append
+// or none of it.
+func batchResult(args []appendArgs, placed map[string]Placed) ([]AppendResult, bool) {
+	res := make([]AppendResult, len(args))
+	for i, a := range args {
+		if a.guard() {
+			res[i] = AppendResult{StreamID: a.streamID, Version: int(a.expected.v)}
+			continue
+		}
+		p, ok := placed[a.ids[0]]
+		if !ok {
+			return nil, false
+		}
+		res[i] = AppendResult{StreamID: a.streamID, Version: p.Version, Events: []Placed{p}}
+	}
+	return res, true
+}

@@ -1,0 +1,286 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// The group commit tests hold the only batch slot with an append that
+// waits for a stream lock taken elsewhere, queue further appends behind
+// it, and release the lock: the queued appends are then one batch.
+
+type stalled struct {
+	t       *testing.T
+	s       *Store
+	release func()
+	done    chan error
+}
+
+// stall starts an append to stream "stall" that waits for its lock until
+// release is called, and waits until that append holds the store's one
+// batch slot.
+func stall(t *testing.T, s *Store, pool *pgxpool.Pool) *stalled {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('stall', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	st := &stalled{t: t, s: s, done: make(chan error, 1)}
+	var once sync.Once
+	st.release = func() {
+		once.Do(func() {
+			if err := tx.Commit(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(st.release)
+	go func() {
+		_, err := s.Append(ctx, Stream{ID: "stall", Type: "test"}, Any(), event(`{}`))
+		st.done <- err
+	}()
+	waitGroup(t, s, func(g *group) bool { return g.writing["stall"] })
+	return st
+}
+
+// queued waits until n appends wait in the queue.
+func (st *stalled) queued(n int) {
+	st.t.Helper()
+	waitGroup(st.t, st.s, func(g *group) bool { return len(g.queue) == n })
+}
+
+func waitGroup(t *testing.T, s *Store, cond func(*group) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.group.mu.Lock()
+		ok := cond(s.group)
+		s.group.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the group of appends never reached the expected state")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func event(data string) Event { return Event{Type: "t", Data: json.RawMessage(data)} }
+
+func groupStore(t *testing.T) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := testdb.Pool(t, testdb.New(t))
+	return New(pool, WithGroupCommit(1)), pool
+}
+
+type outcome struct {
+	res []AppendResult
+	err error
+}
+
+// launch runs append in a goroutine and returns where its outcome arrives.
+func launch(f func() ([]AppendResult, error)) chan outcome {
+	c := make(chan outcome, 1)
+	go func() {
+		res, err := f()
+		c <- outcome{res, err}
+	}()
+	return c
+}
+
+func TestGroupCommitDecidesEachAppendAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := groupStore(t)
+	for _, id := range []string{"conflict", "guard-stale", "guard-ok"} {
+		if _, err := s.Append(ctx, Stream{ID: id, Type: "test"}, NoStream(), event(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Append(ctx, Stream{ID: "typed", Type: "other"}, NoStream(), event(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := stall(t, s, pool)
+
+	one := func(id string, exp Expected) chan outcome {
+		return launch(func() ([]AppendResult, error) {
+			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: id, Type: "test"}, Expected: exp, Events: []Event{event(`{"n":1}`)}})
+		})
+	}
+	guarded := func(guard string, at int) chan outcome {
+		return launch(func() ([]AppendResult, error) {
+			return s.AppendMulti(ctx,
+				StreamAppend{Stream: Stream{ID: guard, Type: "test"}, Expected: Exactly(at)},
+				StreamAppend{Stream: Stream{ID: guard + "-w", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
+		})
+	}
+	var good []chan outcome
+	for i := range 5 {
+		good = append(good, one(fmt.Sprintf("new-%d", i), NoStream()))
+	}
+	good = append(good, guarded("guard-ok", 1))
+	conflict := one("conflict", Exactly(5))
+	staleGuard := guarded("guard-stale", 3)
+	wrongType := one("typed", Any())
+	st.queued(9)
+	st.release()
+	if err := <-st.done; err != nil {
+		t.Fatal(err)
+	}
+
+	txids := map[uint64]bool{}
+	for i, c := range good {
+		o := <-c
+		if o.err != nil {
+			t.Fatalf("append %d: %v", i, o.err)
+		}
+		last := o.res[len(o.res)-1]
+		if last.Version != 1 || len(last.Events) != 1 {
+			t.Fatalf("append %d: %+v", i, o.res)
+		}
+		txids[last.Last().Cursor.TransactionID] = true
+	}
+	if len(txids) != 1 {
+		t.Fatalf("the queued appends took %d transactions, want one batch", len(txids))
+	}
+	var ce *ConflictError
+	if o := <-conflict; !errors.As(o.err, &ce) || ce.Current != 1 {
+		t.Fatalf("stale version: %v, want a conflict at 1", o.err)
+	}
+	if o := <-staleGuard; !errors.As(o.err, &ce) || ce.StreamID != "guard-stale" {
+		t.Fatalf("stale guard: %v, want a conflict on the guard", o.err)
+	}
+	if o := <-wrongType; !errors.Is(o.err, ErrStreamType) {
+		t.Fatalf("wrong stream type: %v, want ErrStreamType", o.err)
+	}
+	for id, want := range map[string]int{"conflict": 1, "guard-stale-w": 0, "guard-ok-w": 1, "typed": 1, "new-3": 1} {
+		if got, err := s.ReadStream(ctx, id, 1); err != nil || len(got) != want {
+			t.Fatalf("stream %s holds %d events (%v), want %d", id, len(got), err, want)
+		}
+	}
+	if v, err := s.Verify(ctx, "", nil); err != nil || !v.Intact() {
+		t.Fatalf("hash chain after a batch: %+v, %v", v, err)
+	}
+}
+
+// An event Postgres refuses fails its own append only.
+func TestGroupCommitRefusedEventFailsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := groupStore(t)
+	st := stall(t, s, pool)
+	var good []chan outcome
+	for i := range 3 {
+		good = append(good, launch(func() ([]AppendResult, error) {
+			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: fmt.Sprintf("s-%d", i), Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
+		}))
+	}
+	// Valid JSON that jsonb refuses.
+	bad := launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "bad", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{"a":"\u0000"}`)}})
+	})
+	st.queued(4)
+	st.release()
+	for i, c := range good {
+		if o := <-c; o.err != nil {
+			t.Fatalf("append %d: %v", i, o.err)
+		}
+	}
+	if o := <-bad; o.err == nil || errors.Is(o.err, ErrConflict) {
+		t.Fatalf("refused event: %v, want Postgres's refusal", o.err)
+	}
+	if got, _ := s.ReadStream(ctx, "bad", 1); len(got) != 0 {
+		t.Fatal("the refused event was written")
+	}
+}
+
+// An append whose caller gives up while it waits for a batch is never
+// written.
+func TestGroupCommitCancelledWhileQueued(t *testing.T) {
+	t.Parallel()
+	s, pool := groupStore(t)
+	st := stall(t, s, pool)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "gave-up", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
+	})
+	st.queued(1)
+	cancel()
+	if o := <-c; !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("cancelled append: %v", o.err)
+	}
+	st.queued(0)
+	st.release()
+	if err := <-st.done; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ReadStream(context.Background(), "gave-up", 1); len(got) != 0 {
+		t.Fatal("an append given up while queued was written")
+	}
+}
+
+// Many appenders, each to its own stream and all to one shared stream,
+// through batches: every append lands once, versions stay gapless and the
+// hash chains hold.
+func TestGroupCommitUnderLoad(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t, testdb.New(t))
+	s := New(pool) // the default number of batches
+	const writers, rounds = 24, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				own := StreamAppend{Stream: Stream{ID: fmt.Sprintf("own-%d", w), Type: "test"}, Expected: Exactly(r), Events: []Event{event(`{}`)}}
+				if r%3 == 0 {
+					_, err := s.AppendMulti(ctx, own, StreamAppend{Stream: Stream{ID: "shared", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
+					if err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				if _, err := s.AppendMulti(ctx, own); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	shared, err := s.ReadStream(ctx, "shared", 1)
+	if err != nil || len(shared) != writers*rounds/3 {
+		t.Fatalf("shared stream: %d events (%v), want %d", len(shared), err, writers*rounds/3)
+	}
+	for i, e := range shared {
+		if e.Version != i+1 {
+			t.Fatalf("shared stream: event %d has version %d", i, e.Version)
+		}
+	}
+	v, err := s.Verify(ctx, "", nil)
+	if err != nil || !v.Intact() || v.Events != writers*rounds+writers*rounds/3 {
+		t.Fatalf("log after the load: %+v, %v", v, err)
+	}
+}
