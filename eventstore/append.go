@@ -120,7 +120,10 @@ func (s *Store) Append(ctx context.Context, stream Stream, expected Expected, ev
 // AppendMulti appends to several streams in one transaction: all appends
 // happen or none does. Every stream's lock is taken before the first
 // write, so each stream's events stay in version order in the commit-safe
-// read of the log.
+// read of the log. Under concurrent load the append may share its
+// transaction with others (see WithGroupCommit). If ctx ends while the
+// append waits for its batch, it is not written; once its batch is being
+// written it may be, as with any statement cancelled in flight.
 func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
 	args, err := buildArgs(appends)
 	if err != nil {
