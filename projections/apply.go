@@ -45,20 +45,6 @@ func (t *eventTx) Coalesce(key string, create func() Coalescer) Coalescer {
 	return t.coalesced().get(key, create)
 }
 
-func (t *eventTx) ExecOnce(key, sql string, args ...any) {
-	if !t.careful {
-		if _, done := t.shared.once[key]; done {
-			return // nothing queued: coalesced writes stay gathered
-		}
-		if t.shared.once == nil {
-			t.shared.once = map[string]struct{}{}
-		}
-		t.shared.once[key] = struct{}{}
-	}
-	t.coalesced().flush(t.batch)
-	t.batch.Queue(sql, args...)
-}
-
 func (t *eventTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	if err := t.beforeRead(ctx); err != nil {
 		return nil, err

@@ -59,8 +59,8 @@ func eventTypes(p Projection) []string {
 }
 
 // Coalescer gathers writes of consecutive events and queues them, merged,
-// when the engine asks: before the next write queued with Exec or
-// ExecOnce, before the next read, and before the checkpoint write. Writes
+// when the engine asks: before the next write queued with Exec, before
+// the next read, and before the checkpoint write. Writes
 // therefore reach the server in the order the events asked for them, and
 // a read sees every earlier event's effect, as without coalescing; only
 // runs of coalesced writes between two other writes are merged. A batch
@@ -105,12 +105,6 @@ func (c *coalescers) flush(b *pgx.Batch) {
 // so they see the tables as they were before this event's writes.
 type Tx interface {
 	Exec(sql string, args ...any)
-	// ExecOnce is Exec for an idempotent write whose effect is needed
-	// once per transaction, such as a cache invalidation: it is skipped
-	// when a write with the same key is already queued in a batch that
-	// commits or fails as a whole. (In careful mode every event is its
-	// own unit and ExecOnce is Exec.)
-	ExecOnce(key, sql string, args ...any)
 	// Coalesce returns the Coalescer kept under key in the current unit of
 	// writes, made by create when there is none yet. A projection gathers
 	// in it the writes of several events that would change the same rows

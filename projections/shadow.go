@@ -335,25 +335,11 @@ type directTx struct {
 	tx        pgx.Tx
 	batch     pgx.Batch
 	coalesced coalescers
-	// once holds the keys of the ExecOnce writes queued: the events are
-	// applied as one unit, as a fast-mode batch is.
-	once map[string]struct{}
 }
 
 func (t *directTx) Exec(sql string, args ...any) {
 	t.coalesced.flush(&t.batch)
 	t.batch.Queue(sql, args...)
-}
-
-func (t *directTx) ExecOnce(key, sql string, args ...any) {
-	if _, done := t.once[key]; done {
-		return
-	}
-	if t.once == nil {
-		t.once = map[string]struct{}{}
-	}
-	t.once[key] = struct{}{}
-	t.Exec(sql, args...)
 }
 
 func (t *directTx) Coalesce(key string, create func() Coalescer) Coalescer {

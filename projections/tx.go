@@ -78,8 +78,6 @@ type sharedTx struct {
 	begun, closed bool
 	mu            sync.Mutex
 	pending       pgx.Batch
-	// once holds the keys of the ExecOnce writes queued in fast mode.
-	once map[string]struct{}
 	// coalesced gathers the Coalescers' writes in fast mode.
 	coalesced coalescers
 	failed    error

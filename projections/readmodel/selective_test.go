@@ -27,8 +27,7 @@ var allTypes = []string{
 // touchTx records whether Apply wrote or read anything.
 type touchTx struct{ touched []string }
 
-func (t *touchTx) Exec(sql string, _ ...any)        { t.touched = append(t.touched, sql) }
-func (t *touchTx) ExecOnce(_, sql string, _ ...any) { t.touched = append(t.touched, sql) }
+func (t *touchTx) Exec(sql string, _ ...any) { t.touched = append(t.touched, sql) }
 func (t *touchTx) Coalesce(key string, _ func() projections.Coalescer) projections.Coalescer {
 	t.touched = append(t.touched, "coalesce "+key)
 	return nil
