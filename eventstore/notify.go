@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
 )
 
 // notifyChannel is the Postgres channel on which appends are announced.
@@ -27,6 +28,9 @@ type Notifier struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	send chan struct{}
+	// self is the payload of this Notifier's NOTIFYs, so that it does not
+	// wake its readers a second time for appends it announced at once.
+	self string
 
 	mu   sync.Mutex
 	gen  uint64
@@ -36,7 +40,7 @@ type Notifier struct {
 // NewNotifier returns a Notifier that speaks through pool's database. Call
 // Run to connect it to other processes.
 func NewNotifier(pool *pgxpool.Pool, log *slog.Logger) *Notifier {
-	return &Notifier{pool: pool, log: log, send: make(chan struct{}, 1), wake: make(chan struct{})}
+	return &Notifier{pool: pool, log: log, send: make(chan struct{}, 1), wake: make(chan struct{}), self: ulid.Make().String()}
 }
 
 // Notify announces that the log grew. It never blocks.
@@ -114,10 +118,13 @@ func (n *Notifier) listen(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		nt, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		n.bump()
+		if nt.Payload != n.self {
+			n.bump()
+		}
 	}
 }
 
@@ -128,7 +135,7 @@ func (n *Notifier) sendLoop(ctx context.Context) {
 			return
 		case <-n.send:
 		}
-		if _, err := n.pool.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil && ctx.Err() == nil {
+		if _, err := n.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, n.self); err != nil && ctx.Err() == nil {
 			n.log.Warn("announce appended events", "err", err)
 		}
 	}
