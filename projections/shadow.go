@@ -378,29 +378,28 @@ func (t *directTx) flush(ctx context.Context) error {
 // crashed left, a full-size copy of the projection's tables. Servers call
 // it at start.
 func DropAbandonedCopies(ctx context.Context, db *pgxpool.Pool, ps []Projection, log *slog.Logger) error {
-	var schemas []string
-	rows, err := db.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'arq_copy_')`)
+	byName := make(map[string]Projection, len(ps))
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		byName[p.Name()], names[i] = p, p.Name()
+	}
+	copies, err := Copies(ctx, db, names)
 	if err != nil {
-		return fmt.Errorf("list projection copies: %w", err)
+		return err
 	}
-	if schemas, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return fmt.Errorf("list projection copies: %w", err)
-	}
-	for _, schema := range schemas {
-		for _, p := range ps {
-			if copySchema(p.Name()) != schema {
-				continue
-			}
-			s, err := openShadowLock(ctx, db, p, log)
-			if errors.Is(err, ErrRebuildRunning) {
-				continue // being built now
-			}
-			if err != nil {
-				return err
-			}
-			log.Warn("dropping the copy an interrupted online rebuild left", "projection", p.Name(), "schema", schema)
-			s.close(ctx)
+	for _, c := range copies {
+		if c.Building {
+			continue
 		}
+		s, err := openShadowLock(ctx, db, byName[c.Projection], log)
+		if errors.Is(err, ErrRebuildRunning) {
+			continue // a rebuild took it since
+		}
+		if err != nil {
+			return err
+		}
+		log.Warn("dropping the copy an interrupted online rebuild left", "projection", c.Projection, "schema", c.Schema)
+		s.close(ctx)
 	}
 	return nil
 }

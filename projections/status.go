@@ -44,13 +44,20 @@ type Status struct {
 // tables serve until the copy replaces them). Behind is counted, which
 // reads the log after each checkpoint: for a loop, use States.
 func Statuses(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, error) {
+	st, _, err := Overview(ctx, db, names)
+	return st, err
+}
+
+// Overview is Statuses and, from the same read, the copies of the named
+// projections' tables that exist now (see Copies).
+func Overview(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, []CopyState, error) {
 	out, err := States(ctx, db, names)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	copies, err := Copies(ctx, db, names)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, c := range copies {
 		for i := range out {
@@ -65,10 +72,10 @@ func Statuses(ctx context.Context, db *pgxpool.Pool, names []string) ([]Status, 
 			WHERE (transaction_id, position) > ($1::xid8, $2::bigint)`,
 			s.Checkpoint.TransactionID, s.Checkpoint.Position).Scan(&s.Behind)
 		if err != nil {
-			return nil, fmt.Errorf("count events behind %s: %w", s.Name, err)
+			return nil, nil, fmt.Errorf("count events behind %s: %w", s.Name, err)
 		}
 	}
-	return out, nil
+	return out, copies, nil
 }
 
 // States is Statuses without Behind (left 0): a few indexed reads, cheap

@@ -26,7 +26,7 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	defer app.Close()
-	st, err := projections.Statuses(ctx, app.pool, names(registered()))
+	st, copies, err := projections.Overview(ctx, app.pool, names(registered()))
 	if err != nil {
 		return err
 	}
@@ -36,10 +36,6 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	copies, err := projections.Copies(ctx, app.pool, names(registered()))
-	if err != nil {
-		return err
-	}
 	fmt.Fprintln(tw, "PROJECTION\tSTATE\tPOSITION\tBEHIND\tLAST ERROR")
 	for _, s := range st {
 		lastErr := s.LastError
