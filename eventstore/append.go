@@ -91,6 +91,13 @@ const appendOneSQL = `WITH head AS (
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
 	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
+// lockStreamsSQL takes the advisory locks of the streams $1 in key order,
+// so that writers of overlapping streams never wait on each other in a
+// circle. A statement sent after it in the same transaction reads the
+// streams with a snapshot taken under the locks.
+const lockStreamsSQL = `SELECT pg_advisory_xact_lock(k) FROM (
+		SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest($1::text[]) s) keys ORDER BY k`
+
 // Constraint names of the events table (migrations/00001_event_log.sql).
 const (
 	constraintStreamVersion = "events_stream_version_key"
@@ -123,7 +130,8 @@ func (s *Store) Append(ctx context.Context, stream Stream, expected Expected, ev
 // read of the log. Under concurrent load the append may share its
 // transaction with others (see WithGroupCommit). If ctx ends while the
 // append waits for its batch, it is not written; once its batch is being
-// written it may be, as with any statement cancelled in flight.
+// written, the call returns at once but the append may still be written,
+// as when a statement is cancelled in flight.
 func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
 	args, err := buildArgs(appends)
 	if err != nil {
@@ -199,8 +207,7 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResu
 		ids[i] = a.streamID
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM (
-		SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest($1::text[]) s) keys ORDER BY k`, ids)
+	b.Queue(lockStreamsSQL, ids)
 	res := make([]AppendResult, len(args))
 	failed := -1
 	var failure error
@@ -275,10 +282,33 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResu
 		return nil, err
 	}
 	if r.Repeated {
+		if res, ok := repeatedWithGuards(args, failed, r); ok {
+			return res, nil
+		}
 		// A repeat of one stream's part alone is no retry of the whole.
 		return nil, fmt.Errorf("append: %w", ErrEventIDReused)
 	}
 	return nil, lostRace{}
+}
+
+// repeatedWithGuards is the original result of an append whose one
+// writing stream, args[writer], repeated all its events, and whose other
+// streams are guards at exact versions: those versions are what the guards
+// were at when it was first made. False when the append wrote to more
+// than one stream or has a guard at any version.
+func repeatedWithGuards(args []appendArgs, writer int, r AppendResult) ([]AppendResult, bool) {
+	res := make([]AppendResult, len(args))
+	for i, a := range args {
+		switch {
+		case i == writer:
+			res[i] = r
+		case !a.guard() || a.expected.v < 0:
+			return nil, false
+		default:
+			res[i] = AppendResult{StreamID: a.streamID, Version: int(a.expected.v), Repeated: true}
+		}
+	}
+	return res, true
 }
 
 // lostRace reports that another writer committed to an Any() stream between
@@ -323,8 +353,17 @@ func (s *Store) explain(ctx context.Context, a appendArgs, cause error) (AppendR
 }
 
 // recorded returns the events of a that the log holds already, as the
-// original append reported them.
+// original append reported them. Ids the log holds in another stream are
+// no repeat of a: ErrEventIDReused.
 func (s *Store) recorded(ctx context.Context, a appendArgs) (AppendResult, error) {
+	var elsewhere bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY ($1) AND stream_id <> $2)`,
+		a.ids, a.streamID).Scan(&elsewhere); err != nil {
+		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
+	}
+	if elsewhere {
+		return AppendResult{}, fmt.Errorf("append: %w: in another stream than %s", ErrEventIDReused, a.streamID)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT event_id, position, version, transaction_id, recorded_at
 		FROM events WHERE event_id = ANY ($1) ORDER BY position`, a.ids)
 	if err != nil {

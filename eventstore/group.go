@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Group commit: appends that arrive while others are being written wait
-// and then go together, in one statement and one transaction. Under
+// and then go together, in one transaction of two statements sent in one
+// round trip: one takes their streams' locks, one writes them. Under
 // concurrent load this pays the statement's start, the round trip and
 // the commit's WAL flush once per batch instead of once per append. An
 // append that finds a free slot goes at once, alone or with whatever is
@@ -17,9 +20,8 @@ import (
 // statement writes an append's events only if every one of its streams
 // is as expected, and an append it leaves out is done again on its own,
 // by the statements of a lone append, which name the conflict. If the
-// batch statement fails (a repeated event id, a writer of another process
-// that moved a stream meanwhile), every append of the batch is done
-// again on its own.
+// batch fails (a repeated event id, a value Postgres refuses), every
+// append of the batch is done again on its own.
 
 // maxBatchStreams bounds the streams a batch names.
 const maxBatchStreams = 256
@@ -88,7 +90,10 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	}
 	g.mu.Unlock()
 	if lead {
-		g.lead(context.WithoutCancel(ctx), s)
+		// The leader writes others' appends too: it must not stop when
+		// this caller gives up, and this caller must not wait for it
+		// beyond its own append.
+		go g.lead(context.WithoutCancel(ctx), s)
 	}
 	select {
 	case <-p.done:
@@ -97,6 +102,11 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	select {
+	case <-p.done: // written meanwhile: say so rather than that it gave up
+		return p.res, p.err
+	default:
+	}
 	if !p.taken {
 		for i, q := range g.queue {
 			if q == p {
@@ -183,24 +193,20 @@ func names(named map[string]bool, args []appendArgs) bool {
 	return false
 }
 
-// batchSQL writes a batch: one row of its parameters per stream of each
-// append ($1 the append's index in the batch; guards have event id ”).
-// It takes every stream's lock in key order (the one-time filter on
-// locked runs before any head is read), reads each head, and inserts the
-// events of the appends whose every stream is as expected. As with
-// appendSQL, a head read from a snapshot older than the lock makes the
-// insert collide with the row that moved it, failing the statement.
+// batchSQL writes a batch, sent in one transaction after lockStreamsSQL
+// has taken the locks of all its streams, so that it reads every head,
+// guards included, with a snapshot taken under the locks. It has one row
+// of parameters per stream of each append ($1 the append's index in the
+// batch; a guard has an empty event id), and inserts the events of the appends
+// whose every stream is as expected, in parameter order.
 const batchSQL = `WITH s AS (
 		SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::integer[], $8::jsonb[], $9::jsonb[])
 			WITH ORDINALITY AS s(p, sid, st, exp, id, typ, sv, d, m, ord)
-	), locked AS (
-		SELECT count(pg_advisory_xact_lock(k)) AS n FROM (SELECT DISTINCT hashtextextended(sid, 0) AS k FROM s ORDER BY 1) keys
 	), h AS (
 		SELECT s.*, coalesce(head.version, 0) AS hv, head.stream_type AS ht, head.hash AS hh
 		FROM s LEFT JOIN LATERAL (
 			SELECT version, stream_type, hash FROM events WHERE stream_id = s.sid ORDER BY version DESC LIMIT 1
 		) head ON true
-		WHERE (SELECT n FROM locked) IS NOT NULL
 	), ok AS (
 		SELECT p FROM h GROUP BY p HAVING bool_and((exp < 0 OR hv = exp) AND coalesce(ht, st) = st)
 	)
@@ -208,7 +214,7 @@ const batchSQL = `WITH s AS (
 	SELECT id, sid, st, hv + 1, typ, sv, d, m, now(), arq_event_hash(hh, id, sid, st, hv + 1, typ, sv, now(), d, m)
 	FROM h WHERE id <> '' AND p IN (SELECT p FROM ok)
 	ORDER BY ord
-	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+	RETURNING e.stream_id, e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // appendBatch writes a batch and hands each append its result. An append
 // the batch statement left out, or every append when it failed, is done
@@ -238,9 +244,8 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending) {
 	}
 }
 
-// writeBatch runs batchSQL and returns where each written event landed,
-// by event id.
-func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[string]Placed, error) {
+// writeBatch runs batchSQL and returns where each written event landed.
+func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey]Placed, error) {
 	var (
 		idx            []int32
 		sids, sts      []string
@@ -261,36 +266,44 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[string]Pl
 			data, metadata = append(data, a.data[0]), append(metadata, a.metadata[0])
 		}
 	}
-	rows, err := s.pool.Query(ctx, batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata)
-	if err != nil {
-		return nil, fmt.Errorf("append batch: %w", err)
-	}
-	defer rows.Close()
-	placed := make(map[string]Placed, len(ids))
-	for rows.Next() {
-		var p Placed
-		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
-			return nil, fmt.Errorf("append batch: scan: %w", err)
+	// pgx sends a batch as one implicit transaction: the locks, then the
+	// statement that reads the heads under them.
+	b := &pgx.Batch{}
+	b.Queue(lockStreamsSQL, sids)
+	placed := make(map[placedKey]Placed, len(ids))
+	b.Queue(batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var stream string
+			var p Placed
+			if err := rows.Scan(&stream, &p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
+				return fmt.Errorf("scan: %w", err)
+			}
+			placed[placedKey{stream, p.EventID}] = p
 		}
-		placed[p.EventID] = p
-	}
-	if err := rows.Err(); err != nil {
+		return rows.Err()
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("append batch: %w", err)
 	}
 	return placed, nil
 }
 
+// placedKey names an event a batch placed by its stream as well as its id:
+// two appends of a batch may carry the same event id, and the one left out
+// must not take the other's result.
+type placedKey struct{ stream, eventID string }
+
 // batchResult is an append's result from the events a batch placed, and
 // false if the batch left it out. The statement writes all of an append
 // or none of it.
-func batchResult(args []appendArgs, placed map[string]Placed) ([]AppendResult, bool) {
+func batchResult(args []appendArgs, placed map[placedKey]Placed) ([]AppendResult, bool) {
 	res := make([]AppendResult, len(args))
 	for i, a := range args {
 		if a.guard() {
 			res[i] = AppendResult{StreamID: a.streamID, Version: int(a.expected.v)}
 			continue
 		}
-		p, ok := placed[a.ids[0]]
+		p, ok := placed[placedKey{a.streamID, a.ids[0]}]
 		if !ok {
 			return nil, false
 		}

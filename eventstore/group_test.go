@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/internal/testdb"
 )
@@ -282,5 +284,146 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 	v, err := s.Verify(ctx, "", nil)
 	if err != nil || !v.Intact() || v.Events != writers*rounds+writers*rounds/3 {
 		t.Fatalf("log after the load: %+v, %v", v, err)
+	}
+}
+
+// lockStream holds stream's advisory lock in a transaction of its own, as
+// a writer of another process does while it appends; the returned
+// transaction commits or rolls back to let go.
+func lockStream(t *testing.T, pool *pgxpool.Pool, stream string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, stream); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// waitForLockWaiter waits until some session of the test's database waits
+// for an advisory lock.
+func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting bool
+		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session came to wait for a stream lock")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A writer of another process that holds a guarded stream's lock and
+// moves the stream while a batch waits for that lock fails the guard: the
+// batch reads the streams only once it holds their locks.
+func TestGroupCommitGuardSeesWhatTheLockHolderWrote(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := groupStore(t)
+	if _, err := s.Append(ctx, Stream{ID: "g", Type: "test"}, NoStream(), event(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := stall(t, s, pool)
+	guarded := launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx,
+			StreamAppend{Stream: Stream{ID: "g", Type: "test"}, Expected: Exactly(1)},
+			StreamAppend{Stream: Stream{ID: "g-w", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
+	})
+	other := launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "b", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
+	})
+	st.queued(2)
+	holder := lockStream(t, pool, "g")
+	st.release()
+	if err := <-st.done; err != nil {
+		t.Fatal(err)
+	}
+	waitForLockWaiter(t, pool) // the batch of both appends waits for g
+	if _, err := holder.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata, hash)
+		VALUES ($1, 'g', 'test', 2, 't', '{}', '{}', '\x00')`, ulid.Make().String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ce *ConflictError
+	if o := <-guarded; !errors.As(o.err, &ce) || ce.StreamID != "g" || ce.Current != 2 {
+		t.Fatalf("guard of a stream moved while the batch waited for it: %+v, %v; want a conflict at 2", o.res, o.err)
+	}
+	if o := <-other; o.err != nil {
+		t.Fatal(o.err)
+	}
+	if got, _ := s.ReadStream(ctx, "g-w", 1); len(got) != 0 {
+		t.Fatal("the guarded write went through")
+	}
+}
+
+// Two appends of a batch with the same event id on different streams:
+// the one written gets its result, the other is refused, not handed it.
+func TestGroupCommitSameEventIDInTwoAppends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool := groupStore(t)
+	if _, err := s.Append(ctx, Stream{ID: "a", Type: "test"}, NoStream(), event(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := stall(t, s, pool)
+	id := ulid.Make().String()
+	with := func(stream string, exp Expected) chan outcome {
+		return launch(func() ([]AppendResult, error) {
+			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: stream, Type: "test"}, Expected: exp,
+				Events: []Event{{ID: id, Type: "t", Data: json.RawMessage(`{}`)}}})
+		})
+	}
+	stale := with("a", Exactly(5))
+	st.queued(1)
+	fresh := with("b", NoStream())
+	st.queued(2)
+	st.release()
+	if o := <-fresh; o.err != nil || o.res[0].StreamID != "b" {
+		t.Fatalf("append written: %+v, %v", o.res, o.err)
+	}
+	if o := <-stale; !errors.Is(o.err, ErrEventIDReused) {
+		t.Fatalf("append left out, whose event id the other took: %+v, %v; want ErrEventIDReused", o.res, o.err)
+	}
+	if got, _ := s.ReadStream(ctx, "a", 1); len(got) != 1 {
+		t.Fatalf("stream a holds %d events, want 1", len(got))
+	}
+}
+
+// A caller whose context ends returns at once, also when its append leads
+// a batch that waits for a lock held elsewhere.
+func TestGroupCommitCallerReturnsWhenItGivesUp(t *testing.T) {
+	t.Parallel()
+	s, pool := groupStore(t)
+	holder := lockStream(t, pool, "held")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	c := launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "held", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
+	})
+	select {
+	case o := <-c:
+		if !errors.Is(o.err, context.DeadlineExceeded) {
+			t.Fatalf("append behind a held lock: %v, want the deadline", o.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller still waits for a lock held elsewhere, long after its deadline")
+	}
+	if err := holder.Commit(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -209,6 +209,44 @@ func TestRepeatedAppendIsIdempotent(t *testing.T) {
 	}
 }
 
+// A guarded append repeated with the same event ids (a retried command
+// that guards another stream) reports the original result; an event id
+// that another stream holds is no repeat.
+func TestRepeatedGuardedAppendIsIdempotent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Append(ctx, stream("guard"), eventstore.NoStream(), ev("a", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	e := eventstore.Event{ID: ulid.Make().String(), Type: "w"}
+	guarded := func(writeTo string) ([]eventstore.AppendResult, error) {
+		return s.AppendMulti(ctx,
+			eventstore.StreamAppend{Stream: stream("guard"), Expected: eventstore.Exactly(1)},
+			eventstore.StreamAppend{Stream: stream(writeTo), Expected: eventstore.Any(), Events: []eventstore.Event{e}})
+	}
+	first, err := guarded("w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := guarded("w")
+	if err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	if !again[1].Repeated || again[1].Last().Cursor != first[1].Last().Cursor || again[0].Version != 1 {
+		t.Fatalf("repeat = %+v, want the original %+v", again, first)
+	}
+	if _, err := guarded("other"); !errors.Is(err, eventstore.ErrEventIDReused) {
+		t.Fatalf("the same event id to another stream: %v, want ErrEventIDReused", err)
+	}
+	if _, err := s.Append(ctx, stream("other"), eventstore.Any(), e); !errors.Is(err, eventstore.ErrEventIDReused) {
+		t.Fatalf("the same event id to another stream, unguarded: %v, want ErrEventIDReused", err)
+	}
+	if got, _ := s.ReadStream(ctx, "w", 1); len(got) != 1 {
+		t.Fatalf("stream w holds %d events, want 1", len(got))
+	}
+}
+
 // Fifty writers append version N+1 to one stream at the same moment: exactly
 // one wins each version and the stream stays gapless.
 func TestConcurrentAppendersOneWinnerPerVersion(t *testing.T) {
