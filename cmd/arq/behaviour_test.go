@@ -90,7 +90,7 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 
 func TestReadYourWritesAndPositions(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	s := startServer(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "500ms"}) // for the 503 below
 	u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ryw", "name": "R"}))
 	pos := u.header.Get("X-Arq-Position")
 	if _, err := eventstore.ParseCursor(pos); err != nil || pos == "" {
