@@ -118,8 +118,9 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	return nil, fmt.Errorf("append: %w", ctx.Err())
 }
 
-// lead writes one batch, then hands the slot to a new leader if appends
-// are waiting, so that no caller writes others' batches for long.
+// lead writes one batch on a goroutine of its own (no caller waits for
+// more than its append), then hands the slot to a new leader if appends
+// are waiting.
 func (g *group) lead(ctx context.Context, s *Store) {
 	batch := g.take()
 	if len(batch) == 0 {
