@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +19,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	onAppend func()
 	group    *group // nil: every append on its own
+	log      *slog.Logger
 }
 
 // Option configures a Store.
@@ -27,9 +29,14 @@ type Option func(*Store)
 // projectors (see Notifier.Notify). f must not block.
 func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } }
 
+// WithLogger logs what the store works around on its own, such as a batch
+// of appends that failed and was redone append by append. The default
+// discards it.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, group: &group{limit: DefaultGroupCommit}}
+	s := &Store{pool: pool, onAppend: func() {}, group: &group{limit: DefaultGroupCommit}, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -228,6 +228,9 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending) {
 		return
 	}
 	placed, err := s.writeBatch(ctx, batch)
+	if err != nil {
+		s.log.Info("a batch of appends failed; each is done again on its own", "appends", len(batch), "err", err)
+	}
 	wrote := false
 	for _, p := range batch {
 		if err == nil {

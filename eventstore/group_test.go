@@ -1,10 +1,13 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,11 +182,14 @@ func TestGroupCommitDecidesEachAppendAlone(t *testing.T) {
 	}
 }
 
-// An event Postgres refuses fails its own append only.
+// An event Postgres refuses fails its own append only, and the batch's
+// failure is logged.
 func TestGroupCommitRefusedEventFailsAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool := groupStore(t)
+	pool := testdb.Pool(t, testdb.New(t))
+	var logged bytes.Buffer
+	s := New(pool, WithGroupCommit(1), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	st := stall(t, s, pool)
 	var good []chan outcome
 	for i := range 3 {
@@ -207,6 +213,9 @@ func TestGroupCommitRefusedEventFailsAlone(t *testing.T) {
 	}
 	if got, _ := s.ReadStream(ctx, "bad", 1); len(got) != 0 {
 		t.Fatal("the refused event was written")
+	}
+	if !strings.Contains(logged.String(), "a batch of appends failed") {
+		t.Fatalf("log: %q, want the failed batch", logged.String())
 	}
 }
 

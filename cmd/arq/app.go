@@ -102,7 +102,8 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 
 	a := &App{cfg: cfg, log: log, pool: pool, projPool: projPool}
 	a.notifier = eventstore.NewNotifier(pool, log)
-	a.store = eventstore.New(pool, eventstore.WithAppendHook(a.notifier.Notify), eventstore.WithGroupCommit(cfg.AppendBatches))
+	a.store = eventstore.New(pool, eventstore.WithAppendHook(a.notifier.Notify), eventstore.WithGroupCommit(cfg.AppendBatches),
+		eventstore.WithLogger(log))
 	a.engine, err = projections.NewEngine(projPool, a.notifier, ps, projections.Config{}, log)
 	if err != nil {
 		a.Close()
