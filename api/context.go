@@ -158,6 +158,7 @@ func (r *resources) cachedWindow(ctx context.Context, sessionID string, req read
 	if body, ok := r.Cache.Get(ctx, key); ok {
 		return body, true, nil
 	}
+	req.UserID = st.UserID
 	win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
 	if err != nil {
 		return nil, false, err

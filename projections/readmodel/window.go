@@ -22,6 +22,9 @@ type WindowRequest struct {
 	Now time.Time
 	// CreatedBefore, when set, leaves out memories stored after it.
 	CreatedBefore *time.Time
+	// UserID, when set, is the session's user as read already (with its
+	// WindowState): the window then does not read the session again.
+	UserID string
 }
 
 // WindowSummary is the summary a window holds, with its cost.
@@ -85,11 +88,15 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 	if err := req.Budget.Validate(); err != nil {
 		return Window{}, err
 	}
-	sess, err := r.GetSession(ctx, sessionID)
-	if err != nil {
-		return Window{}, err
+	userID := req.UserID
+	if userID == "" {
+		sess, err := r.GetSession(ctx, sessionID)
+		if err != nil {
+			return Window{}, err
+		}
+		userID = sess.UserID
 	}
-	w := Window{SessionID: sessionID, UserID: sess.UserID, Query: req.Query, MaxTokens: req.Budget.MaxTokens,
+	w := Window{SessionID: sessionID, UserID: userID, Query: req.Query, MaxTokens: req.Budget.MaxTokens,
 		SummaryShare: req.Budget.SummaryShare, MemoryShare: req.Budget.MemoryShare,
 		Messages: []WindowMessage{}, Memories: []WindowMemory{}}
 
@@ -119,6 +126,7 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 	}
 
 	embedding := req.Embedding
+	var err error
 	if w.Query == "" && embedding == nil {
 		found := false
 		for _, m := range msgs {
@@ -138,7 +146,7 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 			}
 		}
 	}
-	hits, err := r.RelevantMemories(ctx, sess.UserID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit)
+	hits, err := r.RelevantMemories(ctx, userID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit)
 	if err != nil {
 		return Window{}, err
 	}
