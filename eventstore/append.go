@@ -36,7 +36,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, group: &group{limit: DefaultGroupCommit}, log: slog.New(slog.DiscardHandler)}
+	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -82,7 +82,7 @@ const appendSQL = `WITH RECURSIVE head AS (
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
 	ORDER BY n.ord
-	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+	RETURNING e.stream_id, e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // appendOneSQL is appendSQL for one event, without the recursive chain and
 // with scalar parameters instead of arrays to unnest: most appends carry
@@ -96,7 +96,7 @@ const appendOneSQL = `WITH head AS (
 	WHERE (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) IS NOT NULL
 	  AND ($3::bigint < 0 OR coalesce((SELECT version FROM head), 0) = $3::bigint)
 	  AND coalesce((SELECT stream_type FROM head), $2) = $2
-	RETURNING e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
+	RETURNING e.stream_id, e.event_id, e.position, e.version, e.transaction_id, e.recorded_at`
 
 // lockStreamsSQL takes the advisory locks of the streams $1 in key order,
 // so that writers of overlapping streams never wait on each other in a
@@ -363,25 +363,40 @@ func (s *Store) explain(ctx context.Context, a appendArgs, cause error) (AppendR
 // original append reported them. Ids the log holds in another stream are
 // no repeat of a: ErrEventIDReused.
 func (s *Store) recorded(ctx context.Context, a appendArgs) (AppendResult, error) {
-	var elsewhere bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY ($1) AND stream_id <> $2)`,
-		a.ids, a.streamID).Scan(&elsewhere); err != nil {
+	rows, err := s.pool.Query(ctx, `SELECT stream_id, event_id, position, version, transaction_id, recorded_at
+		FROM events WHERE event_id = ANY ($1) ORDER BY position`, a.ids)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
+	}
+	r := AppendResult{StreamID: a.streamID, Repeated: true}
+	elsewhere := false
+	err = eachPlaced(rows, func(stream string, p Placed) {
+		elsewhere = elsewhere || stream != a.streamID
+		r.Events = append(r.Events, p)
+	})
+	if err != nil {
 		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
 	}
 	if elsewhere {
 		return AppendResult{}, fmt.Errorf("append: %w: in another stream than %s", ErrEventIDReused, a.streamID)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT event_id, position, version, transaction_id, recorded_at
-		FROM events WHERE event_id = ANY ($1) ORDER BY position`, a.ids)
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
-	}
-	r, err := scanPlaced(rows, a.streamID)
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("append: look up event ids: %w", err)
-	}
-	r.Repeated = true
+	r.Version = r.Last().Version
 	return r, nil
+}
+
+// eachPlaced calls f with each row of rows (stream_id, event_id,
+// position, version, transaction_id, recorded_at), then closes them.
+func eachPlaced(rows pgx.Rows, f func(stream string, p Placed)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var stream string
+		var p Placed
+		if err := rows.Scan(&stream, &p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
+			return fmt.Errorf("scan event place: %w", err)
+		}
+		f(stream, p)
+	}
+	return rows.Err()
 }
 
 type appendArgs struct {
@@ -470,16 +485,9 @@ func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
 }
 
 func scanPlaced(rows pgx.Rows, streamID string) (AppendResult, error) {
-	defer rows.Close()
 	r := AppendResult{StreamID: streamID}
-	for rows.Next() {
-		var p Placed
-		if err := rows.Scan(&p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
-			return r, fmt.Errorf("scan appended event: %w", err)
-		}
-		r.Events = append(r.Events, p)
-	}
-	if err := rows.Err(); err != nil {
+	err := eachPlaced(rows, func(_ string, p Placed) { r.Events = append(r.Events, p) })
+	if err != nil {
 		return r, err
 	}
 	r.Version = r.Last().Version

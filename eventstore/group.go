@@ -38,7 +38,7 @@ func WithGroupCommit(n int) Option {
 			s.group = nil
 			return
 		}
-		s.group = &group{limit: n}
+		s.group = newGroup(n)
 	}
 }
 
@@ -55,6 +55,8 @@ type group struct {
 	limit   int
 	writing map[string]bool // streams of the batches being written
 }
+
+func newGroup(limit int) *group { return &group{limit: limit, writing: map[string]bool{}} }
 
 // pending is one append waiting in, or written by, a batch.
 type pending struct {
@@ -152,9 +154,6 @@ func (g *group) lead(ctx context.Context, s *Store) {
 func (g *group) take() []*pending {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.writing == nil {
-		g.writing = make(map[string]bool)
-	}
 	var batch []*pending
 	named := make(map[string]bool)
 	streams := 0
@@ -276,15 +275,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey
 	b.Queue(lockStreamsSQL, sids)
 	placed := make(map[placedKey]Placed, len(ids))
 	b.Queue(batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var stream string
-			var p Placed
-			if err := rows.Scan(&stream, &p.EventID, &p.Cursor.Position, &p.Version, &p.Cursor.TransactionID, &p.RecordedAt); err != nil {
-				return fmt.Errorf("scan: %w", err)
-			}
-			placed[placedKey{stream, p.EventID}] = p
-		}
-		return rows.Err()
+		return eachPlaced(rows, func(stream string, p Placed) { placed[placedKey{stream, p.EventID}] = p })
 	})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("append batch: %w", err)

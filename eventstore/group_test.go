@@ -107,6 +107,23 @@ func launch(f func() ([]AppendResult, error)) chan outcome {
 	return c
 }
 
+// appendAsync appends e to stream id (type "test") at exp, on a goroutine.
+func appendAsync(ctx context.Context, s *Store, id string, exp Expected, e Event) chan outcome {
+	return launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: id, Type: "test"}, Expected: exp, Events: []Event{e}})
+	})
+}
+
+// guardedAsync appends to stream guard+"-w", guarded by stream guard at
+// version at, on a goroutine.
+func guardedAsync(ctx context.Context, s *Store, guard string, at int) chan outcome {
+	return launch(func() ([]AppendResult, error) {
+		return s.AppendMulti(ctx,
+			StreamAppend{Stream: Stream{ID: guard, Type: "test"}, Expected: Exactly(at)},
+			StreamAppend{Stream: Stream{ID: guard + "-w", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
+	})
+}
+
 func TestGroupCommitDecidesEachAppendAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -121,26 +138,14 @@ func TestGroupCommitDecidesEachAppendAlone(t *testing.T) {
 	}
 	st := stall(t, s, pool)
 
-	one := func(id string, exp Expected) chan outcome {
-		return launch(func() ([]AppendResult, error) {
-			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: id, Type: "test"}, Expected: exp, Events: []Event{event(`{"n":1}`)}})
-		})
-	}
-	guarded := func(guard string, at int) chan outcome {
-		return launch(func() ([]AppendResult, error) {
-			return s.AppendMulti(ctx,
-				StreamAppend{Stream: Stream{ID: guard, Type: "test"}, Expected: Exactly(at)},
-				StreamAppend{Stream: Stream{ID: guard + "-w", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
-		})
-	}
 	var good []chan outcome
 	for i := range 5 {
-		good = append(good, one(fmt.Sprintf("new-%d", i), NoStream()))
+		good = append(good, appendAsync(ctx, s, fmt.Sprintf("new-%d", i), NoStream(), event(`{}`)))
 	}
-	good = append(good, guarded("guard-ok", 1))
-	conflict := one("conflict", Exactly(5))
-	staleGuard := guarded("guard-stale", 3)
-	wrongType := one("typed", Any())
+	good = append(good, guardedAsync(ctx, s, "guard-ok", 1))
+	conflict := appendAsync(ctx, s, "conflict", Exactly(5), event(`{}`))
+	staleGuard := guardedAsync(ctx, s, "guard-stale", 3)
+	wrongType := appendAsync(ctx, s, "typed", Any(), event(`{}`))
 	st.queued(9)
 	st.release()
 	if err := <-st.done; err != nil {
@@ -193,14 +198,10 @@ func TestGroupCommitRefusedEventFailsAlone(t *testing.T) {
 	st := stall(t, s, pool)
 	var good []chan outcome
 	for i := range 3 {
-		good = append(good, launch(func() ([]AppendResult, error) {
-			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: fmt.Sprintf("s-%d", i), Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
-		}))
+		good = append(good, appendAsync(ctx, s, fmt.Sprintf("s-%d", i), NoStream(), event(`{}`)))
 	}
 	// Valid JSON that jsonb refuses.
-	bad := launch(func() ([]AppendResult, error) {
-		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "bad", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{"a":"\u0000"}`)}})
-	})
+	bad := appendAsync(ctx, s, "bad", NoStream(), event(`{"a":"\u0000"}`))
 	st.queued(4)
 	st.release()
 	for i, c := range good {
@@ -226,9 +227,7 @@ func TestGroupCommitCancelledWhileQueued(t *testing.T) {
 	s, pool := groupStore(t)
 	st := stall(t, s, pool)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := launch(func() ([]AppendResult, error) {
-		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "gave-up", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
-	})
+	c := appendAsync(ctx, s, "gave-up", NoStream(), event(`{}`))
 	st.queued(1)
 	cancel()
 	if o := <-c; !errors.Is(o.err, context.Canceled) {
@@ -346,14 +345,8 @@ func TestGroupCommitGuardSeesWhatTheLockHolderWrote(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := stall(t, s, pool)
-	guarded := launch(func() ([]AppendResult, error) {
-		return s.AppendMulti(ctx,
-			StreamAppend{Stream: Stream{ID: "g", Type: "test"}, Expected: Exactly(1)},
-			StreamAppend{Stream: Stream{ID: "g-w", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
-	})
-	other := launch(func() ([]AppendResult, error) {
-		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "b", Type: "test"}, Expected: NoStream(), Events: []Event{event(`{}`)}})
-	})
+	guarded := guardedAsync(ctx, s, "g", 1)
+	other := appendAsync(ctx, s, "b", NoStream(), event(`{}`))
 	st.queued(2)
 	holder := lockStream(t, pool, "g")
 	st.release()
@@ -391,15 +384,10 @@ func TestGroupCommitSameEventIDInTwoAppends(t *testing.T) {
 	}
 	st := stall(t, s, pool)
 	id := ulid.Make().String()
-	with := func(stream string, exp Expected) chan outcome {
-		return launch(func() ([]AppendResult, error) {
-			return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: stream, Type: "test"}, Expected: exp,
-				Events: []Event{{ID: id, Type: "t", Data: json.RawMessage(`{}`)}}})
-		})
-	}
-	stale := with("a", Exactly(5))
+	e := Event{ID: id, Type: "t", Data: json.RawMessage(`{}`)}
+	stale := appendAsync(ctx, s, "a", Exactly(5), e)
 	st.queued(1)
-	fresh := with("b", NoStream())
+	fresh := appendAsync(ctx, s, "b", NoStream(), e)
 	st.queued(2)
 	st.release()
 	if o := <-fresh; o.err != nil || o.res[0].StreamID != "b" {
@@ -421,9 +409,7 @@ func TestGroupCommitCallerReturnsWhenItGivesUp(t *testing.T) {
 	holder := lockStream(t, pool, "held")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	c := launch(func() ([]AppendResult, error) {
-		return s.AppendMulti(ctx, StreamAppend{Stream: Stream{ID: "held", Type: "test"}, Expected: Any(), Events: []Event{event(`{}`)}})
-	})
+	c := appendAsync(ctx, s, "held", Any(), event(`{}`))
 	select {
 	case o := <-c:
 		if !errors.Is(o.err, context.DeadlineExceeded) {
