@@ -284,7 +284,9 @@ func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr 
 		}
 		return ""
 	}
-	code = run(context.Background(), args, getenv, &out, &errb)
+	// A command's logger and its progress write to stderr from different
+	// goroutines, as they may to a terminal; a Buffer needs them in turn.
+	code = run(context.Background(), args, getenv, &syncWriter{w: &out}, &syncWriter{w: &errb})
 	return code, out.String(), errb.String()
 }
 
