@@ -249,16 +249,7 @@ func (c *Copy) target(ctx context.Context) (eventstore.Cursor, error) {
 	if !c.o.UpToLog {
 		return checkpointOf(ctx, c.s.db, c.s.p.Name(), false)
 	}
-	var at eventstore.Cursor
-	err := c.s.db.QueryRow(ctx, `SELECT transaction_id, position FROM events
-		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&at.TransactionID, &at.Position)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Start, nil
-	}
-	if err != nil {
-		return at, fmt.Errorf("read end of log: %w", err)
-	}
-	return at, nil
+	return eventstore.New(c.s.db).Last(ctx)
 }
 
 // swap is Replace's transaction; it returns the checkpoint both copies

@@ -28,9 +28,9 @@ var allTypes = []string{
 type touchTx struct{ touched []string }
 
 func (t *touchTx) Exec(sql string, _ ...any) { t.touched = append(t.touched, sql) }
-func (t *touchTx) Coalesce(key string, _ func() projections.Coalescer) projections.Coalescer {
+func (t *touchTx) Coalesce(key string, create func() projections.Coalescer) projections.Coalescer {
 	t.touched = append(t.touched, "coalesce "+key)
-	return nil
+	return create() // what the projection asserts it to, so a slip fails as a report
 }
 func (t *touchTx) Query(_ context.Context, sql string, _ ...any) (pgx.Rows, error) {
 	t.touched = append(t.touched, sql)
