@@ -94,8 +94,12 @@ func (c *coalescers) get(key string, create func() Coalescer) Coalescer {
 
 // flush queues what every Coalescer gathered, onto b.
 func (c *coalescers) flush(b *pgx.Batch) {
+	if len(c.order) == 0 {
+		return // every Exec asks: most units coalesce nothing
+	}
+	exec := func(sql string, args ...any) { b.Queue(sql, args...) }
 	for _, co := range c.order {
-		co.Flush(func(sql string, args ...any) { b.Queue(sql, args...) })
+		co.Flush(exec)
 	}
 }
 

@@ -144,10 +144,9 @@ func (s logSource) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, er
 		s.scanned.Store(rn)
 	}
 	s.read.put(&r)
+	// The subscriber reads only Offset, Msg and ExtraData of a row.
 	return wsql.Row{
 		Offset:    r.Position,
-		UUID:      []byte(r.EventID),
-		Payload:   r.Data,
 		Msg:       message.NewMessage(r.EventID, message.Payload(r.Data)),
 		ExtraData: map[string]any{"transaction_id": wsql.XID8(r.TransactionID)},
 	}, nil
