@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/arq-memory/arq/domain"
@@ -27,12 +28,8 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		}
 	}
 	s.fill(ctx, "message", texts, func(i int, e []float64) { msgs[missing[i]].Embedding = e })
-	fresh := false
 	return retry(ctx, func() (Result, error) {
-		sess, err := s.appendingSession(ctx, sessionID, fresh)
-		// A retry follows a conflict on the session: what was remembered
-		// of it is out of date.
-		fresh = true
+		sess, err := s.appendingSession(ctx, sessionID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -48,6 +45,11 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 			eventstore.StreamAppend{Stream: stream(domain.StreamSession, sessionID), Expected: eventstore.Exactly(sess.Version())},
 			eventstore.StreamAppend{Stream: stream(domain.StreamMessageLog, sessionID), Expected: eventstore.Any(), Events: evs},
 		)
+		if errors.Is(err, eventstore.ErrConflict) {
+			// The session moved since it was remembered: the retry folds
+			// it afresh.
+			s.sessions.Remove(sessionID)
+		}
 		if err != nil {
 			return Result{}, err
 		}
@@ -64,14 +66,13 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 // folded for one append serves the next ones too, saving a read of its
 // stream each: the append guards the session at the remembered version,
 // and if anything was appended to the session since (extended, closed,
-// expired, here or in another process), the guard fails with a conflict
-// and the retry folds it afresh. A remembered session that refuses
-// messages is folded afresh too, so a refusal is always the log's word.
-func (s *Service) appendingSession(ctx context.Context, id string, fresh bool) (*domain.Session, error) {
-	if !fresh {
-		if sess, ok := s.sessions.Get(id); ok && sess.AcceptsMessages(s.now()) == nil {
-			return sess, nil
-		}
+// expired, here or in another process), the guard fails with a conflict,
+// the append forgets the session and the retry folds it afresh. A
+// remembered session that refuses messages is folded afresh too, so a
+// refusal is always the log's word.
+func (s *Service) appendingSession(ctx context.Context, id string) (*domain.Session, error) {
+	if sess, ok := s.sessions.Get(id); ok && sess.AcceptsMessages(s.now()) == nil {
+		return sess, nil
 	}
 	sess, err := s.loadSession(ctx, id)
 	if err != nil {
