@@ -62,6 +62,10 @@ func (r *runner) handle(msg *message.Message) error {
 	}
 	if !tx.careful {
 		tx.mu.Lock()
+		if tx.closed {
+			tx.mu.Unlock()
+			return fmt.Errorf("apply %s: %w", rec.EventID, errTxEnded)
+		}
 		if tx.failed == nil {
 			if err := applyPipelined(ctx, tx, r.p, rec); err != nil {
 				tx.fail(err)
@@ -77,6 +81,10 @@ func (r *runner) handle(msg *message.Message) error {
 	delay := r.engine.cfg.RetryDelay
 	for attempt := 1; ; attempt++ {
 		tx.mu.Lock()
+		if tx.closed {
+			tx.mu.Unlock()
+			return fmt.Errorf("apply %s: %w", rec.EventID, errTxEnded)
+		}
 		err = applyCareful(ctx, tx, r.p, rec)
 		if err == nil {
 			tx.last = rec.Cursor()

@@ -267,6 +267,13 @@ func (t *sharedTx) Rollback() error {
 	return err
 }
 
+// errTxEnded is what a handler meets when the subscriber ended the
+// batch's transaction before the handler got to its event (the
+// subscriber stopped waiting for it, e.g. on shutdown): the connection
+// is back in the pool and must not be used; the event is nacked, and the
+// next batch reads it again.
+var errTxEnded = errors.New("the batch's transaction has ended")
+
 // release gives the connection back to the pool, once. A connection left
 // inside a transaction by a failure is closed by the pool, not reused.
 func (t *sharedTx) release() {
