@@ -73,43 +73,6 @@ func (r *Reader) Encoded(ctx context.Context, kind Kind, tenant, id string) (Enc
 	return e, nil
 }
 
-// StampOf reads the stamp the entity's row has now, as Encoded would give
-// it, with one primary-key lookup that returns no row data. A row changes
-// only by its entity's events (each moves its version), by messages
-// appended to a session (its message count) and by time (a session's
-// status; a memory's expiry, which makes it unreadable), and the stamp
-// names each of these, so equal stamps mean equal answers. A rebuild
-// rewrites rows without moving versions (and may change them: it exists
-// to fix rows), so the stamp ends in "@" and the row's xmin, which every
-// rewrite changes. The conditions are those of the full reads: an entity
-// a read would not find is domain.ErrNotFound.
-func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (string, error) {
-	var (
-		q    string
-		args = []any{id}
-	)
-	switch kind {
-	case KindUser:
-		q, args = `SELECT version, '', xmin::text FROM users WHERE id = $1 AND tenant = $2`, []any{id, tenant}
-	case KindSession:
-		q = `SELECT version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE id = $1`
-	case KindMessage:
-		q = `SELECT version, '', xmin::text FROM messages WHERE id = $1`
-	case KindMemory:
-		q = `SELECT version, '', xmin::text FROM memories WHERE id = $1 AND ` + live
-	default:
-		return "", fmt.Errorf("read %s: no such kind of entity", kind)
-	}
-	var (
-		version     int
-		extra, xmin string
-	)
-	if err := notFound(r.db.QueryRow(ctx, q, args...).Scan(&version, &extra, &xmin), string(kind), id); err != nil {
-		return "", err
-	}
-	return stamp(version, extra) + "@" + xmin, nil
-}
-
 func sessionStamp(messageCount int, status string) string {
 	return strconv.Itoa(messageCount) + "." + status
 }

@@ -11,15 +11,23 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/internal/batch"
 )
 
 // Reader reads the query tables.
 type Reader struct {
-	db *pgxpool.Pool
+	db           *pgxpool.Pool
+	windowStates *batch.Loader[string, WindowState]
+	stamps       *batch.Loader[entityKey, string]
 }
 
 // NewReader returns a Reader over pool's database.
-func NewReader(db *pgxpool.Pool) *Reader { return &Reader{db: db} }
+func NewReader(db *pgxpool.Pool) *Reader {
+	r := &Reader{db: db}
+	r.windowStates = batch.NewLoader(r.readWindowStates, windowStateBatches, 10*time.Second)
+	r.stamps = batch.NewLoader(r.readStamps, stampBatches, 10*time.Second)
+	return r
+}
 
 const userCols = `id, external_id, name, email, metadata, version, created_at, updated_at`
 

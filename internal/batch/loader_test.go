@@ -1,0 +1,193 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatedFetch is a Fetch that records each call's keys and answers
+// "<key>@<call number>" only when the test opens its gate.
+type gatedFetch struct {
+	mu    sync.Mutex
+	calls [][]string
+	gates []chan struct{}
+	err   error
+}
+
+func (g *gatedFetch) fetch(ctx context.Context, keys []string) (map[string]string, error) {
+	g.mu.Lock()
+	n := len(g.calls)
+	g.calls = append(g.calls, slices.Clone(keys))
+	gate := make(chan struct{})
+	g.gates = append(g.gates, gate)
+	g.mu.Unlock()
+	<-gate
+	if g.err != nil {
+		return nil, g.err
+	}
+	out := map[string]string{}
+	for _, k := range keys {
+		if k != "missing" {
+			out[k] = fmt.Sprintf("%s@%d", k, n)
+		}
+	}
+	return out, nil
+}
+
+// open lets call n answer, once it has started.
+func (g *gatedFetch) open(t *testing.T, n int) []string {
+	t.Helper()
+	waitFor(t, func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.gates) > n
+	})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.gates[n])
+	keys := slices.Clone(g.calls[n])
+	slices.Sort(keys)
+	return keys
+}
+
+func (g *gatedFetch) started() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.calls)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func queued[K comparable, V any](l *Loader[K, V]) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
+
+type result struct {
+	val string
+	ok  bool
+	err error
+}
+
+func load(l *Loader[string, string], ctx context.Context, key string) chan result {
+	ch := make(chan result, 1)
+	go func() {
+		v, ok, err := l.Load(ctx, key)
+		ch <- result{v, ok, err}
+	}()
+	return ch
+}
+
+func TestReadsArrivingDuringABatchShareTheNext(t *testing.T) {
+	g := &gatedFetch{}
+	l := NewLoader(g.fetch, 1, time.Second)
+	first := load(l, context.Background(), "a")
+	waitFor(t, func() bool { return g.started() == 1 })
+
+	// While the first fetch is out, four reads of three keys queue.
+	var later []chan result
+	for _, k := range []string{"a", "b", "c", "b"} {
+		later = append(later, load(l, context.Background(), k))
+	}
+	waitFor(t, func() bool { return queued(l) == 4 })
+	if g.started() != 1 {
+		t.Fatalf("a second fetch started while the only batch was busy")
+	}
+	if keys := g.open(t, 0); !slices.Equal(keys, []string{"a"}) {
+		t.Fatalf("first fetch keys = %v", keys)
+	}
+	if r := <-first; r.val != "a@0" || !r.ok || r.err != nil {
+		t.Fatalf("first read = %+v", r)
+	}
+	if keys := g.open(t, 1); !slices.Equal(keys, []string{"a", "b", "c"}) {
+		t.Fatalf("second fetch keys = %v, want each queued key once", keys)
+	}
+	for i, want := range []string{"a@1", "b@1", "c@1", "b@1"} {
+		// The read of "a" that came during fetch 0 is answered by fetch 1.
+		if r := <-later[i]; r.val != want || !r.ok || r.err != nil {
+			t.Fatalf("queued read %d = %+v, want %s", i, r, want)
+		}
+	}
+	if n := g.started(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+}
+
+func TestBatchesRunUpToTheLimitAtOnce(t *testing.T) {
+	g := &gatedFetch{}
+	l := NewLoader(g.fetch, 2, time.Second)
+	a := load(l, context.Background(), "a")
+	waitFor(t, func() bool { return g.started() == 1 })
+	b := load(l, context.Background(), "b")
+	waitFor(t, func() bool { return g.started() == 2 })
+	c := load(l, context.Background(), "c")
+	waitFor(t, func() bool { return queued(l) == 1 })
+	g.open(t, 1)
+	if r := <-b; r.val != "b@1" {
+		t.Fatalf("b = %+v", r)
+	}
+	if keys := g.open(t, 2); !slices.Equal(keys, []string{"c"}) {
+		t.Fatalf("third fetch keys = %v", keys)
+	}
+	if r := <-c; r.val != "c@2" {
+		t.Fatalf("c = %+v", r)
+	}
+	g.open(t, 0)
+	if r := <-a; r.val != "a@0" {
+		t.Fatalf("a = %+v", r)
+	}
+}
+
+func TestMissingKeysAndErrors(t *testing.T) {
+	g := &gatedFetch{}
+	l := NewLoader(g.fetch, 1, time.Second)
+	r := load(l, context.Background(), "missing")
+	g.open(t, 0)
+	if got := <-r; got.ok || got.err != nil {
+		t.Fatalf("missing key = %+v, want not ok and no error", got)
+	}
+
+	boom := errors.New("boom")
+	g.mu.Lock()
+	g.err = boom
+	g.mu.Unlock()
+	r = load(l, context.Background(), "a")
+	g.open(t, 1)
+	if got := <-r; !errors.Is(got.err, boom) || got.ok {
+		t.Fatalf("failed fetch = %+v, want its error", got)
+	}
+}
+
+func TestACallerThatLeavesDoesNotWaitForItsBatch(t *testing.T) {
+	g := &gatedFetch{}
+	l := NewLoader(g.fetch, 1, time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := load(l, ctx, "a")
+	waitFor(t, func() bool { return g.started() == 1 })
+	cancel()
+	if got := <-r; !errors.Is(got.err, context.Canceled) {
+		t.Fatalf("read after its caller left = %+v", got)
+	}
+	// The batch it left goes on for others and frees its slot.
+	other := load(l, context.Background(), "b")
+	g.open(t, 0)
+	g.open(t, 1)
+	if got := <-other; got.val != "b@1" {
+		t.Fatalf("next read = %+v", got)
+	}
+}

@@ -1,0 +1,106 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// StampOf reads the stamp the entity's row has now, as Encoded would give
+// it, with a primary-key lookup that returns no row data. A row changes
+// only by its entity's events (each moves its version), by messages
+// appended to a session (its message count) and by time (a session's
+// status; a memory's expiry, which makes it unreadable), and the stamp
+// names each of these, so equal stamps mean equal answers. A rebuild
+// rewrites rows without moving versions (and may change them: it exists
+// to fix rows), so the stamp ends in "@" and the row's xmin, which every
+// rewrite changes. The conditions are those of the full reads: an entity
+// a read would not find is domain.ErrNotFound.
+//
+// Stamp reads that arrive together share one round trip, sent after each
+// of them arrived (see batch.Loader): a stamp is never older than a write
+// its reader follows.
+func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (string, error) {
+	if _, ok := stampSQL[kind]; !ok {
+		return "", fmt.Errorf("read %s: no such kind of entity", kind)
+	}
+	if kind != KindUser {
+		tenant = "" // only users are looked up by tenant
+	}
+	s, ok, err := r.stamps.Load(ctx, entityKey{kind, tenant, id})
+	if err != nil {
+		return "", fmt.Errorf("read %s %s: %w", kind, id, err)
+	}
+	if !ok {
+		return "", notFound(pgx.ErrNoRows, string(kind), id)
+	}
+	return s, nil
+}
+
+// entityKey names one entity in a batch of stamp reads.
+type entityKey struct {
+	kind       Kind
+	tenant, id string
+}
+
+// stampBatches is how many batches of stamp reads run at once.
+const stampBatches = 2
+
+// stampSQL reads, per kind, the id, tenant, version, extra and xmin of the
+// rows named by the condition that follows it.
+var stampSQL = map[Kind]string{
+	KindUser:    `SELECT id, tenant, version, '', xmin::text FROM users WHERE `,
+	KindSession: `SELECT id, '', version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE `,
+	KindMessage: `SELECT id, '', version, '', xmin::text FROM messages WHERE `,
+	KindMemory:  `SELECT id, '', version, '', xmin::text FROM memories WHERE ` + live + ` AND `,
+}
+
+// readStamps reads the stamps of keys, one statement per kind, all in one
+// round trip. A kind's lone key is read by key, not in an array: the array
+// costs a lone read about twice the time in Postgres.
+func (r *Reader) readStamps(ctx context.Context, keys []entityKey) (map[entityKey]string, error) {
+	type group struct{ ids, tenants []string }
+	groups := map[Kind]*group{}
+	for _, k := range keys {
+		g := groups[k.kind]
+		if g == nil {
+			g = &group{}
+			groups[k.kind] = g
+		}
+		g.ids, g.tenants = append(g.ids, k.id), append(g.tenants, k.tenant)
+	}
+	out := make(map[entityKey]string, len(keys))
+	var b pgx.Batch
+	for kind, g := range groups {
+		var (
+			cond string
+			args []any
+		)
+		switch {
+		case len(g.ids) == 1 && kind == KindUser:
+			cond, args = `id = $1 AND tenant = $2`, []any{g.ids[0], g.tenants[0]}
+		case len(g.ids) == 1:
+			cond, args = `id = $1`, []any{g.ids[0]}
+		case kind == KindUser:
+			cond, args = `(id, tenant) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, []any{g.ids, g.tenants}
+		default:
+			cond, args = `id = ANY($1)`, []any{g.ids}
+		}
+		b.Queue(stampSQL[kind]+cond, args...).Query(func(rows pgx.Rows) error {
+			var (
+				version                 int
+				id, tenant, extra, xmin string
+			)
+			_, err := pgx.ForEachRow(rows, []any{&id, &tenant, &version, &extra, &xmin}, func() error {
+				out[entityKey{kind, tenant, id}] = stamp(version, extra) + "@" + xmin
+				return nil
+			})
+			return err
+		})
+	}
+	if err := r.db.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

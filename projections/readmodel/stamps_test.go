@@ -1,0 +1,84 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// Many stamp reads at once, of every kind, share round trips and still
+// each get the stamp of its own row: a user only in its tenant, a session
+// with its message count and status, a memory only while it lives, and a
+// row rewritten between two reads a new stamp.
+func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t, testdb.New(t))
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO users (id, tenant, external_id, name, email, metadata, version, created_at, updated_at)
+			VALUES ('u1', 'a', 'x1', 'U', '', '{}', 3, now(), now());
+		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, version, created_at, updated_at)
+			VALUES ('s1', 'u1', 'a', '', '{}', 'h1', 'open', 7, 2, now(), now()),
+			       ('s2', 'u1', 'a', '', '{}', 'h2', 'closed', 0, 4, now(), now());
+		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at)
+			VALUES ('m1', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 5, now(), now(), NULL),
+			       ('m2', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 second')`); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(pool)
+	type read struct {
+		kind       Kind
+		tenant, id string
+		want       string // the stamp without its xmin; "" for not found
+	}
+	reads := []read{
+		{KindUser, "a", "u1", "3"},
+		{KindUser, "b", "u1", ""},
+		{KindSession, "", "s1", "2/7.open"},
+		{KindSession, "", "s2", "4/0.closed"},
+		{KindSession, "", "nope", ""},
+		{KindMemory, "", "m1", "5"},
+		{KindMemory, "", "m2", ""}, // expired
+		{KindMessage, "", "m1", ""},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20*len(reads))
+	for i := 0; i < 20; i++ {
+		for _, rd := range reads {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := r.StampOf(ctx, rd.kind, rd.tenant, rd.id)
+				switch {
+				case rd.want == "" && !errors.Is(err, domain.ErrNotFound):
+					errs <- fmt.Errorf("%s %s/%s: %q, %v; want not found", rd.kind, rd.tenant, rd.id, got, err)
+				case rd.want != "" && (err != nil || !strings.HasPrefix(got, rd.want+"@")):
+					errs <- fmt.Errorf("%s %s/%s: %q, %v; want %s@<xmin>", rd.kind, rd.tenant, rd.id, got, err, rd.want)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	before, err := r.StampOf(ctx, KindMemory, "", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE memories SET content = 'y' WHERE id = 'm1'`); err != nil {
+		t.Fatal(err)
+	}
+	after, err := r.StampOf(ctx, KindMemory, "", "m1")
+	if err != nil || after == before {
+		t.Fatalf("stamp after a rewrite of the row: %q (before %q), %v", after, before, err)
+	}
+}
