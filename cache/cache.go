@@ -1,8 +1,10 @@
-// Package cache keeps answers in Redis. It is only ever a shortcut: when
-// Redis is down or slow every call behaves as a miss, the caller reads
-// Postgres, a warning is logged (once per outage), and caching resumes by
-// itself when Redis answers again. Callers make keys that name the state
-// they were computed from, so an entry is never stale, only unused.
+// Package cache keeps answers in this process's memory and in Redis. It is
+// only ever a shortcut: when Redis is down or slow every call to it behaves
+// as a miss, the caller reads Postgres, a warning is logged (once per
+// outage), and caching resumes by itself when Redis answers again. Callers
+// make keys that name the state they were computed from, so an entry is
+// never stale, only unused; that is also what lets every process keep its
+// own copy of the entries it uses without telling the others.
 package cache
 
 import (
@@ -10,15 +12,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
 )
 
-// Cache is a Redis-backed cache of byte values.
+// Cache is a cache of byte values: a bounded one in memory in front of
+// Redis, which processes share.
 type Cache struct {
 	rdb     *redis.Client
+	local   *otter.Cache[string, localEntry]
 	log     *slog.Logger
 	timeout time.Duration
 
@@ -26,9 +32,16 @@ type Cache struct {
 	lastErr error
 }
 
-// New connects to the Redis at url (redis://host:port/db). It does not
-// wait for Redis: a cache that cannot reach it misses.
-func New(url string, log *slog.Logger) (*Cache, error) {
+// localEntry is a value kept in memory with how long it lives there.
+type localEntry struct {
+	val []byte
+	ttl time.Duration
+}
+
+// New connects to the Redis at url (redis://host:port/db) and keeps up to
+// localBytes of the entries it reads or writes in memory too (0: none).
+// It does not wait for Redis: a cache that cannot reach it misses.
+func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url %q: %w", url, err)
@@ -38,18 +51,50 @@ func New(url string, log *slog.Logger) (*Cache, error) {
 	opt.ReadTimeout = 200 * time.Millisecond
 	opt.WriteTimeout = 200 * time.Millisecond
 	opt.MaxRetries = 0
-	return &Cache{rdb: redis.NewClient(opt), log: log, timeout: 250 * time.Millisecond}, nil
+	c := &Cache{rdb: redis.NewClient(opt), log: log, timeout: 250 * time.Millisecond}
+	if localBytes > 0 {
+		c.local, err = otter.New(&otter.Options[string, localEntry]{
+			MaximumWeight: uint64(localBytes),
+			Weigher: func(key string, e localEntry) uint32 {
+				return uint32(min(len(key)+len(e.val), math.MaxUint32))
+			},
+			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, localEntry]) time.Duration { return e.Value.ttl }),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("in-memory cache of %d bytes: %w", localBytes, err)
+		}
+	}
+	return c, nil
 }
 
 // Close closes the connections.
-func (c *Cache) Close() error { return c.rdb.Close() }
+func (c *Cache) Close() error {
+	if c.local != nil {
+		c.local.StopAllGoroutines()
+	}
+	return c.rdb.Close()
+}
 
-// Get returns the value at key; ok is false on a miss or when Redis is
-// unreachable.
+// Get returns the value at key, from memory when this process holds it,
+// else from Redis; ok is false on a miss or when Redis is unreachable.
+// The caller must not change val.
 func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
+	if c.local != nil {
+		if e, ok := c.local.GetIfPresent(key); ok {
+			return e.val, true
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	val, err := c.rdb.Get(ctx, key).Bytes()
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		if c.local != nil {
+			ttl = p.PTTL(ctx, key)
+		}
+		return nil
+	})
 	if errors.Is(err, redis.Nil) {
 		c.healthy()
 		return nil, false
@@ -59,11 +104,23 @@ func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
 		return nil, false
 	}
 	c.healthy()
+	val, err = get.Bytes()
+	if err != nil {
+		return nil, false
+	}
+	// An entry lives here no longer than it has left in Redis.
+	if ttl != nil && ttl.Val() > 0 {
+		c.local.Set(key, localEntry{val: val, ttl: ttl.Val()})
+	}
 	return val, true
 }
 
-// Set stores val at key for ttl; failures are logged, not returned.
+// Set stores val at key for ttl, in memory and in Redis; failures are
+// logged, not returned. The caller must not change val afterwards.
 func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Duration) {
+	if c.local != nil {
+		c.local.Set(key, localEntry{val: val, ttl: ttl})
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.rdb.Set(ctx, key, val, ttl).Err(); err != nil {

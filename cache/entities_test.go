@@ -49,13 +49,13 @@ func (f *fakeRows) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id 
 	return f.rows[id], nil
 }
 
-func newTestCache(t *testing.T) *Cache {
+func newTestCache(t *testing.T, localBytes int64) *Cache {
 	t.Helper()
 	url := os.Getenv("ARQ_TEST_REDIS_URL")
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
 	}
-	c, err := New(url, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := New(url, localBytes, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func newTestCache(t *testing.T) *Cache {
 func TestEntitiesServeOnlyTheStampPostgresHasNow(t *testing.T) {
 	ctx := context.Background()
 	src := &fakeRows{rows: map[string]readmodel.Encoded{}}
-	c := newTestCache(t)
+	c := newTestCache(t, 1<<20)
 	e := NewEntities(src, c, fmt.Sprintf("test-%d", time.Now().UnixNano()))
 	t.Cleanup(func() { c.rdb.Del(context.Background(), e.prefix+"memory:m1") })
 	read := func(want, cache string) {
@@ -105,7 +105,7 @@ func TestEntitiesServeOnlyTheStampPostgresHasNow(t *testing.T) {
 // A memory is kept no longer than until it expires.
 func TestEntitiesKeepNoLongerThanExpiry(t *testing.T) {
 	ctx := context.Background()
-	c := newTestCache(t)
+	c := newTestCache(t, 1<<20)
 	src := &fakeRows{rows: map[string]readmodel.Encoded{}}
 	e := NewEntities(src, c, fmt.Sprintf("test-%d", time.Now().UnixNano()))
 	t.Cleanup(func() { c.rdb.Del(context.Background(), e.prefix+"memory:m1", e.prefix+"memory:m2") })

@@ -132,7 +132,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	a.waiter = projections.NewWaiter(pool, names(registered()), signal)
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, log)
 	a.tokens = tc
-	if a.cache, err = cache.New(cfg.RedisURL, log); err != nil {
+	if a.cache, err = cache.New(cfg.RedisURL, cfg.CacheMemoryBytes, log); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -62,6 +62,43 @@ func TestContextCacheNeverStale(t *testing.T) {
 	reportCacheLoop(t, errs, hits)
 }
 
+// Two processes serve one database, each keeping windows in its own
+// memory: a window read through one after a write through the other
+// always holds the write, also where the reader had the window before it
+// in memory.
+func TestContextCacheNeverStaleAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	a := startServer(t, nil)
+	b := startServerOn(t, a.url, nil)
+	uid := a.must(201, a.do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).str("id")
+	sid := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	hits := 0
+	for i := 0; i < 20; i++ {
+		writer, reader := a, b
+		if i%2 == 1 {
+			writer, reader = b, a
+		}
+		content := fmt.Sprintf("round %d", i)
+		writer.must(201, writer.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		for read := 0; read < 2; read++ {
+			r := reader.must(200, reader.do("GET", "/v1/sessions/"+sid+"/context?query=round", nil))
+			if r.header.Get("X-Arq-Cache") == "hit" {
+				hits++
+			}
+			var win window
+			if err := json.Unmarshal(r.body, &win); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(win.Messages); n == 0 || win.Messages[n-1].Content != content {
+				t.Fatalf("round %d, read %d: window ends with %v, want %q", i, read, win.Messages, content)
+			}
+		}
+	}
+	if hits == 0 {
+		t.Fatal("no read was served from the cache")
+	}
+}
+
 // reportCacheLoop reports what the goroutines of a write-then-read loop
 // found, once they are done: every stale read, and a failure when no read
 // at all came from the cache (the loop then proved nothing about it).
@@ -112,12 +149,13 @@ func freePort(t *testing.T) int {
 }
 
 // With Redis stopped every endpoint keeps working from Postgres, /readyz
-// says so, and when Redis is back caching resumes without a restart.
+// says so, and when Redis is back caching resumes without a restart. The
+// process keeps no entries in memory here, so every hit is Redis's.
 func TestRedisDownAndBack(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	stop := redisOn(t, port)
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
+	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).str("id")
 	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
 	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))

@@ -37,6 +37,10 @@ type Config struct {
 	// CacheEntities reads users, sessions, messages and memories by id
 	// through Redis.
 	CacheEntities bool
+	// CacheMemoryBytes bounds the cache entries (context windows,
+	// entities) each process keeps in its own memory in front of Redis;
+	// 0 keeps none there.
+	CacheMemoryBytes int64
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
 	// ReadYourWrites bounds how long a command waits for the query tables.
@@ -72,21 +76,22 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		DatabaseURL:     "postgres://postgres@127.0.0.1:5432/arq?sslmode=disable",
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		HTTPAddr:        ":8080",
-		DBMaxConns:      20,
-		AppendBatches:   eventstore.DefaultGroupCommit,
-		LogLevel:        slog.LevelInfo,
-		LogFormat:       "json",
-		Projections:     true,
-		CacheEntities:   true,
-		ShutdownTimeout: 30 * time.Second,
-		MaxBodyBytes:    1 << 20,
-		ReadYourWrites:  2 * time.Second,
-		MinPositionWait: 2 * time.Second,
-		TokenEncoding:   "cl100k_base",
-		ExpiryInterval:  time.Second,
+		DatabaseURL:      "postgres://postgres@127.0.0.1:5432/arq?sslmode=disable",
+		RedisURL:         "redis://127.0.0.1:6379/0",
+		HTTPAddr:         ":8080",
+		DBMaxConns:       20,
+		AppendBatches:    eventstore.DefaultGroupCommit,
+		LogLevel:         slog.LevelInfo,
+		LogFormat:        "json",
+		Projections:      true,
+		CacheEntities:    true,
+		CacheMemoryBytes: 64 << 20,
+		ShutdownTimeout:  30 * time.Second,
+		MaxBodyBytes:     1 << 20,
+		ReadYourWrites:   2 * time.Second,
+		MinPositionWait:  2 * time.Second,
+		TokenEncoding:    "cl100k_base",
+		ExpiryInterval:   time.Second,
 
 		BackgroundInterval: time.Second,
 		Summarizer:         "extractive",
@@ -155,6 +160,13 @@ func envConfig(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("ARQ_CACHE_ENTITIES=%q: want true or false", v)
 		}
 		c.CacheEntities = b
+	}
+	if v := getenv("ARQ_CACHE_MEMORY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("ARQ_CACHE_MEMORY_BYTES=%q: want a whole number of bytes, 0 to keep no entries in memory", v)
+		}
+		c.CacheMemoryBytes = n
 	}
 	str("ARQ_SUMMARIZER", &c.Summarizer)
 	str("ARQ_SUMMARIZER_URL", &c.SummarizerURL)

@@ -152,12 +152,13 @@ func TestEntityCacheExpiry(t *testing.T) {
 }
 
 // With Redis stopped the entity reads answer from Postgres, also after a
-// write; when Redis is back they are cached again without a restart.
+// write; when Redis is back they are cached again without a restart. The
+// process keeps no entries in memory here, so every hit is Redis's.
 func TestEntityCacheRedisDownAndBack(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	stop := redisOn(t, port)
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
+	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
 	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
 	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).str("id")
