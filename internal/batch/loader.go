@@ -1,7 +1,8 @@
 // Package batch shares one query among reads that arrive together.
 //
 // A Loader is group commit for reads: a read that finds a batch free goes
-// at once, alone; reads that arrive while every batch is busy wait and go
+// at once, alone, as a plain query would (on its caller's goroutine, with
+// its caller's context); reads that arrive while every batch is busy wait and go
 // together in the next one, a single query for all their keys. Each read
 // is answered by a query sent after it arrived, never by one already on
 // its way, so a read never returns a state older than a write it follows:
@@ -48,8 +49,21 @@ func NewLoader[K comparable, V any](fetch Fetch[K, V], batches int, timeout time
 // Load reads key through the next batch; ok is false when the fetch found
 // nothing for it. A caller whose ctx ends stops waiting at once.
 func (l *Loader[K, V]) Load(ctx context.Context, key K) (val V, ok bool, err error) {
-	c := &call[K, V]{ctx: ctx, key: key, done: make(chan struct{})}
 	l.mu.Lock()
+	if l.inFlight < l.batches && len(l.queue) == 0 {
+		// Alone: fetch here, with the caller's own context, as a plain
+		// query would; reads that arrive meanwhile queue for the next.
+		l.inFlight++
+		l.mu.Unlock()
+		defer l.finish()
+		vals, err := l.fetch(ctx, []K{key})
+		if err != nil {
+			return val, false, err
+		}
+		val, ok = vals[key]
+		return val, ok, nil
+	}
+	c := &call[K, V]{ctx: ctx, key: key, done: make(chan struct{})}
 	l.queue = append(l.queue, c)
 	l.mu.Unlock()
 	l.dispatch()
@@ -76,13 +90,16 @@ func (l *Loader[K, V]) dispatch() {
 	go l.run(calls)
 }
 
+// finish frees a batch's slot and starts the next batch, if any waits.
+func (l *Loader[K, V]) finish() {
+	l.mu.Lock()
+	l.inFlight--
+	l.mu.Unlock()
+	l.dispatch()
+}
+
 func (l *Loader[K, V]) run(calls []*call[K, V]) {
-	defer func() {
-		l.mu.Lock()
-		l.inFlight--
-		l.mu.Unlock()
-		l.dispatch()
-	}()
+	defer l.finish()
 	keys := make([]K, 0, len(calls))
 	seen := make(map[K]bool, len(calls))
 	for _, c := range calls {

@@ -26,7 +26,11 @@ func (g *gatedFetch) fetch(ctx context.Context, keys []string) (map[string]strin
 	gate := make(chan struct{})
 	g.gates = append(g.gates, gate)
 	g.mu.Unlock()
-	<-gate
+	select {
+	case <-gate:
+	case <-ctx.Done(): // as a query does
+		return nil, ctx.Err()
+	}
 	if g.err != nil {
 		return nil, g.err
 	}
@@ -176,18 +180,36 @@ func TestMissingKeysAndErrors(t *testing.T) {
 func TestACallerThatLeavesDoesNotWaitForItsBatch(t *testing.T) {
 	g := &gatedFetch{}
 	l := NewLoader(g.fetch, 1, time.Second)
+
+	// A lone read fetches with its caller's context: it ends with it.
 	ctx, cancel := context.WithCancel(context.Background())
 	r := load(l, ctx, "a")
 	waitFor(t, func() bool { return g.started() == 1 })
 	cancel()
 	if got := <-r; !errors.Is(got.err, context.Canceled) {
-		t.Fatalf("read after its caller left = %+v", got)
+		t.Fatalf("lone read after its caller left = %+v", got)
 	}
-	// The batch it left goes on for others and frees its slot.
-	other := load(l, context.Background(), "b")
-	g.open(t, 0)
+
+	// A queued read whose caller leaves returns at once, and its batch
+	// leaves its key out.
+	first := load(l, context.Background(), "b")
+	waitFor(t, func() bool { return g.started() == 2 })
+	ctx, cancel = context.WithCancel(context.Background())
+	left := load(l, ctx, "c")
+	stays := load(l, context.Background(), "d")
+	waitFor(t, func() bool { return queued(l) == 2 })
+	cancel()
+	if got := <-left; !errors.Is(got.err, context.Canceled) {
+		t.Fatalf("queued read after its caller left = %+v", got)
+	}
 	g.open(t, 1)
-	if got := <-other; got.val != "b@1" {
-		t.Fatalf("next read = %+v", got)
+	if got := <-first; got.val != "b@1" {
+		t.Fatalf("b = %+v", got)
+	}
+	if keys := g.open(t, 2); !slices.Equal(keys, []string{"d"}) {
+		t.Fatalf("next fetch keys = %v, want only the read that stayed", keys)
+	}
+	if got := <-stays; got.val != "d@2" {
+		t.Fatalf("d = %+v", got)
 	}
 }

@@ -87,7 +87,7 @@ func (r *Reader) readStamps(ctx context.Context, keys []entityKey) (map[entityKe
 		default:
 			cond, args = `id = ANY($1)`, []any{g.ids}
 		}
-		b.Queue(stampSQL[kind]+cond, args...).Query(func(rows pgx.Rows) error {
+		collect := func(rows pgx.Rows) error {
 			var (
 				version                 int
 				id, tenant, extra, xmin string
@@ -97,7 +97,15 @@ func (r *Reader) readStamps(ctx context.Context, keys []entityKey) (map[entityKe
 				return nil
 			})
 			return err
-		})
+		}
+		if len(groups) == 1 { // one statement: no batch around it
+			rows, err := r.db.Query(ctx, stampSQL[kind]+cond, args...)
+			if err != nil {
+				return nil, err
+			}
+			return out, collect(rows)
+		}
+		b.Queue(stampSQL[kind]+cond, args...).Query(collect)
 	}
 	if err := r.db.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
