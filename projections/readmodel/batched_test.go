@@ -82,3 +82,45 @@ func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
 		t.Fatalf("stamp after a rewrite of the row: %q (before %q), %v", after, before, err)
 	}
 }
+
+// Many reads of messages by id at once each get their own message, or
+// not found; a read after a write sees the write.
+func TestMessageReadsTogetherEachGetTheirOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t, testdb.New(t))
+	if _, err := pool.Exec(ctx, `INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
+		SELECT 'msg' || i, 's1', 'u1', 'a', i, 'user', 'text ' || i, '', '{}', i, 1, now(), now() FROM generate_series(1, 30) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(pool)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for round := 0; round < 5; round++ {
+		for i := 1; i <= 32; i++ { // 31 and 32 do not exist
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("msg%d", i)
+				m, err := r.GetMessage(ctx, id)
+				switch {
+				case i > 30 && !errors.Is(err, domain.ErrNotFound):
+					errs <- fmt.Errorf("%s: %+v, %v; want not found", id, m, err)
+				case i <= 30 && (err != nil || m.ID != id || m.Seq != i || m.Content != fmt.Sprintf("text %d", i)):
+					errs <- fmt.Errorf("%s: %+v, %v", id, m, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE messages SET content = 'edited', version = 2 WHERE id = 'msg7'`); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := r.GetMessage(ctx, "msg7"); err != nil || m.Content != "edited" || m.Version != 2 {
+		t.Fatalf("read after an edit: %+v, %v", m, err)
+	}
+}

@@ -19,6 +19,7 @@ type Reader struct {
 	db           *pgxpool.Pool
 	windowStates *batch.Loader[string, WindowState]
 	stamps       *batch.Loader[entityKey, string]
+	messages     *batch.Loader[string, Message]
 }
 
 // NewReader returns a Reader over pool's database.
@@ -26,6 +27,7 @@ func NewReader(db *pgxpool.Pool) *Reader {
 	r := &Reader{db: db}
 	r.windowStates = batch.NewLoader(r.readWindowStates, windowStateBatches, 10*time.Second)
 	r.stamps = batch.NewLoader(r.readStamps, stampBatches, 10*time.Second)
+	r.messages = batch.NewLoader(r.readMessages, messageBatches, 10*time.Second)
 	return r
 }
 
@@ -97,10 +99,44 @@ func scanMessage(row pgx.Row) (Message, error) {
 	return m, err
 }
 
-// GetMessage reads one message.
+// GetMessage reads one message. Reads of messages by id that arrive
+// together (a command's read-back of the message it appended, above all)
+// share one query, sent after each of them arrived (see batch.Loader).
 func (r *Reader) GetMessage(ctx context.Context, id string) (Message, error) {
-	m, err := scanMessage(r.db.QueryRow(ctx, `SELECT `+messageCols+` FROM messages WHERE id = $1`, id))
-	return m, notFound(err, "message", id)
+	m, ok, err := r.messages.Load(ctx, id)
+	if err != nil {
+		return Message{}, fmt.Errorf("read message %s: %w", id, err)
+	}
+	if !ok {
+		return Message{}, notFound(pgx.ErrNoRows, "message", id)
+	}
+	return m, nil
+}
+
+// messageBatches is how many batches of message reads run at once.
+const messageBatches = 2
+
+// readMessages reads the messages of ids that exist; a lone id by key
+// (see readWindowStates).
+func (r *Reader) readMessages(ctx context.Context, ids []string) (map[string]Message, error) {
+	q, arg := `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, any(ids)
+	if len(ids) == 1 {
+		q, arg = `SELECT `+messageCols+` FROM messages WHERE id = $1`, ids[0]
+	}
+	rows, err := r.db.Query(ctx, q, arg)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]Message, len(ids))
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[m.ID] = m
+	}
+	return out, rows.Err()
 }
 
 // ListMessages lists a session's messages in sequence order.
