@@ -29,9 +29,8 @@ type windowRequest struct {
 	MemoryShare  *float64    `json:"memory_share"`
 }
 
-// build validates the request and finds its query's embedding (see
-// queryEmbedding).
-func (r *resources) build(ctx context.Context, w windowRequest, now time.Time) (readmodel.WindowRequest, error) {
+// budget validates the request's budget and its split.
+func (w windowRequest) budget() (domain.Budget, error) {
 	b := domain.DefaultBudget()
 	if w.MaxTokens != nil {
 		b.MaxTokens = *w.MaxTokens
@@ -42,14 +41,26 @@ func (r *resources) build(ctx context.Context, w windowRequest, now time.Time) (
 	if w.MemoryShare != nil {
 		b.MemoryShare = *w.MemoryShare
 	}
-	if err := b.Validate(); err != nil {
-		return readmodel.WindowRequest{}, err
+	return b, b.Validate()
+}
+
+// build validates the request, checks that the session exists and finds
+// its query's embedding (see queryEmbedding), in that order: a request
+// for an unknown session never waits for an embeddings endpoint.
+func (r *resources) build(ctx context.Context, sessionID string, w windowRequest, now time.Time) (readmodel.WindowRequest, readmodel.WindowState, error) {
+	b, err := w.budget()
+	if err != nil {
+		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
+	}
+	st, err := r.Reader.WindowStateOf(ctx, sessionID)
+	if err != nil {
+		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
 	}
 	embedding, err := r.queryEmbedding(ctx, w.Embedding, w.Query)
 	if err != nil {
-		return readmodel.WindowRequest{}, err
+		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
 	}
-	return readmodel.WindowRequest{Budget: b, Query: w.Query, Embedding: embedding, Now: now}, nil
+	return readmodel.WindowRequest{Budget: b, Query: w.Query, Embedding: embedding, Now: now, UserID: st.UserID}, st, nil
 }
 
 // windowQuery reads ?max_tokens=&query=&summary_share=&memory_share=.
@@ -116,13 +127,14 @@ func (r *resources) postContext(c *gin.Context) {
 }
 
 func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
-	req, err := r.build(c.Request.Context(), w, time.Now())
+	ctx, sessionID := c.Request.Context(), c.Param("id")
+	req, st, err := r.build(ctx, sessionID, w, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
 	if r.Cache == nil {
-		win, err := r.Reader.Window(c.Request.Context(), c.Param("id"), req, r.Tokens)
+		win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -130,7 +142,7 @@ func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
 		c.JSON(http.StatusOK, win)
 		return
 	}
-	body, hit, err := r.cachedWindow(c.Request.Context(), c.Param("id"), req)
+	body, hit, err := r.cachedWindow(ctx, sessionID, st, req)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -143,22 +155,17 @@ func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
 // with time, and a memory in it leaves at its expiry time.
 const windowTTL = time.Minute
 
-// cachedWindow answers a context window from Redis when it holds one for
-// the state the tables are in now, else builds it and keeps it there. The
-// key names the generations of the session's messages and summaries and
-// of its user's memories, read before the window is built, so an entry is
-// never older than the tables it would stand for.
-func (r *resources) cachedWindow(ctx context.Context, sessionID string, req readmodel.WindowRequest) ([]byte, bool, error) {
-	st, err := r.Reader.WindowStateOf(ctx, sessionID)
-	if err != nil {
-		return nil, false, err
-	}
+// cachedWindow answers a context window from the cache when it holds one
+// for the state the tables are in now, else builds it and keeps it there.
+// The key names st, the generations of the session's messages and
+// summaries and of its user's memories, read before the window is built,
+// so an entry is never older than the tables it would stand for.
+func (r *resources) cachedWindow(ctx context.Context, sessionID string, st readmodel.WindowState, req readmodel.WindowRequest) ([]byte, bool, error) {
 	key := fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d.%d:%d:%g:%g:%x", r.CacheNamespace, sessionID, st.Messages, st.Summaries, st.Memories, st.Rebuilds,
 		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryKey(req))
 	if body, ok := r.Cache.Get(ctx, key); ok {
 		return body, true, nil
 	}
-	req.UserID = st.UserID
 	win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
 	if err != nil {
 		return nil, false, err
@@ -213,7 +220,7 @@ func (r *resources) takeSnapshot(c *gin.Context) {
 		}
 	}
 	ctx := c.Request.Context()
-	req, err := r.build(ctx, w, time.Now())
+	req, _, err := r.build(ctx, c.Param("id"), w, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return

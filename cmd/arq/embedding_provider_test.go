@@ -123,6 +123,15 @@ func TestEmbeddingProviderFillsIn(t *testing.T) {
 	if !slices.Equal(got, []string{bees.str("id"), own, jazz}) {
 		t.Fatalf("window ranked by the latest user message: %+v", w.Memories)
 	}
+
+	// An unknown session is 404 before the provider is asked to embed
+	// the query.
+	before = calls.Load()
+	isProblem(t, s.do("GET", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context?query=fresh+words", nil), 404, "")
+	isProblem(t, s.do("POST", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context/snapshots", map[string]any{"query": "other words"}), 404, "")
+	if n := calls.Load() - before; n != 0 {
+		t.Fatalf("%d provider calls for the context of an unknown session", n)
+	}
 }
 
 // A provider that fails or answers wrongly blocks nothing: messages and
