@@ -86,15 +86,7 @@ func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var get *redis.StringCmd
-	var ttl *redis.DurationCmd
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		if c.local != nil {
-			ttl = p.PTTL(ctx, key)
-		}
-		return nil
-	})
+	val, err := c.rdb.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		c.healthy()
 		return nil, false
@@ -104,13 +96,14 @@ func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
 		return nil, false
 	}
 	c.healthy()
-	val, err = get.Bytes()
-	if err != nil {
-		return nil, false
-	}
-	// An entry lives here no longer than it has left in Redis.
-	if ttl != nil && ttl.Val() > 0 {
-		c.local.Set(key, localEntry{val: val, ttl: ttl.Val()})
+	// An entry lives here no longer than it has left in Redis. Asking in
+	// a second round trip costs a hit from Redis more, once per entry and
+	// process; a pipeline of both costs every miss more (~40 against
+	// ~12 us a GET in go-redis here).
+	if c.local != nil {
+		if ttl, err := c.rdb.PTTL(ctx, key).Result(); err == nil && ttl > 0 {
+			c.local.Set(key, localEntry{val: val, ttl: ttl})
+		}
 	}
 	return val, true
 }
