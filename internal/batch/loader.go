@@ -11,6 +11,7 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -39,15 +40,17 @@ type call[K comparable, V any] struct {
 	err  error
 }
 
-// NewLoader returns a Loader that runs up to batches fetches at once, each
-// bounded by timeout (a fetch serves many callers, so it does not end with
-// the first of them that leaves).
+// NewLoader returns a Loader that runs up to batches fetches at once. A
+// fetch for queued reads is bounded by timeout: it serves many callers, so
+// it does not end with the first of them that leaves. A lone read's fetch
+// ends with its caller's context, as a plain query does.
 func NewLoader[K comparable, V any](fetch Fetch[K, V], batches int, timeout time.Duration) *Loader[K, V] {
 	return &Loader[K, V]{fetch: fetch, batches: max(batches, 1), timeout: timeout}
 }
 
-// Load reads key through the next batch; ok is false when the fetch found
-// nothing for it. A caller whose ctx ends stops waiting at once.
+// Load reads key, at once when a batch is free, else in the next batch;
+// ok is false when the fetch found nothing for it. A caller whose ctx ends
+// stops waiting at once.
 func (l *Loader[K, V]) Load(ctx context.Context, key K) (val V, ok bool, err error) {
 	l.mu.Lock()
 	if l.inFlight < l.batches && len(l.queue) == 0 {
@@ -108,19 +111,64 @@ func (l *Loader[K, V]) run(calls []*call[K, V]) {
 			keys = append(keys, c.key)
 		}
 	}
-	var vals map[K]V
-	var err error
-	if len(keys) > 0 {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(calls[0].ctx), l.timeout)
-		vals, err = l.fetch(ctx, keys)
-		cancel()
+	ctx := context.WithoutCancel(calls[0].ctx)
+	vals, err := l.fetchBounded(ctx, keys)
+	var errs map[K]error
+	if err != nil && len(keys) > 1 {
+		// One key can fail a whole fetch (an id the database refuses,
+		// say): then each is read again alone, so that it fails only
+		// the reads of its own.
+		vals, errs = l.fetchEach(ctx, keys)
+		err = nil
 	}
 	for _, c := range calls {
 		c.val, c.ok = vals[c.key]
 		c.err = err
+		if e, failed := errs[c.key]; failed {
+			c.err = e
+		}
 		if c.ctx.Err() != nil && !seen[c.key] {
 			c.err = c.ctx.Err()
 		}
 		close(c.done)
 	}
+}
+
+// fetchBounded is one fetch of keys, bounded by the Loader's timeout; a
+// panic in it is an error of its callers, not the end of the process.
+func (l *Loader[K, V]) fetchBounded(ctx context.Context, keys []K) (vals map[K]V, err error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("batch fetch panicked: %v", p)
+		}
+	}()
+	return l.fetch(ctx, keys)
+}
+
+// fetchEach fetches each of keys alone, all at once.
+func (l *Loader[K, V]) fetchEach(ctx context.Context, keys []K) (map[K]V, map[K]error) {
+	vals, errs := make(map[K]V, len(keys)), make(map[K]error)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := l.fetchBounded(ctx, []K{k})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[k] = err
+			} else if x, ok := v[k]; ok {
+				vals[k] = x
+			}
+		}()
+	}
+	wg.Wait()
+	return vals, errs
 }

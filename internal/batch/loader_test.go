@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,10 @@ type gatedFetch struct {
 	calls [][]string
 	gates []chan struct{}
 	err   error
+	// opened lets every fetch from now on answer at once.
+	opened bool
+	// poison fails every fetch that asks for it; boom panics.
+	poison, boom string
 }
 
 func (g *gatedFetch) fetch(ctx context.Context, keys []string) (map[string]string, error) {
@@ -24,15 +29,27 @@ func (g *gatedFetch) fetch(ctx context.Context, keys []string) (map[string]strin
 	n := len(g.calls)
 	g.calls = append(g.calls, slices.Clone(keys))
 	gate := make(chan struct{})
+	if g.opened {
+		close(gate)
+	}
 	g.gates = append(g.gates, gate)
+	err, poison, boom := g.err, g.poison, g.boom
 	g.mu.Unlock()
 	select {
 	case <-gate:
 	case <-ctx.Done(): // as a query does
 		return nil, ctx.Err()
 	}
-	if g.err != nil {
-		return nil, g.err
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k == poison && poison != "" {
+			return nil, errors.New("refused " + k)
+		}
+		if k == boom && boom != "" {
+			panic("fetch of " + k)
+		}
 	}
 	out := map[string]string{}
 	for _, k := range keys {
@@ -41,6 +58,20 @@ func (g *gatedFetch) fetch(ctx context.Context, keys []string) (map[string]strin
 		}
 	}
 	return out, nil
+}
+
+// openAll lets every fetch answer at once, those waiting and those to come.
+func (g *gatedFetch) openAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.opened = true
+	for _, gate := range g.gates {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}
 }
 
 // open lets call n answer, once it has started.
@@ -211,5 +242,89 @@ func TestACallerThatLeavesDoesNotWaitForItsBatch(t *testing.T) {
 	}
 	if got := <-stays; got.val != "d@2" {
 		t.Fatalf("d = %+v", got)
+	}
+}
+
+// A key that fails its batch fails only its own reads: the others are
+// read again, each alone.
+func TestAKeyThatFailsItsBatchFailsOnlyItself(t *testing.T) {
+	g := &gatedFetch{poison: "bad"}
+	l := NewLoader(g.fetch, 1, time.Second)
+	first := load(l, context.Background(), "a")
+	waitFor(t, func() bool { return g.started() == 1 })
+	var rs []chan result
+	for _, k := range []string{"b", "bad", "c"} {
+		rs = append(rs, load(l, context.Background(), k))
+	}
+	waitFor(t, func() bool { return queued(l) == 3 })
+	g.openAll()
+	if r := <-first; r.err != nil {
+		t.Fatalf("a = %+v", r)
+	}
+	for i, k := range []string{"b", "bad", "c"} {
+		r := <-rs[i]
+		switch {
+		case k == "bad" && (r.err == nil || r.ok):
+			t.Fatalf("the read of the key that fails = %+v, want its error", r)
+		case k != "bad" && (r.err != nil || !r.ok || !strings.HasPrefix(r.val, k+"@")):
+			t.Fatalf("read of %s batched with a failing key = %+v", k, r)
+		}
+	}
+}
+
+// A fetch that panics fails its reads and frees its batch; the process
+// goes on.
+func TestAPanickingFetchIsAnError(t *testing.T) {
+	g := &gatedFetch{boom: "boom"}
+	l := NewLoader(g.fetch, 1, time.Second)
+	first := load(l, context.Background(), "a")
+	waitFor(t, func() bool { return g.started() == 1 })
+	r := load(l, context.Background(), "boom")
+	waitFor(t, func() bool { return queued(l) == 1 })
+	g.openAll()
+	<-first
+	if got := <-r; got.err == nil || !strings.Contains(got.err.Error(), "panicked") {
+		t.Fatalf("read whose fetch panicked = %+v", got)
+	}
+	if got := <-load(l, context.Background(), "z"); got.err != nil || got.val == "" {
+		t.Fatalf("read after the panic = %+v", got)
+	}
+}
+
+// Many readers, some leaving early, never hang and never leave a batch
+// taken.
+func TestManyReadersLeaveNothingBehind(t *testing.T) {
+	fetch := func(ctx context.Context, keys []int) (map[int]int, error) {
+		out := map[int]int{}
+		for _, k := range keys {
+			out[k] = k * 2
+		}
+		return out, nil
+	}
+	l := NewLoader(fetch, 2, time.Second)
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				if i%7 == 0 {
+					cancel()
+				}
+				v, ok, err := l.Load(ctx, i)
+				cancel()
+				if err == nil && (!ok || v != i*2) {
+					t.Errorf("Load(%d) = %d, %v", i, v, ok)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight != 0 || len(l.queue) != 0 {
+		t.Fatalf("after all reads: %d batches taken, %d reads queued", l.inFlight, len(l.queue))
 	}
 }

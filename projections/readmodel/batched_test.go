@@ -124,3 +124,82 @@ func TestMessageReadsTogetherEachGetTheirOwn(t *testing.T) {
 		t.Fatalf("read after an edit: %+v, %v", m, err)
 	}
 }
+
+// The statements for several keys at once, called directly (under load
+// the Loader picks them; here nothing is left to timing): each key gets
+// its own row, kinds and tenants apart; ids Postgres cannot hold are not
+// found without failing anything else.
+func TestBatchStatementsMapEachKeyToItsRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t, testdb.New(t))
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO users (id, tenant, external_id, name, email, metadata, version, created_at, updated_at)
+			VALUES ('x', 'a', 'x1', 'U', '', '{}', 3, now(), now()), ('y', 'b', 'x2', 'U', '', '{}', 4, now(), now()),
+			       ('u2', 'a', 'x3', 'U', '', '{}', 1, now(), now());
+		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, version, created_at, updated_at)
+			VALUES ('x', 'x', 'a', '', '{}', 'h1', 'open', 7, 2, now(), now()),
+			       ('s2', 'u2', 'a', '', '{}', 'h2', 'open', 1, 5, now(), now());
+		INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
+			VALUES ('x', 'x', 'x', 'a', 1, 'user', 'one', '', '{}', 1, 1, now(), now()),
+			       ('m2', 'x', 'x', 'a', 2, 'user', 'two', '', '{}', 1, 3, now(), now());
+		INSERT INTO cache_generations (key, gen) VALUES ('session:x', 11), ('summary:x', 12), ('user:x', 13), ('session:s2', 21), ('user:u2', 23), ('rebuilds', 9)`); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(pool)
+
+	stamps, err := r.readStamps(ctx, []entityKey{
+		{KindUser, "a", "x"}, {KindUser, "b", "x"}, {KindUser, "b", "y"}, {KindUser, "a", "y"}, {KindUser, "a", "u2"},
+		{KindSession, "", "x"}, {KindSession, "", "s2"}, {KindMessage, "", "x"}, {KindMessage, "", "m2"}, {KindMemory, "", "x"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[entityKey]string{
+		{KindUser, "a", "x"}: "3", {KindUser, "b", "y"}: "4", {KindUser, "a", "u2"}: "1",
+		{KindSession, "", "x"}: "2/7.open", {KindSession, "", "s2"}: "5/1.open",
+		{KindMessage, "", "x"}: "1", {KindMessage, "", "m2"}: "3",
+	}
+	if len(stamps) != len(want) {
+		t.Fatalf("stamps %v, want %v", stamps, want)
+	}
+	for k, w := range want {
+		if !strings.HasPrefix(stamps[k], w+"@") {
+			t.Fatalf("stamp of %+v = %q, want %s@<xmin> (all: %v)", k, stamps[k], w, stamps)
+		}
+	}
+
+	states, err := r.readWindowStates(ctx, []string{"x", "s2", "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := states["x"]; len(states) != 2 || got != (WindowState{UserID: "x", Messages: 11, Summaries: 12, Memories: 13, Rebuilds: 9}) {
+		t.Fatalf("window states %+v", states)
+	}
+	if got := states["s2"]; got != (WindowState{UserID: "u2", Messages: 21, Memories: 23, Rebuilds: 9}) {
+		t.Fatalf("window state of s2 %+v", got)
+	}
+
+	msgs, err := r.readMessages(ctx, []string{"x", "m2", "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs["x"].Content != "one" || msgs["m2"].Content != "two" || msgs["m2"].Version != 3 {
+		t.Fatalf("messages %+v", msgs)
+	}
+
+	for _, bad := range []string{"\xff", "a\x00b"} {
+		if _, err := r.GetMessage(ctx, bad); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("message %q: %v, want not found", bad, err)
+		}
+		if _, err := r.StampOf(ctx, KindMemory, "", bad); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("stamp of memory %q: %v, want not found", bad, err)
+		}
+		if _, err := r.StampOf(ctx, KindUser, bad, "x"); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("stamp of user x in tenant %q: %v, want not found", bad, err)
+		}
+		if _, err := r.WindowStateOf(ctx, bad); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("window state of %q: %v, want not found", bad, err)
+		}
+	}
+}

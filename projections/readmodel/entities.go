@@ -21,7 +21,8 @@ const (
 
 // Encoded is one entity as a GET by id serves it.
 type Encoded struct {
-	// JSON is the body.
+	// JSON is the body. It may be a cache's own memory, shared with
+	// other readers: read it, never change it.
 	JSON []byte
 	// Version is the entity's version, its ETag.
 	Version int

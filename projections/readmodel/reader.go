@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -103,6 +105,9 @@ func scanMessage(row pgx.Row) (Message, error) {
 // together (a command's read-back of the message it appended, above all)
 // share one query, sent after each of them arrived (see batch.Loader).
 func (r *Reader) GetMessage(ctx context.Context, id string) (Message, error) {
+	if !storable(id) {
+		return Message{}, notFound(pgx.ErrNoRows, "message", id)
+	}
 	m, ok, err := r.messages.Load(ctx, id)
 	if err != nil {
 		return Message{}, fmt.Errorf("read message %s: %w", id, err)
@@ -224,6 +229,14 @@ func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error), lim
 }
 
 // notFound turns "no row" into domain.ErrNotFound.
+// storable says whether Postgres can hold id as text: valid UTF-8 with
+// no NUL byte. An id it cannot hold names nothing; asked for in a batch
+// it would fail the reads of the others (batch.Loader then reads each
+// alone), so the batched reads answer not found without asking.
+func storable(id string) bool {
+	return utf8.ValidString(id) && strings.IndexByte(id, 0) < 0
+}
+
 func notFound(err error, what, id string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %s %s", domain.ErrNotFound, what, id)

@@ -28,6 +28,9 @@ func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (str
 	if kind != KindUser {
 		tenant = "" // only users are looked up by tenant
 	}
+	if !storable(id) || !storable(tenant) {
+		return "", notFound(pgx.ErrNoRows, string(kind), id)
+	}
 	s, ok, err := r.stamps.Load(ctx, entityKey{kind, tenant, id})
 	if err != nil {
 		return "", fmt.Errorf("read %s %s: %w", kind, id, err)

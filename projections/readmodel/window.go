@@ -193,6 +193,9 @@ type WindowState struct {
 // is sent after each of them arrived: a state is never older than a write
 // its reader follows.
 func (r *Reader) WindowStateOf(ctx context.Context, sessionID string) (WindowState, error) {
+	if !storable(sessionID) {
+		return WindowState{}, fmt.Errorf("%w: session %s", domain.ErrNotFound, sessionID)
+	}
 	w, ok, err := r.windowStates.Load(ctx, sessionID)
 	if err != nil {
 		return WindowState{}, fmt.Errorf("read window state of session %s: %w", sessionID, err)
