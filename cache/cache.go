@@ -1,10 +1,12 @@
 // Package cache keeps answers in this process's memory and in Redis. It is
 // only ever a shortcut: when Redis is down or slow every call to it behaves
-// as a miss, the caller reads Postgres, a warning is logged (once per
-// outage), and caching resumes by itself when Redis answers again. Callers
-// make keys that name the state they were computed from, so an entry is
-// never stale, only unused; that is also what lets every process keep its
-// own copy of the entries it uses without telling the others.
+// as a miss (entries this process holds in memory still serve), the caller
+// reads Postgres, a warning is logged (once per outage), and caching
+// resumes by itself when Redis answers again. An entry is never stale,
+// only unused, so every process may keep its own copies without telling
+// the others: a context window's key names the state it was made from,
+// and an entity's entry carries its row's stamp, which Postgres is asked
+// for on every read (see Entities).
 package cache
 
 import (
@@ -32,6 +34,12 @@ type Cache struct {
 	lastErr error
 }
 
+// entryOverhead is what an entry costs in memory besides its key and
+// value (the cache's node, the entry struct, allocation rounding), an
+// estimate counted against the memory bound so that small entries do not
+// overrun it.
+const entryOverhead = 128
+
 // localEntry is a value kept in memory with how long it lives there.
 type localEntry struct {
 	val []byte
@@ -39,7 +47,8 @@ type localEntry struct {
 }
 
 // New connects to the Redis at url (redis://host:port/db) and keeps up to
-// localBytes of the entries it reads or writes in memory too (0: none).
+// about localBytes of the entries it reads or writes in memory too (0:
+// none).
 // It does not wait for Redis: a cache that cannot reach it misses.
 func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
 	opt, err := redis.ParseURL(url)
@@ -56,18 +65,20 @@ func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
 		c.local, err = otter.New(&otter.Options[string, localEntry]{
 			MaximumWeight: uint64(localBytes),
 			Weigher: func(key string, e localEntry) uint32 {
-				return uint32(min(len(key)+len(e.val), math.MaxUint32))
+				return uint32(min(uint64(len(key)+len(e.val)+entryOverhead), math.MaxUint32))
 			},
 			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, localEntry]) time.Duration { return e.Value.ttl }),
 		})
 		if err != nil {
+			_ = c.rdb.Close()
 			return nil, fmt.Errorf("in-memory cache of %d bytes: %w", localBytes, err)
 		}
 	}
 	return c, nil
 }
 
-// Close closes the connections.
+// Close closes the connections to Redis and stops the memory layer's
+// maintenance.
 func (c *Cache) Close() error {
 	if c.local != nil {
 		c.local.StopAllGoroutines()
@@ -96,16 +107,32 @@ func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
 		return nil, false
 	}
 	c.healthy()
-	// An entry lives here no longer than it has left in Redis. Asking in
-	// a second round trip costs a hit from Redis more, once per entry and
-	// process; a pipeline of both costs every miss more (~40 against
-	// ~12 us a GET in go-redis here).
 	if c.local != nil {
-		if ttl, err := c.rdb.PTTL(ctx, key).Result(); err == nil && ttl > 0 {
-			c.local.Set(key, localEntry{val: val, ttl: ttl})
-		}
+		c.keep(ctx, key)
 	}
 	return val, true
+}
+
+// keep copies the entry at key from Redis into memory for the time it has
+// left there. The value and its time to live are read together (MULTI),
+// so the time is the value's own and not a later write's: a window whose
+// time was cut short by a memory's expiry never lives on here under the
+// time of a window written after it. A second round trip costs a hit from
+// Redis more, once per entry and process; reading the time with every GET
+// cost every miss more (a go-redis pipeline: ~40 us a call against ~12 us
+// for a GET alone here).
+func (c *Cache) keep(ctx context.Context, key string) {
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	if _, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		get, ttl = p.Get(ctx, key), p.PTTL(ctx, key)
+		return nil
+	}); err != nil {
+		return
+	}
+	if val, err := get.Bytes(); err == nil && ttl.Val() > 0 {
+		c.local.Set(key, localEntry{val: val, ttl: ttl.Val()})
+	}
 }
 
 // Set stores val at key for ttl, in memory and in Redis; failures are

@@ -26,8 +26,9 @@ const entityShape = "v1"
 const entityTTL = 10 * time.Minute
 
 // Entities reads users, sessions, messages and memories by id through
-// Redis. Each read asks Postgres for the row's stamp (a primary-key lookup
-// returning no row data) while it fetches the entity's entry from Redis,
+// the cache (memory, then Redis). Each read asks Postgres for the row's
+// stamp (a primary-key lookup returning no row data) while it fetches the
+// entity's entry from the cache,
 // and serves the entry only when it was made from a row with that stamp;
 // else it reads the row and keeps it under the row's own stamp. Postgres
 // decides on every read whether the entity exists and in which state, so
@@ -46,7 +47,7 @@ func NewEntities(src EntitySource, c *Cache, namespace string) *Entities {
 	return &Entities{src: src, cache: c, prefix: "arq:" + namespace + ":ent:" + entityShape + ":", now: time.Now}
 }
 
-// Encoded reads one entity, from Redis when it holds the entity as
+// Encoded reads one entity, from the cache when it holds the entity as
 // Postgres has it now.
 func (e *Entities) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
 	key := e.prefix + string(kind) + ":" + id
@@ -112,5 +113,7 @@ func decodeEntry(entry []byte, stamp string) (readmodel.Encoded, bool) {
 	if err != nil {
 		return readmodel.Encoded{}, false
 	}
-	return readmodel.Encoded{JSON: body, Version: version, Stamp: stamp}, true
+	// The body is the cached entry's own memory, shared by every reader
+	// of it: capped, so that an append by one cannot write into it.
+	return readmodel.Encoded{JSON: body[:len(body):len(body)], Version: version, Stamp: stamp}, true
 }
