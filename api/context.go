@@ -44,23 +44,32 @@ func (w windowRequest) budget() (domain.Budget, error) {
 	return b, b.Validate()
 }
 
-// build validates the request, checks that the session exists and finds
-// its query's embedding (see queryEmbedding), in that order: a request
-// for an unknown session never waits for an embeddings endpoint.
+// build validates the request (a client's embedding included), checks
+// that the session exists, and only then asks the embeddings provider, if
+// any, for the query's embedding (see queryEmbedding): a request for an
+// unknown session never waits for an embeddings endpoint.
 func (r *resources) build(ctx context.Context, sessionID string, w windowRequest, now time.Time) (readmodel.WindowRequest, readmodel.WindowState, error) {
-	b, err := w.budget()
-	if err != nil {
-		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
+	var (
+		req readmodel.WindowRequest
+		st  readmodel.WindowState
+		err error
+	)
+	if req.Budget, err = w.budget(); err != nil {
+		return req, st, err
 	}
-	st, err := r.Reader.WindowStateOf(ctx, sessionID)
-	if err != nil {
-		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
+	if w.Embedding.set() {
+		if req.Embedding, err = r.queryEmbedding(ctx, w.Embedding, w.Query); err != nil {
+			return req, st, err
+		}
 	}
-	embedding, err := r.queryEmbedding(ctx, w.Embedding, w.Query)
-	if err != nil {
-		return readmodel.WindowRequest{}, readmodel.WindowState{}, err
+	if st, err = r.Reader.WindowStateOf(ctx, sessionID); err != nil {
+		return req, st, err
 	}
-	return readmodel.WindowRequest{Budget: b, Query: w.Query, Embedding: embedding, Now: now, UserID: st.UserID}, st, nil
+	if !w.Embedding.set() {
+		req.Embedding = r.Commands.EmbedQuery(ctx, w.Query)
+	}
+	req.Query, req.Now, req.UserID = w.Query, now, st.UserID
+	return req, st, nil
 }
 
 // windowQuery reads ?max_tokens=&query=&summary_share=&memory_share=.
