@@ -6,11 +6,15 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 	"github.com/oklog/ulid/v2"
+
+	"github.com/arq-memory/arq/domain"
 )
 
 const requestIDKey = "arq.request_id"
@@ -87,6 +91,21 @@ func CORS(origins []string) gin.HandlerFunc {
 	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 	return cors.New(cfg)
+}
+
+// StorableParams answers 404 for a path whose id Postgres cannot hold as
+// text (not UTF-8, or with a NUL byte): no such resource can exist, and
+// asked for, Postgres would refuse the query with an error (a 500).
+func StorableParams() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		for _, p := range c.Params {
+			if !utf8.ValidString(p.Value) || strings.IndexByte(p.Value, 0) >= 0 {
+				WriteError(c, errorf(domain.ErrNotFound, "no resource has the %s %q", p.Key, p.Value))
+				return
+			}
+		}
+		c.Next()
+	}
 }
 
 // BodyLimit caps request bodies at n bytes; reading past it fails with

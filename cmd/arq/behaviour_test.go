@@ -314,3 +314,27 @@ func TestMessageAppendSeesSessionChangesOfAnotherServer(t *testing.T) {
 		t.Fatalf("message_count %v, want 2", n)
 	}
 }
+
+// An id Postgres cannot hold as text (not UTF-8, or with a NUL byte) names
+// nothing: every route with one answers 404, reads and commands alike, and
+// appends nothing.
+func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	for _, id := range []string{"%FF", "a%00b"} {
+		for _, path := range []string{"/v1/messages/", "/v1/memories/", "/v1/sessions/", "/v1/users/",
+			"/v1/context-snapshots/", "/v1/messages/%s/context", "/v1/sessions/%s/context", "/v1/sessions/%s/messages",
+			"/v1/sessions/%s/context/snapshots", "/v1/users/%s/memories", "/v1/users/%s/sessions"} {
+			if !strings.Contains(path, "%s") {
+				path += "%s"
+			}
+			isProblem(t, s.do("GET", fmt.Sprintf(path, id), nil), 404, "")
+		}
+		isProblem(t, s.do("POST", "/v1/users/"+id+"/memories", map[string]any{"type": "semantic", "content": "x"}), 404, "")
+		isProblem(t, s.do("POST", "/v1/sessions/"+id+"/messages", map[string]any{"role": "user", "content": "x"}), 404, "")
+	}
+	counts, _ := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)
+	if n, ok := counts["events"]; !ok || n != 0.0 {
+		t.Fatalf("events after requests with bad ids: %v", counts)
+	}
+}

@@ -218,15 +218,3 @@ func TestEntityCacheWriteWithoutRedis(t *testing.T) {
 	blind.must(204, blind.do("DELETE", "/v1/memories/"+mem, nil))
 	isProblem(t, s.do("GET", "/v1/memories/"+mem, nil), 404, "")
 }
-
-// An id Postgres cannot hold as text (not UTF-8, or with a NUL byte) names
-// nothing: 404, also for the reads that share their queries with others.
-func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
-	t.Parallel()
-	s := startServer(t, nil)
-	for _, id := range []string{"%FF", "a%00b"} {
-		for _, path := range []string{"/v1/messages/" + id, "/v1/memories/" + id, "/v1/sessions/" + id, "/v1/users/" + id, "/v1/sessions/" + id + "/context"} {
-			isProblem(t, s.do("GET", path, nil), 404, "")
-		}
-	}
-}
