@@ -37,7 +37,7 @@ func New(d Deps) http.Handler {
 		d.MaxBodyBytes = 1 << 20
 	}
 	r.Use(RequestID(d.Log), Timing(), Recover(), AccessLog(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
-		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableParams())
+		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
 	})

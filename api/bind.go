@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -21,7 +23,14 @@ func BindJSON(c *gin.Context, dst any) error {
 	if err != nil || mt != "application/json" {
 		return errorf(ErrUnsupportedMediaType, "send Content-Type: application/json")
 	}
-	dec := json.NewDecoder(c.Request.Body)
+	raw, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := nulFields(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
@@ -37,6 +46,47 @@ func BindJSON(c *gin.Context, dst any) error {
 		return errorf(ErrBadJSON, "unexpected data after the JSON value")
 	}
 	return nil
+}
+
+// nulFields is a 422 naming every field whose name or text holds the NUL
+// character (\u0000), which no text in Postgres can hold; nil when none
+// does. Bodies without the escape are not parsed twice.
+func nulFields(raw []byte) error {
+	if !bytes.Contains(raw, []byte(`\u0000`)) {
+		return nil
+	}
+	var doc any
+	if json.Unmarshal(raw, &doc) != nil {
+		return nil // the decode that follows names the fault
+	}
+	v := &domain.ValidationError{}
+	var walk func(path string, x any)
+	walk = func(path string, x any) {
+		switch x := x.(type) {
+		case string:
+			if strings.IndexByte(x, 0) >= 0 {
+				v.Add(path, "must not contain the NUL character (\\u0000)")
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				name := k
+				if path != "" {
+					name = path + "." + k
+				}
+				if strings.IndexByte(k, 0) >= 0 {
+					v.Add(name, "must not contain the NUL character (\\u0000)")
+					continue
+				}
+				walk(name, e)
+			}
+		}
+	}
+	walk("", doc)
+	return v.Err()
 }
 
 func decodeError(err error) error {

@@ -93,19 +93,42 @@ func CORS(origins []string) gin.HandlerFunc {
 	return cors.New(cfg)
 }
 
-// StorableParams answers 404 for a path whose id Postgres cannot hold as
-// text (not UTF-8, or with a NUL byte): no such resource can exist, and
-// asked for, Postgres would refuse the query with an error (a 500).
-func StorableParams() gin.HandlerFunc {
+// StorableInput refuses, before any handler, a path or query text that
+// Postgres cannot hold (not UTF-8, or with a NUL byte): a path id is 404,
+// as no such resource can exist; a query parameter is 422, naming it.
+// Asked for, Postgres would refuse the query with an error (a 500).
+func StorableInput() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		for _, p := range c.Params {
-			if !utf8.ValidString(p.Value) || strings.IndexByte(p.Value, 0) >= 0 {
+			if !storable(p.Value) {
 				WriteError(c, errorf(domain.ErrNotFound, "no resource has the %s %q", p.Key, p.Value))
 				return
 			}
 		}
+		v := &domain.ValidationError{}
+		if c.Request.URL.RawQuery == "" {
+			c.Next()
+			return
+		}
+		for name, values := range c.Request.URL.Query() {
+			for _, x := range values {
+				if !storable(x) || !storable(name) {
+					v.Add(name, "must be UTF-8 text without the NUL character")
+					break
+				}
+			}
+		}
+		if err := v.Err(); err != nil {
+			WriteError(c, err)
+			return
+		}
 		c.Next()
 	}
+}
+
+// storable says whether Postgres can hold s as text.
+func storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // BodyLimit caps request bodies at n bytes; reading past it fails with

@@ -338,3 +338,27 @@ func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
 		t.Fatalf("events after requests with bad ids: %v", counts)
 	}
 }
+
+// A text Postgres cannot hold (the NUL character, \u0000) anywhere in a
+// body or a query parameter is a 422 naming the field, and appends
+// nothing.
+func TestNULInTextIsInvalid(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "n", "name": "N"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	before := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)["events"]
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a\x00", "name": "B"}), 422, "external_id")
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "a\x00b"}), 422, "content")
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+		{"role": "user", "content": "fine"}, {"role": "user", "content": "x", "metadata": map[string]any{"k": []any{"ok", "\x00"}}}}}), 422, "messages[1].metadata.k[1]")
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "metadata": map[string]any{"a\x00": 1}}), 422, "metadata.a\x00")
+	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?q=a%00b", nil), 422, "q")
+	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/context?query=%FF", nil), 422, "query")
+	// A backslash followed by "u0000" is text like any other.
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": `a\u0000b`}))
+	after := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)["events"]
+	if after != before.(float64)+1 {
+		t.Fatalf("events %v -> %v, want one more (the last message alone)", before, after)
+	}
+}
