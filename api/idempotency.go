@@ -115,6 +115,10 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			WriteError(c, errorf(ErrBadRequest, "Idempotency-Key is longer than %d characters", maxIdempotencyKey))
 			return
 		}
+		if !storable(key) {
+			WriteError(c, errorf(ErrBadRequest, "Idempotency-Key must be UTF-8 text without the NUL character"))
+			return
+		}
 		body, err := io.ReadAll(c.Request.Body)
 		if err != nil {
 			var tooLarge *http.MaxBytesError

@@ -86,6 +86,11 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 		t.Fatalf("the retry appended %d events", n-events)
 	}
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k-1"), 422, "")
+	// A key Postgres cannot keep is refused before anything is done.
+	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k\xff"), 400, "")
+	if n := eventCount(t, s); n != events {
+		t.Fatalf("a refused request appended %d events", n-events)
+	}
 }
 
 func TestReadYourWritesAndPositions(t *testing.T) {
