@@ -187,3 +187,55 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Fatalf("/readyz after Redis came back: %v", checks)
 	}
 }
+
+// The same outage with the default configuration (entries kept in memory
+// too): reads go on, a window read from memory before the outage is
+// served from it, every write shows in the next read all the same, and
+// /readyz says Redis is away.
+func TestRedisDownWithTheMemoryCache(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	stop := redisOn(t, port)
+	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before"}))
+	last := func() (string, string) {
+		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context", nil))
+		var win window
+		if err := json.Unmarshal(r.body, &win); err != nil {
+			t.Fatal(err)
+		}
+		if len(win.Messages) == 0 {
+			t.Fatalf("window without messages: %s", r.body)
+		}
+		return win.Messages[len(win.Messages)-1].Content, r.header.Get("X-Arq-Cache")
+	}
+	last()
+
+	stop()
+	if content, cache := last(); content != "before" || cache != "hit" {
+		t.Fatalf("read with Redis down: %q (%s), want the window from memory", content, cache)
+	}
+	for i := 0; i < 3; i++ {
+		content := fmt.Sprintf("during %d", i)
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		if got, _ := last(); got != content {
+			t.Fatalf("read after a write with Redis down: %q, want %q", got, content)
+		}
+	}
+	ready := s.must(200, s.do("GET", "/readyz", nil))
+	if checks, _ := ready.json["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
+		t.Fatalf("/readyz with Redis down: %s", ready.body)
+	}
+
+	redisOn(t, port)
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "after"}))
+	if got, _ := last(); got != "after" {
+		t.Fatalf("read after Redis came back: %q", got)
+	}
+	eventually(t, 10*time.Second, "/readyz sees Redis again", func() (bool, error) {
+		checks, _ := s.must(200, s.do("GET", "/readyz", nil)).json["checks"].(map[string]any)
+		return checks["redis"] == "ok", nil
+	})
+}
