@@ -120,6 +120,47 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 			t.Fatalf("%s: the newest message is not in the window", q)
 		}
 	}
+
+	// With nothing set aside for a summary or memories, the messages are
+	// all the newest that fit: none left out that would have fitted. A
+	// session of many short messages takes more than one page (200).
+	long := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	for b := 0; b < 3; b++ {
+		var batch []map[string]any
+		for n := 0; n < 90; n++ {
+			batch = append(batch, map[string]any{"role": "user", "content": words(r, 1+r.IntN(3))})
+		}
+		pos = s.must(202, s.do("POST", "/v1/sessions/"+long+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async")).header.Get("X-Arq-Position")
+	}
+	sessions = append(sessions, long, long, long)
+	for c := 0; c < 40; c++ {
+		sid := sessions[r.IntN(len(sessions))]
+		max := 1 + r.IntN(3000)
+		q := fmt.Sprintf("max_tokens=%d&summary_share=0&memory_share=0", max)
+		var w window
+		if err := json.Unmarshal(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos)).body, &w); err != nil {
+			t.Fatal(err)
+		}
+		var all []map[string]any
+		for cursor := ""; ; {
+			page := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
+			all = append(all, page.items()...)
+			if cursor, _ = page.json["next_cursor"].(string); cursor == "" {
+				break
+			}
+		}
+		fit, spent := 0, 0
+		for i := len(all) - 1; i >= 0; i-- {
+			cost := int(all[i]["tokens"].(float64)) + 4
+			if spent+cost > max {
+				break
+			}
+			fit, spent = fit+1, spent+cost
+		}
+		if len(w.Messages) != fit {
+			t.Fatalf("%s: %d messages in the window, %d of the newest fit", q, len(w.Messages), fit)
+		}
+	}
 }
 
 // The newest messages are kept first; memories rank by relevance to the
