@@ -35,19 +35,34 @@ const (
 	RecencyHalfLife  = 7 * 24 * time.Hour
 )
 
-// RecentMessages returns up to limit messages of a session, newest first,
-// with a sequence number below beforeSeq (0: all).
-func (r *Reader) RecentMessages(ctx context.Context, sessionID string, beforeSeq, limit int) ([]Message, error) {
-	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
-		WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3`, sessionID, beforeSeq, limit)
+// newestWithin returns a session's newest messages below beforeSeq (0:
+// all), newest first, from a page of at most limit: those that fit room
+// tokens, counting each at its tokens plus domain.ItemOverhead, and the
+// first that does not. n is how many messages the page held before the
+// cut; fewer than limit, and all of them returned, means there are no
+// older ones. A message's name costs more than this counts (see Window),
+// so the cut never leaves out one the window could hold.
+func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, limit, room int) (page []Message, n int, err error) {
+	rows, err := r.db.Query(ctx, `SELECT `+messageCols+`, n FROM (
+			SELECT *, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
+			FROM (SELECT `+messageCols+` FROM messages
+				WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3) newest) cut
+		WHERE spent_before <= $5 ORDER BY seq DESC`, sessionID, beforeSeq, limit, domain.ItemOverhead, room)
 	if err != nil {
-		return nil, fmt.Errorf("read recent messages: %w", err)
+		return nil, 0, fmt.Errorf("read recent messages: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Message, error) { return scanMessage(row) })
-	if err != nil {
-		return nil, fmt.Errorf("read recent messages: %w", err)
+	defer rows.Close()
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.ID, &m.SessionID, &m.UserID, &m.Seq, &m.Role, &m.Content, &m.Name, &m.Metadata, &m.Tokens, &m.EmbeddingDim, &m.Version, &m.CreatedAt, &m.UpdatedAt, &n); err != nil {
+			return nil, 0, fmt.Errorf("read recent messages: %w", err)
+		}
+		page = append(page, m)
 	}
-	return out, nil
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read recent messages: %w", err)
+	}
+	return page, n, nil
 }
 
 // LatestSummary returns the session's newest summary that covers only

@@ -105,8 +105,10 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 	var msgs []WindowMessage
 	var cand domain.WindowCandidates
 	before, spent := req.BeforeSeq, 0
+	// Postgres cuts each page where the messages pass the budget, so the
+	// rows that cannot fit are neither sent nor scanned.
 	for spent <= req.Budget.MaxTokens {
-		page, err := r.RecentMessages(ctx, sessionID, before, windowPage)
+		page, n, err := r.newestWithin(ctx, sessionID, before, windowPage, req.Budget.MaxTokens-spent)
 		if err != nil {
 			return Window{}, err
 		}
@@ -119,8 +121,11 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 			cand.Messages = append(cand.Messages, cost)
 			spent += cost
 		}
-		if len(page) < windowPage {
+		if len(page) == n && n < windowPage {
 			cand.Complete = true
+			break
+		}
+		if len(page) == 0 {
 			break
 		}
 		before = page[len(page)-1].Seq
