@@ -2,11 +2,11 @@
 //
 // A Loader is group commit for reads: a read that finds a batch free goes
 // at once, alone, as a plain query would (on its caller's goroutine, with
-// its caller's context); reads that arrive while every batch is busy wait and go
-// together in the next one, a single query for all their keys. Each read
-// is answered by a query sent after it arrived, never by one already on
-// its way, so a read never returns a state older than a write it follows:
-// batching saves round trips and statements, not freshness.
+// its caller's context); reads that arrive while every batch is busy wait
+// and go together in the next one, a single query for all their keys.
+// Each read is answered by a query sent after it arrived, never by one
+// already on its way, so a read never returns a state older than a write
+// it follows: batching saves round trips and statements, not freshness.
 package batch
 
 import (
