@@ -48,8 +48,7 @@ type localEntry struct {
 
 // New connects to the Redis at url (redis://host:port/db) and keeps up to
 // about localBytes of the entries it reads or writes in memory too (0:
-// none).
-// It does not wait for Redis: a cache that cannot reach it misses.
+// none). It does not wait for Redis: a cache that cannot reach it misses.
 func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
