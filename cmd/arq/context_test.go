@@ -18,6 +18,7 @@ type window struct {
 	Summary   *struct {
 		Version int    `json:"version"`
 		Content string `json:"content"`
+		FromSeq int    `json:"from_seq"`
 		ToSeq   int    `json:"to_seq"`
 		Method  string `json:"method"`
 		Cost    int    `json:"cost"`
@@ -327,6 +328,41 @@ func TestSummaryPastThreshold(t *testing.T) {
 	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
 	if code != 0 || !strings.Contains(out, `"session.summarized"`) {
 		t.Fatalf("summary event: %d %s", code, out)
+	}
+
+	// Past the threshold again, the next summary takes over from the
+	// last: it starts after the messages the first one covered.
+	first := w.Summary
+	for i := 0; i < 12; i++ {
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("Question %d about peppers: how deep do their roots go in clay?", i)}))
+	}
+	eventually(t, 20*time.Second, "a second summary", func() (bool, error) {
+		w = s.window(sid, "max_tokens=150&summary_share=0.5")
+		return w.Summary != nil && w.Summary.Version > first.Version, nil
+	})
+	// Each summary in the log starts where the one before it ended.
+	code, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	if code != 0 {
+		t.Fatalf("summary events: %d %s", code, out)
+	}
+	next := 1
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct {
+			Data struct {
+				FromSeq int `json:"from_seq"`
+				ToSeq   int `json:"to_seq"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("summary event %q: %v", line, err)
+		}
+		if e.Data.FromSeq != next || e.Data.ToSeq < e.Data.FromSeq {
+			t.Fatalf("summary covers %d..%d, want it to start at %d: %s", e.Data.FromSeq, e.Data.ToSeq, next, out)
+		}
+		next = e.Data.ToSeq + 1
+	}
+	if next <= first.ToSeq+1 {
+		t.Fatalf("no summary after the first (%d..%d): %s", first.FromSeq, first.ToSeq, out)
 	}
 }
 
