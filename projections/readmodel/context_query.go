@@ -217,14 +217,19 @@ type DueSummary struct {
 // summarized, leaving out the newest recent tokens of them, cost more than
 // threshold tokens (each message its tokens plus domain.ItemOverhead).
 func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int) ([]DueSummary, error) {
-	rows, err := r.db.Query(ctx, `WITH last AS (
-			SELECT DISTINCT ON (session_id) session_id, version, to_seq, content
-			FROM session_summaries ORDER BY session_id, version DESC)
-		SELECT m.session_id, min(m.user_id), coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
-		FROM messages m LEFT JOIN last l ON l.session_id = m.session_id
-		WHERE m.seq > coalesce(l.to_seq, 0)
-		GROUP BY m.session_id, l.version, l.to_seq, l.content
-		HAVING sum(m.tokens + $4::int) > $1::int + $2::int
+	// Per session, only the messages after its last summary are summed
+	// (the messages index, by session and sequence number): a pass costs
+	// the sessions and their unsummarized tails, not every message ever
+	// written. last_seq (the sessions projection's) only skips sessions
+	// with nothing new since their summary; if it lags, the next pass
+	// sees them.
+	rows, err := r.db.Query(ctx, `SELECT s.id, s.user_id, coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
+		FROM sessions s
+		LEFT JOIN LATERAL (SELECT version, to_seq, content FROM session_summaries
+			WHERE session_id = s.id ORDER BY version DESC LIMIT 1) l ON true
+		CROSS JOIN LATERAL (SELECT sum(m.tokens + $4::int) AS cost FROM messages m
+			WHERE m.session_id = s.id AND m.seq > coalesce(l.to_seq, 0)) t
+		WHERE s.last_seq > coalesce(l.to_seq, 0) AND t.cost > $1::int + $2::int
 		LIMIT $3`, threshold, recent, limit, domain.ItemOverhead)
 	if err != nil {
 		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
