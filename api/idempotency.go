@@ -15,6 +15,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // Idempotency limits.
@@ -115,7 +117,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			WriteError(c, errorf(ErrBadRequest, "Idempotency-Key is longer than %d characters", maxIdempotencyKey))
 			return
 		}
-		if !storable(key) {
+		if !readmodel.Storable(key) {
 			WriteError(c, errorf(ErrBadRequest, "Idempotency-Key must be UTF-8 text without the NUL character"))
 			return
 		}

@@ -6,15 +6,14 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 const requestIDKey = "arq.request_id"
@@ -100,19 +99,19 @@ func CORS(origins []string) gin.HandlerFunc {
 func StorableInput() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		for _, p := range c.Params {
-			if !storable(p.Value) {
+			if !readmodel.Storable(p.Value) {
 				WriteError(c, errorf(domain.ErrNotFound, "no resource has the %s %q", p.Key, p.Value))
 				return
 			}
 		}
-		v := &domain.ValidationError{}
 		if c.Request.URL.RawQuery == "" {
 			c.Next()
 			return
 		}
+		v := &domain.ValidationError{}
 		for name, values := range c.Request.URL.Query() {
 			for _, x := range values {
-				if !storable(x) || !storable(name) {
+				if !readmodel.Storable(x) || !readmodel.Storable(name) {
 					v.Add(name, "must be UTF-8 text without the NUL character")
 					break
 				}
@@ -124,11 +123,6 @@ func StorableInput() gin.HandlerFunc {
 		}
 		c.Next()
 	}
-}
-
-// storable says whether Postgres can hold s as text.
-func storable(s string) bool {
-	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // BodyLimit caps request bodies at n bytes; reading past it fails with

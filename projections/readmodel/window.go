@@ -2,7 +2,6 @@ package readmodel
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/arq-memory/arq/domain"
@@ -198,22 +197,8 @@ type WindowState struct {
 // is sent after each of them arrived: a state is never older than a write
 // its reader follows.
 func (r *Reader) WindowStateOf(ctx context.Context, sessionID string) (WindowState, error) {
-	if !storable(sessionID) {
-		return WindowState{}, fmt.Errorf("%w: session %s", domain.ErrNotFound, sessionID)
-	}
-	w, ok, err := r.windowStates.Load(ctx, sessionID)
-	if err != nil {
-		return WindowState{}, fmt.Errorf("read window state of session %s: %w", sessionID, err)
-	}
-	if !ok {
-		return WindowState{}, fmt.Errorf("%w: session %s", domain.ErrNotFound, sessionID)
-	}
-	return w, nil
+	return loadOne(ctx, r.windowStates, sessionID, "session", sessionID)
 }
-
-// windowStateBatches is how many batches of window state reads run at
-// once.
-const windowStateBatches = 2
 
 // windowStateSQL reads the WindowState of the sessions it names, each
 // with its id.
@@ -225,14 +210,9 @@ const windowStateSQL = `SELECT s.id, s.user_id,
 		FROM sessions s WHERE `
 
 // readWindowStates reads the WindowState of each of sessions that exists.
-// A lone session is read by key, not in an array: the array costs a lone
-// read about twice the time in Postgres.
 func (r *Reader) readWindowStates(ctx context.Context, sessions []string) (map[string]WindowState, error) {
-	q, arg := windowStateSQL+`s.id = ANY($1)`, any(sessions)
-	if len(sessions) == 1 {
-		q, arg = windowStateSQL+`s.id = $1`, sessions[0]
-	}
-	rows, err := r.db.Query(ctx, q, arg)
+	cond, arg := keyCond("s.id", sessions)
+	rows, err := r.db.Query(ctx, windowStateSQL+cond, arg)
 	if err != nil {
 		return nil, err
 	}
