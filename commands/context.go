@@ -177,7 +177,9 @@ type DueSummary struct {
 
 // SummarySource finds sessions due for a summary.
 type SummarySource interface {
-	DueSummaries(ctx context.Context, limit int) ([]DueSummary, error)
+	// DueSummaries returns up to limit due sessions, most overdue first,
+	// leaving out those in skip.
+	DueSummaries(ctx context.Context, limit int, skip []string) ([]DueSummary, error)
 }
 
 // SummaryWorker makes summaries in the background. A summarizer that fails
@@ -216,7 +218,7 @@ func (x *SummaryWorker) Run(ctx context.Context) error {
 // RunOnce summarizes the sessions due now and says how many summaries it
 // recorded. A failing summarizer is logged, not returned.
 func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
-	due, err := x.src.DueSummaries(ctx, 20)
+	due, err := x.src.DueSummaries(ctx, 20, nil)
 	if err != nil {
 		return 0, err
 	}

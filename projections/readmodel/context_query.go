@@ -215,22 +215,24 @@ type DueSummary struct {
 
 // DueSummaries finds up to limit sessions whose messages not yet
 // summarized, leaving out the newest recent tokens of them, cost more than
-// threshold tokens (each message its tokens plus domain.ItemOverhead).
-func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int) ([]DueSummary, error) {
-	// Per session, only the messages after its last summary are summed
-	// (the messages index, by session and sequence number): a pass costs
-	// the sessions and their unsummarized tails, not every message ever
-	// written. last_seq (the sessions projection's) only skips sessions
-	// with nothing new since their summary; if it lags, the next pass
-	// sees them.
-	rows, err := r.db.Query(ctx, `SELECT s.id, s.user_id, coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
-		FROM sessions s
+// threshold tokens (each message its tokens plus domain.ItemOverhead),
+// most overdue first; the sessions in skip are left out.
+func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int, skip []string) ([]DueSummary, error) {
+	// The messages projection keeps each session's backlog (the cost of
+	// its messages after its newest summary): the sessions past the
+	// threshold come from its cost index, so a pass costs the sessions
+	// due, not the sessions that exist. The newest summary comes from the
+	// context projection; if it is ahead of the backlog, the messages
+	// read below are those after it, and the check below them decides.
+	if skip == nil {
+		skip = []string{}
+	}
+	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id, coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
+		FROM session_backlog b
 		LEFT JOIN LATERAL (SELECT version, to_seq, content FROM session_summaries
-			WHERE session_id = s.id ORDER BY version DESC LIMIT 1) l ON true
-		CROSS JOIN LATERAL (SELECT sum(m.tokens + $4::int) AS cost FROM messages m
-			WHERE m.session_id = s.id AND m.seq > coalesce(l.to_seq, 0)) t
-		WHERE s.last_seq > coalesce(l.to_seq, 0) AND t.cost > $1::int + $2::int
-		LIMIT $3`, threshold, recent, limit, domain.ItemOverhead)
+			WHERE session_id = b.session_id ORDER BY version DESC LIMIT 1) l ON true
+		WHERE b.cost > $1::bigint + $2::bigint AND b.session_id <> ALL ($4::text[])
+		ORDER BY b.cost DESC LIMIT $3`, threshold, recent, limit, skip)
 	if err != nil {
 		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
 	}

@@ -12,25 +12,30 @@ import (
 // Messages projects messages. A message's sequence number is the version
 // of its appended event in the session's log; its version is 1 plus the
 // version of its own stream (edits, redaction).
+//
+// It also keeps each session's backlog: the cost of its messages after
+// the last one its newest summary covers (migrations/00016), which the
+// summary pass reads instead of summing messages.
 type Messages struct{}
 
 // Name is "messages".
 func (Messages) Name() string { return "messages" }
 
-// Tables is the messages table.
-func (Messages) Tables() []string { return []string{"messages"} }
+// Tables are messages and session_backlog.
+func (Messages) Tables() []string { return []string{"messages", "session_backlog"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Messages) EventTypes() []string {
-	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.UserDeleted}
+	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized, domain.UserDeleted}
 }
 
 // Apply folds message events into the messages table.
 func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
-	case domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted:
+	case domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized:
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM messages WHERE user_id = $1`, entityID(e))
+		tx.Exec(`DELETE FROM session_backlog WHERE user_id = $1`, entityID(e))
 		return nil
 	default:
 		return nil
@@ -46,20 +51,33 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			// Arrays of arrays of different lengths do not pass through
 			// unnest: such a message is written alone (after those
 			// gathered before it).
-			tx.Exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)`,
-				d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding)
+			tx.Exec(`WITH added AS (INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)
+				RETURNING session_id, user_id, tokens) `+addToBacklog("$13"),
+				d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding, domain.ItemOverhead)
 			break
 		}
 		tx.Coalesce("messages.appended", newMessageRows).(*messageRows).add(d, e)
 	case domain.MessageEditedData:
 		bumpSessionOfMessage(tx, entityID(e))
+		// A message after the last summary moves its session's backlog
+		// by the change of its tokens (read before the row changes).
+		tx.Exec(`UPDATE session_backlog b SET cost = b.cost + $2 - m.tokens
+			FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, entityID(e), d.Tokens)
 		tx.Exec(`UPDATE messages SET content = $2, tokens = $3, metadata = coalesce($4, metadata), version = $5, updated_at = $6, embedding = $7
 			WHERE id = $1`,
 			entityID(e), d.Content, d.Tokens, jsonOrNil(d.Metadata), e.Version+1, e.RecordedAt, d.Embedding)
 	case domain.MessageRedactedData:
 		bumpSessionOfMessage(tx, entityID(e))
+		tx.Exec(`UPDATE session_backlog b SET cost = b.cost - m.tokens - $2
+			FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, entityID(e), domain.ItemOverhead)
 		tx.Exec(`DELETE FROM messages WHERE id = $1`, entityID(e))
+	case domain.SessionSummarizedData:
+		// The summary covers messages up to ToSeq: the backlog is what
+		// lives after them. Summaries of a session only move forward.
+		tx.Exec(`UPDATE session_backlog b SET summarized_to = $2,
+				cost = (SELECT coalesce(sum(m.tokens + $3), 0) FROM messages m WHERE m.session_id = $1 AND m.seq > $2)
+			WHERE b.session_id = $1 AND b.summarized_to < $2`, d.SessionID, d.ToSeq, domain.ItemOverhead)
 	}
 	return nil
 }
@@ -80,16 +98,28 @@ func (r *messageRows) add(d domain.MessageAppendedData, e eventstore.Recorded) {
 	r.seqs, r.tokens, r.created = append(r.seqs, int32(e.Version)), append(r.tokens, int32(d.Tokens)), append(r.created, e.RecordedAt)
 }
 
+// addToBacklog is the statement that, after a CTE "added" of inserted
+// messages (session_id, user_id, tokens), adds their cost to their
+// sessions' backlogs; overhead is the parameter holding
+// domain.ItemOverhead. A message appended is always newer than the last
+// summary of its session.
+func addToBacklog(overhead string) string {
+	return `INSERT INTO session_backlog (session_id, user_id, cost)
+	SELECT session_id, min(user_id), sum(tokens + ` + overhead + `::int) FROM added GROUP BY session_id
+	ON CONFLICT (session_id) DO UPDATE SET cost = session_backlog.cost + excluded.cost`
+}
+
 // Flush inserts the gathered messages in one statement, in event order:
-// the rows one INSERT each would make.
+// the rows one INSERT each would make, and their sessions' backlogs.
 func (r *messageRows) Flush(exec func(sql string, args ...any)) {
 	if len(r.ids) == 0 {
 		return
 	}
-	exec(`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
+	exec(`WITH added AS (INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
 		SELECT id, session_id, user_id, tenant, seq, role, content, name, metadata::jsonb, tokens, 1, created_at, created_at
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[])
-			AS u (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, created_at)`,
-		r.ids, r.sessions, r.users, r.tenants, r.seqs, r.roles, r.contents, r.names, r.metadata, r.tokens, r.created)
+			AS u (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, created_at)
+		RETURNING session_id, user_id, tokens) `+addToBacklog("$12"),
+		r.ids, r.sessions, r.users, r.tenants, r.seqs, r.roles, r.contents, r.names, r.metadata, r.tokens, r.created, domain.ItemOverhead)
 	*r = messageRows{} // the queued statement keeps the slices until sent
 }

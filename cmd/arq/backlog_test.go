@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/internal/testdb"
+)
+
+// The session backlog the summary pass reads (the cost of each session's
+// messages after its newest summary) is what the log says, through
+// appends (alone, together, with embeddings), edits and redactions on
+// both sides of a summary, and a user's deletion; a rebuild of the
+// messages projection builds it again, and so does the migration that
+// brought it in, from the messages table and the log.
+func TestSessionBacklogFollowsTheLog(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 11))
+	words := strings.Fields("the garden needs water before the sun is high and the soil stays cool under the mulch all day")
+	text := func() string {
+		out := make([]string, 3+r.IntN(25))
+		for i := range out {
+			out[i] = words[r.IntN(len(words))]
+		}
+		return strings.Join(out, " ")
+	}
+	var sessions, users []string
+	addMessages := func(s *server, sid string, n int) {
+		batch := make([]map[string]any, n)
+		for i := range batch {
+			batch[i] = map[string]any{"role": []string{"user", "assistant"}[r.IntN(2)], "content": text()}
+			if r.IntN(4) == 0 {
+				batch[i]["embedding"] = []float64{r.Float64(), r.Float64(), 1}
+			}
+		}
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+	}
+	// Every session gets summaries, by a server with a low threshold.
+	t.Run("summarized", func(t *testing.T) {
+		s := startServerOn(t, url, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40",
+			"ARQ_SUMMARY_RECENT_TOKENS": "20", "ARQ_EMBEDDING_DIM": "3"})
+		for u := 0; u < 2; u++ {
+			uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("b%d", u), "name": "B"})).str("id")
+			users = append(users, uid)
+			for i := 0; i < 2; i++ {
+				sessions = append(sessions, s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id"))
+			}
+		}
+		for round := 0; round < 4; round++ {
+			for _, sid := range sessions {
+				addMessages(s, sid, 1+r.IntN(5))
+			}
+		}
+		eventually(t, 20*time.Second, "a summary of every session", func() (bool, error) {
+			var n int
+			err := pool.QueryRow(ctx, `SELECT count(DISTINCT session_id) FROM session_summaries`).Scan(&n)
+			return n == len(sessions), err
+		})
+	})
+	// Then, with no more summaries, messages change on both sides of the
+	// last summary of each session.
+	s := startServerOn(t, url, map[string]string{"ARQ_SUMMARY_THRESHOLD_TOKENS": "1000000", "ARQ_EMBEDDING_DIM": "3"})
+	for _, sid := range sessions {
+		addMessages(s, sid, 4) // at least two after the last summary
+		var older, newer []string
+		rows, err := pool.Query(ctx, `SELECT m.id, m.seq <= (SELECT max(to_seq) FROM session_summaries WHERE session_id = $1)
+			FROM messages m WHERE m.session_id = $1 ORDER BY random()`, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			var summarized bool
+			if err := rows.Scan(&id, &summarized); err != nil {
+				t.Fatal(err)
+			}
+			if summarized {
+				older = append(older, id)
+			} else {
+				newer = append(newer, id)
+			}
+		}
+		if rows.Err() != nil || len(older) < 2 || len(newer) < 2 {
+			t.Fatalf("session %s: %d messages summarized, %d not (%v): want two of each", sid, len(older), len(newer), rows.Err())
+		}
+		for _, ids := range [][]string{older, newer} {
+			s.must(200, s.do("PATCH", "/v1/messages/"+ids[0], map[string]any{"content": text() + " " + text()}))
+			s.must(204, s.do("DELETE", "/v1/messages/"+ids[1], nil))
+		}
+	}
+	s.must(204, s.do("DELETE", "/v1/users/"+users[1], nil))
+
+	backlogMatchesLog(t, url)
+	if code, _, errOut := runCLI(t, url, "projections", "rebuild", "messages", "--quiet"); code != 0 {
+		t.Fatalf("rebuild messages: exit %d: %s", code, errOut)
+	}
+	backlogMatchesLog(t, url)
+}
+
+// backlogMatchesLog compares session_backlog, in one snapshot, with what
+// the migration that brought it in computes from the messages table and
+// the summaries in the log up to the messages projection's checkpoint.
+// A session whose messages are all gone has no row in the latter, and
+// must cost nothing in the former.
+func backlogMatchesLog(t *testing.T, url string) {
+	t.Helper()
+	migration, err := os.ReadFile("../../migrations/00016_session_backlog.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backfill := string(migration)
+	start := strings.Index(backfill, "INSERT INTO session_backlog")
+	backfill = backfill[start : start+strings.Index(backfill[start:], ";")]
+
+	ctx := context.Background()
+	tx, err := testdb.Pool(t, url).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	type row struct{ to, cost int }
+	read := func() map[string]row {
+		rows, err := tx.Query(ctx, `SELECT session_id, summarized_to, cost FROM session_backlog`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]row{}
+		for rows.Next() {
+			var id string
+			var r row
+			if err := rows.Scan(&id, &r.to, &r.cost); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = r
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	built := read()
+	if _, err := tx.Exec(ctx, `TRUNCATE session_backlog`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, backfill); err != nil {
+		t.Fatalf("backfill: %v", err)
+	}
+	want := read()
+	if len(want) == 0 {
+		t.Fatal("no backlog to compare")
+	}
+	for id, b := range built {
+		w, ok := want[id]
+		switch {
+		case b.cost < 0:
+			t.Errorf("session %s: backlog %+v below zero", id, b)
+		case !ok && b.cost != 0:
+			t.Errorf("session %s has no messages left but a backlog %+v", id, b)
+		case ok && b != w:
+			t.Errorf("session %s: backlog %+v, the log says %+v", id, b, w)
+		}
+	}
+	for id, w := range want {
+		if _, ok := built[id]; !ok {
+			t.Errorf("session %s: no backlog, the log says %+v", id, w)
+		}
+	}
+}
