@@ -183,8 +183,9 @@ type SummarySource interface {
 }
 
 // SummaryWorker makes summaries in the background. A summarizer that fails
-// (a chat endpoint down) never blocks appends or context reads: the session
-// is tried again later, backing off up to maxSummaryBackoff.
+// (a chat endpoint down) never blocks appends or context reads: the pass
+// ends, and the session is tried again later, backing off up to
+// maxSummaryBackoff, while later passes go on with the others.
 type SummaryWorker struct {
 	svc        *Service
 	src        SummarySource
@@ -218,16 +219,32 @@ func (x *SummaryWorker) Run(ctx context.Context) error {
 // RunOnce summarizes the sessions due now and says how many summaries it
 // recorded. A failing summarizer is logged, not returned.
 func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
-	due, err := x.src.DueSummaries(ctx, 20, nil)
+	// Sessions waiting out a failure are left out of the query, so that
+	// they cannot take every place of a pass while others are due.
+	now := time.Now()
+	var waiting []string
+	for id, f := range x.failures {
+		if now.Before(f.next) {
+			waiting = append(waiting, id)
+		}
+	}
+	due, err := x.src.DueSummaries(ctx, 20, waiting)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	now := time.Now()
+	// A failed session past its wait and no longer due (summarized
+	// elsewhere, deleted) is forgotten.
+	dueNow := make(map[string]bool, len(due))
 	for _, d := range due {
-		if f, ok := x.failures[d.SessionID]; ok && now.Before(f.next) {
-			continue
+		dueNow[d.SessionID] = true
+	}
+	for id, f := range x.failures {
+		if !now.Before(f.next) && !dueNow[id] {
+			delete(x.failures, id)
 		}
+	}
+	n := 0
+	for _, d := range due {
 		text, err := x.summarizer.Summarize(ctx, d.Previous, d.Lines)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -238,7 +255,10 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 			f.next = now.Add(f.delay)
 			x.failures[d.SessionID] = f
 			x.log.Warn("summarizer failed; the session is tried again later", "session_id", d.SessionID, "summarizer", x.summarizer.Name(), "retry_in", f.delay, "err", err)
-			continue
+			// A summarizer that fails is most often down for every
+			// session: the pass ends, and the next one starts with
+			// another session, so a down endpoint sees one call a pass.
+			return n, nil
 		}
 		delete(x.failures, d.SessionID)
 		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -363,6 +364,46 @@ func TestSummaryPastThreshold(t *testing.T) {
 	}
 	if next <= first.ToSeq+1 {
 		t.Fatalf("no summary after the first (%d..%d): %s", first.FromSeq, first.ToSeq, out)
+	}
+}
+
+// Sessions the summarizer fails on do not hold up the others: more of
+// them than a pass takes, each costing more than the one session it can
+// summarize, and that session still gets its summary.
+func TestFailingSessionsDoNotHoldUpTheOthers(t *testing.T) {
+	t.Parallel()
+	var failed atomic.Int64
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "poison") {
+			failed.Add(1)
+			http.Error(w, "cannot summarize this", 500)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "Fine."}}}})
+	}))
+	defer chat.Close()
+	s := startServer(t, map[string]string{
+		"ARQ_BACKGROUND_INTERVAL": "20ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40", "ARQ_SUMMARY_RECENT_TOKENS": "20",
+		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1", "ARQ_SUMMARIZER_MODEL": "tiny",
+	})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
+	session := func(content string) string {
+		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+		for i := 0; i < 4; i++ {
+			s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("%d %s", i, content)}))
+		}
+		return sid
+	}
+	for i := 0; i < 21; i++ { // a pass looks at 20
+		session("poison: the slugs ate every lettuce in the bed again, and the beer traps did nothing at all this week")
+	}
+	good := session("the peppers are ripening on the sunny wall, and the basil beside them has flowered")
+	eventually(t, 30*time.Second, "a summary of the session the summarizer can do", func() (bool, error) {
+		return s.window(good, "max_tokens=60").Summary != nil, nil
+	})
+	if failed.Load() == 0 {
+		t.Fatal("the summarizer never failed: the test checks nothing")
 	}
 }
 
