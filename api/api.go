@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -26,6 +27,9 @@ type Deps struct {
 	MaxBodyBytes int64
 	// Resources serve users, sessions, messages and memories.
 	Resources Resources
+	// Metrics counts the requests and serves GET /metrics; nil: a
+	// registry of the requests and the Go runtime alone.
+	Metrics *metrics.Metrics
 }
 
 // New returns the HTTP handler of the API.
@@ -36,7 +40,10 @@ func New(d Deps) http.Handler {
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 1 << 20
 	}
-	r.Use(RequestID(d.Log), Timing(), Recover(), AccessLog(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
+	if d.Metrics == nil {
+		d.Metrics = metrics.New()
+	}
+	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), Recover(), AccessLog(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
 		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
@@ -49,6 +56,7 @@ func New(d Deps) http.Handler {
 	r.GET("/readyz", readyz(d))
 	doc := openAPI()
 	r.GET("/openapi.json", serveOpenAPI(doc))
+	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
 	v1 := r.Group("/v1", Idempotency(NewIdempotencyStore(d.DB)))
 	res := &resources{Resources: d.Resources}

@@ -13,6 +13,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -135,6 +136,16 @@ func BodyLimit(n int64) gin.HandlerFunc {
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
 		c.Next()
+	}
+}
+
+// Observe counts each answered request in m, by its route's template, with
+// the status it was answered with and the time it took.
+func Observe(m *metrics.Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		m.ObserveRequest(c.Request.Method, c.FullPath(), c.Writer.Status(), time.Since(start))
 	}
 }
 

@@ -29,6 +29,7 @@ var operations = []operation{
 	{method: "GET", path: "/healthz", summary: "The process is alive", tag: "health", status: 200, schema: "Health"},
 	{method: "GET", path: "/readyz", summary: "Postgres answers and no projection has stopped", tag: "health", status: 200, schema: "Ready"},
 	{method: "GET", path: "/openapi.json", summary: "This document", tag: "health", status: 200, schema: "Object"},
+	{method: "GET", path: "/metrics", summary: "Prometheus metrics of this process (a key with the read scope when keys are on)", tag: "health", status: 200, schema: "Metrics"},
 	{method: "GET", path: "/v1/stats", summary: "Counts of each resource and of events; projection positions and lag", tag: "stats", status: 200, schema: "Stats"},
 
 	{method: "POST", path: "/v1/users", summary: "Register a user", tag: "users", body: "RegisterUser", status: 201, schema: "User", command: true},
@@ -158,8 +159,11 @@ func openAPI() map[string]any {
 		ok := map[string]any{"description": "success"}
 		if op.schema != "" {
 			media := "application/json"
-			if op.schema == "EventStream" {
+			switch op.schema {
+			case "EventStream":
 				media = "text/event-stream"
+			case "Metrics":
+				media = "text/plain"
 			}
 			ok["content"] = map[string]any{media: map[string]any{"schema": ref(op.schema)}}
 		}

@@ -47,10 +47,11 @@ func schemas() map[string]any {
 		"role": enum("user", "assistant", "system", "tool"), "content": str(), "name": str(), "metadata": object(), "embedding": embedding(),
 	}
 	return map[string]any{
-		"Object": object(),
-		"Health": obj(nil, map[string]any{"status": str()}),
-		"Ready":  obj(nil, map[string]any{"ready": boolean(), "checks": object()}),
-		"Stats":  obj(nil, map[string]any{"counts": object(), "projections": array(object())}),
+		"Object":  object(),
+		"Health":  obj(nil, map[string]any{"status": str()}),
+		"Metrics": map[string]any{"type": "string", "description": "the process's metrics in the Prometheus text format: arq_http_*, arq_projection_*, arq_log_head_position, arq_db_pool_*, go_* and process_*"},
+		"Ready":   obj(nil, map[string]any{"ready": boolean(), "checks": object()}),
+		"Stats":   obj(nil, map[string]any{"counts": object(), "projections": array(object())}),
 		"RebuildJob": obj([]string{"projection", "state", "started_at"}, map[string]any{"projection": str(), "state": enum("running", "done", "failed"),
 			"position": integer(), "target": integer(), "checkpoint": str(), "error": str(), "started_at": strf("date-time"), "finished_at": strf("date-time")}),
 		"Problem":  obj([]string{"type", "title", "status"}, map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "instance": str(), "request_id": str(), "errors": array(obj(nil, map[string]any{"field": str(), "message": str()}))}),

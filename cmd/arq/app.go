@@ -20,6 +20,7 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/live"
+	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
@@ -206,6 +207,10 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	defer cancel(nil)
 	rebuilds := projections.NewRebuilds(ctx, a.pool, a.notifier, registered(), a.log)
 	defer rebuilds.Wait()
+	m, err := a.metrics()
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
 			DB:           a.pool,
@@ -219,6 +224,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 				Rebuilds: rebuilds,
 			},
+			Metrics: m,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -267,6 +273,27 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		return nil
 	}
 	return serveErr
+}
+
+// metrics returns the process's registry: the API's requests, where every
+// projection stands, this process's projectors and Postgres pools.
+func (a *App) metrics() (*metrics.Metrics, error) {
+	m := metrics.New()
+	batches := a.engine.Stats
+	if !a.cfg.Projections {
+		batches = func() map[string]projections.BatchStats { return nil }
+	}
+	err := m.Register(
+		metrics.Projections{Batches: batches, Head: a.store.Head, Log: a.log,
+			States: func(ctx context.Context) ([]projections.Status, error) {
+				return projections.States(ctx, a.pool, names(registered()))
+			}},
+		metrics.Pools{"api": a.pool, "projector": a.projPool},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return m, nil
 }
 
 func names(ps []projections.Projection) []string {

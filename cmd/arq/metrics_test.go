@@ -1,0 +1,93 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// metricValue returns the value of the sample whose name and labels are
+// series (as the text format writes them), or -1 when there is none.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: value %q: %v", series, v, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// GET /metrics answers the process's metrics in the Prometheus text
+// format: its requests by route template and status, where each
+// projection stands beside the log's head, its projectors' batches and
+// its Postgres pools.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
+	s.must(200, s.do("GET", "/v1/users/"+uid, nil))
+	s.must(200, s.do("GET", "/v1/users/"+uid, nil))
+	isProblem(t, s.do("GET", "/v1/nowhere/"+uid, nil), 404, "")
+	isProblem(t, s.do("BREW", "/v1/users", nil), 405, "")
+
+	scrape := func() string {
+		r := s.do("GET", "/metrics", nil)
+		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET /metrics: %d %s", r.status, r.header.Get("Content-Type"))
+		}
+		return string(r.body)
+	}
+	body := scrape()
+	for series, want := range map[string]float64{
+		`arq_http_requests_total{code="201",method="POST",route="/v1/users"}`:         1,
+		`arq_http_requests_total{code="200",method="GET",route="/v1/users/:id"}`:      2,
+		`arq_http_requests_total{code="404",method="GET",route="unmatched"}`:          1,
+		`arq_http_requests_total{code="405",method="other",route="unmatched"}`:        1,
+		`arq_http_request_duration_seconds_count{method="GET",route="/v1/users/:id"}`: 2,
+		`arq_projection_stopped{projection="users"}`:                                  0,
+		`arq_db_pool_max_connections{pool="projector"}`:                               float64(len(registered()) + 2),
+	} {
+		if got := metricValue(t, body, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if got := metricValue(t, body, `arq_projection_events_total{projection="users"}`); got < 1 {
+		t.Errorf("users projector applied %v events, want at least the registration", got)
+	}
+	if !regexp.MustCompile(`(?m)^go_goroutines \d+`).MatchString(body) {
+		t.Error("no Go runtime metrics")
+	}
+	// Every projection reaches the head of the log (those that skip the
+	// user's event too: their checkpoints move over every event).
+	eventually(t, 20*time.Second, "every projection at the head of the log", func() (bool, error) {
+		body := scrape()
+		head := metricValue(t, body, "arq_log_head_position")
+		for _, p := range registered() {
+			if pos := metricValue(t, body, `arq_projection_position{projection="`+p.Name()+`"}`); pos != head || head < 1 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// With keys on, metrics need a key with the read scope, as reads do.
+func TestMetricsNeedAKeyWhenKeysAreOn(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	isProblem(t, s.do("GET", "/metrics", nil), 401, "")
+	s.key = "admin-secret"
+	ro := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "prometheus", "scopes": []string{"read"}})).str("key")
+	wo := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"write"}})).str("key")
+	s.key = wo
+	isProblem(t, s.do("GET", "/metrics", nil), 403, "")
+	s.key = ro
+	s.must(200, s.do("GET", "/metrics", nil))
+}
