@@ -44,8 +44,11 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 }
 
 // StreamAppend is one stream's part of an AppendMulti. With no events it is
-// a guard: the stream is locked and must be at Expected, but gets nothing,
-// e.g. a message append guards its session against a concurrent close.
+// a guard: the stream must be at Expected and stay there until the append
+// commits, but gets nothing, e.g. a message append guards its session
+// against a concurrent close. A guard takes the stream's lock shared, so
+// appends guarding one stream (the sessions of one user) do not wait for
+// each other; a writer of the stream waits for them, and they for it.
 type StreamAppend struct {
 	Stream   Stream
 	Expected Expected
@@ -100,10 +103,12 @@ const appendOneSQL = `WITH head AS (
 
 // lockStreamsSQL takes the advisory locks of the streams $1 in key order,
 // so that writers of overlapping streams never wait on each other in a
-// circle. A statement sent after it in the same transaction reads the
+// circle: exclusive for a stream written ($2 true), shared for a guarded
+// one. (The locks are volatile calls, so Postgres makes them after the
+// sort.) A statement sent after it in the same transaction reads the
 // streams with a snapshot taken under the locks.
-const lockStreamsSQL = `SELECT pg_advisory_xact_lock(k) FROM (
-		SELECT DISTINCT hashtextextended(s, 0) AS k FROM unnest($1::text[]) s) keys ORDER BY k`
+const lockStreamsSQL = `SELECT CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k) END FROM (
+		SELECT hashtextextended(s, 0) AS k, bool_or(x) AS x FROM unnest($1::text[], $2::bool[]) AS u (s, x) GROUP BY 1) keys ORDER BY k`
 
 // Constraint names of the events table (migrations/00001_event_log.sql).
 const (
@@ -210,11 +215,12 @@ func (s *Store) appendOne(ctx context.Context, a appendArgs) ([]AppendResult, er
 // insert rolls back all of it.
 func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
 	ids := make([]string, len(args))
+	writes := make([]bool, len(args))
 	for i, a := range args {
-		ids[i] = a.streamID
+		ids[i], writes[i] = a.streamID, !a.guard()
 	}
 	b := &pgx.Batch{}
-	b.Queue(lockStreamsSQL, ids)
+	b.Queue(lockStreamsSQL, ids, writes)
 	res := make([]AppendResult, len(args))
 	failed := -1
 	var failure error

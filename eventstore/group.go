@@ -53,10 +53,12 @@ type group struct {
 	queue   []*pending
 	running int // leaders, each writing a batch; at most limit
 	limit   int
-	writing map[string]bool // streams of the batches being written
+	// writing holds the streams of the batches being written: -1 for a
+	// stream one of them writes, else how many appends guard it.
+	writing map[string]int
 }
 
-func newGroup(limit int) *group { return &group{limit: limit, writing: map[string]bool{}} }
+func newGroup(limit int) *group { return &group{limit: limit, writing: map[string]int{}} }
 
 // pending is one append waiting in, or written by, a batch.
 type pending struct {
@@ -132,7 +134,11 @@ func (g *group) lead(ctx context.Context, s *Store) {
 	g.mu.Lock()
 	for _, p := range batch {
 		for _, a := range p.args {
-			delete(g.writing, a.streamID)
+			if n := g.writing[a.streamID]; n > 1 {
+				g.writing[a.streamID] = n - 1
+			} else {
+				delete(g.writing, a.streamID)
+			}
 		}
 	}
 	more := len(g.queue) > 0
@@ -146,22 +152,24 @@ func (g *group) lead(ctx context.Context, s *Store) {
 }
 
 // take removes the next batch from the queue: appends in arrival order
-// whose streams neither a batch being written nor an earlier append of
-// the queue names, so that each stream's appends are decided one after
-// the other, in order. With nothing to take it gives up the leader's
-// slot: whatever waits, waits for a batch being written, whose leader
-// takes the next one.
+// that write no stream a batch being written or an earlier append of the
+// queue names, and guard none they write, so that each stream's appends
+// are decided one after the other, in order. Appends that only guard a
+// stream (the sessions of one user guard the user) go together, as their
+// shared locks do. With nothing to take it gives up the leader's slot:
+// whatever waits, waits for a batch being written, whose leader takes the
+// next one.
 func (g *group) take() []*pending {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var batch []*pending
-	named := make(map[string]bool)
+	named := make(map[string]bool) // true: written, false: guarded
 	streams := 0
 	rest := g.queue[:0]
 	for _, p := range g.queue {
-		skip := streams+len(p.args) > maxBatchStreams || names(g.writing, p.args) || names(named, p.args)
+		skip := streams+len(p.args) > maxBatchStreams || g.busy(p.args) || clashes(named, p.args)
 		for _, a := range p.args {
-			named[a.streamID] = true // a skipped append holds its streams too
+			named[a.streamID] = named[a.streamID] || !a.guard() // a skipped append holds its streams too
 		}
 		if skip {
 			rest = append(rest, p)
@@ -175,7 +183,11 @@ func (g *group) take() []*pending {
 	g.queue = rest
 	for _, p := range batch {
 		for _, a := range p.args {
-			g.writing[a.streamID] = true
+			if a.guard() {
+				g.writing[a.streamID]++
+			} else {
+				g.writing[a.streamID] = -1
+			}
 		}
 	}
 	if len(batch) == 0 {
@@ -184,9 +196,22 @@ func (g *group) take() []*pending {
 	return batch
 }
 
-func names(named map[string]bool, args []appendArgs) bool {
+// busy tells whether args write a stream a batch being written names, or
+// guard one it writes.
+func (g *group) busy(args []appendArgs) bool {
 	for _, a := range args {
-		if named[a.streamID] {
+		if n := g.writing[a.streamID]; n < 0 || n > 0 && !a.guard() {
+			return true
+		}
+	}
+	return false
+}
+
+// clashes tells whether args write a stream named (written or guarded),
+// or guard one written.
+func clashes(named map[string]bool, args []appendArgs) bool {
+	for _, a := range args {
+		if written, ok := named[a.streamID]; ok && (written || !a.guard()) {
 			return true
 		}
 	}
@@ -252,6 +277,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey
 	var (
 		idx            []int32
 		sids, sts      []string
+		writes         []bool
 		exps           []int64
 		ids, typs      []string
 		svs            []int32
@@ -260,6 +286,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey
 	for i, p := range batch {
 		for _, a := range p.args {
 			idx, sids, sts, exps = append(idx, int32(i)), append(sids, a.streamID), append(sts, a.streamType), append(exps, a.expected.v)
+			writes = append(writes, !a.guard())
 			if a.guard() {
 				ids, typs, svs = append(ids, ""), append(typs, ""), append(svs, 1)
 				data, metadata = append(data, "{}"), append(metadata, "{}")
@@ -272,7 +299,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey
 	// pgx sends a batch as one implicit transaction: the locks, then the
 	// statement that reads the heads under them.
 	b := &pgx.Batch{}
-	b.Queue(lockStreamsSQL, sids)
+	b.Queue(lockStreamsSQL, sids, writes)
 	placed := make(map[placedKey]Placed, len(ids))
 	b.Queue(batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata).Query(func(rows pgx.Rows) error {
 		return eachPlaced(rows, func(stream string, p Placed) { placed[placedKey{stream, p.EventID}] = p })

@@ -57,7 +57,7 @@ func stall(t *testing.T, s *Store, pool *pgxpool.Pool) *stalled {
 		_, err := s.Append(ctx, Stream{ID: "stall", Type: "test"}, Any(), event(`{}`))
 		st.done <- err
 	}()
-	waitGroup(t, s, func(g *group) bool { return g.writing["stall"] })
+	waitGroup(t, s, func(g *group) bool { return g.writing["stall"] < 0 })
 	return st
 }
 
