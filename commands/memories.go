@@ -89,10 +89,14 @@ func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expec
 		if err := checkExpected(expected, m.Version()); err != nil {
 			return Result{}, err
 		}
+		guard, err := s.owner(ctx, m.UserID(), "memory", id, false)
+		if err != nil {
+			return Result{}, err
+		}
 		events, err := decide(m)
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: m.Version()}, err
 		}
-		return s.appendTo(ctx, meta, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, m.Version(), expected, events)
+		return s.appendTo(ctx, meta, &guard, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, m.Version(), expected, events)
 	})
 }

@@ -33,6 +33,10 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		if err != nil {
 			return Result{}, err
 		}
+		guard, err := s.owner(ctx, sess.UserID(), "session", sessionID, true)
+		if err != nil {
+			return Result{}, err
+		}
 		events, err := domain.AppendMessages(sess, msgs, s.tokens, s.now())
 		if err != nil {
 			return Result{}, err
@@ -41,20 +45,22 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		if err != nil {
 			return Result{}, err
 		}
-		res, err := s.store.AppendMulti(ctx,
+		res, err := s.store.AppendMulti(ctx, guard,
 			eventstore.StreamAppend{Stream: stream(domain.StreamSession, sessionID), Expected: eventstore.Exactly(sess.Version())},
 			eventstore.StreamAppend{Stream: stream(domain.StreamMessageLog, sessionID), Expected: eventstore.Any(), Events: evs},
 		)
 		if errors.Is(err, eventstore.ErrConflict) {
-			// The session moved since it was remembered: the retry folds
-			// it afresh.
+			// The session or its user moved since they were remembered:
+			// the retry folds them afresh.
 			s.sessions.Remove(sessionID)
+			s.users.Remove(sess.UserID())
 		}
 		if err != nil {
 			return Result{}, err
 		}
-		out := Result{ID: sessionID, Version: res[1].Version, Cursor: res[1].Last().Cursor}
-		for i, p := range res[1].Events {
+		log := res[2]
+		out := Result{ID: sessionID, Version: log.Version, Cursor: log.Last().Cursor}
+		for i, p := range log.Events {
 			out.Messages = append(out.Messages, AppendedMessage{ID: msgs[i].MessageID.String(), Seq: p.Version})
 		}
 		return out, nil
@@ -154,11 +160,15 @@ func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expe
 		if err := checkExpected(expected, m.Version()); err != nil {
 			return Result{}, err
 		}
+		guard, err := s.owner(ctx, m.UserID(), "message", id, false)
+		if err != nil {
+			return Result{}, err
+		}
 		events, err := decide(m)
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: m.Version()}, err
 		}
-		r, err := s.appendTo(ctx, meta, stream(domain.StreamMessage, id), ownVersion, expected, events)
+		r, err := s.appendTo(ctx, meta, &guard, stream(domain.StreamMessage, id), ownVersion, expected, events)
 		r.Version++ // a message's version counts its appended event too
 		return r, err
 	})

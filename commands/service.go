@@ -60,9 +60,10 @@ type Service struct {
 	now      func() time.Time
 	embed    Embeddings
 	queries  *lru.Cache[string, []float32]
-	// sessions remembers folded sessions for message appends (see
-	// AppendMessages).
+	// sessions and users remember folded sessions and their users for
+	// message appends (see AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]
+	users    *lru.Cache[string, *domain.User]
 }
 
 // rememberedSessions bounds how many folded sessions a Service keeps.
@@ -72,7 +73,8 @@ const rememberedSessions = 16384
 func New(store *eventstore.Store, tokens domain.TokenCounter, messages MessageFinder, now func() time.Time) *Service {
 	// lru.New fails only for a size below 1.
 	sessions, _ := lru.New[string, *domain.Session](rememberedSessions)
-	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions}
+	users, _ := lru.New[string, *domain.User](rememberedSessions)
+	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions, users: users}
 }
 
 // maxRetries bounds how often a command reloads and decides again after
@@ -99,14 +101,42 @@ func checkExpected(expected *int, current int) error {
 	return nil
 }
 
-// staleOnConflict maps a lost race to ErrStale when the caller named a
-// version: the caller's If-Match no longer holds, and a retry would hide it.
-func staleOnConflict(expected *int, err error) error {
+// staleOnConflict maps a lost race on the entity's own stream to ErrStale
+// when the caller named a version: the caller's If-Match no longer holds,
+// and a retry would hide it. A race on another stream (a guard) is left a
+// conflict, which the retry decides afresh.
+func staleOnConflict(expected *int, streamID string, err error) error {
 	var ce *eventstore.ConflictError
-	if expected != nil && errors.As(err, &ce) {
+	if expected != nil && errors.As(err, &ce) && ce.StreamID == streamID {
 		return fmt.Errorf("%w: at version %d", domain.ErrStale, ce.Current)
 	}
 	return err
+}
+
+// owner folds the user that the entity what/id belongs to and returns the
+// guard that holds the command's append to that user as it is now: if
+// anything is appended to the user's stream first (its deletion above all),
+// the append fails with a conflict and the retry decides afresh. A
+// deleted user's sessions, messages and memories are gone from every read,
+// and a command on one is ErrNotFound and appends nothing. With
+// remember, a user folded before serves (the guard makes that safe).
+func (s *Service) owner(ctx context.Context, userID, what, id string, remember bool) (eventstore.StreamAppend, error) {
+	u, ok := (*domain.User)(nil), false
+	if remember {
+		u, ok = s.users.Get(userID)
+	}
+	if !ok {
+		var err error
+		if u, err = s.loadUser(ctx, userID); errors.Is(err, domain.ErrNotFound) {
+			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is deleted)", domain.ErrNotFound, what, id)
+		} else if err != nil {
+			return eventstore.StreamAppend{}, err
+		}
+		if remember {
+			s.users.Add(userID, u) // never changed after folding, so safe to share
+		}
+	}
+	return eventstore.StreamAppend{Stream: stream(domain.StreamUser, userID), Expected: eventstore.Exactly(u.Version())}, nil
 }
 
 // fold reads a stream and applies each event to apply; it returns the

@@ -87,10 +87,14 @@ func (s *Service) sessionCommand(ctx context.Context, meta Meta, id string, expe
 		if err := checkExpected(expected, sess.Version()); err != nil {
 			return Result{}, err
 		}
+		guard, err := s.owner(ctx, sess.UserID(), "session", id, false)
+		if err != nil {
+			return Result{}, err
+		}
 		events, err := decide(sess)
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: sess.Version()}, err
 		}
-		return s.appendTo(ctx, meta, stream(domain.StreamSession, id), sess.Version(), expected, events)
+		return s.appendTo(ctx, meta, &guard, stream(domain.StreamSession, id), sess.Version(), expected, events)
 	})
 }

@@ -95,7 +95,7 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: u.Version()}, err
 		}
-		return s.appendTo(ctx, meta, stream(domain.StreamUser, id), u.Version(), expected, events)
+		return s.appendTo(ctx, meta, nil, stream(domain.StreamUser, id), u.Version(), expected, events)
 	})
 }
 
@@ -128,24 +128,29 @@ func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected
 			eventstore.StreamAppend{Stream: stream(domain.StreamExternalID, claimID(u.Tenant(), u.ExternalID())), Expected: eventstore.Any(), Events: release},
 		)
 		if err != nil {
-			return Result{}, staleOnConflict(expected, err)
+			return Result{}, staleOnConflict(expected, domain.StreamID(domain.StreamUser, id), err)
 		}
 		return Result{ID: id, Version: res[0].Version, Cursor: res[1].Last().Cursor}, nil
 	})
 }
 
 // appendTo appends decided events to one stream at the version they were
-// decided on.
-func (s *Service) appendTo(ctx context.Context, meta Meta, st eventstore.Stream, version int, expected *int, events []domain.Event) (Result, error) {
+// decided on; with a guard (see owner), in the same transaction as it.
+func (s *Service) appendTo(ctx context.Context, meta Meta, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected *int, events []domain.Event) (Result, error) {
 	evs, err := toStore(meta, events)
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.store.Append(ctx, st, eventstore.Exactly(version), evs...)
-	if err != nil {
-		return Result{}, staleOnConflict(expected, err)
+	appends := []eventstore.StreamAppend{{Stream: st, Expected: eventstore.Exactly(version), Events: evs}}
+	if guard != nil {
+		appends = append([]eventstore.StreamAppend{*guard}, appends...)
 	}
-	return Result{ID: idOf(st), Version: res.Version, Cursor: res.Last().Cursor}, nil
+	res, err := s.store.AppendMulti(ctx, appends...)
+	if err != nil {
+		return Result{}, staleOnConflict(expected, st.ID, err)
+	}
+	own := res[len(res)-1]
+	return Result{ID: idOf(st), Version: own.Version, Cursor: own.Last().Cursor}, nil
 }
 
 // idOf is the entity id in a stream id "<kind>-<id>".

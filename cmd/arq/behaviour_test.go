@@ -367,3 +367,50 @@ func TestNULInTextIsInvalid(t *testing.T) {
 		t.Fatalf("events %v -> %v, want one more (the last message alone)", before, after)
 	}
 }
+
+// Once a user is deleted, its sessions, messages and memories take no
+// more writes: every command on one answers 404 and appends nothing (the
+// commands guard the user's stream, so a deletion racing them wins too).
+func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).str("id")
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "likes tea"})).str("id")
+	// Folded before the deletion: a message append remembers the session
+	// and its user, which must not let the next append through.
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "again"}))
+	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+
+	pool := testdb.Pool(t, s.url)
+	events := func() (n int) {
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := events()
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/sessions/" + sid + "/messages", map[string]any{"role": "user", "content": "after"}},
+		{"POST", "/v1/sessions/" + sid + "/extend", map[string]any{"ttl_seconds": 60}},
+		{"POST", "/v1/sessions/" + sid + "/close", map[string]any{}},
+		{"PATCH", "/v1/messages/" + mid, map[string]any{"content": "changed"}},
+		{"DELETE", "/v1/messages/" + mid, nil},
+		{"PATCH", "/v1/memories/" + mem, map[string]any{"content": "zombie"}},
+		{"DELETE", "/v1/memories/" + mem, nil},
+		{"POST", "/v1/users/" + uid + "/memories", map[string]any{"type": "semantic", "content": "new"}},
+		{"POST", "/v1/users/" + uid + "/sessions", map[string]any{}},
+	} {
+		r := s.do(c.method, c.path, c.body)
+		if r.status != 404 {
+			t.Errorf("%s %s after the user's deletion: %d %s, want 404", c.method, c.path, r.status, r.body)
+		}
+	}
+	if after := events(); after != before {
+		t.Fatalf("%d events appended for a deleted user's things", after-before)
+	}
+}
