@@ -76,8 +76,8 @@ func (r *resources) storeMemory(c *gin.Context) {
 		return
 	}
 	v := &domain.ValidationError{}
-	if req.TTLSeconds != nil && *req.TTLSeconds <= 0 {
-		v.Add("ttl_seconds", "must be positive")
+	if p := ttlProblem(req.TTLSeconds, false); p != "" {
+		v.Add("ttl_seconds", "%s", p)
 	}
 	embedding := req.Embedding.check(v, "embedding")
 	if err := v.Err(); err != nil {
@@ -250,8 +250,8 @@ func (r *resources) updateMemory(c *gin.Context) {
 	v := &domain.ValidationError{}
 	var ttl *time.Duration
 	if req.TTLSeconds != nil {
-		if *req.TTLSeconds <= 0 {
-			v.Add("ttl_seconds", "must be positive")
+		if p := ttlProblem(req.TTLSeconds, false); p != "" {
+			v.Add("ttl_seconds", "%s", p)
 		}
 		d := seconds(req.TTLSeconds)
 		ttl = &d

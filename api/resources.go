@@ -218,6 +218,29 @@ func invalidField(field, message string) error {
 }
 
 // seconds turns a JSON number of seconds into a duration, nil staying nil.
+// maxTTLSeconds is the longest time to live a session or memory may ask
+// for: 100 years. (Longer ones would overflow a time.Duration, which ends
+// at about 292 years, and expire at once.)
+const maxTTLSeconds = 100 * 365 * 24 * 60 * 60
+
+// ttlProblem says what is wrong with a ttl_seconds, if anything: it must
+// be positive (or, where zero means none, not negative) and at most
+// maxTTLSeconds.
+func ttlProblem(s *int64, zeroMeansNone bool) string {
+	switch {
+	case s == nil:
+		return ""
+	case *s < 0 || *s == 0 && !zeroMeansNone:
+		if zeroMeansNone {
+			return "must not be negative"
+		}
+		return "must be positive"
+	case *s > maxTTLSeconds:
+		return "must be at most " + strconv.Itoa(maxTTLSeconds) + " (100 years)"
+	}
+	return ""
+}
+
 func seconds(s *int64) time.Duration {
 	if s == nil {
 		return 0

@@ -49,8 +49,8 @@ func (r *resources) startSession(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if req.TTLSeconds != nil && *req.TTLSeconds < 0 {
-		WriteError(c, invalidField("ttl_seconds", "must not be negative"))
+	if p := ttlProblem(req.TTLSeconds, true); p != "" {
+		WriteError(c, invalidField("ttl_seconds", p))
 		return
 	}
 	res, err := r.Commands.StartSession(c.Request.Context(), meta(c), c.Param("id"), domain.StartSession{
@@ -114,8 +114,12 @@ func (r *resources) extendSession(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if req.TTLSeconds == nil || *req.TTLSeconds <= 0 {
-		WriteError(c, invalidField("ttl_seconds", "is required and must be positive"))
+	if req.TTLSeconds == nil {
+		WriteError(c, invalidField("ttl_seconds", "is required"))
+		return
+	}
+	if p := ttlProblem(req.TTLSeconds, false); p != "" {
+		WriteError(c, invalidField("ttl_seconds", p))
 		return
 	}
 	id := c.Param("id")

@@ -414,3 +414,25 @@ func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
 		t.Fatalf("%d events appended for a deleted user's things", after-before)
 	}
 }
+
+// A time to live longer than 100 years is refused (it would overflow and
+// expire at once); 100 years is accepted and expires 100 years on.
+func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ttl", "name": "T"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x"})).str("id")
+	for _, ttl := range []int64{18446744074, 9300000000, 3153600001} {
+		isProblem(t, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+	}
+	century := int64(100 * 365 * 24 * 60 * 60)
+	long := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": century}))
+	expires, err := time.Parse(time.RFC3339Nano, long.str("expires_at"))
+	if err != nil || expires.Before(time.Now().Add(99*365*24*time.Hour)) {
+		t.Fatalf("a session of 100 years expires at %q (%v)", long.str("expires_at"), err)
+	}
+}
