@@ -25,9 +25,14 @@ func Actor(c *gin.Context) string {
 // publicPaths answer without a key.
 var publicPaths = []string{"/healthz", "/readyz", "/openapi.json"}
 
+// readPosts are the routes that take POST only for their body, and read:
+// they need the read scope, as GETs do.
+var readPosts = []string{"/v1/users/:id/memories/search", "/v1/sessions/:id/context", "/v1/sessions/validate"}
+
 // Auth checks the Bearer key of every request. With no admin key
-// configured the API runs open, which it logs loudly once. Reads need the
-// read scope, other methods write, /v1/admin/ admin; the admin key has all.
+// configured the API runs open, which it logs loudly once. Reads (GET, and
+// the POSTs of readPosts) need the read scope, other requests write,
+// /v1/admin/ admin; the admin key has all.
 func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
 	if adminKey == "" {
 		log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
@@ -47,7 +52,8 @@ func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
 		switch {
 		case strings.HasPrefix(c.Request.URL.Path, "/v1/admin/") || c.Request.URL.Path == "/v1/admin":
 			need = ScopeAdmin
-		case c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead:
+		case c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead,
+			c.Request.Method == http.MethodPost && slices.Contains(readPosts, c.FullPath()):
 			need = ScopeRead
 		}
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(adminKey)) == 1 {

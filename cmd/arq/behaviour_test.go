@@ -176,8 +176,16 @@ func TestAuthKeysAndScopes(t *testing.T) {
 	s.must(200, s.do("GET", "/v1/users", nil))
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}), 403, "")
 	s.key = rw.str("key")
-	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}))
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"})).str("id")
+	started := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}))
 	isProblem(t, s.do("GET", "/v1/admin/keys", nil), 403, "")
+	// The reads that take a body by POST need only the read scope.
+	s.key = ro.str("key")
+	s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "tea"}))
+	s.must(200, s.do("POST", "/v1/sessions/"+started.str("id")+"/context", map[string]any{}))
+	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": started.str("token")}))
+	isProblem(t, s.do("POST", "/v1/sessions/"+started.str("id")+"/context/snapshots", map[string]any{}), 403, "")
+	s.key = rw.str("key")
 
 	s.key = "admin-secret"
 	s.must(204, s.do("DELETE", "/v1/admin/keys/"+rw.str("id"), nil))
