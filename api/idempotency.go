@@ -26,8 +26,43 @@ const (
 	maxIdempotencyKey  = 255
 )
 
-// replayedHeaders are the answer headers a replay repeats.
-var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPosition, "X-Arq-Session-Token"}
+// replayedHeaders are the answer headers a replay repeats. (Not
+// X-Arq-Session-Token: see shownOnce.)
+var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPosition}
+
+// secretsKey holds, in a request's context, the secrets its answer shows
+// once (see shownOnce).
+const secretsKey = "arq.secrets"
+
+// shownOnce marks secrets (a new session's token, a new API key) that the
+// answer to this request shows once: an answer kept for an idempotent
+// retry keeps none of them (their JSON strings become null), so a replay
+// answers without them and the database holds only their hashes.
+func shownOnce(c *gin.Context, secrets ...string) { c.Set(secretsKey, secrets) }
+
+// withoutSecrets returns body with each secret's JSON string replaced by
+// null. A secret is random text, so it appears nowhere else.
+func withoutSecrets(body []byte, secrets []string) []byte {
+	for _, s := range secrets {
+		quoted, err := json.Marshal(s)
+		if err != nil || s == "" {
+			continue
+		}
+		body = bytes.ReplaceAll(body, quoted, []byte("null"))
+	}
+	return body
+}
+
+// Prune deletes the answers kept longer than a retry may come (a day);
+// it returns how many it deleted. A claim is also released when a request
+// with its key finds it old, but keys never reused would stay forever.
+func (s *IdempotencyStore) Prune(ctx context.Context) (int64, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, idempotencyTTL.String())
+	if err != nil {
+		return 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
 
 // IdempotencyStore keeps the answers to POSTs sent with an Idempotency-Key.
 type IdempotencyStore struct{ db *pgxpool.Pool }
@@ -103,7 +138,8 @@ func (s *IdempotencyStore) release(ctx context.Context, actor, key string) error
 // Idempotency makes a POST sent with an Idempotency-Key safe to retry: the
 // first answer is stored (per caller and key) and a retry with the same key
 // and the same request gets it again, marked Idempotent-Replayed, without
-// running the handler, so nothing is appended twice. The same key with
+// running the handler, so nothing is appended twice; secrets the first
+// answer showed once are not kept, and the replay holds null in their place. The same key with
 // another request is 422; a retry while the first still runs is 409; a 5xx
 // answer is not kept, so a retry runs again.
 func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
@@ -174,7 +210,11 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 				headers[h] = v
 			}
 		}
-		if err := store.save(ctx, actor, key, w.Status(), headers, w.buf.Bytes()); err != nil {
+		answer := w.buf.Bytes()
+		if secrets, ok := c.Get(secretsKey); ok {
+			answer = withoutSecrets(answer, secrets.([]string))
+		}
+		if err := store.save(ctx, actor, key, w.Status(), headers, answer); err != nil {
 			logger(c).Error("store idempotent answer", "err", err)
 			_ = store.release(ctx, actor, key)
 		}

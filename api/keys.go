@@ -134,6 +134,7 @@ func keyRoutes(g *gin.RouterGroup, ks *KeyStore) {
 			WriteError(c, err)
 			return
 		}
+		shownOnce(c, secret)
 		c.JSON(http.StatusCreated, struct {
 			Key
 			Secret string `json:"key"`

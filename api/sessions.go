@@ -63,6 +63,7 @@ func (r *resources) startSession(c *gin.Context) {
 	// The token is in no read model: it goes into the answer here, or into
 	// the 202 body when the client does not wait.
 	c.Header("X-Arq-Session-Token", res.Token)
+	shownOnce(c, res.Token)
 	r.settle(c, res, http.StatusCreated, "/v1/sessions/"+res.ID, func(ctx context.Context) (any, int, error) {
 		s, err := r.Reader.GetSession(ctx, res.ID)
 		if err != nil {

@@ -234,7 +234,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	var workers sync.WaitGroup
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
-		"live relay": a.relay.Run, "live feed": a.feed,
+		"live relay": a.relay.Run, "live feed": a.feed, "idempotency keys": a.pruneIdempotencyKeys,
 	} {
 		workers.Add(1)
 		go func() {
@@ -273,6 +273,28 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		return nil
 	}
 	return serveErr
+}
+
+// pruneIdempotencyKeys deletes the answers kept for idempotent retries
+// once their day is over, at start and then every hour, until ctx ends.
+func (a *App) pruneIdempotencyKeys(ctx context.Context) error {
+	store := api.NewIdempotencyStore(a.pool)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Prune(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("idempotency keys: prune failed", "err", err)
+		case n > 0:
+			a.log.Info("idempotency keys: pruned answers past their day", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // metrics returns the process's registry: the API's requests, where every

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
 )
@@ -442,5 +443,48 @@ func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
 	expires, err := time.Parse(time.RFC3339Nano, long.str("expires_at"))
 	if err != nil || expires.Before(time.Now().Add(99*365*24*time.Hour)) {
 		t.Fatalf("a session of 100 years expires at %q (%v)", long.str("expires_at"), err)
+	}
+}
+
+// Secrets shown once (a session's token, an API key) are not kept with
+// the answer an idempotent retry replays: the database holds only their
+// hashes, and the replay answers the same session or key with null in
+// their place. Kept answers go after their day.
+func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.key = "admin-secret"
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "sec", "name": "S"})).str("id")
+	first := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
+	key := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1"))
+	token, secret := first.str("token"), key.str("key")
+	if !strings.HasPrefix(token, "arqs_") || first.header.Get("X-Arq-Session-Token") != token || !strings.HasPrefix(secret, "arqk_") {
+		t.Fatalf("first answers: %s %v / %s", first.body, first.header, key.body)
+	}
+	pool := testdb.Pool(t, s.url)
+	var kept int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM idempotency_keys
+		WHERE position(convert_to($1::text, 'UTF8') IN body) > 0 OR position(convert_to($2::text, 'UTF8') IN body) > 0
+			OR headers::text LIKE '%' || $1::text || '%'`,
+		token, secret).Scan(&kept); err != nil || kept != 0 {
+		t.Fatalf("%d kept answers hold a secret (%v)", kept, err)
+	}
+	again := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
+	if again.header.Get("Idempotent-Replayed") != "true" || again.str("id") != first.str("id") ||
+		again.json["token"] != nil || again.header.Get("X-Arq-Session-Token") != "" {
+		t.Fatalf("replayed start: %s %v", again.body, again.header)
+	}
+	if k := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1")); k.str("id") != key.str("id") || k.json["key"] != nil {
+		t.Fatalf("replayed key: %s", k.body)
+	}
+	// The token still opens the session: only the kept answer lost it.
+	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}))
+
+	if _, err := pool.Exec(context.Background(), `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'start-1'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := api.NewIdempotencyStore(pool).Prune(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the one past its day", n, err)
 	}
 }
