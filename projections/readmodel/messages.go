@@ -29,7 +29,8 @@ func (Messages) EventTypes() []string {
 	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized, domain.UserDeleted}
 }
 
-// Apply folds message events into the messages table.
+// Apply folds message events into the messages table, and messages and
+// summaries into the sessions' backlogs.
 func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
 	case domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized:
