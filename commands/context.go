@@ -177,15 +177,18 @@ type DueSummary struct {
 
 // SummarySource finds sessions due for a summary.
 type SummarySource interface {
-	// DueSummaries returns up to limit due sessions, most overdue first,
-	// leaving out those in skip.
-	DueSummaries(ctx context.Context, limit int, skip []string) ([]DueSummary, error)
+	// DueSummaries returns up to limit due sessions, most overdue first
+	// but those in last after all others, leaving out those in skip.
+	DueSummaries(ctx context.Context, limit int, skip, last []string) ([]DueSummary, error)
 }
 
 // SummaryWorker makes summaries in the background. A summarizer that fails
-// (a chat endpoint down) never blocks appends or context reads: the pass
-// ends, and the session is tried again later, backing off up to
-// maxSummaryBackoff, while later passes go on with the others.
+// (a chat endpoint down, or one that refuses a session's text) never
+// blocks appends or context reads: the session is tried again later,
+// backing off up to maxSummaryBackoff, and sessions that never failed go
+// before those that did, so failing sessions cannot hold up the others.
+// A pass ends after maxPassFailures failures: a summarizer that is down
+// is called a few times a pass, and each session once per its wait.
 type SummaryWorker struct {
 	svc        *Service
 	src        SummarySource
@@ -200,7 +203,10 @@ type summaryFailure struct {
 	delay time.Duration
 }
 
-const maxSummaryBackoff = 5 * time.Minute
+const (
+	maxSummaryBackoff = 5 * time.Minute
+	maxPassFailures   = 3
+)
 
 // NewSummaryWorker returns a worker that looks for due sessions every
 // interval.
@@ -219,31 +225,27 @@ func (x *SummaryWorker) Run(ctx context.Context) error {
 // RunOnce summarizes the sessions due now and says how many summaries it
 // recorded. A failing summarizer is logged, not returned.
 func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
-	// Sessions waiting out a failure are left out of the query, so that
-	// they cannot take every place of a pass while others are due.
+	// Sessions waiting out a failure are left out; those past their wait
+	// come after every session that never failed.
 	now := time.Now()
-	var waiting []string
+	var waiting, failed []string
 	for id, f := range x.failures {
-		if now.Before(f.next) {
+		switch {
+		case now.Before(f.next):
 			waiting = append(waiting, id)
+		case now.After(f.next.Add(maxSummaryBackoff)):
+			// Not tried again for that long: no longer due (summarized
+			// elsewhere, deleted), so forgotten.
+			delete(x.failures, id)
+		default:
+			failed = append(failed, id)
 		}
 	}
-	due, err := x.src.DueSummaries(ctx, 20, waiting)
+	due, err := x.src.DueSummaries(ctx, 20, waiting, failed)
 	if err != nil {
 		return 0, err
 	}
-	// A failed session past its wait and no longer due (summarized
-	// elsewhere, deleted) is forgotten.
-	dueNow := make(map[string]bool, len(due))
-	for _, d := range due {
-		dueNow[d.SessionID] = true
-	}
-	for id, f := range x.failures {
-		if !now.Before(f.next) && !dueNow[id] {
-			delete(x.failures, id)
-		}
-	}
-	n := 0
+	n, failures := 0, 0
 	for _, d := range due {
 		text, err := x.summarizer.Summarize(ctx, d.Previous, d.Lines)
 		if err != nil {
@@ -251,14 +253,14 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 				return n, ctx.Err()
 			}
 			f := x.failures[d.SessionID]
-			f.delay = min(max(2*f.delay, x.interval), maxSummaryBackoff)
-			f.next = now.Add(f.delay)
+			f.delay = min(max(2*f.delay, 2*x.interval), maxSummaryBackoff)
+			f.next = time.Now().Add(f.delay)
 			x.failures[d.SessionID] = f
 			x.log.Warn("summarizer failed; the session is tried again later", "session_id", d.SessionID, "summarizer", x.summarizer.Name(), "retry_in", f.delay, "err", err)
-			// A summarizer that fails is most often down for every
-			// session: the pass ends, and the next one starts with
-			// another session, so a down endpoint sees one call a pass.
-			return n, nil
+			if failures++; failures >= maxPassFailures {
+				return n, nil // most likely down for every session: the next pass goes on
+			}
+			continue
 		}
 		delete(x.failures, d.SessionID)
 		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{

@@ -87,7 +87,7 @@ func BenchmarkDueSummaries(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("find=backlog/sessions=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				due, err := r.DueSummaries(ctx, threshold, recent, 20, nil)
+				due, err := r.DueSummaries(ctx, threshold, recent, 20, nil, nil)
 				if err != nil || len(due) != 5 {
 					b.Fatalf("found %d due sessions (%v), want 5", len(due), err)
 				}

@@ -216,8 +216,9 @@ type DueSummary struct {
 // DueSummaries finds up to limit sessions whose messages not yet
 // summarized, leaving out the newest recent tokens of them, cost more than
 // threshold tokens (each message its tokens plus domain.ItemOverhead),
-// most overdue first; the sessions in skip are left out.
-func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int, skip []string) ([]DueSummary, error) {
+// most overdue first, but those in last after all others; the sessions in
+// skip are left out.
+func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int, skip, last []string) ([]DueSummary, error) {
 	// The messages projection keeps each session's backlog (the cost of
 	// its messages after its newest summary): the sessions past the
 	// threshold come from its cost index, so a pass costs the sessions
@@ -227,12 +228,15 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int,
 	if skip == nil {
 		skip = []string{}
 	}
+	if last == nil {
+		last = []string{}
+	}
 	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id, coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
 		FROM session_backlog b
 		LEFT JOIN LATERAL (SELECT version, to_seq, content FROM session_summaries
 			WHERE session_id = b.session_id ORDER BY version DESC LIMIT 1) l ON true
 		WHERE b.cost > $1::bigint + $2::bigint AND b.session_id <> ALL ($4::text[])
-		ORDER BY b.cost DESC LIMIT $3`, threshold, recent, limit, skip)
+		ORDER BY b.session_id = ANY ($5::text[]), b.cost DESC LIMIT $3`, threshold, recent, limit, skip, last)
 	if err != nil {
 		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
 	}
