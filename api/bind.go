@@ -8,7 +8,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,7 +20,8 @@ import (
 
 // BindJSON decodes the request's JSON body into dst: only
 // application/json (415 otherwise), no unknown fields (422 naming them),
-// malformed JSON or a wrong type is 400, a body over the limit 413.
+// malformed JSON is 400, a value of the wrong type 422 naming its field,
+// a body over the limit 413.
 func BindJSON(c *gin.Context, dst any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -33,7 +37,7 @@ func BindJSON(c *gin.Context, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return decodeError(err)
+		return fieldError(err, raw)
 	}
 	if dec.More() {
 		return errorf(ErrBadJSON, "unexpected data after the JSON value")
@@ -87,6 +91,101 @@ func nulFields(raw []byte) error {
 	}
 	walk("", doc)
 	return v.Err()
+}
+
+// fieldError is decodeError, but a value of the wrong type, or a time
+// that is not RFC 3339 with a zone, is a 422 naming its field (found in
+// raw for a time), as the API's other invalid fields are.
+func fieldError(err error, raw []byte) error {
+	var typ *json.UnmarshalTypeError
+	var pt *time.ParseError
+	switch {
+	case errors.As(err, &typ) && typ.Field != "":
+		v := &domain.ValidationError{}
+		v.Add(jsonPath(typ.Field), "must be %s, not %s", jsonType(typ.Type), typ.Value)
+		return v
+	case errors.As(err, &pt):
+		v := &domain.ValidationError{}
+		const want = "must be a time in RFC 3339 with its zone, e.g. 2026-11-24T09:30:00Z"
+		paths := pathsOf(raw, pt.Value)
+		if len(paths) == 0 {
+			paths = []string{"(a time)"}
+		}
+		for _, p := range paths {
+			v.Add(p, want)
+		}
+		return v
+	}
+	return decodeError(err)
+}
+
+// jsonPath is a decoder's field path as the client wrote it: segments
+// that are Go type names (a body decoded through its own UnmarshalJSON,
+// such as one message or a batch of them) are left out; the API's field
+// names are lower case.
+func jsonPath(field string) string {
+	var out []string
+	for _, seg := range strings.Split(field, ".") {
+		if strings.ToLower(seg) == seg {
+			out = append(out, seg)
+		}
+	}
+	return strings.Join(out, ".")
+}
+
+// jsonType names what a Go type takes in JSON.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeOf(time.Time{}):
+		return "a time in RFC 3339"
+	case t.Kind() == reflect.String:
+		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonType(t.Elem()), "a "), "an ") + "s"
+	case t.Kind() == reflect.Map || t.Kind() == reflect.Struct:
+		return "an object"
+	}
+	return "a JSON " + t.Kind().String()
+}
+
+// pathsOf returns the paths of the strings in the JSON document raw whose
+// text is value.
+func pathsOf(raw []byte, value string) []string {
+	var doc any
+	if json.Unmarshal(raw, &doc) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(path string, x any)
+	walk = func(path string, x any) {
+		switch x := x.(type) {
+		case string:
+			if x == value {
+				out = append(out, path)
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				if path != "" {
+					k = path + "." + k
+				}
+				walk(k, e)
+			}
+		}
+	}
+	walk("", doc)
+	sort.Strings(out)
+	return out
 }
 
 func decodeError(err error) error {

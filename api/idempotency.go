@@ -135,13 +135,37 @@ func (s *IdempotencyStore) release(ctx context.Context, actor, key string) error
 	return nil
 }
 
+// refusedInput are the answers to a request whose input was refused before
+// anything was done: they are not kept, so that the key may be used again
+// with the input put right.
+var refusedInput = map[int]bool{http.StatusBadRequest: true, http.StatusRequestEntityTooLarge: true,
+	http.StatusUnsupportedMediaType: true, http.StatusUnprocessableEntity: true}
+
+// canonicalJSON is body with its objects' keys in order and no spaces, so
+// that the same JSON written in another order is the same request; body
+// as it is when it is not JSON. Numbers keep their text.
+func canonicalJSON(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if dec.Decode(&doc) != nil || dec.More() {
+		return body
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
 // Idempotency makes a POST sent with an Idempotency-Key safe to retry: the
 // first answer is stored (per caller and key) and a retry with the same key
 // and the same request gets it again, marked Idempotent-Replayed, without
 // running the handler, so nothing is appended twice; secrets the first
 // answer showed once are not kept, and the replay holds null in their place. The same key with
-// another request is 422; a retry while the first still runs is 409; a 5xx
-// answer is not kept, so a retry runs again.
+// another request (the same JSON in another order is the same) is 422; a
+// retry while the first still runs is 409; a 5xx answer, or one refusing
+// the input (400, 413, 415, 422), is not kept, so a retry runs again.
 func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
@@ -168,7 +192,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			return
 		}
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
-		sum := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.RequestURI()+"\n"), body...))
+		sum := sha256.Sum256(append([]byte(c.Request.Method+" "+c.Request.URL.RequestURI()+"\n"), canonicalJSON(body)...))
 		fp := hex.EncodeToString(sum[:])
 		actor := Actor(c)
 
@@ -198,7 +222,8 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		c.Writer = w
 		c.Next()
 		ctx := context.WithoutCancel(c.Request.Context())
-		if w.Status() >= 500 {
+		if s := w.Status(); s >= 500 || refusedInput[s] {
+			// Not kept: a retry (with the input put right) runs again.
 			if err := store.release(ctx, actor, key); err != nil {
 				logger(c).Error("release idempotency key", "err", err)
 			}

@@ -54,7 +54,7 @@ func TestErrorsAreProblemsAndAppendNothing(t *testing.T) {
 	before := eventCount(t, s)
 
 	isProblem(t, s.do("POST", "/v1/users", `{"external_id": "x",`), 400, "")
-	isProblem(t, s.do("POST", "/v1/users", `{"external_id": 7, "name": "x"}`), 400, "")
+	isProblem(t, s.do("POST", "/v1/users", `{"external_id": 7, "name": "x"}`), 422, "external_id")
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "", "name": "x", "email": "nope"}), 422, "email")
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "y", "name": "x", "colour": "red"}), 422, "colour")
 	isProblem(t, s.do("GET", "/v1/users/01JZZZZZZZZZZZZZZZZZZZZZZZ", nil), 404, "")
@@ -91,6 +91,14 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k\xff"), 400, "")
 	if n := eventCount(t, s); n != events {
 		t.Fatalf("a refused request appended %d events", n-events)
+	}
+	// Refused input keeps no answer: the key serves the corrected request,
+	// whose retry may write its JSON keys in another order.
+	isProblem(t, s.do("POST", "/v1/users", `{"external_id":"later","name":""}`, "Idempotency-Key", "k-2"), 422, "name")
+	fixed := s.must(201, s.do("POST", "/v1/users", `{"external_id":"later","name":"L"}`, "Idempotency-Key", "k-2"))
+	reordered := s.must(201, s.do("POST", "/v1/users", `{ "name": "L", "external_id": "later" }`, "Idempotency-Key", "k-2"))
+	if reordered.header.Get("Idempotent-Replayed") != "true" || reordered.str("id") != fixed.str("id") {
+		t.Fatalf("retry with the keys reordered: %s %v", reordered.body, reordered.header)
 	}
 }
 
@@ -486,5 +494,34 @@ func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 	n, err := api.NewIdempotencyStore(pool).Prune(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want the one past its day", n, err)
+	}
+}
+
+// A value of the wrong type is an invalid field (422 naming it, in the
+// API's words, not Go's), as a time without its zone is; nothing is
+// appended.
+func TestWrongTypesAreInvalidFields(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "types", "name": "T"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	for _, c := range []struct {
+		path, body, field, says string
+	}{
+		{"/v1/sessions/" + sid + "/messages", `{"role":"user","content":"x","metadata":"str"}`, "metadata", "must be an object, not string"},
+		{"/v1/sessions/" + sid + "/messages", `{"role":5,"content":"x"}`, "role", "must be a string, not number"},
+		{"/v1/sessions/" + sid + "/messages", `{"messages":[{"role":"user","content":7}]}`, "messages.content", "must be a string, not number"},
+		{"/v1/users/" + uid + "/memories", `{"type":"semantic","content":"x","tags":"a"}`, "tags", "must be an array of strings, not string"},
+		{"/v1/users/" + uid + "/memories", `{"type":"semantic","content":"x","importance":"high"}`, "importance", "must be a number, not string"},
+		{"/v1/users/" + uid + "/memories", `{"type":"semantic","content":"x","expires_at":"2027-01-01T00:00:00"}`, "expires_at", "RFC 3339 with its zone"},
+	} {
+		r := s.do("POST", c.path, c.body)
+		isProblem(t, r, 422, c.field)
+		if !strings.Contains(string(r.body), c.says) || strings.Contains(string(r.body), "interface") || strings.Contains(string(r.body), "float64") {
+			t.Errorf("%s: %s, want %q", c.body, r.body, c.says)
+		}
+	}
+	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil)).items(); len(n) != 0 {
+		t.Fatalf("%d messages appended from bad bodies", len(n))
 	}
 }
