@@ -473,3 +473,57 @@ func TestWaiterReturnsOnceEveryProjectionReachedTheCursor(t *testing.T) {
 		t.Fatalf("slowpoke applied %d events", n)
 	}
 }
+
+// halting applies an event (a row keyed by its id) and, the first time,
+// holds on until the engine stops: the subscriber then lets go of the
+// event unacked while its write is queued.
+type halting struct {
+	name     string
+	applying chan struct{}
+	once     *sync.Once
+}
+
+func (h halting) Name() string     { return h.name }
+func (h halting) Tables() []string { return []string{h.name} }
+func (h halting) Apply(ctx context.Context, tx projections.Tx, e eventstore.Recorded) error {
+	tx.Exec(`INSERT INTO `+h.name+` (event_id, stream_id, version) VALUES ($1, $2, $3)`, e.EventID, e.StreamID, e.Version)
+	first := false
+	h.once.Do(func() { first = true })
+	if first {
+		close(h.applying)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// An engine stopped while an event is being applied leaves neither the
+// event's writes nor its checkpoint: the next run applies it once. (The
+// subscriber commits the events it acked; the writes of one it let go
+// unacked were committed with them, and the next run failed on them.)
+func TestStopWhileApplyingAppliesTheEventOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	createApplied(t, e.pool, "halted")
+	h := halting{name: "halted", applying: make(chan struct{}), once: &sync.Once{}}
+	_, stop := e.launch(t, projections.Config{}, h)
+	if _, err := e.store.Append(context.Background(), eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.applying:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the event was never applied")
+	}
+	stop()
+	if n := count(t, e.pool, `SELECT count(*) FROM halted`); n != 0 {
+		t.Fatalf("%d rows of an event the stopped engine did not ack", n)
+	}
+	e.runEngine(t, projections.Config{}, h) // once used up: applies at once
+	eventually(t, 20*time.Second, "the event applied once by the next run", func() (bool, error) {
+		st, err := projections.Statuses(context.Background(), e.pool, []string{"halted"})
+		if err != nil || st[0].State != projections.StateRunning {
+			return false, fmt.Errorf("status %+v: %v", st, err)
+		}
+		return st[0].Behind == 0 && count(t, e.pool, `SELECT count(*) FROM halted`) == 1, nil
+	})
+}

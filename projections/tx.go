@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,9 @@ type sharedTx struct {
 	began     time.Time
 	// last is the cursor of the last event applied in this transaction.
 	last eventstore.Cursor
+	// ackedPos is the position of the checkpoint write queued, if acked.
+	ackedPos int64
+	acked    bool
 }
 
 // send sends b, preceded by BEGIN if the transaction has not begun yet.
@@ -141,7 +145,22 @@ func (t *sharedTx) ExecContext(_ context.Context, query string, args ...any) (ws
 	}
 	t.coalesced.flush(&t.pending) // the handler's writes come first
 	t.pending.Queue(query, args...)
+	if len(args) == 3 && strings.Contains(query, checkpointTable) {
+		if pos, ok := args[0].(int64); ok {
+			t.ackedPos, t.acked = pos, true
+		}
+	}
 	return queuedResult{}, nil
+}
+
+// unacked tells whether the handler applied an event that the checkpoint
+// write does not cover. The subscriber lets go of an event unacked when
+// its context ends while the event is being handled (a shutdown), and
+// then commits the events before it, or nothing; the event's writes,
+// queued already, must not commit without it, or the next batch applies
+// them again.
+func (t *sharedTx) unacked() bool {
+	return t.last != (eventstore.Cursor{}) && (!t.acked || t.ackedPos != t.last.Position)
 }
 
 // queuedResult is the result of a write that has not been sent yet.
@@ -219,11 +238,14 @@ func (r *batchRows) finish() {
 	r.err = errors.Join(r.rows.Err(), r.br.Close())
 }
 
-// Commit sends the queued writes and COMMIT in one round trip.
+// Commit sends the queued writes and COMMIT in one round trip. A batch
+// whose checkpoint write does not cover every event applied is rolled
+// back instead (see unacked): its events are read again.
 func (t *sharedTx) Commit() error {
 	t.mu.Lock()
 	err := t.failed
-	if err == nil {
+	discard := err == nil && t.unacked()
+	if err == nil && !discard {
 		b := t.take()
 		if t.begun || b.Len() > 0 {
 			b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
@@ -237,7 +259,7 @@ func (t *sharedTx) Commit() error {
 			}
 		}
 	}
-	if err != nil && t.begun {
+	if (err != nil || discard) && t.begun {
 		// After a failure in a pipeline the transaction is still open,
 		// aborted: end it.
 		_, _ = t.conn.Exec(context.Background(), "ROLLBACK")
@@ -245,6 +267,11 @@ func (t *sharedTx) Commit() error {
 	last := t.last
 	t.release()
 	t.mu.Unlock()
+	if discard {
+		t.r.log.Info("projection batch rolled back: an applied event was let go unacked; it is read again")
+		t.done()
+		return nil
+	}
 	if err == nil && t.r.inBatch.Load() > 0 {
 		if t.careful {
 			t.r.careful.Store(false) // the replayed batch went through
