@@ -88,7 +88,8 @@ func CORS(origins []string) gin.HandlerFunc {
 	cfg := cors.DefaultConfig()
 	cfg.AllowOrigins = origins
 	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition}
-	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing"}
+	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing", "Retry-After",
+		"Idempotent-Replayed", "X-Arq-Cache", "X-Arq-Session-Token"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 	return cors.New(cfg)
 }

@@ -76,19 +76,38 @@ func meta(c *gin.Context) commands.Meta {
 // works in the default one.
 func tenant(*gin.Context) string { return eventstore.DefaultTenant }
 
-// ifMatch reads If-Match as the version the caller expects; absent or "*"
-// means any. A malformed value fails the precondition.
-func ifMatch(c *gin.Context) (*int, error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
-	if h == "" || h == "*" {
+// ifMatch reads If-Match (RFC 9110) as the versions the caller expects:
+// nil when absent or "*" (any), else the versions of its strong ETags,
+// empty when it has only weak or foreign ones (If-Match compares strongly,
+// so they never match: 412). A header that is no list of ETags is 400.
+func ifMatch(c *gin.Context) ([]int, error) {
+	raw := c.Request.Header.Values("If-Match")
+	h := strings.TrimSpace(strings.Join(raw, ","))
+	if len(raw) == 0 || h == "*" {
 		return nil, nil
 	}
-	h = strings.TrimPrefix(h, "W/")
-	v, err := strconv.Atoi(strings.Trim(h, `"`))
-	if err != nil || v < 1 {
-		return nil, fmt.Errorf("%w: If-Match %q is not a version ETag", ErrPreconditionFailed, c.GetHeader("If-Match"))
+	versions := []int{}
+	for rest := h; ; {
+		rest = strings.TrimLeft(rest, " \t,")
+		if rest == "" {
+			break
+		}
+		weak := strings.HasPrefix(rest, "W/")
+		rest = strings.TrimPrefix(rest, "W/")
+		end := -1
+		if strings.HasPrefix(rest, `"`) {
+			end = strings.IndexByte(rest[1:], '"')
+		}
+		if end < 0 {
+			return nil, errorf(ErrBadRequest, `If-Match %q is not * or a list of ETags such as "3"`, h)
+		}
+		tag := rest[1 : end+1]
+		rest = rest[end+2:]
+		if v, err := strconv.Atoi(tag); err == nil && v >= 1 && !weak {
+			versions = append(versions, v)
+		}
 	}
-	return &v, nil
+	return versions, nil
 }
 
 // etag sets the entity's version as its ETag.

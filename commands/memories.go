@@ -56,7 +56,7 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 
 // UpdateMemory changes a live memory. A new content without an embedding
 // from the client gets one from the provider, if any.
-func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected *int, cmd domain.UpdateMemory) (Result, error) {
+func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateMemory) (Result, error) {
 	cmd.EmbeddingDim = s.embed.Dim
 	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
 		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
@@ -67,7 +67,7 @@ func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expect
 }
 
 // DeleteMemory deletes a live memory.
-func (s *Service) DeleteMemory(ctx context.Context, meta Meta, id string, expected *int) (Result, error) {
+func (s *Service) DeleteMemory(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
 	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
 		return m.Delete(s.now())
 	})
@@ -80,7 +80,7 @@ func (s *Service) ExpireMemory(ctx context.Context, meta Meta, id string) (Resul
 	})
 }
 
-func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expected *int, decide func(*domain.Memory) ([]domain.Event, error)) (Result, error) {
+func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Memory) ([]domain.Event, error)) (Result, error) {
 	return retry(ctx, func() (Result, error) {
 		m, err := s.loadMemory(ctx, id)
 		if err != nil {

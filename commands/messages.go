@@ -133,7 +133,7 @@ func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, 
 
 // EditMessage replaces a message's content or metadata. A new content
 // without an embedding from the client gets one from the provider, if any.
-func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expected *int, cmd domain.EditMessage) (Result, error) {
+func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expected []int, cmd domain.EditMessage) (Result, error) {
 	cmd.EmbeddingDim = s.embed.Dim
 	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
 		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
@@ -145,13 +145,13 @@ func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expecte
 
 // RedactMessage removes a message from every read; the log keeps its
 // history.
-func (s *Service) RedactMessage(ctx context.Context, meta Meta, id string, expected *int, reason string) (Result, error) {
+func (s *Service) RedactMessage(ctx context.Context, meta Meta, id string, expected []int, reason string) (Result, error) {
 	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
 		return m.Redact(reason)
 	})
 }
 
-func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expected *int, decide func(*domain.Message) ([]domain.Event, error)) (Result, error) {
+func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Message) ([]domain.Event, error)) (Result, error) {
 	return retry(ctx, func() (Result, error) {
 		m, ownVersion, err := s.loadMessage(ctx, id)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -92,11 +93,11 @@ func retry(ctx context.Context, attempt func() (Result, error)) (Result, error) 
 	}
 }
 
-// checkExpected turns a caller's If-Match into ErrStale when the entity has
-// moved on.
-func checkExpected(expected *int, current int) error {
-	if expected != nil && *expected != current {
-		return fmt.Errorf("%w: at version %d, not %d", domain.ErrStale, current, *expected)
+// checkExpected turns a caller's If-Match into ErrStale when the entity is
+// at none of the versions it names (nil names any, empty none).
+func checkExpected(expected []int, current int) error {
+	if expected != nil && !slices.Contains(expected, current) {
+		return fmt.Errorf("%w: at version %d, not %v", domain.ErrStale, current, expected)
 	}
 	return nil
 }
@@ -105,7 +106,7 @@ func checkExpected(expected *int, current int) error {
 // when the caller named a version: the caller's If-Match no longer holds,
 // and a retry would hide it. A race on another stream (a guard) is left a
 // conflict, which the retry decides afresh.
-func staleOnConflict(expected *int, streamID string, err error) error {
+func staleOnConflict(expected []int, streamID string, err error) error {
 	var ce *eventstore.ConflictError
 	if expected != nil && errors.As(err, &ce) && ce.StreamID == streamID {
 		return fmt.Errorf("%w: at version %d", domain.ErrStale, ce.Current)

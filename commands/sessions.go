@@ -56,14 +56,14 @@ func (s *Service) StartSession(ctx context.Context, meta Meta, userID string, cm
 }
 
 // ExtendSession gives an open session ttl more time from now.
-func (s *Service) ExtendSession(ctx context.Context, meta Meta, id string, expected *int, ttl time.Duration) (Result, error) {
+func (s *Service) ExtendSession(ctx context.Context, meta Meta, id string, expected []int, ttl time.Duration) (Result, error) {
 	return s.sessionCommand(ctx, meta, id, expected, func(sess *domain.Session) ([]domain.Event, error) {
 		return sess.Extend(ttl, s.now())
 	})
 }
 
 // CloseSession closes an open session; it takes no more messages.
-func (s *Service) CloseSession(ctx context.Context, meta Meta, id string, expected *int) (Result, error) {
+func (s *Service) CloseSession(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
 	return s.sessionCommand(ctx, meta, id, expected, func(sess *domain.Session) ([]domain.Event, error) {
 		return sess.Close(s.now())
 	})
@@ -78,7 +78,7 @@ func (s *Service) ExpireSession(ctx context.Context, meta Meta, id string) (Resu
 	})
 }
 
-func (s *Service) sessionCommand(ctx context.Context, meta Meta, id string, expected *int, decide func(*domain.Session) ([]domain.Event, error)) (Result, error) {
+func (s *Service) sessionCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Session) ([]domain.Event, error)) (Result, error) {
 	return retry(ctx, func() (Result, error) {
 		sess, err := s.loadSession(ctx, id)
 		if err != nil {

@@ -82,7 +82,7 @@ func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.Regist
 
 // UpdateUser changes a user's profile. expected, when set, is the version
 // the caller last saw (If-Match).
-func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected *int, cmd domain.UpdateProfile) (Result, error) {
+func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateProfile) (Result, error) {
 	return retry(ctx, func() (Result, error) {
 		u, err := s.loadUser(ctx, id)
 		if err != nil {
@@ -100,7 +100,7 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected
 }
 
 // DeleteUser deletes a user and releases its external id.
-func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected *int) (Result, error) {
+func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
 	return retry(ctx, func() (Result, error) {
 		u, err := s.loadUser(ctx, id)
 		if err != nil {
@@ -136,7 +136,7 @@ func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected
 
 // appendTo appends decided events to one stream at the version they were
 // decided on; with a guard (see owner), in the same transaction as it.
-func (s *Service) appendTo(ctx context.Context, meta Meta, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected *int, events []domain.Event) (Result, error) {
+func (s *Service) appendTo(ctx context.Context, meta Meta, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected []int, events []domain.Event) (Result, error) {
 	evs, err := toStore(meta, events)
 	if err != nil {
 		return Result{}, err

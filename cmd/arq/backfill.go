@@ -76,7 +76,7 @@ func memoryBackfill(app *App, meta commands.Meta) backfillKind {
 		table:   "memories",
 		missing: `embedding IS NULL AND content <> '' AND (expires_at IS NULL OR expires_at > now())`,
 		set: func(ctx context.Context, id string, version int, e []float64) error {
-			_, err := app.commands.UpdateMemory(ctx, meta, id, &version, domain.UpdateMemory{Embedding: e})
+			_, err := app.commands.UpdateMemory(ctx, meta, id, []int{version}, domain.UpdateMemory{Embedding: e})
 			return err
 		},
 	}
@@ -87,7 +87,7 @@ func messageBackfill(app *App, meta commands.Meta) backfillKind {
 		table:   "messages",
 		missing: `embedding IS NULL AND content <> ''`,
 		set: func(ctx context.Context, id string, version int, e []float64) error {
-			_, err := app.commands.EditMessage(ctx, meta, id, &version, domain.EditMessage{Embedding: e})
+			_, err := app.commands.EditMessage(ctx, meta, id, []int{version}, domain.EditMessage{Embedding: e})
 			return err
 		},
 	}

@@ -209,6 +209,12 @@ func TestMiddlewareHeaders(t *testing.T) {
 	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Fatalf("allowed origin: %v", r.header)
 	}
+	// A browser client may read the headers the API answers with.
+	for _, h := range []string{"ETag", "X-Arq-Position", "Retry-After", "Idempotent-Replayed", "X-Arq-Cache", "X-Arq-Session-Token"} {
+		if !strings.Contains(strings.ToLower(r.header.Get("Access-Control-Expose-Headers")), strings.ToLower(h)) {
+			t.Errorf("%s not exposed: %q", h, r.header.Get("Access-Control-Expose-Headers"))
+		}
+	}
 	if r := s.do("GET", "/v1/users", nil, "Origin", "https://evil.example"); r.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("denied origin got CORS headers: %v", r.header)
 	}
@@ -523,5 +529,28 @@ func TestWrongTypesAreInvalidFields(t *testing.T) {
 	}
 	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil)).items(); len(n) != 0 {
 		t.Fatalf("%d messages appended from bad bodies", len(n))
+	}
+}
+
+// If-Match is read as RFC 9110 says: a list of ETags matches when any of
+// them is the current version; a weak ETag never matches (the comparison
+// is strong); "*" matches any; a header that is no list of ETags is 400.
+func TestIfMatchComparesStrongETags(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "etag", "name": "E"})).str("id")
+	patch := func(ifMatch string) response {
+		return s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "E" + ifMatch}, "If-Match", ifMatch)
+	}
+	s.must(200, patch(`"7", "1"`)) // now at version 2
+	isProblem(t, patch(`W/"2"`), 412, "")
+	isProblem(t, patch(`"1", W/"2"`), 412, "")
+	isProblem(t, patch(`2`), 400, "")
+	isProblem(t, patch(`garbage`), 400, "")
+	isProblem(t, patch(`"2`), 400, "")
+	s.must(200, patch(`"2"`))
+	s.must(200, patch(`*`))
+	if v := s.must(200, s.do("GET", "/v1/users/"+uid, nil)).num("version"); v != 4 {
+		t.Fatalf("version %v after three matching PATCHes, want 4", v)
 	}
 }
