@@ -96,7 +96,9 @@ func (r *resources) userAudit(c *gin.Context) {
 			return
 		}
 	}
-	f.Streams = streams
+	// An external id's claims stream is shared by the users that held it
+	// in turn: only this user's claims and releases are theirs.
+	f.Streams, f.SharedType, f.Owner = streams, domain.StreamExternalID, c.Param("id")
 	r.logPage(c, after, limit, f)
 }
 

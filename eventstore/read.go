@@ -65,6 +65,10 @@ type Filter struct {
 	EventTypes []string
 	// Streams, when not empty, are the only streams read.
 	Streams []string
+	// SharedType and Owner, when set, keep of the streams of type
+	// SharedType (streams that several owners take turns on, such as an
+	// external id's claims) only the events whose data's user_id is Owner.
+	SharedType, Owner string
 	// From and To, when not zero, bound when the events were recorded
 	// (From inclusive, To exclusive).
 	From, To time.Time
@@ -100,8 +104,9 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		  AND ($7::text[] IS NULL OR stream_id = ANY ($7))
 		  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
 		  AND ($9::timestamptz IS NULL OR recorded_at < $9)
+		  AND ($10 = '' OR stream_type <> $10 OR data->>'user_id' = $11)
 		ORDER BY transaction_id, position
-		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to)
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner)
 }
 
 // Last is the cursor of the last committed event, also one that readers

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
 )
@@ -140,7 +141,9 @@ func (c *cli) audit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	f := eventstore.Filter{Streams: streams}
+	// As GET /v1/users/{id}/audit: of an external id's shared claims
+	// stream, only this user's claims and releases.
+	f := eventstore.Filter{Streams: streams, SharedType: domain.StreamExternalID, Owner: rest[1]}
 	if types != "" {
 		f.EventTypes = strings.Split(types, ",")
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +95,37 @@ func TestUserAuditAndEventLog(t *testing.T) {
 	}
 	if got := s.must(200, s.do("GET", "/v1/events?type=user.registered", nil)).items(); len(got) != 2 {
 		t.Fatalf("type filter on the log: %d events", len(got))
+	}
+}
+
+// An external id held in turn by two users (the first deleted, the second
+// registered with it) shows in each user's audit only with that user's
+// own claim and release.
+func TestAuditOfASharedExternalIDIsEachUsersOwn(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	first := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "A"})).str("id")
+	s.must(204, s.do("DELETE", "/v1/users/"+first, nil))
+	second := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "A2"})).str("id")
+	for id, want := range map[string][]string{
+		first:  {"user.registered", "user.external_id_claimed", "user.deleted", "user.external_id_released"},
+		second: {"user.registered", "user.external_id_claimed"},
+	} {
+		var got []string
+		for _, e := range s.pages(t, "/v1/users/"+id+"/audit") {
+			if data, _ := e["data"].(map[string]any); data["user_id"] != nil && data["user_id"] != id {
+				t.Errorf("audit of %s holds another user's event: %v", id, e)
+			}
+			got = append(got, e["event_type"].(string))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("audit of %s: %v, want %v", id, got, want)
+		}
+		_, out, _ := runCLI(t, s.url, "audit", "user", id)
+		if n := strings.Count(out, "\n"); n != len(want) {
+			t.Errorf("arq audit user %s: %d lines, want %d:\n%s", id, n, len(want), out)
+		}
 	}
 }
