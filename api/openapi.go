@@ -65,7 +65,7 @@ var operations = []operation{
 	{method: "GET", path: "/v1/context-snapshots/{id}", summary: "Get a context snapshot, each item with its text as it was", tag: "context", status: 200, schema: "ContextSnapshot"},
 	{method: "GET", path: "/v1/messages/{id}/context", summary: "The context snapshot behind an assistant message", tag: "context", status: 200, schema: "ContextSnapshot"},
 
-	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots", tag: "live", status: 200, schema: "EventStream"},
+	{method: "GET", path: "/v1/sessions/{id}/stream", summary: "Server-Sent Events: the session's new messages, summaries and context snapshots, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
 	{method: "GET", path: "/v1/events/stream", summary: "Server-Sent Events: the event log, from ?after= (or Last-Event-ID) on, then live", tag: "live", status: 200, schema: "EventStream"},
 
 	{method: "GET", path: "/v1/events", summary: "The event log in commit-safe order, paged; Accept: application/x-ndjson streams it", tag: "audit", status: 200, schema: "EventPage"},

@@ -42,10 +42,19 @@ func (r *resources) verifyStream(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"stream_id": c.Param("stream"), "intact": v.Intact(), "events": v.Events, "breaks": v.Breaks, "first_break": v.First})
 }
 
+// sessionEvents are the event types a session's stream sends.
+var sessionEvents = []string{domain.MessageAppended, domain.SessionSummarized, domain.ContextSnapshotRecorded}
+
 // sessionStream sends a session's new messages, summaries and context
-// snapshots as Server-Sent Events, from now on.
+// snapshots as Server-Sent Events: from after (or the Last-Event-ID a
+// reconnecting client sends) it first catches up from the log, then goes
+// on live; without either, from now on.
 func (r *resources) sessionStream(c *gin.Context) {
 	sid := c.Param("id")
+	after, from, ok := streamCursor(c)
+	if !ok {
+		return
+	}
 	if _, err := r.Reader.GetSession(c.Request.Context(), sid); err != nil {
 		WriteError(c, err)
 		return
@@ -64,7 +73,30 @@ func (r *resources) sessionStream(c *gin.Context) {
 		}
 		return false
 	}
-	r.serveEvents(c, accept, eventstore.Start, nil)
+	var catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)
+	if from != "" {
+		f := eventstore.Filter{SessionID: sid, EventTypes: sessionEvents}
+		catchUp = func(ctx context.Context, c eventstore.Cursor) ([]eventstore.Recorded, error) {
+			return r.Store.ReadAll(ctx, c, 500, f)
+		}
+	}
+	r.serveEvents(c, accept, after, catchUp)
+}
+
+// streamCursor reads where an event stream resumes: the Last-Event-ID a
+// reconnecting client sends, else the after parameter; from is "" when
+// neither is given. A cursor that is not one answers 422 (ok false).
+func streamCursor(c *gin.Context) (after eventstore.Cursor, from string, ok bool) {
+	from, field := c.Query("after"), "after"
+	if id := c.GetHeader("Last-Event-ID"); id != "" {
+		from, field = id, "Last-Event-ID"
+	}
+	after, err := eventstore.ParseCursor(from)
+	if err != nil {
+		WriteError(c, invalidField(field, err.Error()))
+		return after, from, false
+	}
+	return after, from, true
 }
 
 // eventStream sends the log as Server-Sent Events: from after (or the
@@ -72,13 +104,8 @@ func (r *resources) sessionStream(c *gin.Context) {
 // log, then goes on live; without either, from now on. type and
 // stream_type filter as in GET /v1/events.
 func (r *resources) eventStream(c *gin.Context) {
-	from := c.Query("after")
-	if id := c.GetHeader("Last-Event-ID"); id != "" {
-		from = id
-	}
-	after, err := eventstore.ParseCursor(from)
-	if err != nil {
-		WriteError(c, invalidField("after", err.Error()))
+	after, from, ok := streamCursor(c)
+	if !ok {
 		return
 	}
 	f := eventstore.Filter{StreamType: c.Query("stream_type")}

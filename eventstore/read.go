@@ -65,6 +65,10 @@ type Filter struct {
 	EventTypes []string
 	// Streams, when not empty, are the only streams read.
 	Streams []string
+	// SessionID, when set, keeps only the events whose data names this
+	// session (data's session_id). No index serves it: it suits a read
+	// after a recent cursor (a client resuming), not the whole log.
+	SessionID string
 	// SharedType and Owner, when set, keep of the streams of type
 	// SharedType (streams that several owners take turns on, such as an
 	// external id's claims) only the events whose data's user_id is Owner.
@@ -105,8 +109,9 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		  AND ($8::timestamptz IS NULL OR recorded_at >= $8)
 		  AND ($9::timestamptz IS NULL OR recorded_at < $9)
 		  AND ($10 = '' OR stream_type <> $10 OR data->>'user_id' = $11)
+		  AND ($12 = '' OR data->>'session_id' = $12)
 		ORDER BY transaction_id, position
-		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner)
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner, f.SessionID)
 }
 
 // Last is the cursor of the last committed event, also one that readers

@@ -142,3 +142,37 @@ func TestEventStreamResumesWithoutRedis(t *testing.T) {
 		t.Fatalf("resumed with %+v, want user %s", ev, fourth)
 	}
 }
+
+// A session's stream resumes as the log's does: from after (an
+// X-Arq-Position) or the Last-Event-ID a reconnecting client sends, it
+// catches up with what it missed, then goes on live; a cursor that is not
+// one is 422.
+func TestSessionStreamResumes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	other := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	appendTo := func(session, content string) response {
+		return s.must(201, s.do("POST", "/v1/sessions/"+session+"/messages", map[string]any{"role": "user", "content": content}))
+	}
+	after := appendTo(sid, "one").header.Get("X-Arq-Position")
+	appendTo(other, "elsewhere")
+	two := appendTo(sid, "two").str("id")
+	events := s.subscribe(t, "/v1/sessions/"+sid+"/stream?after="+after)
+	if ev := await(t, events, "catch-up", func(sseEvent) bool { return true }); dataField(ev, "message_id") != two {
+		t.Fatalf("first event after the cursor: %+v, want message two", ev)
+	}
+	three := appendTo(sid, "three").str("id")
+	ev := await(t, events, "live", func(sseEvent) bool { return true })
+	if dataField(ev, "message_id") != three {
+		t.Fatalf("live event: %+v, want message three", ev)
+	}
+	four := appendTo(sid, "four").str("id")
+	again := s.subscribe(t, "/v1/sessions/"+sid+"/stream", "Last-Event-ID", ev.id)
+	if ev := await(t, again, "after reconnecting", func(sseEvent) bool { return true }); dataField(ev, "message_id") != four {
+		t.Fatalf("resumed with %+v, want message four", ev)
+	}
+	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream", nil, "Last-Event-ID", "garbage"), 422, "Last-Event-ID")
+	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream?after=x", nil), 422, "after")
+}
