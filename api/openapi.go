@@ -41,7 +41,7 @@ var operations = []operation{
 	{method: "POST", path: "/v1/users/{id}/sessions", summary: "Start a session (the answer holds its token, once)", tag: "sessions", body: "StartSession", status: 201, schema: "SessionWithToken", command: true},
 	{method: "GET", path: "/v1/users/{id}/sessions", summary: "List a user's sessions", tag: "sessions", status: 200, schema: "SessionList", list: true},
 	{method: "GET", path: "/v1/sessions/{id}", summary: "Get a session", tag: "sessions", status: 200, schema: "Session"},
-	{method: "POST", path: "/v1/sessions/{id}/extend", summary: "Extend a session's time to live", tag: "sessions", body: "ExtendSession", status: 200, schema: "Session", command: true},
+	{method: "POST", path: "/v1/sessions/{id}/extend", summary: "Extend a session's time to live to ttl_seconds from now (never shorter; a session without an expiry keeps none)", tag: "sessions", body: "ExtendSession", status: 200, schema: "Session", command: true},
 	{method: "POST", path: "/v1/sessions/{id}/close", summary: "Close a session", tag: "sessions", status: 200, schema: "Session", command: true},
 	{method: "POST", path: "/v1/sessions/validate", summary: "Validate a session token (401 when unknown, closed or expired)", tag: "sessions", body: "ValidateSession", status: 200, schema: "Session"},
 

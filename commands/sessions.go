@@ -55,7 +55,8 @@ func (s *Service) StartSession(ctx context.Context, meta Meta, userID string, cm
 	})
 }
 
-// ExtendSession gives an open session ttl more time from now.
+// ExtendSession gives an open session until ttl from now, if that is later
+// than its expiry (a session without one keeps none).
 func (s *Service) ExtendSession(ctx context.Context, meta Meta, id string, expected []int, ttl time.Duration) (Result, error) {
 	return s.sessionCommand(ctx, meta, id, expected, func(sess *domain.Session) ([]domain.Event, error) {
 		return sess.Extend(ttl, s.now())

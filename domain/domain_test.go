@@ -134,6 +134,10 @@ func TestSessionTokenAndLifecycle(t *testing.T) {
 	if s.State(now.Add(90*time.Minute)) != "open" {
 		t.Fatal("extension not applied")
 	}
+	// An extension never shortens the session.
+	if shorter, err := s.Extend(time.Minute, now); err != nil || len(shorter) != 0 {
+		t.Fatalf("a shorter extension decided %v, %v; want nothing", shorter, err)
+	}
 	cl, err := s.Close(now)
 	if err != nil {
 		t.Fatal(err)
@@ -268,5 +272,19 @@ func TestUpcastMemoryStoredFromVersion1(t *testing.T) {
 	}
 	if _, err := domain.DecodeEvent(domain.MemoryStored, 3, v1); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("version from the future: %v", err)
+	}
+}
+
+// A session started without an expiry keeps none when extended.
+func TestExtendingASessionWithoutExpiryKeepsNone(t *testing.T) {
+	t.Parallel()
+	evs, _, err := domain.Start(registered(t), domain.StartSession{SessionID: domain.NewID()}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &domain.Session{}
+	fold(t, s.Apply, evs)
+	if ext, err := s.Extend(time.Hour, now); err != nil || len(ext) != 0 || s.ExpiresAt() != nil {
+		t.Fatalf("extending a session without expiry decided %v, %v", ext, err)
 	}
 }

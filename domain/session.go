@@ -135,7 +135,9 @@ func (s *Session) mustBeOpen(now time.Time) error {
 	return nil
 }
 
-// Extend decides a new expiry: now + ttl.
+// Extend decides a new expiry, now + ttl, when that is later than the one
+// the session has: an extension never shortens a session, and a session
+// without an expiry keeps none. Otherwise it decides nothing.
 func (s *Session) Extend(ttl time.Duration, now time.Time) ([]Event, error) {
 	if err := s.mustBeOpen(now); err != nil {
 		return nil, err
@@ -145,7 +147,11 @@ func (s *Session) Extend(ttl time.Duration, now time.Time) ([]Event, error) {
 		v.Add("ttl_seconds", "must be positive")
 		return nil, v
 	}
-	return []Event{{Type: SessionExtended, Data: SessionExtendedData{ExpiresAt: now.Add(ttl).UTC()}}}, nil
+	until := now.Add(ttl).UTC()
+	if s.expiresAt == nil || !until.After(*s.expiresAt) {
+		return nil, nil
+	}
+	return []Event{{Type: SessionExtended, Data: SessionExtendedData{ExpiresAt: until}}}, nil
 }
 
 // Close decides closing an open session.
