@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -143,12 +144,14 @@ var refusedInput = map[int]bool{http.StatusBadRequest: true, http.StatusRequestE
 
 // canonicalJSON is body with its objects' keys in order and no spaces, so
 // that the same JSON written in another order is the same request; body
-// as it is when it is not JSON. Numbers keep their text.
+// as it is when it is not JSON, or when an object has two keys that differ
+// only in case (the decoder takes the last of them, so their order
+// matters). Numbers keep their text.
 func canonicalJSON(body []byte) []byte {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var doc any
-	if dec.Decode(&doc) != nil || dec.More() {
+	if dec.Decode(&doc) != nil || dec.More() || caseTwins(doc) {
 		return body
 	}
 	out, err := json.Marshal(doc)
@@ -156,6 +159,27 @@ func canonicalJSON(body []byte) []byte {
 		return body
 	}
 	return out
+}
+
+// caseTwins tells whether an object in doc has two keys equal but for case.
+func caseTwins(doc any) bool {
+	switch x := doc.(type) {
+	case []any:
+		for _, e := range x {
+			if caseTwins(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		seen := make(map[string]bool, len(x))
+		for k, e := range x {
+			if seen[strings.ToLower(k)] || caseTwins(e) {
+				return true
+			}
+			seen[strings.ToLower(k)] = true
+		}
+	}
+	return false
 }
 
 // Idempotency makes a POST sent with an Idempotency-Key safe to retry: the

@@ -100,6 +100,11 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	if reordered.header.Get("Idempotent-Replayed") != "true" || reordered.str("id") != fixed.str("id") {
 		t.Fatalf("retry with the keys reordered: %s %v", reordered.body, reordered.header)
 	}
+	// Keys equal but for case decode to the last of them: in another order
+	// they are another request.
+	sid := s.must(201, s.do("POST", "/v1/users/"+fixed.str("id")+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice","Content":"pay mallory"}`, "Idempotency-Key", "k-3"))
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","Content":"pay mallory","content":"pay alice"}`, "Idempotency-Key", "k-3"), 422, "")
 }
 
 func TestReadYourWritesAndPositions(t *testing.T) {
@@ -427,6 +432,7 @@ func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
 		{"DELETE", "/v1/memories/" + mem, nil},
 		{"POST", "/v1/users/" + uid + "/memories", map[string]any{"type": "semantic", "content": "new"}},
 		{"POST", "/v1/users/" + uid + "/sessions", map[string]any{}},
+		{"POST", "/v1/sessions/" + sid + "/context/snapshots", map[string]any{}},
 	} {
 		r := s.do(c.method, c.path, c.body)
 		if r.status != 404 {
