@@ -29,11 +29,18 @@ func (s *Service) RecordSnapshot(ctx context.Context, meta Meta, d domain.Contex
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.store.Append(ctx, stream(domain.StreamSnapshot, d.SnapshotID), eventstore.NoStream(), evs...)
+	// Guarded by the user, as every write of a user's things: a snapshot
+	// taken while the user was being deleted is not recorded.
+	guard, err := s.owner(ctx, d.UserID, "session", d.SessionID, false)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.store.AppendMulti(ctx, guard,
+		eventstore.StreamAppend{Stream: stream(domain.StreamSnapshot, d.SnapshotID), Expected: eventstore.NoStream(), Events: evs})
 	if err != nil {
 		return Result{}, fmt.Errorf("record snapshot of session %s: %w", d.SessionID, err)
 	}
-	return Result{ID: d.SnapshotID, Version: res.Version, Cursor: res.Last().Cursor}, nil
+	return Result{ID: d.SnapshotID, Version: res[1].Version, Cursor: res[1].Last().Cursor}, nil
 }
 
 // SnapshotIDOf is the id of the snapshot of an assistant message's context:
@@ -63,11 +70,15 @@ func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, d dom
 	if after == 0 {
 		expected = eventstore.NoStream()
 	}
-	res, err := s.store.Append(ctx, stream(domain.StreamSummary, d.SessionID), expected, evs...)
+	guard, err := s.owner(ctx, d.UserID, "session", d.SessionID, false)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := s.store.AppendMulti(ctx, guard, eventstore.StreamAppend{Stream: stream(domain.StreamSummary, d.SessionID), Expected: expected, Events: evs})
 	if err != nil {
 		return Result{}, fmt.Errorf("record summary of session %s: %w", d.SessionID, err)
 	}
-	return Result{ID: d.SessionID, Version: res.Version, Cursor: res.Last().Cursor}, nil
+	return Result{ID: d.SessionID, Version: res[1].Version, Cursor: res[1].Last().Cursor}, nil
 }
 
 // DueSnapshot is an assistant message whose context is not recorded yet.
@@ -137,6 +148,8 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 		switch {
 		case errors.Is(err, eventstore.ErrConflict):
 			// Another process recorded it first.
+		case errors.Is(err, domain.ErrNotFound):
+			// The user went meanwhile.
 		case err != nil:
 			return n, err
 		default:
@@ -268,7 +281,10 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 		})
 		switch {
 		case errors.Is(err, eventstore.ErrConflict):
-			// Another process summarized first.
+			// Another process summarized first (or the user changed:
+			// the next pass decides afresh).
+		case errors.Is(err, domain.ErrNotFound):
+			// The user went meanwhile.
 		case err != nil:
 			return n, err
 		default:

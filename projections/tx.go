@@ -146,9 +146,13 @@ func (t *sharedTx) ExecContext(_ context.Context, query string, args ...any) (ws
 	t.coalesced.flush(&t.pending) // the handler's writes come first
 	t.pending.Queue(query, args...)
 	if len(args) == 3 && strings.Contains(query, checkpointTable) {
-		if pos, ok := args[0].(int64); ok {
-			t.ackedPos, t.acked = pos, true
+		pos, ok := args[0].(int64)
+		if !ok {
+			// Loudly: without the position, no batch could be told
+			// complete, and each would be rolled back.
+			return nil, fmt.Errorf("checkpoint write with an offset of type %T: the engine cannot tell which events it covers", args[0])
 		}
+		t.ackedPos, t.acked = pos, true
 	}
 	return queuedResult{}, nil
 }
