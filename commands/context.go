@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -41,6 +42,14 @@ func (s *Service) RecordSnapshot(ctx context.Context, meta Meta, d domain.Contex
 		return Result{}, fmt.Errorf("record snapshot of session %s: %w", d.SessionID, err)
 	}
 	return Result{ID: d.SnapshotID, Version: res[1].Version, Cursor: res[1].Last().Cursor}, nil
+}
+
+// SnapshotRecorded tells whether the context behind an assistant message
+// is recorded in the log already (the context projection may not show it
+// yet).
+func (s *Service) SnapshotRecorded(ctx context.Context, messageID string) (bool, error) {
+	v, err := s.store.StreamVersion(ctx, domain.StreamID(domain.StreamSnapshot, SnapshotIDOf(messageID)))
+	return v > 0, err
 }
 
 // SnapshotIDOf is the id of the snapshot of an assistant message's context:
@@ -104,18 +113,24 @@ type SnapshotSource interface {
 }
 
 // Snapshotter records the context behind every assistant message, in the
-// background, once, also with several processes running.
+// background, once, also with several processes running: each pass starts
+// at a random place in the list of due messages, and a message whose
+// snapshot is in the log already is passed over before its window is
+// computed, so processes seldom compute the same one. A message whose
+// window cannot be made backs off alone (up to maxSummaryBackoff) and
+// holds up no other; a pass ends at its third failure.
 type Snapshotter struct {
 	svc      *Service
 	src      SnapshotSource
 	interval time.Duration
 	log      *slog.Logger
+	failures map[string]summaryFailure
 }
 
 // NewSnapshotter returns a Snapshotter that looks for due messages every
 // interval.
 func NewSnapshotter(svc *Service, src SnapshotSource, interval time.Duration, log *slog.Logger) *Snapshotter {
-	return &Snapshotter{svc: svc, src: src, interval: interval, log: log}
+	return &Snapshotter{svc: svc, src: src, interval: interval, log: log, failures: map[string]summaryFailure{}}
 }
 
 // snapshotMeta marks the events as the system's own.
@@ -129,31 +144,53 @@ func (x *Snapshotter) Run(ctx context.Context) error {
 // RunOnce records the snapshots due now and says how many it recorded.
 func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 	due, err := x.src.DueSnapshots(ctx, 100)
-	if err != nil {
+	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	n := 0
-	for _, d := range due {
-		w, err := x.src.WindowBefore(ctx, d.SessionID, d.Seq, d.At)
-		if errors.Is(err, domain.ErrNotFound) {
-			continue // the session went with its user
+	now := time.Now()
+	for id, f := range x.failures {
+		if now.After(f.next.Add(maxSummaryBackoff)) {
+			delete(x.failures, id) // not due for that long: recorded elsewhere, or gone
 		}
+	}
+	n, failures, start := 0, 0, rand.IntN(len(due))
+	for i := range due {
+		d := due[(start+i)%len(due)]
+		if f, ok := x.failures[d.MessageID]; ok && now.Before(f.next) {
+			continue
+		}
+		recorded, err := x.svc.SnapshotRecorded(ctx, d.MessageID)
 		if err != nil {
-			return n, fmt.Errorf("context of message %s: %w", d.MessageID, err)
-		}
-		_, err = x.svc.RecordSnapshot(ctx, snapshotMeta, domain.ContextSnapshotData{
-			SessionID: d.SessionID, UserID: w.UserID, MessageID: d.MessageID, Query: w.Query,
-			Budget: w.MaxTokens, TotalTokens: w.Total, Items: w.Items,
-		})
-		switch {
-		case errors.Is(err, eventstore.ErrConflict):
-			// Another process recorded it first.
-		case errors.Is(err, domain.ErrNotFound):
-			// The user went meanwhile.
-		case err != nil:
 			return n, err
-		default:
+		}
+		if recorded {
+			continue // by another process; the projection shows it soon
+		}
+		w, err := x.src.WindowBefore(ctx, d.SessionID, d.Seq, d.At)
+		if err == nil {
+			_, err = x.svc.RecordSnapshot(ctx, snapshotMeta, domain.ContextSnapshotData{
+				SessionID: d.SessionID, UserID: w.UserID, MessageID: d.MessageID, Query: w.Query,
+				Budget: w.MaxTokens, TotalTokens: w.Total, Items: w.Items,
+			})
+		}
+		switch {
+		case err == nil:
 			n++
+			delete(x.failures, d.MessageID)
+		case errors.Is(err, eventstore.ErrConflict), errors.Is(err, domain.ErrNotFound):
+			// Another process recorded it first, or the session went
+			// with its user.
+		case ctx.Err() != nil:
+			return n, ctx.Err()
+		default:
+			f := x.failures[d.MessageID]
+			f.delay = min(max(2*f.delay, 2*x.interval), maxSummaryBackoff)
+			f.next = time.Now().Add(f.delay)
+			x.failures[d.MessageID] = f
+			x.log.Warn("context snapshot failed; the message is tried again later", "message_id", d.MessageID, "retry_in", f.delay, "err", err)
+			if failures++; failures >= maxPassFailures {
+				return n, nil
+			}
 		}
 	}
 	return n, nil

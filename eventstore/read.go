@@ -171,6 +171,16 @@ func (s *Store) ReadStreamRange(ctx context.Context, streamID string, from, to i
 		WHERE stream_id = $1 AND version BETWEEN $2 AND $3 ORDER BY version`, streamID, from, to)
 }
 
+// StreamVersion is a stream's version: its last event's, 0 when it has
+// none.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int, error) {
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read version of stream %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
 // MessageAppendedEvent returns the event that appended message id to its
 // session's log (migrations/00012 indexes the lookup), so a message's
 // history is found after the message left the query tables.
