@@ -116,7 +116,7 @@ func memoryFilter(c *gin.Context) (readmodel.MemoryFilter, error) {
 	f.Q = c.Query("q")
 	if s := c.Query("min_importance"); s != "" {
 		x, err := strconv.ParseFloat(s, 64)
-		if err != nil || x < 0 || x > 1 {
+		if err != nil || !(x >= 0 && x <= 1) { // NaN is neither
 			v.Add("min_importance", "must be a number from 0 to 1")
 		}
 		f.MinImportance = &x

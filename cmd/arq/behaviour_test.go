@@ -536,6 +536,8 @@ func TestWrongTypesAreInvalidFields(t *testing.T) {
 	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil)).items(); len(n) != 0 {
 		t.Fatalf("%d messages appended from bad bodies", len(n))
 	}
+	// NaN is no number from 0 to 1.
+	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?min_importance=NaN", nil), 422, "min_importance")
 }
 
 // If-Match is read as RFC 9110 says: a list of ETags matches when any of

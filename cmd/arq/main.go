@@ -140,7 +140,9 @@ type cli struct {
 // arguments it takes.
 func (c *cli) parse(name string, args []string, bind func(*flag.FlagSet), positional int) ([]string, error) {
 	fs := flag.NewFlagSet("arq "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	// The flag package prints a mistake and the usage; a mistake is to be
+	// one line (returned), the usage only when asked for (-h).
+	fs.SetOutput(io.Discard)
 	c.cfg.bindCommon(fs)
 	if bind != nil {
 		bind(fs)
@@ -150,6 +152,8 @@ func (c *cli) parse(name string, args []string, bind func(*flag.FlagSet), positi
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(c.stderr)
+				fs.Usage()
 				return nil, err
 			}
 			return nil, usagef("%v", err)

@@ -412,14 +412,18 @@ func TestCommandLineMistakesExitTwoWithOneLine(t *testing.T) {
 		{"events", "--after", "12"},
 		{"events", "--limit", "-1"},
 		{"serve", "--log-format", "xml"},
+		{"events", "--limit", "abc"},
+		{"events", "--no-such-flag"},
 	}
 	for _, args := range cases {
 		code, _, errOut := runCLI(t, url, args...)
-		lines := strings.Split(strings.TrimSpace(errOut), "\n")
-		last := lines[len(lines)-1]
-		if code != 2 || !strings.HasPrefix(last, "arq: ") {
-			t.Errorf("arq %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		if code != 2 || !strings.HasPrefix(errOut, "arq: ") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("arq %s: exit %d, stderr %q; want one line", strings.Join(args, " "), code, errOut)
 		}
+	}
+	// Asked for, the usage is printed.
+	if code, _, errOut := runCLI(t, url, "events", "-h"); code != 0 || !strings.Contains(errOut, "-limit") {
+		t.Errorf("arq events -h: exit %d, stderr %q", code, errOut)
 	}
 }
 

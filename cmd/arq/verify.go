@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+
+	"github.com/arq-memory/arq/domain"
 )
 
 // errBroken makes `arq verify` exit non-zero when the log is not intact.
@@ -39,6 +41,9 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		return err
 	}
 	prog.finish()
+	if stream != "" && v.Events == 0 && v.Intact() {
+		return fmt.Errorf("%w: stream %s", domain.ErrNotFound, stream) // as GET /v1/streams/{stream}/verify
+	}
 	if asJSON {
 		if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
 			return err

@@ -60,4 +60,8 @@ func TestVerifyNamesTamperedEvents(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "versions 1 to 1 are missing") {
 		t.Fatalf("after removing an event: exit %d\n%s", code, out)
 	}
+	// A stream that does not exist is not found, as over HTTP.
+	if code, _, errOut := runCLI(t, s.url, "verify", "--quiet", "--stream", "session-nosuch"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("verify of no stream: exit %d, %s", code, errOut)
+	}
 }
