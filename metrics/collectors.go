@@ -30,9 +30,9 @@ type Projections struct {
 
 var (
 	batchesDesc = prometheus.NewDesc("arq_projection_batches_total",
-		"Batches of events this process's projector applied and committed.", []string{"projection"}, nil)
+		"Batches of events this process's projector ran (a batch rolled back and read again counts each time).", []string{"projection"}, nil)
 	eventsDesc = prometheus.NewDesc("arq_projection_events_total",
-		"Events this process's projector applied.", []string{"projection"}, nil)
+		"Events this process's projector applied (those of a batch rolled back count again when it is read again).", []string{"projection"}, nil)
 	holdDesc = prometheus.NewDesc("arq_projection_batch_seconds_total",
 		"Time this process's projector held its batch transactions open (each holds back every reader of the log).", []string{"projection"}, nil)
 	holdMaxDesc = prometheus.NewDesc("arq_projection_batch_seconds_max",
