@@ -114,6 +114,10 @@ func openAPI() map[string]any {
 				map[string]any{"name": "cursor", "in": "query", "schema": map[string]any{"type": "string"}, "description": "next_cursor of the previous page"},
 				map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 100, "default": 20}})
 		}
+		if op.path == "/v1/users" && op.method == "GET" {
+			params = append(params, map[string]any{"name": "external_id", "in": "query", "schema": map[string]any{"type": "string"},
+				"description": "only the user who holds this external id (the client's own id for them)"})
+		}
 		if op.path == "/v1/users/{id}/memories" && op.method == "GET" {
 			for _, q := range []string{"type", "tag", "session_id", "min_importance", "created_before", "created_after", "metadata", "q"} {
 				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})

@@ -64,7 +64,7 @@ func (r *resources) listUsers(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	users, next, err := r.Reader.ListUsers(c.Request.Context(), tenant(c), p)
+	users, next, err := r.Reader.ListUsers(c.Request.Context(), tenant(c), c.Query("external_id"), p)
 	if err != nil {
 		WriteError(c, err)
 		return

@@ -107,6 +107,14 @@ func TestAuditOfASharedExternalIDIsEachUsersOwn(t *testing.T) {
 	first := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "A"})).str("id")
 	s.must(204, s.do("DELETE", "/v1/users/"+first, nil))
 	second := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "A2"})).str("id")
+	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bob", "name": "B"}))
+	// A client finds its user by the id it gave: the one who holds it now.
+	if l := s.must(200, s.do("GET", "/v1/users?external_id=ada", nil)).items(); len(l) != 1 || l[0]["id"] != second {
+		t.Fatalf("users with external id ada: %v, want %s only", l, second)
+	}
+	if l := s.must(200, s.do("GET", "/v1/users?external_id=nobody", nil)).items(); len(l) != 0 {
+		t.Fatalf("users with external id nobody: %v", l)
+	}
 	for id, want := range map[string][]string{
 		first:  {"user.registered", "user.external_id_claimed", "user.deleted", "user.external_id_released"},
 		second: {"user.registered", "user.external_id_claimed"},

@@ -82,13 +82,19 @@ func (r *Reader) GetUser(ctx context.Context, tenant, id string) (User, error) {
 	return u, notFound(err, "user", id)
 }
 
-// ListUsers lists a tenant's users in registration order.
-func (r *Reader) ListUsers(ctx context.Context, tenant string, p Page) ([]User, string, error) {
+// ListUsers lists a tenant's users in registration order; with an
+// externalID, only the user who holds it (at most one).
+func (r *Reader) ListUsers(ctx context.Context, tenant, externalID string, p Page) ([]User, string, error) {
 	limit, after, err := bounds(p)
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := r.db.Query(ctx, `SELECT `+userCols+` FROM users WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3`, tenant, after, limit+1)
+	q, args := `SELECT `+userCols+` FROM users WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3`, []any{tenant, after, limit + 1}
+	if externalID != "" {
+		q = `SELECT ` + userCols + ` FROM users WHERE tenant = $1 AND external_id = $4 AND id > $2 ORDER BY id LIMIT $3`
+		args = append(args, externalID)
+	}
+	rows, err := r.db.Query(ctx, q, args...)
 	return collect(rows, err, scanUser, limit, func(u User) string { return u.ID })
 }
 
