@@ -89,7 +89,7 @@ func CORS(origins []string) gin.HandlerFunc {
 	cfg.AllowOrigins = origins
 	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition}
 	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing", "Retry-After",
-		"Idempotent-Replayed", "X-Arq-Cache", "X-Arq-Session-Token"}
+		"Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 	return cors.New(cfg)
 }

@@ -141,6 +141,17 @@ func prefersAsync(c *gin.Context) bool {
 // respond-async, or when the wait runs out, it answers 202 with the id and
 // position, and the client reads later with X-Arq-Min-Position.
 func (r *resources) settle(c *gin.Context, res commands.Result, status int, location string, read func(ctx context.Context) (any, int, error)) {
+	if res.Cursor.IsZero() && r.Store != nil {
+		// A command that changed nothing decided from the log as it is:
+		// its answer waits for, and names, the log's last event, so that
+		// the read below is no older than what it decided from.
+		last, err := r.Store.Last(c.Request.Context())
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		res.Cursor = last
+	}
 	if !res.Cursor.IsZero() {
 		c.Header(headerPosition, res.Cursor.String())
 	}

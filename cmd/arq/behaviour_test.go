@@ -215,7 +215,7 @@ func TestMiddlewareHeaders(t *testing.T) {
 		t.Fatalf("allowed origin: %v", r.header)
 	}
 	// A browser client may read the headers the API answers with.
-	for _, h := range []string{"ETag", "X-Arq-Position", "Retry-After", "Idempotent-Replayed", "X-Arq-Cache", "X-Arq-Session-Token"} {
+	for _, h := range []string{"ETag", "X-Arq-Position", "Retry-After", "Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"} {
 		if !strings.Contains(strings.ToLower(r.header.Get("Access-Control-Expose-Headers")), strings.ToLower(h)) {
 			t.Errorf("%s not exposed: %q", h, r.header.Get("Access-Control-Expose-Headers"))
 		}
@@ -560,5 +560,19 @@ func TestIfMatchComparesStrongETags(t *testing.T) {
 	s.must(200, patch(`*`))
 	if v := s.must(200, s.do("GET", "/v1/users/"+uid, nil)).num("version"); v != 4 {
 		t.Fatalf("version %v after three matching PATCHes, want 4", v)
+	}
+}
+
+// A command that changes nothing still names a position, the log's last
+// event, and its answer is no older than the log it decided from (here,
+// a change answered asynchronously just before).
+func TestNoOpCommandAnswersFromTheLogItDecidedFrom(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "noop", "name": "A"})).str("id")
+	s.must(202, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}, "Prefer", "respond-async"))
+	same := s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}))
+	if same.header.Get("X-Arq-Position") == "" || same.str("name") != "B" || same.num("version") != 2 {
+		t.Fatalf("no-op PATCH: %s %v", same.body, same.header)
 	}
 }
