@@ -59,18 +59,32 @@ func nulFields(raw []byte) error {
 	if !bytes.Contains(raw, []byte(`\u0000`)) {
 		return nil
 	}
+	v := &domain.ValidationError{}
+	// Not JSON: the decode that follows names the fault.
+	walkText(raw, func(path, text string, _ bool) bool {
+		if strings.IndexByte(text, 0) >= 0 {
+			v.Add(path, "must not contain the NUL character (\\u0000)")
+			return false
+		}
+		return true
+	})
+	return v.Err()
+}
+
+// walkText calls visit with the path and text of every object key (key
+// true; the path is the key's own) and every string of the JSON document
+// raw, in no set order; false for a key skips what it holds. It reports
+// false when raw is not JSON.
+func walkText(raw []byte, visit func(path, text string, key bool) bool) bool {
 	var doc any
 	if json.Unmarshal(raw, &doc) != nil {
-		return nil // the decode that follows names the fault
+		return false
 	}
-	v := &domain.ValidationError{}
 	var walk func(path string, x any)
 	walk = func(path string, x any) {
 		switch x := x.(type) {
 		case string:
-			if strings.IndexByte(x, 0) >= 0 {
-				v.Add(path, "must not contain the NUL character (\\u0000)")
-			}
+			visit(path, x, false)
 		case []any:
 			for i, e := range x {
 				walk(fmt.Sprintf("%s[%d]", path, i), e)
@@ -81,16 +95,14 @@ func nulFields(raw []byte) error {
 				if path != "" {
 					name = path + "." + k
 				}
-				if strings.IndexByte(k, 0) >= 0 {
-					v.Add(name, "must not contain the NUL character (\\u0000)")
-					continue
+				if visit(name, k, true) {
+					walk(name, e)
 				}
-				walk(name, e)
 			}
 		}
 	}
 	walk("", doc)
-	return v.Err()
+	return true
 }
 
 // fieldError is decodeError, but a value of the wrong type, or a time
@@ -158,32 +170,13 @@ func jsonType(t reflect.Type) string {
 // pathsOf returns the paths of the strings in the JSON document raw whose
 // text is value.
 func pathsOf(raw []byte, value string) []string {
-	var doc any
-	if json.Unmarshal(raw, &doc) != nil {
-		return nil
-	}
 	var out []string
-	var walk func(path string, x any)
-	walk = func(path string, x any) {
-		switch x := x.(type) {
-		case string:
-			if x == value {
-				out = append(out, path)
-			}
-		case []any:
-			for i, e := range x {
-				walk(fmt.Sprintf("%s[%d]", path, i), e)
-			}
-		case map[string]any:
-			for k, e := range x {
-				if path != "" {
-					k = path + "." + k
-				}
-				walk(k, e)
-			}
+	walkText(raw, func(path, text string, key bool) bool {
+		if !key && text == value {
+			out = append(out, path)
 		}
-	}
-	walk("", doc)
+		return true
+	})
 	sort.Strings(out)
 	return out
 }
