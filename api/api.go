@@ -52,8 +52,12 @@ func New(d Deps) http.Handler {
 		WriteError(c, errorf(ErrMethodNotAllowed, "%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
 
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	healthz := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+	r.GET("/healthz", healthz)
 	r.GET("/readyz", readyz(d))
+	// Load balancers probe with HEAD too (the server sends no body).
+	r.HEAD("/healthz", healthz)
+	r.HEAD("/readyz", readyz(d))
 	doc := openAPI()
 	r.GET("/openapi.json", serveOpenAPI(doc))
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))

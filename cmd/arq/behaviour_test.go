@@ -172,6 +172,11 @@ func TestAuthKeysAndScopes(t *testing.T) {
 	s.key = ""
 	s.must(200, s.do("GET", "/healthz", nil))
 	s.must(200, s.do("GET", "/openapi.json", nil))
+	for _, path := range []string{"/healthz", "/readyz"} { // as load balancers probe
+		if r := s.do("HEAD", path, nil); r.status != 200 || len(r.body) != 0 {
+			t.Fatalf("HEAD %s: %d %q", path, r.status, r.body)
+		}
+	}
 
 	s.key = "admin-secret"
 	ro := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
