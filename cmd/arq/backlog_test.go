@@ -182,3 +182,44 @@ func backlogMatchesLog(t *testing.T, url string) {
 		}
 	}
 }
+
+// A session's message_count leaves out the messages redacted since, as
+// every read does; a rebuild counts the same, and the migration that
+// brought this in corrects a count made before it.
+func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "count", "name": "C"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	res := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+		{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}}}))
+	s.must(204, s.do("DELETE", "/v1/messages/"+res.json["messages"].([]any)[1].(map[string]any)["id"].(string), nil))
+	count := func() float64 { return s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)).num("message_count") }
+	if n := count(); n != 2 {
+		t.Fatalf("message_count %v after a redaction, want 2", n)
+	}
+	if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", "sessions", "--quiet"); code != 0 {
+		t.Fatalf("rebuild sessions: exit %d: %s", code, errOut)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("message_count %v after a rebuild, want 2", n)
+	}
+
+	migration, err := os.ReadFile("../../migrations/00018_session_message_count.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fix := string(migration)
+	fix = fix[strings.Index(fix, "UPDATE sessions") : strings.Index(fix, "UPDATE sessions")+strings.Index(fix[strings.Index(fix, "UPDATE sessions"):], ";")]
+	pool := testdb.Pool(t, s.url)
+	if _, err := pool.Exec(context.Background(), `UPDATE sessions SET message_count = 3 WHERE id = $1`, sid); err != nil { // as counted before
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(context.Background(), fix); err != nil {
+		t.Fatalf("migration: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT message_count FROM sessions WHERE id = $1`, sid).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("message_count %d after the migration (%v), want 2", n, err)
+	}
+}

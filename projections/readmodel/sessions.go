@@ -8,7 +8,8 @@ import (
 	"github.com/arq-memory/arq/projections"
 )
 
-// Sessions projects sessions, with the number of messages appended to each.
+// Sessions projects sessions, with the number of messages each holds (those
+// appended, less those redacted since).
 type Sessions struct{}
 
 // Name is "sessions".
@@ -19,7 +20,7 @@ func (Sessions) Tables() []string { return []string{"sessions"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Sessions) EventTypes() []string {
-	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.UserDeleted}
+	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.MessageRedacted, domain.UserDeleted}
 }
 
 // Apply folds session events (and appended messages, and user deletions)
@@ -31,6 +32,13 @@ func (Sessions) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		// The log's version is the message's sequence number. A batch's
 		// messages are counted per session and written as one update.
 		tx.Coalesce("sessions.messages", newMessageCounts).(*messageCounts).add(entityID(e), e.Version)
+		return nil
+	case domain.MessageRedacted:
+		// The message's session is named by its appended event, earlier in
+		// the log (migrations/00012 indexes the lookup); the log never
+		// changes, so a rebuild finds the same.
+		tx.Exec(`UPDATE sessions SET message_count = message_count - 1
+			WHERE id = (SELECT data->>'session_id' FROM events WHERE event_type = 'message.appended' AND data->>'message_id' = $1)`, entityID(e))
 		return nil
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM sessions WHERE user_id = $1`, entityID(e))
