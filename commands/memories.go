@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/arq-memory/arq/domain"
@@ -30,6 +32,9 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 	if cmd.Embedding == nil && cmd.Content != "" {
 		s.fill(ctx, "memory", []string{cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
 	}
+	if err := s.checkSource(ctx, userID, &cmd); err != nil {
+		return Result{}, err
+	}
 	return retry(ctx, func() (Result, error) {
 		u, err := s.loadUser(ctx, userID)
 		if err != nil {
@@ -52,6 +57,43 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 		}
 		return Result{ID: cmd.MemoryID.String(), Version: res[1].Version, Cursor: res[1].Last().Cursor}, nil
 	})
+}
+
+// checkSource refuses a memory's source session or message that is not the
+// user's (or does not exist), and writes their ids in canonical form. It
+// reads the log, not the query tables, so a message appended a moment ago
+// with Prefer: respond-async is found. A malformed id is left to the
+// domain, which names it.
+func (s *Service) checkSource(ctx context.Context, userID string, cmd *domain.StoreMemory) error {
+	v := &domain.ValidationError{}
+	if id, err := domain.ParseID(cmd.SourceSessionID); cmd.SourceSessionID != "" && err == nil {
+		cmd.SourceSessionID = id.String()
+		sess, err := s.loadSession(ctx, cmd.SourceSessionID)
+		switch {
+		case errors.Is(err, domain.ErrNotFound) || err == nil && sess.UserID() != userID:
+			v.Add("source_session_id", "names no session of this user")
+		case err != nil:
+			return err
+		}
+	}
+	if id, err := domain.ParseID(cmd.SourceMessageID); cmd.SourceMessageID != "" && err == nil {
+		cmd.SourceMessageID = id.String()
+		appended, err := s.store.MessageAppendedEvent(ctx, cmd.SourceMessageID)
+		if err != nil {
+			return fmt.Errorf("find source message %s: %w", cmd.SourceMessageID, err)
+		}
+		var d struct {
+			SessionID string `json:"session_id"`
+			UserID    string `json:"user_id"`
+		}
+		switch {
+		case len(appended) != 1 || json.Unmarshal(appended[0].Data, &d) != nil || d.UserID != userID:
+			v.Add("source_message_id", "names no message of this user")
+		case cmd.SourceSessionID != "" && d.SessionID != cmd.SourceSessionID:
+			v.Add("source_message_id", "is not a message of source_session_id")
+		}
+	}
+	return v.Err()
 }
 
 // UpdateMemory changes a live memory. A new content without an embedding

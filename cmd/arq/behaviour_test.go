@@ -581,3 +581,36 @@ func TestNoOpCommandAnswersFromTheLogItDecidedFrom(t *testing.T) {
 		t.Fatalf("no-op PATCH: %s %v", same.body, same.header)
 	}
 }
+
+// A memory's source session and message must be the user's own and
+// exist (found in the log, so an append answered asynchronously a moment
+// ago counts); ids are kept in canonical form; nothing else is stored.
+func TestMemorySourcesAreTheUsersOwn(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	ada := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "src-a", "name": "A"})).str("id")
+	bob := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "src-b", "name": "B"})).str("id")
+	adaSession := s.must(201, s.do("POST", "/v1/users/"+ada+"/sessions", map[string]any{})).str("id")
+	bobSession := s.must(201, s.do("POST", "/v1/users/"+bob+"/sessions", map[string]any{})).str("id")
+	adaMsg := s.must(202, s.do("POST", "/v1/sessions/"+adaSession+"/messages", map[string]any{"role": "user", "content": "hi"}, "Prefer", "respond-async")).str("id")
+	bobMsg := s.must(201, s.do("POST", "/v1/sessions/"+bobSession+"/messages", map[string]any{"role": "user", "content": "hi"})).str("id")
+	store := func(source map[string]any) response {
+		body := map[string]any{"type": "episodic", "content": "said hi"}
+		for k, v := range source {
+			body[k] = v
+		}
+		return s.do("POST", "/v1/users/"+ada+"/memories", body)
+	}
+	events := eventCount(t, s)
+	isProblem(t, store(map[string]any{"source_session_id": bobSession}), 422, "source_session_id")
+	isProblem(t, store(map[string]any{"source_session_id": "01M89VB9XHPWV2SCAB0P286JT9"}), 422, "source_session_id")
+	isProblem(t, store(map[string]any{"source_message_id": bobMsg}), 422, "source_message_id")
+	isProblem(t, store(map[string]any{"source_session_id": adaSession, "source_message_id": bobMsg}), 422, "source_message_id")
+	if n := eventCount(t, s); n != events {
+		t.Fatalf("refused sources appended %d events", n-events)
+	}
+	m := s.must(201, store(map[string]any{"source_session_id": strings.ToLower(adaSession), "source_message_id": adaMsg}))
+	if m.str("source_session_id") != adaSession || m.str("source_message_id") != adaMsg {
+		t.Fatalf("stored sources: %s", m.body)
+	}
+}

@@ -47,11 +47,13 @@ func TestVersion1EventReadsAsVersion2(t *testing.T) {
 
 	// An update of the old memory, and a new memory, are written today.
 	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"importance": 0.9}))
-	fresh := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "new", "source_session_id": src})).str("id")
-	if code, out, _ := runCLI(t, s.url, "events", "--stream", "memory-"+fresh); code != 0 || !strings.Contains(out, `"schema_version":2`) || !strings.Contains(out, `"source":{"session_id":"`+src+`"}`) {
+	// (A new memory's source must be a session of the user's.)
+	own := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	fresh := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "new", "source_session_id": own})).str("id")
+	if code, out, _ := runCLI(t, s.url, "events", "--stream", "memory-"+fresh); code != 0 || !strings.Contains(out, `"schema_version":2`) || !strings.Contains(out, `"source":{"session_id":"`+own+`"}`) {
 		t.Fatalf("new memory event: %d %s", code, out)
 	}
-	if r := s.must(200, s.do("GET", "/v1/memories/"+fresh, nil)); r.str("source_session_id") != src {
+	if r := s.must(200, s.do("GET", "/v1/memories/"+fresh, nil)); r.str("source_session_id") != own {
 		t.Fatalf("new memory: %s", r.body)
 	}
 }
