@@ -20,31 +20,45 @@ func (noFinder) FindMessage(context.Context, string) (string, int, error) {
 	return "", 0, domain.ErrNotFound
 }
 
+// newService returns a command service over a fresh database, with a user
+// and a session of theirs.
+func newService(tb testing.TB) (svc *commands.Service, store *eventstore.Store, userID, sessionID string) {
+	tb.Helper()
+	ctx := context.Background()
+	store = eventstore.New(testdb.Pool(tb, testdb.New(tb)))
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc = commands.New(store, tc, noFinder{}, time.Now)
+	u, err := svc.RegisterUser(ctx, testMeta, domain.RegisterUser{ExternalID: "test", Name: "Test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sess, err := svc.StartSession(ctx, testMeta, u.ID, domain.StartSession{Title: "test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc, store, u.ID, sess.ID
+}
+
+// testMeta is the request behind the tests' commands.
+var testMeta = commands.Meta{RequestID: "test", Actor: "test", Tenant: "default"}
+
 // BenchmarkAppendMessage is the command alone (load the session, decide,
 // count tokens, append to the session's log), beside a raw one-event append
 // on the same store in the same run. No projections run.
 func BenchmarkAppendMessage(b *testing.B) {
 	ctx := context.Background()
-	pool := testdb.Pool(b, testdb.New(b))
-	store := eventstore.New(pool)
+	svc, store, _, sid := newService(b)
 	tc, err := tokens.New("cl100k_base")
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc := commands.New(store, tc, noFinder{}, time.Now)
-	meta := commands.Meta{RequestID: "bench", Actor: "bench", Tenant: "default"}
-	u, err := svc.RegisterUser(ctx, meta, domain.RegisterUser{ExternalID: "bench", Name: "Bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sess, err := svc.StartSession(ctx, meta, u.ID, domain.StartSession{Title: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	const content = "remember that I prefer short answers about gardening in the shade"
 	b.Run("command", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := svc.AppendMessages(ctx, meta, sess.ID, []domain.NewMessage{{Role: "user", Content: content}}); err != nil {
+			if _, err := svc.AppendMessages(ctx, testMeta, sid, []domain.NewMessage{{Role: "user", Content: content}}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -60,7 +74,7 @@ func BenchmarkAppendMessage(b *testing.B) {
 	})
 	b.Run("read-session", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := store.ReadStream(ctx, domain.StreamID(domain.StreamSession, sess.ID), 1); err != nil {
+			if _, err := store.ReadStream(ctx, domain.StreamID(domain.StreamSession, sid), 1); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -117,20 +117,20 @@ type SnapshotSource interface {
 // at a random place in the list of due messages, and a message whose
 // snapshot is in the log already is passed over before its window is
 // computed, so processes seldom compute the same one. A message whose
-// window cannot be made backs off alone (up to maxSummaryBackoff) and
+// window cannot be made backs off alone (up to maxBackoff) and
 // holds up no other; a pass ends at its third failure.
 type Snapshotter struct {
 	svc      *Service
 	src      SnapshotSource
 	interval time.Duration
 	log      *slog.Logger
-	failures map[string]summaryFailure
+	failures backoffs
 }
 
 // NewSnapshotter returns a Snapshotter that looks for due messages every
 // interval.
 func NewSnapshotter(svc *Service, src SnapshotSource, interval time.Duration, log *slog.Logger) *Snapshotter {
-	return &Snapshotter{svc: svc, src: src, interval: interval, log: log, failures: map[string]summaryFailure{}}
+	return &Snapshotter{svc: svc, src: src, interval: interval, log: log, failures: newBackoffs(interval)}
 }
 
 // snapshotMeta marks the events as the system's own.
@@ -148,15 +148,11 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := time.Now()
-	for id, f := range x.failures {
-		if now.After(f.next.Add(maxSummaryBackoff)) {
-			delete(x.failures, id) // not due for that long: recorded elsewhere, or gone
-		}
-	}
+	x.failures.split(now) // forgets the messages long past their wait
 	n, failures, start := 0, 0, rand.IntN(len(due))
 	for i := range due {
 		d := due[(start+i)%len(due)]
-		if f, ok := x.failures[d.MessageID]; ok && now.Before(f.next) {
+		if x.failures.waiting(d.MessageID, now) {
 			continue
 		}
 		recorded, err := x.svc.SnapshotRecorded(ctx, d.MessageID)
@@ -176,18 +172,15 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 		switch {
 		case err == nil:
 			n++
-			delete(x.failures, d.MessageID)
+			x.failures.forget(d.MessageID)
 		case errors.Is(err, eventstore.ErrConflict), errors.Is(err, domain.ErrNotFound):
 			// Another process recorded it first, or the session went
 			// with its user.
 		case ctx.Err() != nil:
 			return n, ctx.Err()
 		default:
-			f := x.failures[d.MessageID]
-			f.delay = min(max(2*f.delay, 2*x.interval), maxSummaryBackoff)
-			f.next = time.Now().Add(f.delay)
-			x.failures[d.MessageID] = f
-			x.log.Warn("context snapshot failed; the message is tried again later", "message_id", d.MessageID, "retry_in", f.delay, "err", err)
+			wait := x.failures.fail(d.MessageID)
+			x.log.Warn("context snapshot failed; the message is tried again later", "message_id", d.MessageID, "retry_in", wait, "err", err)
 			if failures++; failures >= maxPassFailures {
 				return n, nil
 			}
@@ -235,7 +228,7 @@ type SummarySource interface {
 // SummaryWorker makes summaries in the background. A summarizer that fails
 // (a chat endpoint down, or one that refuses a session's text) never
 // blocks appends or context reads: the session is tried again later,
-// backing off up to maxSummaryBackoff, and sessions that never failed go
+// backing off up to maxBackoff, and sessions that never failed go
 // before those that did, so failing sessions cannot hold up the others.
 // A pass ends after maxPassFailures failures: a summarizer that is down
 // is called a few times a pass, and each session once per its wait.
@@ -245,23 +238,17 @@ type SummaryWorker struct {
 	summarizer domain.Summarizer
 	interval   time.Duration
 	log        *slog.Logger
-	failures   map[string]summaryFailure
-}
-
-type summaryFailure struct {
-	next  time.Time
-	delay time.Duration
+	failures   backoffs
 }
 
 const (
-	maxSummaryBackoff = 5 * time.Minute
-	maxPassFailures   = 3
+	maxPassFailures = 3
 )
 
 // NewSummaryWorker returns a worker that looks for due sessions every
 // interval.
 func NewSummaryWorker(svc *Service, src SummarySource, s domain.Summarizer, interval time.Duration, log *slog.Logger) *SummaryWorker {
-	return &SummaryWorker{svc: svc, src: src, summarizer: s, interval: interval, log: log, failures: map[string]summaryFailure{}}
+	return &SummaryWorker{svc: svc, src: src, summarizer: s, interval: interval, log: log, failures: newBackoffs(interval)}
 }
 
 // summaryMeta marks the events as the system's own.
@@ -277,20 +264,7 @@ func (x *SummaryWorker) Run(ctx context.Context) error {
 func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 	// Sessions waiting out a failure are left out; those past their wait
 	// come after every session that never failed.
-	now := time.Now()
-	var waiting, failed []string
-	for id, f := range x.failures {
-		switch {
-		case now.Before(f.next):
-			waiting = append(waiting, id)
-		case now.After(f.next.Add(maxSummaryBackoff)):
-			// Not tried again for that long: no longer due (summarized
-			// elsewhere, deleted), so forgotten.
-			delete(x.failures, id)
-		default:
-			failed = append(failed, id)
-		}
-	}
+	waiting, failed := x.failures.split(time.Now())
 	due, err := x.src.DueSummaries(ctx, 20, waiting, failed)
 	if err != nil {
 		return 0, err
@@ -302,17 +276,14 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 			if ctx.Err() != nil {
 				return n, ctx.Err()
 			}
-			f := x.failures[d.SessionID]
-			f.delay = min(max(2*f.delay, 2*x.interval), maxSummaryBackoff)
-			f.next = time.Now().Add(f.delay)
-			x.failures[d.SessionID] = f
-			x.log.Warn("summarizer failed; the session is tried again later", "session_id", d.SessionID, "summarizer", x.summarizer.Name(), "retry_in", f.delay, "err", err)
+			wait := x.failures.fail(d.SessionID)
+			x.log.Warn("summarizer failed; the session is tried again later", "session_id", d.SessionID, "summarizer", x.summarizer.Name(), "retry_in", wait, "err", err)
 			if failures++; failures >= maxPassFailures {
 				return n, nil // most likely down for every session: the next pass goes on
 			}
 			continue
 		}
-		delete(x.failures, d.SessionID)
+		x.failures.forget(d.SessionID)
 		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{
 			SessionID: d.SessionID, UserID: d.UserID, Content: text, FromSeq: d.FromSeq, ToSeq: d.ToSeq, Method: x.summarizer.Name(),
 		})

@@ -11,9 +11,6 @@ import (
 
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/eventstore"
-	"github.com/arq-memory/arq/internal/testdb"
-	"github.com/arq-memory/arq/tokens"
 )
 
 // dueSource serves fixed due messages and a window for each but one,
@@ -50,24 +47,10 @@ func (s *dueSource) WindowBefore(_ context.Context, sessionID string, seq int, _
 func TestSnapshotterPassesOverFailuresAndRecordedOnes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := eventstore.New(testdb.Pool(t, testdb.New(t)))
-	tc, err := tokens.New("cl100k_base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := commands.New(store, tc, noFinder{}, time.Now)
-	meta := commands.Meta{RequestID: "t", Actor: "t", Tenant: "default"}
-	u, err := svc.RegisterUser(ctx, meta, domain.RegisterUser{ExternalID: "snap", Name: "S"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := svc.StartSession(ctx, meta, u.ID, domain.StartSession{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := &dueSource{userID: u.ID, asked: map[string]int{}}
+	svc, _, uid, sid := newService(t)
+	src := &dueSource{userID: uid, asked: map[string]int{}}
 	for seq := 1; seq <= 4; seq++ {
-		src.due = append(src.due, commands.DueSnapshot{MessageID: domain.NewID().String(), SessionID: sess.ID, Seq: seq, At: time.Now()})
+		src.due = append(src.due, commands.DueSnapshot{MessageID: domain.NewID().String(), SessionID: sid, Seq: seq, At: time.Now()})
 	}
 	src.bad = src.due[1].MessageID
 	x := commands.NewSnapshotter(svc, src, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -120,13 +120,7 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 // as a rebuild would make it).
 func backlogMatchesLog(t *testing.T, url string) {
 	t.Helper()
-	migration, err := os.ReadFile("../../migrations/00016_session_backlog.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backfill := string(migration)
-	start := strings.Index(backfill, "INSERT INTO session_backlog")
-	backfill = backfill[start : start+strings.Index(backfill[start:], ";")]
+	backfill := migrationStatement(t, "00016_session_backlog.sql", "INSERT INTO session_backlog")
 
 	ctx := context.Background()
 	tx, err := testdb.Pool(t, url).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
@@ -205,12 +199,7 @@ func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
 		t.Fatalf("message_count %v after a rebuild, want 2", n)
 	}
 
-	migration, err := os.ReadFile("../../migrations/00018_session_message_count.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fix := string(migration)
-	fix = fix[strings.Index(fix, "UPDATE sessions") : strings.Index(fix, "UPDATE sessions")+strings.Index(fix[strings.Index(fix, "UPDATE sessions"):], ";")]
+	fix := migrationStatement(t, "00018_session_message_count.sql", "UPDATE sessions")
 	pool := testdb.Pool(t, s.url)
 	if _, err := pool.Exec(context.Background(), `UPDATE sessions SET message_count = 3 WHERE id = $1`, sid); err != nil { // as counted before
 		t.Fatal(err)
@@ -222,4 +211,21 @@ func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT message_count FROM sessions WHERE id = $1`, sid).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("message_count %d after the migration (%v), want 2", n, err)
 	}
+}
+
+// migrationStatement returns the statement of a migration file that
+// begins with prefix, without its semicolon: a test runs it as the
+// migration would.
+func migrationStatement(t *testing.T, file, prefix string) string {
+	t.Helper()
+	migration, err := os.ReadFile("../../migrations/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(migration)
+	start := strings.Index(text, prefix)
+	if start < 0 {
+		t.Fatalf("%s has no statement %q", file, prefix)
+	}
+	return text[start : start+strings.Index(text[start:], ";")]
 }
