@@ -61,6 +61,14 @@ func newContextFixture(b *testing.B) *contextFixture {
 	mid := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=1", nil)).items()[0]["id"].(string)
 	b.Cleanup(pool.Close)
 	// As autovacuum would have by now on a server that grew to this.
+	// The fixture's 5,000 assistant messages are due a context snapshot
+	// each: the snapshotter computes their windows in the background, and
+	// measuring reads while it does measures both.
+	eventually(b, 5*time.Minute, "context snapshots of the fixture recorded", func() (bool, error) {
+		var due int
+		err := pool.QueryRow(context.Background(), `SELECT count(*) FROM snapshots_due`).Scan(&due)
+		return due == 0, err
+	})
 	if _, err := pool.Exec(context.Background(), `ANALYZE`); err != nil {
 		b.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func (p *proc) kill(t *testing.T) {
 	p.exited <- nil // for the cleanup
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
