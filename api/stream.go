@@ -55,7 +55,8 @@ func (r *resources) sessionStream(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if _, err := r.Reader.GetSession(c.Request.Context(), sid); err != nil {
+	sess, err := r.Reader.GetSession(c.Request.Context(), sid)
+	if err != nil {
 		WriteError(c, err)
 		return
 	}
@@ -75,7 +76,7 @@ func (r *resources) sessionStream(c *gin.Context) {
 	}
 	var catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)
 	if from != "" {
-		f := eventstore.Filter{SessionID: sid, EventTypes: sessionEvents}
+		f := eventstore.Filter{UserID: sess.UserID, SessionID: sid, EventTypes: sessionEvents}
 		catchUp = func(ctx context.Context, c eventstore.Cursor) ([]eventstore.Recorded, error) {
 			return r.Store.ReadAll(ctx, c, 500, f)
 		}

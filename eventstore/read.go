@@ -65,9 +65,14 @@ type Filter struct {
 	EventTypes []string
 	// Streams, when not empty, are the only streams read.
 	Streams []string
+	// UserID, when set, keeps only the events whose data names this user
+	// (data's user_id). An index serves it, so a read of one user's
+	// events after an old cursor costs that user's events, not the log's;
+	// after a recent cursor Postgres reads the log's tail instead.
+	UserID string
 	// SessionID, when set, keeps only the events whose data names this
-	// session (data's session_id). No index serves it: it suits a read
-	// after a recent cursor (a client resuming), not the whole log.
+	// session (data's session_id). No index serves it alone: with UserID
+	// (the session's user) it costs the user's events at most.
 	SessionID string
 	// SharedType and Owner, when set, keep of the streams of type
 	// SharedType (streams that several owners take turns on, such as an
@@ -110,8 +115,9 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		  AND ($9::timestamptz IS NULL OR recorded_at < $9)
 		  AND ($10 = '' OR stream_type <> $10 OR data->>'user_id' = $11)
 		  AND ($12 = '' OR data->>'session_id' = $12)
+		  AND ($13 = '' OR (data ? 'user_id' AND data->>'user_id' = $13))
 		ORDER BY transaction_id, position
-		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner, f.SessionID)
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner, f.SessionID, f.UserID)
 }
 
 // Last is the cursor of the last committed event, also one that readers

@@ -481,7 +481,10 @@ func TestReadAllFilters(t *testing.T) {
 	s, _ := newStore(t)
 	s.Append(ctx, eventstore.Stream{ID: "u1", Type: "user"}, eventstore.Any(), ev("user.registered", `{}`))
 	s.Append(ctx, eventstore.Stream{ID: "m1", Type: "memory"}, eventstore.Any(), ev("memory.stored", `{}`), ev("memory.updated", `{}`))
-	all := readAll(t, s, eventstore.Start, 3, eventstore.Filter{})
+	s.Append(ctx, eventstore.Stream{ID: "l1", Type: "message_log"}, eventstore.Any(),
+		ev("message.appended", `{"user_id":"ada","session_id":"s1"}`), ev("message.appended", `{"user_id":"ada","session_id":"s2"}`),
+		ev("message.appended", `{"user_id":"bob","session_id":"s1"}`), ev("message.appended", `{"session_id":"s1"}`))
+	all := readAll(t, s, eventstore.Start, 7, eventstore.Filter{})
 	count := func(f eventstore.Filter) int {
 		got, err := s.ReadAll(ctx, eventstore.Start, 100, f)
 		if err != nil {
@@ -497,6 +500,15 @@ func TestReadAllFilters(t *testing.T) {
 	}
 	if n := count(eventstore.Filter{EventTypes: []string{"memory.updated", "user.registered"}}); n != 2 {
 		t.Errorf("event type filter: %d", n)
+	}
+	if n := count(eventstore.Filter{UserID: "ada"}); n != 2 {
+		t.Errorf("user filter: %d", n)
+	}
+	if n := count(eventstore.Filter{SessionID: "s1"}); n != 3 {
+		t.Errorf("session filter: %d", n)
+	}
+	if n := count(eventstore.Filter{UserID: "ada", SessionID: "s1"}); n != 1 {
+		t.Errorf("user and session filter: %d", n)
 	}
 	head, err := s.Head(ctx)
 	if err != nil {
