@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -56,9 +57,14 @@ type group struct {
 	// writing holds the streams of the batches being written: -1 for a
 	// stream one of them writes, else how many appends guard it.
 	writing map[string]int
+	// outcomeWait bounds how long an append whose caller gave up waits
+	// for the batch it is in to end.
+	outcomeWait time.Duration
 }
 
-func newGroup(limit int) *group { return &group{limit: limit, writing: map[string]int{}} }
+func newGroup(limit int) *group {
+	return &group{limit: limit, writing: map[string]int{}, outcomeWait: 10 * time.Second}
+}
 
 // pending is one append waiting in, or written by, a batch.
 type pending struct {
@@ -105,25 +111,34 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	select {
-	case <-p.done: // written meanwhile: say so rather than that it gave up
-		return p.res, p.err
-	default:
-	}
 	if !p.taken {
+		// Still queued: it is never written, and the caller may say so.
 		for i, q := range g.queue {
 			if q == p {
 				g.queue = append(g.queue[:i], g.queue[i+1:]...)
 				break
 			}
 		}
+		g.mu.Unlock()
+		return nil, fmt.Errorf("append: %w", ctx.Err())
 	}
-	return nil, fmt.Errorf("append: %w", ctx.Err())
+	g.mu.Unlock()
+	// In a batch being written: it may commit whatever the caller wants
+	// now, so the caller hears how it ended (a client retrying an append
+	// it was told failed would append it twice). Only a batch stuck for
+	// longer than g.outcomeWait leaves the outcome unknown.
+	t := time.NewTimer(g.outcomeWait)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-t.C:
+		return nil, fmt.Errorf("append: %w; its batch has not ended after %s, so it may yet be written", ctx.Err(), g.outcomeWait)
+	}
 }
 
 // lead writes one batch on a goroutine of its own (no caller waits for
-// more than its append), then hands the slot to a new leader if appends
+// more than its append's batch), then hands the slot to a new leader if appends
 // are waiting.
 func (g *group) lead(ctx context.Context, s *Store) {
 	batch := g.take()

@@ -243,6 +243,38 @@ func TestGroupCommitCancelledWhileQueued(t *testing.T) {
 	}
 }
 
+// An append whose caller gives up while its batch is being written hears
+// how the batch ended: the append is written, so the caller must not be
+// told it failed (a client would send it again).
+func TestGroupCommitCancelledWhileWritten(t *testing.T) {
+	t.Parallel()
+	s, pool := groupStore(t)
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('busy', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	callerCtx, cancel := context.WithCancel(ctx)
+	c := appendAsync(callerCtx, s, "busy", NoStream(), event(`{}`))
+	waitGroup(t, s, func(g *group) bool { return g.writing["busy"] < 0 }) // its batch waits for the lock
+	cancel()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := <-c
+	got, _ := s.ReadStream(ctx, "busy", 1)
+	if len(got) != 1 {
+		t.Fatalf("%d events written", len(got))
+	}
+	if o.err != nil || len(o.res) != 1 || o.res[0].Version != 1 {
+		t.Fatalf("the caller was told %v, %+v; the append was written", o.err, o.res)
+	}
+}
+
 // Many appenders, each to its own stream and all to one shared stream,
 // through batches: every append lands once, versions stay gapless and the
 // hash chains hold.
@@ -401,19 +433,21 @@ func TestGroupCommitSameEventIDInTwoAppends(t *testing.T) {
 	}
 }
 
-// A caller whose context ends returns at once, also when its append leads
-// a batch that waits for a lock held elsewhere.
+// A caller whose context ends while its append's batch waits for a lock
+// held elsewhere returns once outcomeWait is over, told that the append
+// may yet be written.
 func TestGroupCommitCallerReturnsWhenItGivesUp(t *testing.T) {
 	t.Parallel()
 	s, pool := groupStore(t)
+	s.group.outcomeWait = 200 * time.Millisecond
 	holder := lockStream(t, pool, "held")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	c := appendAsync(ctx, s, "held", Any(), event(`{}`))
 	select {
 	case o := <-c:
-		if !errors.Is(o.err, context.DeadlineExceeded) {
-			t.Fatalf("append behind a held lock: %v, want the deadline", o.err)
+		if !errors.Is(o.err, context.DeadlineExceeded) || !strings.Contains(o.err.Error(), "may yet be written") {
+			t.Fatalf("append behind a held lock: %v, want the deadline and that it may yet be written", o.err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the caller still waits for a lock held elsewhere, long after its deadline")
