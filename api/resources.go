@@ -140,8 +140,14 @@ func prefersAsync(c *gin.Context) bool {
 // answer with the resource as the query tables now hold it. With Prefer:
 // respond-async, or when the wait runs out, it answers 202 with the id and
 // position, and the client reads later with X-Arq-Min-Position.
+//
+// Once the command appended, nothing that fails after answers an error:
+// the change is in the log, and an error would let a client (and the
+// Idempotency middleware, which keeps no failed answer) send it again.
+// Such a failure answers 202 as well, and is logged.
 func (r *resources) settle(c *gin.Context, res commands.Result, status int, location string, read func(ctx context.Context) (any, int, error)) {
-	if res.Cursor.IsZero() && r.Store != nil {
+	appended := !res.Cursor.IsZero()
+	if !appended && r.Store != nil {
 		// A command that changed nothing decided from the log as it is:
 		// its answer waits for, and names, the log's last event, so that
 		// the read below is no older than what it decided from.
@@ -171,11 +177,15 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.ReadYourWrites)
 	defer cancel()
 	if err := r.Waiter.Wait(ctx, res.Cursor); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil:
 			accepted()
-			return
+		case appended:
+			logger(c).Warn("command appended; answered 202 as its wait failed", "position", res.Cursor.String(), "err", err)
+			accepted()
+		default:
+			WriteError(c, err)
 		}
-		WriteError(c, err)
 		return
 	}
 	if read == nil {
@@ -184,6 +194,11 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 	}
 	body, version, err := read(c.Request.Context())
 	if err != nil {
+		if appended {
+			logger(c).Warn("command appended; answered 202 as reading it back failed", "position", res.Cursor.String(), "err", err)
+			accepted()
+			return
+		}
 		WriteError(c, err)
 		return
 	}

@@ -475,6 +475,66 @@ func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
 // the answer an idempotent retry replays: the database holds only their
 // hashes, and the replay answers the same session or key with null in
 // their place. Kept answers go after their day.
+// A client that gives up while its command waits for the query tables
+// retries with the same key: the command was appended, so the retry gets
+// the first answer (202) and appends nothing.
+func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gave-up", "name": "G"})).str("id")
+	ctx := context.Background()
+	pool := testdb.Pool(t, s.url)
+	// The memories projection cannot write while this is held.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE memories IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"type":"semantic","content":"stored once"}`
+	send := func(timeout time.Duration) (*http.Response, error) {
+		req, err := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "gave-up-1")
+		return (&http.Client{Timeout: timeout}).Do(req)
+	}
+	if resp, err := send(300 * time.Millisecond); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d while the projection was held", resp.StatusCode)
+	}
+	stored := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "the first request appended", func() (bool, error) { return stored() == 1, nil })
+	var replayed *http.Response
+	eventually(t, 10*time.Second, "the first request answered", func() (bool, error) {
+		resp, err := send(30 * time.Second)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		replayed = resp
+		return resp.StatusCode != http.StatusConflict, nil // 409: the first one is still running
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if replayed.StatusCode != http.StatusAccepted || replayed.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: %d %v", replayed.StatusCode, replayed.Header)
+	}
+	if n := stored(); n != 1 {
+		t.Fatalf("%d memories stored", n)
+	}
+}
+
 func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
