@@ -184,10 +184,11 @@ func TestProjectProcessKilledMidRun(t *testing.T) {
 	}
 	appendLoad(t, store, 2, 200, 40)
 
-	startArq(t, url, nil, "project")
+	again := startArq(t, url, nil, "project")
 	eventually(t, 60*time.Second, "catalog matches the log after restart", func() (bool, error) {
 		return catalogMatchesLog(ctx, pool)
 	})
+	again.term(t)
 }
 
 // Two projection processes on one database apply every event exactly once.
@@ -260,6 +261,13 @@ func TestServeCreatesDatabaseAndServes(t *testing.T) {
 		return catalogMatchesLog(ctx, pool)
 	})
 
+	p.term(t)
+}
+
+// term stops the process as a service manager does, and checks that it
+// stops, and that it says it stopped cleanly (exit status 0).
+func (p *proc) term(t *testing.T) {
+	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -267,10 +275,10 @@ func TestServeCreatesDatabaseAndServes(t *testing.T) {
 	case err := <-p.exited:
 		p.exited <- err
 		if err != nil {
-			t.Fatalf("serve exited with %v", err)
+			t.Fatalf("arq %s exited on SIGTERM with %v", strings.Join(p.cmd.Args[1:], " "), err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop on SIGTERM")
+		t.Fatalf("arq %s did not stop on SIGTERM", strings.Join(p.cmd.Args[1:], " "))
 	}
 }
 

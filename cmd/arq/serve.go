@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 
 	"github.com/arq-memory/arq/projections"
@@ -57,7 +58,7 @@ func (c *cli) project(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	cancel(nil)
 	wait()
-	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	return nil
