@@ -54,6 +54,10 @@ type Resources struct {
 	MinPositionWait time.Duration
 	// Rebuilds runs online rebuilds for the admin API; nil serves none.
 	Rebuilds Rebuilder
+	// Stopping, when closed, ends the event streams (SSE), which would
+	// otherwise hold a graceful shutdown until their clients leave; a
+	// client resumes on another instance with Last-Event-ID. nil: never.
+	Stopping <-chan struct{}
 }
 
 // Headers of ARQ's consistency protocol.

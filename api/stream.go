@@ -189,6 +189,10 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 				return
 			}
 			w.Flush()
+		case <-r.Stopping:
+			fmt.Fprintf(w, "event: closing\ndata: %q\n\n", "this server is shutting down; reconnect with Last-Event-ID to resume")
+			w.Flush()
+			return
 		case <-ctx.Done():
 			return
 		}

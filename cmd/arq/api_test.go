@@ -25,6 +25,8 @@ type server struct {
 	base string
 	url  string // database
 	key  string // bearer key sent with every request, if any
+	// stop stops the server as a signal would, and waits until it has.
+	stop func()
 }
 
 func startServer(t testing.TB, env map[string]string) *server {
@@ -77,13 +79,19 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 		}
 		done <- 0
 	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("server did not stop")
+			}
+		})
+	}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("server did not stop")
-		}
+		stop()
 		// The live topic of this database goes with it (the machine's Redis
 		// is shared and kept between runs).
 		redisURL := getenv("ARQ_REDIS_URL")
@@ -105,7 +113,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 	})
 	select {
 	case addr := <-ready:
-		return &server{t: t, base: "http://" + addr, url: url}
+		return &server{t: t, base: "http://" + addr, url: url, stop: stop}
 	case <-done:
 		t.Fatalf("server exited before listening")
 	case <-time.After(30 * time.Second):

@@ -203,14 +203,21 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
 	}
+	defer ln.Close() // Serve closes it too; this is for an early return
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	rebuilds := projections.NewRebuilds(ctx, a.pool, a.notifier, registered(), a.log)
+	// The background parts (projections, workers) outlive ctx until the
+	// HTTP server has drained: requests in flight still see projections
+	// move, and get their read-your-writes answers.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	rebuilds := projections.NewRebuilds(bg, a.pool, a.notifier, registered(), a.log)
 	defer rebuilds.Wait()
 	m, err := a.metrics()
 	if err != nil {
 		return err
 	}
+	stopping := make(chan struct{})
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
 			DB:           a.pool,
@@ -222,15 +229,16 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			Resources: api.Resources{
 				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.dbName, Entities: a.entities, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
-				Rebuilds: rebuilds,
+				Rebuilds: rebuilds, Stopping: stopping,
 			},
 			Metrics: m,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	srv.RegisterOnShutdown(func() { close(stopping) })
 
 	// The API keeps serving when projections stop: /readyz reports it.
-	wait := a.runParts(ctx, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
+	wait := a.runParts(bg, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
 	var workers sync.WaitGroup
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
@@ -239,7 +247,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			if err := run(ctx); err != nil {
+			if err := run(bg); err != nil {
 				a.log.Error("background worker ended", "worker", name, "err", err)
 			}
 		}()
@@ -262,9 +270,11 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer stop()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close() // the requests still open after the timeout
 		serveErr = errors.Join(serveErr, fmt.Errorf("shut down HTTP server: %w", err))
 	}
 	cancel(nil)
+	stopBackground()
 	wait()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return errors.Join(serveErr, cause)

@@ -176,3 +176,73 @@ func TestSessionStreamResumes(t *testing.T) {
 	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream", nil, "Last-Event-ID", "garbage"), 422, "Last-Event-ID")
 	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream?after=x", nil), 422, "after")
 }
+
+// Stopping a server ends its event streams, telling their clients to
+// resume elsewhere: an open stream would otherwise hold the graceful
+// shutdown until its client left (30 s, then an error exit).
+func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	sid := s.must(201, s.do("POST", "/v1/users/"+s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bye", "name": "B"})).str("id")+"/sessions", map[string]any{})).str("id")
+	log := s.subscribe(t, "/v1/events/stream")
+	session := s.subscribe(t, "/v1/sessions/"+sid+"/stream")
+	start := time.Now()
+	s.stop()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the server took %s to stop", took)
+	}
+	for name, events := range map[string]<-chan sseEvent{"log": log, "session": session} {
+		await(t, events, name+" stream closing", func(e sseEvent) bool { return e.event == "closing" })
+	}
+}
+
+// A write in flight when the server is told to stop still gets its
+// read-your-writes answer: projections run until the HTTP server has
+// drained.
+func TestShutdownDrainsWritesWithProjections(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "drain", "name": "D"})).str("id")
+	ctx := context.Background()
+	pool := testdb.Pool(t, s.url)
+	tx, err := pool.Begin(ctx) // the memories projection cannot write while this is held
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE memories IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	answer := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(s.base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
+		if err != nil {
+			t.Error(err)
+			answer <- 0
+			return
+		}
+		resp.Body.Close()
+		answer <- resp.StatusCode
+	}()
+	eventually(t, 10*time.Second, "the memory appended", func() (bool, error) {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n)
+		return n == 1, err
+	})
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }()
+	eventually(t, 10*time.Second, "the server stopped listening", func() (bool, error) {
+		resp, err := http.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil, nil
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status := <-answer; status != http.StatusCreated {
+		t.Fatalf("the write in flight answered %d", status)
+	}
+	<-stopped
+}
