@@ -29,11 +29,19 @@ func (s *Service) loadMemory(ctx context.Context, id string) (*domain.Memory, er
 func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd domain.StoreMemory) (Result, error) {
 	cmd.MemoryID = domain.NewID()
 	cmd.EmbeddingDim = s.embed.Dim
-	if cmd.Embedding == nil && cmd.Content != "" {
-		s.fill(ctx, "memory", []string{cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
-	}
 	if err := s.checkSource(ctx, userID, &cmd); err != nil {
 		return Result{}, err
+	}
+	if s.embed.Provider != nil && cmd.Embedding == nil && cmd.Content != "" {
+		// The provider is asked only for a memory that would be stored.
+		u, err := s.loadUser(ctx, userID)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := domain.StoreNew(u, cmd, s.tokens, s.now()); err != nil {
+			return Result{}, err
+		}
+		s.fill(ctx, "memory", []string{cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
 	}
 	return retry(ctx, func() (Result, error) {
 		u, err := s.loadUser(ctx, userID)
@@ -101,7 +109,11 @@ func (s *Service) checkSource(ctx context.Context, userID string, cmd *domain.St
 func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateMemory) (Result, error) {
 	cmd.EmbeddingDim = s.embed.Dim
 	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
-		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
+		if s.embed.Provider != nil && cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
+			// The provider is asked only for a change that would be made.
+			if _, err := m.Update(cmd, s.tokens, s.now()); err != nil {
+				return nil, err
+			}
 			s.fill(ctx, "memory", []string{*cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
 		}
 		return m.Update(cmd, s.tokens, s.now())

@@ -27,7 +27,18 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 			texts = append(texts, msgs[i].Content)
 		}
 	}
-	s.fill(ctx, "message", texts, func(i int, e []float64) { msgs[missing[i]].Embedding = e })
+	if s.embed.Provider != nil && len(texts) > 0 {
+		// The provider (a paid call, seconds at worst) is asked only for
+		// messages that would be appended: decide once without them.
+		sess, err := s.appendingSession(ctx, sessionID)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := domain.AppendMessages(sess, msgs, s.tokens, s.now()); err != nil {
+			return Result{}, err
+		}
+		s.fill(ctx, "message", texts, func(i int, e []float64) { msgs[missing[i]].Embedding = e })
+	}
 	return retry(ctx, func() (Result, error) {
 		sess, err := s.appendingSession(ctx, sessionID)
 		if err != nil {

@@ -191,3 +191,34 @@ func TestEmbeddingConfig(t *testing.T) {
 		}
 	}
 }
+
+// The provider is asked only for what would be written: a refused
+// message, memory or change costs no call to it.
+func TestEmbeddingProviderIsNotAskedForRefusedInput(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	fake := fakeEmbeddings(t, nil, &calls)
+	s := startServer(t, providerEnv(fake.URL))
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees"})).str("id")
+	closed := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(200, s.do("POST", "/v1/sessions/"+closed+"/close", nil))
+	before := calls.Load()
+
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "robot", "content": "beep"}), 422, "role")
+	isProblem(t, s.do("POST", "/v1/sessions/"+closed+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
+	isProblem(t, s.do("POST", "/v1/sessions/nosuch/messages", map[string]any{"role": "user", "content": "lost"}), 404, "")
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": "honey"}), 422, "type")
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "honey", "importance": 7}), 422, "importance")
+	isProblem(t, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive", "importance": -1}), 422, "importance")
+	if n := calls.Load() - before; n != 0 {
+		t.Fatalf("the provider was asked %d times for refused input", n)
+	}
+	// What is written still gets its embedding.
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "bees"}))
+	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive"}))
+	if n := calls.Load() - before; n != 2 {
+		t.Fatalf("the provider was asked %d times for two writes", n)
+	}
+}
