@@ -180,6 +180,9 @@ func TestAppendMessagesValidatesAndCounts(t *testing.T) {
 		t.Fatalf("edit: %v %v", ed, err)
 	}
 	m.Apply(ed[0], 2, now)
+	if _, err := m.Redact(strings.Repeat("x", domain.MaxReasonRunes+1)); strings.Join(fields(err), ",") != "reason" {
+		t.Fatalf("redact with a long reason: %v", err)
+	}
 	rd, _ := m.Redact("pii")
 	m.Apply(rd[0], 3, now)
 	if m.Exists() {

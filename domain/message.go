@@ -167,5 +167,10 @@ func (m *Message) Redact(reason string) ([]Event, error) {
 	if !m.Exists() {
 		return nil, notFoundf("message %s", m.id)
 	}
+	v := &ValidationError{}
+	checkText(v, "reason", reason, false, MaxReasonRunes)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
 	return []Event{{Type: MessageRedacted, Data: MessageRedactedData{Reason: reason}}}, nil
 }

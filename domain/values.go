@@ -95,6 +95,7 @@ const (
 	MaxContentBytes  = 256 << 10
 	MaxNameRunes     = 200
 	MaxTitleRunes    = 500
+	MaxReasonRunes   = 500
 	MaxTags          = 50
 	MaxTagRunes      = 64
 	MaxMetadataBytes = 16 << 10
