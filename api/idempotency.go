@@ -244,6 +244,16 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 
 		w := &captureWriter{ResponseWriter: c.Writer}
 		c.Writer = w
+		defer func() {
+			// A handler that panicked answers 500 (Recover): its key is
+			// released, as for any 500, rather than held until it lapses.
+			if p := recover(); p != nil {
+				if err := store.release(context.WithoutCancel(c.Request.Context()), actor, key); err != nil {
+					logger(c).Error("release idempotency key", "err", err)
+				}
+				panic(p)
+			}
+		}()
 		c.Next()
 		ctx := context.WithoutCancel(c.Request.Context())
 		if s := w.Status(); s >= 500 || refusedInput[s] {
