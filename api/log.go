@@ -71,7 +71,10 @@ func (r *resources) listEvents(c *gin.Context) {
 		return
 	}
 	if strings.Contains(c.GetHeader("Accept"), "application/x-ndjson") {
-		r.streamNDJSON(c, after, f)
+		if c.Query("limit") == "" {
+			limit = 0 // every event up to the head
+		}
+		r.streamNDJSON(c, after, limit, f)
 		return
 	}
 	r.logPage(c, after, limit, f)
@@ -91,8 +94,12 @@ func (r *resources) userAudit(c *gin.Context) {
 		return
 	}
 	if len(streams) <= 1 { // only the user's own stream id, which it never had
-		if evs, err := r.Store.ReadStream(c.Request.Context(), "user-"+c.Param("id"), 1); err != nil || len(evs) == 0 {
-			WriteError(c, fmt.Errorf("%w: user %s", domain.ErrNotFound, c.Param("id")))
+		v, err := r.Store.StreamVersion(c.Request.Context(), domain.StreamID(domain.StreamUser, c.Param("id")))
+		if err == nil && v == 0 {
+			err = fmt.Errorf("%w: user %s", domain.ErrNotFound, c.Param("id"))
+		}
+		if err != nil {
+			WriteError(c, err)
 			return
 		}
 	}
@@ -119,15 +126,25 @@ func (r *resources) logPage(c *gin.Context, after eventstore.Cursor, limit int, 
 	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
 }
 
-func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, f eventstore.Filter) {
+func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, limit int, f eventstore.Filter) {
 	ctx := c.Request.Context()
 	c.Header("Content-Type", "application/x-ndjson")
 	c.Status(http.StatusOK)
 	enc := json.NewEncoder(c.Writer)
+	sent := 0
 	for {
-		events, err := r.Store.ReadAll(ctx, after, 1000, f)
+		page := 1000
+		if limit > 0 {
+			page = min(page, limit-sent)
+		}
+		events, err := r.Store.ReadAll(ctx, after, page, f)
 		if err != nil {
-			// The status is out already; the client sees the stream end.
+			if ctx.Err() == nil {
+				// The status is out already: a last line says the stream
+				// is cut short, so that it is not taken for the log's end.
+				logger(c).Warn("event stream cut short", "after", after.String(), "err", err)
+				_ = enc.Encode(gin.H{"error": "reading the log failed; resume after the last cursor received"})
+			}
 			return
 		}
 		for _, e := range events {
@@ -137,7 +154,8 @@ func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, f even
 			after = e.Cursor()
 		}
 		c.Writer.Flush()
-		if len(events) < 1000 {
+		sent += len(events)
+		if len(events) < page || (limit > 0 && sent >= limit) {
 			return
 		}
 	}

@@ -93,7 +93,7 @@ func WriteError(c *gin.Context, err error) {
 		}
 	} else {
 		p.Type, p.Title, p.Status, p.Detail = problemBase+"internal", "Internal error", http.StatusInternalServerError, "internal error"
-		logger(c).Error("request failed", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
+		logger(c).Error("request failed", "err", err, "path", c.Request.URL.Path)
 	}
 	switch p.Status {
 	case http.StatusUnauthorized:

@@ -27,6 +27,10 @@ func (r *resources) streamRoutes(g *gin.RouterGroup) {
 
 // verifyStream walks one stream's hash chain and reports its broken links.
 func (r *resources) verifyStream(c *gin.Context) {
+	if c.Param("stream") == "" { // Store.Verify reads "" as the whole log
+		WriteError(c, fmt.Errorf("%w: stream %q", domain.ErrNotFound, ""))
+		return
+	}
 	v, err := r.Store.Verify(c.Request.Context(), c.Param("stream"), nil)
 	if err != nil {
 		WriteError(c, err)
@@ -160,6 +164,7 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 	for catchUp != nil {
 		events, err := catchUp(ctx, cursor)
 		if err != nil {
+			logger(c).Warn("event stream catch-up failed", "after", cursor.String(), "err", err)
 			fmt.Fprintf(w, "event: error\ndata: %q\n\n", "reading the log failed; reconnect to resume")
 			return
 		}

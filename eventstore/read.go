@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,7 +128,7 @@ func (s *Store) Last(ctx context.Context) (Cursor, error) {
 	var c Cursor
 	err := s.pool.QueryRow(ctx, `SELECT transaction_id, position FROM events
 		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&c.TransactionID, &c.Position)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return Start, nil
 	}
 	if err != nil {
@@ -142,7 +143,7 @@ func (s *Store) Head(ctx context.Context) (Cursor, error) {
 	err := s.pool.QueryRow(ctx, `SELECT transaction_id, position FROM events
 		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&c.TransactionID, &c.Position)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return Start, nil
 	}
 	if err != nil {

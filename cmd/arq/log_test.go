@@ -79,19 +79,26 @@ func TestUserAuditAndEventLog(t *testing.T) {
 		t.Fatalf("arq audit user: %d, %d lines for %d events\n%s%s", code, strings.Count(out, "\n"), len(audit), out, errOut)
 	}
 
-	// The whole log, paged and as NDJSON, holds the same events.
+	// The whole log, paged and as NDJSON, holds the same events; a limit
+	// bounds the NDJSON stream too.
 	paged := s.pages(t, "/v1/events?limit=3")
-	req, _ := http.NewRequest("GET", s.base+"/v1/events", nil)
-	req.Header.Set("Accept", "application/x-ndjson")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	ndjson := func(query string) ([]string, string) {
+		req, _ := http.NewRequest("GET", s.base+"/v1/events"+query, nil)
+		req.Header.Set("Accept", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Split(strings.TrimSpace(string(body)), "\n"), resp.Header.Get("Content-Type")
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
-	if resp.Header.Get("Content-Type") != "application/x-ndjson" || len(lines) != len(paged) || len(paged) < len(audit)+2 {
-		t.Fatalf("NDJSON %d lines (%s), paged %d events", len(lines), resp.Header.Get("Content-Type"), len(paged))
+	lines, ctype := ndjson("")
+	if ctype != "application/x-ndjson" || len(lines) != len(paged) || len(paged) < len(audit)+2 {
+		t.Fatalf("NDJSON %d lines (%s), paged %d events", len(lines), ctype, len(paged))
+	}
+	if two, _ := ndjson("?limit=2"); len(two) != 2 || two[1] != lines[1] {
+		t.Fatalf("NDJSON with limit=2: %d lines", len(two))
 	}
 	if got := s.must(200, s.do("GET", "/v1/events?type=user.registered", nil)).items(); len(got) != 2 {
 		t.Fatalf("type filter on the log: %d events", len(got))

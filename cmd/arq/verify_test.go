@@ -32,6 +32,7 @@ func TestVerifyNamesTamperedEvents(t *testing.T) {
 		t.Fatalf("intact stream: %s", r.body)
 	}
 	s.must(404, s.do("GET", "/v1/streams/memory-nothing/verify", nil))
+	s.must(404, s.do("GET", "/v1/streams//verify", nil)) // not the whole log
 
 	pool := testdb.Pool(t, s.url)
 	ctx := context.Background()
