@@ -75,12 +75,34 @@ func (e Extractive) Summarize(_ context.Context, previous string, lines []domain
 		budget -= cost
 		kept = append(kept, s)
 	}
+	if len(kept) == 0 && len(ranked) > 0 {
+		// Every sentence is longer than the budget (a message without
+		// punctuation is one sentence): the best one, cut to fit, rather
+		// than no summary at all.
+		kept = append(kept, sentence{text: e.cut(ranked[0].text, e.MaxTokens)})
+	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].order < kept[j].order })
 	out := make([]string, len(kept))
 	for i, s := range kept {
 		out[i] = s.text
 	}
 	return strings.Join(out, "\n"), nil
+}
+
+// cut returns the longest run of text's first words that, with an
+// ellipsis, costs at most budget tokens (as a kept sentence does, one more
+// for its line end).
+func (e Extractive) cut(text string, budget int) string {
+	if budget <= 0 {
+		budget = 256
+	}
+	ws := strings.Fields(text)
+	fits := func(n int) bool { return e.Tokens.Count(strings.Join(ws[:n], " ")+" …")+1 <= budget }
+	n := sort.Search(len(ws)+1, func(n int) bool { return !fits(n) }) - 1 // fits(0) holds for any budget above 2
+	if n < 1 {
+		n = 1
+	}
+	return strings.Join(ws[:n], " ") + " …"
 }
 
 // splitSentences cuts text after ., ! or ? and at line ends.

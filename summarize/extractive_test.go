@@ -43,3 +43,22 @@ func TestExtractiveKeepsTheTopicWithinBudget(t *testing.T) {
 		t.Fatalf("later summary lost the earlier one: %q", folded)
 	}
 }
+
+// A conversation whose every sentence is longer than the budget (a long
+// message without punctuation) still gets a summary: the best sentence,
+// cut to fit.
+func TestExtractiveCutsASentenceLongerThanTheBudget(t *testing.T) {
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := summarize.Extractive{MaxTokens: 30, Tokens: tc}
+	long := strings.Repeat("the garden needs water and the roses need pruning ", 200)
+	got, err := e.Summarize(context.Background(), "", []domain.TranscriptLine{{Role: "user", Content: long}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tc.Count(got); got == "" || n > 30 || !strings.HasPrefix(got, "user: the garden") {
+		t.Fatalf("summary of %d tokens: %q", n, got)
+	}
+}
