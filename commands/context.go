@@ -283,7 +283,6 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		x.failures.forget(d.SessionID)
 		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{
 			SessionID: d.SessionID, UserID: d.UserID, Content: text, FromSeq: d.FromSeq, ToSeq: d.ToSeq, Method: x.summarizer.Name(),
 		})
@@ -293,11 +292,21 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 			// the next pass decides afresh).
 		case errors.Is(err, domain.ErrNotFound):
 			// The user went meanwhile.
+		case ctx.Err() != nil:
+			return n, ctx.Err()
 		case err != nil:
-			return n, err
+			// The summary was refused (an empty one) or could not be
+			// written: this session backs off, the others go on.
+			wait := x.failures.fail(d.SessionID)
+			x.log.Warn("summary not recorded; the session is tried again later", "session_id", d.SessionID, "retry_in", wait, "err", err)
+			if failures++; failures >= maxPassFailures {
+				return n, nil
+			}
+			continue
 		default:
 			n++
 		}
+		x.failures.forget(d.SessionID)
 	}
 	return n, nil
 }
