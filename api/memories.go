@@ -114,6 +114,9 @@ func memoryFilter(c *gin.Context) (readmodel.MemoryFilter, error) {
 	f.Tag = strings.ToLower(c.Query("tag"))
 	f.SessionID = c.Query("session_id")
 	f.Q = c.Query("q")
+	if len(strings.Fields(f.Q)) > domain.MaxQueryWords {
+		v.Add("q", "has more than %d words", domain.MaxQueryWords)
+	}
 	if s := c.Query("min_importance"); s != "" {
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil || !(x >= 0 && x <= 1) { // NaN is neither
@@ -185,6 +188,9 @@ func (r *resources) searchMemories(c *gin.Context) {
 	v := &domain.ValidationError{}
 	if strings.TrimSpace(req.Query) == "" && !req.Embedding.set() {
 		v.Add("query", "is required (or an embedding)")
+	}
+	if len(strings.Fields(req.Query)) > domain.MaxQueryWords {
+		v.Add("query", "has more than %d words", domain.MaxQueryWords)
 	}
 	if req.Limit == 0 {
 		req.Limit = 20

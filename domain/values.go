@@ -92,10 +92,13 @@ func (i Importance) Float() float64 { return i.v }
 
 // Limits on input, so one request cannot bloat the log.
 const (
-	MaxContentBytes  = 256 << 10
-	MaxNameRunes     = 200
-	MaxTitleRunes    = 500
-	MaxReasonRunes   = 500
+	MaxContentBytes = 256 << 10
+	MaxNameRunes    = 200
+	MaxTitleRunes   = 500
+	MaxReasonRunes  = 500
+	// MaxQueryWords bounds a search query: Postgres's text search
+	// recurses once per word, and every word must match.
+	MaxQueryWords    = 256
 	MaxTags          = 50
 	MaxTagRunes      = 64
 	MaxMetadataBytes = 16 << 10

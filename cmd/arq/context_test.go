@@ -456,3 +456,28 @@ func TestChatSummarizerFailsSoftly(t *testing.T) {
 		return w.Summary != nil && w.Summary.Content == "The user grows orchids." && w.Summary.Method == "chat:tiny", nil
 	})
 }
+
+// A latest user message of 30,000 words (a pasted document) still makes a
+// context window, with memories ranked by its first words; a search by a
+// query too long to match anything is refused.
+func TestContextOfAVeryLongMessage(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "long", "name": "L"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	bees := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees on the roof", "importance": 0.1})).str("id")
+	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada visited Lisbon", "importance": 0.9}))
+	r := rand.New(rand.NewPCG(1, 2))
+	long := make([]string, 30000)
+	for i := range long {
+		long[i] = fmt.Sprintf("w%x", r.Uint32()%0xfffff)
+	}
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my bees swarmed " + strings.Join(long, " ")}))
+	w := s.window(sid, "max_tokens=1000")
+	if len(w.Memories) == 0 || w.Memories[0].ID != bees {
+		t.Fatalf("memories for the long message: %+v", w.Memories)
+	}
+	query := strings.Join(long[:300], " ")
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": query}), 422, "query")
+	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?q="+strings.Join(long[:300], "+"), nil), 422, "q")
+}

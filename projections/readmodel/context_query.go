@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 
@@ -115,6 +117,7 @@ const maxTextCandidates = 1000
 // createdBefore, when not nil, leaves out memories stored after it (the
 // context behind a message holds none stored later).
 func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
+	text = rankingText(text)
 	if embedding != nil {
 		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, now, createdBefore, limit)
 		if fused || err != nil {
@@ -124,6 +127,33 @@ func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, embe
 	rows, err := r.db.Query(ctx, relevantSQL,
 		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore)
 	return scanHits(rows, err, "rank memories")
+}
+
+// MaxRankingWords bounds the words a context window ranks memories by:
+// a longer text (a pasted document as the latest user message) is ranked
+// by its first MaxRankingWords distinct words. Postgres's text search
+// recurses once per word of a query, and ranking by 30,000 words ran out
+// of stack; by 5,000 it took seconds.
+const MaxRankingWords = 64
+
+// rankingText is text, or its first MaxRankingWords distinct words when
+// it has more.
+func rankingText(text string) string {
+	words := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) <= MaxRankingWords {
+		return text
+	}
+	seen := make(map[string]bool, MaxRankingWords)
+	kept := make([]string, 0, MaxRankingWords)
+	for _, w := range words {
+		if k := strings.ToLower(w); !seen[k] {
+			seen[k] = true
+			if kept = append(kept, w); len(kept) == MaxRankingWords {
+				break
+			}
+		}
+	}
+	return strings.Join(kept, " ")
 }
 
 // Snapshot is a context snapshot as recorded: which items, at which
