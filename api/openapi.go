@@ -137,10 +137,12 @@ func openAPI() map[string]any {
 		}
 		if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
 			params = append(params,
-				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "default": 4096}},
-				map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against; default: the latest user message"},
-				map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2}},
-				map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3}})
+				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},
+				map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against (its first 64 distinct words); default: the latest user message"},
+				map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
+					"description": "the part of the budget the summary gets first; 0 leaves it out. With memory_share at most 1"},
+				map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
+					"description": "the part of the budget memories get first; 0 leaves them out. With summary_share at most 1"})
 		}
 		if op.method == "GET" && strings.HasPrefix(op.path, "/v1/") {
 			params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},

@@ -12,7 +12,8 @@ const ItemOverhead = 4
 // Budget is how many tokens a context window may hold, and how it is
 // split: at most SummaryShare of it for the session's summary and
 // MemoryShare for memories at first; messages get the rest, and what they
-// leave over goes back to memories (and to the summary).
+// leave over goes back to memories (and to the summary). A share of 0
+// leaves that part out altogether.
 type Budget struct {
 	MaxTokens    int
 	SummaryShare float64
@@ -78,8 +79,9 @@ type WindowPlan struct {
 // FitWindow decides a context window: the summary if it fits its share;
 // memories by rank within their share (a memory too large is passed over
 // for smaller ones behind it); then the newest messages, in order, until
-// the next one does not fit; and whatever is left over to the memories not
-// yet taken. The total never exceeds b.MaxTokens.
+// the next one does not fit; and whatever is left over to the summary and
+// the memories not yet taken, unless their share is 0. The total never
+// exceeds b.MaxTokens.
 func FitWindow(b Budget, c WindowCandidates) WindowPlan {
 	var p WindowPlan
 	left := b.MaxTokens
@@ -114,11 +116,11 @@ func FitWindow(b Budget, c WindowCandidates) WindowPlan {
 		left += c.Summary
 		p.Total -= c.Summary
 	}
-	if !p.Summary && c.Summary > 0 && !(c.Complete && p.Messages == len(c.Messages)) {
+	if !p.Summary && c.Summary > 0 && b.SummaryShare > 0 && !(c.Complete && p.Messages == len(c.Messages)) {
 		p.Summary = take(c.Summary)
 	}
 	for i, cost := range c.Memories {
-		if !taken[i] && take(cost) {
+		if !taken[i] && b.MemoryShare > 0 && take(cost) {
 			taken[i] = true
 		}
 	}

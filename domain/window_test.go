@@ -12,8 +12,14 @@ import (
 // carries a summary only when older messages are left out.
 func TestFitWindowProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	share := func() float64 {
+		if r.IntN(4) == 0 {
+			return 0
+		}
+		return r.Float64() * 0.5
+	}
 	for i := 0; i < 20000; i++ {
-		b := domain.Budget{MaxTokens: 1 + r.IntN(3000), SummaryShare: r.Float64() * 0.5, MemoryShare: r.Float64() * 0.5}
+		b := domain.Budget{MaxTokens: 1 + r.IntN(3000), SummaryShare: share(), MemoryShare: share()}
 		c := domain.WindowCandidates{Complete: r.IntN(2) == 0}
 		if r.IntN(2) == 0 {
 			c.Summary = 5 + r.IntN(600)
@@ -45,6 +51,9 @@ func TestFitWindowProperties(t *testing.T) {
 		}
 		if p.Summary && c.Complete && p.Messages == len(c.Messages) {
 			t.Fatalf("case %d: summary held beside every message", i)
+		}
+		if (p.Summary && b.SummaryShare == 0) || (len(p.Memories) > 0 && b.MemoryShare == 0) {
+			t.Fatalf("case %d: a part held with a share of 0: %+v for %+v", i, p, b)
 		}
 		if p.Messages < len(c.Messages) && p.Total+c.Messages[p.Messages] <= b.MaxTokens && len(p.Memories) == 0 && !p.Summary {
 			t.Fatalf("case %d: message %d fits but was left out", i, p.Messages)
