@@ -307,7 +307,7 @@ func TestAPIWalkthrough(t *testing.T) {
 	// Memories, filters and search.
 	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{
 		"type": "semantic", "content": "Ada likes gardening in the shade", "importance": 0.9, "tags": []string{"Hobby"}, "source_session_id": sid,
-		"metadata": map[string]any{"source": "chat"},
+		"metadata": map[string]any{"source": "chat", "\x01n": 3},
 	}))
 	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "episodic", "content": "Ada asked about tomatoes", "importance": 0.2}))
 	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "draft reply about soil", "ttl_seconds": 1}))
@@ -316,6 +316,7 @@ func TestAPIWalkthrough(t *testing.T) {
 	}
 	for q, want := range map[string]int{
 		"type=semantic": 1, "tag=hobby": 1, "min_importance=0.6": 1, "session_id=" + sid: 1, "metadata=source=chat": 1, "q=tomatoes": 1,
+		"metadata=%01n=3": 1, "metadata=%01n=4": 0, // a key JSON must escape, with a number
 	} {
 		if l := s.must(200, s.do("GET", "/v1/users/"+uid+"/memories?"+q, nil)); len(l.items()) != want {
 			t.Errorf("filter %s: %d memories, want %d", q, len(l.items()), want)

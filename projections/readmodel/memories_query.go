@@ -72,7 +72,8 @@ func (f MemoryFilter) where(args []any) (string, []any) {
 		if err := json.Unmarshal([]byte(v), &scalar); err == nil {
 			switch scalar.(type) {
 			case float64, bool:
-				alts = append(alts, "metadata @> "+arg(fmt.Sprintf(`{%q: %s}`, k, v)))
+				b, _ := json.Marshal(map[string]json.RawMessage{k: json.RawMessage(v)}) // not %q: Go's escapes are not JSON's
+				alts = append(alts, "metadata @> "+arg(string(b)))
 			}
 		}
 		conds = append(conds, "("+strings.Join(alts, " OR ")+")")
