@@ -41,6 +41,10 @@ func (r *resources) timeTravel(c *gin.Context, kind string) bool {
 	if v == "" && at == "" {
 		return false
 	}
+	if v != "" && at != "" {
+		WriteError(c, invalidField("as_of", "give version or as_of, not both"))
+		return true
+	}
 	version := 0
 	var asOf *time.Time
 	if v != "" {

@@ -82,8 +82,10 @@ func (r *Reader) steps(ctx context.Context, kind, id string) ([]step, error) {
 
 // folder folds an entity's events and renders its state as fields.
 type folder struct {
-	apply  func(domain.Event, int, time.Time)
-	render func() map[string]any
+	apply func(domain.Event, int, time.Time)
+	// render gives the state's fields as they read at time at (a
+	// session's status depends on it; zero: at its last change).
+	render func(at time.Time) map[string]any
 	// seq sets a message's sequence number (its appended event's
 	// version); nil for other kinds.
 	seq func(int)
@@ -93,26 +95,29 @@ func newFolder(kind string) folder {
 	switch kind {
 	case KindUser:
 		u := &domain.User{}
-		return folder{apply: u.Apply, render: func() map[string]any {
+		return folder{apply: u.Apply, render: func(time.Time) map[string]any {
 			return map[string]any{"id": u.ID(), "external_id": u.ExternalID(), "name": u.Name(), "email": u.Email(),
 				"metadata": u.Metadata(), "deleted": !u.Exists(), "version": u.Version(), "created_at": u.CreatedAt(), "updated_at": u.UpdatedAt()}
 		}}
 	case KindSession:
 		s := &domain.Session{}
-		return folder{apply: s.Apply, render: func() map[string]any {
+		return folder{apply: s.Apply, render: func(at time.Time) map[string]any {
+			if at.IsZero() {
+				at = s.UpdatedAt()
+			}
 			return map[string]any{"id": s.ID(), "user_id": s.UserID(), "title": s.Title(), "metadata": s.Metadata(),
-				"status": s.State(s.UpdatedAt()), "expires_at": s.ExpiresAt(), "version": s.Version(), "created_at": s.CreatedAt(), "updated_at": s.UpdatedAt()}
+				"status": s.State(at), "expires_at": s.ExpiresAt(), "version": s.Version(), "created_at": s.CreatedAt(), "updated_at": s.UpdatedAt()}
 		}}
 	case KindMessage:
 		m := &domain.Message{}
-		return folder{apply: m.Apply, seq: m.SetSeq, render: func() map[string]any {
+		return folder{apply: m.Apply, seq: m.SetSeq, render: func(time.Time) map[string]any {
 			return map[string]any{"id": m.ID(), "session_id": m.SessionID(), "user_id": m.UserID(), "seq": m.Seq(), "role": m.Role(),
 				"content": m.Content(), "name": m.Name(), "metadata": m.Metadata(), "tokens": m.Tokens(), "embedding_dim": len(m.Embedding()), "redacted": m.Redacted(),
 				"version": m.Version(), "created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
 		}}
 	default:
 		m := &domain.Memory{}
-		return folder{apply: m.Apply, render: func() map[string]any {
+		return folder{apply: m.Apply, render: func(time.Time) map[string]any {
 			return map[string]any{"id": m.ID(), "user_id": m.UserID(), "type": m.Type(), "content": m.Content(), "importance": m.Importance(),
 				"tags": m.Tags(), "metadata": m.Metadata(), "source_session_id": m.SourceSessionID(), "source_message_id": m.SourceMessageID(),
 				"tokens": m.Tokens(), "expires_at": m.ExpiresAt(), "embedding_dim": len(m.Embedding()), "deleted": !m.Exists(), "version": m.Version(),
@@ -140,7 +145,7 @@ func (r *Reader) History(ctx context.Context, kind, id string) ([]Entry, error) 
 		if f.seq != nil && s.version == 1 {
 			f.seq(s.rec.Version)
 		}
-		after := f.render()
+		after := f.render(time.Time{})
 		changes := map[string]Change{}
 		for k, v := range after {
 			if k == "version" || k == "updated_at" {
@@ -188,7 +193,49 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 	case version > 0 && steps[n-1].version != version:
 		return nil, fmt.Errorf("%w: %s %s has no version %d", domain.ErrNotFound, kind, id, version)
 	}
-	return f.render(), nil
+	if asOf == nil {
+		return f.render(time.Time{}), nil
+	}
+	state := f.render(*asOf)
+	if kind == KindUser {
+		return state, nil
+	}
+	// A user's deletion ends everything of theirs without an event in
+	// its streams: as of a time after it, the entity was gone
+	// (deleted_with_user; a session's status is "deleted", a memory is
+	// deleted).
+	uid, _ := state["user_id"].(string)
+	gone, err := r.userGone(ctx, uid, *asOf)
+	if err != nil {
+		return nil, err
+	}
+	state["deleted_with_user"] = gone
+	if gone {
+		switch kind {
+		case KindSession:
+			state["status"] = "deleted"
+		case KindMemory:
+			state["deleted"] = true
+		}
+	}
+	return state, nil
+}
+
+// userGone tells whether a user had been deleted by time at.
+func (r *Reader) userGone(ctx context.Context, userID string, at time.Time) (bool, error) {
+	recs, err := r.store.ReadStreamAsOf(ctx, domain.StreamID(domain.StreamUser, userID), at)
+	if err != nil {
+		return false, fmt.Errorf("read user %s as of %s: %w", userID, at.Format(time.RFC3339Nano), err)
+	}
+	u := &domain.User{}
+	for _, rec := range recs {
+		e, err := domain.DecodeEvent(rec.Type, rec.SchemaVersion, rec.Data)
+		if err != nil {
+			return false, fmt.Errorf("user %s: event %s: %w", userID, rec.EventID, err)
+		}
+		u.Apply(e, rec.Version, rec.RecordedAt)
+	}
+	return len(recs) > 0 && !u.Exists(), nil
 }
 
 func isZero(v any) bool {

@@ -76,6 +76,41 @@ func TestHistoryAndTimeTravel(t *testing.T) {
 		t.Fatalf("session history: %v", r)
 	}
 	s.must(404, s.do("GET", "/v1/memories/01M89VB9XHPWV2SCAB0P286JT9/history", nil))
+	isProblem(t, s.do("GET", "/v1/memories/"+mid+"?version=1&as_of="+url.QueryEscape(time.Now().Format(time.RFC3339Nano)), nil), 422, "as_of")
+}
+
+// A user's deletion ends their sessions, messages and memories without an
+// event of their own: as of a time after it, each reads as gone; as of a
+// time before it, as it was; by version, as it was.
+func TestTimeTravelAcrossAUsersDeletion(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bob", "name": "Bob"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tea please"})).str("id")
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Bob likes tea"})).str("id")
+	before := time.Now()
+	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	after := url.QueryEscape(time.Now().Format(time.RFC3339Nano))
+	for _, path := range []string{"/v1/sessions/" + sid, "/v1/messages/" + msg, "/v1/memories/" + mem} {
+		r := s.must(200, s.do("GET", path+"?as_of="+after, nil))
+		if r.json["deleted_with_user"] != true {
+			t.Fatalf("%s as of after the deletion: %s", path, r.body)
+		}
+		then := s.must(200, s.do("GET", path+"?as_of="+url.QueryEscape(before.Format(time.RFC3339Nano)), nil))
+		if then.json["deleted_with_user"] != false {
+			t.Fatalf("%s as of before the deletion: %s", path, then.body)
+		}
+		if v := s.must(200, s.do("GET", path+"?version=1", nil)); v.json["deleted_with_user"] != nil || v.str("id") == "" {
+			t.Fatalf("%s at version 1: %s", path, v.body)
+		}
+	}
+	if r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"?as_of="+after, nil)); r.str("status") != "deleted" {
+		t.Fatalf("session as of after the deletion: %s", r.body)
+	}
+	if r := s.must(200, s.do("GET", "/v1/memories/"+mem+"?as_of="+after, nil)); r.json["deleted"] != true {
+		t.Fatalf("memory as of after the deletion: %s", r.body)
+	}
 }
 
 // `arq history` and `arq replay` print what the endpoints answer.
