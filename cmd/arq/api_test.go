@@ -271,9 +271,9 @@ func TestAPIWalkthrough(t *testing.T) {
 	}
 	s.must(422, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "narrator", "content": "x"}))
 
-	// Pagination over messages.
+	// Pagination over messages; a cursor belongs to its list.
 	seen := 0
-	cursor := ""
+	cursor, first := "", ""
 	for {
 		p := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=2&cursor="+cursor, nil))
 		for _, it := range p.items() {
@@ -283,6 +283,9 @@ func TestAPIWalkthrough(t *testing.T) {
 			}
 		}
 		cursor = p.str("next_cursor")
+		if first == "" {
+			first = cursor
+		}
 		if cursor == "" {
 			break
 		}
@@ -290,6 +293,9 @@ func TestAPIWalkthrough(t *testing.T) {
 	if seen != 3 {
 		t.Fatalf("paged through %d messages, want 3", seen)
 	}
+	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?cursor="+first, nil), 422, "cursor")
+	isProblem(t, s.do("GET", "/v1/users?cursor="+first, nil), 422, "cursor")
+	isProblem(t, s.do("GET", "/v1/users?cursor=garbage", nil), 422, "cursor")
 
 	// Edit then delete a message.
 	mid := m1.str("id")

@@ -198,13 +198,14 @@ func (r *Reader) SnapshotOfMessage(ctx context.Context, messageID string) (Snaps
 
 // ListSnapshots pages through a session's snapshots, oldest first.
 func (r *Reader) ListSnapshots(ctx context.Context, sessionID string, p Page) ([]Snapshot, string, error) {
-	limit, after, err := bounds(p)
+	list := "snapshots:" + sessionID
+	limit, after, err := bounds(p, list)
 	if err != nil {
 		return nil, "", err
 	}
 	rows, err := r.db.Query(ctx, `SELECT `+snapshotCols+` FROM context_snapshots
 		WHERE session_id = $1 AND id > $2 ORDER BY id LIMIT $3`, sessionID, after, limit+1)
-	return collect(rows, err, scanSnapshot, limit, func(s Snapshot) string { return s.ID })
+	return collect(rows, err, scanSnapshot, limit, list, func(s Snapshot) string { return s.ID })
 }
 
 // DueSnapshot is an assistant message waiting for its context snapshot.

@@ -97,14 +97,15 @@ func (r *Reader) GetMemory(ctx context.Context, id string) (Memory, error) {
 
 // ListMemories lists a user's live memories, newest first, filtered.
 func (r *Reader) ListMemories(ctx context.Context, userID string, f MemoryFilter, p Page) ([]Memory, string, error) {
-	limit, after, err := bounds(p)
+	list := "memories:" + userID
+	limit, after, err := bounds(p, list)
 	if err != nil {
 		return nil, "", err
 	}
 	cond, args := f.where([]any{userID, after, limit + 1})
 	rows, err := r.db.Query(ctx, `SELECT `+memoryCols+` FROM memories
 		WHERE user_id = $1 AND ($2 = '' OR id < $2) AND `+cond+` ORDER BY id DESC LIMIT $3`, args...)
-	return collect(rows, err, scanMemory, limit, func(m Memory) string { return m.ID })
+	return collect(rows, err, scanMemory, limit, list, func(m Memory) string { return m.ID })
 }
 
 // SearchMemories ranks a user's live memories by full-text relevance to

@@ -85,7 +85,8 @@ func (r *Reader) GetUser(ctx context.Context, tenant, id string) (User, error) {
 // ListUsers lists a tenant's users in registration order; with an
 // externalID, only the user who holds it (at most one).
 func (r *Reader) ListUsers(ctx context.Context, tenant, externalID string, p Page) ([]User, string, error) {
-	limit, after, err := bounds(p)
+	list := "users:" + tenant
+	limit, after, err := bounds(p, list)
 	if err != nil {
 		return nil, "", err
 	}
@@ -95,7 +96,7 @@ func (r *Reader) ListUsers(ctx context.Context, tenant, externalID string, p Pag
 		args = append(args, externalID)
 	}
 	rows, err := r.db.Query(ctx, q, args...)
-	return collect(rows, err, scanUser, limit, func(u User) string { return u.ID })
+	return collect(rows, err, scanUser, limit, list, func(u User) string { return u.ID })
 }
 
 // sessionStatus is a session's status as of now: an open session past its
@@ -125,13 +126,14 @@ func (r *Reader) SessionByTokenHash(ctx context.Context, hash string) (Session, 
 
 // ListSessions lists a user's sessions, newest first.
 func (r *Reader) ListSessions(ctx context.Context, userID string, p Page) ([]Session, string, error) {
-	limit, after, err := bounds(p)
+	list := "sessions:" + userID
+	limit, after, err := bounds(p, list)
 	if err != nil {
 		return nil, "", err
 	}
 	rows, err := r.db.Query(ctx, `SELECT `+sessionCols+` FROM sessions
 		WHERE user_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3`, userID, after, limit+1)
-	return collect(rows, err, scanSession, limit, func(s Session) string { return s.ID })
+	return collect(rows, err, scanSession, limit, list, func(s Session) string { return s.ID })
 }
 
 const messageCols = `id, session_id, user_id, seq, role, content, name, metadata, tokens, embedding_dim, version, created_at, updated_at`
@@ -170,19 +172,22 @@ func (r *Reader) readMessages(ctx context.Context, ids []string) (map[string]Mes
 
 // ListMessages lists a session's messages in sequence order.
 func (r *Reader) ListMessages(ctx context.Context, sessionID string, p Page) ([]Message, string, error) {
-	limit, after, err := bounds(p)
+	list := "messages:" + sessionID
+	limit, after, err := bounds(p, list)
 	if err != nil {
 		return nil, "", err
 	}
 	seq := 0
 	if after != "" {
 		if seq, err = strconv.Atoi(after); err != nil {
-			return nil, "", fmt.Errorf("%w: cursor %q is not one this API gave out", domain.ErrInvalid, p.Cursor)
+			v := &domain.ValidationError{}
+			v.Add("cursor", "is not a cursor of this list")
+			return nil, "", v
 		}
 	}
 	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
 		WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, sessionID, seq, limit+1)
-	return collect(rows, err, scanMessage, limit, func(m Message) string { return strconv.Itoa(m.Seq) })
+	return collect(rows, err, scanMessage, limit, list, func(m Message) string { return strconv.Itoa(m.Seq) })
 }
 
 // Stats counts the query tables' rows and the log's events.
@@ -222,17 +227,17 @@ func (r *Reader) due(ctx context.Context, sql string, now time.Time, limit int) 
 	return out, nil
 }
 
-func bounds(p Page) (int, string, error) {
+func bounds(p Page, list string) (int, string, error) {
 	limit, err := p.limit()
 	if err != nil {
 		return 0, "", err
 	}
-	after, err := p.after()
+	after, err := p.after(list)
 	return limit, after, err
 }
 
 // collect scans up to limit+1 rows into a page.
-func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error), limit int, key func(T) string) ([]T, string, error) {
+func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error), limit int, list string, key func(T) string) ([]T, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("read: %w", err)
 	}
@@ -248,7 +253,7 @@ func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error), lim
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("read: %w", err)
 	}
-	items, next := pageOf(out, limit, key)
+	items, next := pageOf(out, limit, list, key)
 	return items, next, nil
 }
 
