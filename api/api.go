@@ -32,8 +32,29 @@ type Deps struct {
 	Metrics *metrics.Metrics
 }
 
-// New returns the HTTP handler of the API.
+// New returns the HTTP handler of the API. HEAD is answered wherever GET
+// is, as RFC 9110 asks of every server: as a GET whose body the server
+// leaves out.
 func New(d Deps) http.Handler {
+	return headAsGet{engine(d)}
+}
+
+// headAsGet routes a HEAD request as the GET of the same resource. The
+// server leaves out the body of the answer to a HEAD request (it checks
+// the request it received, not the one routed).
+type headAsGet struct{ next http.Handler }
+
+func (h headAsGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		get := *r
+		get.Method = http.MethodGet
+		r = &get
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// engine is the API's router, every route a GET, POST, PATCH or DELETE.
+func engine(d Deps) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
@@ -55,9 +76,6 @@ func New(d Deps) http.Handler {
 	healthz := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 	r.GET("/healthz", healthz)
 	r.GET("/readyz", readyz(d))
-	// Load balancers probe with HEAD too (the server sends no body).
-	r.HEAD("/healthz", healthz)
-	r.HEAD("/readyz", readyz(d))
 	doc := openAPI()
 	r.GET("/openapi.json", serveOpenAPI(doc))
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))

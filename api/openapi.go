@@ -28,8 +28,6 @@ type operation struct {
 var operations = []operation{
 	{method: "GET", path: "/healthz", summary: "The process is alive", tag: "health", status: 200, schema: "Health"},
 	{method: "GET", path: "/readyz", summary: "Postgres answers and no projection has stopped", tag: "health", status: 200, schema: "Ready"},
-	{method: "HEAD", path: "/healthz", summary: "The process is alive (status only)", tag: "health", status: 200},
-	{method: "HEAD", path: "/readyz", summary: "Ready or not, as GET /readyz (status only)", tag: "health", status: 200},
 	{method: "GET", path: "/openapi.json", summary: "This document", tag: "health", status: 200, schema: "Object"},
 	{method: "GET", path: "/metrics", summary: "Prometheus metrics of this process (a key with the read scope when keys are on)", tag: "health", status: 200, schema: "Metrics"},
 	{method: "GET", path: "/v1/stats", summary: "Counts of each resource and of events; projection positions and lag", tag: "stats", status: 200, schema: "Stats"},
@@ -185,7 +183,7 @@ func openAPI() map[string]any {
 	return map[string]any{
 		"openapi": "3.0.3",
 		"info": map[string]any{"title": "ARQ", "version": "1",
-			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL."},
+			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL. HEAD is answered wherever GET is, without the body."},
 		"paths": paths,
 		"components": map[string]any{
 			"schemas":         schemas(),

@@ -193,6 +193,11 @@ func TestAuthKeysAndScopes(t *testing.T) {
 
 	s.key = ro.str("key")
 	s.must(200, s.do("GET", "/v1/users", nil))
+	for _, path := range []string{"/v1/users", "/metrics", "/openapi.json"} { // HEAD wherever GET (RFC 9110)
+		if r := s.do("HEAD", path, nil); r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") == "" {
+			t.Fatalf("HEAD %s: %d %v %q", path, r.status, r.header, r.body)
+		}
+	}
 	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}), 403, "")
 	s.key = rw.str("key")
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"})).str("id")
