@@ -35,11 +35,20 @@ func (w windowRequest) budget() (domain.Budget, error) {
 	if w.MaxTokens != nil {
 		b.MaxTokens = *w.MaxTokens
 	}
+	// A share given alone takes what it needs of the other's default:
+	// memory_share=1 alone leaves the summary out rather than adding up
+	// to more than 1 with a default the client did not choose.
 	if w.SummaryShare != nil {
 		b.SummaryShare = *w.SummaryShare
+		if w.MemoryShare == nil && b.SummaryShare >= 0 && b.SummaryShare <= 1 {
+			b.MemoryShare = min(b.MemoryShare, 1-b.SummaryShare)
+		}
 	}
 	if w.MemoryShare != nil {
 		b.MemoryShare = *w.MemoryShare
+		if w.SummaryShare == nil && b.MemoryShare >= 0 && b.MemoryShare <= 1 {
+			b.SummaryShare = min(b.SummaryShare, 1-b.MemoryShare)
+		}
 	}
 	return b, b.Validate()
 }

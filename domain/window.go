@@ -39,14 +39,15 @@ func (b Budget) Validate() error {
 	if b.MaxTokens < 1 || b.MaxTokens > MaxWindowTokens {
 		v.Add("max_tokens", "must be between 1 and %d", MaxWindowTokens)
 	}
-	share := func(field string, s float64) {
+	share := func(field string, s float64) bool {
 		if math.IsNaN(s) || s < 0 || s > 1 {
 			v.Add(field, "must be between 0 and 1")
+			return false
 		}
+		return true
 	}
-	share("summary_share", b.SummaryShare)
-	share("memory_share", b.MemoryShare)
-	if b.SummaryShare+b.MemoryShare > 1 {
+	summaryOK, memoryOK := share("summary_share", b.SummaryShare), share("memory_share", b.MemoryShare)
+	if summaryOK && memoryOK && b.SummaryShare+b.MemoryShare > 1 {
 		v.Add("memory_share", "summary_share and memory_share add up to more than 1")
 	}
 	return v.Err()

@@ -179,6 +179,15 @@ func TestContextRelevanceAndExpiry(t *testing.T) {
 	if len(w.Messages) == 0 || w.Messages[len(w.Messages)-1].Seq != 30 || len(w.Messages) == 30 {
 		t.Fatalf("window of 60 tokens: %+v", w.Messages)
 	}
+	// A share given alone takes what it needs of the other's default; a
+	// wrong share is one error.
+	s.window(sid, "memory_share=1")
+	s.window(sid, "summary_share=0.9")
+	bad := s.do("GET", "/v1/sessions/"+sid+"/context?memory_share=1.5", nil)
+	isProblem(t, bad, 422, "memory_share")
+	if errs, _ := bad.json["errors"].([]any); len(errs) != 1 {
+		t.Fatalf("memory_share=1.5: %s", bad.body)
+	}
 
 	mem := func(content string, importance float64, extra map[string]any) string {
 		body := map[string]any{"type": "semantic", "content": content, "importance": importance}
