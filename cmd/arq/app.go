@@ -57,6 +57,7 @@ type App struct {
 	hub         *live.Hub
 	relay       *live.Relay
 	feed        func(context.Context) error
+	closeLive   func() // closes the Redis client of live updates
 	tokens      domain.TokenCounter
 	history     *history.Reader
 	snapshotter *commands.Snapshotter
@@ -157,8 +158,11 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 	return a, nil
 }
 
-// Close releases the database connections.
+// Close releases the database and Redis connections.
 func (a *App) Close() {
+	if a.closeLive != nil {
+		a.closeLive()
+	}
 	if a.cache != nil {
 		_ = a.cache.Close()
 	}

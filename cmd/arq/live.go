@@ -46,10 +46,11 @@ func (a *App) wireLive(database string) error {
 	// never see each other's events.
 	topic := "arq:" + database + ":events"
 	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
-	a.feed = func(ctx context.Context) error {
-		defer client.Close()
-		defer sub.Close()
-		return live.Feed(ctx, sub, topic, a.hub)
+	a.feed = func(ctx context.Context) error { return live.Feed(ctx, sub, topic, a.hub) }
+	a.closeLive = func() {
+		_ = sub.Close()
+		_ = pub.Close()
+		_ = client.Close()
 	}
 	return nil
 }
