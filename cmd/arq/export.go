@@ -87,7 +87,7 @@ func (c *cli) importLog(ctx context.Context, args []string) error {
 	if rest[0] != "-" {
 		f, err := os.Open(rest[0])
 		if err != nil {
-			return fmt.Errorf("open %s: %w", rest[0], err)
+			return err // an *os.PathError names the file and what failed
 		}
 		defer f.Close()
 		in = f

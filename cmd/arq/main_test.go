@@ -413,6 +413,7 @@ func TestCommandLineMistakesExitTwoWithOneLine(t *testing.T) {
 	t.Parallel()
 	url := testdb.URLFor("unused")
 	cases := [][]string{
+		{},
 		{"bogus"},
 		{"projections"},
 		{"projections", "rebuild"},

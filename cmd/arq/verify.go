@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // errBroken makes `arq verify` exit non-zero when the log is not intact.
@@ -45,6 +46,9 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: stream %s", domain.ErrNotFound, stream) // as GET /v1/streams/{stream}/verify
 	}
 	if asJSON {
+		if v.Breaks == nil {
+			v.Breaks = []eventstore.Break{} // as the API answers: a list, empty
+		}
 		if err := json.NewEncoder(c.stdout).Encode(v); err != nil {
 			return err
 		}
