@@ -12,14 +12,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // contextFixture is a server with one session of 10,000 messages and a
 // user of 10,000 memories, made once for all context benchmarks.
 type contextFixture struct {
-	s        *benchServer
-	sid, mid string
-	pool     *pgxpool.Pool
+	s             *benchServer
+	uid, sid, mid string
+	pool          *pgxpool.Pool
 }
 
 // newContextFixture builds the fixture; it goes when b ends.
@@ -72,7 +74,7 @@ func newContextFixture(b *testing.B) *contextFixture {
 	if _, err := pool.Exec(context.Background(), `ANALYZE`); err != nil {
 		b.Fatal(err)
 	}
-	return &contextFixture{s: s, sid: sid, mid: mid, pool: pool}
+	return &contextFixture{s: s, uid: uid, sid: sid, mid: mid, pool: pool}
 }
 
 func (f *contextFixture) get(path string) error {
@@ -94,7 +96,8 @@ func (f *contextFixture) get(path string) error {
 // a query no one asked before, so every read builds the window in
 // Postgres (and stores it). The baseline is one indexed primary-key
 // SELECT of a message row through pgx, on the same database, at the same
-// client counts.
+// client counts; ranking-alone is the memory ranking statement of a cold
+// read by itself, through pgx.
 func BenchmarkContextRead(b *testing.B) {
 	f := newContextFixture(b)
 	for _, n := range []int{1, 32} {
@@ -106,6 +109,21 @@ func BenchmarkContextRead(b *testing.B) {
 		})
 	}
 	topics := benchWords[100:1100] // words of middling frequency
+	// The memory ranking of a cold read alone, straight through pgx: a
+	// bound on what a cold read can do on this machine.
+	reader := readmodel.NewReader(f.pool)
+	for _, n := range []int{1, 32} {
+		b.Run(fmt.Sprintf("ranking-alone/clients=%d", n), func(b *testing.B) {
+			var seq atomicCounter
+			run := time.Now().UnixNano()
+			drive(b, n, func(int) error {
+				i := seq.next()
+				q := fmt.Sprintf("%s %s %d%d", topics[i%len(topics)], topics[(i/7)%len(topics)], run, i)
+				_, err := reader.RelevantMemories(context.Background(), f.uid, q, nil, time.Now(), nil, 50)
+				return err
+			})
+		})
+	}
 	for _, mode := range []string{"warm", "cold"} {
 		for _, n := range []int{1, 32} {
 			b.Run(fmt.Sprintf("cache=%s/clients=%d", mode, n), func(b *testing.B) {
