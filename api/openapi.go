@@ -133,6 +133,14 @@ func openAPI() map[string]any {
 				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
 			}
 		}
+		switch op.path {
+		case "/v1/events/stream":
+			for _, q := range []string{"after", "type", "stream_type"} {
+				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+			}
+		case "/v1/sessions/{id}/stream":
+			params = append(params, map[string]any{"name": "after", "in": "query", "schema": map[string]any{"type": "string"}})
+		}
 		if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
 			params = append(params,
 				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},

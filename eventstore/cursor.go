@@ -55,7 +55,7 @@ func ParseCursor(s string) (Cursor, error) {
 	}
 	t, err := strconv.ParseUint(tx, 10, 64)
 	if err != nil {
-		return Cursor{}, fmt.Errorf("%w %q: transaction id: %w", ErrBadCursor, s, err)
+		return Cursor{}, fmt.Errorf("%w %q: transaction id must be a whole number", ErrBadCursor, s)
 	}
 	p, err := strconv.ParseInt(pos, 10, 64)
 	if err != nil || p < 0 {

@@ -420,6 +420,7 @@ func TestCommandLineMistakesExitTwoWithOneLine(t *testing.T) {
 		{"projections", "rebuild", "nope"},
 		{"events", "--after", "12"},
 		{"events", "--limit", "-1"},
+		{"projections", "verify", "users", "--limit", "-1"},
 		{"serve", "--log-format", "xml"},
 		{"events", "--limit", "abc"},
 		{"events", "--no-such-flag"},

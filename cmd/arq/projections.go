@@ -160,6 +160,9 @@ func (c *cli) projectionsVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if limit < 0 {
+		return usagef("--limit must not be negative")
+	}
 	p, err := projectionNamed(rest[0])
 	if err != nil {
 		return err
