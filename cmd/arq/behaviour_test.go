@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
@@ -476,10 +478,6 @@ func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
 	}
 }
 
-// Secrets shown once (a session's token, an API key) are not kept with
-// the answer an idempotent retry replays: the database holds only their
-// hashes, and the replay answers the same session or key with null in
-// their place. Kept answers go after their day.
 // A client that gives up while its command waits for the query tables
 // retries with the same key: the command was appended, so the retry gets
 // the first answer (202) and appends nothing.
@@ -489,15 +487,7 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gave-up", "name": "G"})).str("id")
 	ctx := context.Background()
 	pool := testdb.Pool(t, s.url)
-	// The memories projection cannot write while this is held.
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `LOCK TABLE memories IN SHARE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	release := holdTable(t, pool, "memories")
 	body := `{"type":"semantic","content":"stored once"}`
 	send := func(timeout time.Duration) (*http.Response, error) {
 		req, err := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(body))
@@ -529,9 +519,7 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 		replayed = resp
 		return resp.StatusCode != http.StatusConflict, nil // 409: the first one is still running
 	})
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if replayed.StatusCode != http.StatusAccepted || replayed.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("retry: %d %v", replayed.StatusCode, replayed.Header)
 	}
@@ -540,6 +528,10 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 	}
 }
 
+// Secrets shown once (a session's token, an API key) are not kept with
+// the answer an idempotent retry replays: the database holds only their
+// hashes, and the replay answers the same session or key with null in
+// their place. Kept answers go after their day.
 func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
@@ -678,4 +670,28 @@ func TestMemorySourcesAreTheUsersOwn(t *testing.T) {
 	if m.str("source_session_id") != adaSession || m.str("source_message_id") != adaMsg {
 		t.Fatalf("stored sources: %s", m.body)
 	}
+}
+
+// holdTable keeps the projections that write table from writing (reads
+// go on) until release is called or the test ends.
+func holdTable(t *testing.T, pool *pgxpool.Pool, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Commit(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
 }

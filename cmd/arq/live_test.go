@@ -205,14 +205,7 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "drain", "name": "D"})).str("id")
 	ctx := context.Background()
 	pool := testdb.Pool(t, s.url)
-	tx, err := pool.Begin(ctx) // the memories projection cannot write while this is held
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `LOCK TABLE memories IN SHARE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	release := holdTable(t, pool, "memories")
 	answer := make(chan int, 1)
 	go func() {
 		resp, err := http.Post(s.base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
@@ -238,9 +231,7 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 		}
 		return err != nil, nil
 	})
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if status := <-answer; status != http.StatusCreated {
 		t.Fatalf("the write in flight answered %d", status)
 	}
