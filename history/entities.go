@@ -119,7 +119,7 @@ func newFolder(kind string) folder {
 		m := &domain.Memory{}
 		return folder{apply: m.Apply, render: func(time.Time) map[string]any {
 			return map[string]any{"id": m.ID(), "user_id": m.UserID(), "type": m.Type(), "content": m.Content(), "importance": m.Importance(),
-				"tags": m.Tags(), "metadata": m.Metadata(), "source_session_id": m.SourceSessionID(), "source_message_id": m.SourceMessageID(),
+				"tags": m.Tags(), "metadata": m.Metadata(), "source_session_id": nullable(m.SourceSessionID()), "source_message_id": nullable(m.SourceMessageID()),
 				"tokens": m.Tokens(), "expires_at": m.ExpiresAt(), "embedding_dim": len(m.Embedding()), "deleted": !m.Exists(), "version": m.Version(),
 				"created_at": m.CreatedAt(), "updated_at": m.UpdatedAt()}
 		}}
@@ -244,4 +244,13 @@ func isZero(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.IsZero() || (rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice) && rv.Len() == 0
+}
+
+// nullable is s, or nil for "" (null in JSON, as the live reads answer an
+// id that is not set).
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -43,6 +43,9 @@ func TestHistoryAndTimeTravel(t *testing.T) {
 		if r.str("content") != want || r.header.Get("ETag") != `"`+v+`"` {
 			t.Fatalf("version %s: %s", v, r.body)
 		}
+		if src, ok := r.json["source_message_id"]; !ok || src != nil { // null, as live reads answer
+			t.Fatalf("version %s: source_message_id %v", v, src)
+		}
 	}
 	if r := s.must(200, s.do("GET", "/v1/memories/"+mid+"?as_of="+url.QueryEscape(between.Format(time.RFC3339Nano)), nil)); r.str("content") != "two" {
 		t.Fatalf("as of %s: %s", between, r.body)
