@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,6 +21,9 @@ type Store struct {
 	onAppend func()
 	group    *group // nil: every append on its own
 	log      *slog.Logger
+	// outcomeWait bounds how long an append whose caller gave up is
+	// still seen through, so that the caller hears whether it was written.
+	outcomeWait time.Duration
 }
 
 // Option configures a Store.
@@ -36,7 +40,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler)}
+	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler), outcomeWait: 10 * time.Second}
 	for _, o := range opts {
 		o(s)
 	}
@@ -165,7 +169,16 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 }
 
 // appendDirect appends on its own, in the statements that suit args.
+// Once sent, an append is seen through whatever its caller wants (for
+// s.outcomeWait at most): a statement cut short may have committed all
+// the same, and the caller must hear whether it did (a client retrying an
+// append it was told failed would append it twice).
 func (s *Store) appendDirect(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.outcomeWait)
+	defer cancel()
 	for race := 0; ; race++ {
 		var err error
 		var results []AppendResult

@@ -57,14 +57,9 @@ type group struct {
 	// writing holds the streams of the batches being written: -1 for a
 	// stream one of them writes, else how many appends guard it.
 	writing map[string]int
-	// outcomeWait bounds how long an append whose caller gave up waits
-	// for the batch it is in to end.
-	outcomeWait time.Duration
 }
 
-func newGroup(limit int) *group {
-	return &group{limit: limit, writing: map[string]int{}, outcomeWait: 10 * time.Second}
-}
+func newGroup(limit int) *group { return &group{limit: limit, writing: map[string]int{}} }
 
 // pending is one append waiting in, or written by, a batch.
 type pending struct {
@@ -126,14 +121,14 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	// In a batch being written: it may commit whatever the caller wants
 	// now, so the caller hears how it ended (a client retrying an append
 	// it was told failed would append it twice). Only a batch stuck for
-	// longer than g.outcomeWait leaves the outcome unknown.
-	t := time.NewTimer(g.outcomeWait)
+	// longer than s.outcomeWait leaves the outcome unknown.
+	t := time.NewTimer(s.outcomeWait)
 	defer t.Stop()
 	select {
 	case <-p.done:
 		return p.res, p.err
 	case <-t.C:
-		return nil, fmt.Errorf("append: %w; its batch has not ended after %s, so it may yet be written", ctx.Err(), g.outcomeWait)
+		return nil, fmt.Errorf("append: %w; its batch has not ended after %s, so it may yet be written", ctx.Err(), s.outcomeWait)
 	}
 }
 
