@@ -193,11 +193,17 @@ func (e *Engine) Run(ctx context.Context) error {
 		subs = append(subs, sub)
 		if err := setRunning(ctx, e.pool, p.Name()); err != nil {
 			stop()
+			if ctx.Err() != nil {
+				return nil // stopped while starting: a stop like any other
+			}
 			return err
 		}
 		msgs, err := sub.Subscribe(runCtx, topic)
 		if err != nil {
 			stop()
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("projection %s: subscribe: %w", p.Name(), err)
 		}
 		loops.Add(1)
