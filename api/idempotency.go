@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -34,6 +36,10 @@ var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPositio
 // secretsKey holds, in a request's context, the secrets its answer shows
 // once (see shownOnce).
 const secretsKey = "arq.secrets"
+
+// idempotencyKeyKey holds, in a request's context, the Idempotency-Key the
+// request claimed: its events carry it (see IdempotencyStore.applied).
+const idempotencyKeyKey = "arq.idempotency_key"
 
 // shownOnce marks secrets (a new session's token, a new API key) that the
 // answer to this request shows once: an answer kept for an idempotent
@@ -100,6 +106,22 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (bo
 			return false, stored{}, fmt.Errorf("read idempotency key: %w", err)
 		}
 		age := time.Since(st.createdAt)
+		if st.status == nil && age > idempotencyPending && age <= idempotencyTTL {
+			// Unanswered for long: the server that took it stopped. If
+			// the request's events are in the log, it was applied, and
+			// this answers for it; else it runs again.
+			ans, ok, err := s.applied(ctx, actor, key)
+			if err != nil {
+				return false, stored{}, err
+			}
+			if ok {
+				if err := s.save(ctx, actor, key, *ans.status, ans.headers, ans.body); err != nil {
+					return false, stored{}, err
+				}
+				ans.fingerprint = st.fingerprint
+				return false, ans, nil
+			}
+		}
 		if age > idempotencyTTL || (st.status == nil && age > idempotencyPending) {
 			if err := s.release(ctx, actor, key); err != nil {
 				return false, stored{}, err
@@ -114,6 +136,54 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (bo
 		return false, st, nil
 	}
 	return false, stored{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
+}
+
+// applied looks in the log for the events of the request that claimed
+// the key: after the claim's transaction, with the key and the actor in
+// their metadata. Found, the answer is what a command answers when it
+// does not wait for the query tables (202, the id of the entity its first
+// event went to, the position of its last), as the first answer is lost.
+func (s *IdempotencyStore) applied(ctx context.Context, actor, key string) (stored, bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT e.stream_id, e.version, e.transaction_id, e.position FROM events e, idempotency_keys k
+		WHERE k.actor = $1 AND k.key = $2 AND e.transaction_id > k.claimed_in
+		  AND e.metadata->>'idempotency_key' = $2 AND e.metadata->>'actor' = $1
+		ORDER BY e.transaction_id, e.position`, actor, key)
+	if err != nil {
+		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
+	}
+	defer rows.Close()
+	var first string
+	var version int
+	var last eventstore.Cursor
+	for rows.Next() {
+		var stream string
+		var v int
+		var c eventstore.Cursor
+		if err := rows.Scan(&stream, &v, &c.TransactionID, &c.Position); err != nil {
+			return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
+		}
+		if first == "" {
+			first = stream
+		}
+		if stream == first {
+			version = v
+		}
+		last = c
+	}
+	if err := rows.Err(); err != nil {
+		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
+	}
+	if first == "" {
+		return stored{}, false, nil
+	}
+	_, id, _ := strings.Cut(first, "-")
+	body, err := json.Marshal(gin.H{"id": id, "version": version, "position": last.String()})
+	if err != nil {
+		return stored{}, false, err
+	}
+	status := http.StatusAccepted
+	return stored{status: &status, body: body, headers: map[string]string{
+		"Content-Type": "application/json; charset=utf-8", headerPosition: last.String()}}, true, nil
 }
 
 func (s *IdempotencyStore) save(ctx context.Context, actor, key string, status int, headers map[string]string, body []byte) error {
@@ -220,7 +290,8 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		fp := hex.EncodeToString(sum[:])
 		actor := Actor(c)
 
-		claimed, st, err := store.claim(c.Request.Context(), actor, key, fp)
+		// Not cut short by the client: a claim taken must be known taken.
+		claimed, st, err := store.claim(context.WithoutCancel(c.Request.Context()), actor, key, fp)
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -230,7 +301,10 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			case st.fingerprint != fp:
 				WriteError(c, errorf(ErrIdempotencyMismatch, "Idempotency-Key %q was used for another request", key))
 			case st.status == nil:
-				WriteError(c, errorf(ErrIdempotencyInProgress, "the first request with this key has not answered yet"))
+				wait := max(time.Until(st.createdAt.Add(idempotencyPending)), time.Second)
+				c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
+				WriteError(c, errorf(ErrIdempotencyInProgress,
+					"the first request with this key has not answered yet; if its server stopped, a retry after %s finds out whether it was applied", wait.Round(time.Second)))
 			default:
 				for k, v := range st.headers {
 					c.Header(k, v)
@@ -242,6 +316,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			return
 		}
 
+		c.Set(idempotencyKeyKey, key)
 		w := &captureWriter{ResponseWriter: c.Writer}
 		c.Writer = w
 		defer func() {

@@ -73,7 +73,7 @@ type resources struct {
 
 // meta is the trace a command records: the request id and the caller.
 func meta(c *gin.Context) commands.Meta {
-	return commands.Meta{RequestID: RequestIDFrom(c), Actor: Actor(c), Tenant: eventstore.DefaultTenant}
+	return commands.Meta{RequestID: RequestIDFrom(c), Actor: Actor(c), Tenant: eventstore.DefaultTenant, IdempotencyKey: c.GetString(idempotencyKeyKey)}
 }
 
 // tenant is the caller's tenant. Keys carry no tenant yet: every caller

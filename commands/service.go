@@ -24,6 +24,9 @@ type Meta struct {
 	RequestID string
 	Actor     string
 	Tenant    string
+	// IdempotencyKey is the request's Idempotency-Key, if any; the
+	// events keep it.
+	IdempotencyKey string
 }
 
 // Result says what a command wrote.
@@ -172,9 +175,10 @@ func toStore(meta Meta, events []domain.Event) ([]eventstore.Event, error) {
 			SchemaVersion: domain.SchemaVersion(e.Type),
 			Data:          data,
 			Metadata: eventstore.Metadata{
-				CorrelationID: meta.RequestID,
-				Actor:         meta.Actor,
-				Tenant:        meta.Tenant,
+				CorrelationID:  meta.RequestID,
+				Actor:          meta.Actor,
+				Tenant:         meta.Tenant,
+				IdempotencyKey: meta.IdempotencyKey,
 			},
 		}
 	}

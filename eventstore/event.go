@@ -35,6 +35,10 @@ type Metadata struct {
 	CausationID   string `json:"causation_id,omitempty"`
 	Actor         string `json:"actor,omitempty"`
 	Tenant        string `json:"tenant"`
+	// IdempotencyKey is the Idempotency-Key of the request that appended
+	// the event, when it had one: a key's claim left by a server that
+	// stopped mid-request is told applied or not by it.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // Stream names the stream an append goes to. A stream keeps the type it was

@@ -228,21 +228,7 @@ func TestServeCreatesDatabaseAndServes(t *testing.T) {
 		}
 	})
 	p := startArq(t, url, []string{"ARQ_HTTP_ADDR=127.0.0.1:0"}, "serve")
-	var addr string
-	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
-		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
-				addr = line.Addr
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	addr := p.servingAddr(t)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -442,5 +428,90 @@ func TestUnreachableDatabaseIsOneLineError(t *testing.T) {
 	code, _, errOut := runCLI(t, "postgres://postgres@127.0.0.1:1/arq?sslmode=disable&connect_timeout=2", "projections", "status")
 	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "arq: ") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// servingAddr waits until an arq serve process listens, and returns where.
+func (p *proc) servingAddr(t *testing.T) string {
+	t.Helper()
+	var addr string
+	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
+				addr = line.Addr
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return addr
+}
+
+// A server killed after a command appended but before it answered leaves
+// the Idempotency-Key claimed and unanswered. Once the claim is old, a
+// retry finds the command's events in the log: it answers for them (202,
+// the entity and position) instead of running the command again.
+func TestIdempotentRetryAfterACrash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
+	// Without projections a command appends, then waits for them.
+	p := startArq(t, url, []string{"ARQ_HTTP_ADDR=127.0.0.1:0", "ARQ_READ_YOUR_WRITES_TIMEOUT=60s"}, "serve", "--no-projections")
+	base := "http://" + p.servingAddr(t)
+	post := func(base, path, body string, headers ...string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, nil
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	resp, user := post(base, "/v1/users", `{"external_id":"crash","name":"C"}`, "Prefer", "respond-async")
+	if resp == nil || resp.StatusCode != 202 {
+		t.Fatalf("register: %v", resp)
+	}
+	memories := "/v1/users/" + user["id"].(string) + "/memories"
+	body := `{"type":"semantic","content":"stored once"}`
+	go post(base, memories, body, "Idempotency-Key", "crash-1") // answers only when the projections have it: never
+	stored := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "the memory appended", func() (bool, error) { return stored() == 1, nil })
+	p.kill(t)
+	// As if the claim's minute had passed.
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 minutes'`); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerOn(t, url, nil)
+	again, ans := post(s.base, memories, body, "Idempotency-Key", "crash-1")
+	if again == nil || again.StatusCode != 202 || again.Header.Get("Idempotent-Replayed") != "true" || again.Header.Get("X-Arq-Position") == "" {
+		t.Fatalf("retry after the crash: %v %v", again, ans)
+	}
+	var mid string
+	if err := pool.QueryRow(ctx, `SELECT stream_id FROM events WHERE event_type = 'memory.stored'`).Scan(&mid); err != nil {
+		t.Fatal(err)
+	}
+	if n := stored(); n != 1 || "memory-"+ans["id"].(string) != mid {
+		t.Fatalf("%d memories stored; the retry answered %v for %s", n, ans, mid)
+	}
+	// The answer is kept: the next retry replays it.
+	if third, _ := post(s.base, memories, body, "Idempotency-Key", "crash-1"); third == nil || third.StatusCode != 202 || stored() != 1 {
+		t.Fatalf("second retry: %v", third)
 	}
 }
