@@ -50,6 +50,13 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 			return v
 		}
 		switch k {
+		case "ARQ_DB_MAX_CONNS":
+			// Many servers run at once in the suite, on one Postgres
+			// (max_connections 100 by default): a test needs few.
+			// Benchmarks keep the default.
+			if _, bench := t.(*testing.B); !bench {
+				return "8"
+			}
 		case "ARQ_READ_YOUR_WRITES_TIMEOUT", "ARQ_MIN_POSITION_TIMEOUT":
 			// The whole suite runs at once, with -race, on as few as
 			// two cores: a projection may fall seconds behind, which
