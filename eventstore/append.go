@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -149,6 +150,9 @@ func (s *Store) Append(ctx context.Context, stream Stream, expected Expected, ev
 // written, the call returns at once but the append may still be written,
 // as when a statement is cancelled in flight.
 func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("append: %w", err) // given up before anything was sent
+	}
 	args, err := buildArgs(appends)
 	if err != nil {
 		return nil, err
@@ -169,16 +173,27 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 }
 
 // appendDirect appends on its own, in the statements that suit args.
-// Once sent, an append is seen through whatever its caller wants (for
-// s.outcomeWait at most): a statement cut short may have committed all
-// the same, and the caller must hear whether it did (a client retrying an
-// append it was told failed would append it twice).
-func (s *Store) appendDirect(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("append: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.outcomeWait)
+// Once sent, an append is seen through when its caller gives up, for
+// s.outcomeWait more: a statement cut short may have committed all the
+// same, and the caller must hear whether it did (a client retrying an
+// append it was told failed would append it twice). Cut short after that,
+// the error is ErrOutcomeUnknown.
+func (s *Store) appendDirect(callerCtx context.Context, args []appendArgs) ([]AppendResult, error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(callerCtx))
 	defer cancel()
+	var cutShort atomic.Bool
+	stop := context.AfterFunc(callerCtx, func() {
+		time.AfterFunc(s.outcomeWait, func() { cutShort.Store(true); cancel() })
+	})
+	defer stop()
+	results, err := s.appendDirectOn(ctx, args)
+	if err != nil && cutShort.Load() {
+		return nil, fmt.Errorf("%w (%w): %w", ErrOutcomeUnknown, callerCtx.Err(), err)
+	}
+	return results, err
+}
+
+func (s *Store) appendDirectOn(ctx context.Context, args []appendArgs) ([]AppendResult, error) {
 	for race := 0; ; race++ {
 		var err error
 		var results []AppendResult

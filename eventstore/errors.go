@@ -16,6 +16,11 @@ var ErrInvalid = errors.New("invalid append")
 // from an earlier append but not all: that is no retry, and nothing is written.
 var ErrEventIDReused = errors.New("event ids partly recorded already")
 
+// ErrOutcomeUnknown is returned for an append whose caller gave up and
+// whose statement did not end within the store's outcome wait: it may
+// yet be written, or not. Reading the log later tells.
+var ErrOutcomeUnknown = errors.New("the append's outcome is unknown: it may yet be written")
+
 // ErrStreamType is returned when an append names a stream with another type
 // than the one it was created with.
 var ErrStreamType = errors.New("stream type mismatch")

@@ -128,7 +128,7 @@ func (g *group) append(ctx context.Context, s *Store, args []appendArgs) ([]Appe
 	case <-p.done:
 		return p.res, p.err
 	case <-t.C:
-		return nil, fmt.Errorf("append: %w; its batch has not ended after %s, so it may yet be written", ctx.Err(), s.outcomeWait)
+		return nil, fmt.Errorf("append: %w (%w): its batch has not ended %s after", ErrOutcomeUnknown, ctx.Err(), s.outcomeWait)
 	}
 }
 
