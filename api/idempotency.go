@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -40,6 +41,10 @@ const secretsKey = "arq.secrets"
 // idempotencyKeyKey holds, in a request's context, the Idempotency-Key the
 // request claimed: its events carry it (see IdempotencyStore.applied).
 const idempotencyKeyKey = "arq.idempotency_key"
+
+// outcomeUnknownKey is set, in a request's context, when its answer says
+// an append's outcome is unknown (see WriteError).
+const outcomeUnknownKey = "arq.outcome_unknown"
 
 // shownOnce marks secrets (a new session's token, a new API key) that the
 // answer to this request shows once: an answer kept for an idempotent
@@ -85,57 +90,62 @@ type stored struct {
 	createdAt   time.Time
 }
 
-// claim takes the key for this request, or returns what is stored under it.
-func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (bool, stored, error) {
+// claim takes the key for this request, or returns what is stored under
+// it. A claim taken is named by the transaction it was taken in (token):
+// saving or releasing it touches that claim only, never one another
+// request took after it was found abandoned.
+func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (claimed bool, token uint64, st stored, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
-		tag, err := s.db.Exec(ctx, `INSERT INTO idempotency_keys (actor, key, fingerprint) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, actor, key, fp)
-		if err != nil {
-			return false, stored{}, fmt.Errorf("claim idempotency key: %w", err)
+		err := s.db.QueryRow(ctx, `INSERT INTO idempotency_keys (actor, key, fingerprint) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING RETURNING claimed_in`, actor, key, fp).Scan(&token)
+		if err == nil {
+			return true, token, stored{}, nil
 		}
-		if tag.RowsAffected() == 1 {
-			return true, stored{}, nil
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return false, 0, stored{}, fmt.Errorf("claim idempotency key: %w", err)
 		}
 		var st stored
 		var headers []byte
-		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys WHERE actor = $1 AND key = $2`,
-			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &st.createdAt)
+		var held uint64
+		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, created_at, claimed_in FROM idempotency_keys WHERE actor = $1 AND key = $2`,
+			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &st.createdAt, &held)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // released meanwhile; claim again
 		}
 		if err != nil {
-			return false, stored{}, fmt.Errorf("read idempotency key: %w", err)
+			return false, 0, stored{}, fmt.Errorf("read idempotency key: %w", err)
 		}
 		age := time.Since(st.createdAt)
 		if st.status == nil && age > idempotencyPending && age <= idempotencyTTL {
 			// Unanswered for long: the server that took it stopped. If
 			// the request's events are in the log, it was applied, and
 			// this answers for it; else it runs again.
-			ans, ok, err := s.applied(ctx, actor, key)
+			ans, ok, err := s.applied(ctx, actor, key, held)
 			if err != nil {
-				return false, stored{}, err
+				return false, 0, stored{}, err
 			}
 			if ok {
-				if err := s.save(ctx, actor, key, *ans.status, ans.headers, ans.body); err != nil {
-					return false, stored{}, err
+				if err := s.save(ctx, actor, key, held, *ans.status, ans.headers, ans.body); err != nil {
+					return false, 0, stored{}, err
 				}
 				ans.fingerprint = st.fingerprint
-				return false, ans, nil
+				return false, 0, ans, nil
 			}
 		}
 		if age > idempotencyTTL || (st.status == nil && age > idempotencyPending) {
-			if err := s.release(ctx, actor, key); err != nil {
-				return false, stored{}, err
+			if err := s.release(ctx, actor, key, held); err != nil {
+				return false, 0, stored{}, err
 			}
 			continue
 		}
 		if headers != nil {
 			if err := json.Unmarshal(headers, &st.headers); err != nil {
-				return false, stored{}, fmt.Errorf("read idempotency key: %w", err)
+				return false, 0, stored{}, fmt.Errorf("read idempotency key: %w", err)
 			}
 		}
-		return false, st, nil
+		return false, 0, st, nil
 	}
-	return false, stored{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
+	return false, 0, stored{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
 }
 
 // applied looks in the log for the events of the request that claimed
@@ -143,30 +153,29 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (bo
 // their metadata. Found, the answer is what a command answers when it
 // does not wait for the query tables (202, the id of the entity its first
 // event went to, the position of its last), as the first answer is lost.
-func (s *IdempotencyStore) applied(ctx context.Context, actor, key string) (stored, bool, error) {
-	rows, err := s.db.Query(ctx, `SELECT e.stream_id, e.version, e.transaction_id, e.position FROM events e, idempotency_keys k
-		WHERE k.actor = $1 AND k.key = $2 AND e.transaction_id > k.claimed_in
-		  AND e.metadata->>'idempotency_key' = $2 AND e.metadata->>'actor' = $1
-		ORDER BY e.transaction_id, e.position`, actor, key)
+func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claimedIn uint64) (stored, bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT stream_id, version, transaction_id, position, coalesce(data->>'message_id', '') FROM events
+		WHERE transaction_id > $3::xid8 AND metadata->>'idempotency_key' = $2 AND metadata->>'actor' = $1
+		ORDER BY transaction_id, position`, actor, key, strconv.FormatUint(claimedIn, 10))
 	if err != nil {
 		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 	}
 	defer rows.Close()
-	var first string
-	var version int
+	var first, message string
+	var version, inFirst int
 	var last eventstore.Cursor
 	for rows.Next() {
-		var stream string
+		var stream, messageID string
 		var v int
 		var c eventstore.Cursor
-		if err := rows.Scan(&stream, &v, &c.TransactionID, &c.Position); err != nil {
+		if err := rows.Scan(&stream, &v, &c.TransactionID, &c.Position, &messageID); err != nil {
 			return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 		}
 		if first == "" {
-			first = stream
+			first, message = stream, messageID
 		}
 		if stream == first {
-			version = v
+			version, inFirst = v, inFirst+1
 		}
 		last = c
 	}
@@ -177,6 +186,9 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string) (stor
 		return stored{}, false, nil
 	}
 	_, id, _ := strings.Cut(first, "-")
+	if strings.HasPrefix(first, domain.StreamMessageLog+"-") && inFirst == 1 {
+		id = message // one message appended: answered by its id, as its 201 was
+	}
 	body, err := json.Marshal(gin.H{"id": id, "version": version, "position": last.String()})
 	if err != nil {
 		return stored{}, false, err
@@ -186,21 +198,26 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string) (stor
 		"Content-Type": "application/json; charset=utf-8", headerPosition: last.String()}}, true, nil
 }
 
-func (s *IdempotencyStore) save(ctx context.Context, actor, key string, status int, headers map[string]string, body []byte) error {
+// save keeps the answer of the claim taken in transaction token (none if
+// another request has taken the key since).
+func (s *IdempotencyStore) save(ctx context.Context, actor, key string, token uint64, status int, headers map[string]string, body []byte) error {
 	h, err := json.Marshal(headers)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2`,
-		actor, key, status, h, body)
+	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2 AND claimed_in = $6::xid8`,
+		actor, key, status, h, body, strconv.FormatUint(token, 10))
 	if err != nil {
 		return fmt.Errorf("store idempotent answer: %w", err)
 	}
 	return nil
 }
 
-func (s *IdempotencyStore) release(ctx context.Context, actor, key string) error {
-	if _, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2`, actor, key); err != nil {
+// release gives up the claim taken in transaction token (none if another
+// request has taken the key since).
+func (s *IdempotencyStore) release(ctx context.Context, actor, key string, token uint64) error {
+	if _, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND claimed_in = $3::xid8`,
+		actor, key, strconv.FormatUint(token, 10)); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil
@@ -291,7 +308,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		actor := Actor(c)
 
 		// Not cut short by the client: a claim taken must be known taken.
-		claimed, st, err := store.claim(context.WithoutCancel(c.Request.Context()), actor, key, fp)
+		claimed, token, st, err := store.claim(context.WithoutCancel(c.Request.Context()), actor, key, fp)
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -319,23 +336,20 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		c.Set(idempotencyKeyKey, key)
 		w := &captureWriter{ResponseWriter: c.Writer}
 		c.Writer = w
-		defer func() {
-			// A handler that panicked answers 500 (Recover): its key is
-			// released, as for any 500, rather than held until it lapses.
-			if p := recover(); p != nil {
-				if err := store.release(context.WithoutCancel(c.Request.Context()), actor, key); err != nil {
-					logger(c).Error("release idempotency key", "err", err)
-				}
-				panic(p)
-			}
-		}()
+		// A handler that panics leaves the key claimed: it may have
+		// appended, and a retry after the claim lapses finds out.
 		c.Next()
 		ctx := context.WithoutCancel(c.Request.Context())
-		if s := w.Status(); s >= 500 || refusedInput[s] {
-			// Not kept: a retry (with the input put right) runs again.
-			if err := store.release(ctx, actor, key); err != nil {
+		if s := w.Status(); (s >= 500 && !c.GetBool(outcomeUnknownKey)) || refusedInput[s] {
+			// Not kept: a retry (with the input put right) runs again. An
+			// append of unknown outcome keeps the claim: a retry after it
+			// lapses looks in the log.
+			if err := store.release(ctx, actor, key, token); err != nil {
 				logger(c).Error("release idempotency key", "err", err)
 			}
+			return
+		}
+		if w.Status() >= 500 {
 			return
 		}
 		headers := map[string]string{}
@@ -348,9 +362,8 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		if secrets, ok := c.Get(secretsKey); ok {
 			answer = withoutSecrets(answer, secrets.([]string))
 		}
-		if err := store.save(ctx, actor, key, w.Status(), headers, answer); err != nil {
+		if err := store.save(ctx, actor, key, token, w.Status(), headers, answer); err != nil {
 			logger(c).Error("store idempotent answer", "err", err)
-			_ = store.release(ctx, actor, key)
 		}
 	}
 }

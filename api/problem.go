@@ -64,6 +64,10 @@ var problems = []problemKind{
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
 	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Unavailable"},
+	// The change may or may not be in the log: a retry with the same
+	// Idempotency-Key finds out (see Idempotency), without one it may
+	// apply it twice.
+	{eventstore.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome-unknown", "Outcome unknown"},
 }
 
 // problemBase prefixes every problem type.
@@ -85,6 +89,9 @@ type Problem struct {
 func WriteError(c *gin.Context, err error) {
 	p := Problem{Instance: c.Request.URL.Path, RequestID: RequestIDFrom(c)}
 	kind, ok := lookup(err)
+	if errors.Is(err, eventstore.ErrOutcomeUnknown) {
+		c.Set(outcomeUnknownKey, true) // the Idempotency middleware keeps the claim
+	}
 	if ok {
 		p.Type, p.Title, p.Status, p.Detail = problemBase+kind.slug, kind.title, kind.status, err.Error()
 		var v *domain.ValidationError

@@ -528,6 +528,75 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 	}
 }
 
+// An append whose caller gave up and whose outcome stays unknown (its
+// stream's lock held elsewhere past the store's outcome wait) keeps its
+// Idempotency-Key claimed: once the append is written and the claim
+// lapses, a retry finds it in the log and appends nothing.
+func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "unknown", "name": "U"})).str("id")
+	ctx := context.Background()
+	pool := testdb.Pool(t, s.url)
+	tx, err := pool.Begin(ctx) // holds the user's stream: a memory's append waits for it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('user-' || $1, 0))`, uid); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"type":"semantic","content":"stored once"}`
+	send := func(timeout time.Duration) (*http.Response, error) {
+		req, _ := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "unknown-1")
+		return (&http.Client{Timeout: timeout}).Do(req)
+	}
+	if resp, err := send(500 * time.Millisecond); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d while the user's stream was held", resp.StatusCode)
+	}
+	// The server gives up on the append's outcome after 10 s and keeps
+	// the claim; then the append goes through.
+	claimKept := func() (bool, error) {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key = 'unknown-1' AND status IS NULL`).Scan(&n)
+		return n == 1, err
+	}
+	if resp, err := send(30 * time.Second); err != nil || resp.StatusCode != http.StatusConflict || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("retry while the first runs: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	eventually(t, 40*time.Second, "the server gave up on the append's outcome (503)", func() (bool, error) {
+		m := s.do("GET", "/metrics", nil)
+		return strings.Contains(string(m.body), `arq_http_requests_total{code="503",method="POST",route="/v1/users/:id/memories"}`), nil
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "the held append written", func() (bool, error) { return stored() == 1, nil })
+	eventually(t, 30*time.Second, "the claim kept after the unknown outcome", claimKept)
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE key = 'unknown-1'`); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := send(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Idempotent-Replayed") != "true" || stored() != 1 {
+		t.Fatalf("retry: %d %v; %d memories stored", resp.StatusCode, resp.Header, stored())
+	}
+}
+
 // Secrets shown once (a session's token, an API key) are not kept with
 // the answer an idempotent retry replays: the database holds only their
 // hashes, and the replay answers the same session or key with null in
