@@ -46,11 +46,20 @@ type headAsGet struct{ next http.Handler }
 
 func (h headAsGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
-		get := *r
-		get.Method = http.MethodGet
-		r = &get
+		r = r.WithContext(context.WithValue(r.Context(), headKey{}, true))
+		r.Method = http.MethodGet
 	}
 	h.next.ServeHTTP(w, r)
+}
+
+// headKey marks, in a request's context, a HEAD request routed as GET.
+type headKey struct{}
+
+// isHead tells whether the request is a HEAD routed as GET: a streaming
+// answer then ends with its headers (its body would be dropped).
+func isHead(c *gin.Context) bool {
+	head, _ := c.Request.Context().Value(headKey{}).(bool)
+	return head
 }
 
 // engine is the API's router, every route a GET, POST, PATCH or DELETE.

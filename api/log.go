@@ -130,6 +130,9 @@ func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, limit 
 	ctx := c.Request.Context()
 	c.Header("Content-Type", "application/x-ndjson")
 	c.Status(http.StatusOK)
+	if isHead(c) {
+		return
+	}
 	enc := json.NewEncoder(c.Writer)
 	sent := 0
 	for {

@@ -145,6 +145,9 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	w.Flush()
+	if isHead(c) {
+		return
+	}
 
 	send := func(e eventstore.Recorded) error {
 		if !cursor.IsZero() && !cursor.Less(e.Cursor()) {

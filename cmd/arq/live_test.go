@@ -237,3 +237,29 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 	}
 	<-stopped
 }
+
+// HEAD on a streaming route answers its headers and ends: the stream's
+// body would be dropped, and the connection would hang until the client
+// gave up.
+func TestHeadOfAStreamEnds(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, path := range []string{"/v1/events/stream", "/v1/events"} {
+		req, _ := http.NewRequest("HEAD", s.base+path, nil)
+		req.Header.Set("Accept", "application/x-ndjson")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("HEAD %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("HEAD %s: %d", path, resp.StatusCode)
+		}
+		if r, err := client.Get(s.base + "/healthz"); err != nil { // the same connection, reused
+			t.Fatalf("GET after HEAD %s: %v", path, err)
+		} else {
+			r.Body.Close()
+		}
+	}
+}
