@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/arq-memory/arq/domain"
 )
@@ -89,20 +90,24 @@ func (e Extractive) Summarize(_ context.Context, previous string, lines []domain
 	return strings.Join(out, "\n"), nil
 }
 
-// cut returns the longest run of text's first words that, with an
-// ellipsis, costs at most budget tokens (as a kept sentence does, one more
-// for its line end).
+// cut returns the longest start of text that, with an ellipsis, costs at
+// most budget tokens (as a kept sentence does, one more for its line end),
+// ended at a space when one falls in its second half (text without spaces,
+// such as Chinese or Japanese, is cut between characters).
 func (e Extractive) cut(text string, budget int) string {
 	if budget <= 0 {
 		budget = 256
 	}
-	ws := strings.Fields(text)
-	fits := func(n int) bool { return e.Tokens.Count(strings.Join(ws[:n], " ")+" …")+1 <= budget }
-	n := sort.Search(len(ws)+1, func(n int) bool { return !fits(n) }) - 1 // fits(0) holds for any budget above 2
+	rs := []rune(text)
+	fits := func(n int) bool { return e.Tokens.Count(string(rs[:n])+" …")+1 <= budget }
+	n := sort.Search(len(rs)+1, func(n int) bool { return !fits(n) }) - 1
 	if n < 1 {
-		n = 1
+		return "…" // not even one character fits
 	}
-	return strings.Join(ws[:n], " ") + " …"
+	if sp := strings.LastIndexFunc(string(rs[:n]), unicode.IsSpace); sp > 0 && utf8.RuneCountInString(string(rs[:n])[:sp]) > n/2 {
+		return strings.TrimSpace(string(rs[:n])[:sp]) + " …"
+	}
+	return strings.TrimSpace(string(rs[:n])) + " …"
 }
 
 // splitSentences cuts text after ., ! or ? and at line ends.

@@ -62,3 +62,20 @@ func TestExtractiveCutsASentenceLongerThanTheBudget(t *testing.T) {
 		t.Fatalf("summary of %d tokens: %q", n, got)
 	}
 }
+
+// Text without spaces (Chinese) is cut between characters, within the
+// budget, keeping more than its role.
+func TestExtractiveCutsTextWithoutSpaces(t *testing.T) {
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := summarize.Extractive{MaxTokens: 30, Tokens: tc}
+	got, err := e.Summarize(context.Background(), "", []domain.TranscriptLine{{Role: "user", Content: strings.Repeat("花园需要浇水，玫瑰需要修剪。", 100)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tc.Count(got); n > 30 || !strings.Contains(got, "花园") {
+		t.Fatalf("summary of %d tokens: %q", n, got)
+	}
+}
