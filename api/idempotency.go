@@ -152,7 +152,8 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (cl
 // the key: after the claim's transaction, with the key and the actor in
 // their metadata. Found, the answer is what a command answers when it
 // does not wait for the query tables (202, the id of the entity its first
-// event went to, the position of its last), as the first answer is lost.
+// event went to, the position of its last; for a message append, the
+// messages and their sequence numbers), as the first answer is lost.
 func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claimedIn uint64) (stored, bool, error) {
 	rows, err := s.db.Query(ctx, `SELECT stream_id, version, transaction_id, position, coalesce(data->>'message_id', '') FROM events
 		WHERE transaction_id > $3::xid8 AND metadata->>'idempotency_key' = $2 AND metadata->>'actor' = $1
@@ -161,8 +162,13 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 	}
 	defer rows.Close()
-	var first, message string
-	var version, inFirst int
+	type appended struct {
+		ID  string `json:"id"`
+		Seq int    `json:"seq"`
+	}
+	var first string
+	var version int
+	var messages []appended // of a message append: each message and its seq
 	var last eventstore.Cursor
 	for rows.Next() {
 		var stream, messageID string
@@ -172,10 +178,13 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 			return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 		}
 		if first == "" {
-			first, message = stream, messageID
+			first = stream
 		}
 		if stream == first {
-			version, inFirst = v, inFirst+1
+			version = v
+			if messageID != "" {
+				messages = append(messages, appended{ID: messageID, Seq: v})
+			}
 		}
 		last = c
 	}
@@ -186,10 +195,16 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 		return stored{}, false, nil
 	}
 	_, id, _ := strings.Cut(first, "-")
-	if strings.HasPrefix(first, domain.StreamMessageLog+"-") && inFirst == 1 {
-		id = message // one message appended: answered by its id, as its 201 was
+	answer := gin.H{"id": id, "version": version, "position": last.String()}
+	if strings.HasPrefix(first, domain.StreamMessageLog+"-") {
+		// A message append: the messages with their sequence numbers; one
+		// message is answered by its id and version, as its 201 was.
+		answer["messages"] = messages
+		if len(messages) == 1 {
+			answer["id"], answer["version"] = messages[0].ID, 1
+		}
 	}
-	body, err := json.Marshal(gin.H{"id": id, "version": version, "position": last.String()})
+	body, err := json.Marshal(answer)
 	if err != nil {
 		return stored{}, false, err
 	}

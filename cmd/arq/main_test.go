@@ -483,16 +483,23 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 	if resp == nil || resp.StatusCode != 202 {
 		t.Fatalf("register: %v", resp)
 	}
+	_, sess := post(base, "/v1/users/"+user["id"].(string)+"/sessions", `{}`, "Prefer", "respond-async")
 	memories := "/v1/users/" + user["id"].(string) + "/memories"
 	body := `{"type":"semantic","content":"stored once"}`
-	go post(base, memories, body, "Idempotency-Key", "crash-1") // answers only when the projections have it: never
-	stored := func() (n int) {
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n); err != nil {
+	batch := `{"messages":[{"role":"user","content":"one"},{"role":"assistant","content":"two"}]}`
+	// Each answers only when the projections have it: never.
+	go post(base, memories, body, "Idempotency-Key", "crash-1")
+	go post(base, "/v1/sessions/"+sess["id"].(string)+"/messages", batch, "Idempotency-Key", "crash-2")
+	count := func(eventType string) (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = $1`, eventType).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	eventually(t, 30*time.Second, "the memory appended", func() (bool, error) { return stored() == 1, nil })
+	stored := func() int { return count("memory.stored") }
+	eventually(t, 30*time.Second, "the memory and the messages appended", func() (bool, error) {
+		return stored() == 1 && count("message.appended") == 2, nil
+	})
 	p.kill(t)
 	// As if the claim's minute had passed.
 	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 minutes'`); err != nil {
@@ -513,5 +520,20 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 	// The answer is kept: the next retry replays it.
 	if third, _ := post(s.base, memories, body, "Idempotency-Key", "crash-1"); third == nil || third.StatusCode != 202 || stored() != 1 {
 		t.Fatalf("second retry: %v", third)
+	}
+	// A batch of messages: the answer names each message with its seq.
+	resp, msgs := post(s.base, "/v1/sessions/"+sess["id"].(string)+"/messages", batch, "Idempotency-Key", "crash-2")
+	listed, _ := msgs["messages"].([]any)
+	if resp == nil || resp.StatusCode != 202 || len(listed) != 2 || count("message.appended") != 2 {
+		t.Fatalf("batch retry after the crash: %v %v", resp, msgs)
+	}
+	for i, m := range listed {
+		var id string
+		if err := pool.QueryRow(ctx, `SELECT data->>'message_id' FROM events WHERE event_type = 'message.appended' AND version = $1`, i+1).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.(map[string]any); got["id"] != id || got["seq"] != float64(i+1) {
+			t.Fatalf("message %d: %v, want %s", i+1, got, id)
+		}
 	}
 }
