@@ -166,9 +166,24 @@ func (a *App) Close() {
 	if a.cache != nil {
 		_ = a.cache.Close()
 	}
-	a.projPool.Close()
-	a.pool.Close()
+	// A pool's Close waits for the connections in use to come back: one
+	// held by work stuck past the shutdown (an append waiting for a lock
+	// held elsewhere) would keep the process from exiting.
+	closed := make(chan struct{})
+	go func() {
+		a.projPool.Close()
+		a.pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(closeWait):
+		a.log.Warn("database connections still in use at exit; leaving them", "after", closeWait)
+	}
 }
+
+// closeWait bounds how long Close waits for connections in use.
+const closeWait = 5 * time.Second
 
 // runParts runs the notifier, and the projection engine if asked, until ctx
 // ends; it returns a wait function for their end. fail hears of a part

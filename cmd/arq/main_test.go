@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -536,4 +537,29 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 			t.Fatalf("message %d: %v, want %s", i+1, got, id)
 		}
 	}
+}
+
+// Closing the app does not wait forever for a connection still in use
+// (work stuck past the shutdown): the process can exit.
+func TestCloseDoesNotWaitForeverForAConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := defaultConfig()
+	cfg.DatabaseURL = testdb.New(t)
+	app, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), registered())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := app.pool.Acquire(ctx) // never released before Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { app.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close still waits for the connection in use")
+	}
+	conn.Release()
 }
