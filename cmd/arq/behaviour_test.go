@@ -488,15 +488,8 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 	ctx := context.Background()
 	pool := testdb.Pool(t, s.url)
 	release := holdTable(t, pool, "memories")
-	body := `{"type":"semantic","content":"stored once"}`
 	send := func(timeout time.Duration) (*http.Response, error) {
-		req, err := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", "gave-up-1")
-		return (&http.Client{Timeout: timeout}).Do(req)
+		return storeOnce(s, uid, "gave-up-1", timeout)
 	}
 	if resp, err := send(300 * time.Millisecond); err == nil {
 		resp.Body.Close()
@@ -546,12 +539,8 @@ func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('user-' || $1, 0))`, uid); err != nil {
 		t.Fatal(err)
 	}
-	body := `{"type":"semantic","content":"stored once"}`
 	send := func(timeout time.Duration) (*http.Response, error) {
-		req, _ := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", "unknown-1")
-		return (&http.Client{Timeout: timeout}).Do(req)
+		return storeOnce(s, uid, "unknown-1", timeout)
 	}
 	if resp, err := send(500 * time.Millisecond); err == nil {
 		resp.Body.Close()
@@ -763,4 +752,16 @@ func holdTable(t *testing.T, pool *pgxpool.Pool, table string) (release func()) 
 	}
 	t.Cleanup(release)
 	return release
+}
+
+// storeOnce stores the memory "stored once" of user uid with an
+// Idempotency-Key, waiting timeout at most for the answer.
+func storeOnce(s *server, uid, key string, timeout time.Duration) (*http.Response, error) {
+	req, err := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(`{"type":"semantic","content":"stored once"}`))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	return (&http.Client{Timeout: timeout}).Do(req)
 }
