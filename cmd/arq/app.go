@@ -19,6 +19,7 @@ import (
 	"github.com/arq-memory/arq/embeddings"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/internal/pgcancel"
 	"github.com/arq-memory/arq/live"
 	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/migrations"
@@ -80,6 +81,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 		return nil, fmt.Errorf("database url: %w", err)
 	}
 	pcfg.MaxConns = int32(cfg.DBMaxConns)
+	pgcancel.OnServer(&pcfg.ConnConfig.Config)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/internal/pgcancel"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/migrations"
@@ -84,6 +86,7 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 		t.Fatalf("testdb: %v", err)
 	}
 	cfg.MaxConns = 20
+	pgcancel.OnServer(&cfg.ConnConfig.Config) // as cmd/arq wires its pools
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
