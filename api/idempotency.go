@@ -28,6 +28,11 @@ const (
 	idempotencyTTL     = 24 * time.Hour
 	idempotencyPending = time.Minute // a claim older than this, unanswered, was abandoned
 	maxIdempotencyKey  = 255
+	// idempotentRequestLimit bounds a request that claimed a key: its
+	// appends are queued by then, and each ends within
+	// eventstore.AppendLimit of its start, so none commits once its claim
+	// is old enough to be taken for abandoned.
+	idempotentRequestLimit = idempotencyPending - eventstore.AppendLimit - 5*time.Second
 )
 
 // replayedHeaders are the answer headers a replay repeats. (Not
@@ -87,7 +92,7 @@ type stored struct {
 	status      *int
 	headers     map[string]string
 	body        []byte
-	createdAt   time.Time
+	age         time.Duration // since the claim, by the database's clock
 }
 
 // claim takes the key for this request, or returns what is stored under
@@ -107,15 +112,18 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (cl
 		var st stored
 		var headers []byte
 		var held uint64
-		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, created_at, claimed_in FROM idempotency_keys WHERE actor = $1 AND key = $2`,
-			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &st.createdAt, &held)
+		var ageSeconds float64
+		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, extract(epoch FROM now() - created_at)::float8, claimed_in
+			FROM idempotency_keys WHERE actor = $1 AND key = $2`,
+			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &ageSeconds, &held)
+		st.age = time.Duration(ageSeconds * float64(time.Second))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // released meanwhile; claim again
 		}
 		if err != nil {
 			return false, 0, stored{}, fmt.Errorf("read idempotency key: %w", err)
 		}
-		age := time.Since(st.createdAt)
+		age := st.age
 		if st.status == nil && age > idempotencyPending && age <= idempotencyTTL {
 			// Unanswered for long: the server that took it stopped. If
 			// the request's events are in the log, it was applied, and
@@ -333,7 +341,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			case st.fingerprint != fp:
 				WriteError(c, errorf(ErrIdempotencyMismatch, "Idempotency-Key %q was used for another request", key))
 			case st.status == nil:
-				wait := max(time.Until(st.createdAt.Add(idempotencyPending)), time.Second)
+				wait := max(idempotencyPending-st.age, time.Second)
 				c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
 				WriteError(c, errorf(ErrIdempotencyInProgress,
 					"the first request with this key has not answered yet; if its server stopped, a retry after %s finds out whether it was applied", wait.Round(time.Second)))
@@ -349,6 +357,9 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		}
 
 		c.Set(idempotencyKeyKey, key)
+		bounded, cancel := context.WithTimeout(c.Request.Context(), idempotentRequestLimit)
+		defer cancel()
+		c.Request = c.Request.WithContext(bounded)
 		w := &captureWriter{ResponseWriter: c.Writer}
 		c.Writer = w
 		// A handler that panics leaves the key claimed: it may have

@@ -25,7 +25,18 @@ type Store struct {
 	// outcomeWait bounds how long an append whose caller gave up is
 	// still seen through, so that the caller hears whether it was written.
 	outcomeWait time.Duration
+	// appendLimit bounds an append's statements from when they are
+	// started (AppendLimit).
+	appendLimit time.Duration
 }
+
+// AppendLimit bounds how long an append's statements run once started
+// (waiting for a stream's lock included): an append not ended by then is
+// cut short, and its error is ErrOutcomeUnknown. Whoever decides that an
+// append has been abandoned (see api.Idempotency) can count on it: no
+// append started earlier than this commits later, as long as the store's
+// pool cancels statements in Postgres (see internal/pgcancel).
+const AppendLimit = 40 * time.Second
 
 // Option configures a Store.
 type Option func(*Store)
@@ -41,7 +52,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler), outcomeWait: 10 * time.Second}
+	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler), outcomeWait: 10 * time.Second, appendLimit: AppendLimit}
 	for _, o := range opts {
 		o(s)
 	}
@@ -169,7 +180,7 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 	if s.group != nil && groupable(args) {
 		return s.group.append(ctx, s, args)
 	}
-	return s.appendDirect(ctx, args)
+	return s.appendDirect(ctx, args, time.Now().Add(s.appendLimit))
 }
 
 // appendDirect appends on its own, in the statements that suit args.
@@ -177,9 +188,10 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 // s.outcomeWait more: a statement cut short may have committed all the
 // same, and the caller must hear whether it did (a client retrying an
 // append it was told failed would append it twice). Cut short after that,
-// the error is ErrOutcomeUnknown.
-func (s *Store) appendDirect(callerCtx context.Context, args []appendArgs) ([]AppendResult, error) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(callerCtx))
+// the error is ErrOutcomeUnknown, as it is when deadline (AppendLimit
+// from the start) passes first.
+func (s *Store) appendDirect(callerCtx context.Context, args []appendArgs, deadline time.Time) ([]AppendResult, error) {
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(callerCtx), deadline)
 	defer cancel()
 	var cutShort atomic.Bool
 	stop := context.AfterFunc(callerCtx, func() {
@@ -187,8 +199,8 @@ func (s *Store) appendDirect(callerCtx context.Context, args []appendArgs) ([]Ap
 	})
 	defer stop()
 	results, err := s.appendDirectOn(ctx, args)
-	if err != nil && cutShort.Load() {
-		return nil, fmt.Errorf("%w (%w): %w", ErrOutcomeUnknown, callerCtx.Err(), err)
+	if err != nil && (cutShort.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		return nil, fmt.Errorf("%w (%w): %w", ErrOutcomeUnknown, context.Cause(ctx), err)
 	}
 	return results, err
 }

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -140,7 +141,7 @@ func (g *group) lead(ctx context.Context, s *Store) {
 	if len(batch) == 0 {
 		return // take gave up the slot
 	}
-	s.appendBatch(ctx, batch)
+	s.appendBatch(ctx, batch, time.Now().Add(s.appendLimit))
 	g.mu.Lock()
 	for _, p := range batch {
 		for _, a := range p.args {
@@ -253,15 +254,28 @@ const batchSQL = `WITH s AS (
 
 // appendBatch writes a batch and hands each append its result. An append
 // the batch statement left out, or every append when it failed, is done
-// again on its own (see appendDirect), which names its conflict.
-func (s *Store) appendBatch(ctx context.Context, batch []*pending) {
+// again on its own (see appendDirect), which names its conflict. All of it
+// ends by deadline (AppendLimit from the batch's start): a batch statement
+// cut short then may have committed, so its appends are not done again
+// but told ErrOutcomeUnknown.
+func (s *Store) appendBatch(ctx context.Context, batch []*pending, deadline time.Time) {
 	if len(batch) == 1 {
 		p := batch[0]
-		p.res, p.err = s.appendDirect(ctx, p.args)
+		p.res, p.err = s.appendDirect(ctx, p.args, deadline)
 		close(p.done)
 		return
 	}
-	placed, err := s.writeBatch(ctx, batch)
+	batchCtx, cancel := context.WithDeadline(ctx, deadline)
+	placed, err := s.writeBatch(batchCtx, batch)
+	cutShort := err != nil && errors.Is(batchCtx.Err(), context.DeadlineExceeded)
+	cancel()
+	if cutShort {
+		for _, p := range batch {
+			p.err = fmt.Errorf("append: %w: the batch ran past %s: %w", ErrOutcomeUnknown, s.appendLimit, err)
+			close(p.done)
+		}
+		return
+	}
 	if err != nil {
 		s.log.Info("a batch of appends failed; each is done again on its own", "appends", len(batch), "err", err)
 	}
@@ -274,7 +288,7 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending) {
 				continue
 			}
 		}
-		p.res, p.err = s.appendDirect(ctx, p.args)
+		p.res, p.err = s.appendDirect(ctx, p.args, deadline)
 		close(p.done)
 	}
 	if wrote {

@@ -477,3 +477,27 @@ func TestGroupCommitCallerReturnsWhenItGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An append whose statements run past the store's append limit (here,
+// waiting for a lock held elsewhere) is cut short and told its outcome is
+// unknown, also with its caller still waiting, grouped or on its own: no
+// append started earlier than the limit commits later.
+func TestAppendLimitCutsAStuckAppend(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t, testdb.New(t))
+	for _, s := range []*Store{New(pool, WithGroupCommit(1)), New(pool, WithGroupCommit(0))} {
+		s.appendLimit = 300 * time.Millisecond
+		holder := lockStream(t, pool, "stuck")
+		start := time.Now()
+		_, err := s.Append(context.Background(), Stream{ID: "stuck", Type: "test"}, Any(), event(`{}`))
+		if !errors.Is(err, ErrOutcomeUnknown) || time.Since(start) > 20*time.Second {
+			t.Fatalf("append behind a held lock: %v after %s", err, time.Since(start))
+		}
+		if err := holder.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.ReadStream(context.Background(), "stuck", 1); len(got) != 0 {
+			t.Fatalf("the cut append was written: %d events", len(got))
+		}
+	}
+}
