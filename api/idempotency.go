@@ -35,6 +35,14 @@ const (
 	idempotentRequestLimit = idempotencyPending - eventstore.AppendLimit - 5*time.Second
 )
 
+// The request's bound and an append's must fit in the claim's minute, the
+// request's bound above zero: these fail to compile otherwise (a negative
+// constant does not convert to uint64).
+const (
+	_ = uint64(idempotencyPending - idempotentRequestLimit - eventstore.AppendLimit - 1)
+	_ = uint64(idempotentRequestLimit - 1)
+)
+
 // replayedHeaders are the answer headers a replay repeats. (Not
 // X-Arq-Session-Token: see shownOnce.)
 var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPosition}
@@ -165,7 +173,7 @@ func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (cl
 func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claimedIn uint64) (stored, bool, error) {
 	rows, err := s.db.Query(ctx, `SELECT stream_id, version, transaction_id, position, coalesce(data->>'message_id', '') FROM events
 		WHERE transaction_id > $3::xid8 AND metadata->>'idempotency_key' = $2 AND metadata->>'actor' = $1
-		ORDER BY transaction_id, position`, actor, key, strconv.FormatUint(claimedIn, 10))
+		ORDER BY transaction_id, position`, actor, key, claimedIn)
 	if err != nil {
 		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 	}
@@ -229,7 +237,7 @@ func (s *IdempotencyStore) save(ctx context.Context, actor, key string, token ui
 		return err
 	}
 	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2 AND claimed_in = $6::xid8`,
-		actor, key, status, h, body, strconv.FormatUint(token, 10))
+		actor, key, status, h, body, token)
 	if err != nil {
 		return fmt.Errorf("store idempotent answer: %w", err)
 	}
@@ -240,7 +248,7 @@ func (s *IdempotencyStore) save(ctx context.Context, actor, key string, token ui
 // request has taken the key since).
 func (s *IdempotencyStore) release(ctx context.Context, actor, key string, token uint64) error {
 	if _, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND claimed_in = $3::xid8`,
-		actor, key, strconv.FormatUint(token, 10)); err != nil {
+		actor, key, token); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -221,21 +222,18 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 	return state, nil
 }
 
-// userGone tells whether a user had been deleted by time at.
+// userGone tells whether a user had been deleted by time at: the user as
+// At folds it then.
 func (r *Reader) userGone(ctx context.Context, userID string, at time.Time) (bool, error) {
-	recs, err := r.store.ReadStreamAsOf(ctx, domain.StreamID(domain.StreamUser, userID), at)
+	user, err := r.At(ctx, KindUser, userID, 0, &at)
+	if errors.Is(err, domain.ErrNotFound) {
+		return false, nil // not registered by then
+	}
 	if err != nil {
-		return false, fmt.Errorf("read user %s as of %s: %w", userID, at.Format(time.RFC3339Nano), err)
+		return false, err
 	}
-	u := &domain.User{}
-	for _, rec := range recs {
-		e, err := domain.DecodeEvent(rec.Type, rec.SchemaVersion, rec.Data)
-		if err != nil {
-			return false, fmt.Errorf("user %s: event %s: %w", userID, rec.EventID, err)
-		}
-		u.Apply(e, rec.Version, rec.RecordedAt)
-	}
-	return len(recs) > 0 && !u.Exists(), nil
+	deleted, _ := user["deleted"].(bool)
+	return deleted, nil
 }
 
 func isZero(v any) bool {
