@@ -13,10 +13,15 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// Hub fans events out to the listeners of this process.
+// Hub fans events out to the listeners of this process, in the relay's
+// order. It remembers the last event it delivered, so that it can tell a
+// duplicate (a new relay resuming from its saved cursor) from a gap (a
+// page lost while Redis was unreachable, or trimmed from the topic
+// before this instance read it).
 type Hub struct {
 	mu        sync.Mutex
 	listeners map[*Listener]struct{}
+	last      eventstore.Cursor
 }
 
 // NewHub returns a Hub with no listeners.
@@ -48,11 +53,28 @@ func (l *Listener) Close() {
 	l.hub.mu.Unlock()
 }
 
-// Deliver hands an event to every listener that accepts it; it never
-// blocks.
-func (h *Hub) Deliver(e eventstore.Recorded) {
+// Deliver hands e, which the relay sent right after prev, to every
+// listener that accepts it; it never blocks. An event at or before the
+// last one delivered is a duplicate and is dropped. When prev is not the
+// last event delivered, the events between were lost on their way here:
+// every listener is dropped as lagged, so its client reconnects and
+// catches up from the log, and e goes to those that listen from now on.
+// A zero prev (not known) or a hub that delivered nothing yet checks no
+// gap.
+func (h *Hub) Deliver(prev eventstore.Cursor, e eventstore.Recorded) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.last.IsZero() {
+		if !h.last.Less(e.Cursor()) {
+			return
+		}
+		if !prev.IsZero() && prev != h.last {
+			for l := range h.listeners {
+				h.drop(l)
+			}
+		}
+	}
+	h.last = e.Cursor()
 	for l := range h.listeners {
 		if l.accept != nil && !l.accept(e) {
 			continue
@@ -60,8 +82,13 @@ func (h *Hub) Deliver(e eventstore.Recorded) {
 		select {
 		case l.C <- e:
 		default:
-			delete(h.listeners, l)
-			close(l.Lagged)
+			h.drop(l)
 		}
 	}
+}
+
+// drop removes a listener that missed events and tells it so.
+func (h *Hub) drop(l *Listener) {
+	delete(h.listeners, l)
+	close(l.Lagged)
 }

@@ -85,7 +85,7 @@ func (r *Relay) lead(ctx context.Context) error {
 			return fmt.Errorf("read log: %w", err)
 		}
 		if len(events) > 0 {
-			r.publish(events, &redisOK)
+			r.publish(cursor, events, &redisOK)
 			cursor = events[len(events)-1].Cursor()
 			if _, err := conn.Exec(ctx, `UPDATE live_relay SET transaction_id = $1::text::xid8, position = $2`,
 				fmt.Sprint(cursor.TransactionID), cursor.Position); err != nil {
@@ -125,19 +125,26 @@ func (r *Relay) start(ctx context.Context) (eventstore.Cursor, error) {
 	return c, nil
 }
 
-// publish sends a page of events to the topic in one call, or, when
-// there is no Redis or it fails, to this instance's hub.
-func (r *Relay) publish(events []eventstore.Recorded, redisOK *bool) {
+// publish sends a page of events, the first of them right after prev,
+// to the topic in one call, or, when there is no Redis or it fails, to
+// this instance's hub. Each message names the event before it, so that
+// the instances that did not get a page see the gap when the next one
+// reaches them (see Hub.Deliver).
+func (r *Relay) publish(prev eventstore.Cursor, events []eventstore.Recorded, redisOK *bool) {
 	if r.pub != nil {
 		msgs := make([]*message.Message, 0, len(events))
 		var err error
+		p := prev
 		for _, e := range events {
 			payload, jerr := json.Marshal(e)
 			if jerr != nil {
 				err = jerr
 				break
 			}
-			msgs = append(msgs, message.NewMessage(watermill.NewULID(), payload))
+			m := message.NewMessage(watermill.NewULID(), payload)
+			m.Metadata.Set(prevKey, p.String())
+			msgs = append(msgs, m)
+			p = e.Cursor()
 		}
 		if err == nil {
 			err = r.pub.Publish(r.topic, msgs...)
@@ -155,6 +162,7 @@ func (r *Relay) publish(events []eventstore.Recorded, redisOK *bool) {
 		*redisOK = false
 	}
 	for _, e := range events {
-		r.local.Deliver(e)
+		r.local.Deliver(prev, e)
+		prev = e.Cursor()
 	}
 }

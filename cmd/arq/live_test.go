@@ -263,3 +263,86 @@ func TestHeadOfAStreamEnds(t *testing.T) {
 		}
 	}
 }
+
+// Events relayed while Redis is away reach the SSE clients of the relay's
+// instance at once; the clients of another instance never miss them in
+// silence: when the next event comes through Redis, they are told they
+// lagged, and reconnecting with Last-Event-ID catches them up from the
+// log.
+func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	stop := redisOn(t, port)
+	env := map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
+	url := testdb.New(t)
+	servers := []*server{startServerOn(t, url, env), startServerOn(t, url, env)}
+	register := func(name string) string {
+		return servers[0].must(201, servers[0].do("POST", "/v1/users", map[string]any{"external_id": name, "name": name})).str("id")
+	}
+	const path = "/v1/events/stream?type=user.registered"
+	streams := []<-chan sseEvent{servers[0].subscribe(t, path), servers[1].subscribe(t, path)}
+	u1 := register("u1")
+	last := make([]string, 2) // the id of the last event each client saw
+	for i, events := range streams {
+		last[i] = await(t, events, "u1", func(ev sseEvent) bool { return dataField(ev, "user_id") == u1 }).id
+	}
+
+	stop()
+	u2 := register("u2")
+	// The relay's instance delivers u2 to its own clients once its
+	// publish failed; Redis comes back only then.
+	sawU2 := make([]bool, 2)
+	select {
+	case ev := <-streams[0]:
+		sawU2[0] = dataField(ev, "user_id") == u2
+	case ev := <-streams[1]:
+		sawU2[1] = dataField(ev, "user_id") == u2
+	case <-time.After(20 * time.Second):
+		t.Fatal("u2 reached no client while Redis was away")
+	}
+	if !sawU2[0] && !sawU2[1] {
+		t.Fatal("the first event while Redis was away was not u2")
+	}
+	redisOn(t, port)
+	// Once Redis is back, events go through it to both instances again:
+	// register users until each client has had one of them, or was told
+	// it lagged.
+	deadline := time.Now().Add(20 * time.Second)
+	for i, events := range streams {
+		after := map[string]bool{}
+		var ev sseEvent
+	wait:
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d: no event came through Redis after it was back", i)
+			}
+			after[register(fmt.Sprintf("after-%d", time.Now().UnixNano()))] = true
+			timeout := time.After(time.Second)
+			for {
+				select {
+				case ev = <-events:
+					sawU2[i] = sawU2[i] || dataField(ev, "user_id") == u2
+					if ev.event == "lagged" || after[dataField(ev, "user_id")] {
+						break wait
+					}
+					continue
+				case <-timeout:
+				}
+				break
+			}
+		}
+		if ev.event != "lagged" {
+			if !sawU2[i] {
+				t.Fatalf("client %d got %s without u2 and was not told it lagged", i, dataField(ev, "user_id"))
+			}
+			continue
+		}
+		// Told it lagged, the client reconnects after the last event it
+		// saw before the outage, and catches up from the log.
+		again := servers[i].subscribe(t, path, "Last-Event-ID", last[i])
+		first := await(t, again, fmt.Sprintf("client %d after reconnecting", i), func(sseEvent) bool { return true })
+		if dataField(first, "user_id") != u2 {
+			t.Fatalf("client %d resumed with %+v, want u2 %s", i, first, u2)
+		}
+	}
+}
