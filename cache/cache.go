@@ -30,9 +30,19 @@ type Cache struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	mu      sync.Mutex
-	lastErr error
+	// retry is how long the cache leaves Redis alone after a failure:
+	// a call within it misses at once instead of waiting on Redis again;
+	// the first call after it tries Redis, the others go on missing until
+	// that one has its answer.
+	retry time.Duration
+
+	mu        sync.Mutex
+	lastErr   error
+	downUntil time.Time
 }
+
+// retryRedis is how long the cache leaves an unreachable Redis alone.
+const retryRedis = time.Second
 
 // entryOverhead is what an entry costs in memory besides its key and
 // value (the cache's node, the entry struct, allocation rounding), an
@@ -59,7 +69,8 @@ func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
 	opt.ReadTimeout = 200 * time.Millisecond
 	opt.WriteTimeout = 200 * time.Millisecond
 	opt.MaxRetries = 0
-	c := &Cache{rdb: redis.NewClient(opt), log: log, timeout: 250 * time.Millisecond}
+	opt.DialerRetries = 1 // go-redis dials 5 times, 100ms apart, by default
+	c := &Cache{rdb: redis.NewClient(opt), log: log, timeout: 250 * time.Millisecond, retry: retryRedis}
 	if localBytes > 0 {
 		c.local, err = otter.New(&otter.Options[string, localEntry]{
 			MaximumWeight: uint64(localBytes),
@@ -93,6 +104,9 @@ func (c *Cache) Get(ctx context.Context, key string) (val []byte, ok bool) {
 		if e, ok := c.local.GetIfPresent(key); ok {
 			return e.val, true
 		}
+	}
+	if c.away() {
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -140,6 +154,9 @@ func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if c.local != nil {
 		c.local.Set(key, localEntry{val: val, ttl: ttl})
 	}
+	if c.away() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.rdb.Set(ctx, key, val, ttl).Err(); err != nil {
@@ -161,6 +178,23 @@ func (c *Cache) Health(ctx context.Context) error {
 	return nil
 }
 
+// away reports whether Redis failed less than c.retry ago, so that a
+// call should miss without trying it. Past that time it lets one call
+// through to try, and keeps the others away until that call's answer.
+func (c *Cache) away() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr == nil {
+		return false
+	}
+	now := time.Now()
+	if now.Before(c.downUntil) {
+		return true
+	}
+	c.downUntil = now.Add(c.timeout + c.retry)
+	return false
+}
+
 func (c *Cache) failed(ctx context.Context, err error) {
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return // the request went away, Redis did not
@@ -168,6 +202,7 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	c.mu.Lock()
 	first := c.lastErr == nil
 	c.lastErr = err
+	c.downUntil = time.Now().Add(c.retry)
 	c.mu.Unlock()
 	if first {
 		c.log.Warn("redis unreachable: serving from Postgres without the cache", "err", err)

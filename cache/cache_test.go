@@ -3,6 +3,10 @@ package cache
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,5 +58,67 @@ func TestNoMemoryLayer(t *testing.T) {
 	}
 	if _, ok := c.Get(ctx, key); ok {
 		t.Fatal("an entry deleted from Redis was served")
+	}
+}
+
+// brokenRedis accepts connections and closes them at once, counting them:
+// a Redis that is there and fails every call.
+func brokenRedis(t *testing.T) (url string, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	conns = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			_ = c.Close()
+		}
+	}()
+	return "redis://" + ln.Addr().String() + "/0", conns
+}
+
+// After Redis failed, the cache leaves it alone for a while: the calls
+// miss at once instead of each waiting on Redis again; then one call
+// tries it.
+func TestUnreachableRedisIsLeftAlone(t *testing.T) {
+	ctx := context.Background()
+	url, conns := brokenRedis(t)
+	c, err := New(url, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	c.retry = time.Hour
+	if _, ok := c.Get(ctx, "k"); ok {
+		t.Fatal("a hit from a broken Redis")
+	}
+	tried := conns.Load()
+	if tried == 0 {
+		t.Fatal("the first call did not try Redis")
+	}
+	for range 50 {
+		c.Set(ctx, "k", []byte("v"), time.Minute)
+		if _, ok := c.Get(ctx, "k"); ok {
+			t.Fatal("a hit from a broken Redis")
+		}
+	}
+	if n := conns.Load(); n != tried {
+		t.Fatalf("100 calls after the failure made %d connections to Redis, want none", n-tried)
+	}
+
+	// Past the wait, a call tries Redis again.
+	c.mu.Lock()
+	c.downUntil = time.Now()
+	c.mu.Unlock()
+	c.Get(ctx, "k")
+	if conns.Load() == tried {
+		t.Fatal("no call tried Redis again after the wait")
 	}
 }

@@ -26,6 +26,7 @@ func (a *App) wireLive(database string) error {
 	opt.DialTimeout = 200 * time.Millisecond
 	opt.WriteTimeout = 500 * time.Millisecond
 	opt.MaxRetries = 0
+	opt.DialerRetries = 1
 	client := redis.NewClient(opt)
 	// Watermill's own chatter (including a read error every 500ms while
 	// Redis is down) goes to debug; the relay and cache warn once.
