@@ -15,11 +15,12 @@ import (
 )
 
 // The session backlog the summary pass reads (the cost of each session's
-// messages after its newest summary) is what the log says, through
-// appends (alone, together, with embeddings), edits and redactions on
-// both sides of a summary, and a user's deletion; a rebuild of the
-// messages projection builds it again, and so does the migration that
-// brought it in, from the messages table and the log.
+// messages after its newest summary standing) is what the log says,
+// through appends (alone, together, with embeddings), edits and
+// redactions on both sides of a summary (a redaction below it withdraws
+// the summary), and a user's deletion; a rebuild of the messages
+// projection builds it again, and so do the migrations that brought it
+// in, from the messages table and the log.
 func TestSessionBacklogFollowsTheLog(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
@@ -107,10 +108,48 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 	s.must(204, s.do("DELETE", "/v1/users/"+users[1], nil))
 
 	backlogMatchesLog(t, url)
+	withdrawnMatchesLog(t, url)
 	if code, _, errOut := runCLI(t, url, "projections", "rebuild", "messages", "--quiet"); code != 0 {
 		t.Fatalf("rebuild messages: exit %d: %s", code, errOut)
 	}
 	backlogMatchesLog(t, url)
+	if code, out, errOut := runCLI(t, url, "projections", "verify", "context"); code != 0 {
+		t.Fatalf("verify context: exit %d: %s %s", code, out, errOut)
+	}
+}
+
+// withdrawnMatchesLog compares which summaries the context projection
+// withdrew with what the migration that brought withdrawals in computes
+// from the log; some must be.
+func withdrawnMatchesLog(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := testdb.Pool(t, url).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	read := func() (withdrawn []string) {
+		rows, err := tx.Query(ctx, `SELECT session_id || '/' || version FROM session_summaries WHERE withdrawn ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withdrawn, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return withdrawn
+	}
+	built := read()
+	if _, err := tx.Exec(ctx, `UPDATE session_summaries SET withdrawn = false`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, migrationStatement(t, "00020_summary_withdrawal.sql", "UPDATE session_summaries")); err != nil {
+		t.Fatalf("withdrawals: %v", err)
+	}
+	if want := read(); len(want) == 0 || strings.Join(built, " ") != strings.Join(want, " ") {
+		t.Fatalf("withdrawn summaries %v, the log says %v", built, want)
+	}
 }
 
 // backlogMatchesLog compares session_backlog, in one snapshot, with what
@@ -121,6 +160,7 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 func backlogMatchesLog(t *testing.T, url string) {
 	t.Helper()
 	backfill := migrationStatement(t, "00016_session_backlog.sql", "INSERT INTO session_backlog")
+	withdrawals := migrationStatement(t, "00020_summary_withdrawal.sql", "WITH applied AS")
 
 	ctx := context.Background()
 	tx, err := testdb.Pool(t, url).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
@@ -128,9 +168,12 @@ func backlogMatchesLog(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	type row struct{ to, cost int }
+	type row struct {
+		to, cost int
+		tos      string
+	}
 	read := func() map[string]row {
-		rows, err := tx.Query(ctx, `SELECT session_id, summarized_to, cost FROM session_backlog`)
+		rows, err := tx.Query(ctx, `SELECT session_id, summarized_to, cost, summary_tos::text FROM session_backlog`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +181,7 @@ func backlogMatchesLog(t *testing.T, url string) {
 		for rows.Next() {
 			var id string
 			var r row
-			if err := rows.Scan(&id, &r.to, &r.cost); err != nil {
+			if err := rows.Scan(&id, &r.to, &r.cost, &r.tos); err != nil {
 				t.Fatal(err)
 			}
 			out[id] = r
@@ -154,6 +197,9 @@ func backlogMatchesLog(t *testing.T, url string) {
 	}
 	if _, err := tx.Exec(ctx, backfill); err != nil {
 		t.Fatalf("backfill: %v", err)
+	}
+	if _, err := tx.Exec(ctx, withdrawals); err != nil {
+		t.Fatalf("withdrawals: %v", err)
 	}
 	want := read()
 	if len(want) == 0 {

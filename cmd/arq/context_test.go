@@ -490,3 +490,54 @@ func TestContextOfAVeryLongMessage(t *testing.T) {
 	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": query}), 422, "query")
 	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?q="+strings.Join(long[:300], "+"), nil), 422, "q")
 }
+
+// A deleted message is gone from the summaries too: the summaries that
+// hold its text are withdrawn at once, windows do without them, and the
+// session is summarized anew without it. The log keeps the first
+// summary.
+func TestRedactionWithdrawsSummaries(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "60"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	secret := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Garden advice number 8812: water the soil, not the leaves."})).str("id")
+	for i := 0; i < 12; i++ {
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Garden advice number x%02d: water the soil, not the leaves.", i)}))
+	}
+	const query = "max_tokens=150&summary_share=0.5"
+	var w window
+	eventually(t, 20*time.Second, "a summary", func() (bool, error) {
+		w = s.window(sid, query)
+		return w.Summary != nil, nil
+	})
+	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	if code != 0 || !strings.Contains(out, "8812") {
+		t.Fatalf("no summary holds the message to delete; the test needs one to: %d %s", code, out)
+	}
+	before := w.Summary.Version
+
+	s.must(204, s.do("DELETE", "/v1/messages/"+secret, nil))
+	// The delete answered once the query tables held it: from now on no
+	// window serves a summary made before it (each reaches the message).
+	for _, q := range []string{query, "", "max_tokens=1000&summary_share=0.9"} {
+		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil))
+		var w window
+		if err := json.Unmarshal(r.body, &w); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(r.body), "8812") || (w.Summary != nil && w.Summary.Version <= before) {
+			t.Fatalf("window after the delete (%s) holds a summary made before it: %s", q, r.body)
+		}
+	}
+	eventually(t, 20*time.Second, "a new summary", func() (bool, error) {
+		w = s.window(sid, query)
+		return w.Summary != nil && w.Summary.Version > before, nil
+	})
+	if strings.Contains(w.Summary.Content, "8812") || w.Summary.FromSeq != 1 {
+		t.Fatalf("new summary: %+v", w.Summary)
+	}
+	code, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	if code != 0 || !strings.Contains(out, "8812") {
+		t.Fatalf("the log lost the first summaries: %d %s", code, out)
+	}
+}

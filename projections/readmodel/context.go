@@ -37,6 +37,7 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 	case domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized:
 	case domain.MessageRedacted:
 		tx.Exec(`DELETE FROM snapshots_due WHERE message_id = $1`, entityID(e))
+		withdrawSummaries(tx, entityID(e))
 		return nil
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM session_summaries WHERE user_id = $1`, entityID(e))
@@ -102,4 +103,24 @@ func (r *dueRows) Flush(exec func(sql string, args ...any)) {
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[])
 		ON CONFLICT (message_id) DO NOTHING`, r.messages, r.sessions, r.users, r.seqs, r.created)
 	*r = dueRows{} // the queued statement keeps the slices until sent
+}
+
+// redactedSQL finds a redacted message's session and sequence number in
+// the log (its appended event, by the index of migrations/00012): the
+// context projection holds no messages, and the log is the same on every
+// replay.
+const redactedSQL = `SELECT data->>'session_id' AS session_id, version AS seq FROM events
+	WHERE event_type = 'message.appended' AND data->>'message_id' = $1`
+
+// withdrawSummaries withdraws the summaries that hold a redacted
+// message's text: each summary of its session that reaches its sequence
+// number (a summary folds the one before it, so every later one too).
+// Their content is emptied and windows take the newest summary left; the
+// summary pass then summarizes the rest anew (see Messages).
+func withdrawSummaries(tx projections.Tx, messageID string) {
+	tx.Exec(`INSERT INTO cache_generations (key, gen)
+		SELECT DISTINCT 'summary:' || s.session_id, 1 FROM session_summaries s JOIN (`+redactedSQL+`) m
+			ON s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn`+bumpSQL, messageID)
+	tx.Exec(`UPDATE session_summaries s SET withdrawn = true, content = ''
+		FROM (`+redactedSQL+`) m WHERE s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn`, messageID)
 }

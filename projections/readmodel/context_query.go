@@ -71,7 +71,7 @@ func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, 
 // messages below beforeSeq (0: any); ok is false when there is none.
 func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq int) (s Summary, ok bool, err error) {
 	err = r.db.QueryRow(ctx, `SELECT session_id, version, content, tokens, from_seq, to_seq, method, created_at
-		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq).
+		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) AND NOT withdrawn ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq).
 		Scan(&s.SessionID, &s.Version, &s.Content, &s.Tokens, &s.FromSeq, &s.ToSeq, &s.Method, &s.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Summary{}, false, nil
@@ -253,19 +253,23 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int,
 	// The messages projection keeps each session's backlog (the cost of
 	// its messages after its newest summary): the sessions past the
 	// threshold come from its cost index, so a pass costs the sessions
-	// due, not the sessions that exist. The newest summary comes from the
-	// context projection; if it is ahead of the backlog, the messages
-	// read below are those after it, and the check below them decides.
+	// due, not the sessions that exist. The newest summary standing (not
+	// withdrawn by a redaction) comes from the context projection; if it
+	// is ahead of the backlog, the messages read below are those after
+	// it, and the check below them decides. The next summary follows the
+	// newest version of the session's summaries, withdrawn or not.
 	if skip == nil {
 		skip = []string{}
 	}
 	if last == nil {
 		last = []string{}
 	}
-	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id, coalesce(l.version, 0), coalesce(l.to_seq, 0), coalesce(l.content, '')
+	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id,
+			coalesce((SELECT max(version) FROM session_summaries WHERE session_id = b.session_id), 0),
+			coalesce(l.to_seq, 0), coalesce(l.content, '')
 		FROM session_backlog b
-		LEFT JOIN LATERAL (SELECT version, to_seq, content FROM session_summaries
-			WHERE session_id = b.session_id ORDER BY version DESC LIMIT 1) l ON true
+		LEFT JOIN LATERAL (SELECT to_seq, content FROM session_summaries
+			WHERE session_id = b.session_id AND NOT withdrawn ORDER BY version DESC LIMIT 1) l ON true
 		WHERE b.cost > $1::bigint + $2::bigint AND b.session_id <> ALL ($4::text[])
 		ORDER BY b.session_id = ANY ($5::text[]), b.cost DESC LIMIT $3`, threshold, recent, limit, skip, last)
 	if err != nil {

@@ -15,7 +15,9 @@ import (
 //
 // It also keeps each session's backlog: the cost of its messages after
 // the last one its newest summary covers (migrations/00016), which the
-// summary pass reads instead of summing messages.
+// summary pass reads instead of summing messages, and the last message
+// of each summary standing (migrations/00020), to go back to when a
+// redaction withdraws the newest.
 type Messages struct{}
 
 // Name is "messages".
@@ -72,11 +74,24 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		bumpSessionOfMessage(tx, entityID(e))
 		tx.Exec(`UPDATE session_backlog b SET cost = b.cost - m.tokens - $2
 			FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, entityID(e), domain.ItemOverhead)
+		// A message a summary covers withdraws that summary and every
+		// later one (see Context): the backlog goes back to the newest
+		// summary before the message, and counts the live messages after
+		// it anew.
+		tx.Exec(`WITH m AS (SELECT session_id, seq FROM messages WHERE id = $1),
+				standing AS (SELECT b.session_id, coalesce(array_agg(x ORDER BY x) FILTER (WHERE x < m.seq), '{}') AS tos
+					FROM session_backlog b JOIN m ON b.session_id = m.session_id
+					LEFT JOIN LATERAL unnest(b.summary_tos) x ON true
+					WHERE m.seq <= b.summarized_to GROUP BY b.session_id)
+			UPDATE session_backlog b SET summary_tos = st.tos, summarized_to = coalesce(st.tos[array_upper(st.tos, 1)], 0),
+				cost = (SELECT coalesce(sum(o.tokens + $2), 0) FROM messages o
+					WHERE o.session_id = b.session_id AND o.id <> $1 AND o.seq > coalesce(st.tos[array_upper(st.tos, 1)], 0))
+			FROM standing st WHERE b.session_id = st.session_id`, entityID(e), domain.ItemOverhead)
 		tx.Exec(`DELETE FROM messages WHERE id = $1`, entityID(e))
 	case domain.SessionSummarizedData:
 		// The summary covers messages up to ToSeq: the backlog is what
 		// lives after them. Summaries of a session only move forward.
-		tx.Exec(`UPDATE session_backlog b SET summarized_to = $2,
+		tx.Exec(`UPDATE session_backlog b SET summarized_to = $2, summary_tos = b.summary_tos || $2::int,
 				cost = (SELECT coalesce(sum(m.tokens + $3), 0) FROM messages m WHERE m.session_id = $1 AND m.seq > $2)
 			WHERE b.session_id = $1 AND b.summarized_to < $2`, d.SessionID, d.ToSeq, domain.ItemOverhead)
 	}
