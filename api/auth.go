@@ -26,7 +26,7 @@ func Actor(c *gin.Context) string {
 var publicPaths = []string{"/healthz", "/readyz", "/openapi.json"}
 
 // readPosts are the routes that take POST only for their body, and read:
-// they need the read scope, as GETs do.
+// they need the read scope, as GETs do, and ignore an Idempotency-Key.
 var readPosts = []string{"/v1/users/:id/memories/search", "/v1/sessions/:id/context", "/v1/sessions/validate"}
 
 // Auth checks the Bearer key of every request. With no admin key

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -157,7 +158,7 @@ func openAPI() map[string]any {
 		if op.method == "PATCH" || op.method == "DELETE" && op.command {
 			params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"}, "description": "the ETag (version) last seen; 412 when stale"})
 		}
-		if op.method == "POST" {
+		if op.method == "POST" && !slices.Contains(readPosts, ginPath(op.path)) {
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}, "description": "a retry with the same key and body returns the first answer"})
 		}
 		if op.command {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"testing"
+)
+
+// The reads sent by POST (session validation, memory search, context)
+// ignore an Idempotency-Key: a second read with the same key is answered
+// afresh, never replayed from the first.
+func TestReadPostsIgnoreIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "idem-reads", "name": "R"})).str("id")
+	sess := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"}))
+	sid, token := sess.str("id"), sess.str("token")
+
+	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1"))
+	s.must(200, s.do("POST", "/v1/sessions/"+sid+"/close", nil))
+	again := s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1")
+	if again.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("validation replayed: %v %s", again.header, again.body)
+	}
+	isProblem(t, again, 401, "")
+
+	search := map[string]any{"query": "violets"}
+	if hits := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1")); len(hits.items()) != 0 {
+		t.Fatalf("search before any memory: %s", hits.body)
+	}
+	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "R grows violets"}))
+	hits := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1"))
+	if hits.header.Get("Idempotent-Replayed") != "" || len(hits.items()) != 1 {
+		t.Fatalf("search after a memory was stored: %v %s", hits.header, hits.body)
+	}
+
+	window := map[string]any{"max_tokens": 500}
+	s.must(200, s.do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
+	w := s.must(200, s.do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
+	if w.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("context window replayed: %v", w.header)
+	}
+
+	for _, path := range []string{"/v1/sessions/validate", "/v1/users/{id}/memories/search", "/v1/sessions/{id}/context"} {
+		if hasParameter(openAPIOperation(t, s, "post", path), "Idempotency-Key") {
+			t.Errorf("the OpenAPI document offers Idempotency-Key on POST %s", path)
+		}
+	}
+	if !hasParameter(openAPIOperation(t, s, "post", "/v1/users"), "Idempotency-Key") {
+		t.Error("the OpenAPI document lost Idempotency-Key on POST /v1/users")
+	}
+}
+
+// openAPIOperation is the operation the document served at /openapi.json
+// has for method and path.
+func openAPIOperation(t *testing.T, s *server, method, path string) map[string]any {
+	t.Helper()
+	doc := s.must(200, s.do("GET", "/openapi.json", nil))
+	paths, _ := doc.json["paths"].(map[string]any)
+	item, _ := paths[path].(map[string]any)
+	op, _ := item[method].(map[string]any)
+	if op == nil {
+		t.Fatalf("no %s %s in the OpenAPI document", method, path)
+	}
+	return op
+}
+
+// hasParameter tells whether the operation takes the parameter.
+func hasParameter(op map[string]any, name string) bool {
+	params, _ := op["parameters"].([]any)
+	for _, p := range params {
+		if m, _ := p.(map[string]any); m["name"] == name {
+			return true
+		}
+	}
+	return false
+}
