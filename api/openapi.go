@@ -151,7 +151,7 @@ func openAPI() map[string]any {
 				map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
 					"description": "the part of the budget memories get first; 0 leaves them out. With summary_share at most 1"})
 		}
-		if op.method == "GET" && strings.HasPrefix(op.path, "/v1/") && readsProjections(op.path) {
+		if (op.method == "GET" || slices.Contains(readPosts, ginPath(op.path))) && strings.HasPrefix(op.path, "/v1/") && readsProjections(op.path) {
 			params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},
 				"description": "wait (bounded) until projections reached this X-Arq-Position, else 503"})
 		}
@@ -208,7 +208,7 @@ func serveOpenAPI(doc map[string]any) gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, doc) }
 }
 
-// readsProjections tells whether a GET route reads the query tables (and
+// readsProjections tells whether a read route reads the query tables (and
 // so honours X-Arq-Min-Position) rather than the log itself or the
 // server's own state.
 func readsProjections(path string) bool {

@@ -148,8 +148,12 @@ func (r *resources) closeSession(c *gin.Context) {
 }
 
 // validateSession answers 200 with the session a token opens, and 401 when
-// the token opens no open session.
+// the token opens no open session. Like every read, it waits for
+// X-Arq-Min-Position.
 func (r *resources) validateSession(c *gin.Context) {
+	if !r.minPosition(c) {
+		return
+	}
 	var req validateRequest
 	if err := BindJSON(c, &req); err != nil {
 		WriteError(c, err)

@@ -73,3 +73,34 @@ func hasParameter(op map[string]any, name string) bool {
 	}
 	return false
 }
+
+// Session validation, a read sent by POST, honours X-Arq-Min-Position as
+// the other reads do: it waits for the position, and answers 503 with
+// Retry-After when the projections do not reach it in time.
+func TestValidateHonoursMinPosition(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "300ms"})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).str("id")
+	token := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"})).str("token")
+
+	far := s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "999999999999.1")
+	isProblem(t, far, 503, "")
+	if far.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	isProblem(t, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "garbage"), 400, "")
+
+	// Closed without waiting: a validation that waits for the close sees
+	// it (on a server whose bound the suite's load does not outrun).
+	s2 := startServer(t, nil)
+	uid2 := s2.must(201, s2.do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).str("id")
+	sess := s2.must(201, s2.do("POST", "/v1/users/"+uid2+"/sessions", map[string]any{"title": "u"}))
+	closed := s2.must(202, s2.do("POST", "/v1/sessions/"+sess.str("id")+"/close", nil, "Prefer", "respond-async"))
+	isProblem(t, s2.do("POST", "/v1/sessions/validate", map[string]any{"token": sess.str("token")}, "X-Arq-Min-Position", closed.header.Get("X-Arq-Position")), 401, "")
+
+	for _, path := range []string{"/v1/sessions/validate", "/v1/users/{id}/memories/search", "/v1/sessions/{id}/context"} {
+		if !hasParameter(openAPIOperation(t, s, "post", path), "X-Arq-Min-Position") {
+			t.Errorf("the OpenAPI document does not offer X-Arq-Min-Position on POST %s", path)
+		}
+	}
+}
