@@ -86,28 +86,22 @@ func tenant(*gin.Context) string { return eventstore.DefaultTenant }
 // so they never match: 412). A header that is no list of ETags is 400.
 func ifMatch(c *gin.Context) ([]int, error) {
 	raw := c.Request.Header.Values("If-Match")
-	h := strings.TrimSpace(strings.Join(raw, ","))
-	if len(raw) == 0 || h == "*" {
+	if len(raw) == 0 {
 		return nil, nil
 	}
+	// Several field lines are one list, joined by commas (RFC 9110 §5.3).
+	h := strings.Join(raw, ",")
+	if strings.Trim(h, " \t") == "*" {
+		return nil, nil
+	}
+	tags, ok := entityTags(h)
+	if !ok {
+		return nil, errorf(ErrBadRequest, `If-Match %q is not * or a list of ETags such as "3"`, h)
+	}
 	versions := []int{}
-	for rest := h; ; {
-		rest = strings.TrimLeft(rest, " \t,")
-		if rest == "" {
-			break
-		}
-		weak := strings.HasPrefix(rest, "W/")
-		rest = strings.TrimPrefix(rest, "W/")
-		end := -1
-		if strings.HasPrefix(rest, `"`) {
-			end = strings.IndexByte(rest[1:], '"')
-		}
-		if end < 0 {
-			return nil, errorf(ErrBadRequest, `If-Match %q is not * or a list of ETags such as "3"`, h)
-		}
-		tag := rest[1 : end+1]
-		rest = rest[end+2:]
-		if v, err := strconv.Atoi(tag); err == nil && v >= 1 && !weak {
+	for _, t := range tags {
+		// Compared strongly, character by character: "03" is not "3".
+		if v, err := strconv.Atoi(t.opaque); err == nil && v >= 1 && !t.weak && strconv.Itoa(v) == t.opaque {
 			versions = append(versions, v)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -103,4 +104,27 @@ func TestValidateHonoursMinPosition(t *testing.T) {
 			t.Errorf("the OpenAPI document does not offer X-Arq-Min-Position on POST %s", path)
 		}
 	}
+}
+
+// If-Match is an RFC 9110 list: entity tags separated by commas, with
+// optional whitespace and empty elements; tags side by side without a
+// comma, text after a tag, characters an entity tag cannot hold, or "*"
+// within a list are no list of ETags, a 400 that changes nothing.
+func TestIfMatchNeedsCommas(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "commas", "name": "C"})).str("id")
+	patch := func(ifMatch, name string) response {
+		return s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": name}, "If-Match", ifMatch)
+	}
+	for i, h := range []string{`"9""1"`, `"1" "2"`, `"1"x`, `"1";`, `* , "1"`, `"1", *`, `"a b"`, `W/ "1"`, `w/"1"`, ``, ` , `} {
+		isProblem(t, patch(h, fmt.Sprintf("bad %d", i)), 400, "")
+	}
+	s.must(200, patch(` ,"7" ,	"1",`, "two"))         // empty elements and whitespace: version 2
+	s.must(200, patch(`W/"1", "x!#~", "2"`, "three")) // version 3
+	if u := s.must(200, s.do("GET", "/v1/users/"+uid, nil)); u.num("version") != 3 || u.str("name") != "three" {
+		t.Fatalf("after two matching PATCHes: %s", u.body)
+	}
+	// Entity tags compare character by character: "03" is not "3".
+	isProblem(t, patch(`"03", "+3"`, "four"), 412, "")
 }
