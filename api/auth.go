@@ -43,8 +43,8 @@ func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		secret, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok || secret == "" {
+		secret, ok := bearer(c.GetHeader("Authorization"))
+		if !ok {
 			WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key>"))
 			return
 		}
@@ -73,4 +73,16 @@ func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// bearer returns the key of an Authorization header of the Bearer scheme,
+// whose name is case-insensitive (RFC 9110 §11.1), with one or more
+// spaces before the key; ok is false for another scheme or no key.
+func bearer(h string) (secret string, ok bool) {
+	scheme, rest, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	secret = strings.TrimLeft(rest, " ")
+	return secret, secret != ""
 }

@@ -128,3 +128,16 @@ func TestIfMatchNeedsCommas(t *testing.T) {
 	// Entity tags compare character by character: "03" is not "3".
 	isProblem(t, patch(`"03", "+3"`, "four"), 412, "")
 }
+
+// The authentication scheme is case-insensitive (RFC 9110 §11.1), and one
+// or more spaces may separate it from the key.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	for _, h := range []string{"Bearer admin-secret", "bearer admin-secret", "BEARER admin-secret", "bEaReR  admin-secret"} {
+		s.must(200, s.do("GET", "/v1/users", nil, "Authorization", h))
+	}
+	for _, h := range []string{"Basic admin-secret", "Bearer", "Bearer ", "Bearerx admin-secret", "admin-secret", "bearer other-secret"} {
+		isProblem(t, s.do("GET", "/v1/users", nil, "Authorization", h), 401, "")
+	}
+}
