@@ -20,8 +20,8 @@ import (
 
 // BindJSON decodes the request's JSON body into dst: only
 // application/json (415 otherwise), no unknown fields (422 naming them),
-// malformed JSON is 400, a value of the wrong type 422 naming its field,
-// a body over the limit 413.
+// malformed JSON or a body that is no object (null too) is 400, a value
+// of the wrong type 422 naming its field, a body over the limit 413.
 func BindJSON(c *gin.Context, dst any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -33,6 +33,11 @@ func BindJSON(c *gin.Context, dst any) error {
 	}
 	if err := nulFields(raw); err != nil {
 		return err
+	}
+	// Decoding null into dst leaves it as it is, which would pass for an
+	// empty object: a PATCH that changes nothing, a POST missing fields.
+	if string(bytes.Trim(raw, " \t\r\n")) == "null" {
+		return errorf(ErrBadJSON, "the body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

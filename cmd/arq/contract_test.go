@@ -141,3 +141,31 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 		isProblem(t, s.do("GET", "/v1/users", nil, "Authorization", h), 401, "")
 	}
 }
+
+// A body must be a JSON object: null is refused as [] and "str" are, a
+// 400 that changes nothing, on every route that takes a body.
+func TestNullBodyIsNoObject(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "null", "name": "N"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hi"})).str("id")
+	memid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "N"})).str("id")
+	for _, r := range []struct{ method, path string }{
+		{"PATCH", "/v1/users/" + uid}, {"PATCH", "/v1/messages/" + mid}, {"PATCH", "/v1/memories/" + memid},
+		{"POST", "/v1/users"}, {"POST", "/v1/sessions/" + sid + "/messages"}, {"POST", "/v1/sessions/validate"},
+	} {
+		for _, body := range []string{`null`, " null\n", `[]`, `"str"`} {
+			p := s.do(r.method, r.path, body)
+			isProblem(t, p, 400, "")
+			if p.str("type") != "https://arq.dev/problems/bad-json" {
+				t.Errorf("%s %s with %q: %s", r.method, r.path, body, p.body)
+			}
+		}
+	}
+	for _, path := range []string{"/v1/users/" + uid, "/v1/messages/" + mid, "/v1/memories/" + memid} {
+		if v := s.must(200, s.do("GET", path, nil)).num("version"); v != 1 {
+			t.Errorf("%s at version %v after refused PATCHes, want 1", path, v)
+		}
+	}
+}
