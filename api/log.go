@@ -61,16 +61,18 @@ func logQuery(c *gin.Context) (eventstore.Cursor, int, eventstore.Filter, error)
 	return after, limit, f, v.Err()
 }
 
-// listEvents pages through the log in commit-safe order. With Accept:
-// application/x-ndjson it streams every event after the cursor instead,
-// one JSON object a line, up to the head of the log.
+// listEvents pages through the log in commit-safe order. When Accept
+// ranks application/x-ndjson above application/json, it streams every
+// event after the cursor instead, one JSON object a line, up to the head
+// of the log.
 func (r *resources) listEvents(c *gin.Context) {
 	after, limit, f, err := logQuery(c)
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	if strings.Contains(c.GetHeader("Accept"), "application/x-ndjson") {
+	accept := strings.Join(c.Request.Header.Values("Accept"), ",")
+	if negotiate(accept, "application/json", "application/x-ndjson") == "application/x-ndjson" {
 		if c.Query("limit") == "" {
 			limit = 0 // every event up to the head
 		}

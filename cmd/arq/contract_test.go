@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -166,6 +167,37 @@ func TestNullBodyIsNoObject(t *testing.T) {
 	for _, path := range []string{"/v1/users/" + uid, "/v1/messages/" + mid, "/v1/memories/" + memid} {
 		if v := s.must(200, s.do("GET", path, nil)).num("version"); v != 1 {
 			t.Errorf("%s at version %v after refused PATCHes, want 1", path, v)
+		}
+	}
+}
+
+// GET /v1/events negotiates its format as RFC 9110 §12.5.1 says: media
+// types compare without regard to case, the highest q-value wins, a more
+// specific range outranks a wider one, q=0 refuses; without a preference,
+// or with none ARQ serves, the answer is a JSON page.
+func TestEventsNegotiateWithQValues(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "accept", "name": "A"}))
+	for accept, want := range map[string]string{
+		"":                            "application/json",
+		"application/x-ndjson":        "application/x-ndjson",
+		"APPLICATION/X-NDJSON":        "application/x-ndjson",
+		"Application/X-Ndjson; Q=0.7": "application/x-ndjson",
+		"application/json, application/x-ndjson;q=0.5":       "application/json",
+		"application/x-ndjson;q=0.9, application/json;q=0.1": "application/x-ndjson",
+		"application/x-ndjson, application/json":             "application/x-ndjson",
+		"application/x-ndjson, */*;q=0.1":                    "application/x-ndjson",
+		"*/*":                                                "application/json",
+		"application/*":                                      "application/json",
+		"application/x-ndjson;q=0":                           "application/json",
+		"*/*, application/json;q=0":                          "application/x-ndjson",
+		"application/*;q=0.2, application/x-ndjson;q=0.3":    "application/x-ndjson",
+		"text/html":                                          "application/json",
+	} {
+		r := s.must(200, s.do("GET", "/v1/events?limit=5", nil, "Accept", accept))
+		if got, _, _ := strings.Cut(r.header.Get("Content-Type"), ";"); got != want {
+			t.Errorf("Accept %q: %s, want %s", accept, got, want)
 		}
 	}
 }
