@@ -179,13 +179,9 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
 	}
 	defer rows.Close()
-	type appended struct {
-		ID  string `json:"id"`
-		Seq int    `json:"seq"`
-	}
 	var first string
 	var version int
-	var messages []appended // of a message append: each message and its seq
+	var messages []appendedMessage // of a message append: each message and its seq
 	var last eventstore.Cursor
 	for rows.Next() {
 		var stream, messageID string
@@ -200,7 +196,7 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 		if stream == first {
 			version = v
 			if messageID != "" {
-				messages = append(messages, appended{ID: messageID, Seq: v})
+				messages = append(messages, appendedMessage{ID: messageID, Seq: v})
 			}
 		}
 		last = c

@@ -54,8 +54,10 @@ func schemas() map[string]any {
 		"Stats":   obj(nil, map[string]any{"counts": object(), "projections": array(object())}),
 		"RebuildJob": obj([]string{"projection", "state", "started_at"}, map[string]any{"projection": str(), "state": enum("running", "done", "failed"),
 			"position": integer(), "target": integer(), "checkpoint": str(), "error": str(), "started_at": strf("date-time"), "finished_at": strf("date-time")}),
-		"Problem":  obj([]string{"type", "title", "status"}, map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "instance": str(), "request_id": str(), "errors": array(obj(nil, map[string]any{"field": str(), "message": str()}))}),
-		"Accepted": obj(nil, map[string]any{"id": str(), "version": integer(), "position": str()}),
+		"Problem": obj([]string{"type", "title", "status"}, map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "instance": str(), "request_id": str(), "errors": array(obj(nil, map[string]any{"field": str(), "message": str()}))}),
+		"Accepted": obj(nil, map[string]any{"id": str(), "version": integer(), "position": str(),
+			"messages": map[string]any{"type": "array", "description": "of a message append: each message's id and seq",
+				"items": obj([]string{"id", "seq"}, map[string]any{"id": str(), "seq": integer()})}}),
 
 		"User":         resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
 		"UserList":     listOf("User"),

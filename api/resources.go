@@ -113,6 +113,13 @@ func etag(c *gin.Context, version int) {
 	c.Header("ETag", `"`+strconv.Itoa(version)+`"`)
 }
 
+// appendedMessage is a message appended by a command that answered 202:
+// its id and its place in the session.
+type appendedMessage struct {
+	ID  string `json:"id"`
+	Seq int    `json:"seq"`
+}
+
 // commandError maps a command's error, turning a stale If-Match into 412.
 func commandError(c *gin.Context, err error) {
 	if errors.Is(err, domain.ErrStale) {
@@ -137,7 +144,8 @@ func prefersAsync(c *gin.Context) bool {
 // (bounded) until every projection includes the change and calls read to
 // answer with the resource as the query tables now hold it. With Prefer:
 // respond-async, or when the wait runs out, it answers 202 with the id and
-// position, and the client reads later with X-Arq-Min-Position.
+// position (and a message append's messages), and the client reads later
+// with X-Arq-Min-Position.
 //
 // Once the command appended, nothing that fails after answers an error:
 // the change is in the log, and an error would let a client (and the
@@ -166,7 +174,17 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 		if prefersAsync(c) {
 			c.Header("Preference-Applied", "respond-async")
 		}
-		c.JSON(http.StatusAccepted, gin.H{"id": res.ID, "version": res.Version, "position": res.Cursor.String()})
+		body := gin.H{"id": res.ID, "version": res.Version, "position": res.Cursor.String()}
+		if len(res.Messages) > 0 {
+			// A message append: each message, as a retry after a crash
+			// is answered (IdempotencyStore.applied).
+			messages := make([]appendedMessage, len(res.Messages))
+			for i, m := range res.Messages {
+				messages[i] = appendedMessage{ID: m.ID, Seq: m.Seq}
+			}
+			body["messages"] = messages
+		}
+		c.JSON(http.StatusAccepted, body)
 	}
 	if prefersAsync(c) {
 		accepted()

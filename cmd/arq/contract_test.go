@@ -201,3 +201,40 @@ func TestEventsNegotiateWithQValues(t *testing.T) {
 		}
 	}
 }
+
+// A message append answered 202 names each message's id and seq, as the
+// answer found after a crash does: a single message by its own id too,
+// a batch with the session's id and every message.
+func TestAsyncAppendNamesEveryMessage(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "async-batch", "name": "A"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	appended := func(r response) []map[string]any {
+		raw, _ := r.json["messages"].([]any)
+		out := make([]map[string]any, len(raw))
+		for i, m := range raw {
+			out[i], _ = m.(map[string]any)
+		}
+		return out
+	}
+
+	one := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "one"}, "Prefer", "respond-async"))
+	if m := appended(one); one.str("id") == "" || len(m) != 1 || m[0]["id"] != one.str("id") || m[0]["seq"] != 1.0 {
+		t.Fatalf("async single append: %s", one.body)
+	}
+	batch := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+		{"role": "assistant", "content": "two"}, {"role": "user", "content": "three"},
+	}}, "Prefer", "respond-async"))
+	m := appended(batch)
+	if batch.str("id") != sid || len(m) != 2 || m[0]["seq"] != 2.0 || m[1]["seq"] != 3.0 {
+		t.Fatalf("async batch append: %s", batch.body)
+	}
+	for i, want := range []string{"two", "three"} {
+		id, _ := m[i]["id"].(string)
+		got := s.must(200, s.do("GET", "/v1/messages/"+id, nil, "X-Arq-Min-Position", batch.header.Get("X-Arq-Position")))
+		if got.str("content") != want || got.num("seq") != float64(i+2) {
+			t.Fatalf("message %s: %s", id, got.body)
+		}
+	}
+}
