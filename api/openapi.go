@@ -46,7 +46,7 @@ var operations = []operation{
 	{method: "POST", path: "/v1/sessions/{id}/close", summary: "Close a session", tag: "sessions", status: 200, schema: "Session", command: true},
 	{method: "POST", path: "/v1/sessions/validate", summary: "Validate a session token (401 when unknown, closed or expired)", tag: "sessions", body: "ValidateSession", status: 200, schema: "Session"},
 
-	{method: "POST", path: "/v1/sessions/{id}/messages", summary: "Append a message, or {\"messages\": [...]} together", tag: "messages", body: "AppendMessages", status: 201, schema: "Message", command: true},
+	{method: "POST", path: "/v1/sessions/{id}/messages", summary: "Append a message, or {\"messages\": [...]} together", tag: "messages", body: "AppendMessages", status: 201, schema: "AppendedMessages", command: true},
 	{method: "GET", path: "/v1/sessions/{id}/messages", summary: "List a session's messages in order", tag: "messages", status: 200, schema: "MessageList", list: true},
 	{method: "GET", path: "/v1/messages/{id}", summary: "Get a message", tag: "messages", status: 200, schema: "Message"},
 	{method: "PATCH", path: "/v1/messages/{id}", summary: "Edit a message", tag: "messages", body: "EditMessage", status: 200, schema: "Message", command: true},

@@ -64,7 +64,7 @@ func schemas() map[string]any {
 		"RegisterUser": obj([]string{"external_id", "name"}, map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
 		"UpdateUser":   obj(nil, map[string]any{"name": str(), "email": str(), "metadata": object()}),
 
-		"Session":          resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(), "status": enum("open", "closed", "expired"), "expires_at": strf("date-time"), "message_count": integer()}),
+		"Session":          resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(), "status": enum("open", "closed", "expired", "deleted"), "expires_at": strf("date-time"), "message_count": integer()}),
 		"SessionWithToken": map[string]any{"allOf": []any{ref("Session"), obj([]string{"token"}, map[string]any{"token": str()})}},
 		"SessionList":      listOf("Session"),
 		"StartSession":     obj(nil, map[string]any{"title": str(), "metadata": object(), "ttl_seconds": integer()}),
@@ -76,6 +76,9 @@ func schemas() map[string]any {
 		"NewMessage":     obj([]string{"role", "content"}, message),
 		"AppendMessages": map[string]any{"oneOf": []any{ref("NewMessage"), obj([]string{"messages"}, map[string]any{"messages": array(ref("NewMessage"))})}},
 		"EditMessage":    obj(nil, map[string]any{"content": str(), "metadata": object(), "embedding": embedding()}),
+
+		// A single message is answered as itself, a batch as {"messages": [...]}.
+		"AppendedMessages": map[string]any{"oneOf": []any{ref("Message"), obj([]string{"messages"}, map[string]any{"messages": array(ref("Message"))})}},
 
 		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
 			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time"), "embedding_dim": integer()}),

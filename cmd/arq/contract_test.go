@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The reads sent by POST (session validation, memory search, context)
@@ -236,5 +238,53 @@ func TestAsyncAppendNamesEveryMessage(t *testing.T) {
 		if got.str("content") != want || got.num("seq") != float64(i+2) {
 			t.Fatalf("message %s: %s", id, got.body)
 		}
+	}
+}
+
+// The OpenAPI document describes what the API answers: a batch append's
+// 201 is {"messages": [...]}, a single one a Message; a session read as of
+// a time after its user's deletion has the status "deleted".
+func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	doc := s.must(200, s.do("GET", "/openapi.json", nil))
+	components, _ := doc.json["components"].(map[string]any)
+	schemas, _ := components["schemas"].(map[string]any)
+	resolve := func(schema any) map[string]any {
+		m, _ := schema.(map[string]any)
+		if ref, ok := m["$ref"].(string); ok {
+			m, _ = schemas[strings.TrimPrefix(ref, "#/components/schemas/")].(map[string]any)
+		}
+		return m
+	}
+
+	op := openAPIOperation(t, s, "post", "/v1/sessions/{id}/messages")
+	responses, _ := op["responses"].(map[string]any)
+	created, _ := responses["201"].(map[string]any)
+	content, _ := created["content"].(map[string]any)
+	media, _ := content["application/json"].(map[string]any)
+	alternatives, _ := resolve(media["schema"])["oneOf"].([]any)
+	var single, batch bool
+	for _, a := range alternatives {
+		alt, _ := a.(map[string]any)
+		props, _ := alt["properties"].(map[string]any)
+		messages, _ := props["messages"].(map[string]any)
+		items, _ := messages["items"].(map[string]any)
+		single = single || alt["$ref"] == "#/components/schemas/Message"
+		batch = batch || items["$ref"] == "#/components/schemas/Message" && fmt.Sprint(alt["required"]) == "[messages]"
+	}
+	if !single || !batch {
+		t.Fatalf("201 of a message append: %v (single %v, batch %v)", media["schema"], single, batch)
+	}
+
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	after := time.Now().UTC().Format(time.RFC3339Nano)
+	status := s.must(200, s.do("GET", "/v1/sessions/"+sid+"?as_of="+after, nil)).str("status")
+	props, _ := resolve(map[string]any{"$ref": "#/components/schemas/Session"})["properties"].(map[string]any)
+	enum, _ := props["status"].(map[string]any)["enum"].([]any)
+	if status != "deleted" || !slices.Contains(enum, any(status)) {
+		t.Fatalf("status %q read as of %s; the document's statuses: %v", status, after, enum)
 	}
 }
