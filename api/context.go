@@ -215,10 +215,14 @@ func queryKey(req readmodel.WindowRequest) []byte {
 	return h.Sum(nil)[:12]
 }
 
-// snapshotBody is a snapshot with the text of each item as it was.
+// snapshotBody is a snapshot with the text of each item as it was. A
+// snapshot is a record that never changes: it is at version 1 (its ETag),
+// updated when it was created.
 type snapshotBody struct {
 	readmodel.Snapshot
-	Items []history.Item `json:"items"`
+	Items     []history.Item `json:"items"`
+	Version   int            `json:"version"`
+	UpdatedAt time.Time      `json:"updated_at"`
 }
 
 func (r *resources) withTexts(ctx context.Context, s readmodel.Snapshot) (snapshotBody, error) {
@@ -226,7 +230,7 @@ func (r *resources) withTexts(ctx context.Context, s readmodel.Snapshot) (snapsh
 	if err != nil {
 		return snapshotBody{}, err
 	}
-	return snapshotBody{Snapshot: s, Items: items}, nil
+	return snapshotBody{Snapshot: s, Items: items, Version: 1, UpdatedAt: s.CreatedAt}, nil
 }
 
 func (r *resources) takeSnapshot(c *gin.Context) {

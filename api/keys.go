@@ -27,12 +27,26 @@ const (
 	ScopeAdmin = "admin"
 )
 
-// Key is an API key as listed: never its secret or hash.
+// Key is an API key as listed: never its secret or hash. A key is never
+// changed while it is listed (revoked, it leaves every answer): it is at
+// version 1, updated when it was created.
 type Key struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Scopes    []string  `json:"scopes"`
+	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// scanKey reads a key's id, name, scopes and created_at.
+func scanKey(row pgx.Row) (Key, error) {
+	k := Key{Version: 1}
+	if err := row.Scan(&k.ID, &k.Name, &k.Scopes, &k.CreatedAt); err != nil {
+		return Key{}, err
+	}
+	k.UpdatedAt = k.CreatedAt
+	return k, nil
 }
 
 // KeyStore keeps API keys, hashed.
@@ -68,9 +82,8 @@ func (s *KeyStore) Create(ctx context.Context, name string, scopes []string) (Ke
 		return Key{}, "", fmt.Errorf("make key: %w", err)
 	}
 	secret := "arqk_" + base64.RawURLEncoding.EncodeToString(b)
-	k := Key{ID: ulid.Make().String(), Name: name, Scopes: slices.Compact(slices.Sorted(slices.Values(scopes)))}
-	err := s.db.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4) RETURNING created_at`,
-		k.ID, k.Name, hashKey(secret), k.Scopes).Scan(&k.CreatedAt)
+	k, err := scanKey(s.db.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4) RETURNING id, name, scopes, created_at`,
+		ulid.Make().String(), name, hashKey(secret), slices.Compact(slices.Sorted(slices.Values(scopes)))))
 	if err != nil {
 		return Key{}, "", fmt.Errorf("store key: %w", err)
 	}
@@ -83,7 +96,7 @@ func (s *KeyStore) List(ctx context.Context) ([]Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Key])
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Key, error) { return scanKey(row) })
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -104,9 +117,8 @@ func (s *KeyStore) Revoke(ctx context.Context, id string) error {
 
 // Lookup finds the live key with this secret.
 func (s *KeyStore) Lookup(ctx context.Context, secret string) (Key, error) {
-	var k Key
-	err := s.db.QueryRow(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
-		hashKey(secret)).Scan(&k.ID, &k.Name, &k.Scopes, &k.CreatedAt)
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
+		hashKey(secret)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, errorf(ErrUnauthorized, "unknown or revoked key")
 	}

@@ -37,6 +37,13 @@ func resource(props map[string]any) map[string]any {
 	return obj([]string{"id", "version", "created_at", "updated_at"}, props)
 }
 
+// requiring adds fields to the required ones of the object schema o.
+func requiring(o map[string]any, fields ...string) map[string]any {
+	req, _ := o["required"].([]string)
+	o["required"] = append(req, fields...)
+	return o
+}
+
 func listOf(item string) map[string]any {
 	return obj([]string{"items", "next_cursor"}, map[string]any{"items": array(ref(item)), "next_cursor": str()})
 }
@@ -92,13 +99,12 @@ func schemas() map[string]any {
 			"memories":     array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"cost", "score"}, map[string]any{"cost": integer(), "score": number()})}}),
 			"total_tokens": integer(),
 		}),
-		"ContextSnapshot": obj([]string{"id", "session_id", "items", "total_tokens"}, map[string]any{
-			"id": str(), "session_id": str(), "user_id": str(), "message_id": str(), "query": str(), "max_tokens": integer(), "total_tokens": integer(),
-			"created_at": strf("date-time"),
+		"ContextSnapshot": requiring(resource(map[string]any{
+			"session_id": str(), "user_id": str(), "message_id": str(), "query": str(), "max_tokens": integer(), "total_tokens": integer(),
 			"items": array(obj([]string{"kind", "id", "version", "tokens", "content"}, map[string]any{
 				"kind": enum("summary", "message", "memory"), "id": str(), "version": integer(), "seq": integer(), "tokens": integer(),
 				"role": str(), "name": str(), "type": str(), "content": str()})),
-		}),
+		}), "session_id", "items", "total_tokens"),
 		"ContextSnapshotList": listOf("ContextSnapshot"),
 		"EventPage": obj([]string{"items", "next_cursor"}, map[string]any{"next_cursor": str(), "items": array(obj(nil, map[string]any{
 			"cursor": str(), "position": integer(), "transaction_id": integer(), "event_id": str(), "stream_id": str(), "stream_type": str(),
@@ -119,7 +125,7 @@ func schemas() map[string]any {
 			"created_before": strf("date-time"), "created_after": strf("date-time"), "metadata": map[string]any{"type": "object", "additionalProperties": str()}, "limit": integer()}),
 
 		"CreateKey":     obj([]string{"name", "scopes"}, map[string]any{"name": str(), "scopes": array(enum("read", "write", "admin"))}),
-		"Key":           obj(nil, map[string]any{"id": str(), "name": str(), "scopes": array(str()), "created_at": strf("date-time")}),
+		"Key":           resource(map[string]any{"name": str(), "scopes": array(str())}),
 		"KeyWithSecret": map[string]any{"allOf": []any{ref("Key"), obj([]string{"key"}, map[string]any{"key": str()})}},
 		"KeyList":       obj([]string{"items"}, map[string]any{"items": array(ref("Key"))}),
 	}

@@ -288,3 +288,39 @@ func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
 		t.Fatalf("status %q read as of %s; the document's statuses: %v", status, after, enum)
 	}
 }
+
+// Context snapshots and API keys have the fields of every resource: id,
+// version, created_at and updated_at. Neither changes once made (a
+// snapshot is a record; a revoked key leaves every answer), so each is at
+// version 1, updated when it was created.
+func TestSnapshotsAndKeysAreResources(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.key = "admin-secret"
+	isResource := func(what string, m map[string]any) {
+		t.Helper()
+		id, _ := m["id"].(string)
+		created, _ := m["created_at"].(string)
+		if len(id) != 26 || m["version"] != 1.0 || created == "" || m["updated_at"] != created {
+			t.Errorf("%s: id %v, version %v, created_at %v, updated_at %v", what, m["id"], m["version"], m["created_at"], m["updated_at"])
+		}
+	}
+
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "snap", "name": "S"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
+	snap := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 100}))
+	isResource("snapshot taken", snap.json)
+	isResource("snapshot read", s.must(200, s.do("GET", "/v1/context-snapshots/"+snap.str("id"), nil)).json)
+	for _, it := range s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).items() {
+		isResource("snapshot listed", it)
+	}
+
+	key := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
+	isResource("key created", key.json)
+	keys := s.must(200, s.do("GET", "/v1/admin/keys", nil)).items()
+	if len(keys) != 1 {
+		t.Fatalf("%d keys listed, want 1", len(keys))
+	}
+	isResource("key listed", keys[0])
+}
