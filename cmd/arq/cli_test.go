@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // `arq audit user ID` answers as GET /v1/users/{id}/audit does: a user
@@ -38,6 +39,42 @@ func TestAuditCommandWithNoMatchingEvent(t *testing.T) {
 		code, out, errOut := runCLI(t, s.url, args...)
 		if code != 1 || out != "" || errOut != "arq: no such user 01M89VB9XHPWV2SCAB0P286JT9\n" {
 			t.Errorf("arq %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+// `arq replay` names the mistake in its flags precisely.
+func TestReplayFlagMistakes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "rp", "name": "Rp"})).str("id")
+	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha"})).str("id")
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	stream := "memory-" + mid
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{stream, "--version", "1", "--as-of", now}, "arq: --version and --as-of exclude each other\n"},
+		{[]string{"--as-of", now, stream, "--version", "0"}, "arq: --version and --as-of exclude each other\n"},
+		{[]string{stream, "--version", "0"}, "arq: --version must be 1 or more\n"},
+		{[]string{stream, "--version", "-3"}, "arq: --version must be 1 or more\n"},
+		{[]string{stream}, "arq: replay needs one of --version N or --as-of TIME\n"},
+		{[]string{stream, "--as-of", "yesterday"}, "arq: --as-of \"yesterday\" is not an RFC 3339 time\n"},
+		{[]string{stream, "--as-of", ""}, "arq: --as-of \"\" is not an RFC 3339 time\n"},
+	} {
+		code, out, errOut := runCLI(t, s.url, append([]string{"replay"}, c.args...)...)
+		if code != 2 || out != "" || errOut != c.want {
+			t.Errorf("arq replay %s: exit %d, stderr %q; want exit 2, %q", strings.Join(c.args, " "), code, errOut, c.want)
+		}
+	}
+	if code, _, errOut := runCLI(t, s.url, "replay", stream, "--version", "x"); code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "-version") {
+		t.Errorf("arq replay --version x: exit %d, stderr %q", code, errOut)
+	}
+	// Each alone works.
+	for _, args := range [][]string{{stream, "--version", "1"}, {stream, "--as-of", now}} {
+		if code, out, errOut := runCLI(t, s.url, append([]string{"replay"}, args...)...); code != 0 || !strings.Contains(out, `"content": "alpha"`) {
+			t.Errorf("arq replay %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
 	}
 }

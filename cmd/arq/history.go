@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,11 +78,24 @@ func (c *cli) history(ctx context.Context, args []string) error {
 // replay prints an entity as it was at a version or a time, folded from
 // the log.
 func (c *cli) replay(ctx context.Context, args []string) error {
-	version := 0
-	asOf := ""
+	var (
+		version         int
+		asOf            string
+		hasVer, hasTime bool
+	)
 	rest, err := c.parse("replay", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&version, "version", 0, "the entity as it was at this version")
-		fs.StringVar(&asOf, "as-of", "", "the entity as it was at this RFC 3339 time")
+		fs.Func("version", "the entity as it was at this version (1 or more)", func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return errors.New("not a number")
+			}
+			version, hasVer = n, true
+			return nil
+		})
+		fs.Func("as-of", "the entity as it was at this RFC 3339 time", func(v string) error {
+			asOf, hasTime = v, true
+			return nil
+		})
 		fs.Bool("json", true, "print JSON (the only form)")
 	}, 1)
 	if err != nil {
@@ -92,11 +107,13 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 	}
 	var at *time.Time
 	switch {
-	case version < 0:
-		return usagef("--version must be at least 1")
-	case (version == 0) == (asOf == ""):
+	case hasVer && hasTime:
+		return usagef("--version and --as-of exclude each other")
+	case !hasVer && !hasTime:
 		return usagef("replay needs one of --version N or --as-of TIME")
-	case asOf != "":
+	case hasVer && version < 1:
+		return usagef("--version must be 1 or more")
+	case hasTime:
 		t, err := time.Parse(time.RFC3339Nano, asOf)
 		if err != nil {
 			return usagef("--as-of %q is not an RFC 3339 time", asOf)
