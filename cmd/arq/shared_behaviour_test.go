@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/projections/readmodel"
+)
+
+// The points of issue 3's "Behaviour every endpoint shares" that need the
+// server's log or a failing dependency: a 500 without internals, panic
+// recovery, the JSON access log, and the warning of open mode.
+
+// loggedServer is a server run as `arq serve` runs it (open, then
+// App.Serve, which builds the HTTP handler and its middleware), logging
+// JSON at level info into logs.
+type loggedServer struct {
+	*server
+	logs *syncBuffer
+}
+
+// startLoggedServer starts a server over a fresh database; patch, if not
+// nil, may replace a part of the app before it serves.
+func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *loggedServer {
+	t.Helper()
+	url := testdb.New(t)
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		switch k {
+		case "ARQ_DATABASE_URL":
+			return url
+		case "ARQ_HTTP_ADDR":
+			return "127.0.0.1:0"
+		case "ARQ_LOG_LEVEL":
+			return "info"
+		case "ARQ_DB_MAX_CONNS":
+			return "8"
+		case "ARQ_READ_YOUR_WRITES_TIMEOUT", "ARQ_MIN_POSITION_TIMEOUT":
+			return "20s"
+		}
+		return ""
+	}
+	cfg, err := envConfig(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := open(ctx, cfg, cfg.logger(logs), registered())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if patch != nil {
+		patch(app)
+	}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, func(addr string) { ready <- addr }) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("server did not stop")
+			}
+			app.Close()
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		// The live topic of this database goes with it, as in startServerOn.
+		pc, err1 := pgx.ParseConfig(url)
+		opt, err2 := redis.ParseURL(cfg.RedisURL)
+		if err1 == nil && err2 == nil {
+			rdb := redis.NewClient(opt)
+			_ = rdb.Del(context.Background(), "arq:"+pc.Database+":events").Err()
+			_ = rdb.Close()
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	select {
+	case addr := <-ready:
+		return &loggedServer{server: &server{t: t, base: "http://" + addr, url: url, stop: stop}, logs: logs}
+	case err := <-done:
+		t.Fatalf("server exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return nil
+}
+
+// lines are the server's log lines, decoded.
+func (s *loggedServer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("a log line that is no JSON: %q", sc.Text())
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// where returns the log lines whose fields have the given values.
+func (s *loggedServer) where(t *testing.T, fields map[string]any) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range s.lines(t) {
+		match := true
+		for k, v := range fields {
+			if l[k] != v {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// isInternalProblem checks that r is the 500 problem that tells a client
+// nothing of the failure behind it, none of the words in secrets.
+func isInternalProblem(t *testing.T, r response, secrets ...string) {
+	t.Helper()
+	isProblem(t, r, 500, "")
+	if r.str("type") != "https://arq.dev/problems/internal" || r.str("title") != "Internal error" || r.str("detail") != "internal error" {
+		t.Fatalf("500 problem: %s", r.body)
+	}
+	for k := range r.json {
+		switch k {
+		case "type", "title", "status", "detail", "instance", "request_id":
+		default:
+			t.Errorf("500 problem has a field %q: %s", k, r.body)
+		}
+	}
+	for _, s := range secrets {
+		if strings.Contains(strings.ToLower(string(r.body)), strings.ToLower(s)) {
+			t.Errorf("500 problem gives away %q: %s", s, r.body)
+		}
+	}
+}
+
+// A read whose query Postgres refuses (its table is gone) answers a 500
+// problem that names no SQL, table or Postgres error; the error itself
+// goes to the log, with the request's id.
+func TestDatabaseFailureIsA500WithoutInternals(t *testing.T) {
+	t.Parallel()
+	s := startLoggedServer(t, nil, nil)
+	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "f", "name": "F"}))
+	s.must(200, s.do("GET", "/v1/users", nil))
+
+	pool := testdb.Pool(t, s.url)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `ALTER TABLE users RENAME TO users_taken_away`); err != nil {
+		t.Fatal(err)
+	}
+	r := s.do("GET", "/v1/users", nil, "X-Request-ID", "db-failure-1")
+	isInternalProblem(t, r, "relation", "users_taken_away", `\"users\"`, "SQLSTATE", "42P01", "select", "does not exist", "pgx", "postgres")
+	if r.str("request_id") != "db-failure-1" {
+		t.Fatalf("500 problem: %s", r.body)
+	}
+	// The cause is the missing table, and the log says so.
+	eventually(t, 10*time.Second, "the failure logged with its request id", func() (bool, error) {
+		for _, l := range s.where(t, map[string]any{"msg": "request failed", "request_id": "db-failure-1", "level": "ERROR"}) {
+			if err, _ := l["err"].(string); strings.Contains(err, "42P01") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	// Put back, the same read answers again.
+	if _, err := pool.Exec(ctx, `ALTER TABLE users_taken_away RENAME TO users`); err != nil {
+		t.Fatal(err)
+	}
+	if items := s.must(200, s.do("GET", "/v1/users", nil)).items(); len(items) != 1 {
+		t.Fatalf("users after the table came back: %v", items)
+	}
+}
+
+// panickingEntities panics on reads of users by id, as a bug in a handler
+// would.
+type panickingEntities struct{ api.EntityReader }
+
+func (p panickingEntities) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
+	if kind == readmodel.KindUser {
+		panic(fmt.Sprintf("secret-panic-value reading user %s", id))
+	}
+	return p.EntityReader.Encoded(ctx, kind, tenant, id)
+}
+
+// A handler that panics answers a 500 problem (not a dropped connection),
+// the panic and its stack go to the log, and the server goes on serving,
+// on the same connection too. The server is the real one; only its reader
+// of entities by id panics.
+func TestPanicInAHandlerIsRecovered(t *testing.T) {
+	t.Parallel()
+	s := startLoggedServer(t, nil, func(a *App) { a.entities = panickingEntities{a.entities} })
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+
+	r := s.do("GET", "/v1/users/"+uid, nil, "X-Request-ID", "rec-1")
+	isInternalProblem(t, r, "secret-panic-value", "panic", "goroutine", ".go:")
+	if r.str("request_id") != "rec-1" || r.header.Get("X-Request-ID") != "rec-1" {
+		t.Fatalf("recovered answer: %v %s", r.header, r.body)
+	}
+	eventually(t, 10*time.Second, "the panic logged with its stack", func() (bool, error) {
+		for _, l := range s.where(t, map[string]any{"msg": "panic", "request_id": "rec-1", "level": "ERROR"}) {
+			p, _ := l["panic"].(string)
+			stack, _ := l["stack"].(string)
+			if strings.Contains(p, "secret-panic-value") && strings.Contains(stack, "panickingEntities") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	// The server goes on: other reads, and the same one again.
+	s.must(200, s.do("GET", "/v1/sessions/"+sid, nil))
+	isInternalProblem(t, s.do("GET", "/v1/users/"+uid, nil), "secret-panic-value")
+}
+
+// Every request writes one JSON access log line with its method, path,
+// status, request id and duration.
+func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
+	t.Parallel()
+	s := startLoggedServer(t, nil, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post")).str("id")
+	s.must(200, s.do("GET", "/v1/users/"+uid+"?x=1", nil, "X-Request-ID", "log-get"))
+	s.must(404, s.do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
+	// Without an X-Request-ID, the one the server made and echoed.
+	made := s.must(200, s.do("GET", "/healthz", nil)).header.Get("X-Request-ID")
+	if made == "" {
+		t.Fatal("no request id echoed")
+	}
+	for _, want := range []struct {
+		id, method, path string
+		status           float64
+	}{
+		{"log-post", "POST", "/v1/users", 201},
+		{"log-get", "GET", "/v1/users/" + uid, 200},
+		{"log-404", "GET", "/v1/nowhere", 404},
+		{made, "GET", "/healthz", 200},
+	} {
+		var lines []map[string]any
+		eventually(t, 10*time.Second, "access log line of "+want.id, func() (bool, error) {
+			lines = s.where(t, map[string]any{"msg": "request", "request_id": want.id})
+			return len(lines) > 0, nil
+		})
+		if len(lines) != 1 {
+			t.Fatalf("%d access log lines for request %s: %v", len(lines), want.id, lines)
+		}
+		l := lines[0]
+		d, isNum := l["duration_ms"].(float64)
+		if l["level"] != "INFO" || l["method"] != want.method || l["path"] != want.path || l["status"] != want.status || !isNum || d < 0 || l["time"] == nil {
+			t.Errorf("access log line of %s: %v; want %s %s %v with a duration", want.id, l, want.method, want.path, want.status)
+		}
+	}
+}
+
+// Without ARQ_ADMIN_KEY the server says at start, as a warning, that the
+// API is open to every caller; with one, it does not.
+func TestOpenModeIsWarnedAtStart(t *testing.T) {
+	t.Parallel()
+	warnings := func(s *loggedServer) (n int) {
+		for _, l := range s.where(t, map[string]any{"level": "WARN"}) {
+			if msg, _ := l["msg"].(string); strings.Contains(msg, "ARQ_ADMIN_KEY") && strings.Contains(msg, "OPEN") {
+				n++
+			}
+		}
+		return n
+	}
+	open := startLoggedServer(t, nil, nil)
+	// Said before the server listens, once, however many requests come.
+	if n := warnings(open); n != 1 {
+		t.Fatalf("open mode: %d warnings at start, want 1; log:\n%s", n, open.logs.String())
+	}
+	open.must(200, open.do("GET", "/v1/users", nil))
+	open.must(200, open.do("GET", "/v1/users", nil))
+	if n := warnings(open); n != 1 {
+		t.Fatalf("open mode: %d warnings after two requests, want 1", n)
+	}
+	closed := startLoggedServer(t, map[string]string{"ARQ_ADMIN_KEY": "test-admin-key-0123456789"}, nil)
+	closed.must(401, closed.do("GET", "/v1/users", nil))
+	if n := warnings(closed); n != 0 {
+		t.Fatalf("with an admin key: %d open-mode warnings", n)
+	}
+}
