@@ -73,7 +73,7 @@ func engine(d Deps) *gin.Engine {
 	if d.Metrics == nil {
 		d.Metrics = metrics.New()
 	}
-	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), Recover(), AccessLog(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
+	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), AccessLog(), Recover(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
 		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))

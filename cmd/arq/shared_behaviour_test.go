@@ -239,6 +239,11 @@ func TestPanicInAHandlerIsRecovered(t *testing.T) {
 		}
 		return false, nil
 	})
+	// The access log has the request too, with the status it answered.
+	eventually(t, 10*time.Second, "the access log line of the panicking request", func() (bool, error) {
+		lines := s.where(t, map[string]any{"msg": "request", "request_id": "rec-1"})
+		return len(lines) == 1 && lines[0]["status"] == float64(500), nil
+	})
 	// The server goes on: other reads, and the same one again.
 	s.must(200, s.do("GET", "/v1/sessions/"+sid, nil))
 	isInternalProblem(t, s.do("GET", "/v1/users/"+uid, nil), "secret-panic-value")
