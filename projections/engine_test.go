@@ -535,3 +535,49 @@ func TestStopWhileApplyingAppliesTheEventOnce(t *testing.T) {
 		return st[0].Behind == 0 && count(t, e.pool, `SELECT count(*) FROM halted`) == 1, nil
 	})
 }
+
+// A projection whose connection dies while it applies an event (the
+// server restarted, an operator ended the backend) tries the batch again
+// until it goes through, however many times that takes: it never stops
+// on such an error, and applies every event once.
+func TestDroppedConnectionsNeverStopAProjection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	createApplied(t, e.pool, "dropped")
+	e.appendN(t, 2, 3)
+	if _, err := e.store.Append(ctx, eventstore.Stream{ID: "s-0", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "cut"}); err != nil {
+		t.Fatal(err)
+	}
+	e.appendN(t, 2, 3)
+	const cuts = 6 // more than the attempts an event gets (3)
+	var mu sync.Mutex
+	done := 0
+	cut := func(ctx context.Context, tx projections.Tx, ev eventstore.Recorded) error {
+		if ev.Type != "cut" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if done == cuts {
+			return nil
+		}
+		done++
+		var ok bool
+		return tx.QueryRow(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`).Scan(&ok)
+	}
+	e.startWith(t, projections.Config{RetryDelay: 5 * time.Millisecond}, applied{name: "dropped", block: cut})
+
+	eventually(t, 30*time.Second, "every event applied", func() (bool, error) {
+		return count(t, e.pool, `SELECT count(*) FROM dropped`) == 13, nil
+	})
+	st, err := projections.Statuses(ctx, e.pool, []string{"dropped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if st[0].State != projections.StateRunning || done != cuts {
+		t.Fatalf("status %+v after %d dropped connections, want running after %d", st[0], done, cuts)
+	}
+}

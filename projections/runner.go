@@ -29,6 +29,26 @@ type runner struct {
 	// careful is set after a fast-mode batch failed: the next batch is
 	// applied event by event, each in its own savepoint with retries.
 	careful atomic.Bool
+	// transientDelay is the pause before the batch is read again after
+	// the last of a run of passing errors (see transient); 0 after a
+	// success. Only the projection's loop touches it.
+	transientDelay time.Duration
+}
+
+// maxTransientDelay bounds the pause between tries of a batch that failed
+// on passing errors.
+const maxTransientDelay = 5 * time.Second
+
+// transientWait returns the pause before the next try of a batch that
+// failed on a passing error: RetryDelay first, doubling up to
+// maxTransientDelay.
+func (r *runner) transientWait() time.Duration {
+	if r.transientDelay == 0 {
+		r.transientDelay = r.engine.cfg.RetryDelay
+	} else {
+		r.transientDelay = min(2*r.transientDelay, maxTransientDelay)
+	}
+	return r.transientDelay
 }
 
 // consume applies the subscriber's messages in turn, until it closes.
@@ -85,18 +105,44 @@ func (r *runner) handle(msg *message.Message) error {
 			tx.mu.Unlock()
 			return fmt.Errorf("apply %s: %w", rec.EventID, errTxEnded)
 		}
+		if tx.failed != nil {
+			// Doomed by a passing error: acked, and rolled back with
+			// the rest of the batch at its commit.
+			tx.mu.Unlock()
+			r.inBatch.Add(1)
+			return nil
+		}
 		err = applyCareful(ctx, tx, r.p, rec)
 		if err == nil {
 			tx.last = rec.Cursor()
 		}
 		tx.mu.Unlock()
 		if err == nil {
+			r.transientDelay = 0
 			r.inBatch.Add(1)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("apply %s: %w", rec.EventID, ctx.Err())
 		}
+		if transient(err) {
+			// The connection or the server failed, not the event: the
+			// batch is doomed (its commit fails, the subscriber rolls it
+			// back) and read again, event by event, after a pause that
+			// grows while the failures last.
+			wait := r.transientWait()
+			r.log.Warn("event failed on a passing error; the batch is tried again", "event_id", rec.EventID, "position", rec.Position, "retry_in", wait, "err", err)
+			tx.mu.Lock()
+			tx.fail(err)
+			tx.mu.Unlock()
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+			r.inBatch.Add(1)
+			return nil
+		}
+		r.transientDelay = 0
 		if attempt >= r.engine.cfg.Attempts {
 			return r.stop(ctx, rec, err)
 		}
@@ -116,10 +162,23 @@ func (r *runner) handle(msg *message.Message) error {
 // checkpoint rests just before the failing event.
 func (r *runner) stop(ctx context.Context, rec eventstore.Recorded, cause error) error {
 	r.log.Error("projection stopped at failing event", "event_id", rec.EventID, "position", rec.Position, "event_type", rec.Type, "err", cause)
-	if err := setStopped(context.WithoutCancel(ctx), r.engine.pool, r.p.Name(), rec, cause); err != nil {
-		r.log.Error("record projection stop", "err", err)
-	}
 	go r.sub.Close()
+	// The stop is what /readyz and 'arq projections status' read: it is
+	// recorded, also when the database refuses at first, until the
+	// engine stops.
+	for wait := r.engine.cfg.RetryDelay; ; wait = min(2*wait, maxTransientDelay) {
+		err := setStopped(context.WithoutCancel(ctx), r.engine.pool, r.p.Name(), rec, cause)
+		if err == nil {
+			break
+		}
+		r.log.Error("record projection stop; trying again", "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	<-ctx.Done()
 	return fmt.Errorf("projection %s stopped at event %s: %w", r.p.Name(), rec.EventID, cause)
 }

@@ -204,12 +204,23 @@ func (a *App) runParts(ctx context.Context, withEngine bool, fail func(error)) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := a.engine.Run(ctx)
-			switch {
-			case err != nil:
-				fail(fmt.Errorf("projections: %w", err))
-			case ctx.Err() == nil:
-				fail(errors.New("every projection stopped on a failing event; see 'arq projections status'"))
+			// An engine that could not start (the database refused a
+			// statement) starts again, after a pause that grows.
+			for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+				err := a.engine.Run(ctx)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err == nil:
+					fail(errors.New("every projection stopped on a failing event; see 'arq projections status'"))
+					return
+				}
+				a.log.Error("projections failed to run; starting them again", "retry_in", wait, "err", err)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 	}
