@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arq-memory/arq/internal/testdb"
@@ -99,17 +98,17 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 	}
 	t.Cleanup(func() {
 		stop()
-		// The live topic of this database goes with it (the machine's Redis
+		// The live topic of this deployment goes with it (the machine's Redis
 		// is shared and kept between runs).
 		redisURL := getenv("ARQ_REDIS_URL")
 		if redisURL == "" {
 			redisURL = defaultConfig().RedisURL
 		}
-		cfg, err1 := pgx.ParseConfig(url)
-		opt, err2 := redis.ParseURL(redisURL)
-		if err1 == nil && err2 == nil {
+		topic := liveTopicOf(url)
+		opt, err := redis.ParseURL(redisURL)
+		if topic != "" && err == nil {
 			rdb := redis.NewClient(opt)
-			_ = rdb.Del(context.Background(), "arq:"+cfg.Database+":events").Err()
+			_ = rdb.Del(context.Background(), topic).Err()
 			_ = rdb.Close()
 		}
 		if t.Failed() {

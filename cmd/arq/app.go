@@ -53,8 +53,9 @@ type App struct {
 	// and the workers that record snapshots and make summaries.
 	cache    *cache.Cache
 	entities api.EntityReader
-	// dbName keeps apart the Redis keys of databases sharing one Redis.
-	dbName      string
+	// namespace keeps apart the Redis keys and live topics of deployments
+	// sharing one Redis (see redisNamespace).
+	namespace   string
 	hub         *live.Hub
 	relay       *live.Relay
 	feed        func(context.Context) error
@@ -140,12 +141,7 @@ func open(ctx context.Context, cfg Config, log *slog.Logger, ps []projections.Pr
 		a.Close()
 		return nil, err
 	}
-	a.dbName = pcfg.ConnConfig.Database
-	a.entities = a.reader
-	if cfg.CacheEntities {
-		a.entities = cache.NewEntities(a.reader, a.cache, pcfg.ConnConfig.Database)
-	}
-	if err := a.wireLive(pcfg.ConnConfig.Database); err != nil {
+	if err := a.wireRedis(ctx, pcfg.ConnConfig.Database); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -259,7 +255,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.dbName, Entities: a.entities, Store: a.store, Live: a.hub,
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.namespace, Entities: a.entities, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 				Rebuilds: rebuilds, Stopping: stopping,
 			},

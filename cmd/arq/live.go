@@ -13,11 +13,12 @@ import (
 	"github.com/arq-memory/arq/live"
 )
 
-// wireLive connects live updates: a relay publishing the log to a Redis
-// Streams topic of this database, and a fan-out subscriber feeding this
-// instance's hub. Redis being down at start is no error: the relay then
-// delivers in this instance, and both recover when Redis does.
-func (a *App) wireLive(database string) error {
+// wireLive connects live updates: a relay publishing the log to the Redis
+// Streams topic of this deployment (namespace, see redisNamespace), and a
+// fan-out subscriber feeding this instance's hub. Redis being down at
+// start is no error: the relay then delivers in this instance, and both
+// recover when Redis does.
+func (a *App) wireLive(namespace string) error {
 	a.hub = live.NewHub()
 	opt, err := redis.ParseURL(a.cfg.RedisURL)
 	if err != nil {
@@ -43,9 +44,9 @@ func (a *App) wireLive(database string) error {
 	if err != nil {
 		return fmt.Errorf("live subscriber: %w", err)
 	}
-	// One topic per database, so deployments (and tests) sharing a Redis
-	// never see each other's events.
-	topic := "arq:" + database + ":events"
+	// One topic per deployment (see redisNamespace), so deployments (and
+	// tests) sharing a Redis never see each other's events.
+	topic := liveTopic(namespace)
 	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
 	a.feed = func(ctx context.Context) error { return live.Feed(ctx, sub, topic, a.hub) }
 	a.closeLive = func() {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arq-memory/arq/api"
@@ -87,12 +86,10 @@ func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *l
 	}
 	t.Cleanup(func() {
 		stop()
-		// The live topic of this database goes with it, as in startServerOn.
-		pc, err1 := pgx.ParseConfig(url)
-		opt, err2 := redis.ParseURL(cfg.RedisURL)
-		if err1 == nil && err2 == nil {
+		// The live topic of this deployment goes with it, as in startServerOn.
+		if opt, err := redis.ParseURL(cfg.RedisURL); err == nil {
 			rdb := redis.NewClient(opt)
-			_ = rdb.Del(context.Background(), "arq:"+pc.Database+":events").Err()
+			_ = rdb.Del(context.Background(), liveTopic(app.namespace)).Err()
 			_ = rdb.Close()
 		}
 		if t.Failed() {
