@@ -42,7 +42,8 @@ type Entities struct {
 }
 
 // NewEntities reads src through c. namespace keeps apart the entries of
-// databases sharing one Redis (the database's name).
+// deployments sharing one Redis (the database's name and identity; see
+// redisNamespace in cmd/arq).
 func NewEntities(src EntitySource, c *Cache, namespace string) *Entities {
 	return &Entities{src: src, cache: c, prefix: "arq:" + namespace + ":ent:" + entityShape + ":", now: time.Now}
 }

@@ -1,14 +1,24 @@
 package main
 
-import "github.com/jackc/pgx/v5"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // liveTopicOf is the live topic of the deployment on the database at url,
 // for tests that delete it when they end (the machine's Redis is shared
 // and kept between runs); "" when it cannot be read.
 func liveTopicOf(url string) string {
-	cfg, err := pgx.ParseConfig(url)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return ""
 	}
-	return liveTopic(redisNamespace(cfg.Database))
+	defer conn.Close(ctx)
+	id, err := deploymentID(ctx, conn)
+	if err != nil {
+		return ""
+	}
+	return liveTopic(redisNamespace(conn.Config().Database, id))
 }

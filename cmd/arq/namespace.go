@@ -2,15 +2,40 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/arq-memory/arq/cache"
 )
 
+// deploymentID reads the identity the database was given when it was first
+// migrated (migration 00021): the same for every process on it and across
+// restarts, another for every other database that was migrated apart.
+func deploymentID(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (string, error) {
+	var id string
+	err := db.QueryRow(ctx, `SELECT id::text FROM deployment`).Scan(&id)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return "", fmt.Errorf("read deployment identity: the database is not migrated (run arq migrate): %w", err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read deployment identity: %w", err)
+	}
+	return id, nil
+}
+
 // redisNamespace is the part of every Redis key and of the live topic that
-// keeps apart the deployments sharing one Redis: the name of the
-// database. It is the one place that format is made.
-func redisNamespace(database string) string {
-	return database
+// keeps apart the deployments sharing one Redis: the database's name, for
+// the operator, and its identity, because the name alone is the same
+// (arq, by default) for deployments on different Postgres clusters. It is
+// the one place that format is made.
+func redisNamespace(database, id string) string {
+	return database + ":" + id
 }
 
 // liveTopic is the Redis Streams topic of the deployment namespace names.
@@ -21,8 +46,12 @@ func liveTopic(namespace string) string {
 // wireRedis connects the parts that keep keys in Redis (the entity cache,
 // live updates) under this deployment's namespace; database is the name
 // of the database the app is connected to.
-func (a *App) wireRedis(_ context.Context, database string) error {
-	a.namespace = redisNamespace(database)
+func (a *App) wireRedis(ctx context.Context, database string) error {
+	id, err := deploymentID(ctx, a.pool)
+	if err != nil {
+		return err
+	}
+	a.namespace = redisNamespace(database, id)
 	a.entities = a.reader
 	if a.cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, a.namespace)

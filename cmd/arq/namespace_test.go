@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/migrations"
+)
+
+// Two deployments on different Postgres clusters whose databases have the
+// same name (the default, arq) and which share one Redis: one cluster
+// cannot hold two databases of one name, so these tests give two databases
+// the same name where the app takes it (wireRedis), which is all the name
+// does there.
+
+// unmadeDatabase returns the URL of a database that does not exist yet on
+// the test server, dropped when the test ends if something made it.
+func unmadeDatabase(t *testing.T) string {
+	t.Helper()
+	name := "arq_ns_" + strings.ToLower(ulid.Make().String())
+	t.Cleanup(func() {
+		ctx := context.Background()
+		admin, err := pgx.Connect(ctx, testdb.AdminURL())
+		if err != nil {
+			t.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return testdb.URLFor(name)
+}
+
+// migratedDatabase returns the URL of a database made and migrated as
+// `arq migrate` makes one, not copied from testdb's template: each is a
+// deployment of its own.
+func migratedDatabase(t *testing.T) string {
+	t.Helper()
+	url := unmadeDatabase(t)
+	ctx := context.Background()
+	if err := migrations.EnsureDatabase(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Apply(ctx, url, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// namedAs rewires an app's Redis parts as if its database were named
+// database.
+func namedAs(t *testing.T, database string) func(*App) {
+	return func(a *App) {
+		a.closeLive()
+		if err := a.wireRedis(context.Background(), database); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// openApp opens the app as a command does, without serving.
+func openApp(t *testing.T, url string) *App {
+	t.Helper()
+	cfg, err := envConfig(func(k string) string {
+		switch k {
+		case "ARQ_DATABASE_URL":
+			return url
+		case "ARQ_DB_MAX_CONNS":
+			return "2"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), registered())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// Every process on one database, and every restart, has one namespace, so
+// they share caches and the live topic; another database named alike has
+// another, and the topic and cache keys carry it.
+func TestDeploymentNamespace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	one, other := migratedDatabase(t), migratedDatabase(t)
+	first, second, elsewhere := openApp(t, one), openApp(t, one), openApp(t, other)
+	for _, a := range []*App{first, second, elsewhere} {
+		namedAs(t, "arq")(a)
+	}
+	if first.namespace != second.namespace {
+		t.Fatalf("two processes on one database: namespaces %q and %q", first.namespace, second.namespace)
+	}
+	if first.namespace == elsewhere.namespace {
+		t.Fatalf("two databases named arq share the namespace %q", first.namespace)
+	}
+	if !strings.HasPrefix(first.namespace, "arq:") {
+		t.Errorf("namespace %q does not name the database", first.namespace)
+	}
+	if topic := liveTopic(first.namespace); topic != "arq:"+first.namespace+":events" {
+		t.Errorf("live topic %q", topic)
+	}
+
+	// Migrating again, as every `arq serve` does, and restarting keep it.
+	if err := migrations.Apply(ctx, one, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	again := openApp(t, one)
+	namedAs(t, "arq")(again)
+	if again.namespace != second.namespace {
+		t.Fatalf("after a restart: namespace %q, was %q", again.namespace, second.namespace)
+	}
+}
+
+// An SSE client of one deployment gets its own events only, and all of
+// them, while another deployment whose database has the same name
+// publishes through the same Redis.
+func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
+	t.Parallel()
+	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs(t, "arq"))
+	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs(t, "arq"))
+	const path = "/v1/events/stream?type=user.registered"
+	fromA, fromB := a.subscribe(t, path), b.subscribe(t, path)
+	ownA, ownB := map[string]bool{}, map[string]bool{}
+	register := func(s *loggedServer, own map[string]bool) string {
+		id := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": ulid.Make().String(), "name": "N"})).str("id")
+		own[id] = true
+		return id
+	}
+	// next reads events until want, failing on one not of own (another
+	// deployment's) or when the stream ends (its client told it lagged).
+	// Before want come only own events registered earlier.
+	next := func(events <-chan sseEvent, own map[string]bool, want, what string) {
+		t.Helper()
+		await(t, events, what, func(ev sseEvent) bool {
+			id := dataField(ev, "user_id")
+			if !own[id] {
+				t.Fatalf("%s: the client got %s %v, not of its deployment", what, ev.event, ev.data)
+			}
+			return id == want
+		})
+	}
+	// warmUp registers users until one reaches the client: then the
+	// relay has started (it relays from the log's head when it first
+	// starts) and the feed reads the topic (it reads from the messages
+	// after it subscribed).
+	warmUp := func(s *loggedServer, events <-chan sseEvent, own map[string]bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			register(s, own)
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatalf("%s: the stream ended", what)
+				}
+				if !own[dataField(ev, "user_id")] {
+					t.Fatalf("%s: the client got %s %v, not of its deployment", what, ev.event, ev.data)
+				}
+				return
+			case <-time.After(time.Second):
+				// Not relayed yet, or published before the feed read.
+			}
+		}
+		t.Fatalf("%s: no event reached the client within 20s", what)
+	}
+	warmUp(a, fromA, ownA, "A warming up")
+	warmUp(b, fromB, ownB, "B warming up")
+	// B's event is on B's topic before A appends again: were the topics
+	// one, A's client would get it before A's own next event, or be told
+	// it lagged.
+	next(fromB, ownB, register(b, ownB), "B's user, on B")
+	next(fromA, ownA, register(a, ownA), "A's next user, on A")
+}
+
+// Databases filled by `arq import` keep the ids of the log they were
+// filled from, so two filled from one export have the same sessions at the
+// same generations, and their context windows the same keys: sharing one
+// Redis, each serves the windows of its own messages.
+func TestImportedCopiesNamedAlikeServeTheirOwnWindows(t *testing.T) {
+	t.Parallel()
+	origin := startServer(t, nil)
+	uid := origin.must(201, origin.do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "W"})).str("id")
+	sid := origin.must(201, origin.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	origin.must(201, origin.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before the copies"}))
+	code, dump, errOut := runCLI(t, origin.url, "export", "--quiet")
+	if code != 0 {
+		t.Fatalf("export: %d %s", code, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "log.ndjson")
+	if err := os.WriteFile(file, []byte(dump), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	imported := func() *loggedServer {
+		url := unmadeDatabase(t)
+		if code, _, errOut := runCLI(t, url, "import", "--quiet", file); code != 0 {
+			t.Fatalf("import: %d %s", code, errOut)
+		}
+		return startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs(t, "arq"))
+	}
+	a, b := imported(), imported()
+	last := func(s *loggedServer, content string) {
+		t.Helper()
+		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000", nil))
+		var win window
+		if err := json.Unmarshal(r.body, &win); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(win.Messages); n == 0 || win.Messages[n-1].Content != content {
+			t.Fatalf("window of a copy whose last message is %q (cache %s): %s", content, r.header.Get("X-Arq-Cache"), r.body)
+		}
+	}
+	last(a, "only in copy A")
+	last(b, "only in copy B")
+}
