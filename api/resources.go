@@ -35,8 +35,10 @@ type Resources struct {
 	History *history.Reader
 	// Cache keeps context windows in Redis; nil reads Postgres alone.
 	Cache *cache.Cache
-	// CacheNamespace keeps apart the cached windows of databases that
-	// share one Redis (their ids can coincide: an imported copy).
+	// CacheNamespace keeps apart the cached windows of deployments that
+	// share one Redis (their ids can coincide: an imported copy; so can
+	// their database names, on different clusters): the database's name
+	// and identity (see cmd/arq/namespace.go).
 	CacheNamespace string
 	// Entities reads users, sessions, messages and memories by id (through
 	// a cache, when one is wired); nil reads them with Reader.
