@@ -19,9 +19,11 @@ import (
 )
 
 // BindJSON decodes the request's JSON body into dst: only
-// application/json (415 otherwise), no unknown fields (422 naming them),
-// malformed JSON or a body that is no object (null too) is 400, a value
-// of the wrong type 422 naming its field, a body over the limit 413.
+// application/json (415 otherwise); no unknown fields, names matching by
+// case only included, and no key given twice in one object, metadata too
+// (422 naming them; see strictKeys); malformed JSON or a body that is no
+// object (null too) is 400, a value of the wrong type 422 naming its
+// field, a body over the limit 413.
 func BindJSON(c *gin.Context, dst any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
@@ -39,8 +41,11 @@ func BindJSON(c *gin.Context, dst any) error {
 	if string(bytes.Trim(raw, " \t\r\n")) == "null" {
 		return errorf(ErrBadJSON, "the body must be a JSON object")
 	}
+	if err := strictKeys(raw, reflect.TypeOf(dst)); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
+	dec.DisallowUnknownFields() // still: strictKeys passes what is not JSON
 	if err := dec.Decode(dst); err != nil {
 		return fieldError(err, raw)
 	}

@@ -102,11 +102,14 @@ func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	if reordered.header.Get("Idempotent-Replayed") != "true" || reordered.str("id") != fixed.str("id") {
 		t.Fatalf("retry with the keys reordered: %s %v", reordered.body, reordered.header)
 	}
-	// Keys equal but for case decode to the last of them: in another order
-	// they are another request.
+	// Keys equal but for case are refused, in either order (field names
+	// are case-sensitive), so neither is kept as the key's answer.
 	sid := s.must(201, s.do("POST", "/v1/users/"+fixed.str("id")+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice","Content":"pay mallory"}`, "Idempotency-Key", "k-3"))
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","Content":"pay mallory","content":"pay alice"}`, "Idempotency-Key", "k-3"), 422, "")
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice","Content":"pay mallory"}`, "Idempotency-Key", "k-3"), 422, "Content")
+	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","Content":"pay mallory","content":"pay alice"}`, "Idempotency-Key", "k-3"), 422, "Content")
+	if m := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice"}`, "Idempotency-Key", "k-3")); m.str("content") != "pay alice" {
+		t.Fatalf("the key after refused input: %s", m.body)
+	}
 }
 
 func TestReadYourWritesAndPositions(t *testing.T) {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// problemFields maps each field a 422 names to its message.
+func problemFields(t *testing.T, r response) map[string]string {
+	t.Helper()
+	isProblem(t, r, 422, "")
+	out := map[string]string{}
+	errs, _ := r.json["errors"].([]any)
+	for _, e := range errs {
+		f, _ := e.(map[string]any)
+		field, _ := f["field"].(string)
+		msg, _ := f["message"].(string)
+		out[field] = msg
+	}
+	return out
+}
+
+// wantFields fails unless the 422 r names exactly the fields of want, each
+// with a message holding want's text.
+func wantFields(t *testing.T, r response, want map[string]string) {
+	t.Helper()
+	got := problemFields(t, r)
+	if len(got) != len(want) {
+		t.Fatalf("fields %v, want %v: %s", got, want, r.body)
+	}
+	for f, msg := range want {
+		if m, ok := got[f]; !ok || !strings.Contains(m, msg) {
+			t.Fatalf("field %q: %q, want a message with %q: %s", f, m, msg, r.body)
+		}
+	}
+}
+
+// A body's field names match exactly: a key that differs from a field only
+// by case is an unknown field, named in the 422 with the others, at any
+// depth where the body maps to a request's fields.
+func TestFieldNamesAreCaseSensitive(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
+
+	// Before: 201, storing content "b" (CONTENT and content both matched
+	// the field, the last won) with type and importance from Type and
+	// Importance.
+	r := s.do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","CONTENT":"a","content":"b","Importance":0.9}`)
+	wantFields(t, r, map[string]string{
+		"Type":       "is not a field of this request",
+		"CONTENT":    "is not a field of this request",
+		"Importance": "is not a field of this request",
+	})
+
+	// Unknown fields that match nothing are named with them.
+	r = s.do("POST", "/v1/users", `{"external_id":"bob","Name":"Bob","nick":"b"}`)
+	wantFields(t, r, map[string]string{"Name": "not a field", "nick": "not a field"})
+
+	// Each message of a batch maps to a message's fields.
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
+	r = s.do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a"},{"Role":"user","content":"b"}]}`)
+	wantFields(t, r, map[string]string{"messages[1].Role": "not a field"})
+
+	// Metadata is the client's: its keys are data, and keys differing by
+	// case are distinct and kept.
+	m := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"c","metadata":{"k":1,"K":2,"Content":{"x":1,"X":2}}}`))
+	md, _ := m.json["metadata"].(map[string]any)
+	inner, _ := md["Content"].(map[string]any)
+	if md["k"] != float64(1) || md["K"] != float64(2) || inner["x"] != float64(1) || inner["X"] != float64(2) {
+		t.Fatalf("metadata %v, want k, K, Content.x and Content.X kept apart: %s", md, m.body)
+	}
+
+	// What is not JSON is still a 400, unknown fields or not.
+	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","content":`), 400, "")
+}
+
+// A key given twice in one object is a 422 naming it, where encoding/json
+// would keep the last value: in a request's fields, in each message of a
+// batch, and in metadata (keys there are data, but which value a client
+// meant is unknown).
+func TestDuplicateKeysAreRefused(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "a", "importance": 0.1}))
+	mid := mem.str("id")
+
+	// Before: 200, importance 0.6.
+	r := s.do("PATCH", "/v1/memories/"+mid, `{"importance":0.5,"importance":0.6}`, "If-Match", `"1"`)
+	wantFields(t, r, map[string]string{"importance": "is given twice"})
+	got := s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
+	if got.num("importance") != 0.1 || got.num("version") != 1 {
+		t.Fatalf("a refused PATCH changed the memory: %s", got.body)
+	}
+
+	// Given three times, it is named once.
+	r = s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","content":"b","content":"c"}`)
+	wantFields(t, r, map[string]string{"content": "is given twice"})
+
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
+	r = s.do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a","content":"b"}]}`)
+	wantFields(t, r, map[string]string{"messages[0].content": "is given twice"})
+
+	r = s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","metadata":{"k":1,"k":2,"n":{"x":1,"x":2}}}`)
+	wantFields(t, r, map[string]string{"metadata.k": "is given twice", "metadata.n.x": "is given twice"})
+	r = s.do("PATCH", "/v1/users/"+uid, `{"metadata":{"plan":"pro","plan":"free"}}`, "If-Match", `"1"`)
+	wantFields(t, r, map[string]string{"metadata.plan": "is given twice"})
+}
