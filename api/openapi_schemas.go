@@ -20,6 +20,22 @@ func embedding() map[string]any {
 		"description": "the text's embedding (ARQ_EMBEDDING_DIM numbers); ranked by cosine similarity against embeddings of the same length"}
 }
 
+// described is schema s with a description.
+func described(s map[string]any, description string) map[string]any {
+	s["description"] = description
+	return s
+}
+
+// pastOnly marks a field only a read of the past has (?version= or
+// ?as_of=, folded from the log): a live read of an entity that is gone
+// answers 404 instead.
+const pastOnly = "only in a read by version or as_of: "
+
+// withUser is the deleted_with_user field of what a user's deletion ends.
+func withUser() map[string]any {
+	return described(boolean(), "only in a read by as_of: whether the user had been deleted by then, which ended this with them (a read by version shows it as it was)")
+}
+
 func obj(required []string, props map[string]any) map[string]any {
 	o := map[string]any{"type": "object", "properties": props}
 	if len(required) > 0 {
@@ -66,19 +82,23 @@ func schemas() map[string]any {
 			"messages": map[string]any{"type": "array", "description": "of a message append: each message's id and seq",
 				"items": obj([]string{"id", "seq"}, map[string]any{"id": str(), "seq": integer()})}}),
 
-		"User":         resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
+		"User": resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object(),
+			"deleted": described(boolean(), pastOnly+"whether the user had been deleted by then")}),
 		"UserList":     listOf("User"),
 		"RegisterUser": obj([]string{"external_id", "name"}, map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
 		"UpdateUser":   obj(nil, map[string]any{"name": str(), "email": str(), "metadata": object()}),
 
-		"Session":          resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(), "status": enum("open", "closed", "expired", "deleted"), "expires_at": strf("date-time"), "message_count": integer()}),
+		"Session": resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(),
+			"status":     described(enum("open", "closed", "expired", "deleted"), "deleted only in a read by as_of after the user's deletion"),
+			"expires_at": strf("date-time"), "message_count": integer(), "deleted_with_user": withUser()}),
 		"SessionWithToken": map[string]any{"allOf": []any{ref("Session"), obj([]string{"token"}, map[string]any{"token": str()})}},
 		"SessionList":      listOf("Session"),
 		"StartSession":     obj(nil, map[string]any{"title": str(), "metadata": object(), "ttl_seconds": integer()}),
 		"ExtendSession":    obj([]string{"ttl_seconds"}, map[string]any{"ttl_seconds": integer()}),
 		"ValidateSession":  obj([]string{"token"}, map[string]any{"token": str()}),
 
-		"Message":        resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer(), "embedding_dim": integer()}),
+		"Message": resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer(), "embedding_dim": integer(),
+			"redacted": described(boolean(), pastOnly+"whether the message had been deleted (redacted) by then"), "deleted_with_user": withUser()}),
 		"MessageList":    listOf("Message"),
 		"NewMessage":     obj([]string{"role", "content"}, message),
 		"AppendMessages": map[string]any{"oneOf": []any{ref("NewMessage"), obj([]string{"messages"}, map[string]any{"messages": array(ref("NewMessage"))})}},
@@ -88,7 +108,8 @@ func schemas() map[string]any {
 		"AppendedMessages": map[string]any{"oneOf": []any{ref("Message"), obj([]string{"messages"}, map[string]any{"messages": array(ref("Message"))})}},
 
 		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
-			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time"), "embedding_dim": integer()}),
+			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time"), "embedding_dim": integer(),
+			"deleted": described(boolean(), pastOnly+"whether the memory had been deleted by then, on its own or with its user"), "deleted_with_user": withUser()}),
 		"MemoryList": listOf("Memory"),
 
 		"WindowRequest": obj(nil, map[string]any{"max_tokens": integer(), "query": str(), "embedding": embedding(), "summary_share": number(), "memory_share": number()}),

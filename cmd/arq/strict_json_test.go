@@ -1,8 +1,11 @@
 package main
 
 import (
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // problemFields maps each field a 422 names to its message.
@@ -106,4 +109,108 @@ func TestDuplicateKeysAreRefused(t *testing.T) {
 	wantFields(t, r, map[string]string{"metadata.k": "is given twice", "metadata.n.x": "is given twice"})
 	r = s.do("PATCH", "/v1/users/"+uid, `{"metadata":{"plan":"pro","plan":"free"}}`, "If-Match", `"1"`)
 	wantFields(t, r, map[string]string{"metadata.plan": "is given twice"})
+}
+
+// declaredFields maps the properties the OpenAPI document declares for the
+// 200 of GET path (a template, "/v1/users/{id}") to their schemas,
+// through $ref and allOf.
+func declaredFields(t *testing.T, s *server, path string) map[string]map[string]any {
+	t.Helper()
+	doc := s.must(200, s.do("GET", "/openapi.json", nil))
+	components, _ := doc.json["components"].(map[string]any)
+	schemas, _ := components["schemas"].(map[string]any)
+	op := openAPIOperation(t, s, "get", path)
+	responses, _ := op["responses"].(map[string]any)
+	ok, _ := responses["200"].(map[string]any)
+	content, _ := ok["content"].(map[string]any)
+	media, _ := content["application/json"].(map[string]any)
+	out := map[string]map[string]any{}
+	var walk func(schema any)
+	walk = func(schema any) {
+		m, _ := schema.(map[string]any)
+		if ref, isRef := m["$ref"].(string); isRef {
+			m, _ = schemas[strings.TrimPrefix(ref, "#/components/schemas/")].(map[string]any)
+		}
+		all, _ := m["allOf"].([]any)
+		for _, part := range all {
+			walk(part)
+		}
+		props, _ := m["properties"].(map[string]any)
+		for k, p := range props {
+			out[k], _ = p.(map[string]any)
+		}
+	}
+	walk(media["schema"])
+	if len(out) == 0 {
+		t.Fatalf("GET %s declares no fields: %v", path, media)
+	}
+	return out
+}
+
+// A read of an entity, live or of its past (?version=, ?as_of=), answers
+// only fields its OpenAPI schema declares, with values its enums allow;
+// the fields only the past has (deleted, redacted, deleted_with_user) are
+// described there.
+func TestTimeTravelAnswersAreDeclared(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
+	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tea please"})).str("id")
+	gone := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my card number"})).str("id")
+	s.must(204, s.do("DELETE", "/v1/messages/"+gone, nil, "If-Match", `"1"`))
+	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes tea"})).str("id")
+
+	type read struct {
+		template, path string
+		want           map[string]any // values the read must have
+	}
+	check := func(reads []read) {
+		t.Helper()
+		for _, r := range reads {
+			declared := declaredFields(t, s, r.template)
+			got := s.must(200, s.do("GET", r.path, nil))
+			for k, v := range got.json {
+				schema, ok := declared[k]
+				if !ok {
+					t.Errorf("GET %s answers %q, which the schema of GET %s does not declare: %s", r.path, k, r.template, got.body)
+					continue
+				}
+				if enum, isEnum := schema["enum"].([]any); isEnum && !slices.Contains(enum, v) {
+					t.Errorf("GET %s answers %s %v, not one of %v", r.path, k, v, enum)
+				}
+				if _, past := r.want[k]; past {
+					if d, _ := schema["description"].(string); d == "" {
+						t.Errorf("%s of GET %s has no description of when it appears", k, r.template)
+					}
+				}
+			}
+			for k, want := range r.want {
+				if got.json[k] != want {
+					t.Errorf("GET %s: %s is %v, want %v: %s", r.path, k, got.json[k], want, got.body)
+				}
+			}
+		}
+	}
+	user, session, message, memory := "/v1/users/{id}", "/v1/sessions/{id}", "/v1/messages/{id}", "/v1/memories/{id}"
+	check([]read{
+		{user, "/v1/users/" + uid, nil},
+		{session, "/v1/sessions/" + sid, nil},
+		{message, "/v1/messages/" + msg, nil},
+		{memory, "/v1/memories/" + mem, nil},
+		{message, "/v1/messages/" + gone + "?version=2", map[string]any{"redacted": true}},
+	})
+
+	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	after := url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))
+	check([]read{
+		{user, "/v1/users/" + uid + "?version=1", map[string]any{"deleted": false}},
+		{user, "/v1/users/" + uid + "?as_of=" + after, map[string]any{"deleted": true}},
+		{session, "/v1/sessions/" + sid + "?version=1", nil},
+		{session, "/v1/sessions/" + sid + "?as_of=" + after, map[string]any{"deleted_with_user": true, "status": "deleted"}},
+		{message, "/v1/messages/" + msg + "?version=1", map[string]any{"redacted": false}},
+		{message, "/v1/messages/" + msg + "?as_of=" + after, map[string]any{"deleted_with_user": true, "redacted": false}},
+		{memory, "/v1/memories/" + mem + "?version=1", map[string]any{"deleted": false}},
+		{memory, "/v1/memories/" + mem + "?as_of=" + after, map[string]any{"deleted_with_user": true, "deleted": true}},
+	})
 }
