@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -276,64 +277,79 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 	env := map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
 	url := testdb.New(t)
 	servers := []*server{startServerOn(t, url, env), startServerOn(t, url, env)}
+	n := 0
 	register := func(name string) string {
+		n++
+		name = fmt.Sprintf("%s-%d", name, n)
 		return servers[0].must(201, servers[0].do("POST", "/v1/users", map[string]any{"external_id": name, "name": name})).str("id")
 	}
 	const path = "/v1/events/stream?type=user.registered"
-	streams := []<-chan sseEvent{servers[0].subscribe(t, path), servers[1].subscribe(t, path)}
-	u1 := register("u1")
-	last := make([]string, 2) // the id of the last event each client saw
-	for i, events := range streams {
-		last[i] = await(t, events, "u1", func(ev sseEvent) bool { return dataField(ev, "user_id") == u1 }).id
+	clients := []*collected{collect(servers[0].subscribe(t, path)), collect(servers[1].subscribe(t, path))}
+	// saw returns the first event of client c that match takes.
+	saw := func(c *collected, match func(sseEvent) bool) (sseEvent, bool) {
+		for _, ev := range c.events() {
+			if match(ev) {
+				return ev, true
+			}
+		}
+		return sseEvent{}, false
 	}
+	user := func(id string) func(sseEvent) bool {
+		return func(ev sseEvent) bool { return dataField(ev, "user_id") == id }
+	}
+	// registerUntil registers users until every client saw one of them,
+	// or saw what stop takes; it fails after a deadline.
+	registerUntil := func(what string, stop func(sseEvent) bool) {
+		ids := map[string]bool{}
+		deadline := time.Now().Add(30 * time.Second)
+		for !time.Now().After(deadline) {
+			ids[register(what)] = true
+			for wait := time.Now().Add(time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+				all := true
+				for _, c := range clients {
+					_, ok := saw(c, func(ev sseEvent) bool { return ids[dataField(ev, "user_id")] || stop(ev) })
+					all = all && ok
+				}
+				if all {
+					return
+				}
+			}
+		}
+		t.Fatalf("%s: not every client got an event within 30s", what)
+	}
+	// Both instances' feeds read the topic (a feed reads what is
+	// published after it subscribed).
+	registerUntil("warm-up", func(sseEvent) bool { return false })
+	u1 := register("u1")
+	last := make([]string, 2) // the id of the last event each client saw before the outage
+	eventually(t, 20*time.Second, "u1 at both clients", func() (bool, error) {
+		for i, c := range clients {
+			ev, ok := saw(c, user(u1))
+			if !ok {
+				return false, nil
+			}
+			last[i] = ev.id
+		}
+		return true, nil
+	})
 
 	stop()
 	u2 := register("u2")
 	// The relay's instance delivers u2 to its own clients once its
 	// publish failed; Redis comes back only then.
-	sawU2 := make([]bool, 2)
-	select {
-	case ev := <-streams[0]:
-		sawU2[0] = dataField(ev, "user_id") == u2
-	case ev := <-streams[1]:
-		sawU2[1] = dataField(ev, "user_id") == u2
-	case <-time.After(20 * time.Second):
-		t.Fatal("u2 reached no client while Redis was away")
-	}
-	if !sawU2[0] && !sawU2[1] {
-		t.Fatal("the first event while Redis was away was not u2")
-	}
+	eventually(t, 20*time.Second, "u2 at the relay's instance", func() (bool, error) {
+		_, ok0 := saw(clients[0], user(u2))
+		_, ok1 := saw(clients[1], user(u2))
+		return ok0 || ok1, nil
+	})
 	redisOn(t, port)
-	// Once Redis is back, events go through it to both instances again:
-	// register users until each client has had one of them, or was told
-	// it lagged.
-	deadline := time.Now().Add(20 * time.Second)
-	for i, events := range streams {
-		after := map[string]bool{}
-		var ev sseEvent
-	wait:
-		for {
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d: no event came through Redis after it was back", i)
-			}
-			after[register(fmt.Sprintf("after-%d", time.Now().UnixNano()))] = true
-			timeout := time.After(time.Second)
-			for {
-				select {
-				case ev = <-events:
-					sawU2[i] = sawU2[i] || dataField(ev, "user_id") == u2
-					if ev.event == "lagged" || after[dataField(ev, "user_id")] {
-						break wait
-					}
-					continue
-				case <-timeout:
-				}
-				break
-			}
-		}
-		if ev.event != "lagged" {
-			if !sawU2[i] {
-				t.Fatalf("client %d got %s without u2 and was not told it lagged", i, dataField(ev, "user_id"))
+	// Once Redis is back, events go through it to both instances again.
+	lagged := func(ev sseEvent) bool { return ev.event == "lagged" }
+	registerUntil("after", lagged)
+	for i, c := range clients {
+		if _, ok := saw(c, lagged); !ok {
+			if _, ok := saw(c, user(u2)); !ok {
+				t.Fatalf("client %d got later events without u2 and was not told it lagged: %v", i, c.events())
 			}
 			continue
 		}
@@ -345,4 +361,28 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 			t.Fatalf("client %d resumed with %+v, want u2 %s", i, first, u2)
 		}
 	}
+}
+
+// collected gathers the events of a stream as they come.
+type collected struct {
+	mu  sync.Mutex
+	evs []sseEvent
+}
+
+func collect(events <-chan sseEvent) *collected {
+	c := &collected{}
+	go func() {
+		for ev := range events {
+			c.mu.Lock()
+			c.evs = append(c.evs, ev)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *collected) events() []sseEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]sseEvent(nil), c.evs...)
 }
