@@ -135,7 +135,7 @@ func (s *Service) ExpireMemory(ctx context.Context, meta Meta, id string) (Resul
 }
 
 func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Memory) ([]domain.Event, error)) (Result, error) {
-	return retry(ctx, func() (Result, error) {
+	return s.serialized(ctx, domain.StreamID(domain.StreamMemory, id), func() (Result, error) {
 		m, err := s.loadMemory(ctx, id)
 		if err != nil {
 			return Result{}, err

@@ -163,7 +163,7 @@ func (s *Service) RedactMessage(ctx context.Context, meta Meta, id string, expec
 }
 
 func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Message) ([]domain.Event, error)) (Result, error) {
-	return retry(ctx, func() (Result, error) {
+	return s.serialized(ctx, domain.StreamID(domain.StreamMessage, id), func() (Result, error) {
 		m, ownVersion, err := s.loadMessage(ctx, id)
 		if err != nil {
 			return Result{}, err

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -68,6 +69,8 @@ type Service struct {
 	// message appends (see AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]
 	users    *lru.Cache[string, *domain.User]
+	// locks serialize the process's commands on one entity.
+	locks *streamLocks
 }
 
 // rememberedSessions bounds how many folded sessions a Service keeps.
@@ -78,22 +81,56 @@ func New(store *eventstore.Store, tokens domain.TokenCounter, messages MessageFi
 	// lru.New fails only for a size below 1.
 	sessions, _ := lru.New[string, *domain.Session](rememberedSessions)
 	users, _ := lru.New[string, *domain.User](rememberedSessions)
-	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions, users: users}
+	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions, users: users, locks: newStreamLocks()}
 }
 
-// maxRetries bounds how often a command reloads and decides again after
-// another writer changed its stream first.
-const maxRetries = 10
+// Bounds of retrying a command that lost its append to another writer.
+// The waits between tries grow from retryWait to maxRetryWait, each one
+// drawn between half and all of its bound, so that writers which collided
+// do not collide again in step. After retryBudget a command gives up.
+const (
+	retryWait    = 2 * time.Millisecond
+	maxRetryWait = 100 * time.Millisecond
+	retryBudget  = 10 * time.Second
+)
 
 // retry runs attempt until it succeeds, fails for another reason than a
-// version conflict, or has lost maxRetries races.
+// version conflict, or ctx ends or retryBudget passes while other writers
+// keep coming first. A conflict is the server's own business (the caller's
+// If-Match is checked by attempt and is ErrStale): a command that gives up
+// says that it changed nothing, and never names the stream or versions.
 func retry(ctx context.Context, attempt func() (Result, error)) (Result, error) {
+	giveUp := time.Now().Add(retryBudget)
 	for i := 0; ; i++ {
 		r, err := attempt()
-		if err == nil || !errors.Is(err, eventstore.ErrConflict) || i >= maxRetries || ctx.Err() != nil {
+		if err == nil || !errors.Is(err, eventstore.ErrConflict) {
 			return r, err
 		}
+		bound := min(retryWait<<min(i, 16), maxRetryWait)
+		wait := bound/2 + rand.N(bound/2+1)
+		if time.Now().Add(wait).After(giveUp) {
+			return Result{}, fmt.Errorf("%w: other changes kept coming first; nothing was changed, try again", eventstore.ErrConflict)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Result{}, fmt.Errorf("%w: nothing was changed (%w)", eventstore.ErrConflict, ctx.Err())
+		}
 	}
+}
+
+// serialized runs attempt as retry does, holding the lock of streamID
+// against the process's other commands on it (see streamLocks), so that
+// concurrent commands on one entity take turns rather than race.
+func (s *Service) serialized(ctx context.Context, streamID string, attempt func() (Result, error)) (Result, error) {
+	unlock, err := s.locks.lock(ctx, streamID)
+	if err != nil {
+		return Result{}, fmt.Errorf("wait for the changes before this one: %w", err)
+	}
+	defer unlock()
+	return retry(ctx, attempt)
 }
 
 // checkExpected turns a caller's If-Match into ErrStale when the entity is

@@ -80,7 +80,7 @@ func (s *Service) ExpireSession(ctx context.Context, meta Meta, id string) (Resu
 }
 
 func (s *Service) sessionCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Session) ([]domain.Event, error)) (Result, error) {
-	return retry(ctx, func() (Result, error) {
+	return s.serialized(ctx, domain.StreamID(domain.StreamSession, id), func() (Result, error) {
 		sess, err := s.loadSession(ctx, id)
 		if err != nil {
 			return Result{}, err

@@ -83,7 +83,7 @@ func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.Regist
 // UpdateUser changes a user's profile. expected, when set, is the version
 // the caller last saw (If-Match).
 func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateProfile) (Result, error) {
-	return retry(ctx, func() (Result, error) {
+	return s.serialized(ctx, domain.StreamID(domain.StreamUser, id), func() (Result, error) {
 		u, err := s.loadUser(ctx, id)
 		if err != nil {
 			return Result{}, err
@@ -101,7 +101,7 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected
 
 // DeleteUser deletes a user and releases its external id.
 func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
-	return retry(ctx, func() (Result, error) {
+	return s.serialized(ctx, domain.StreamID(domain.StreamUser, id), func() (Result, error) {
 		u, err := s.loadUser(ctx, id)
 		if err != nil {
 			return Result{}, err
