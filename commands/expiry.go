@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -40,48 +41,56 @@ func (x *Expirer) Run(ctx context.Context) error {
 	return passes(ctx, x.interval, x.log, "expiry pass", x.RunOnce)
 }
 
-// RunOnce expires what is due now and returns how many expiries it recorded.
+// dueBatch bounds how many entities of a kind a pass expires.
+const dueBatch = 500
+
+// RunOnce expires what is due now and returns how many expiries it
+// recorded. An entity that cannot be expired (its stream unreadable, or
+// other writers coming first for longer than a command retries) is logged
+// and left to the next pass, and the pass goes on with the others; the
+// error then sums up what failed. An expiry is never appended twice: each
+// one folds its entity afresh, and the domain refuses to expire an
+// expired one.
 func (x *Expirer) RunOnce(ctx context.Context) (int, error) {
 	now := x.svc.now()
-	n := 0
-	sessions, err := x.due.DueSessions(ctx, now, 500)
-	if err != nil {
-		return n, err
-	}
-	for _, id := range sessions {
-		ok, err := x.expire(ctx, func(ctx context.Context) (Result, error) { return x.svc.ExpireSession(ctx, expiryMeta, id) })
+	n, failed := 0, 0
+	var errs []error
+	for _, kind := range []struct {
+		what   string
+		due    func(context.Context, time.Time, int) ([]string, error)
+		expire func(context.Context, Meta, string) (Result, error)
+	}{
+		{"session", x.due.DueSessions, x.svc.ExpireSession},
+		{"memory", x.due.DueMemories, x.svc.ExpireMemory},
+	} {
+		ids, err := kind.due(ctx, now, dueBatch)
 		if err != nil {
-			return n, err
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("list due %ss: %w", kind.what, err))
+			continue
 		}
-		if ok {
-			n++
+		for _, id := range ids {
+			_, err := kind.expire(ctx, expiryMeta, id)
+			switch {
+			case err == nil:
+				n++
+			case ctx.Err() != nil:
+				return n, ctx.Err()
+			case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
+				// Expired, closed or deleted already (by another
+				// process, or the read model lags).
+			default:
+				if failed++; failed == 1 {
+					errs = append(errs, fmt.Errorf("expire %s %s: %w", kind.what, id, err))
+				}
+				x.log.Warn("expiry failed; the next pass tries again", "kind", kind.what, "id", id, "err", err)
+			}
 		}
 	}
-	memories, err := x.due.DueMemories(ctx, now, 500)
-	if err != nil {
-		return n, err
+	if failed > 1 {
+		errs = append(errs, fmt.Errorf("%d more expiries failed", failed-1))
 	}
-	for _, id := range memories {
-		ok, err := x.expire(ctx, func(ctx context.Context) (Result, error) { return x.svc.ExpireMemory(ctx, expiryMeta, id) })
-		if err != nil {
-			return n, err
-		}
-		if ok {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// expire runs one expiry; an entity already expired, closed or deleted
-// (another process, or the read model lagging) is no error.
-func (x *Expirer) expire(ctx context.Context, run func(context.Context) (Result, error)) (bool, error) {
-	_, err := run(ctx)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
-		return false, nil
-	}
-	return false, err
+	return n, errors.Join(errs...)
 }
