@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -108,7 +109,9 @@ type WindowRecord struct {
 // the context behind one: the window of the messages before seq, with
 // memories as they stood at at.
 type SnapshotSource interface {
-	DueSnapshots(ctx context.Context, limit int) ([]DueSnapshot, error)
+	// DueSnapshots returns up to limit due messages, oldest first but
+	// those in last after all others, leaving out those in skip.
+	DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]DueSnapshot, error)
 	WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (WindowRecord, error)
 }
 
@@ -117,8 +120,11 @@ type SnapshotSource interface {
 // at a random place in the list of due messages, and a message whose
 // snapshot is in the log already is passed over before its window is
 // computed, so processes seldom compute the same one. A message whose
-// window cannot be made backs off alone (up to maxBackoff) and
-// holds up no other; a pass ends at its third failure.
+// window cannot be made backs off alone (up to maxBackoff) and holds up
+// no other: the source leaves it out while it waits, and puts it after
+// the messages that never failed once its wait is over, so however many
+// fail, newer messages get their snapshots. A pass ends at its third
+// failure.
 type Snapshotter struct {
 	svc      *Service
 	src      SnapshotSource
@@ -143,15 +149,16 @@ func (x *Snapshotter) Run(ctx context.Context) error {
 
 // RunOnce records the snapshots due now and says how many it recorded.
 func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
-	due, err := x.src.DueSnapshots(ctx, 100)
+	// Messages waiting out a failure are left out; those past their wait
+	// come after every message that never failed.
+	now := time.Now()
+	waiting, failed := x.failures.split(now)
+	due, err := x.src.DueSnapshots(ctx, 100, waiting, failed)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	now := time.Now()
-	x.failures.split(now) // forgets the messages long past their wait
-	n, failures, start := 0, 0, rand.IntN(len(due))
-	for i := range due {
-		d := due[(start+i)%len(due)]
+	n, failures := 0, 0
+	for _, d := range retriedLast(due, failed) {
 		if x.failures.waiting(d.MessageID, now) {
 			continue
 		}
@@ -187,6 +194,29 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// retriedLast orders due for a pass: the messages that never failed, then
+// those in failed, each part from a random place on (round to its start),
+// so that processes running passes at once seldom take the same message.
+func retriedLast(due []DueSnapshot, failed []string) []DueSnapshot {
+	var fresh, retried []DueSnapshot
+	for _, d := range due {
+		if slices.Contains(failed, d.MessageID) {
+			retried = append(retried, d)
+		} else {
+			fresh = append(fresh, d)
+		}
+	}
+	out := make([]DueSnapshot, 0, len(due))
+	for _, part := range [][]DueSnapshot{fresh, retried} {
+		if len(part) == 0 {
+			continue
+		}
+		start := rand.IntN(len(part))
+		out = append(append(out, part[start:]...), part[:start]...)
+	}
+	return out
 }
 
 // passes runs pass at once and then every interval until ctx ends; a

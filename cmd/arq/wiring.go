@@ -48,8 +48,8 @@ type snapshotSource struct {
 	tokens domain.TokenCounter
 }
 
-func (s snapshotSource) DueSnapshots(ctx context.Context, limit int) ([]commands.DueSnapshot, error) {
-	due, err := s.r.DueSnapshots(ctx, limit)
+func (s snapshotSource) DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]commands.DueSnapshot, error) {
+	due, err := s.r.DueSnapshots(ctx, limit, skip, last)
 	out := make([]commands.DueSnapshot, len(due))
 	for i, d := range due {
 		out[i] = commands.DueSnapshot{MessageID: d.MessageID, SessionID: d.SessionID, Seq: d.Seq, At: d.CreatedAt}

@@ -216,10 +216,18 @@ type DueSnapshot struct {
 }
 
 // DueSnapshots returns up to limit assistant messages waiting for their
-// snapshot, oldest first.
-func (r *Reader) DueSnapshots(ctx context.Context, limit int) ([]DueSnapshot, error) {
+// snapshot, oldest first but those in last after all others; the
+// messages in skip are left out.
+func (r *Reader) DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]DueSnapshot, error) {
+	if skip == nil {
+		skip = []string{}
+	}
+	if last == nil {
+		last = []string{}
+	}
 	rows, err := r.db.Query(ctx, `SELECT message_id, session_id, user_id, seq, created_at FROM snapshots_due
-		ORDER BY created_at, message_id LIMIT $1`, limit)
+		WHERE message_id <> ALL ($2::text[])
+		ORDER BY message_id = ANY ($3::text[]), created_at, message_id LIMIT $1`, limit, skip, last)
 	if err != nil {
 		return nil, fmt.Errorf("read due snapshots: %w", err)
 	}
