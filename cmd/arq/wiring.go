@@ -25,12 +25,12 @@ func (f messageFinder) FindMessage(ctx context.Context, id string) (string, int,
 type dueFinder struct{ r *readmodel.Reader }
 
 func (f dueFinder) DueSessions(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	due, err := f.r.ExpiredSessions(ctx, now, limit)
+	due, err := f.r.ExpiredSessions(ctx, now, limit, nil, nil)
 	return ids(due), err
 }
 
 func (f dueFinder) DueMemories(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	due, err := f.r.ExpiredMemories(ctx, now, limit)
+	due, err := f.r.ExpiredMemories(ctx, now, limit, nil, nil)
 	return ids(due), err
 }
 

@@ -202,18 +202,39 @@ func (r *Reader) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// ExpiredSessions lists open sessions whose expiry time has passed.
-func (r *Reader) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]ExpiryDue, error) {
-	return r.due(ctx, `SELECT id, version FROM sessions WHERE status = 'open' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
+// ExpiredSessions lists up to limit open sessions whose expiry time has
+// passed; see dueExpiries for the order and for skip and last.
+func (r *Reader) ExpiredSessions(ctx context.Context, now time.Time, limit int, skip, last []string) ([]ExpiryDue, error) {
+	return r.dueExpiries(ctx, `sessions WHERE status = 'open' AND expires_at <= $1`, now, limit, skip, last)
 }
 
-// ExpiredMemories lists memories whose expiry time has passed.
-func (r *Reader) ExpiredMemories(ctx context.Context, now time.Time, limit int) ([]ExpiryDue, error) {
-	return r.due(ctx, `SELECT id, version FROM memories WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2`, now, limit)
+// ExpiredMemories lists up to limit memories whose expiry time has passed;
+// see dueExpiries for the order and for skip and last.
+func (r *Reader) ExpiredMemories(ctx context.Context, now time.Time, limit int, skip, last []string) ([]ExpiryDue, error) {
+	return r.dueExpiries(ctx, `memories WHERE expires_at <= $1`, now, limit, skip, last)
 }
 
-func (r *Reader) due(ctx context.Context, sql string, now time.Time, limit int) ([]ExpiryDue, error) {
-	rows, err := r.db.Query(ctx, sql, now, limit)
+// dueExpiries lists up to limit of the entities the filter from (a table
+// and a condition on $1, now) selects, by expiry time, but those in last
+// after all others; those in skip are left out. The expirer passes the
+// entities it failed on: those waiting out their failure as skip, those
+// past their wait as last, so failing ones cannot fill the page. Each part
+// is read along the due index on its own and at most limit long, so a
+// pass costs its page, not the backlog.
+func (r *Reader) dueExpiries(ctx context.Context, from string, now time.Time, limit int, skip, last []string) ([]ExpiryDue, error) {
+	if skip == nil {
+		skip = []string{}
+	}
+	if last == nil {
+		last = []string{}
+	}
+	rows, err := r.db.Query(ctx, `SELECT id, version FROM (
+			(SELECT id, version, expires_at, false AS retried FROM `+from+`
+				AND id <> ALL ($3::text[]) AND id <> ALL ($4::text[]) ORDER BY expires_at LIMIT $2)
+			UNION ALL
+			(SELECT id, version, expires_at, true FROM `+from+`
+				AND id = ANY ($4::text[]) AND id <> ALL ($3::text[]) ORDER BY expires_at LIMIT $2)) due
+		ORDER BY retried, expires_at, id LIMIT $2`, now, limit, skip, last)
 	if err != nil {
 		return nil, fmt.Errorf("list due expiries: %w", err)
 	}
