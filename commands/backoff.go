@@ -24,10 +24,15 @@ func newBackoffs(interval time.Duration) backoffs {
 }
 
 // fail records a failure of id and returns how long it now waits.
-func (b backoffs) fail(id string) time.Duration {
+func (b backoffs) fail(id string) time.Duration { return b.failAt(id, time.Now()) }
+
+// failAt records a failure of id at now, by the clock of the worker that
+// failed (the expirer's is the service's), and returns how long id now
+// waits.
+func (b backoffs) failAt(id string, now time.Time) time.Duration {
 	f := b.items[id]
 	f.delay = min(max(2*f.delay, 2*b.interval), maxBackoff)
-	f.next = time.Now().Add(f.delay)
+	f.next = now.Add(f.delay)
 	b.items[id] = f
 	return f.delay
 }

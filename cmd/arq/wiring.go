@@ -24,13 +24,13 @@ func (f messageFinder) FindMessage(ctx context.Context, id string) (string, int,
 // dueFinder lists due expiries from the read model for the expiry worker.
 type dueFinder struct{ r *readmodel.Reader }
 
-func (f dueFinder) DueSessions(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	due, err := f.r.ExpiredSessions(ctx, now, limit, nil, nil)
+func (f dueFinder) DueSessions(ctx context.Context, now time.Time, limit int, skip, last []string) ([]string, error) {
+	due, err := f.r.ExpiredSessions(ctx, now, limit, skip, last)
 	return ids(due), err
 }
 
-func (f dueFinder) DueMemories(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	due, err := f.r.ExpiredMemories(ctx, now, limit, nil, nil)
+func (f dueFinder) DueMemories(ctx context.Context, now time.Time, limit int, skip, last []string) ([]string, error) {
+	due, err := f.r.ExpiredMemories(ctx, now, limit, skip, last)
 	return ids(due), err
 }
 
