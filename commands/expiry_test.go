@@ -43,6 +43,37 @@ func (d dueMemories) DueMemories(_ context.Context, _ time.Time, limit int, skip
 	return out[:min(limit, len(out))], nil
 }
 
+// newExpiryService returns a command service over a fresh database whose
+// clock the test moves, and a user of it.
+func newExpiryService(t *testing.T) (*eventstore.Store, *commands.Service, *atomic.Int64, commands.Result) {
+	t.Helper()
+	store := eventstore.New(testdb.Pool(t, testdb.New(t)))
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := new(atomic.Int64)
+	clock.Store(time.Now().UnixNano())
+	svc := commands.New(store, tc, noFinder{}, func() time.Time { return time.Unix(0, clock.Load()) })
+	u, err := svc.RegisterUser(context.Background(), testMeta, domain.RegisterUser{ExternalID: "expiry", Name: "Expiry"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, svc, clock, u
+}
+
+// brokenMemory appends a memory whose stream holds an event no decoder
+// reads (schema version 99): one that cannot be expired.
+func brokenMemory(t *testing.T, store *eventstore.Store) string {
+	t.Helper()
+	id := domain.NewID().String()
+	if _, err := store.Append(context.Background(), eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, eventstore.NoStream(),
+		eventstore.Event{Type: domain.MemoryStored, SchemaVersion: 99, Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // A memory that cannot be expired (here, its stream holds an event no
 // decoder reads) fails the pass for itself alone: the memories after it
 // are expired in the same pass, each once, and a pass after that appends
@@ -50,24 +81,8 @@ func (d dueMemories) DueMemories(_ context.Context, _ time.Time, limit int, skip
 func TestExpiryPassGoesOnPastAFailure(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := eventstore.New(testdb.Pool(t, testdb.New(t)))
-	tc, err := tokens.New("cl100k_base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
-	svc := commands.New(store, tc, noFinder{}, func() time.Time { return time.Unix(0, clock.Load()) })
-	u, err := svc.RegisterUser(ctx, testMeta, domain.RegisterUser{ExternalID: "expiry", Name: "Expiry"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := domain.NewID().String()
-	if _, err := store.Append(ctx, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, broken), Type: domain.StreamMemory}, eventstore.NoStream(),
-		eventstore.Event{Type: domain.MemoryStored, SchemaVersion: 99, Data: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	due := dueMemories{broken}
+	store, svc, clock, u := newExpiryService(t)
+	due := dueMemories{brokenMemory(t, store)}
 	for range 3 {
 		m, err := svc.StoreMemory(ctx, testMeta, u.ID, domain.StoreMemory{Type: "semantic", Content: "short-lived", TTL: time.Minute})
 		if err != nil {
@@ -100,27 +115,11 @@ func TestExpiryPassGoesOnPastAFailure(t *testing.T) {
 func TestExpiryGetsPastAPageOfFailures(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := eventstore.New(testdb.Pool(t, testdb.New(t)))
-	tc, err := tokens.New("cl100k_base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
-	svc := commands.New(store, tc, noFinder{}, func() time.Time { return time.Unix(0, clock.Load()) })
-	u, err := svc.RegisterUser(ctx, testMeta, domain.RegisterUser{ExternalID: "expiry-page", Name: "Expiry"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, svc, clock, u := newExpiryService(t)
 	const failing = 510 // a pass reads 500 of a kind
 	var due dueMemories // by expiry time: the broken ones first; the expirer sees later appends
 	for range failing {
-		id := domain.NewID().String()
-		if _, err := store.Append(ctx, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, eventstore.NoStream(),
-			eventstore.Event{Type: domain.MemoryStored, SchemaVersion: 99, Data: []byte(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-		due = append(due, id)
+		due = append(due, brokenMemory(t, store))
 	}
 	good, err := svc.StoreMemory(ctx, testMeta, u.ID, domain.StoreMemory{Type: "semantic", Content: "short-lived", TTL: time.Minute})
 	if err != nil {
