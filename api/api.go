@@ -74,7 +74,7 @@ func engine(d Deps) *gin.Engine {
 		d.Metrics = metrics.New()
 	}
 	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), AccessLog(), Recover(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
-		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput())
+		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput(), KnownQuery())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
 	})

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -121,6 +122,38 @@ func StorableInput() gin.HandlerFunc {
 		}
 		if err := v.Err(); err != nil {
 			WriteError(c, err)
+			return
+		}
+		c.Next()
+	}
+}
+
+// KnownQuery refuses, before any handler, a query parameter that the
+// OpenAPI document does not list for the route: 422, naming each. A
+// misspelt filter (tags= for tag=) would otherwise be ignored and answer
+// as if none were given. Unrouted requests (404, 405) and the routes
+// outside /v1 take any query.
+func KnownQuery() gin.HandlerFunc {
+	allowed := queryParameters()
+	return func(c *gin.Context) {
+		names, ok := allowed[c.Request.Method+" "+c.FullPath()]
+		if !ok || c.Request.URL.RawQuery == "" {
+			c.Next()
+			return
+		}
+		var unknown []string
+		for name := range c.Request.URL.Query() {
+			if !slices.Contains(names, name) {
+				unknown = append(unknown, name)
+			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			v := &domain.ValidationError{}
+			for _, name := range unknown {
+				v.Add(name, "unknown query parameter")
+			}
+			WriteError(c, v)
 			return
 		}
 		c.Next()

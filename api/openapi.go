@@ -103,68 +103,7 @@ func openAPI() map[string]any {
 			"tags":        []string{op.tag},
 			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(op.path),
 		}
-		var params []any
-		if strings.Contains(op.path, "{stream}") {
-			params = append(params, map[string]any{"name": "stream", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "stream id, e.g. memory-<ULID>"}})
-		}
-		if strings.Contains(op.path, "{id}") {
-			params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "ULID"}})
-		}
-		if op.list {
-			params = append(params,
-				map[string]any{"name": "cursor", "in": "query", "schema": map[string]any{"type": "string"}, "description": "next_cursor of the previous page"},
-				map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 100, "default": 20}})
-		}
-		if op.path == "/v1/users" && op.method == "GET" {
-			params = append(params, map[string]any{"name": "external_id", "in": "query", "schema": map[string]any{"type": "string"},
-				"description": "only the user who holds this external id (the client's own id for them)"})
-		}
-		if op.path == "/v1/users/{id}/memories" && op.method == "GET" {
-			for _, q := range []string{"type", "tag", "session_id", "min_importance", "created_before", "created_after", "metadata", "q"} {
-				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
-			}
-		}
-		if op.method == "GET" && strings.Count(op.path, "/") == 3 && strings.HasSuffix(op.path, "/{id}") && op.path != "/v1/context-snapshots/{id}" {
-			params = append(params,
-				map[string]any{"name": "version", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the entity as it was at this version, folded from the log"},
-				map[string]any{"name": "as_of", "in": "query", "schema": map[string]any{"type": "string", "format": "date-time"}, "description": "the entity as it was at this time, folded from the log"})
-		}
-		if op.path == "/v1/events" || op.path == "/v1/users/{id}/audit" {
-			for _, q := range []string{"after", "limit", "type", "stream_type", "stream", "from", "to"} {
-				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
-			}
-		}
-		switch op.path {
-		case "/v1/events/stream":
-			for _, q := range []string{"after", "type", "stream_type"} {
-				params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
-			}
-		case "/v1/sessions/{id}/stream":
-			params = append(params, map[string]any{"name": "after", "in": "query", "schema": map[string]any{"type": "string"}})
-		}
-		if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
-			params = append(params,
-				map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},
-				map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against (its first 64 distinct words); default: the latest user message"},
-				map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
-					"description": "the part of the budget the summary gets first; 0 leaves it out. With memory_share at most 1"},
-				map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
-					"description": "the part of the budget memories get first; 0 leaves them out. With summary_share at most 1"})
-		}
-		if (op.method == "GET" || slices.Contains(readPosts, ginPath(op.path))) && strings.HasPrefix(op.path, "/v1/") && readsProjections(op.path) {
-			params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},
-				"description": "wait (bounded) until projections reached this X-Arq-Position, else 503"})
-		}
-		if op.method == "PATCH" || op.method == "DELETE" && op.command {
-			params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"}, "description": "the ETag (version) last seen; 412 when stale"})
-		}
-		if op.method == "POST" && !slices.Contains(readPosts, ginPath(op.path)) {
-			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}, "description": "a retry with the same key and body returns the first answer"})
-		}
-		if op.command {
-			params = append(params, map[string]any{"name": "Prefer", "in": "header", "schema": map[string]any{"type": "string", "enum": []string{"respond-async"}}, "description": "answer 202 at once instead of waiting for the query tables"})
-		}
-		if len(params) > 0 {
+		if params := parameters(op); len(params) > 0 {
 			o["parameters"] = params
 		}
 		if op.body != "" {
@@ -202,6 +141,86 @@ func openAPI() map[string]any {
 	}
 }
 
+// parameters are the path, query and header parameters the document lists
+// for op. The query parameters are also the only ones the route accepts
+// (see KnownQuery), so the document and the check cannot drift apart.
+func parameters(op operation) []any {
+	var params []any
+	if strings.Contains(op.path, "{stream}") {
+		params = append(params, map[string]any{"name": "stream", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "stream id, e.g. memory-<ULID>"}})
+	}
+	if strings.Contains(op.path, "{id}") {
+		params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "ULID"}})
+	}
+	if op.list {
+		params = append(params,
+			map[string]any{"name": "cursor", "in": "query", "schema": map[string]any{"type": "string"}, "description": "next_cursor of the previous page"},
+			map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 100, "default": 20}})
+	}
+	if op.path == "/v1/users" && op.method == "GET" {
+		params = append(params, map[string]any{"name": "external_id", "in": "query", "schema": map[string]any{"type": "string"},
+			"description": "only the user who holds this external id (the client's own id for them)"})
+	}
+	if op.path == "/v1/users/{id}/memories" && op.method == "GET" {
+		for _, q := range []struct{ name, description string }{
+			{"type", "working, episodic, semantic or procedural; repeatable or comma separated"},
+			{"tag", "only memories with this tag"},
+			{"session_id", "only memories from this session"},
+			{"min_importance", "only memories at least this important (0 to 1)"},
+			{"created_before", "only memories created before this RFC 3339 time"},
+			{"created_after", "only memories created after this RFC 3339 time"},
+			{"metadata", "key=value: only memories whose metadata has it; repeatable"},
+			{"q", "full text: only memories matching every word"},
+		} {
+			params = append(params, map[string]any{"name": q.name, "in": "query", "schema": map[string]any{"type": "string"}, "description": q.description})
+		}
+	}
+	if op.path == "/v1/messages/{id}" && op.method == "DELETE" {
+		params = append(params, map[string]any{"name": "reason", "in": "query", "schema": map[string]any{"type": "string"}, "description": "why the message is redacted, kept in its event"})
+	}
+	if op.method == "GET" && strings.Count(op.path, "/") == 3 && strings.HasSuffix(op.path, "/{id}") && op.path != "/v1/context-snapshots/{id}" {
+		params = append(params,
+			map[string]any{"name": "version", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the entity as it was at this version, folded from the log"},
+			map[string]any{"name": "as_of", "in": "query", "schema": map[string]any{"type": "string", "format": "date-time"}, "description": "the entity as it was at this time, folded from the log"})
+	}
+	if op.path == "/v1/events" || op.path == "/v1/users/{id}/audit" {
+		for _, q := range []string{"after", "limit", "type", "stream_type", "stream", "from", "to"} {
+			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+		}
+	}
+	switch op.path {
+	case "/v1/events/stream":
+		for _, q := range []string{"after", "type", "stream_type"} {
+			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+		}
+	case "/v1/sessions/{id}/stream":
+		params = append(params, map[string]any{"name": "after", "in": "query", "schema": map[string]any{"type": "string"}})
+	}
+	if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
+		params = append(params,
+			map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},
+			map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against (its first 64 distinct words); default: the latest user message"},
+			map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
+				"description": "the part of the budget the summary gets first; 0 leaves it out. With memory_share at most 1"},
+			map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
+				"description": "the part of the budget memories get first; 0 leaves them out. With summary_share at most 1"})
+	}
+	if (op.method == "GET" || slices.Contains(readPosts, ginPath(op.path))) && strings.HasPrefix(op.path, "/v1/") && readsProjections(op.path) {
+		params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},
+			"description": "wait (bounded) until projections reached this X-Arq-Position, else 503"})
+	}
+	if op.method == "PATCH" || op.method == "DELETE" && op.command {
+		params = append(params, map[string]any{"name": "If-Match", "in": "header", "schema": map[string]any{"type": "string"}, "description": "the ETag (version) last seen; 412 when stale"})
+	}
+	if op.method == "POST" && !slices.Contains(readPosts, ginPath(op.path)) {
+		params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}, "description": "a retry with the same key and body returns the first answer"})
+	}
+	if op.command {
+		params = append(params, map[string]any{"name": "Prefer", "in": "header", "schema": map[string]any{"type": "string", "enum": []string{"respond-async"}}, "description": "answer 202 at once instead of waiting for the query tables"})
+	}
+	return params
+}
+
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
 func serveOpenAPI(doc map[string]any) gin.HandlerFunc {
@@ -218,4 +237,25 @@ func readsProjections(path string) bool {
 		return false
 	}
 	return true
+}
+
+// queryParameters maps each /v1 route, as the router names it ("GET
+// /v1/users/:id"), to the query parameters its document lists. Routes
+// outside /v1 (health, metrics, this document) are not the API's
+// resources and are left out: probes and scrapers may add what they like.
+func queryParameters() map[string][]string {
+	out := map[string][]string{}
+	for _, op := range operations {
+		if !strings.HasPrefix(op.path, "/v1/") {
+			continue
+		}
+		names := []string{}
+		for _, p := range parameters(op) {
+			if p := p.(map[string]any); p["in"] == "query" {
+				names = append(names, p["name"].(string))
+			}
+		}
+		out[op.method+" "+ginPath(op.path)] = names
+	}
+	return out
 }

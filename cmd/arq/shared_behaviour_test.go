@@ -252,7 +252,7 @@ func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 	t.Parallel()
 	s := startLoggedServer(t, nil, nil)
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post")).str("id")
-	s.must(200, s.do("GET", "/v1/users/"+uid+"?x=1", nil, "X-Request-ID", "log-get"))
+	s.must(200, s.do("GET", "/v1/users/"+uid+"?version=1", nil, "X-Request-ID", "log-get"))
 	s.must(404, s.do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
 	// Without an X-Request-ID, the one the server made and echoed.
 	made := s.must(200, s.do("GET", "/healthz", nil)).header.Get("X-Request-ID")
