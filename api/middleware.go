@@ -199,6 +199,10 @@ type timingWriter struct {
 	done  bool
 }
 
+// Unwrap lets http.ResponseController reach the connection (an event
+// stream sets write deadlines through it).
+func (w *timingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *timingWriter) stamp() {
 	if !w.done {
 		w.done = true

@@ -60,6 +60,10 @@ type Resources struct {
 	// otherwise hold a graceful shutdown until their clients leave; a
 	// client resumes on another instance with Last-Event-ID. nil: never.
 	Stopping <-chan struct{}
+	// StreamWriteTimeout bounds each write of an event stream: a client
+	// that reads nothing for that long loses its stream, and its handler
+	// ends. 0: DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
 }
 
 // Headers of ARQ's consistency protocol.

@@ -19,6 +19,10 @@ import (
 // keep it open.
 const keepAlive = 15 * time.Second
 
+// DefaultStreamWriteTimeout bounds each write of an event stream when
+// Resources.StreamWriteTimeout is not set.
+const DefaultStreamWriteTimeout = 30 * time.Second
+
 func (r *resources) streamRoutes(g *gin.RouterGroup) {
 	g.GET("/sessions/:id/stream", r.sessionStream)
 	g.GET("/events/stream", r.eventStream)
@@ -131,7 +135,11 @@ func (r *resources) eventStream(c *gin.Context) {
 
 // serveEvents streams events to the client: those catchUp reads from the
 // log after cursor first, then live ones from the hub, each once and in
-// order (an event at or before the last one sent is skipped).
+// order (an event at or before the last one sent is skipped). Each write
+// must reach the client within the stream write timeout: a client that
+// stops reading would otherwise hold the handler, blocked in a write,
+// until the server shuts down. A write that times out fails the
+// connection, which ends the request's context and so the stream.
 func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded) bool, cursor eventstore.Cursor,
 	catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)) {
 	ctx := c.Request.Context()
@@ -139,12 +147,35 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 	defer l.Close()
 
 	w := c.Writer
+	rc := http.NewResponseController(w)
+	timeout := r.StreamWriteTimeout
+	if timeout <= 0 {
+		timeout = DefaultStreamWriteTimeout
+	}
+	// write sends text to the client at once, within the timeout.
+	write := func(format string, args ...any) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+			return fmt.Errorf("set the write deadline: %w", err)
+		}
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	// The connection outlives the stream when the stream ends by itself
+	// (lagged, closing, HEAD): its next request must not inherit the
+	// deadline.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	w.Flush()
+	if err := write(""); err != nil {
+		logger(c).Warn("event stream could not start", "err", err)
+		return
+	}
 	if isHead(c) {
 		return
 	}
@@ -158,17 +189,13 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 			return err
 		}
 		cursor = e.Cursor()
-		if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, payload); err != nil {
-			return err
-		}
-		w.Flush()
-		return nil
+		return write("id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, payload)
 	}
 	for catchUp != nil {
 		events, err := catchUp(ctx, cursor)
 		if err != nil {
 			logger(c).Warn("event stream catch-up failed", "after", cursor.String(), "err", err)
-			fmt.Fprintf(w, "event: error\ndata: %q\n\n", "reading the log failed; reconnect to resume")
+			_ = write("event: error\ndata: %q\n\n", "reading the log failed; reconnect to resume")
 			return
 		}
 		for _, e := range events {
@@ -189,17 +216,14 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 				return
 			}
 		case <-l.Lagged:
-			fmt.Fprintf(w, "event: lagged\ndata: %q\n\n", "this client fell behind; reconnect with Last-Event-ID to resume")
-			w.Flush()
+			_ = write("event: lagged\ndata: %q\n\n", "this client fell behind; reconnect with Last-Event-ID to resume")
 			return
 		case <-tick.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if err := write(": keep-alive\n\n"); err != nil {
 				return
 			}
-			w.Flush()
 		case <-r.Stopping:
-			fmt.Fprintf(w, "event: closing\ndata: %q\n\n", "this server is shutting down; reconnect with Last-Event-ID to resume")
-			w.Flush()
+			_ = write("event: closing\ndata: %q\n\n", "this server is shutting down; reconnect with Last-Event-ID to resume")
 			return
 		case <-ctx.Done():
 			return

@@ -1,7 +1,14 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A query parameter the OpenAPI document does not list for the route is a
@@ -56,4 +63,51 @@ func TestUnknownQueryParameterIsRefused(t *testing.T) {
 	s.must(200, s.do("GET", "/metrics?x=1", nil))
 	s.must(200, s.do("GET", "/openapi.json?v=2", nil))
 	isProblem(t, s.do("GET", "/v1/nothing?x=1", nil), 404, "")
+}
+
+// An event stream whose client stops reading ends once a write has waited
+// for the client longer than the stream write timeout, instead of holding
+// its handler, blocked in a write, until the server shuts down. The client
+// opens /v1/events/stream with a small receive buffer and reads nothing
+// while events far larger than the socket buffers are appended; the
+// stream's request is counted in the metrics when its handler returns.
+func TestEventStreamOfAClientThatStopsReadingEnds(t *testing.T) {
+	t.Parallel()
+	s := startLoggedServer(t, nil, func(a *App) { a.streamWriteTimeout = 200 * time.Millisecond })
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "slow", "name": "Slow"})).str("id")
+
+	d := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
+		var serr error
+		err := raw.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /v1/events/stream HTTP/1.1\r\nHost: arq\r\nAccept: text/event-stream\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The stream is open when the server has started sending it.
+	head := make([]byte, 12)
+	if _, err := io.ReadFull(conn, head); err != nil || string(head) != "HTTP/1.1 200" {
+		t.Fatalf("stream answer %q: %v", head, err)
+	}
+
+	// About 100 KB an event, 8 MB in all: more than the server's send
+	// buffer (4 MB at most by default) and the client's receive buffer.
+	content := strings.Repeat("a slow reader holds nothing up ", 100<<10/31)
+	for range 80 {
+		s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": content}, "Prefer", "respond-async"))
+	}
+	streamsServed := func() (bool, error) {
+		for line := range strings.Lines(string(s.must(200, s.do("GET", "/metrics", nil)).body)) {
+			if strings.HasPrefix(line, "arq_http_requests_total{") && strings.Contains(line, `route="/v1/events/stream"`) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	eventually(t, 20*time.Second, "the stream of the client that reads nothing ends", streamsServed)
 }

@@ -64,6 +64,9 @@ type App struct {
 	history     *history.Reader
 	snapshotter *commands.Snapshotter
 	summaries   *commands.SummaryWorker
+	// streamWriteTimeout bounds each write of an event stream (SSE); 0
+	// takes the API's default. Tests shorten it.
+	streamWriteTimeout time.Duration
 }
 
 // setup creates the database if it is missing and migrates it; serve and
@@ -257,7 +260,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			Resources: api.Resources{
 				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.namespace, Entities: a.entities, Store: a.store, Live: a.hub,
 				Projections: names(registered()), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
-				Rebuilds: rebuilds, Stopping: stopping,
+				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.streamWriteTimeout,
 			},
 			Metrics: m,
 		}),
