@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/projections"
@@ -51,6 +52,10 @@ var problems = []problemKind{
 	{ErrRouteNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{domain.ErrStale, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
 	{domain.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
+	// A command that lost its append to other writers for its whole retry
+	// budget: the server's congestion, not the caller's conflict (before
+	// eventstore.ErrConflict, which it is too). Retry-After: 1.
+	{commands.ErrBusy, http.StatusServiceUnavailable, "busy", "Busy"},
 	{eventstore.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
 	{eventstore.ErrStreamType, http.StatusConflict, "conflict", "Conflict"},
 	{eventstore.ErrEventIDReused, http.StatusConflict, "conflict", "Conflict"},

@@ -94,13 +94,31 @@ const (
 	retryBudget  = 10 * time.Second
 )
 
+// ErrBusy is the error of a command that gave up because other changes
+// kept coming first: the server's own congestion, not a conflict of the
+// caller's making. Nothing was changed, and the same command may succeed
+// when tried again. It is an eventstore.ErrConflict too, for callers that
+// treat a lost race as one.
+var ErrBusy error = busyError{}
+
+type busyError struct{}
+
+func (busyError) Error() string { return "busy" }
+func (busyError) Unwrap() error { return eventstore.ErrConflict }
+
 // retry runs attempt until it succeeds, fails for another reason than a
 // version conflict, or ctx ends or retryBudget passes while other writers
-// keep coming first. A conflict is the server's own business (the caller's
-// If-Match is checked by attempt and is ErrStale): a command that gives up
-// says that it changed nothing, and never names the stream or versions.
+// keep coming first (see retryWithin).
 func retry(ctx context.Context, attempt func() (Result, error)) (Result, error) {
-	giveUp := time.Now().Add(retryBudget)
+	return retryWithin(ctx, retryBudget, attempt)
+}
+
+// retryWithin is retry with a budget of its own. A conflict is the
+// server's own business (the caller's If-Match is checked by attempt and
+// is ErrStale): a command that gives up fails with ErrBusy, says that it
+// changed nothing, and never names the stream or versions.
+func retryWithin(ctx context.Context, budget time.Duration, attempt func() (Result, error)) (Result, error) {
+	giveUp := time.Now().Add(budget)
 	for i := 0; ; i++ {
 		r, err := attempt()
 		if err == nil || !errors.Is(err, eventstore.ErrConflict) {
@@ -109,14 +127,14 @@ func retry(ctx context.Context, attempt func() (Result, error)) (Result, error) 
 		bound := min(retryWait<<min(i, 16), maxRetryWait)
 		wait := bound/2 + rand.N(bound/2+1)
 		if time.Now().Add(wait).After(giveUp) {
-			return Result{}, fmt.Errorf("%w: other changes kept coming first; nothing was changed, try again", eventstore.ErrConflict)
+			return Result{}, fmt.Errorf("%w: other changes kept coming first; nothing was changed, try again", ErrBusy)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return Result{}, fmt.Errorf("%w: nothing was changed (%w)", eventstore.ErrConflict, ctx.Err())
+			return Result{}, fmt.Errorf("%w: other changes kept coming first; nothing was changed (%w)", ErrBusy, ctx.Err())
 		}
 	}
 }
