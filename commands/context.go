@@ -66,8 +66,11 @@ func SnapshotIDOf(messageID string) string {
 
 // RecordSummary appends a session's next summary, if the session's summary
 // stream is still at version after; otherwise another process summarized
-// first and ErrConflict says so.
-func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, d domain.SessionSummarizedData) (Result, error) {
+// first and ErrConflict says so. messages is the version of each message
+// the summary was made from, by id: when one was edited or redacted while
+// the summary was being made, the summary would hold its old text, and
+// ErrConflict refuses it too (the next pass summarizes afresh).
+func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, messages map[string]int, d domain.SessionSummarizedData) (Result, error) {
 	if d.Content == "" || d.ToSeq < d.FromSeq || d.FromSeq < 1 {
 		return Result{}, fmt.Errorf("%w: summary of session %s covers %d..%d with %d bytes", domain.ErrInvalid, d.SessionID, d.FromSeq, d.ToSeq, len(d.Content))
 	}
@@ -84,7 +87,13 @@ func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, d dom
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := s.store.AppendMulti(ctx, guard, eventstore.StreamAppend{Stream: stream(domain.StreamSummary, d.SessionID), Expected: expected, Events: evs})
+	appends := []eventstore.StreamAppend{guard, {Stream: stream(domain.StreamSummary, d.SessionID), Expected: expected, Events: evs}}
+	for id, version := range messages {
+		// A message's own stream holds its edits and redaction: it is
+		// at its version less one (none for a message never changed).
+		appends = append(appends, eventstore.StreamAppend{Stream: stream(domain.StreamMessage, id), Expected: eventstore.Exactly(version - 1)})
+	}
+	res, err := s.store.AppendMulti(ctx, appends...)
 	if err != nil {
 		return Result{}, fmt.Errorf("record summary of session %s: %w", d.SessionID, err)
 	}
@@ -246,6 +255,9 @@ type DueSummary struct {
 	Previous          string
 	FromSeq, ToSeq    int
 	Lines             []domain.TranscriptLine
+	// Versions is the version of each message the lines come from, by id
+	// (see RecordSummary).
+	Versions map[string]int
 }
 
 // SummarySource finds sessions due for a summary.
@@ -313,7 +325,7 @@ func (x *SummaryWorker) RunOnce(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, domain.SessionSummarizedData{
+		_, err = x.svc.RecordSummary(ctx, summaryMeta, d.After, d.Versions, domain.SessionSummarizedData{
 			SessionID: d.SessionID, UserID: d.UserID, Content: text, FromSeq: d.FromSeq, ToSeq: d.ToSeq, Method: x.summarizer.Name(),
 		})
 		switch {

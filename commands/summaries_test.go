@@ -2,6 +2,7 @@ package commands_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // fixedSummaries serves the same due sessions on every pass.
@@ -68,5 +70,39 @@ func TestRefusedSummaryHoldsUpNoOtherSession(t *testing.T) {
 	calls = 0
 	if _, err := x.RunOnce(ctx); err != nil || calls != 1 {
 		t.Fatalf("second pass: %d summarizer calls (%v), want 1", calls, err)
+	}
+}
+
+// A summary is made from messages at their versions; one redacted (or
+// edited) while the summarizer ran would leave its old text in the
+// summary, so the log refuses the summary, and one made from the messages
+// as they are now goes through.
+func TestSummaryOfAMessageChangedMeanwhileIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	svc, store, uid, sid := newService(t)
+	res, err := svc.AppendMessages(ctx, testMeta, sid, []domain.NewMessage{
+		{Role: "user", Content: "the vault code is 8812"}, {Role: "assistant", Content: "noted"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, kept := res.Messages[0].ID, res.Messages[1].ID
+	summary := domain.SessionSummarizedData{SessionID: sid, UserID: uid, Content: "user: the vault code is 8812\nassistant: noted", FromSeq: 1, ToSeq: 2, Method: "test"}
+	read := map[string]int{secret: 1, kept: 1} // as the summary pass read them
+
+	// The redaction lands while the summarizer runs.
+	if _, err := store.Append(ctx, eventstore.Stream{ID: domain.StreamID(domain.StreamMessage, secret), Type: domain.StreamMessage}, eventstore.NoStream(),
+		eventstore.Event{Type: domain.MessageRedacted, Data: []byte(`{"reason":"secret"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RecordSummary(ctx, testMeta, 0, read, summary); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("summary of a message redacted meanwhile: %v, want a conflict", err)
+	}
+	if v, err := store.StreamVersion(ctx, domain.StreamID(domain.StreamSummary, sid)); err != nil || v != 0 {
+		t.Fatalf("summary stream at version %d (%v), want none recorded", v, err)
+	}
+	summary.Content = "assistant: noted"
+	if _, err := svc.RecordSummary(ctx, testMeta, 0, map[string]int{kept: 1}, summary); err != nil {
+		t.Fatalf("summary of the messages as they are: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -539,5 +540,66 @@ func TestRedactionWithdrawsSummaries(t *testing.T) {
 	code, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
 	if code != 0 || !strings.Contains(out, "8812") {
 		t.Fatalf("the log lost the first summaries: %d %s", code, out)
+	}
+}
+
+// A message deleted while the summarizer is making a summary that holds
+// it: the summary is refused, and the next one is made without it. (The
+// chat endpoint here repeats its transcript, and holds its first answer
+// until the message is deleted.)
+func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
+	t.Parallel()
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(inFlight)
+			<-release
+		}
+		transcript := ""
+		if len(req.Messages) > 0 {
+			transcript = req.Messages[len(req.Messages)-1].Content
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "SUMMARY OF: " + transcript}}}})
+	}))
+	defer chat.Close()
+	defer once.Do(func() {})
+	s := startServer(t, map[string]string{
+		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
+		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
+	})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "race", "name": "R"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	var ids []string
+	for i := 1; i <= 12; i++ {
+		ids = append(ids, s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
+			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id"))
+	}
+	select {
+	case <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no summary was asked for")
+	}
+	s.must(204, s.do("DELETE", "/v1/messages/"+ids[2], nil)) // OKAPI3
+	close(release)
+
+	eventually(t, 30*time.Second, "a summary without the deleted message", func() (bool, error) {
+		w := s.window(sid, "max_tokens=300&summary_share=0.9")
+		return w.Summary != nil && strings.Contains(w.Summary.Content, "OKAPI1:"), nil
+	})
+	for _, q := range []string{"max_tokens=300&summary_share=0.9", "max_tokens=4000", ""} {
+		if body := string(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body); strings.Contains(body, "OKAPI3:") {
+			t.Fatalf("window (%s) holds the deleted message: %s", q, body)
+		}
+	}
+	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	if code != 0 || strings.Contains(out, "OKAPI3:") {
+		t.Fatalf("a summary in the log holds the deleted message: %d %s", code, out)
 	}
 }

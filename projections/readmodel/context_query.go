@@ -250,6 +250,9 @@ type DueSummary struct {
 	Previous          string
 	FromSeq, ToSeq    int
 	Lines             []domain.TranscriptLine
+	// Versions is the version of each message the lines come from, by id:
+	// the summary must not be recorded if one of them changed meanwhile.
+	Versions map[string]int
 }
 
 // DueSummaries finds up to limit sessions whose messages not yet
@@ -310,8 +313,10 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int,
 			continue
 		}
 		d.FromSeq, d.ToSeq = d.FromSeq+1, older[len(older)-1].Seq
+		d.Versions = make(map[string]int, len(older))
 		for _, m := range older {
 			d.Lines = append(d.Lines, domain.TranscriptLine{Role: m.Role, Content: m.Content})
+			d.Versions[m.ID] = m.Version
 		}
 		out = append(out, d)
 	}
