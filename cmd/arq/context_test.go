@@ -589,9 +589,11 @@ func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 	s.must(204, s.do("DELETE", "/v1/messages/"+ids[2], nil)) // OKAPI3
 	close(release)
 
+	// The summary being made is refused; the next one is made from the
+	// messages as they are (the log has no summary before it).
 	eventually(t, 30*time.Second, "a summary without the deleted message", func() (bool, error) {
-		w := s.window(sid, "max_tokens=300&summary_share=0.9")
-		return w.Summary != nil && strings.Contains(w.Summary.Content, "OKAPI1:"), nil
+		_, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+		return strings.Contains(out, "OKAPI1:"), nil
 	})
 	for _, q := range []string{"max_tokens=300&summary_share=0.9", "max_tokens=4000", ""} {
 		if body := string(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body); strings.Contains(body, "OKAPI3:") {
@@ -601,5 +603,110 @@ func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
 	if code != 0 || strings.Contains(out, "OKAPI3:") {
 		t.Fatalf("a summary in the log holds the deleted message: %d %s", code, out)
+	}
+}
+
+// A message deleted while the summarizer makes a summary that folds an
+// earlier one holding it: the earlier one is withdrawn at once, and the
+// new one, which holds the text through it, comes in withdrawn too; the
+// session is summarized anew without the message.
+func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
+	t.Parallel()
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if calls.Add(1) == 2 { // the second summary, which folds the first
+			close(inFlight)
+			<-release
+		}
+		text := ""
+		for _, m := range req.Messages {
+			text += m.Content + " "
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "SUMMARY OF: " + text}}}})
+	}))
+	defer chat.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	s := startServer(t, map[string]string{
+		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
+		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
+	})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "fold", "name": "F"})).str("id")
+	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	say := func(i int) string {
+		return s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
+			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id")
+	}
+	var ids []string
+	for i := 1; i <= 8; i++ {
+		ids = append(ids, say(i))
+	}
+	var first window
+	eventually(t, 20*time.Second, "a first summary", func() (bool, error) {
+		first = s.window(sid, "max_tokens=300&summary_share=0.9")
+		return first.Summary != nil, nil
+	})
+	if !strings.Contains(first.Summary.Content, "OKAPI1:") {
+		t.Fatalf("first summary: %+v", first.Summary)
+	}
+	for i := 9; i <= 16; i++ {
+		say(i)
+	}
+	select {
+	case <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no second summary was asked for")
+	}
+	s.must(204, s.do("DELETE", "/v1/messages/"+ids[0], nil)) // OKAPI1, in the first summary
+	close(release)
+	released = true
+
+	// The log gets a summary made anew from the first message on (the one
+	// being made when the message was deleted came in withdrawn, or was
+	// refused when a message it holds changed too).
+	var out string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the session's summaries: %s", out)
+		}
+	})
+	eventually(t, 30*time.Second, "a summary made anew without the deleted message", func() (bool, error) {
+		_, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var e struct {
+				Version int `json:"version"`
+				Data    struct {
+					FromSeq int    `json:"from_seq"`
+					Content string `json:"content"`
+				} `json:"data"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Version > first.Summary.Version && e.Data.FromSeq == 1 {
+				if strings.Contains(e.Data.Content, "OKAPI1:") {
+					return false, fmt.Errorf("the new summary holds the deleted message: %s", line)
+				}
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	for _, q := range []string{"max_tokens=300&summary_share=0.9", "max_tokens=4000", ""} {
+		if body := string(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body); strings.Contains(body, "OKAPI1:") {
+			t.Fatalf("window (%s) holds the deleted message: %s", q, body)
+		}
+	}
+	if code, out, errOut := runCLI(t, s.url, "projections", "verify", "context"); code != 0 {
+		t.Fatalf("verify context: %d %s %s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, s.url, "projections", "verify", "messages"); code != 0 {
+		t.Fatalf("verify messages: %d %s %s", code, out, errOut)
 	}
 }

@@ -54,8 +54,13 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 	switch d := ev.Data.(type) {
 	case domain.SessionSummarizedData:
 		bumpSummary(tx, d.SessionID)
-		tx.Exec(`INSERT INTO session_summaries (session_id, version, user_id, content, tokens, from_seq, to_seq, method, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		// A summary folds the one that ends just before it; if a
+		// redaction withdrew that one while this one was being made, this
+		// one holds the redacted text too, and comes in withdrawn.
+		tx.Exec(`INSERT INTO session_summaries (session_id, version, user_id, content, tokens, from_seq, to_seq, method, created_at, withdrawn)
+			SELECT $1, $2, $3, CASE WHEN f.withdrawn THEN '' ELSE $4 END, $5, $6, $7, $8, $9, f.withdrawn
+			FROM (SELECT $6::int > 1 AND NOT EXISTS (SELECT 1 FROM session_summaries
+				WHERE session_id = $1 AND to_seq = $6::int - 1 AND NOT withdrawn) AS withdrawn) f`,
 			d.SessionID, e.Version, d.UserID, d.Content, d.Tokens, d.FromSeq, d.ToSeq, d.Method, e.RecordedAt)
 	case domain.MessageAppendedData:
 		if d.Role == "assistant" {

@@ -91,9 +91,13 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 	case domain.SessionSummarizedData:
 		// The summary covers messages up to ToSeq: the backlog is what
 		// lives after them. Summaries of a session only move forward.
+		// A summary whose predecessor (the one ending just before it) a
+		// redaction withdrew meanwhile comes in withdrawn (see Context):
+		// it moves nothing.
 		tx.Exec(`UPDATE session_backlog b SET summarized_to = $2, summary_tos = b.summary_tos || $2::int,
 				cost = (SELECT coalesce(sum(m.tokens + $3), 0) FROM messages m WHERE m.session_id = $1 AND m.seq > $2)
-			WHERE b.session_id = $1 AND b.summarized_to < $2`, d.SessionID, d.ToSeq, domain.ItemOverhead)
+			WHERE b.session_id = $1 AND b.summarized_to < $2 AND ($4::int <= 1 OR $4::int - 1 = ANY (b.summary_tos))`,
+			d.SessionID, d.ToSeq, domain.ItemOverhead, d.FromSeq)
 	}
 	return nil
 }
