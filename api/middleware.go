@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -141,8 +142,15 @@ func KnownQuery() gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		// A part url.Query would drop (one holding ';', a bad escape) is
+		// refused rather than ignored, as the handlers would ignore it.
+		query, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			WriteError(c, errorf(ErrBadRequest, "the query string is not one: %v", err))
+			return
+		}
 		var unknown []string
-		for name := range c.Request.URL.Query() {
+		for name := range query {
 			if !slices.Contains(names, name) {
 				unknown = append(unknown, name)
 			}

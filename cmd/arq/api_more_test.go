@@ -41,6 +41,11 @@ func TestUnknownQueryParameterIsRefused(t *testing.T) {
 			t.Errorf("GET %s: %s", c.path, r.body)
 		}
 	}
+	// A query string Go would read only in part (';' in a part, a bad
+	// escape) is refused, not read in part.
+	for _, path := range []string{"/v1/users/" + uid + "/memories?tags=style;", "/v1/sessions/" + sid + "/messages?limit=2;tags=x", "/v1/users?external_id=%zz"} {
+		isProblem(t, s.do("GET", path, nil), 400, "")
+	}
 	if r := s.do("HEAD", "/v1/users/"+uid+"?verison=1", nil); r.status != 422 {
 		t.Errorf("HEAD with an unknown query parameter: %d, want 422", r.status)
 	}
