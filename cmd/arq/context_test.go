@@ -549,37 +549,11 @@ func TestRedactionWithdrawsSummaries(t *testing.T) {
 // until the message is deleted.)
 func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 	t.Parallel()
-	inFlight, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Messages []struct{ Content string } `json:"messages"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		first := false
-		once.Do(func() { first = true })
-		if first {
-			close(inFlight)
-			<-release
-		}
-		transcript := ""
-		if len(req.Messages) > 0 {
-			transcript = req.Messages[len(req.Messages)-1].Content
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "SUMMARY OF: " + transcript}}}})
-	}))
-	defer chat.Close()
-	defer once.Do(func() {})
-	s := startServer(t, map[string]string{
-		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
-		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
-	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "race", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s, sid, inFlight, release := summarizingServer(t, 1)
+	say := noteSayer(s, sid)
 	var ids []string
 	for i := 1; i <= 12; i++ {
-		ids = append(ids, s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
-			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id"))
+		ids = append(ids, say(i))
 	}
 	select {
 	case <-inFlight:
@@ -587,7 +561,7 @@ func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 		t.Fatal("no summary was asked for")
 	}
 	s.must(204, s.do("DELETE", "/v1/messages/"+ids[2], nil)) // OKAPI3
-	close(release)
+	release()
 
 	// The summary being made is refused; the next one is made from the
 	// messages as they are (the log has no summary before it).
@@ -612,40 +586,8 @@ func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 // session is summarized anew without the message.
 func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 	t.Parallel()
-	inFlight, release := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int64
-	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Messages []struct{ Content string } `json:"messages"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		if calls.Add(1) == 2 { // the second summary, which folds the first
-			close(inFlight)
-			<-release
-		}
-		text := ""
-		for _, m := range req.Messages {
-			text += m.Content + " "
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "SUMMARY OF: " + text}}}})
-	}))
-	defer chat.Close()
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
-	s := startServer(t, map[string]string{
-		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
-		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
-	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "fold", "name": "F"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	say := func(i int) string {
-		return s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
-			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id")
-	}
+	s, sid, inFlight, release := summarizingServer(t, 2) // the second summary folds the first
+	say := noteSayer(s, sid)
 	var ids []string
 	for i := 1; i <= 8; i++ {
 		ids = append(ids, say(i))
@@ -667,8 +609,7 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 		t.Fatal("no second summary was asked for")
 	}
 	s.must(204, s.do("DELETE", "/v1/messages/"+ids[0], nil)) // OKAPI1, in the first summary
-	close(release)
-	released = true
+	release()
 
 	// The log gets a summary made anew from the first message on (the one
 	// being made when the message was deleted came in withdrawn, or was
@@ -708,5 +649,51 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 	}
 	if code, out, errOut := runCLI(t, s.url, "projections", "verify", "messages"); code != 0 {
 		t.Fatalf("verify messages: %d %s %s", code, out, errOut)
+	}
+}
+
+// summarizingServer starts a server whose summaries come from a chat
+// endpoint that answers with the text it was sent, and holds its answer
+// to the hold-th request (counting from 1) until release is called (or
+// the test ends); inFlight is closed once that request arrived. It
+// returns a session of a new user.
+func summarizingServer(t *testing.T, hold int64) (s *server, sid string, inFlight <-chan struct{}, release func()) {
+	t.Helper()
+	arrived, held := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	chat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if calls.Add(1) == hold {
+			close(arrived)
+			<-held
+		}
+		text := ""
+		for _, m := range req.Messages {
+			text += m.Content + " "
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "SUMMARY OF: " + text}}}})
+	}))
+	t.Cleanup(chat.Close)
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release) // before the endpoint closes, which waits for its answers
+	s = startServer(t, map[string]string{
+		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
+		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
+	})
+	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "summarized", "name": "S"})).str("id")
+	sid = s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	return s, sid, arrived, release
+}
+
+// noteSayer returns a function that appends note i to session sid and
+// returns its id; each note names itself (OKAPIi:).
+func noteSayer(s *server, sid string) func(i int) string {
+	return func(i int) string {
+		return s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
+			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id")
 	}
 }

@@ -110,22 +110,20 @@ func (r *dueRows) Flush(exec func(sql string, args ...any)) {
 	*r = dueRows{} // the queued statement keeps the slices until sent
 }
 
-// redactedSQL finds a redacted message's session and sequence number in
-// the log (its appended event, by the index of migrations/00012): the
-// context projection holds no messages, and the log is the same on every
-// replay.
-const redactedSQL = `SELECT data->>'session_id' AS session_id, version AS seq FROM events
-	WHERE event_type = 'message.appended' AND data->>'message_id' = $1`
-
 // withdrawSummaries withdraws the summaries that hold a redacted
 // message's text: each summary of its session that reaches its sequence
 // number (a summary folds the one before it, so every later one too).
-// Their content is emptied and windows take the newest summary left; the
-// summary pass then summarizes the rest anew (see Messages).
+// Their content is emptied, and the session's summary generation moves,
+// in one statement; windows take the newest summary left, and the summary
+// pass summarizes the rest anew (see Messages). The message's session and
+// sequence number come from its appended event in the log (by the index
+// of migrations/00012): the context projection holds no messages, and the
+// log is the same on every replay.
 func withdrawSummaries(tx projections.Tx, messageID string) {
-	tx.Exec(`INSERT INTO cache_generations (key, gen)
-		SELECT DISTINCT 'summary:' || s.session_id, 1 FROM session_summaries s JOIN (`+redactedSQL+`) m
-			ON s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn`+bumpSQL, messageID)
-	tx.Exec(`UPDATE session_summaries s SET withdrawn = true, content = ''
-		FROM (`+redactedSQL+`) m WHERE s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn`, messageID)
+	tx.Exec(`WITH m AS (SELECT data->>'session_id' AS session_id, version AS seq FROM events
+			WHERE event_type = 'message.appended' AND data->>'message_id' = $1),
+		withdrawn AS (UPDATE session_summaries s SET withdrawn = true, content = ''
+			FROM m WHERE s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn
+			RETURNING s.session_id)
+		INSERT INTO cache_generations (key, gen) SELECT DISTINCT 'summary:' || session_id, 1 FROM withdrawn`+bumpSQL, messageID)
 }
