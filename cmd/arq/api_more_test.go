@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"net"
 	"strings"
@@ -78,7 +79,7 @@ func TestUnknownQueryParameterIsRefused(t *testing.T) {
 // stream's request is counted in the metrics when its handler returns.
 func TestEventStreamOfAClientThatStopsReadingEnds(t *testing.T) {
 	t.Parallel()
-	s := startLoggedServer(t, nil, func(a *App) { a.streamWriteTimeout = 200 * time.Millisecond })
+	s := startLoggedServer(t, nil, func(o *app.Options) { o.StreamWriteTimeout = 200 * time.Millisecond })
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "slow", "name": "Slow"})).str("id")
 
 	d := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {

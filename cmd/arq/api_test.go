@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"net/http"
 	"runtime"
@@ -71,7 +72,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 	var stderr bytes.Buffer
 	logs := &syncWriter{w: &stderr}
 	go func() {
-		cfg, err := envConfig(getenv)
+		cfg, err := app.FromEnv(getenv)
 		if err != nil {
 			t.Error(err)
 			done <- 2
@@ -102,7 +103,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 		// is shared and kept between runs).
 		redisURL := getenv("ARQ_REDIS_URL")
 		if redisURL == "" {
-			redisURL = defaultConfig().RedisURL
+			redisURL = app.DefaultConfig().RedisURL
 		}
 		topic := liveTopicOf(url)
 		opt, err := redis.ParseURL(redisURL)

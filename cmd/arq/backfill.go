@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/arq-memory/arq/app"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 )
@@ -40,20 +41,20 @@ func (c *cli) embeddingsBackfill(ctx context.Context, args []string) error {
 		// embeddings.OpenAI).
 		return usagef("--batch must be 1 to 100, not %d", batch)
 	}
-	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	a, err := c.open(ctx, app.PartCommands)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
+	defer a.Close()
 	meta := commands.Meta{RequestID: ulid.Make().String(), Actor: backfillActor, Tenant: "default"}
-	for _, k := range []backfillKind{memoryBackfill(app, meta), messageBackfill(app, meta)} {
+	for _, k := range []backfillKind{memoryBackfill(a, meta), messageBackfill(a, meta)} {
 		var total int64
-		if err := app.pool.QueryRow(ctx, `SELECT count(*) FROM `+k.table+` WHERE `+k.missing).Scan(&total); err != nil {
+		if err := a.Pool().QueryRow(ctx, `SELECT count(*) FROM `+k.table+` WHERE `+k.missing).Scan(&total); err != nil {
 			return fmt.Errorf("count %s without an embedding: %w", k.table, err)
 		}
 		prog := newProgress(c.stderr, "embed "+k.table, total, quiet)
 		prog.unit = k.table
-		done, skipped, err := backfill(ctx, app, k, batch, prog.update)
+		done, skipped, err := backfill(ctx, a, k, batch, prog.update)
 		if err != nil {
 			prog.fail()
 			return err
@@ -71,23 +72,23 @@ type backfillKind struct {
 	set            func(ctx context.Context, id string, version int, e []float64) error
 }
 
-func memoryBackfill(app *App, meta commands.Meta) backfillKind {
+func memoryBackfill(a *app.App, meta commands.Meta) backfillKind {
 	return backfillKind{
 		table:   "memories",
 		missing: `embedding IS NULL AND content <> '' AND (expires_at IS NULL OR expires_at > now())`,
 		set: func(ctx context.Context, id string, version int, e []float64) error {
-			_, err := app.commands.UpdateMemory(ctx, meta, id, []int{version}, domain.UpdateMemory{Embedding: e})
+			_, err := a.Commands().UpdateMemory(ctx, meta, id, []int{version}, domain.UpdateMemory{Embedding: e})
 			return err
 		},
 	}
 }
 
-func messageBackfill(app *App, meta commands.Meta) backfillKind {
+func messageBackfill(a *app.App, meta commands.Meta) backfillKind {
 	return backfillKind{
 		table:   "messages",
 		missing: `embedding IS NULL AND content <> ''`,
 		set: func(ctx context.Context, id string, version int, e []float64) error {
-			_, err := app.commands.EditMessage(ctx, meta, id, []int{version}, domain.EditMessage{Embedding: e})
+			_, err := a.Commands().EditMessage(ctx, meta, id, []int{version}, domain.EditMessage{Embedding: e})
 			return err
 		},
 	}
@@ -95,10 +96,10 @@ func messageBackfill(app *App, meta commands.Meta) backfillKind {
 
 // backfill pages through k's rows without an embedding in id order, asks
 // the provider for a page's embeddings at once and sets them one by one.
-func backfill(ctx context.Context, app *App, k backfillKind, batch int, progress func(int64)) (done, skipped int64, err error) {
+func backfill(ctx context.Context, a *app.App, k backfillKind, batch int, progress func(int64)) (done, skipped int64, err error) {
 	after := ""
 	for {
-		rows, err := app.pool.Query(ctx, `SELECT id, version, content FROM `+k.table+`
+		rows, err := a.Pool().Query(ctx, `SELECT id, version, content FROM `+k.table+`
 			WHERE `+k.missing+` AND id > $1 ORDER BY id LIMIT $2`, after, batch)
 		if err != nil {
 			return done, skipped, fmt.Errorf("read %s without an embedding: %w", k.table, err)
@@ -121,7 +122,7 @@ func backfill(ctx context.Context, app *App, k backfillKind, batch int, progress
 		for i, r := range page {
 			texts[i] = r.content
 		}
-		vectors, err := app.commands.Embed(ctx, texts)
+		vectors, err := a.Commands().Embed(ctx, texts)
 		if err != nil {
 			return done, skipped, fmt.Errorf("embed %s: %w", k.table, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/arq-memory/arq/app"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -177,14 +178,14 @@ func TestEmbeddingConfig(t *testing.T) {
 		{"ARQ_EMBEDDINGS_URL", "ftp://embeddings.example"}: false,
 		{"ARQ_EMBEDDINGS_TIMEOUT", "0s"}:                   false,
 	} {
-		cfg, err := envConfig(func(k string) string {
+		cfg, err := app.FromEnv(func(k string) string {
 			if k == env[0] {
 				return env[1]
 			}
 			return ""
 		})
 		if err == nil {
-			err = cfg.validate()
+			err = cfg.Validate()
 		}
 		if (err == nil) != ok {
 			t.Errorf("%s=%s: %v", env[0], env[1], err)

@@ -44,16 +44,15 @@ func (c *cli) events(ctx context.Context, args []string) error {
 	if limit < 0 {
 		return usagef("--limit must not be negative")
 	}
-	log := c.cfg.logger(c.stderr)
-	app, err := open(ctx, c.cfg, log, nil)
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
+	defer a.Close()
 	if follow {
 		nctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		wait := app.runParts(nctx, false, func(error) {})
+		wait := a.RunLog(nctx, func(error) {})
 		defer wait()
 		defer cancel()
 	}
@@ -63,8 +62,8 @@ func (c *cli) events(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(out)
 	printed := 0
 	for {
-		seen := app.notifier.Generation()
-		page, err := app.store.ReadAll(ctx, cur, 500, f)
+		seen := a.Notifier().Generation()
+		page, err := a.Store().ReadAll(ctx, cur, 500, f)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -92,7 +91,7 @@ func (c *cli) events(ctx context.Context, args []string) error {
 		}
 		// Poll now and then too: a commit hidden behind an older open
 		// transaction becomes visible without any notification.
-		app.notifier.Wait(ctx, seen, 200*time.Millisecond)
+		a.Notifier().Wait(ctx, seen, 200*time.Millisecond)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -42,12 +42,12 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	entries, err := app.history.History(ctx, kind, id)
+	defer a.Close()
+	entries, err := a.History().History(ctx, kind, id)
 	if err != nil {
 		return err
 	}
@@ -120,12 +120,12 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 		}
 		at = &t
 	}
-	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	state, err := app.history.At(ctx, kind, id, version, at)
+	defer a.Close()
+	state, err := a.History().At(ctx, kind, id, version, at)
 	if err != nil {
 		return err
 	}
@@ -149,19 +149,19 @@ func (c *cli) audit(ctx context.Context, args []string) error {
 	if rest[0] != "user" {
 		return usagef("audit knows users: arq audit user ID")
 	}
-	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	streams, err := app.store.UserStreams(ctx, rest[1])
+	defer a.Close()
+	streams, err := a.Store().UserStreams(ctx, rest[1])
 	if err != nil {
 		return err
 	}
 	// As GET /v1/users/{id}/audit: a user who never had an event is no
 	// user; one whose events the filters leave out has an empty audit.
 	if len(streams) <= 1 { // only the user's own stream id, which it may never have had
-		v, err := app.store.StreamVersion(ctx, domain.StreamID(domain.StreamUser, rest[1]))
+		v, err := a.Store().StreamVersion(ctx, domain.StreamID(domain.StreamUser, rest[1]))
 		if err != nil {
 			return err
 		}
@@ -178,7 +178,7 @@ func (c *cli) audit(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(c.stdout)
 	after := eventstore.Start
 	for {
-		events, err := app.store.ReadAll(ctx, after, 1000, f)
+		events, err := a.Store().ReadAll(ctx, after, 1000, f)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/app"
 )
 
 // liveTopicOf is the live topic of the deployment on the database at url,
@@ -16,9 +18,9 @@ func liveTopicOf(url string) string {
 		return ""
 	}
 	defer conn.Close(ctx)
-	id, err := deploymentID(ctx, conn)
+	id, err := app.DeploymentID(ctx, conn)
 	if err != nil {
 		return ""
 	}
-	return liveTopic(redisNamespace(conn.Config().Database, id))
+	return app.LiveTopic(app.RedisNamespace(conn.Config().Database, id))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"log/slog"
 	"os"
@@ -60,7 +61,7 @@ func BenchmarkLogOperations(b *testing.B) {
 		n, _ = strconv.Atoi(s)
 	}
 	// ARQ_BENCH_PROJECTIONS=a,b rebuilds only those, to see what each costs.
-	ps := registered()
+	ps := app.Projections()
 	if s := os.Getenv("ARQ_BENCH_PROJECTIONS"); s != "" {
 		ps = nil
 		for _, name := range strings.Split(s, ",") {
@@ -74,30 +75,30 @@ func BenchmarkLogOperations(b *testing.B) {
 	ctx := context.Background()
 	events := syntheticLog(n)
 	url := testdb.New(b)
-	cfg := defaultConfig()
+	cfg := app.DefaultConfig()
 	cfg.DatabaseURL = url
-	app, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ps)
+	a, err := app.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Projections: ps})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer app.Close()
+	defer a.Close()
 	rate := func(name string, d time.Duration) {
 		b.ReportMetric(float64(n)/d.Seconds(), name+"-events/s")
 	}
 	for b.Loop() {
 		start := time.Now()
 		for i := 0; i < len(events); i += 10_000 {
-			if err := app.store.Import(ctx, events[i:min(i+10_000, len(events))]); err != nil {
+			if err := a.Store().Import(ctx, events[i:min(i+10_000, len(events))]); err != nil {
 				b.Fatal(err)
 			}
 		}
 		rate("import", time.Since(start))
-		if _, err := app.pool.Exec(ctx, `VACUUM ANALYZE events`); err != nil {
+		if _, err := a.Pool().Exec(ctx, `VACUUM ANALYZE events`); err != nil {
 			b.Fatal(err)
 		}
 
 		start = time.Now()
-		rows, err := app.pool.Query(ctx, `SELECT `+eventstore.Columns+` FROM events ORDER BY position`)
+		rows, err := a.Pool().Query(ctx, `SELECT `+eventstore.Columns+` FROM events ORDER BY position`)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -113,21 +114,20 @@ func BenchmarkLogOperations(b *testing.B) {
 
 		start = time.Now()
 		enc := json.NewEncoder(io.Discard)
-		if err := app.store.Export(ctx, time.Time{}, func(e eventstore.Exported) error { return enc.Encode(e) }); err != nil {
+		if err := a.Store().Export(ctx, time.Time{}, func(e eventstore.Exported) error { return enc.Encode(e) }); err != nil {
 			b.Fatal(err)
 		}
 		rate("export", time.Since(start))
 
 		start = time.Now()
-		c := &cli{cfg: cfg, stdout: io.Discard, stderr: io.Discard}
-		if err := c.rebuild(ctx, app, ps, "rebuild", true); err != nil {
+		if err := a.Rebuild(ctx, ps, nil); err != nil {
 			b.Fatal(err)
 		}
 		rate("rebuild-all", time.Since(start))
 		// One projection rebuilt online: a copy built beside the live
 		// tables and switched in (nothing else runs meanwhile).
 		start = time.Now()
-		cp, err := projections.NewCopy(ctx, app.pool, app.notifier, ps[len(ps)/2], projections.OnlineOptions{})
+		cp, err := projections.NewCopy(ctx, a.Pool(), a.Notifier(), ps[len(ps)/2], projections.OnlineOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/app"
 )
 
 const usage = `arq — memory and context store for AI assistants
@@ -82,7 +84,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	cfg, err := envConfig(getenv)
+	cfg, err := app.FromEnv(getenv)
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -132,7 +134,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 
 // cli carries one command line's configuration and output streams.
 type cli struct {
-	cfg    Config
+	cfg    app.Config
 	stdout io.Writer
 	stderr io.Writer
 	// ready, when set, learns the HTTP address once `serve` listens.
@@ -146,7 +148,7 @@ func (c *cli) parse(name string, args []string, bind func(*flag.FlagSet), positi
 	// The flag package prints a mistake and the usage; a mistake is to be
 	// one line (returned), the usage only when asked for (-h).
 	fs.SetOutput(io.Discard)
-	c.cfg.bindCommon(fs)
+	bindCommon(&c.cfg, fs)
 	if bind != nil {
 		bind(fs)
 	}
@@ -170,8 +172,13 @@ func (c *cli) parse(name string, args []string, bind func(*flag.FlagSet), positi
 	if len(rest) != positional {
 		return nil, usagef("arq %s takes %d argument(s), got %d", name, positional, len(rest))
 	}
-	if err := c.cfg.validate(); err != nil {
+	if err := c.cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
 	return rest, nil
+}
+
+// open opens the database and the parts of the app a command needs.
+func (c *cli) open(ctx context.Context, parts app.Part) (*app.App, error) {
+	return app.Open(ctx, c.cfg, c.cfg.Logger(c.stderr), app.Options{Parts: parts})
 }

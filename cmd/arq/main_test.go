@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"log/slog"
 	"net/http"
@@ -388,7 +389,7 @@ func TestRebuildCommandReplaysTheLog(t *testing.T) {
 		Name, State string
 		Behind      int64
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != len(registered()) {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != len(app.Projections()) {
 		t.Fatalf("status after rebuild: exit %d, %s", code, out)
 	}
 	if st[0].Name != "streams" || st[0].State != "running" || st[0].Behind != 0 {
@@ -544,18 +545,18 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 func TestCloseDoesNotWaitForeverForAConnection(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg := defaultConfig()
+	cfg := app.DefaultConfig()
 	cfg.DatabaseURL = testdb.New(t)
-	app, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), registered())
+	a, err := app.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Parts: app.PartServer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := app.pool.Acquire(ctx) // never released before Close
+	conn, err := a.Pool().Acquire(ctx) // never released before Close
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})
-	go func() { app.Close(); close(closed) }()
+	go func() { a.Close(); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(30 * time.Second):

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/arq-memory/arq/app"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,7 +53,7 @@ func TestMetrics(t *testing.T) {
 		`arq_http_requests_total{code="405",method="other",route="unmatched"}`:        1,
 		`arq_http_request_duration_seconds_count{method="GET",route="/v1/users/:id"}`: 2,
 		`arq_projection_stopped{projection="users"}`:                                  0,
-		`arq_db_pool_max_connections{pool="projector"}`:                               float64(len(registered()) + 2),
+		`arq_db_pool_max_connections{pool="projector"}`:                               float64(len(app.Projections()) + 2),
 	} {
 		if got := metricValue(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
@@ -69,7 +70,7 @@ func TestMetrics(t *testing.T) {
 	eventually(t, 20*time.Second, "every projection at the head of the log", func() (bool, error) {
 		body := scrape()
 		head := metricValue(t, body, "arq_log_head_position")
-		for _, p := range registered() {
+		for _, p := range app.Projections() {
 			if pos := metricValue(t, body, `arq_projection_position{projection="`+p.Name()+`"}`); pos != head || head < 1 {
 				return false, nil
 			}

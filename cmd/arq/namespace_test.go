@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"log/slog"
 	"os"
@@ -62,19 +63,14 @@ func migratedDatabase(t *testing.T) string {
 
 // namedAs rewires an app's Redis parts as if its database were named
 // database.
-func namedAs(t *testing.T, database string) func(*App) {
-	return func(a *App) {
-		a.closeLive()
-		if err := a.wireRedis(context.Background(), database); err != nil {
-			t.Fatal(err)
-		}
-	}
+func namedAs(database string) func(*app.Options) {
+	return func(o *app.Options) { o.DatabaseName = database }
 }
 
 // openApp opens the app as a command does, without serving.
-func openApp(t *testing.T, url string) *App {
+func openApp(t *testing.T, url string, patch func(*app.Options)) *app.App {
 	t.Helper()
-	cfg, err := envConfig(func(k string) string {
+	cfg, err := app.FromEnv(func(k string) string {
 		switch k {
 		case "ARQ_DATABASE_URL":
 			return url
@@ -86,7 +82,9 @@ func openApp(t *testing.T, url string) *App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), registered())
+	opt := app.Options{Parts: app.PartServer}
+	patch(&opt)
+	a, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,20 +99,17 @@ func TestDeploymentNamespace(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	one, other := migratedDatabase(t), migratedDatabase(t)
-	first, second, elsewhere := openApp(t, one), openApp(t, one), openApp(t, other)
-	for _, a := range []*App{first, second, elsewhere} {
-		namedAs(t, "arq")(a)
+	first, second, elsewhere := openApp(t, one, namedAs("arq")), openApp(t, one, namedAs("arq")), openApp(t, other, namedAs("arq"))
+	if first.Namespace() != second.Namespace() {
+		t.Fatalf("two processes on one database: namespaces %q and %q", first.Namespace(), second.Namespace())
 	}
-	if first.namespace != second.namespace {
-		t.Fatalf("two processes on one database: namespaces %q and %q", first.namespace, second.namespace)
+	if first.Namespace() == elsewhere.Namespace() {
+		t.Fatalf("two databases named arq share the namespace %q", first.Namespace())
 	}
-	if first.namespace == elsewhere.namespace {
-		t.Fatalf("two databases named arq share the namespace %q", first.namespace)
+	if !strings.HasPrefix(first.Namespace(), "arq:") {
+		t.Errorf("namespace %q does not name the database", first.Namespace())
 	}
-	if !strings.HasPrefix(first.namespace, "arq:") {
-		t.Errorf("namespace %q does not name the database", first.namespace)
-	}
-	if topic := liveTopic(first.namespace); topic != "arq:"+first.namespace+":events" {
+	if topic := app.LiveTopic(first.Namespace()); topic != "arq:"+first.Namespace()+":events" {
 		t.Errorf("live topic %q", topic)
 	}
 
@@ -122,10 +117,9 @@ func TestDeploymentNamespace(t *testing.T) {
 	if err := migrations.Apply(ctx, one, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
-	again := openApp(t, one)
-	namedAs(t, "arq")(again)
-	if again.namespace != second.namespace {
-		t.Fatalf("after a restart: namespace %q, was %q", again.namespace, second.namespace)
+	again := openApp(t, one, namedAs("arq"))
+	if again.Namespace() != second.Namespace() {
+		t.Fatalf("after a restart: namespace %q, was %q", again.Namespace(), second.Namespace())
 	}
 }
 
@@ -134,8 +128,8 @@ func TestDeploymentNamespace(t *testing.T) {
 // publishes through the same Redis.
 func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 	t.Parallel()
-	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs(t, "arq"))
-	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs(t, "arq"))
+	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs("arq"))
+	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs("arq"))
 	const path = "/v1/events/stream?type=user.registered"
 	fromA, fromB := a.subscribe(t, path), b.subscribe(t, path)
 	ownA, ownB := map[string]bool{}, map[string]bool{}
@@ -213,7 +207,7 @@ func TestImportedCopiesNamedAlikeServeTheirOwnWindows(t *testing.T) {
 		if code, _, errOut := runCLI(t, url, "import", "--quiet", file); code != 0 {
 			t.Fatalf("import: %d %s", code, errOut)
 		}
-		return startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs(t, "arq"))
+		return startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs("arq"))
 	}
 	a, b := imported(), imported()
 	last := func(s *loggedServer, content string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"io"
 	"net/http"
 	"regexp"
@@ -59,7 +60,7 @@ func dumpTables(t *testing.T, url string) map[string][]string {
 	}
 	defer conn.Close(ctx)
 	out := map[string][]string{}
-	for _, p := range registered() {
+	for _, p := range app.Projections() {
 		for _, table := range p.Tables() {
 			rows, err := conn.Query(ctx, `SELECT r::text FROM `+pgx.Identifier{table}.Sanitize()+` r ORDER BY 1`)
 			if err != nil {
@@ -183,7 +184,7 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 		// Let the load start before the first rebuild.
 		eventually(t, 10*time.Second, "the first writes", func() (bool, error) { return writes.Load() > 0, nil })
 	}
-	for _, p := range registered() {
+	for _, p := range app.Projections() {
 		before := writes.Load()
 		t0 := time.Now()
 		code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--online", "--quiet")
@@ -211,7 +212,7 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 	pool := testdb.Pool(t, s.url)
 	before := eventCount(t, s)
 	eventually(t, 30*time.Second, "projections caught up", func() (bool, error) {
-		st, err := projections.Statuses(context.Background(), pool, names(registered()))
+		st, err := projections.Statuses(context.Background(), pool, app.ProjectionNames())
 		for _, x := range st {
 			if x.Behind > 0 {
 				return false, err
@@ -220,13 +221,13 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 		return err == nil, err
 	})
 	online := dumpTables(t, s.url)
-	for _, p := range registered() {
+	for _, p := range app.Projections() {
 		code, out, errOut := runCLI(t, s.url, "projections", "verify", p.Name(), "--quiet")
 		if code != 0 {
 			t.Errorf("verify %s: exit %d: %s%s", p.Name(), code, out, errOut)
 		}
 	}
-	for _, p := range registered() {
+	for _, p := range app.Projections() {
 		if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--quiet"); code != 0 {
 			t.Fatalf("offline rebuild of %s: exit %d: %s", p.Name(), code, errOut)
 		}

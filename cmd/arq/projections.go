@@ -7,9 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
+	"github.com/arq-memory/arq/app"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -20,13 +20,12 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 	}, 0); err != nil {
 		return err
 	}
-	log := c.cfg.logger(c.stderr)
-	app, err := open(ctx, c.cfg, log, registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	st, copies, err := projections.Overview(ctx, app.pool, names(registered()))
+	defer a.Close()
+	st, copies, err := a.ProjectionOverview(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,66 +69,52 @@ func (c *cli) projectionsRebuild(ctx context.Context, args []string) error {
 	if online {
 		return c.rebuildOnline(ctx, p, quiet)
 	}
-	log := c.cfg.logger(c.stderr)
-	app, err := open(ctx, c.cfg, log, []projections.Projection{p})
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-
-	return c.rebuild(ctx, app, []projections.Projection{p}, "rebuild "+p.Name(), quiet)
+	defer a.Close()
+	return c.rebuild(ctx, a, []projections.Projection{p}, "rebuild "+p.Name(), quiet)
 }
 
-// countEvents counts the events a reader of the log can see now.
-func countEvents(ctx context.Context, app *App) (int64, error) {
-	var n int64
-	err := app.pool.QueryRow(ctx, `SELECT count(*) FROM events
-		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).Scan(&n)
+// rebuild rebuilds ps from the whole log with progress on stderr (see
+// app.App.Rebuild).
+func (c *cli) rebuild(ctx context.Context, a *app.App, ps []projections.Projection, what string, quiet bool) error {
+	prog := newProgress(c.stderr, what, 0, quiet)
+	err := a.Rebuild(ctx, ps, func(done, total int64) {
+		prog.total = total
+		prog.update(done)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("count events: %w", err)
+		prog.fail()
+		return err
 	}
-	return n, nil
+	prog.finish()
+	return nil
 }
 
 // projectionNamed is the registered projection called name.
 func projectionNamed(name string) (projections.Projection, error) {
-	for _, q := range registered() {
-		if q.Name() == name {
-			return q, nil
-		}
+	p, err := app.ProjectionNamed(name)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
-	return nil, usagef("no projection %q (known: %s)", name, strings.Join(names(registered()), ", "))
+	return p, nil
 }
 
-// withCopy opens the database, runs the notifier (a copy's projector
-// waits on it), makes a copy of p with progress on stderr, and hands it to
-// use. An interruption is reported as its cause.
+// withCopy opens the database, makes a copy of p with progress on
+// stderr, and hands it to use.
 func (c *cli) withCopy(ctx context.Context, p projections.Projection, what string, quiet bool, use func(context.Context, *projections.Copy, *progress) error) error {
-	log := c.cfg.logger(c.stderr)
-	app, err := open(ctx, c.cfg, log, registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	wait := app.runParts(runCtx, false, func(err error) { cancel(err) })
-	defer wait()
-	defer cancel(nil)
-
+	defer a.Close()
 	prog := newProgress(c.stderr, what, 0, quiet)
-	cp, err := projections.NewCopy(runCtx, app.pool, app.notifier, p, projections.OnlineOptions{
-		Log:      log,
-		Progress: func(at, target int64) { prog.total = target; prog.update(at) },
-	})
+	err = a.WithCopy(ctx, p, func(at, target int64) { prog.total = target; prog.update(at) },
+		func(ctx context.Context, cp *projections.Copy) error { return use(ctx, cp, prog) })
 	if err != nil {
-		return err
-	}
-	if err := use(runCtx, cp, prog); err != nil {
 		prog.fail()
-		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return cause
-		}
 		return err
 	}
 	prog.finish()

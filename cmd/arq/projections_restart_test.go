@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/arq-memory/arq/app"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,6 @@ func TestProjectionsStartAgainAfterAFailedStart(t *testing.T) {
 		var running, applied int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM projection_status WHERE state = 'running'),
 			(SELECT count(*) FROM streams WHERE stream_id = 't-1')`).Scan(&running, &applied)
-		return running == len(registered()) && applied == 1, err
+		return running == len(app.Projections()) && applied == 1, err
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"testing"
 	"time"
 )
@@ -154,7 +155,7 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 		t.Fatalf("search finds %d memories, want 2", n)
 	}
 
-	for _, p := range registered() {
+	for _, p := range app.Projections() {
 		code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--quiet")
 		if code != 0 {
 			t.Fatalf("rebuild %s: exit %d: %s", p.Name(), code, errOut)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/app"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ type loggedServer struct {
 
 // startLoggedServer starts a server over a fresh database; patch, if not
 // nil, may replace a part of the app before it serves.
-func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *loggedServer {
+func startLoggedServer(t *testing.T, env map[string]string, patch func(*app.Options)) *loggedServer {
 	t.Helper()
 	url := testdb.New(t)
 	getenv := func(k string) string {
@@ -52,23 +53,24 @@ func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *l
 		}
 		return ""
 	}
-	cfg, err := envConfig(getenv)
+	cfg, err := app.FromEnv(getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	app, err := open(ctx, cfg, cfg.logger(logs), registered())
+	opt := app.Options{Parts: app.PartServer}
+	if patch != nil {
+		patch(&opt)
+	}
+	a, err := app.Open(ctx, cfg, cfg.Logger(logs), opt)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	if patch != nil {
-		patch(app)
-	}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, func(addr string) { ready <- addr }) }()
+	go func() { done <- a.Serve(ctx, func(addr string) { ready <- addr }) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -81,7 +83,7 @@ func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *l
 			case <-time.After(30 * time.Second):
 				t.Error("server did not stop")
 			}
-			app.Close()
+			a.Close()
 		})
 	}
 	t.Cleanup(func() {
@@ -89,7 +91,7 @@ func startLoggedServer(t *testing.T, env map[string]string, patch func(*App)) *l
 		// The live topic of this deployment goes with it, as in startServerOn.
 		if opt, err := redis.ParseURL(cfg.RedisURL); err == nil {
 			rdb := redis.NewClient(opt)
-			_ = rdb.Del(context.Background(), liveTopic(app.namespace)).Err()
+			_ = rdb.Del(context.Background(), app.LiveTopic(a.Namespace())).Err()
 			_ = rdb.Close()
 		}
 		if t.Failed() {
@@ -217,7 +219,9 @@ func (p panickingEntities) Encoded(ctx context.Context, kind readmodel.Kind, ten
 // of entities by id panics.
 func TestPanicInAHandlerIsRecovered(t *testing.T) {
 	t.Parallel()
-	s := startLoggedServer(t, nil, func(a *App) { a.entities = panickingEntities{a.entities} })
+	s := startLoggedServer(t, nil, func(o *app.Options) {
+		o.WrapEntities = func(e api.EntityReader) api.EntityReader { return panickingEntities{e} }
+	})
 	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
 	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
 

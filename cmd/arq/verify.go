@@ -26,17 +26,17 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 	}, 0); err != nil {
 		return err
 	}
-	app, err := open(ctx, c.cfg, c.cfg.logger(c.stderr), registered())
+	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
-	total, err := countEvents(ctx, app)
+	defer a.Close()
+	total, err := a.Store().Count(ctx)
 	if err != nil {
 		return err
 	}
 	prog := newProgress(c.stderr, "verify", total, quiet || stream != "")
-	v, err := app.store.Verify(ctx, stream, prog.update)
+	v, err := a.Store().Verify(ctx, stream, prog.update)
 	if err != nil {
 		prog.fail()
 		return err

@@ -1,7 +1,6 @@
-package main
+package app
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,7 +73,9 @@ type Config struct {
 	EmbeddingsTimeout                                time.Duration
 }
 
-func defaultConfig() Config {
+// DefaultConfig is the configuration of a process given no ARQ_* variable
+// and no flag.
+func DefaultConfig() Config {
 	return Config{
 		DatabaseURL:      "postgres://postgres@127.0.0.1:5432/arq?sslmode=disable",
 		RedisURL:         "redis://127.0.0.1:6379/0",
@@ -104,9 +105,9 @@ func defaultConfig() Config {
 	}
 }
 
-// envConfig reads the environment over the defaults.
-func envConfig(getenv func(string) string) (Config, error) {
-	c := defaultConfig()
+// FromEnv reads the ARQ_* variables getenv returns over the defaults.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
 	str := func(key string, dst *string) {
 		if v := getenv(key); v != "" {
 			*dst = v
@@ -133,7 +134,7 @@ func envConfig(getenv func(string) string) (Config, error) {
 	str("ARQ_ADMIN_KEY", &c.AdminKey)
 	str("ARQ_TOKEN_ENCODING", &c.TokenEncoding)
 	if v := getenv("ARQ_CORS_ORIGINS"); v != "" {
-		c.CORSOrigins = splitList(v)
+		c.CORSOrigins = SplitList(v)
 	}
 	if v := getenv("ARQ_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -208,29 +209,8 @@ func envConfig(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// bindCommon registers the flags every command shares; a flag overrides
-// its environment variable.
-func (c *Config) bindCommon(fs *flag.FlagSet) {
-	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "Postgres URL (ARQ_DATABASE_URL)")
-	fs.Func("log-level", "debug, info, warn or error (ARQ_LOG_LEVEL)", func(s string) error {
-		return c.LogLevel.UnmarshalText([]byte(s))
-	})
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (ARQ_LOG_FORMAT)")
-}
-
-func (c *Config) bindServe(fs *flag.FlagSet) {
-	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (ARQ_REDIS_URL)")
-	fs.DurationVar(&c.ReadYourWrites, "read-your-writes-timeout", c.ReadYourWrites, "how long a command waits for the query tables before answering 202 (ARQ_READ_YOUR_WRITES_TIMEOUT)")
-	fs.Func("cors-origins", "comma-separated origins allowed to call the API from a browser (ARQ_CORS_ORIGINS)", func(s string) error {
-		c.CORSOrigins = splitList(s)
-		return nil
-	})
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on (ARQ_HTTP_ADDR)")
-	fs.IntVar(&c.DBMaxConns, "db-max-conns", c.DBMaxConns, "largest number of Postgres connections for commands and reads (ARQ_DB_MAX_CONNS)")
-	fs.IntVar(&c.AppendBatches, "append-batches", c.AppendBatches, "batches of concurrent appends written at once; 0 writes each alone (ARQ_APPEND_BATCHES)")
-}
-
-func (c Config) validate() error {
+// Validate checks the settings that flags may have changed after FromEnv.
+func (c Config) Validate() error {
 	u, err := url.Parse(c.DatabaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return fmt.Errorf("database url %q: want postgres://user@host:port/database", c.DatabaseURL)
@@ -261,7 +241,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-func (c Config) logger(w io.Writer) *slog.Logger {
+// Logger is the structured logger the configuration asks for, writing to w.
+func (c Config) Logger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	if c.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
@@ -269,7 +250,8 @@ func (c Config) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	"github.com/arq-memory/arq/cache"
 )
 
-// deploymentID reads the identity the database was given when it was first
+// DeploymentID reads the identity the database was given when it was first
 // migrated (migration 00021): the same for every process on it and across
 // restarts, another for every other database that was migrated apart.
-func deploymentID(ctx context.Context, db interface {
+func DeploymentID(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (string, error) {
 	var id string
@@ -29,17 +29,17 @@ func deploymentID(ctx context.Context, db interface {
 	return id, nil
 }
 
-// redisNamespace is the part of every Redis key and of the live topic that
+// RedisNamespace is the part of every Redis key and of the live topic that
 // keeps apart the deployments sharing one Redis: the database's name, for
 // the operator, and its identity, because the name alone is the same
 // (arq, by default) for deployments on different Postgres clusters. It is
 // the one place that format is made.
-func redisNamespace(database, id string) string {
+func RedisNamespace(database, id string) string {
 	return database + ":" + id
 }
 
-// liveTopic is the Redis Streams topic of the deployment namespace names.
-func liveTopic(namespace string) string {
+// LiveTopic is the Redis Streams topic of the deployment namespace names.
+func LiveTopic(namespace string) string {
 	return "arq:" + namespace + ":events"
 }
 
@@ -47,11 +47,14 @@ func liveTopic(namespace string) string {
 // live updates) under this deployment's namespace; database is the name
 // of the database the app is connected to.
 func (a *App) wireRedis(ctx context.Context, database string) error {
-	id, err := deploymentID(ctx, a.pool)
+	id, err := DeploymentID(ctx, a.pool)
 	if err != nil {
 		return err
 	}
-	a.namespace = redisNamespace(database, id)
+	if a.opt.DatabaseName != "" {
+		database = a.opt.DatabaseName
+	}
+	a.namespace = RedisNamespace(database, id)
 	a.entities = a.reader
 	if a.cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, a.namespace)

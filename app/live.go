@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // wireLive connects live updates: a relay publishing the log to the Redis
-// Streams topic of this deployment (namespace, see redisNamespace), and a
+// Streams topic of this deployment (namespace, see RedisNamespace), and a
 // fan-out subscriber feeding this instance's hub. Redis being down at
 // start is no error: the relay then delivers in this instance, and both
 // recover when Redis does.
@@ -44,9 +44,9 @@ func (a *App) wireLive(namespace string) error {
 	if err != nil {
 		return fmt.Errorf("live subscriber: %w", err)
 	}
-	// One topic per deployment (see redisNamespace), so deployments (and
+	// One topic per deployment (see RedisNamespace), so deployments (and
 	// tests) sharing a Redis never see each other's events.
-	topic := liveTopic(namespace)
+	topic := LiveTopic(namespace)
 	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
 	a.feed = func(ctx context.Context) error { return live.Feed(ctx, sub, topic, a.hub) }
 	a.closeLive = func() {

@@ -1,0 +1,294 @@
+// Package app is one arq process, wired by hand: its Postgres pools, event
+// store, projection engine, commands, caches, live updates and HTTP
+// server. A command opens what it needs and no more (Open's parts); the
+// binary in cmd/arq parses flags and prints, end-to-end tests drive the
+// same App.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/cache"
+	"github.com/arq-memory/arq/commands"
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/embeddings"
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/internal/pgcancel"
+	"github.com/arq-memory/arq/live"
+	"github.com/arq-memory/arq/migrations"
+	"github.com/arq-memory/arq/projections"
+	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/summarize"
+	"github.com/arq-memory/arq/tokens"
+)
+
+// Projections lists every projection the binary runs, in the order their
+// status is shown.
+func Projections() []projections.Projection {
+	return append([]projections.Projection{projections.Streams{}}, readmodel.All()...)
+}
+
+// ProjectionNames are the names of Projections, in order.
+func ProjectionNames() []string { return names(Projections()) }
+
+// Part is a part of the process that Open builds beyond the event log,
+// which every command needs.
+type Part uint8
+
+// The parts of a process. Each includes what it is built on.
+const (
+	// PartProjector is the projection engine over Options.Projections.
+	PartProjector Part = 1 << iota
+	// PartCommands is the command service: token counting, embeddings,
+	// the query tables' reader and the read-your-writes waiter.
+	PartCommands
+	// PartServer is all a server needs: commands, projector, the Redis
+	// cache and live updates, and the background workers.
+	PartServer
+)
+
+// Options are what Open builds beyond the configuration.
+type Options struct {
+	// Parts to build beyond the event log; see Part.
+	Parts Part
+	// Projections the projector runs; nil: every one (Projections).
+	Projections []projections.Projection
+	// StreamWriteTimeout bounds each write of an event stream (SSE); 0
+	// takes the API's default. Tests shorten it.
+	StreamWriteTimeout time.Duration
+	// WrapEntities, when set, wraps the entity reader the API reads by id
+	// (tests put a failing one in front).
+	WrapEntities func(api.EntityReader) api.EntityReader
+	// DatabaseName, when set, is the database name the Redis namespace
+	// takes instead of the database's own (tests of deployments on
+	// different clusters whose databases are named alike).
+	DatabaseName string
+}
+
+// App is one arq process.
+type App struct {
+	cfg  Config
+	opt  Options
+	log  *slog.Logger
+	pool *pgxpool.Pool // commands and reads
+	// projPool holds the projector's transactions; nil without a projector.
+	projPool *pgxpool.Pool
+	store    *eventstore.Store
+	notifier *eventstore.Notifier
+	history  *history.Reader
+	ps       []projections.Projection
+
+	// With PartProjector.
+	engine *projections.Engine
+	// With PartCommands.
+	reader   *readmodel.Reader
+	commands *commands.Service
+	waiter   *projections.Waiter
+	tokens   domain.TokenCounter
+	// With PartServer.
+	cache    *cache.Cache
+	entities api.EntityReader
+	// namespace keeps apart the Redis keys and live topics of deployments
+	// sharing one Redis (see RedisNamespace).
+	namespace   string
+	hub         *live.Hub
+	relay       *live.Relay
+	feed        func(context.Context) error
+	closeLive   func() // closes the Redis client of live updates
+	expirer     *commands.Expirer
+	snapshotter *commands.Snapshotter
+	summaries   *commands.SummaryWorker
+}
+
+// Migrate creates the database if it is missing and migrates it; serve,
+// migrate and import do this, the other commands expect a migrated
+// database.
+func Migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	return migrations.Apply(ctx, cfg.DatabaseURL, log)
+}
+
+// Open connects to the database and builds the event log and the parts
+// opt asks for.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, opt Options) (*App, error) {
+	if opt.Parts&PartServer != 0 {
+		opt.Parts |= PartCommands | PartProjector
+	}
+	if opt.Projections == nil {
+		opt.Projections = Projections()
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	pcfg.MaxConns = int32(cfg.DBMaxConns)
+	pgcancel.OnServer(&pcfg.ConnConfig.Config)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to Postgres at %s: %w", pcfg.ConnConfig.Host, err)
+	}
+	a := &App{cfg: cfg, opt: opt, log: log, pool: pool, ps: opt.Projections}
+	a.notifier = eventstore.NewNotifier(pool, log)
+	a.store = eventstore.New(pool, eventstore.WithAppendHook(a.notifier.Notify), eventstore.WithGroupCommit(cfg.AppendBatches),
+		eventstore.WithLogger(log))
+	a.history = history.New(a.store)
+	for _, build := range []func(context.Context, *pgxpool.Config) error{a.openProjector, a.openCommands, a.openServer} {
+		if err := build(ctx, pcfg); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// openProjector builds the projection engine, on a pool of its own.
+func (a *App) openProjector(ctx context.Context, pcfg *pgxpool.Config) error {
+	if a.opt.Parts&PartProjector == 0 {
+		return nil
+	}
+	// A projection's writes and its checkpoint commit together, so a
+	// projector commit lost in a crash loses both and is redone from the
+	// log: projector transactions need not wait for the WAL flush.
+	ppcfg := pcfg.Copy()
+	ppcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	ppcfg.ConnConfig.RuntimeParams["application_name"] = "arq-projector"
+	ppcfg.MaxConns = int32(len(a.ps) + 2)
+	projPool, err := pgxpool.NewWithConfig(ctx, ppcfg)
+	if err != nil {
+		return fmt.Errorf("connect projector pool: %w", err)
+	}
+	a.projPool = projPool
+	a.engine, err = projections.NewEngine(projPool, a.notifier, a.ps, projections.Config{}, a.log)
+	return err
+}
+
+// openCommands builds the command service and what it reads with.
+func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
+	if a.opt.Parts&PartCommands == 0 {
+		return nil
+	}
+	cfg := a.cfg
+	tc, err := tokens.New(cfg.TokenEncoding)
+	if err != nil {
+		return err
+	}
+	a.tokens = tc
+	a.reader = readmodel.NewReader(a.pool)
+	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
+	emb := commands.Embeddings{Dim: cfg.EmbeddingDim, Log: a.log}
+	if cfg.EmbeddingsURL != "" {
+		emb.Provider = embeddings.OpenAI{URL: cfg.EmbeddingsURL, Model: cfg.EmbeddingsModel, APIKey: cfg.EmbeddingsAPIKey,
+			Client: &http.Client{Timeout: cfg.EmbeddingsTimeout}}
+	}
+	a.commands.SetEmbeddings(emb)
+	// Commands wait for every projection of the binary, also when they run
+	// in another process (arq project); then no commit signal comes from
+	// this process and the waiter polls.
+	var signal *projections.Signal
+	if a.engine != nil && cfg.Projections {
+		signal = a.engine.Committed()
+	}
+	a.waiter = projections.NewWaiter(a.pool, ProjectionNames(), signal)
+	return nil
+}
+
+// openServer builds the Redis cache, live updates and background workers.
+func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
+	if a.opt.Parts&PartServer == 0 {
+		return nil
+	}
+	cfg := a.cfg
+	var err error
+	if a.cache, err = cache.New(cfg.RedisURL, cfg.CacheMemoryBytes, a.log); err != nil {
+		return err
+	}
+	if err := a.wireRedis(ctx, pcfg.ConnConfig.Database); err != nil {
+		return err
+	}
+	if a.opt.WrapEntities != nil {
+		a.entities = a.opt.WrapEntities(a.entities)
+	}
+	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
+	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, a.tokens}, cfg.BackgroundInterval, a.log)
+	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}
+	if cfg.Summarizer == "chat" {
+		summarizer = summarize.Chat{URL: cfg.SummarizerURL, Model: cfg.SummarizerModel, APIKey: cfg.SummarizerAPIKey,
+			Client: &http.Client{Timeout: 60 * time.Second}}
+	}
+	a.summaries = commands.NewSummaryWorker(a.commands, summarySource{a.reader, cfg.SummaryThreshold, cfg.SummaryRecent}, summarizer, cfg.BackgroundInterval, a.log)
+	return nil
+}
+
+// Close releases the database and Redis connections.
+func (a *App) Close() {
+	if a.closeLive != nil {
+		a.closeLive()
+	}
+	if a.cache != nil {
+		_ = a.cache.Close()
+	}
+	// A pool's Close waits for the connections in use to come back: one
+	// held by work stuck past the shutdown (an append waiting for a lock
+	// held elsewhere) would keep the process from exiting.
+	closed := make(chan struct{})
+	go func() {
+		if a.projPool != nil {
+			a.projPool.Close()
+		}
+		a.pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(closeWait):
+		a.log.Warn("database connections still in use at exit; leaving them", "after", closeWait)
+	}
+}
+
+// closeWait bounds how long Close waits for connections in use.
+const closeWait = 5 * time.Second
+
+// Store is the event log.
+func (a *App) Store() *eventstore.Store { return a.store }
+
+// Notifier tells of new events in the log.
+func (a *App) Notifier() *eventstore.Notifier { return a.notifier }
+
+// History reads entities as they were, and audits, from the log.
+func (a *App) History() *history.Reader { return a.history }
+
+// Commands is the command service; nil without PartCommands.
+func (a *App) Commands() *commands.Service { return a.commands }
+
+// Pool is the pool commands and reads use. Tests and benchmarks read the
+// database through it; the binary does not.
+func (a *App) Pool() *pgxpool.Pool { return a.pool }
+
+// Namespace is the deployment's part of every Redis key and live topic;
+// empty without PartServer.
+func (a *App) Namespace() string { return a.namespace }
+
+// Log is the process's logger.
+func (a *App) Log() *slog.Logger { return a.log }
+
+func names(ps []projections.Projection) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name()
+	}
+	return out
+}

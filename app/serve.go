@@ -1,0 +1,216 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/metrics"
+	"github.com/arq-memory/arq/projections"
+)
+
+// runParts runs the notifier, and the projection engine if asked, until ctx
+// ends; it returns a wait function for their end. fail hears of a part
+// that ends early; the engine ends early when every projection stopped on
+// a failing event.
+func (a *App) runParts(ctx context.Context, withEngine bool, fail func(error)) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.notifier.Run(ctx); err != nil {
+			fail(fmt.Errorf("notifier: %w", err))
+		}
+	}()
+	if withEngine {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// An engine that could not start (the database refused a
+			// statement) starts again, after a pause that grows.
+			for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+				err := a.engine.Run(ctx)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err == nil:
+					fail(errors.New("every projection stopped on a failing event; see 'arq projections status'"))
+					return
+				}
+				a.log.Error("projections failed to run; starting them again", "retry_in", wait, "err", err)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// Serve runs the HTTP API (and projections, unless configured off) until
+// ctx ends, then stops gracefully. ready, if not nil, receives the address
+// the server listens on.
+func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
+	}
+	defer ln.Close() // Serve closes it too; this is for an early return
+	if err := projections.DropAbandonedCopies(ctx, a.pool, Projections(), a.log); err != nil {
+		a.log.Warn("could not drop the copies interrupted online rebuilds left", "err", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The background parts (projections, workers) outlive ctx until the
+	// HTTP server has drained: requests in flight still see projections
+	// move, and get their read-your-writes answers.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	rebuilds := projections.NewRebuilds(bg, a.pool, a.notifier, Projections(), a.log)
+	defer rebuilds.Wait()
+	m, err := a.metrics()
+	if err != nil {
+		return err
+	}
+	stopping := make(chan struct{})
+	srv := &http.Server{
+		Handler: api.New(api.Deps{
+			DB:           a.pool,
+			Projections:  ProjectionNames(),
+			Log:          a.log,
+			AdminKey:     a.cfg.AdminKey,
+			CORSOrigins:  a.cfg.CORSOrigins,
+			MaxBodyBytes: a.cfg.MaxBodyBytes,
+			Resources: api.Resources{
+				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.namespace, Entities: a.entities, Store: a.store, Live: a.hub,
+				Projections: ProjectionNames(), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
+				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
+			},
+			Metrics: m,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	srv.RegisterOnShutdown(func() { close(stopping) })
+
+	// The API keeps serving when projections stop: /readyz reports it.
+	wait := a.runParts(bg, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
+	var workers sync.WaitGroup
+	for name, run := range map[string]func(context.Context) error{
+		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
+		"live relay": a.relay.Run, "live feed": a.feed, "idempotency keys": a.pruneIdempotencyKeys,
+	} {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			if err := run(bg); err != nil {
+				a.log.Error("background worker ended", "worker", name, "err", err)
+			}
+		}()
+	}
+	defer workers.Wait()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("arq serving", "addr", ln.Addr().String(), "projections", a.cfg.Projections, "version", Version())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+		cancel(serveErr)
+	case <-ctx.Done():
+	}
+	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer stop()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close() // the requests still open after the timeout
+		serveErr = errors.Join(serveErr, fmt.Errorf("shut down HTTP server: %w", err))
+	}
+	cancel(nil)
+	stopBackground()
+	wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return errors.Join(serveErr, cause)
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return serveErr
+}
+
+// pruneIdempotencyKeys deletes the answers kept for idempotent retries
+// once their day is over, at start and then every hour, until ctx ends.
+func (a *App) pruneIdempotencyKeys(ctx context.Context) error {
+	store := api.NewIdempotencyStore(a.pool)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Prune(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("idempotency keys: prune failed", "err", err)
+		case n > 0:
+			a.log.Info("idempotency keys: pruned answers past their day", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// metrics returns the process's registry: the API's requests, where every
+// projection stands, this process's projectors and Postgres pools.
+func (a *App) metrics() (*metrics.Metrics, error) {
+	m := metrics.New()
+	batches := a.engine.Stats
+	if !a.cfg.Projections {
+		batches = func() map[string]projections.BatchStats { return nil }
+	}
+	err := m.Register(
+		metrics.Projections{Batches: batches, Head: a.store.Head, Log: a.log,
+			States: func(ctx context.Context) ([]projections.Status, error) {
+				return projections.States(ctx, a.pool, ProjectionNames())
+			}},
+		metrics.Pools{"api": a.pool, "projector": a.projPool},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// RunLog runs the notifier, which tells readers of the log of new
+// events, until ctx ends; the returned wait waits for its end. fail hears
+// of it ending early. Commands that follow the log or build copies of
+// projections need it.
+func (a *App) RunLog(ctx context.Context, fail func(error)) (wait func()) {
+	return a.runParts(ctx, false, fail)
+}
+
+// Project runs the projections without the API, until ctx ends, so API
+// servers and projection workers scale apart. It ends early with an error
+// when every projection stopped on a failing event.
+func (a *App) Project(ctx context.Context) error {
+	a.log.Info("arq projecting", "projections", names(a.ps), "version", Version())
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wait := a.runParts(ctx, true, func(err error) { cancel(err) })
+	<-ctx.Done()
+	cancel(nil)
+	wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
