@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
 
@@ -236,4 +237,41 @@ func (w *Waiter) Wait(ctx context.Context, c eventstore.Cursor) error {
 			return err
 		}
 	}
+}
+
+// Querier is what CheckpointFloor reads through: a pool, or a transaction
+// whose snapshot the caller shares with reads of the tables.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// CheckpointFloor is the lowest checkpoint of the named projections: each
+// has applied the log up to it, and their tables, read in the same
+// snapshot, hold every event up to it. ok is false when one of them has
+// no checkpoint yet.
+func CheckpointFloor(ctx context.Context, q Querier, names []string) (floor eventstore.Cursor, ok bool, err error) {
+	rows, err := q.Query(ctx, `SELECT last_processed_transaction_id::text::bigint, coalesce(offset_acked, 0) FROM `+checkpointTable+`
+		WHERE consumer_group = ANY ($1)`, names)
+	if err != nil {
+		return eventstore.Start, false, fmt.Errorf("read projection checkpoints: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var at eventstore.Cursor
+		if err := rows.Scan(&at.TransactionID, &at.Position); err != nil {
+			return eventstore.Start, false, fmt.Errorf("read projection checkpoints: %w", err)
+		}
+		if n == 0 || at.Less(floor) {
+			floor = at
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return eventstore.Start, false, fmt.Errorf("read projection checkpoints: %w", err)
+	}
+	if n < len(names) {
+		return eventstore.Start, false, nil
+	}
+	return floor, true, nil
 }
