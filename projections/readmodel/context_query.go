@@ -44,12 +44,13 @@ const (
 // cut; fewer than limit, and all of them returned, means there are no
 // older ones. A message's name costs more than this counts (see Window),
 // so the cut never leaves out one the window could hold.
-func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, limit, room int) (page []Message, n int, err error) {
-	rows, err := r.db.Query(ctx, `SELECT `+messageCols+`, n FROM (
+func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, limit, room int, past *pastItems) (page []Message, n int, err error) {
+	sql, args := past.overMessages(`SELECT `+messageCols+`, n FROM (
 			SELECT *, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
 			FROM (SELECT `+messageCols+` FROM messages
 				WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3) newest) cut
-		WHERE spent_before <= $5 ORDER BY seq DESC`, sessionID, beforeSeq, limit, domain.ItemOverhead, room)
+		WHERE spent_before <= $5 ORDER BY seq DESC`, []any{sessionID, beforeSeq, limit, domain.ItemOverhead, room})
+	rows, err := r.db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read recent messages: %w", err)
 	}
@@ -117,15 +118,21 @@ const maxTextCandidates = 1000
 // createdBefore, when not nil, leaves out memories stored after it (the
 // context behind a message holds none stored later).
 func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
+	return r.relevantMemories(ctx, userID, text, embedding, now, createdBefore, limit, nil)
+}
+
+// relevantMemories is RelevantMemories with past's memories put back as
+// they were (nil: the table as it is).
+func (r *Reader) relevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int, past *pastItems) ([]MemoryHit, error) {
 	text = rankingText(text)
 	if embedding != nil {
-		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, now, createdBefore, limit)
+		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, now, createdBefore, limit, past)
 		if fused || err != nil {
 			return hits, err
 		}
 	}
-	rows, err := r.db.Query(ctx, relevantSQL,
-		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore)
+	sql, args := past.overMemories(relevantSQL, []any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore})
+	rows, err := r.db.Query(ctx, sql, args...)
 	return scanHits(rows, err, "rank memories")
 }
 

@@ -18,7 +18,8 @@ import (
 
 // Reader reads the query tables.
 type Reader struct {
-	db           *pgxpool.Pool
+	db           querier
+	pool         *pgxpool.Pool
 	windowStates *batch.Loader[string, WindowState]
 	stamps       *batch.Loader[entityKey, string]
 	messages     *batch.Loader[string, Message]
@@ -26,11 +27,19 @@ type Reader struct {
 
 // NewReader returns a Reader over pool's database.
 func NewReader(db *pgxpool.Pool) *Reader {
-	r := &Reader{db: db}
+	r := &Reader{db: db, pool: db}
 	r.windowStates = batch.NewLoader(r.readWindowStates, readBatches, readBatchTimeout)
 	r.stamps = batch.NewLoader(r.readStamps, readBatches, readBatchTimeout)
 	r.messages = batch.NewLoader(r.readMessages, readBatches, readBatchTimeout)
 	return r
+}
+
+// querier is what the Reader reads through: the pool, or one read-only
+// transaction whose snapshot several reads share (see WindowAt).
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // How many batches of each kind of batched read run at once, and how long

@@ -40,6 +40,12 @@ const (
 // 1536 dimensions, ~300 ms against ~75 ms, nearly all of it transferring
 // the arrays). Postgres only filters and bounds the candidates, by index.
 func (r *Reader) nearestMemories(ctx context.Context, q []float32, cond string, args []any) ([]string, error) {
+	return r.nearestAmong(ctx, q, cond, args, nil)
+}
+
+// nearestAmong is nearestMemories with more candidates, by id, beside
+// the table's (memories as they were, put back by a pastItems).
+func (r *Reader) nearestAmong(ctx context.Context, q []float32, cond string, args []any, more map[string][]float32) ([]string, error) {
 	qn := norm(q)
 	if len(q) == 0 || qn == 0 {
 		return nil, nil
@@ -70,6 +76,11 @@ func (r *Reader) nearestMemories(ctx context.Context, q []float32, cond string, 
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read embeddings: %w", err)
+	}
+	for id, e := range more {
+		if sim, ok := cosine(q, qn, e); ok {
+			all = append(all, scored{id, sim})
+		}
 	}
 	slices.SortFunc(all, func(a, b scored) int {
 		if a.sim != b.sim {
@@ -181,14 +192,16 @@ const relevantFusedSQL = `WITH cand AS (` + windowCandidates + `
 
 // relevantFused is RelevantMemories with a query embedding. When no
 // memory has an embedding of its length, it ranks as without one.
-func (r *Reader) relevantFused(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, bool, error) {
-	near, err := r.nearestMemories(ctx, embedding, `(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)`,
+func (r *Reader) relevantFused(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int, past *pastItems) ([]MemoryHit, bool, error) {
+	cond, args := past.otherMemories(`(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)`,
 		[]any{userID, now, createdBefore})
+	near, err := r.nearestAmong(ctx, embedding, cond, args, past.memoryEmbeddings(now, createdBefore))
 	if err != nil || len(near) == 0 {
 		return nil, false, err
 	}
-	rows, err := r.db.Query(ctx, relevantFusedSQL,
-		userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore, near, RRFK)
+	sql, args := past.overMemories(relevantFusedSQL,
+		[]any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore, near, RRFK})
+	rows, err := r.db.Query(ctx, sql, args...)
 	hits, err := scanHits(rows, err, "rank memories")
 	return hits, true, err
 }
@@ -196,9 +209,10 @@ func (r *Reader) relevantFused(ctx context.Context, userID, text string, embeddi
 // latestUserMessage is the content and embedding of the session's latest
 // user message with a sequence number below beforeSeq (0: any); "" and
 // nil when there is none.
-func (r *Reader) latestUserMessage(ctx context.Context, sessionID string, beforeSeq int) (text string, embedding []float32, err error) {
-	err = r.db.QueryRow(ctx, `SELECT content, embedding FROM messages
-		WHERE session_id = $1 AND role = 'user' AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT 1`, sessionID, beforeSeq).Scan(&text, &embedding)
+func (r *Reader) latestUserMessage(ctx context.Context, sessionID string, beforeSeq int, past *pastItems) (text string, embedding []float32, err error) {
+	sql, args := past.overMessages(`SELECT content, embedding FROM messages
+		WHERE session_id = $1 AND role = 'user' AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT 1`, []any{sessionID, beforeSeq})
+	err = r.db.QueryRow(ctx, sql, args...).Scan(&text, &embedding)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", nil, fmt.Errorf("read latest user message: %w", err)
 	}
@@ -206,7 +220,10 @@ func (r *Reader) latestUserMessage(ctx context.Context, sessionID string, before
 }
 
 // messageEmbedding is a message's embedding; nil without one.
-func (r *Reader) messageEmbedding(ctx context.Context, id string) ([]float32, error) {
+func (r *Reader) messageEmbedding(ctx context.Context, id string, past *pastItems) ([]float32, error) {
+	if e, ok := past.messageEmbedding(id); ok {
+		return e, nil
+	}
 	var e []float32
 	err := r.db.QueryRow(ctx, `SELECT embedding FROM messages WHERE id = $1`, id).Scan(&e)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {

@@ -85,6 +85,12 @@ const (
 // its summary, its newest messages that fit, and its user's memories
 // most relevant now, split as req.Budget says (see domain.FitWindow).
 func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest, tc domain.TokenCounter) (Window, error) {
+	return r.window(ctx, sessionID, req, tc, nil)
+}
+
+// window is Window over the query tables with past's entities put back
+// as they were (nil: the tables as they are).
+func (r *Reader) window(ctx context.Context, sessionID string, req WindowRequest, tc domain.TokenCounter, past *pastItems) (Window, error) {
 	if err := req.Budget.Validate(); err != nil {
 		return Window{}, err
 	}
@@ -107,7 +113,7 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 	// Postgres cuts each page where the messages pass the budget, so the
 	// rows that cannot fit are neither sent nor scanned.
 	for spent <= req.Budget.MaxTokens {
-		page, n, err := r.newestWithin(ctx, sessionID, before, windowPage, req.Budget.MaxTokens-spent)
+		page, n, err := r.newestWithin(ctx, sessionID, before, windowPage, req.Budget.MaxTokens-spent, past)
 		if err != nil {
 			return Window{}, err
 		}
@@ -138,7 +144,7 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 			if m.Role == "user" {
 				found, w.Query = true, m.Content
 				if m.EmbeddingDim > 0 {
-					if embedding, err = r.messageEmbedding(ctx, m.ID); err != nil {
+					if embedding, err = r.messageEmbedding(ctx, m.ID, past); err != nil {
 						return Window{}, err
 					}
 				}
@@ -146,20 +152,25 @@ func (r *Reader) Window(ctx context.Context, sessionID string, req WindowRequest
 			}
 		}
 		if !found {
-			if w.Query, embedding, err = r.latestUserMessage(ctx, sessionID, req.BeforeSeq); err != nil {
+			if w.Query, embedding, err = r.latestUserMessage(ctx, sessionID, req.BeforeSeq, past); err != nil {
 				return Window{}, err
 			}
 		}
 	}
-	hits, err := r.RelevantMemories(ctx, userID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit)
+	hits, err := r.relevantMemories(ctx, userID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit, past)
 	if err != nil {
 		return Window{}, err
 	}
 	for _, h := range hits {
 		cand.Memories = append(cand.Memories, h.Tokens+domain.ItemOverhead)
 	}
-	sum, hasSummary, err := r.LatestSummary(ctx, sessionID, req.BeforeSeq)
-	if err != nil {
+	var sum Summary
+	hasSummary := false
+	if past != nil && past.summaryKnown {
+		if past.summary != nil {
+			sum, hasSummary = *past.summary, true
+		}
+	} else if sum, hasSummary, err = r.LatestSummary(ctx, sessionID, req.BeforeSeq); err != nil {
 		return Window{}, err
 	}
 	if hasSummary {
