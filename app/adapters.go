@@ -42,10 +42,12 @@ func ids(due []readmodel.ExpiryDue) []string {
 	return out
 }
 
-// snapshotSource feeds the snapshotter from the read model.
+// snapshotSource feeds the snapshotter from the read model, with the
+// items changed since a message folded back by past.
 type snapshotSource struct {
 	r      *readmodel.Reader
 	tokens domain.TokenCounter
+	past   readmodel.Past
 }
 
 func (s snapshotSource) DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]commands.DueSnapshot, error) {
@@ -57,8 +59,8 @@ func (s snapshotSource) DueSnapshots(ctx context.Context, limit int, skip, last 
 	return out, err
 }
 
-func (s snapshotSource) WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (commands.WindowRecord, error) {
-	w, err := s.r.Window(ctx, sessionID, readmodel.WindowRequest{Budget: domain.DefaultBudget(), BeforeSeq: seq, Now: at, CreatedBefore: &at}, s.tokens)
+func (s snapshotSource) WindowBefore(ctx context.Context, d commands.DueSnapshot) (commands.WindowRecord, error) {
+	w, err := s.r.WindowAt(ctx, d.MessageID, domain.DefaultBudget(), s.tokens, s.past)
 	if err != nil {
 		return commands.WindowRecord{}, err
 	}

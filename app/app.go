@@ -223,7 +223,7 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 		a.entities = a.opt.WrapEntities(a.entities)
 	}
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
-	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, a.tokens}, cfg.BackgroundInterval, a.log)
+	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, a.tokens, a.history}, cfg.BackgroundInterval, a.log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}
 	if cfg.Summarizer == "chat" {
 		summarizer = summarize.Chat{URL: cfg.SummarizerURL, Model: cfg.SummarizerModel, APIKey: cfg.SummarizerAPIKey,

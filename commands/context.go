@@ -115,13 +115,15 @@ type WindowRecord struct {
 }
 
 // SnapshotSource finds assistant messages due for a snapshot and builds
-// the context behind one: the window of the messages before seq, with
-// memories as they stood at at.
+// the context behind one.
 type SnapshotSource interface {
 	// DueSnapshots returns up to limit due messages, oldest first but
 	// those in last after all others, leaving out those in skip.
 	DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]DueSnapshot, error)
-	WindowBefore(ctx context.Context, sessionID string, seq int, at time.Time) (WindowRecord, error)
+	// WindowBefore is the window behind d's message: the messages before
+	// it and the memories, each as it was at the message's place in the
+	// log, however long after it the window is computed.
+	WindowBefore(ctx context.Context, d DueSnapshot) (WindowRecord, error)
 }
 
 // Snapshotter records the context behind every assistant message, in the
@@ -178,7 +180,7 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 		if recorded {
 			continue // by another process; the projection shows it soon
 		}
-		w, err := x.src.WindowBefore(ctx, d.SessionID, d.Seq, d.At)
+		w, err := x.src.WindowBefore(ctx, d)
 		if err == nil {
 			_, err = x.svc.RecordSnapshot(ctx, snapshotMeta, domain.ContextSnapshotData{
 				SessionID: d.SessionID, UserID: w.UserID, MessageID: d.MessageID, Query: w.Query,

@@ -28,11 +28,11 @@ func (s *dueSource) DueSnapshots(context.Context, int, []string, []string) ([]co
 	return s.due, nil
 }
 
-func (s *dueSource) WindowBefore(_ context.Context, sessionID string, seq int, _ time.Time) (commands.WindowRecord, error) {
+func (s *dueSource) WindowBefore(_ context.Context, due commands.DueSnapshot) (commands.WindowRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.due {
-		if d.SessionID == sessionID && d.Seq == seq {
+		if d.MessageID == due.MessageID {
 			s.asked[d.MessageID]++
 			if d.MessageID == s.bad {
 				return commands.WindowRecord{}, errors.New("the window cannot be made")
@@ -96,9 +96,9 @@ func (s *pagedSource) DueSnapshots(_ context.Context, limit int, skip, last []st
 	return out[:min(limit, len(out))], nil
 }
 
-func (s *pagedSource) WindowBefore(_ context.Context, sessionID string, seq int, _ time.Time) (commands.WindowRecord, error) {
+func (s *pagedSource) WindowBefore(_ context.Context, due commands.DueSnapshot) (commands.WindowRecord, error) {
 	for _, d := range s.due {
-		if d.SessionID == sessionID && d.Seq == seq && s.bad[d.MessageID] {
+		if d.MessageID == due.MessageID && s.bad[d.MessageID] {
 			return commands.WindowRecord{}, errors.New("the window cannot be made")
 		}
 	}
