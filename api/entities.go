@@ -6,18 +6,19 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // EntityReader reads one user, session, message or memory by id, encoded
 // as a GET serves it: the Reader itself, or a cache in front of it.
 type EntityReader interface {
-	Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error)
+	Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error)
 }
 
 // getEntity answers a GET of the entity of kind named by the path's id:
 // its body, its version as ETag, and whether a cache answered.
-func (r *resources) getEntity(c *gin.Context, kind readmodel.Kind) {
+func (r *resources) getEntity(c *gin.Context, kind domain.Kind) {
 	var src EntityReader = r.Reader
 	if r.Entities != nil {
 		src = r.Entities

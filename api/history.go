@@ -7,13 +7,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/domain"
 )
 
 func (r *resources) historyRoutes(g *gin.RouterGroup) {
-	for path, kind := range map[string]string{
-		"/users/:id/history": history.KindUser, "/sessions/:id/history": history.KindSession,
-		"/messages/:id/history": history.KindMessage, "/memories/:id/history": history.KindMemory,
+	for path, kind := range map[string]domain.Kind{
+		"/users/:id/history": domain.KindUser, "/sessions/:id/history": domain.KindSession,
+		"/messages/:id/history": domain.KindMessage, "/memories/:id/history": domain.KindMemory,
 	} {
 		g.GET(path, r.entityHistory(kind))
 	}
@@ -22,7 +22,7 @@ func (r *resources) historyRoutes(g *gin.RouterGroup) {
 // entityHistory answers every event of an entity, oldest first, with
 // when, who, which request and the fields it changed; from the log, so
 // also for entities deleted since.
-func (r *resources) entityHistory(kind string) gin.HandlerFunc {
+func (r *resources) entityHistory(kind domain.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		entries, err := r.History.History(c.Request.Context(), kind, c.Param("id"))
 		if err != nil {
@@ -36,7 +36,7 @@ func (r *resources) entityHistory(kind string) gin.HandlerFunc {
 // timeTravel answers a GET of an entity sent with ?version=N or
 // ?as_of=<RFC 3339 time> with the entity as it was then, folded from the
 // log; it reports whether it answered.
-func (r *resources) timeTravel(c *gin.Context, kind string) bool {
+func (r *resources) timeTravel(c *gin.Context, kind domain.Kind) bool {
 	v, at := c.Query("version"), c.Query("as_of")
 	if v == "" && at == "" {
 		return false

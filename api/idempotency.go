@@ -207,9 +207,12 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 	if first == "" {
 		return stored{}, false, nil
 	}
-	_, id, _ := strings.Cut(first, "-")
+	streamType, id, err := domain.ParseStreamID(first)
+	if err != nil {
+		return stored{}, false, fmt.Errorf("answer idempotency key from its events: %w", err)
+	}
 	answer := gin.H{"id": id, "version": version, "position": last.String()}
-	if strings.HasPrefix(first, domain.StreamMessageLog+"-") {
+	if streamType == domain.StreamMessageLog {
 		// A message append: the messages with their sequence numbers; one
 		// message is answered by its id and version, as its 201 was.
 		answer["messages"] = messages

@@ -10,7 +10,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -236,10 +235,10 @@ func (r *resources) searchMemories(c *gin.Context) {
 }
 
 func (r *resources) getMemory(c *gin.Context) {
-	if !r.minPosition(c) || r.timeTravel(c, history.KindMemory) {
+	if !r.minPosition(c) || r.timeTravel(c, domain.KindMemory) {
 		return
 	}
-	r.getEntity(c, readmodel.KindMemory)
+	r.getEntity(c, domain.KindMemory)
 }
 
 func (r *resources) updateMemory(c *gin.Context) {

@@ -8,7 +8,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -124,10 +123,10 @@ func (r *resources) readMessage(id string) func(ctx context.Context) (any, int, 
 }
 
 func (r *resources) getMessage(c *gin.Context) {
-	if !r.minPosition(c) || r.timeTravel(c, history.KindMessage) {
+	if !r.minPosition(c) || r.timeTravel(c, domain.KindMessage) {
 		return
 	}
-	r.getEntity(c, readmodel.KindMessage)
+	r.getEntity(c, domain.KindMessage)
 }
 
 func (r *resources) editMessage(c *gin.Context) {

@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
@@ -98,10 +97,10 @@ func (r *resources) listSessions(c *gin.Context) {
 }
 
 func (r *resources) getSession(c *gin.Context) {
-	if !r.minPosition(c) || r.timeTravel(c, history.KindSession) {
+	if !r.minPosition(c) || r.timeTravel(c, domain.KindSession) {
 		return
 	}
-	r.getEntity(c, readmodel.KindSession)
+	r.getEntity(c, domain.KindSession)
 }
 
 func (r *resources) extendSession(c *gin.Context) {

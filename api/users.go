@@ -7,8 +7,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/history"
-	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 type registerUserRequest struct {
@@ -73,10 +71,10 @@ func (r *resources) listUsers(c *gin.Context) {
 }
 
 func (r *resources) getUser(c *gin.Context) {
-	if !r.minPosition(c) || r.timeTravel(c, history.KindUser) {
+	if !r.minPosition(c) || r.timeTravel(c, domain.KindUser) {
 		return
 	}
-	r.getEntity(c, readmodel.KindUser)
+	r.getEntity(c, domain.KindUser)
 }
 
 func (r *resources) updateUser(c *gin.Context) {

@@ -7,14 +7,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // EntitySource reads single entities from the query tables: the stamp of
 // one's row as it is now, cheaply, and the whole of it, encoded.
 type EntitySource interface {
-	StampOf(ctx context.Context, kind readmodel.Kind, tenant, id string) (string, error)
-	Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error)
+	StampOf(ctx context.Context, kind domain.Kind, tenant, id string) (string, error)
+	Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error)
 }
 
 // entityShape names the JSON shape of the entities kept; it changes when
@@ -50,8 +51,8 @@ func NewEntities(src EntitySource, c *Cache, namespace string) *Entities {
 
 // Encoded reads one entity, from the cache when it holds the entity as
 // Postgres has it now.
-func (e *Entities) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
-	key := e.prefix + string(kind) + ":" + id
+func (e *Entities) Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error) {
+	key := e.prefix + kind.String() + ":" + id
 	// The two round trips overlap: a hit costs the slower of them.
 	got := make(chan []byte, 1)
 	go func() {

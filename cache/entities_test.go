@@ -29,7 +29,7 @@ func (f *fakeRows) set(id string, version int, body string, expires *time.Time) 
 	f.rows[id] = readmodel.Encoded{JSON: []byte(body), Version: version, Stamp: fmt.Sprint(version), ExpiresAt: expires}
 }
 
-func (f *fakeRows) StampOf(_ context.Context, _ readmodel.Kind, _, id string) (string, error) {
+func (f *fakeRows) StampOf(_ context.Context, _ domain.Kind, _, id string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.rows[id]
@@ -39,7 +39,7 @@ func (f *fakeRows) StampOf(_ context.Context, _ readmodel.Kind, _, id string) (s
 	return r.Stamp, nil
 }
 
-func (f *fakeRows) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
+func (f *fakeRows) Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error) {
 	if _, err := f.StampOf(ctx, kind, tenant, id); err != nil {
 		return readmodel.Encoded{}, err
 	}
@@ -74,7 +74,7 @@ func TestEntitiesServeOnlyTheStampPostgresHasNow(t *testing.T) {
 	t.Cleanup(func() { c.rdb.Del(context.Background(), e.prefix+"memory:m1") })
 	read := func(want, cache string) {
 		t.Helper()
-		got, err := e.Encoded(ctx, readmodel.KindMemory, "", "m1")
+		got, err := e.Encoded(ctx, domain.KindMemory, "", "m1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestEntitiesServeOnlyTheStampPostgresHasNow(t *testing.T) {
 	src.set("m1", 1, `{"v":1}`, nil)
 	read(`{"v":1}`, "miss")
 	read(`{"v":1}`, "hit")
-	if got, _ := e.Encoded(ctx, readmodel.KindMemory, "", "m1"); got.Version != 1 {
+	if got, _ := e.Encoded(ctx, domain.KindMemory, "", "m1"); got.Version != 1 {
 		t.Fatalf("version from the cache: %d", got.Version)
 	}
 
@@ -97,7 +97,7 @@ func TestEntitiesServeOnlyTheStampPostgresHasNow(t *testing.T) {
 	src.mu.Lock()
 	delete(src.rows, "m1")
 	src.mu.Unlock()
-	if _, err := e.Encoded(ctx, readmodel.KindMemory, "", "m1"); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := e.Encoded(ctx, domain.KindMemory, "", "m1"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("read of a deleted entity: %v", err)
 	}
 }
@@ -111,7 +111,7 @@ func TestEntitiesKeepNoLongerThanExpiry(t *testing.T) {
 	t.Cleanup(func() { c.rdb.Del(context.Background(), e.prefix+"memory:m1", e.prefix+"memory:m2") })
 	soon := time.Now().Add(time.Minute)
 	src.set("m1", 1, `{}`, &soon)
-	if _, err := e.Encoded(ctx, readmodel.KindMemory, "", "m1"); err != nil {
+	if _, err := e.Encoded(ctx, domain.KindMemory, "", "m1"); err != nil {
 		t.Fatal(err)
 	}
 	ttl, err := c.rdb.PTTL(ctx, e.prefix+"memory:m1").Result()
@@ -123,7 +123,7 @@ func TestEntitiesKeepNoLongerThanExpiry(t *testing.T) {
 	}
 	past := time.Now().Add(-time.Second)
 	src.set("m2", 1, `{}`, &past)
-	if _, err := e.Encoded(ctx, readmodel.KindMemory, "", "m2"); err != nil {
+	if _, err := e.Encoded(ctx, domain.KindMemory, "", "m2"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := c.rdb.Exists(ctx, e.prefix+"memory:m2").Result(); err != nil || n != 0 {

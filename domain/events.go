@@ -2,22 +2,6 @@ package domain
 
 import "time"
 
-// Stream types: one stream per user, session, message and memory, plus a
-// session's message log (whose version is the message sequence number) and
-// the claim streams that keep external user ids unique per tenant.
-const (
-	StreamUser       = "user"
-	StreamExternalID = "user_external_id"
-	StreamSession    = "session"
-	StreamMessageLog = "message_log"
-	StreamMessage    = "message"
-	StreamMemory     = "memory"
-	// StreamSummary holds a session's summaries; its version numbers them.
-	StreamSummary = "summary"
-	// StreamSnapshot holds one context snapshot.
-	StreamSnapshot = "context_snapshot"
-)
-
 // Event types. The payload of each is the struct named alongside.
 const (
 	UserRegistered     = "user.registered"      // UserRegisteredData
@@ -191,11 +175,6 @@ type MemoryDeletedData struct{}
 type MemoryExpiredData struct {
 	ExpiredAt time.Time `json:"expired_at"`
 }
-
-// StreamID names the stream of kind (a Stream* constant) for id: e.g.
-// "memory-01J...". A session's message log is "message_log-<session id>";
-// an external id's claim stream is "user_external_id-<tenant>:<external id>".
-func StreamID(kind, id string) string { return kind + "-" + id }
 
 // SessionSummarizedData is a summary of a session's messages FromSeq to
 // ToSeq, which folds in the summary before it (so the latest covers 1 to

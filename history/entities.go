@@ -11,14 +11,6 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// Kinds of entity with a history.
-const (
-	KindUser    = "user"
-	KindSession = "session"
-	KindMessage = "message"
-	KindMemory  = "memory"
-)
-
 // Change is one field an event changed.
 type Change struct {
 	Before any `json:"before"`
@@ -45,19 +37,19 @@ type step struct {
 }
 
 // steps loads an entity's events in order, each with its version.
-func (r *Reader) steps(ctx context.Context, kind, id string) ([]step, error) {
+func (r *Reader) steps(ctx context.Context, kind domain.Kind, id string) ([]step, error) {
 	var recs []eventstore.Recorded
 	offset := 0
 	var err error
 	switch kind {
-	case KindUser, KindSession, KindMemory:
-		recs, err = r.store.ReadStream(ctx, domain.StreamID(kind, id), 1)
-	case KindMessage:
+	case domain.KindUser, domain.KindSession, domain.KindMemory:
+		recs, err = r.store.ReadStream(ctx, kind.StreamID(id), 1)
+	case domain.KindMessage:
 		// Version 1 is the appended event in the session's log; the
 		// message's own stream (edits, redaction) follows from 2.
 		if recs, err = r.store.MessageAppendedEvent(ctx, id); err == nil && len(recs) == 1 {
 			var own []eventstore.Recorded
-			own, err = r.store.ReadStream(ctx, domain.StreamID(domain.StreamMessage, id), 1)
+			own, err = r.store.ReadStream(ctx, domain.KindMessage.StreamID(id), 1)
 			recs = append(recs, own...)
 			offset = 1
 		}
@@ -73,7 +65,7 @@ func (r *Reader) steps(ctx context.Context, kind, id string) ([]step, error) {
 	out := make([]step, len(recs))
 	for i, rec := range recs {
 		v := rec.Version + offset
-		if kind == KindMessage && i == 0 {
+		if kind == domain.KindMessage && i == 0 {
 			v = 1
 		}
 		out[i] = step{rec: rec, version: v}
@@ -92,15 +84,15 @@ type folder struct {
 	seq func(int)
 }
 
-func newFolder(kind string) folder {
+func newFolder(kind domain.Kind) folder {
 	switch kind {
-	case KindUser:
+	case domain.KindUser:
 		u := &domain.User{}
 		return folder{apply: u.Apply, render: func(time.Time) map[string]any {
 			return map[string]any{"id": u.ID(), "external_id": u.ExternalID(), "name": u.Name(), "email": u.Email(),
 				"metadata": u.Metadata(), "deleted": !u.Exists(), "version": u.Version(), "created_at": u.CreatedAt(), "updated_at": u.UpdatedAt()}
 		}}
-	case KindSession:
+	case domain.KindSession:
 		s := &domain.Session{}
 		return folder{apply: s.Apply, render: func(at time.Time) map[string]any {
 			if at.IsZero() {
@@ -109,7 +101,7 @@ func newFolder(kind string) folder {
 			return map[string]any{"id": s.ID(), "user_id": s.UserID(), "title": s.Title(), "metadata": s.Metadata(),
 				"status": s.State(at), "expires_at": s.ExpiresAt(), "version": s.Version(), "created_at": s.CreatedAt(), "updated_at": s.UpdatedAt()}
 		}}
-	case KindMessage:
+	case domain.KindMessage:
 		m := &domain.Message{}
 		return folder{apply: m.Apply, seq: m.SetSeq, render: func(time.Time) map[string]any {
 			return map[string]any{"id": m.ID(), "session_id": m.SessionID(), "user_id": m.UserID(), "seq": m.Seq(), "role": m.Role(),
@@ -129,7 +121,7 @@ func newFolder(kind string) folder {
 
 // History is every event of an entity, oldest first, each with the fields
 // it changed (before and after; version and updated_at left out).
-func (r *Reader) History(ctx context.Context, kind, id string) ([]Entry, error) {
+func (r *Reader) History(ctx context.Context, kind domain.Kind, id string) ([]Entry, error) {
 	steps, err := r.steps(ctx, kind, id)
 	if err != nil {
 		return nil, err
@@ -167,7 +159,7 @@ func (r *Reader) History(ctx context.Context, kind, id string) ([]Entry, error) 
 
 // At is an entity as it was at version (if > 0) or at time asOf (if not
 // nil), folded from the log.
-func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *time.Time) (map[string]any, error) {
+func (r *Reader) At(ctx context.Context, kind domain.Kind, id string, version int, asOf *time.Time) (map[string]any, error) {
 	steps, err := r.steps(ctx, kind, id)
 	if err != nil {
 		return nil, err
@@ -198,7 +190,7 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 		return f.render(time.Time{}), nil
 	}
 	state := f.render(*asOf)
-	if kind == KindUser {
+	if kind == domain.KindUser {
 		return state, nil
 	}
 	// A user's deletion ends everything of theirs without an event in
@@ -213,9 +205,9 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 	state["deleted_with_user"] = gone
 	if gone {
 		switch kind {
-		case KindSession:
+		case domain.KindSession:
 			state["status"] = "deleted"
-		case KindMemory:
+		case domain.KindMemory:
 			state["deleted"] = true
 		}
 	}
@@ -225,7 +217,7 @@ func (r *Reader) At(ctx context.Context, kind, id string, version int, asOf *tim
 // userGone tells whether a user had been deleted by time at: the user as
 // At folds it then.
 func (r *Reader) userGone(ctx context.Context, userID string, at time.Time) (bool, error) {
-	user, err := r.At(ctx, KindUser, userID, 0, &at)
+	user, err := r.At(ctx, domain.KindUser, userID, 0, &at)
 	if errors.Is(err, domain.ErrNotFound) {
 		return false, nil // not registered by then
 	}

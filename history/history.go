@@ -55,8 +55,12 @@ func (r *Reader) Items(ctx context.Context, sessionID string, items []domain.Sna
 	for _, it := range items {
 		x := Item{SnapshotItem: it}
 		switch it.Kind {
-		case domain.ItemMessage, domain.ItemMemory: // the kinds At knows by these names
-			state, err := r.At(ctx, it.Kind, it.ID, it.Version, nil)
+		case domain.ItemMessage, domain.ItemMemory: // named as their entities' kinds
+			kind, err := domain.ParseKind(it.Kind)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot item %s: %w", it.ID, err)
+			}
+			state, err := r.At(ctx, kind, it.ID, it.Version, nil)
 			if err != nil {
 				return nil, err
 			}

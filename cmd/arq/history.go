@@ -13,17 +13,13 @@ import (
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
-	"github.com/arq-memory/arq/history"
 )
 
 // entityOf reads a stream id as an entity: "memory-01J..." is memory 01J....
-func entityOf(stream string) (kind, id string, err error) {
-	kind, id, ok := strings.Cut(stream, "-")
-	switch {
-	case !ok || id == "":
-		return "", "", usagef("%q is not a stream id (want e.g. memory-<id>)", stream)
-	case kind != history.KindUser && kind != history.KindSession && kind != history.KindMessage && kind != history.KindMemory:
-		return "", "", usagef("stream %q: history and replay know user-, session-, message- and memory- streams", stream)
+func entityOf(stream string) (domain.Kind, string, error) {
+	kind, id, err := domain.ParseEntityStreamID(stream)
+	if err != nil {
+		return domain.Kind{}, "", usagef("%q: history and replay know user-, session-, message- and memory- streams (e.g. memory-<id>)", stream)
 	}
 	return kind, id, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/internal/testdb"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -206,8 +207,8 @@ func TestDatabaseFailureIsA500WithoutInternals(t *testing.T) {
 // would.
 type panickingEntities struct{ api.EntityReader }
 
-func (p panickingEntities) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
-	if kind == readmodel.KindUser {
+func (p panickingEntities) Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error) {
+	if kind == domain.KindUser {
 		panic(fmt.Sprintf("secret-panic-value reading user %s", id))
 	}
 	return p.EntityReader.Encoded(ctx, kind, tenant, id)

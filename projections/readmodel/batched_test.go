@@ -33,19 +33,19 @@ func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
 	}
 	r := NewReader(pool)
 	type read struct {
-		kind       Kind
+		kind       domain.Kind
 		tenant, id string
 		want       string // the stamp without its xmin; "" for not found
 	}
 	reads := []read{
-		{KindUser, "a", "u1", "3"},
-		{KindUser, "b", "u1", ""},
-		{KindSession, "", "s1", "2/7.open"},
-		{KindSession, "", "s2", "4/0.closed"},
-		{KindSession, "", "nope", ""},
-		{KindMemory, "", "m1", "5"},
-		{KindMemory, "", "m2", ""}, // expired
-		{KindMessage, "", "m1", ""},
+		{domain.KindUser, "a", "u1", "3"},
+		{domain.KindUser, "b", "u1", ""},
+		{domain.KindSession, "", "s1", "2/7.open"},
+		{domain.KindSession, "", "s2", "4/0.closed"},
+		{domain.KindSession, "", "nope", ""},
+		{domain.KindMemory, "", "m1", "5"},
+		{domain.KindMemory, "", "m2", ""}, // expired
+		{domain.KindMessage, "", "m1", ""},
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 20*len(reads))
@@ -70,14 +70,14 @@ func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
 		t.Error(err)
 	}
 
-	before, err := r.StampOf(ctx, KindMemory, "", "m1")
+	before, err := r.StampOf(ctx, domain.KindMemory, "", "m1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `UPDATE memories SET content = 'y' WHERE id = 'm1'`); err != nil {
 		t.Fatal(err)
 	}
-	after, err := r.StampOf(ctx, KindMemory, "", "m1")
+	after, err := r.StampOf(ctx, domain.KindMemory, "", "m1")
 	if err != nil || after == before {
 		t.Fatalf("stamp after a rewrite of the row: %q (before %q), %v", after, before, err)
 	}
@@ -149,16 +149,16 @@ func TestBatchStatementsMapEachKeyToItsRow(t *testing.T) {
 	r := NewReader(pool)
 
 	stamps, err := r.readStamps(ctx, []entityKey{
-		{KindUser, "a", "x"}, {KindUser, "b", "x"}, {KindUser, "b", "y"}, {KindUser, "a", "y"}, {KindUser, "a", "u2"},
-		{KindSession, "", "x"}, {KindSession, "", "s2"}, {KindMessage, "", "x"}, {KindMessage, "", "m2"}, {KindMemory, "", "x"},
+		{domain.KindUser, "a", "x"}, {domain.KindUser, "b", "x"}, {domain.KindUser, "b", "y"}, {domain.KindUser, "a", "y"}, {domain.KindUser, "a", "u2"},
+		{domain.KindSession, "", "x"}, {domain.KindSession, "", "s2"}, {domain.KindMessage, "", "x"}, {domain.KindMessage, "", "m2"}, {domain.KindMemory, "", "x"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[entityKey]string{
-		{KindUser, "a", "x"}: "3", {KindUser, "b", "y"}: "4", {KindUser, "a", "u2"}: "1",
-		{KindSession, "", "x"}: "2/7.open", {KindSession, "", "s2"}: "5/1.open",
-		{KindMessage, "", "x"}: "1", {KindMessage, "", "m2"}: "3",
+		{domain.KindUser, "a", "x"}: "3", {domain.KindUser, "b", "y"}: "4", {domain.KindUser, "a", "u2"}: "1",
+		{domain.KindSession, "", "x"}: "2/7.open", {domain.KindSession, "", "s2"}: "5/1.open",
+		{domain.KindMessage, "", "x"}: "1", {domain.KindMessage, "", "m2"}: "3",
 	}
 	if len(stamps) != len(want) {
 		t.Fatalf("stamps %v, want %v", stamps, want)
@@ -192,10 +192,10 @@ func TestBatchStatementsMapEachKeyToItsRow(t *testing.T) {
 		if _, err := r.GetMessage(ctx, bad); !errors.Is(err, domain.ErrNotFound) {
 			t.Errorf("message %q: %v, want not found", bad, err)
 		}
-		if _, err := r.StampOf(ctx, KindMemory, "", bad); !errors.Is(err, domain.ErrNotFound) {
+		if _, err := r.StampOf(ctx, domain.KindMemory, "", bad); !errors.Is(err, domain.ErrNotFound) {
 			t.Errorf("stamp of memory %q: %v, want not found", bad, err)
 		}
-		if _, err := r.StampOf(ctx, KindUser, bad, "x"); !errors.Is(err, domain.ErrNotFound) {
+		if _, err := r.StampOf(ctx, domain.KindUser, bad, "x"); !errors.Is(err, domain.ErrNotFound) {
 			t.Errorf("stamp of user x in tenant %q: %v, want not found", bad, err)
 		}
 		if _, err := r.WindowStateOf(ctx, bad); !errors.Is(err, domain.ErrNotFound) {

@@ -6,17 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-)
 
-// Kind is a kind of entity the API reads by id.
-type Kind string
-
-// The kinds of entity read by id.
-const (
-	KindUser    Kind = "user"
-	KindSession Kind = "session"
-	KindMessage Kind = "message"
-	KindMemory  Kind = "memory"
+	"github.com/arq-memory/arq/domain"
 )
 
 // Encoded is one entity as a GET by id serves it.
@@ -37,7 +28,7 @@ type Encoded struct {
 }
 
 // Encoded reads one entity of a tenant and encodes it as the API serves it.
-func (r *Reader) Encoded(ctx context.Context, kind Kind, tenant, id string) (Encoded, error) {
+func (r *Reader) Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (Encoded, error) {
 	var (
 		v     any
 		e     Encoded
@@ -45,19 +36,19 @@ func (r *Reader) Encoded(ctx context.Context, kind Kind, tenant, id string) (Enc
 		extra string
 	)
 	switch kind {
-	case KindUser:
+	case domain.KindUser:
 		var u User
 		u, err = r.GetUser(ctx, tenant, id)
 		v, e.Version = u, u.Version
-	case KindSession:
+	case domain.KindSession:
 		var s Session
 		s, err = r.GetSession(ctx, id)
 		v, e.Version, extra = s, s.Version, sessionStamp(s.MessageCount, s.Status)
-	case KindMessage:
+	case domain.KindMessage:
 		var m Message
 		m, err = r.GetMessage(ctx, id)
 		v, e.Version = m, m.Version
-	case KindMemory:
+	case domain.KindMemory:
 		var m Memory
 		m, err = r.GetMemory(ctx, id)
 		v, e.Version, e.ExpiresAt = m, m.Version, m.ExpiresAt

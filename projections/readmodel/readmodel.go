@@ -4,8 +4,6 @@
 package readmodel
 
 import (
-	"strings"
-
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/projections"
@@ -18,9 +16,14 @@ func All() []projections.Projection {
 }
 
 // entityID is the id of the entity whose stream an event is in:
-// "memory-01J..." gives "01J...".
+// "memory-01J..." gives "01J...". A stream id the domain does not name
+// gives "", which no row has.
 func entityID(e eventstore.Recorded) string {
-	return strings.TrimPrefix(e.StreamID, e.StreamType+"-")
+	_, id, err := domain.ParseStreamID(e.StreamID)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 // decode turns a recorded event into the domain's event; the types a

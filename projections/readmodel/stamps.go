@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/arq-memory/arq/domain"
 )
 
 // StampOf reads the stamp the entity's row has now, as Encoded would give
@@ -21,39 +23,39 @@ import (
 // Stamp reads that arrive together share one round trip, sent after each
 // of them arrived (see batch.Loader): a stamp is never older than a write
 // its reader follows.
-func (r *Reader) StampOf(ctx context.Context, kind Kind, tenant, id string) (string, error) {
+func (r *Reader) StampOf(ctx context.Context, kind domain.Kind, tenant, id string) (string, error) {
 	if _, ok := stampSQL[kind]; !ok {
 		return "", fmt.Errorf("read %s: no such kind of entity", kind)
 	}
-	if kind != KindUser {
+	if kind != domain.KindUser {
 		tenant = "" // only users are looked up by tenant
 	}
 	if !Storable(tenant) {
-		return "", notFound(pgx.ErrNoRows, string(kind), id)
+		return "", notFound(pgx.ErrNoRows, kind.String(), id)
 	}
-	return loadOne(ctx, r.stamps, entityKey{kind, tenant, id}, string(kind), id)
+	return loadOne(ctx, r.stamps, entityKey{kind, tenant, id}, kind.String(), id)
 }
 
 // entityKey names one entity in a batch of stamp reads.
 type entityKey struct {
-	kind       Kind
+	kind       domain.Kind
 	tenant, id string
 }
 
 // stampSQL reads, per kind, the id, tenant, version, extra and xmin of the
 // rows named by the condition that follows it.
-var stampSQL = map[Kind]string{
-	KindUser:    `SELECT id, tenant, version, '', xmin::text FROM users WHERE `,
-	KindSession: `SELECT id, '', version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE `,
-	KindMessage: `SELECT id, '', version, '', xmin::text FROM messages WHERE `,
-	KindMemory:  `SELECT id, '', version, '', xmin::text FROM memories WHERE ` + live + ` AND `,
+var stampSQL = map[domain.Kind]string{
+	domain.KindUser:    `SELECT id, tenant, version, '', xmin::text FROM users WHERE `,
+	domain.KindSession: `SELECT id, '', version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE `,
+	domain.KindMessage: `SELECT id, '', version, '', xmin::text FROM messages WHERE `,
+	domain.KindMemory:  `SELECT id, '', version, '', xmin::text FROM memories WHERE ` + live + ` AND `,
 }
 
 // readStamps reads the stamps of keys, one statement per kind, all in one
 // round trip.
 func (r *Reader) readStamps(ctx context.Context, keys []entityKey) (map[entityKey]string, error) {
 	type group struct{ ids, tenants []string }
-	groups := map[Kind]*group{}
+	groups := map[domain.Kind]*group{}
 	for _, k := range keys {
 		g := groups[k.kind]
 		if g == nil {
@@ -70,9 +72,9 @@ func (r *Reader) readStamps(ctx context.Context, keys []entityKey) (map[entityKe
 			args []any
 		)
 		switch {
-		case len(g.ids) == 1 && kind == KindUser:
+		case len(g.ids) == 1 && kind == domain.KindUser:
 			cond, args = `id = $1 AND tenant = $2`, []any{g.ids[0], g.tenants[0]}
-		case kind == KindUser:
+		case kind == domain.KindUser:
 			cond, args = `(id, tenant) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, []any{g.ids, g.tenants}
 		default:
 			c, arg := keyCond("id", g.ids)
