@@ -17,6 +17,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testwait"
 )
 
 // The group commit tests hold the only batch slot with an append that
@@ -369,22 +370,11 @@ func lockStream(t *testing.T, pool *pgxpool.Pool, stream string) pgx.Tx {
 // for an advisory lock.
 func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting bool
-		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+	testwait.Eventually(t, 10*time.Second, "a session waits for a stream lock", func() (waiting bool, err error) {
+		err = pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
 			AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no session came to wait for a stream lock")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return waiting, err
+	})
 }
 
 // A writer of another process that holds a guarded stream's lock and

@@ -15,6 +15,7 @@ import (
 
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testwait"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -127,25 +128,6 @@ func (e *env) appendN(t *testing.T, streams, perStream int) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // catalogMatchesLog checks the stream catalog against the log itself: each
 // stream's row must say exactly what its events say, or an event was missed
 // or applied twice.
@@ -168,7 +150,7 @@ func TestEngineBuildsCatalog(t *testing.T) {
 	e.appendN(t, 5, 20)
 	e.start(t, projections.Streams{})
 	e.appendN(t, 7, 10)
-	eventually(t, 20*time.Second, "catalog matches log", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "catalog matches log", func() (bool, error) {
 		var n int
 		if err := e.pool.QueryRow(ctx, `SELECT coalesce(sum(event_count), 0) FROM streams`).Scan(&n); err != nil || n < 170 {
 			return false, err
@@ -198,7 +180,7 @@ func TestIdleProjectorWakesOnAppend(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		time.Sleep(linger + 100*time.Millisecond) // let the projector go idle
 		e.appendN(t, 1, 1)
-		eventually(t, 20*time.Second, "event applied", func() (bool, error) {
+		testwait.Eventually(t, 20*time.Second, "event applied", func() (bool, error) {
 			var v int
 			err := e.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM streams WHERE stream_id = 's-0'`).Scan(&v)
 			return v == i, err
@@ -286,7 +268,7 @@ func TestProjectorAppliesLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.notifier.Notify()
-	eventually(t, 20*time.Second, "both applied", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "both applied", func() (bool, error) {
 		return count(t, e.pool, `SELECT count(*) FROM seen`) == 2, nil
 	})
 	if n := count(t, e.pool, `SELECT count(*) FROM seen WHERE event_id = $1`, idA); n != 1 {
@@ -309,17 +291,17 @@ func TestFailingEventStopsOnlyItsProjection(t *testing.T) {
 	e.appendN(t, 2, 3)
 	e.start(t, applied{name: "fragile", failOn: "poison"}, projections.Streams{})
 
-	eventually(t, 20*time.Second, "fragile stops", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "fragile stops", func() (bool, error) {
 		st, err := projections.Statuses(ctx, e.pool, []string{"fragile"})
 		return err == nil && st[0].State == projections.StateStopped, err
 	})
-	eventually(t, 20*time.Second, "streams goes on past the poison event", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "streams goes on past the poison event", func() (bool, error) {
 		return count(t, e.pool, `SELECT coalesce(sum(event_count), 0) FROM streams`) == 13, nil
 	})
 	// The stop is recorded before the subscriber commits the events ahead
 	// of the poison one: the checkpoint settles just after.
 	var st []projections.Status
-	eventually(t, 20*time.Second, "fragile's checkpoint rests before the poison event", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "fragile's checkpoint rests before the poison event", func() (bool, error) {
 		var err error
 		st, err = projections.Statuses(ctx, e.pool, []string{"fragile", "streams"})
 		return err == nil && st[0].Behind == 7, err
@@ -353,7 +335,7 @@ func TestCrashBetweenWriteAndCommit(t *testing.T) {
 	// All 30 visible before the projector starts, so its first batch holds
 	// them all (an open transaction elsewhere in the cluster could hide
 	// some, and a smaller first batch would commit legitimately).
-	eventually(t, 20*time.Second, "all events visible", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "all events visible", func() (bool, error) {
 		got, err := e.store.ReadAll(ctx, eventstore.Start, 100, eventstore.Filter{})
 		return len(got) == 30, err
 	})
@@ -394,7 +376,7 @@ func TestCrashBetweenWriteAndCommit(t *testing.T) {
 	}
 
 	e.start(t, applied{name: "crashy"})
-	eventually(t, 20*time.Second, "restarted projector catches up", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "restarted projector catches up", func() (bool, error) {
 		return count(t, e.pool, `SELECT count(*) FROM crashy`) == 30, nil
 	})
 	if n := count(t, e.pool, `SELECT count(*) FROM events e JOIN crashy c USING (event_id) WHERE c.version = e.version`); n != 30 {
@@ -408,7 +390,7 @@ func TestRebuildReproducesIncrementalModel(t *testing.T) {
 	ctx := context.Background()
 	stop := e.start(t, projections.Streams{})
 	e.appendN(t, 10, 15)
-	eventually(t, 20*time.Second, "incremental catalog complete", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "incremental catalog complete", func() (bool, error) {
 		return count(t, e.pool, `SELECT coalesce(sum(event_count), 0) FROM streams`) == 150, nil
 	})
 	snapshot := func() string {
@@ -527,7 +509,7 @@ func TestStopWhileApplyingAppliesTheEventOnce(t *testing.T) {
 		t.Fatalf("%d rows of the event, its checkpoint covering it: %v", n, covered)
 	}
 	e.runEngine(t, projections.Config{}, h) // once used up: applies at once
-	eventually(t, 20*time.Second, "the event applied once by the next run", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "the event applied once by the next run", func() (bool, error) {
 		st, err := projections.Statuses(context.Background(), e.pool, []string{"halted"})
 		if err != nil || st[0].State != projections.StateRunning {
 			return false, fmt.Errorf("status %+v: %v", st, err)
@@ -568,7 +550,7 @@ func TestDroppedConnectionsNeverStopAProjection(t *testing.T) {
 	}
 	e.startWith(t, projections.Config{RetryDelay: 5 * time.Millisecond}, applied{name: "dropped", block: cut})
 
-	eventually(t, 30*time.Second, "every event applied", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "every event applied", func() (bool, error) {
 		return count(t, e.pool, `SELECT count(*) FROM dropped`) == 13, nil
 	})
 	st, err := projections.Statuses(ctx, e.pool, []string{"dropped"})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/internal/testwait"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -111,7 +112,7 @@ func TestSelectiveProjectionMovesItsCheckpointOverSkippedEvents(t *testing.T) {
 	more := e.appendMixed(t, "d", 5)
 	wait(more)
 
-	eventually(t, 20*time.Second, "bounded projection reaches its bound", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "bounded projection reaches its bound", func() (bool, error) {
 		st, err := projections.States(ctx, e.pool, []string{"bounded"})
 		return err == nil && st[0].Checkpoint == mid, err
 	})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testwait"
 )
 
 // binary is the arq command built once for the tests that run it as a
@@ -102,22 +103,10 @@ func (p *proc) kill(t *testing.T) {
 	p.exited <- nil // for the cleanup
 }
 
+// eventually is testwait.Eventually, by the short name these tests use.
 func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Eventually(t, within, what, cond)
 }
 
 // catalogMatchesLog compares the stream catalog with what the log says of

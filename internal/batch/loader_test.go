@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arq-memory/arq/internal/testwait"
 )
 
 // gatedFetch is a Fetch that records each call's keys and answers
@@ -96,15 +98,10 @@ func (g *gatedFetch) started() int {
 	return len(g.calls)
 }
 
+// waitFor waits until cond, which cannot fail, holds.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Eventually(t, 5*time.Second, "condition", func() (bool, error) { return cond(), nil })
 }
 
 func queued[K comparable, V any](l *Loader[K, V]) int {
