@@ -50,6 +50,7 @@ var problems = []problemKind{
 	{eventstore.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
 	{domain.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{ErrRouteNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{eventstore.ErrNoStream, http.StatusNotFound, "not-found", "Not found"},
 	{domain.ErrStale, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
 	{domain.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
 	// A command that lost its append to other writers for its whole retry

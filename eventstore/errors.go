@@ -25,6 +25,10 @@ var ErrOutcomeUnknown = errors.New("the append's outcome is unknown: it may yet 
 // than the one it was created with.
 var ErrStreamType = errors.New("stream type mismatch")
 
+// ErrNoStream is returned by VerifyStream for a stream that has no events
+// and no record of ever having had any: there is nothing to verify.
+var ErrNoStream = errors.New("stream not found")
+
 // ConflictError carries the stream's current version, so a caller can
 // reload and retry.
 type ConflictError struct {

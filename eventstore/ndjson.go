@@ -88,16 +88,3 @@ func (s *Store) ReadNDJSON(ctx context.Context, r io.Reader, force bool, progres
 	}
 	return n, flush()
 }
-
-// Count counts the events a reader of the log can see now: those below
-// the oldest transaction still running (see the package's commit-safe
-// reading).
-func (s *Store) Count(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events
-		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count events: %w", err)
-	}
-	return n, nil
-}

@@ -152,6 +152,20 @@ func (s *Store) Head(ctx context.Context) (Cursor, error) {
 	return c, nil
 }
 
+// Count is how many events a reader of the log can see now: those below
+// the commit-safe horizon, as ReadAll and Head see them, so a commit that
+// may yet be overtaken by an earlier transaction is not counted until it
+// is safe to read. It sizes the progress of a pass over the whole log.
+func (s *Store) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events
+		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
+}
+
 func (s *Store) query(ctx context.Context, sql string, args ...any) ([]Recorded, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {

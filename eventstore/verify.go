@@ -31,8 +31,8 @@ type Verification struct {
 // Intact reports whether no link is broken.
 func (v Verification) Intact() bool { return len(v.Breaks) == 0 }
 
-// Verify walks the hash chains of every stream (or of streamID alone) and
-// reports every broken link. progress, if not nil, hears how many events
+// Verify walks the hash chains of every stream (or of streamID alone, when
+// not "") and reports every broken link. progress, if not nil, hears how many events
 // it has checked (see migrations/00011_hash_chain.sql for the hash).
 func (s *Store) Verify(ctx context.Context, streamID string, progress func(done int64)) (Verification, error) {
 	var v Verification
@@ -109,6 +109,23 @@ func (s *Store) Verify(ctx context.Context, streamID string, progress func(done 
 			return pi != 0 && (pj == 0 || pi < pj)
 		})
 		v.First = &sorted[0]
+	}
+	return v, nil
+}
+
+// VerifyStream walks the hash chain of one stream, as Verify. A stream
+// that has no events and no break (none were removed from it) does not
+// exist: ErrNoStream, as is "" (which Verify reads as the whole log).
+func (s *Store) VerifyStream(ctx context.Context, streamID string, progress func(done int64)) (Verification, error) {
+	if streamID == "" {
+		return Verification{}, fmt.Errorf("%w: %q", ErrNoStream, streamID)
+	}
+	v, err := s.Verify(ctx, streamID, progress)
+	if err != nil {
+		return v, err
+	}
+	if v.Events == 0 && v.Intact() {
+		return Verification{}, fmt.Errorf("%w: %s", ErrNoStream, streamID)
 	}
 	return v, nil
 }

@@ -15,7 +15,7 @@ import (
 // assistant message with it.
 func (r *Reader) MessageAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Message, error) {
 	m := &domain.Message{}
-	n, err := r.foldTo(ctx, KindMessage, id, at, folder{apply: m.Apply, seq: m.SetSeq})
+	n, err := r.foldTo(ctx, domain.KindMessage, id, at, folder{apply: m.Apply, seq: m.SetSeq})
 	if err != nil || n == 0 || !m.Exists() {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (r *Reader) MessageAt(ctx context.Context, id string, at eventstore.Cursor)
 // then. Whether its expiry time had passed is the caller's to judge.
 func (r *Reader) MemoryAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Memory, error) {
 	m := &domain.Memory{}
-	n, err := r.foldTo(ctx, KindMemory, id, at, folder{apply: m.Apply})
+	n, err := r.foldTo(ctx, domain.KindMemory, id, at, folder{apply: m.Apply})
 	if err != nil || n == 0 || !m.Exists() {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (r *Reader) MemoryAt(ctx context.Context, id string, at eventstore.Cursor) 
 // how many there were. A stream's versions follow the log's order (its
 // writers hold the stream's lock until they commit), so these are a
 // prefix of the stream.
-func (r *Reader) foldTo(ctx context.Context, kind, id string, at eventstore.Cursor, f folder) (int, error) {
+func (r *Reader) foldTo(ctx context.Context, kind domain.Kind, id string, at eventstore.Cursor, f folder) (int, error) {
 	steps, err := r.steps(ctx, kind, id)
 	if err != nil {
 		return 0, err
