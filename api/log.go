@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -90,25 +89,12 @@ func (r *resources) userAudit(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	streams, err := r.Store.UserStreams(c.Request.Context(), c.Param("id"))
+	events, err := r.History.Audit(c.Request.Context(), c.Param("id"), f, after, limit)
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	if len(streams) <= 1 { // only the user's own stream id, which it never had
-		v, err := r.Store.StreamVersion(c.Request.Context(), domain.StreamID(domain.StreamUser, c.Param("id")))
-		if err == nil && v == 0 {
-			err = fmt.Errorf("%w: user %s", domain.ErrNotFound, c.Param("id"))
-		}
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-	}
-	// An external id's claims stream is shared by the users that held it
-	// in turn: only this user's claims and releases are theirs.
-	f.Streams, f.SharedType, f.Owner = streams, domain.StreamExternalID, c.Param("id")
-	r.logPage(c, after, limit, f)
+	writePage(c, events, limit)
 }
 
 func (r *resources) logPage(c *gin.Context, after eventstore.Cursor, limit int, f eventstore.Filter) {
@@ -117,6 +103,12 @@ func (r *resources) logPage(c *gin.Context, after eventstore.Cursor, limit int, 
 		WriteError(c, err)
 		return
 	}
+	writePage(c, events, limit)
+}
+
+// writePage answers a page of the log with its events' cursors, and the
+// cursor to read on from when the page is full.
+func writePage(c *gin.Context, events []eventstore.Recorded, limit int) {
 	items := make([]logEvent, len(events))
 	for i, e := range events {
 		items[i] = logEvent{Cursor: e.Cursor().String(), Recorded: e}
