@@ -10,20 +10,6 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-func (s *Service) loadMemory(ctx context.Context, id string) (*domain.Memory, error) {
-	if _, err := parseID("memory", id); err != nil {
-		return nil, err
-	}
-	m := &domain.Memory{}
-	if _, err := s.fold(ctx, domain.StreamID(domain.StreamMemory, id), m.Apply); err != nil {
-		return nil, err
-	}
-	if !m.Exists() {
-		return nil, fmt.Errorf("%w: memory %s", domain.ErrNotFound, id)
-	}
-	return m, nil
-}
-
 // StoreMemory stores a memory of a user.
 // Without an embedding from the client, the provider (if any) gives one.
 func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd domain.StoreMemory) (Result, error) {
@@ -34,7 +20,7 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 	}
 	if s.embed.Provider != nil && cmd.Embedding == nil && cmd.Content != "" {
 		// The provider is asked only for a memory that would be stored.
-		u, err := s.loadUser(ctx, userID)
+		u, err := userEntity.load(ctx, s, userID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -44,7 +30,7 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 		s.fill(ctx, "memory", []string{cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
 	}
 	return retry(ctx, func() (Result, error) {
-		u, err := s.loadUser(ctx, userID)
+		u, err := userEntity.load(ctx, s, userID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -76,7 +62,7 @@ func (s *Service) checkSource(ctx context.Context, userID string, cmd *domain.St
 	v := &domain.ValidationError{}
 	if id, err := domain.ParseID(cmd.SourceSessionID); cmd.SourceSessionID != "" && err == nil {
 		cmd.SourceSessionID = id.String()
-		sess, err := s.loadSession(ctx, cmd.SourceSessionID)
+		sess, err := sessionEntity.load(ctx, s, cmd.SourceSessionID)
 		switch {
 		case errors.Is(err, domain.ErrNotFound) || err == nil && sess.UserID() != userID:
 			v.Add("source_session_id", "names no session of this user")
@@ -108,7 +94,7 @@ func (s *Service) checkSource(ctx context.Context, userID string, cmd *domain.St
 // from the client gets one from the provider, if any.
 func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateMemory) (Result, error) {
 	cmd.EmbeddingDim = s.embed.Dim
-	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
+	return execute(ctx, s, meta, memoryEntity, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
 		if s.embed.Provider != nil && cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
 			// The provider is asked only for a change that would be made.
 			if _, err := m.Update(cmd, s.tokens, s.now()); err != nil {
@@ -122,35 +108,14 @@ func (s *Service) UpdateMemory(ctx context.Context, meta Meta, id string, expect
 
 // DeleteMemory deletes a live memory.
 func (s *Service) DeleteMemory(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
-	return s.memoryCommand(ctx, meta, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
+	return execute(ctx, s, meta, memoryEntity, id, expected, func(m *domain.Memory) ([]domain.Event, error) {
 		return m.Delete(s.now())
 	})
 }
 
 // ExpireMemory records that a memory's time ran out (expiry worker).
 func (s *Service) ExpireMemory(ctx context.Context, meta Meta, id string) (Result, error) {
-	return s.memoryCommand(ctx, meta, id, nil, func(m *domain.Memory) ([]domain.Event, error) {
+	return execute(ctx, s, meta, memoryEntity, id, nil, func(m *domain.Memory) ([]domain.Event, error) {
 		return m.Expire(s.now())
-	})
-}
-
-func (s *Service) memoryCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Memory) ([]domain.Event, error)) (Result, error) {
-	return s.serialized(ctx, domain.StreamID(domain.StreamMemory, id), func() (Result, error) {
-		m, err := s.loadMemory(ctx, id)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := checkExpected(expected, m.Version()); err != nil {
-			return Result{}, err
-		}
-		guard, err := s.owner(ctx, m.UserID(), "memory", id, false)
-		if err != nil {
-			return Result{}, err
-		}
-		events, err := decide(m)
-		if err != nil || len(events) == 0 {
-			return Result{ID: id, Version: m.Version()}, err
-		}
-		return s.appendTo(ctx, meta, &guard, eventstore.Stream{ID: domain.StreamID(domain.StreamMemory, id), Type: domain.StreamMemory}, m.Version(), expected, events)
 	})
 }

@@ -91,7 +91,7 @@ func (s *Service) appendingSession(ctx context.Context, id string) (*domain.Sess
 	if sess, ok := s.sessions.Get(id); ok && sess.AcceptsMessages(s.now()) == nil {
 		return sess, nil
 	}
-	sess, err := s.loadSession(ctx, id)
+	sess, err := sessionEntity.load(ctx, s, id)
 	if err != nil {
 		return nil, err
 	}
@@ -100,53 +100,52 @@ func (s *Service) appendingSession(ctx context.Context, id string) (*domain.Sess
 }
 
 // loadMessage folds a message: its appended event from the session's log,
-// then the events of its own stream. Its version is 1 + its own stream's.
-func (s *Service) loadMessage(ctx context.Context, id string) (*domain.Message, int, error) {
+// then the events of its own stream. Its version is 1 + its own stream's
+// (see messageEntity).
+func loadMessage(ctx context.Context, s *Service, id string) (*domain.Message, error) {
 	if _, err := parseID("message", id); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	sessionID, seq, err := s.messages.FindMessage(ctx, id)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	appended, err := s.store.ReadStreamRange(ctx, domain.StreamID(domain.StreamMessageLog, sessionID), seq, seq)
 	if err != nil {
-		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+		return nil, fmt.Errorf("load message %s: %w", id, err)
 	}
 	if len(appended) != 1 {
-		return nil, 0, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
 	}
 	m := &domain.Message{}
 	e, err := domain.DecodeEvent(appended[0].Type, appended[0].SchemaVersion, appended[0].Data)
 	if err != nil {
-		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+		return nil, fmt.Errorf("load message %s: %w", id, err)
 	}
 	m.Apply(e, 1, appended[0].RecordedAt)
 	m.SetSeq(seq)
 	own, err := s.store.ReadStream(ctx, domain.StreamID(domain.StreamMessage, id), 1)
 	if err != nil {
-		return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+		return nil, fmt.Errorf("load message %s: %w", id, err)
 	}
-	ownVersion := 0
 	for _, r := range own {
 		e, err := domain.DecodeEvent(r.Type, r.SchemaVersion, r.Data)
 		if err != nil {
-			return nil, 0, fmt.Errorf("load message %s: %w", id, err)
+			return nil, fmt.Errorf("load message %s: %w", id, err)
 		}
 		m.Apply(e, r.Version+1, r.RecordedAt)
-		ownVersion = r.Version
 	}
 	if !m.Exists() {
-		return nil, 0, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
 	}
-	return m, ownVersion, nil
+	return m, nil
 }
 
 // EditMessage replaces a message's content or metadata. A new content
 // without an embedding from the client gets one from the provider, if any.
 func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expected []int, cmd domain.EditMessage) (Result, error) {
 	cmd.EmbeddingDim = s.embed.Dim
-	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
+	return execute(ctx, s, meta, messageEntity, id, expected, func(m *domain.Message) ([]domain.Event, error) {
 		if cmd.Embedding == nil && cmd.Content != nil && *cmd.Content != m.Content() && *cmd.Content != "" {
 			s.fill(ctx, "message", []string{*cmd.Content}, func(_ int, e []float64) { cmd.Embedding = e })
 		}
@@ -157,30 +156,7 @@ func (s *Service) EditMessage(ctx context.Context, meta Meta, id string, expecte
 // RedactMessage removes a message from every read; the log keeps its
 // history.
 func (s *Service) RedactMessage(ctx context.Context, meta Meta, id string, expected []int, reason string) (Result, error) {
-	return s.messageCommand(ctx, meta, id, expected, func(m *domain.Message) ([]domain.Event, error) {
+	return execute(ctx, s, meta, messageEntity, id, expected, func(m *domain.Message) ([]domain.Event, error) {
 		return m.Redact(reason)
-	})
-}
-
-func (s *Service) messageCommand(ctx context.Context, meta Meta, id string, expected []int, decide func(*domain.Message) ([]domain.Event, error)) (Result, error) {
-	return s.serialized(ctx, domain.StreamID(domain.StreamMessage, id), func() (Result, error) {
-		m, ownVersion, err := s.loadMessage(ctx, id)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := checkExpected(expected, m.Version()); err != nil {
-			return Result{}, err
-		}
-		guard, err := s.owner(ctx, m.UserID(), "message", id, false)
-		if err != nil {
-			return Result{}, err
-		}
-		events, err := decide(m)
-		if err != nil || len(events) == 0 {
-			return Result{ID: id, Version: m.Version()}, err
-		}
-		r, err := s.appendTo(ctx, meta, &guard, stream(domain.StreamMessage, id), ownVersion, expected, events)
-		r.Version++ // a message's version counts its appended event too
-		return r, err
 	})
 }

@@ -186,7 +186,7 @@ func (s *Service) owner(ctx context.Context, userID, what, id string, remember b
 	}
 	if !ok {
 		var err error
-		if u, err = s.loadUser(ctx, userID); errors.Is(err, domain.ErrNotFound) {
+		if u, err = userEntity.load(ctx, s, userID); errors.Is(err, domain.ErrNotFound) {
 			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is deleted)", domain.ErrNotFound, what, id)
 		} else if err != nil {
 			return eventstore.StreamAppend{}, err

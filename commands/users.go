@@ -9,21 +9,6 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// loadUser folds a user's stream.
-func (s *Service) loadUser(ctx context.Context, id string) (*domain.User, error) {
-	if _, err := parseID("user", id); err != nil {
-		return nil, err
-	}
-	u := &domain.User{}
-	if _, err := s.fold(ctx, domain.StreamID(domain.StreamUser, id), u.Apply); err != nil {
-		return nil, err
-	}
-	if !u.Exists() {
-		return nil, fmt.Errorf("%w: user %s", domain.ErrNotFound, id)
-	}
-	return u, nil
-}
-
 // claimID is the stream that keeps an external id unique in its tenant.
 func claimID(tenant, externalID string) string { return tenant + ":" + externalID }
 
@@ -83,80 +68,21 @@ func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.Regist
 // UpdateUser changes a user's profile. expected, when set, is the version
 // the caller last saw (If-Match).
 func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected []int, cmd domain.UpdateProfile) (Result, error) {
-	return s.serialized(ctx, domain.StreamID(domain.StreamUser, id), func() (Result, error) {
-		u, err := s.loadUser(ctx, id)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := checkExpected(expected, u.Version()); err != nil {
-			return Result{}, err
-		}
-		events, err := u.UpdateProfile(cmd)
-		if err != nil || len(events) == 0 {
-			return Result{ID: id, Version: u.Version()}, err
-		}
-		return s.appendTo(ctx, meta, nil, stream(domain.StreamUser, id), u.Version(), expected, events)
+	return execute(ctx, s, meta, userEntity, id, expected, func(u *domain.User) ([]domain.Event, error) {
+		return u.UpdateProfile(cmd)
 	})
 }
 
-// DeleteUser deletes a user and releases its external id.
+// DeleteUser deletes a user and releases its external id, in one
+// transaction.
 func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
-	return s.serialized(ctx, domain.StreamID(domain.StreamUser, id), func() (Result, error) {
-		u, err := s.loadUser(ctx, id)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := checkExpected(expected, u.Version()); err != nil {
-			return Result{}, err
-		}
-		events, err := u.Delete()
-		if err != nil {
-			return Result{}, err
-		}
-		userEvents, err := toStore(meta, events)
-		if err != nil {
-			return Result{}, err
-		}
+	return executeAlong(ctx, s, meta, userEntity, id, expected, (*domain.User).Delete, func(u *domain.User) ([]eventstore.StreamAppend, error) {
 		release, err := toStore(meta, []domain.Event{{Type: domain.ExternalIDReleased, Data: domain.ExternalIDData{
 			UserID: id, Tenant: u.Tenant(), ExternalID: u.ExternalID(),
 		}}})
 		if err != nil {
-			return Result{}, err
+			return nil, err
 		}
-		res, err := s.store.AppendMulti(ctx,
-			eventstore.StreamAppend{Stream: stream(domain.StreamUser, id), Expected: eventstore.Exactly(u.Version()), Events: userEvents},
-			eventstore.StreamAppend{Stream: stream(domain.StreamExternalID, claimID(u.Tenant(), u.ExternalID())), Expected: eventstore.Any(), Events: release},
-		)
-		if err != nil {
-			return Result{}, staleOnConflict(expected, domain.StreamID(domain.StreamUser, id), err)
-		}
-		return Result{ID: id, Version: res[0].Version, Cursor: res[1].Last().Cursor}, nil
+		return []eventstore.StreamAppend{{Stream: stream(domain.StreamExternalID, claimID(u.Tenant(), u.ExternalID())), Expected: eventstore.Any(), Events: release}}, nil
 	})
-}
-
-// appendTo appends decided events to one stream at the version they were
-// decided on; with a guard (see owner), in the same transaction as it.
-func (s *Service) appendTo(ctx context.Context, meta Meta, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected []int, events []domain.Event) (Result, error) {
-	evs, err := toStore(meta, events)
-	if err != nil {
-		return Result{}, err
-	}
-	appends := []eventstore.StreamAppend{{Stream: st, Expected: eventstore.Exactly(version), Events: evs}}
-	if guard != nil {
-		appends = append([]eventstore.StreamAppend{*guard}, appends...)
-	}
-	res, err := s.store.AppendMulti(ctx, appends...)
-	if err != nil {
-		return Result{}, staleOnConflict(expected, st.ID, err)
-	}
-	own := res[len(res)-1]
-	return Result{ID: idOf(st), Version: own.Version, Cursor: own.Last().Cursor}, nil
-}
-
-// idOf is the entity id in a stream id "<kind>-<id>".
-func idOf(st eventstore.Stream) string {
-	if len(st.ID) > len(st.Type)+1 {
-		return st.ID[len(st.Type)+1:]
-	}
-	return st.ID
 }
