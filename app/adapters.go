@@ -73,11 +73,6 @@ type summarySource struct {
 	threshold, recent int
 }
 
-func (s summarySource) DueSummaries(ctx context.Context, limit int, skip, last []string) ([]commands.DueSummary, error) {
-	due, err := s.r.DueSummaries(ctx, s.threshold, s.recent, limit, skip, last)
-	out := make([]commands.DueSummary, len(due))
-	for i, d := range due {
-		out[i] = commands.DueSummary(d)
-	}
-	return out, err
+func (s summarySource) DueSummaries(ctx context.Context, limit int, skip, last []string) ([]domain.DueSummary, error) {
+	return s.r.DueSummaries(ctx, s.threshold, s.recent, limit, skip, last)
 }

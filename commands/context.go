@@ -248,25 +248,11 @@ func passes(ctx context.Context, interval time.Duration, log *slog.Logger, what 
 	}
 }
 
-// DueSummary is a session whose messages outside the recent window have
-// passed the summary threshold: the messages FromSeq..ToSeq are to be
-// folded into the summary after version After (Previous its text).
-type DueSummary struct {
-	SessionID, UserID string
-	After             int
-	Previous          string
-	FromSeq, ToSeq    int
-	Lines             []domain.TranscriptLine
-	// Versions is the version of each message the lines come from, by id
-	// (see RecordSummary).
-	Versions map[string]int
-}
-
 // SummarySource finds sessions due for a summary.
 type SummarySource interface {
 	// DueSummaries returns up to limit due sessions, most overdue first
 	// but those in last after all others, leaving out those in skip.
-	DueSummaries(ctx context.Context, limit int, skip, last []string) ([]DueSummary, error)
+	DueSummaries(ctx context.Context, limit int, skip, last []string) ([]domain.DueSummary, error)
 }
 
 // SummaryWorker makes summaries in the background. A summarizer that fails

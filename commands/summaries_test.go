@@ -14,10 +14,10 @@ import (
 )
 
 // fixedSummaries serves the same due sessions on every pass.
-type fixedSummaries []commands.DueSummary
+type fixedSummaries []domain.DueSummary
 
-func (f fixedSummaries) DueSummaries(_ context.Context, _ int, skip, _ []string) ([]commands.DueSummary, error) {
-	var out []commands.DueSummary
+func (f fixedSummaries) DueSummaries(_ context.Context, _ int, skip, _ []string) ([]domain.DueSummary, error) {
+	var out []domain.DueSummary
 	for _, d := range f {
 		if !contains(skip, d.SessionID) {
 			out = append(out, d)

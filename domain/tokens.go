@@ -22,3 +22,19 @@ type Summarizer interface {
 	Summarize(ctx context.Context, previous string, lines []TranscriptLine) (string, error)
 	Name() string
 }
+
+// DueSummary is a session whose messages outside the recent window have
+// passed the summary threshold: Lines, the messages FromSeq..ToSeq, are to
+// be folded into the summary after version After (Previous its text). The
+// read model finds it and the summary worker records it; both speak of it
+// in this one type.
+type DueSummary struct {
+	SessionID, UserID string
+	After             int
+	Previous          string
+	FromSeq, ToSeq    int
+	Lines             []TranscriptLine
+	// Versions is the version of each message the lines come from, by id:
+	// the summary must not be recorded if one of them changed meanwhile.
+	Versions map[string]int
+}

@@ -67,9 +67,9 @@ func BenchmarkDueSummaries(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var found []DueSummary
+				var found []domain.DueSummary
 				for rows.Next() {
-					var d DueSummary
+					var d domain.DueSummary
 					if err := rows.Scan(&d.SessionID, &d.UserID, &d.After, &d.FromSeq, &d.Previous); err != nil {
 						b.Fatal(err)
 					}

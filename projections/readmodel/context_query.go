@@ -248,26 +248,12 @@ func (r *Reader) DueSnapshots(ctx context.Context, limit int, skip, last []strin
 	return out, nil
 }
 
-// DueSummary is a session whose messages outside the recent window have
-// passed the summary threshold: Lines (messages FromSeq..ToSeq) are to be
-// folded into the summary after version After.
-type DueSummary struct {
-	SessionID, UserID string
-	After             int
-	Previous          string
-	FromSeq, ToSeq    int
-	Lines             []domain.TranscriptLine
-	// Versions is the version of each message the lines come from, by id:
-	// the summary must not be recorded if one of them changed meanwhile.
-	Versions map[string]int
-}
-
 // DueSummaries finds up to limit sessions whose messages not yet
 // summarized, leaving out the newest recent tokens of them, cost more than
 // threshold tokens (each message its tokens plus domain.ItemOverhead),
 // most overdue first, but those in last after all others; the sessions in
 // skip are left out.
-func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int, skip, last []string) ([]DueSummary, error) {
+func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int, skip, last []string) ([]domain.DueSummary, error) {
 	// The messages projection keeps each session's backlog (the cost of
 	// its messages after its newest summary): the sessions past the
 	// threshold come from its cost index, so a pass costs the sessions
@@ -293,14 +279,14 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int,
 	if err != nil {
 		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
 	}
-	cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DueSummary, error) {
-		var d DueSummary
+	cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.DueSummary, error) {
+		var d domain.DueSummary
 		return d, row.Scan(&d.SessionID, &d.UserID, &d.After, &d.FromSeq, &d.Previous)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("find sessions due for a summary: %w", err)
 	}
-	var out []DueSummary
+	var out []domain.DueSummary
 	for _, d := range cands {
 		msgs, err := r.MessagesAfter(ctx, d.SessionID, d.FromSeq)
 		if err != nil {
