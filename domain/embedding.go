@@ -74,3 +74,13 @@ func Float64s(e []float32) []float64 {
 	}
 	return out
 }
+
+// TextToEmbed is a live memory's or message's text that has no embedding,
+// at the version it was read at: the embeddings backfill embeds it and sets
+// the embedding at that version, so a text changed meanwhile is left to the
+// embedding its change got.
+type TextToEmbed struct {
+	ID      string
+	Version int
+	Content string
+}
