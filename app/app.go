@@ -274,6 +274,12 @@ func (a *App) History() *history.Reader { return a.history }
 // Commands is the command service; nil without PartCommands.
 func (a *App) Commands() *commands.Service { return a.commands }
 
+// Backfiller gives live texts without an embedding one from the
+// configured provider; it needs PartCommands.
+func (a *App) Backfiller() *commands.Backfiller {
+	return commands.NewBackfiller(a.commands, a.reader.MissingEmbeddings())
+}
+
 // Pool is the pool commands and reads use. Tests and benchmarks read the
 // database through it; the binary does not.
 func (a *App) Pool() *pgxpool.Pool { return a.pool }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/internal/testdb"
 )
 
@@ -58,10 +59,10 @@ func TestEmbeddingsBackfill(t *testing.T) {
 		t.Fatalf("embeddings: bees %v, jazz %v, given %v", bee, jz, kept)
 	}
 	last := s.must(200, s.do("GET", "/v1/memories/"+bees+"/history", nil)).items()
-	if n := len(last); n != 2 || last[1]["actor"] != backfillActor {
+	if n := len(last); n != 2 || last[1]["actor"] != commands.BackfillActor {
 		t.Fatalf("history of a backfilled memory: %v", last)
 	}
-	if h := s.must(200, s.do("GET", "/v1/messages/"+msg+"/history", nil)).items(); len(h) != 2 || h[1]["actor"] != backfillActor {
+	if h := s.must(200, s.do("GET", "/v1/messages/"+msg+"/history", nil)).items(); len(h) != 2 || h[1]["actor"] != commands.BackfillActor {
 		t.Fatalf("history of a backfilled message: %v", h)
 	}
 

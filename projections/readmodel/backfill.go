@@ -5,14 +5,13 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/domain"
 )
 
 // MissingEmbeddings lists the live memories and messages without an
 // embedding, for the embeddings backfill (commands.Backfiller's port).
-type MissingEmbeddings struct{ db *pgxpool.Pool }
+type MissingEmbeddings struct{ db querier }
 
 // MissingEmbeddings returns the lister over r's database.
 func (r *Reader) MissingEmbeddings() MissingEmbeddings { return MissingEmbeddings{db: r.db} }
