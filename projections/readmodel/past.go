@@ -57,22 +57,8 @@ func pastMessageOf(m *domain.Message) pastMessage {
 
 // pastMemory is a memory row as it was, in the columns of memories.
 type pastMemory struct {
-	ID              string         `json:"id"`
-	UserID          string         `json:"user_id"`
-	Type            string         `json:"type"`
-	Content         string         `json:"content"`
-	Importance      float64        `json:"importance"`
-	Tags            []string       `json:"tags"`
-	Metadata        map[string]any `json:"metadata"`
-	SourceSessionID *string        `json:"source_session_id"`
-	SourceMessageID *string        `json:"source_message_id"`
-	Tokens          int            `json:"tokens"`
-	ExpiresAt       *time.Time     `json:"expires_at"`
-	EmbeddingDim    int            `json:"embedding_dim"`
-	Version         int            `json:"version"`
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
-	Embedding       []float32      `json:"-"`
+	Memory
+	Embedding []float32 `json:"-"`
 }
 
 const pastMemoryCols = `id text, user_id text, type text, content text, importance float8, tags text[], metadata jsonb,
@@ -81,10 +67,10 @@ const pastMemoryCols = `id text, user_id text, type text, content text, importan
 
 func pastMemoryOf(m *domain.Memory) pastMemory {
 	e := m.Embedding()
-	return pastMemory{ID: m.ID(), UserID: m.UserID(), Type: m.Type(), Content: m.Content(), Importance: m.Importance(),
+	return pastMemory{Memory: Memory{ID: m.ID(), UserID: m.UserID(), Type: m.Type(), Content: m.Content(), Importance: m.Importance(),
 		Tags: nonNil(m.Tags()), Metadata: nonNilMap(m.Metadata()), SourceSessionID: orNil(m.SourceSessionID()),
 		SourceMessageID: orNil(m.SourceMessageID()), Tokens: m.Tokens(), ExpiresAt: m.ExpiresAt(), EmbeddingDim: len(e),
-		Version: m.Version(), CreatedAt: m.CreatedAt(), UpdatedAt: m.UpdatedAt(), Embedding: e}
+		Version: m.Version(), CreatedAt: m.CreatedAt(), UpdatedAt: m.UpdatedAt()}, Embedding: e}
 }
 
 // overMessages is sql, which reads the session's ($1) messages, reading
