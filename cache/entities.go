@@ -43,10 +43,9 @@ type Entities struct {
 }
 
 // NewEntities reads src through c. namespace keeps apart the entries of
-// deployments sharing one Redis (the database's name and identity; see
-// redisNamespace in cmd/arq).
+// deployments sharing one Redis (see Namespace).
 func NewEntities(src EntitySource, c *Cache, namespace string) *Entities {
-	return &Entities{src: src, cache: c, prefix: "arq:" + namespace + ":ent:" + entityShape + ":", now: time.Now}
+	return &Entities{src: src, cache: c, prefix: entityPrefix(namespace), now: time.Now}
 }
 
 // Encoded reads one entity, from the cache when it holds the entity as

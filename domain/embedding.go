@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"fmt"
 	"math"
 )
 
@@ -61,6 +62,29 @@ func checkEmbedding(v *ValidationError, field string, values []float64, dim int)
 // never ask again.
 type Embedder interface {
 	Embed(ctx context.Context, texts []string) ([][]float32, error)
+}
+
+// EmbedChecked asks e for embeddings of texts and checks its answer: one
+// embedding per text, each a valid embedding of dimension dim (0: any).
+// Commands and queries both ask the provider through it, so both hold it
+// to the same contract. With no provider or no texts it returns nil, nil.
+func EmbedChecked(ctx context.Context, e Embedder, texts []string, dim int) ([][]float32, error) {
+	if e == nil || len(texts) == 0 {
+		return nil, nil
+	}
+	out, err := e.Embed(ctx, texts)
+	if err != nil {
+		return nil, fmt.Errorf("embedding provider: %w", err)
+	}
+	if len(out) != len(texts) {
+		return nil, fmt.Errorf("embedding provider gave %d embeddings for %d texts", len(out), len(texts))
+	}
+	for _, v := range out {
+		if _, err := ParseEmbedding(Float64s(v), dim); err != nil {
+			return nil, fmt.Errorf("embedding provider: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // Float64s widens an embedding for a command's input.

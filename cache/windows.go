@@ -1,0 +1,78 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"time"
+
+	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/queries"
+)
+
+// windowShape names the JSON shape of the windows kept (see entityShape).
+const windowShape = "v2"
+
+// windowTTL bounds how long a cached window lives: recency weights drift
+// with time, and a memory in it leaves at its expiry time.
+const windowTTL = time.Minute
+
+// Windows builds context windows through the cache (memory, then Redis):
+// a window is kept under a key naming the state of the tables it was built
+// from (the WindowState's generations), its budget and its query, so an
+// entry is never stale, only unused once the tables move on.
+type Windows struct {
+	src    queries.WindowReader
+	cache  *Cache
+	prefix string
+}
+
+// NewWindows reads src through c; namespace keeps apart the entries of
+// deployments sharing one Redis (see Namespace).
+func NewWindows(src queries.WindowReader, c *Cache, namespace string) *Windows {
+	return &Windows{src: src, cache: c, prefix: windowPrefix(namespace)}
+}
+
+// EncodedWindow answers the window from the cache when it holds one for
+// st, else builds it with the source and keeps it (until its first memory
+// expires, at most windowTTL).
+func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, st readmodel.WindowState, req readmodel.WindowRequest) (queries.EncodedWindow, error) {
+	key := w.key(sessionID, st, req)
+	if body, ok := w.cache.Get(ctx, key); ok {
+		return queries.EncodedWindow{JSON: body, Cache: "hit"}, nil
+	}
+	win, err := w.src.EncodedWindow(ctx, sessionID, st, req)
+	if err != nil {
+		return queries.EncodedWindow{}, err
+	}
+	ttl := windowTTL
+	if win.ExpiresAt != nil {
+		ttl = min(ttl, win.ExpiresAt.Sub(req.Now))
+	}
+	if ttl > 0 {
+		w.cache.Set(ctx, key, win.JSON, ttl)
+	}
+	win.Cache = "miss"
+	return win, nil
+}
+
+// key names the window's session, state, budget and query (see
+// appendWindowKey).
+func (w *Windows) key(sessionID string, st readmodel.WindowState, req readmodel.WindowRequest) string {
+	var buf [192]byte
+	b := append(buf[:0], w.prefix...)
+	b = appendWindowKey(b, sessionID, [4]int64{st.Messages, st.Summaries, st.Memories, st.Rebuilds},
+		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryHash(req))
+	return string(b)
+}
+
+// queryHash names a window's query and embedding in its key.
+func queryHash(req readmodel.WindowRequest) []byte {
+	h := sha256.New()
+	h.Write([]byte(req.Query))
+	if req.Embedding != nil {
+		h.Write([]byte{0})
+		_ = binary.Write(h, binary.LittleEndian, req.Embedding)
+	}
+	return h.Sum(nil)[:12]
+}
