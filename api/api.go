@@ -10,17 +10,22 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/metrics"
-	"github.com/arq-memory/arq/projections"
 )
 
-// Deps are what the HTTP API is built from; cmd/arq wires them.
+// Deps are what the HTTP API is built from; package app wires them.
 type Deps struct {
-	DB          *pgxpool.Pool
-	Projections []string
-	Log         *slog.Logger
+	Log *slog.Logger
+	// Health tells /readyz and /v1/stats where Postgres and the
+	// projections stand.
+	Health Health
+	// Redis, when set, is reported on by /readyz; the API serves without
+	// it.
+	Redis Pinger
+	// Keys keeps the API keys; Idempotency the answers kept for retries.
+	Keys        KeyStore
+	Idempotency IdempotencyStore
 	// AdminKey manages API keys; empty runs the API open.
 	AdminKey     string
 	CORSOrigins  []string
@@ -74,7 +79,7 @@ func engine(d Deps) *gin.Engine {
 		d.Metrics = metrics.New()
 	}
 	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), AccessLog(), Recover(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
-		Auth(d.AdminKey, NewKeyStore(d.DB), d.Log), StorableInput(), KnownQuery())
+		Auth(d.AdminKey, d.Keys, d.Log), StorableInput(), KnownQuery())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -89,8 +94,8 @@ func engine(d Deps) *gin.Engine {
 	r.GET("/openapi.json", serveOpenAPI(doc))
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
-	v1 := r.Group("/v1", Idempotency(NewIdempotencyStore(d.DB)))
-	res := &resources{Resources: d.Resources}
+	v1 := r.Group("/v1", Idempotency(d.Idempotency))
+	res := &resources{Resources: d.Resources, health: d.Health}
 	res.userRoutes(v1)
 	res.sessionRoutes(v1)
 	res.messageRoutes(v1)
@@ -101,7 +106,7 @@ func engine(d Deps) *gin.Engine {
 	res.logRoutes(v1)
 	res.statsRoutes(v1)
 	res.adminRoutes(v1)
-	keyRoutes(v1, NewKeyStore(d.DB))
+	keyRoutes(v1, d.Keys)
 	return r
 }
 
@@ -113,13 +118,13 @@ func readyz(d Deps) gin.HandlerFunc {
 		defer cancel()
 		checks := gin.H{}
 		ready := true
-		if err := d.DB.Ping(ctx); err != nil {
+		if err := d.Health.Ping(ctx); err != nil {
 			ready = false
 			checks["postgres"] = "unreachable"
 			d.Log.Warn("readiness: Postgres unreachable", "err", err)
 		} else {
 			checks["postgres"] = "ok"
-			stopped, err := projections.Stopped(ctx, d.DB, d.Projections)
+			stopped, err := d.Health.Stopped(ctx)
 			switch {
 			case err != nil:
 				ready = false
@@ -134,8 +139,8 @@ func readyz(d Deps) gin.HandlerFunc {
 		}
 		// Redis is a shortcut: without it every endpoint works from
 		// Postgres, so it degrades readiness details, not readiness.
-		if d.Resources.Cache != nil {
-			if err := d.Resources.Cache.Health(ctx); err != nil {
+		if d.Redis != nil {
+			if err := d.Redis.Health(ctx); err != nil {
 				checks["redis"] = "unreachable: serving from Postgres without the cache"
 			} else {
 				checks["redis"] = "ok"

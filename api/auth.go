@@ -2,12 +2,15 @@ package api
 
 import (
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/keys"
 )
 
 const actorKey = "arq.actor"
@@ -33,7 +36,7 @@ var readPosts = []string{"/v1/users/:id/memories/search", "/v1/sessions/:id/cont
 // configured the API runs open, which it logs loudly once. Reads (GET, and
 // the POSTs of readPosts) need the read scope, other requests write,
 // /v1/admin/ admin; the admin key has all.
-func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
+func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
 	if adminKey == "" {
 		log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
 		return func(c *gin.Context) { c.Next() }
@@ -61,7 +64,10 @@ func Auth(adminKey string, keys *KeyStore, log *slog.Logger) gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		k, err := keys.Lookup(c.Request.Context(), secret)
+		k, err := store.Lookup(c.Request.Context(), secret)
+		if errors.Is(err, keys.ErrUnknown) {
+			err = errorf(ErrUnauthorized, "unknown or revoked key")
+		}
 		if err != nil {
 			WriteError(c, err)
 			return

@@ -2,10 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -16,6 +12,7 @@ import (
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/queries"
 )
 
 // windowRequest is the budget and query of a context window, from query
@@ -53,32 +50,20 @@ func (w windowRequest) budget() (domain.Budget, error) {
 	return b, b.Validate()
 }
 
-// build validates the request (a client's embedding included), checks
-// that the session exists, and only then asks the embeddings provider, if
-// any, for the query's embedding (see queryEmbedding): a request for an
-// unknown session never waits for an embeddings endpoint.
-func (r *resources) build(ctx context.Context, sessionID string, w windowRequest, now time.Time) (readmodel.WindowRequest, readmodel.WindowState, error) {
-	var (
-		req readmodel.WindowRequest
-		st  readmodel.WindowState
-		err error
-	)
-	if req.Budget, err = w.budget(); err != nil {
-		return req, st, err
+// query validates the request's budget and a client's embedding, as
+// far as the API can (the query service checks the embedding's dimension,
+// and that the session exists, before it asks a provider for one).
+func (w windowRequest) query() (queries.WindowQuery, error) {
+	var q queries.WindowQuery
+	var err error
+	if q.Budget, err = w.budget(); err != nil {
+		return q, err
 	}
-	if w.Embedding.set() {
-		if req.Embedding, err = r.queryEmbedding(ctx, w.Embedding, w.Query); err != nil {
-			return req, st, err
-		}
+	if q.Embedding, err = w.Embedding.client(); err != nil {
+		return q, err
 	}
-	if st, err = r.Reader.WindowStateOf(ctx, sessionID); err != nil {
-		return req, st, err
-	}
-	if !w.Embedding.set() {
-		req.Embedding = r.Commands.EmbedQuery(ctx, w.Query)
-	}
-	req.Query, req.Now, req.UserID = w.Query, now, st.UserID
-	return req, st, nil
+	q.Query = w.Query
+	return q, nil
 }
 
 // windowQuery reads ?max_tokens=&query=&summary_share=&memory_share=.
@@ -145,74 +130,20 @@ func (r *resources) postContext(c *gin.Context) {
 }
 
 func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
-	ctx, sessionID := c.Request.Context(), c.Param("id")
-	req, st, err := r.build(ctx, sessionID, w, time.Now())
+	q, err := w.query()
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	if r.Cache == nil {
-		win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, win)
-		return
-	}
-	body, hit, err := r.cachedWindow(ctx, sessionID, st, req)
+	win, err := r.Queries.ContextWindow(c.Request.Context(), c.Param("id"), q, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	c.Header("X-Arq-Cache", map[bool]string{true: "hit", false: "miss"}[hit])
-	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
-}
-
-// windowTTL bounds how long a cached window lives: recency weights drift
-// with time, and a memory in it leaves at its expiry time.
-const windowTTL = time.Minute
-
-// cachedWindow answers a context window from the cache when it holds one
-// for the state the tables are in now, else builds it and keeps it there.
-// The key names st, the generations of the session's messages and
-// summaries and of its user's memories, read before the window is built,
-// so an entry is never older than the tables it would stand for.
-func (r *resources) cachedWindow(ctx context.Context, sessionID string, st readmodel.WindowState, req readmodel.WindowRequest) ([]byte, bool, error) {
-	key := fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d.%d:%d:%g:%g:%x", r.CacheNamespace, sessionID, st.Messages, st.Summaries, st.Memories, st.Rebuilds,
-		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryKey(req))
-	if body, ok := r.Cache.Get(ctx, key); ok {
-		return body, true, nil
+	if win.Cache != "" {
+		c.Header("X-Arq-Cache", win.Cache)
 	}
-	win, err := r.Reader.Window(ctx, sessionID, req, r.Tokens)
-	if err != nil {
-		return nil, false, err
-	}
-	body, err := json.Marshal(win)
-	if err != nil {
-		return nil, false, fmt.Errorf("encode context window: %w", err)
-	}
-	ttl := windowTTL
-	for _, m := range win.Memories {
-		if m.ExpiresAt != nil && m.ExpiresAt.Sub(req.Now) < ttl {
-			ttl = m.ExpiresAt.Sub(req.Now)
-		}
-	}
-	if ttl > 0 {
-		r.Cache.Set(ctx, key, body, ttl)
-	}
-	return body, false, nil
-}
-
-// queryKey names a window's query and embedding in its cache key.
-func queryKey(req readmodel.WindowRequest) []byte {
-	h := sha256.New()
-	h.Write([]byte(req.Query))
-	if req.Embedding != nil {
-		h.Write([]byte{0})
-		_ = binary.Write(h, binary.LittleEndian, req.Embedding)
-	}
-	return h.Sum(nil)[:12]
+	c.Data(http.StatusOK, "application/json; charset=utf-8", win.JSON)
 }
 
 // snapshotBody is a snapshot with the text of each item as it was. A
@@ -241,13 +172,13 @@ func (r *resources) takeSnapshot(c *gin.Context) {
 			return
 		}
 	}
-	ctx := c.Request.Context()
-	req, _, err := r.build(ctx, c.Param("id"), w, time.Now())
+	q, err := w.query()
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	win, err := r.Reader.Window(ctx, c.Param("id"), req, r.Tokens)
+	ctx := c.Request.Context()
+	win, err := r.Queries.SnapshotWindow(ctx, c.Param("id"), q, time.Now())
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -261,7 +192,7 @@ func (r *resources) takeSnapshot(c *gin.Context) {
 		return
 	}
 	r.settle(c, res, http.StatusCreated, "/v1/context-snapshots/"+res.ID, func(ctx context.Context) (any, int, error) {
-		s, err := r.Reader.GetSnapshot(ctx, res.ID)
+		s, err := r.Queries.GetSnapshot(ctx, res.ID)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -280,11 +211,11 @@ func (r *resources) listSnapshots(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := r.Reader.GetSession(ctx, c.Param("id")); err != nil {
+	if _, err := r.Queries.GetSession(ctx, c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	snaps, next, err := r.Reader.ListSnapshots(ctx, c.Param("id"), p)
+	snaps, next, err := r.Queries.ListSnapshots(ctx, c.Param("id"), p)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -306,7 +237,7 @@ func (r *resources) getSnapshot(c *gin.Context) {
 		return
 	}
 	r.answerSnapshot(c, func(ctx context.Context) (readmodel.Snapshot, error) {
-		return r.Reader.GetSnapshot(ctx, c.Param("id"))
+		return r.Queries.GetSnapshot(ctx, c.Param("id"))
 	})
 }
 
@@ -315,7 +246,7 @@ func (r *resources) getMessageContext(c *gin.Context) {
 		return
 	}
 	r.answerSnapshot(c, func(ctx context.Context) (readmodel.Snapshot, error) {
-		return r.Reader.SnapshotOfMessage(ctx, c.Param("id"))
+		return r.Queries.SnapshotOfMessage(ctx, c.Param("id"))
 	})
 }
 

@@ -60,18 +60,27 @@ func (e embeddingIn) check(v *domain.ValidationError, field string) []float64 {
 // set reports whether the field was given (and not null).
 func (e embeddingIn) set() bool { return e.values != nil || e.fault != "" }
 
-// queryEmbedding is the embedding a search or context window ranks with:
-// the client's, validated against the deployment's dimension (a
-// *domain.ValidationError naming "embedding" when wrong); else the provider's
-// embedding of text; else none, and full text alone ranks.
+// queryEmbedding is the embedding a search or context window ranks with
+// (see MemoryQueries.QueryEmbedding); a field that is no array of numbers
+// is a *domain.ValidationError naming "embedding".
 func (r *resources) queryEmbedding(ctx context.Context, in embeddingIn, text string) ([]float32, error) {
-	if in.set() {
-		v := &domain.ValidationError{}
-		values := in.check(v, "embedding")
-		if err := v.Err(); err != nil {
-			return nil, err
-		}
-		return domain.ParseEmbedding(values, r.Commands.EmbeddingDim())
+	values, err := in.client()
+	if err != nil {
+		return nil, err
 	}
-	return r.Commands.EmbedQuery(ctx, text), nil
+	return r.Queries.QueryEmbedding(ctx, values, text)
+}
+
+// client is the client's embedding, nil when it sent none; a field that
+// is no array of numbers is a *domain.ValidationError naming "embedding".
+func (e embeddingIn) client() ([]float64, error) {
+	if !e.set() {
+		return nil, nil
+	}
+	v := &domain.ValidationError{}
+	values := e.check(v, "embedding")
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return values, nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // EntityReader reads one user, session, message or memory by id, encoded
-// as a GET serves it: the Reader itself, or a cache in front of it.
+// as a GET serves it: from the query tables, or a cache in front of them.
 type EntityReader interface {
 	Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error)
 }
@@ -19,11 +19,7 @@ type EntityReader interface {
 // getEntity answers a GET of the entity of kind named by the path's id:
 // its body, its version as ETag, and whether a cache answered.
 func (r *resources) getEntity(c *gin.Context, kind domain.Kind) {
-	var src EntityReader = r.Reader
-	if r.Entities != nil {
-		src = r.Entities
-	}
-	e, err := src.Encoded(c.Request.Context(), kind, tenant(c), c.Param("id"))
+	e, err := r.Queries.Encoded(c.Request.Context(), kind, tenant(c), c.Param("id"))
 	if err != nil {
 		WriteError(c, err)
 		return

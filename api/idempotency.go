@@ -16,17 +16,15 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // Idempotency limits.
 const (
-	idempotencyTTL     = 24 * time.Hour
 	idempotencyPending = time.Minute // a claim older than this, unanswered, was abandoned
 	maxIdempotencyKey  = 255
 	// idempotentRequestLimit bounds a request that claimed a key: its
@@ -53,7 +51,7 @@ var replayedHeaders = []string{"Content-Type", "Location", "ETag", headerPositio
 const secretsKey = "arq.secrets"
 
 // idempotencyKeyKey holds, in a request's context, the Idempotency-Key the
-// request claimed: its events carry it (see IdempotencyStore.applied).
+// request claimed: its events carry it (see appliedAnswer).
 const idempotencyKeyKey = "arq.idempotency_key"
 
 // outcomeUnknownKey is set, in a request's context, when its answer says
@@ -79,142 +77,93 @@ func withoutSecrets(body []byte, secrets []string) []byte {
 	return body
 }
 
-// Prune deletes the answers kept longer than a retry may come (a day);
-// it returns how many it deleted. A claim is also released when a request
-// with its key finds it old, but keys never reused would stay forever.
-func (s *IdempotencyStore) Prune(ctx context.Context) (int64, error) {
-	tag, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, idempotencyTTL.String())
-	if err != nil {
-		return 0, fmt.Errorf("prune idempotency keys: %w", err)
-	}
-	return tag.RowsAffected(), nil
+// IdempotencyStore keeps the answers to POSTs sent with an
+// Idempotency-Key (idempotency.Store in Postgres). Idempotency decides
+// what to keep and when a claim was abandoned; the store keeps it.
+type IdempotencyStore interface {
+	// Claim takes actor's key for the request with fingerprint fp,
+	// named by token; ok is false when the key is held.
+	Claim(ctx context.Context, actor, key, fp string) (token uint64, ok bool, err error)
+	// Held reads what the key holds; ok is false when nothing does.
+	Held(ctx context.Context, actor, key string) (idempotency.Held, bool, error)
+	// Applied finds in the log the events of the request that claimed
+	// the key in transaction claimedIn.
+	Applied(ctx context.Context, actor, key string, claimedIn uint64) (idempotency.Applied, bool, error)
+	// Save keeps the answer of the claim token; Release gives it up.
+	Save(ctx context.Context, actor, key string, token uint64, a idempotency.Answer) error
+	Release(ctx context.Context, actor, key string, token uint64) error
 }
 
-// IdempotencyStore keeps the answers to POSTs sent with an Idempotency-Key.
-type IdempotencyStore struct{ db *pgxpool.Pool }
-
-// NewIdempotencyStore returns a store over db.
-func NewIdempotencyStore(db *pgxpool.Pool) *IdempotencyStore { return &IdempotencyStore{db: db} }
-
-type stored struct {
-	fingerprint string
-	status      *int
-	headers     map[string]string
-	body        []byte
-	age         time.Duration // since the claim, by the database's clock
-}
-
-// claim takes the key for this request, or returns what is stored under
+// claim takes the key for this request, or returns what is held under
 // it. A claim taken is named by the transaction it was taken in (token):
 // saving or releasing it touches that claim only, never one another
 // request took after it was found abandoned.
-func (s *IdempotencyStore) claim(ctx context.Context, actor, key, fp string) (claimed bool, token uint64, st stored, err error) {
+func claim(ctx context.Context, s IdempotencyStore, actor, key, fp string) (claimed bool, token uint64, st idempotency.Held, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
-		err := s.db.QueryRow(ctx, `INSERT INTO idempotency_keys (actor, key, fingerprint) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING RETURNING claimed_in`, actor, key, fp).Scan(&token)
-		if err == nil {
-			return true, token, stored{}, nil
+		token, ok, err := s.Claim(ctx, actor, key, fp)
+		if err != nil {
+			return false, 0, idempotency.Held{}, err
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return false, 0, stored{}, fmt.Errorf("claim idempotency key: %w", err)
+		if ok {
+			return true, token, idempotency.Held{}, nil
 		}
-		var st stored
-		var headers []byte
-		var held uint64
-		var ageSeconds float64
-		err = s.db.QueryRow(ctx, `SELECT fingerprint, status, headers, body, extract(epoch FROM now() - created_at)::float8, claimed_in
-			FROM idempotency_keys WHERE actor = $1 AND key = $2`,
-			actor, key).Scan(&st.fingerprint, &st.status, &headers, &st.body, &ageSeconds, &held)
-		st.age = time.Duration(ageSeconds * float64(time.Second))
-		if errors.Is(err, pgx.ErrNoRows) {
+		st, ok, err := s.Held(ctx, actor, key)
+		if err != nil {
+			return false, 0, idempotency.Held{}, err
+		}
+		if !ok {
 			continue // released meanwhile; claim again
 		}
-		if err != nil {
-			return false, 0, stored{}, fmt.Errorf("read idempotency key: %w", err)
-		}
-		age := st.age
-		if st.status == nil && age > idempotencyPending && age <= idempotencyTTL {
+		age := st.Age
+		if st.Answer == nil && age > idempotencyPending && age <= idempotency.TTL {
 			// Unanswered for long: the server that took it stopped. If
 			// the request's events are in the log, it was applied, and
 			// this answers for it; else it runs again.
-			ans, ok, err := s.applied(ctx, actor, key, held)
+			found, ok, err := s.Applied(ctx, actor, key, st.ClaimedIn)
 			if err != nil {
-				return false, 0, stored{}, err
+				return false, 0, idempotency.Held{}, err
 			}
 			if ok {
-				if err := s.save(ctx, actor, key, held, *ans.status, ans.headers, ans.body); err != nil {
-					return false, 0, stored{}, err
+				ans, err := appliedAnswer(found)
+				if err != nil {
+					return false, 0, idempotency.Held{}, err
 				}
-				ans.fingerprint = st.fingerprint
-				return false, 0, ans, nil
+				if err := s.Save(ctx, actor, key, st.ClaimedIn, ans); err != nil {
+					return false, 0, idempotency.Held{}, err
+				}
+				st.Answer = &ans
+				return false, 0, st, nil
 			}
 		}
-		if age > idempotencyTTL || (st.status == nil && age > idempotencyPending) {
-			if err := s.release(ctx, actor, key, held); err != nil {
-				return false, 0, stored{}, err
+		if age > idempotency.TTL || (st.Answer == nil && age > idempotencyPending) {
+			if err := s.Release(ctx, actor, key, st.ClaimedIn); err != nil {
+				return false, 0, idempotency.Held{}, err
 			}
 			continue
 		}
-		if headers != nil {
-			if err := json.Unmarshal(headers, &st.headers); err != nil {
-				return false, 0, stored{}, fmt.Errorf("read idempotency key: %w", err)
-			}
-		}
 		return false, 0, st, nil
 	}
-	return false, 0, stored{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
+	return false, 0, idempotency.Held{}, errorf(ErrIdempotencyInProgress, "the key is being reused concurrently")
 }
 
-// applied looks in the log for the events of the request that claimed
-// the key: after the claim's transaction, with the key and the actor in
-// their metadata. Found, the answer is what a command answers when it
-// does not wait for the query tables (202, the id of the entity its first
-// event went to, the position of its last; for a message append, the
-// messages and their sequence numbers), as the first answer is lost.
-func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claimedIn uint64) (stored, bool, error) {
-	rows, err := s.db.Query(ctx, `SELECT stream_id, version, transaction_id, position, coalesce(data->>'message_id', '') FROM events
-		WHERE transaction_id > $3::xid8 AND metadata->>'idempotency_key' = $2 AND metadata->>'actor' = $1
-		ORDER BY transaction_id, position`, actor, key, claimedIn)
+// appliedAnswer is the answer to a request whose events the log holds but
+// whose own answer was lost: what a command answers when it does not wait
+// for the query tables (202, the id of the entity its first event went
+// to, the position of its last; for a message append, the messages and
+// their sequence numbers; see settle).
+func appliedAnswer(a idempotency.Applied) (idempotency.Answer, error) {
+	streamType, id, err := domain.ParseStreamID(a.Stream)
 	if err != nil {
-		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
+		return idempotency.Answer{}, fmt.Errorf("answer idempotency key from its events: %w", err)
 	}
-	defer rows.Close()
-	var first string
-	var version int
-	var messages []appendedMessage // of a message append: each message and its seq
-	var last eventstore.Cursor
-	for rows.Next() {
-		var stream, messageID string
-		var v int
-		var c eventstore.Cursor
-		if err := rows.Scan(&stream, &v, &c.TransactionID, &c.Position, &messageID); err != nil {
-			return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
-		}
-		if first == "" {
-			first = stream
-		}
-		if stream == first {
-			version = v
-			if messageID != "" {
-				messages = append(messages, appendedMessage{ID: messageID, Seq: v})
-			}
-		}
-		last = c
-	}
-	if err := rows.Err(); err != nil {
-		return stored{}, false, fmt.Errorf("look for the events of idempotency key: %w", err)
-	}
-	if first == "" {
-		return stored{}, false, nil
-	}
-	streamType, id, err := domain.ParseStreamID(first)
-	if err != nil {
-		return stored{}, false, fmt.Errorf("answer idempotency key from its events: %w", err)
-	}
-	answer := gin.H{"id": id, "version": version, "position": last.String()}
+	answer := gin.H{"id": id, "version": a.Version, "position": a.Last.String()}
 	if streamType == domain.StreamMessageLog {
 		// A message append: the messages with their sequence numbers; one
 		// message is answered by its id and version, as its 201 was.
+		var messages []appendedMessage
+		for _, m := range a.Messages {
+			messages = append(messages, appendedMessage{ID: m.ID, Seq: m.Seq})
+		}
 		answer["messages"] = messages
 		if len(messages) == 1 {
 			answer["id"], answer["version"] = messages[0].ID, 1
@@ -222,36 +171,10 @@ func (s *IdempotencyStore) applied(ctx context.Context, actor, key string, claim
 	}
 	body, err := json.Marshal(answer)
 	if err != nil {
-		return stored{}, false, err
+		return idempotency.Answer{}, fmt.Errorf("encode the answer of an applied request: %w", err)
 	}
-	status := http.StatusAccepted
-	return stored{status: &status, body: body, headers: map[string]string{
-		"Content-Type": "application/json; charset=utf-8", headerPosition: last.String()}}, true, nil
-}
-
-// save keeps the answer of the claim taken in transaction token (none if
-// another request has taken the key since).
-func (s *IdempotencyStore) save(ctx context.Context, actor, key string, token uint64, status int, headers map[string]string, body []byte) error {
-	h, err := json.Marshal(headers)
-	if err != nil {
-		return err
-	}
-	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2 AND claimed_in = $6::xid8`,
-		actor, key, status, h, body, token)
-	if err != nil {
-		return fmt.Errorf("store idempotent answer: %w", err)
-	}
-	return nil
-}
-
-// release gives up the claim taken in transaction token (none if another
-// request has taken the key since).
-func (s *IdempotencyStore) release(ctx context.Context, actor, key string, token uint64) error {
-	if _, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND claimed_in = $3::xid8`,
-		actor, key, token); err != nil {
-		return fmt.Errorf("release idempotency key: %w", err)
-	}
-	return nil
+	return idempotency.Answer{Status: http.StatusAccepted, Body: body, Headers: map[string]string{
+		"Content-Type": "application/json; charset=utf-8", headerPosition: a.Last.String()}}, nil
 }
 
 // refusedInput are the answers to a request whose input was refused before
@@ -310,7 +233,7 @@ func caseTwins(doc any) bool {
 // the input (400, 413, 415, 422), is not kept, so a retry runs again.
 // The reads sent by POST (readPosts) ignore the key: a read kept and
 // replayed would answer with the state of its first call for a day.
-func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
+func Idempotency(store IdempotencyStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
 		if c.Request.Method != http.MethodPost || key == "" || slices.Contains(readPosts, c.FullPath()) {
@@ -341,26 +264,26 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		actor := Actor(c)
 
 		// Not cut short by the client: a claim taken must be known taken.
-		claimed, token, st, err := store.claim(context.WithoutCancel(c.Request.Context()), actor, key, fp)
+		claimed, token, st, err := claim(context.WithoutCancel(c.Request.Context()), store, actor, key, fp)
 		if err != nil {
 			WriteError(c, err)
 			return
 		}
 		if !claimed {
 			switch {
-			case st.fingerprint != fp:
+			case st.Fingerprint != fp:
 				WriteError(c, errorf(ErrIdempotencyMismatch, "Idempotency-Key %q was used for another request", key))
-			case st.status == nil:
-				wait := max(idempotencyPending-st.age, time.Second)
+			case st.Answer == nil:
+				wait := max(idempotencyPending-st.Age, time.Second)
 				c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
 				WriteError(c, errorf(ErrIdempotencyInProgress,
 					"the first request with this key has not answered yet; if its server stopped, a retry after %s finds out whether it was applied", wait.Round(time.Second)))
 			default:
-				for k, v := range st.headers {
+				for k, v := range st.Answer.Headers {
 					c.Header(k, v)
 				}
 				c.Header("Idempotent-Replayed", "true")
-				c.Data(*st.status, st.headers["Content-Type"], st.body)
+				c.Data(st.Answer.Status, st.Answer.Headers["Content-Type"], st.Answer.Body)
 				c.Abort()
 			}
 			return
@@ -380,7 +303,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 			// Not kept: a retry (with the input put right) runs again. An
 			// append of unknown outcome keeps the claim: a retry after it
 			// lapses looks in the log.
-			if err := store.release(ctx, actor, key, token); err != nil {
+			if err := store.Release(ctx, actor, key, token); err != nil {
 				logger(c).Error("release idempotency key", "err", err)
 			}
 			return
@@ -398,7 +321,7 @@ func Idempotency(store *IdempotencyStore) gin.HandlerFunc {
 		if secrets, ok := c.Get(secretsKey); ok {
 			answer = withoutSecrets(answer, secrets.([]string))
 		}
-		if err := store.save(ctx, actor, key, token, w.Status(), headers, answer); err != nil {
+		if err := store.Save(ctx, actor, key, token, idempotency.Answer{Status: w.Status(), Headers: headers, Body: answer}); err != nil {
 			logger(c).Error("store idempotent answer", "err", err)
 		}
 	}

@@ -2,130 +2,34 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"net/http"
-	"slices"
-	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/oklog/ulid/v2"
 
-	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/keys"
 )
 
 // Scopes a key may hold.
 const (
-	ScopeRead  = "read"
-	ScopeWrite = "write"
-	ScopeAdmin = "admin"
+	ScopeRead  = keys.ScopeRead
+	ScopeWrite = keys.ScopeWrite
+	ScopeAdmin = keys.ScopeAdmin
 )
 
-// Key is an API key as listed: never its secret or hash. A key is never
-// changed while it is listed (revoked, it leaves every answer): it is at
-// version 1, updated when it was created.
-type Key struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Scopes    []string  `json:"scopes"`
-	Version   int       `json:"version"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+// Key is an API key as listed: never its secret or hash.
+type Key = keys.Key
 
-// scanKey reads a key's id, name, scopes and created_at.
-func scanKey(row pgx.Row) (Key, error) {
-	k := Key{Version: 1}
-	if err := row.Scan(&k.ID, &k.Name, &k.Scopes, &k.CreatedAt); err != nil {
-		return Key{}, err
-	}
-	k.UpdatedAt = k.CreatedAt
-	return k, nil
-}
-
-// KeyStore keeps API keys, hashed.
-type KeyStore struct{ db *pgxpool.Pool }
-
-// NewKeyStore returns a KeyStore over db.
-func NewKeyStore(db *pgxpool.Pool) *KeyStore { return &KeyStore{db: db} }
-
-func hashKey(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
-
-// Create makes a key with scopes; the secret is returned once.
-func (s *KeyStore) Create(ctx context.Context, name string, scopes []string) (Key, string, error) {
-	v := &domain.ValidationError{}
-	if name == "" || len(name) > 200 {
-		v.Add("name", "is required, at most 200 characters")
-	}
-	if len(scopes) == 0 {
-		v.Add("scopes", "name at least one of read, write, admin")
-	}
-	for _, sc := range scopes {
-		if sc != ScopeRead && sc != ScopeWrite && sc != ScopeAdmin {
-			v.Add("scopes", "%q is not read, write or admin", sc)
-		}
-	}
-	if err := v.Err(); err != nil {
-		return Key{}, "", err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return Key{}, "", fmt.Errorf("make key: %w", err)
-	}
-	secret := "arqk_" + base64.RawURLEncoding.EncodeToString(b)
-	k, err := scanKey(s.db.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4) RETURNING id, name, scopes, created_at`,
-		ulid.Make().String(), name, hashKey(secret), slices.Compact(slices.Sorted(slices.Values(scopes)))))
-	if err != nil {
-		return Key{}, "", fmt.Errorf("store key: %w", err)
-	}
-	return k, secret, nil
-}
-
-// List lists the keys not revoked.
-func (s *KeyStore) List(ctx context.Context) ([]Key, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
-	}
-	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Key, error) { return scanKey(row) })
-	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
-	}
-	return keys, nil
-}
-
-// Revoke revokes a key at once.
-func (s *KeyStore) Revoke(ctx context.Context, id string) error {
-	tag, err := s.db.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
-	if err != nil {
-		return fmt.Errorf("revoke key: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: key %s", domain.ErrNotFound, id)
-	}
-	return nil
-}
-
-// Lookup finds the live key with this secret.
-func (s *KeyStore) Lookup(ctx context.Context, secret string) (Key, error) {
-	k, err := scanKey(s.db.QueryRow(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
-		hashKey(secret)))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Key{}, errorf(ErrUnauthorized, "unknown or revoked key")
-	}
-	if err != nil {
-		return Key{}, fmt.Errorf("look up key: %w", err)
-	}
-	return k, nil
+// KeyStore keeps API keys (keys.Store in Postgres): Auth looks them up,
+// the admin routes make, list and revoke them.
+type KeyStore interface {
+	// Lookup finds the live key with this secret; none is
+	// keys.ErrUnknown.
+	Lookup(ctx context.Context, secret string) (Key, error)
+	// Create makes a key with scopes; the secret is returned once.
+	Create(ctx context.Context, name string, scopes []string) (Key, string, error)
+	List(ctx context.Context) ([]Key, error)
+	// Revoke revokes a key at once; an unknown one is domain.ErrNotFound.
+	Revoke(ctx context.Context, id string) error
 }
 
 type createKeyRequest struct {
@@ -134,7 +38,7 @@ type createKeyRequest struct {
 }
 
 // keyRoutes manages keys under /v1/admin (admin scope).
-func keyRoutes(g *gin.RouterGroup, ks *KeyStore) {
+func keyRoutes(g *gin.RouterGroup, ks KeyStore) {
 	g.POST("/admin/keys", func(c *gin.Context) {
 		var req createKeyRequest
 		if err := BindJSON(c, &req); err != nil {

@@ -63,7 +63,7 @@ func (r *resources) memoryRoutes(g *gin.RouterGroup) {
 
 func (r *resources) readMemory(id string) func(ctx context.Context) (any, int, error) {
 	return func(ctx context.Context) (any, int, error) {
-		m, err := r.Reader.GetMemory(ctx, id)
+		m, err := r.Queries.GetMemory(ctx, id)
 		return m, m.Version, err
 	}
 }
@@ -163,11 +163,11 @@ func (r *resources) listMemories(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
+	if _, err := r.Queries.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	items, next, err := r.Reader.ListMemories(c.Request.Context(), c.Param("id"), f, p)
+	items, next, err := r.Queries.ListMemories(c.Request.Context(), c.Param("id"), f, p)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -209,7 +209,7 @@ func (r *resources) searchMemories(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
+	if _, err := r.Queries.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
@@ -220,7 +220,7 @@ func (r *resources) searchMemories(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	hits, err := r.Reader.SearchMemories(c.Request.Context(), c.Param("id"), req.Query, embedding, readmodel.MemoryFilter{
+	hits, err := r.Queries.SearchMemories(c.Request.Context(), c.Param("id"), req.Query, embedding, readmodel.MemoryFilter{
 		Types: req.Types, Tag: strings.ToLower(req.Tag), SessionID: req.SessionID, MinImportance: req.MinImportance,
 		CreatedBefore: req.CreatedBefore, CreatedAfter: req.CreatedAfter, Metadata: req.Metadata,
 	}, req.Limit)

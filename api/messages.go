@@ -81,7 +81,7 @@ func (r *resources) appendMessages(c *gin.Context) {
 	r.settle(c, res, http.StatusCreated, location, func(ctx context.Context) (any, int, error) {
 		out := make([]readmodel.Message, len(res.Messages))
 		for i, m := range res.Messages {
-			msg, err := r.Reader.GetMessage(ctx, m.ID)
+			msg, err := r.Queries.GetMessage(ctx, m.ID)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -103,11 +103,11 @@ func (r *resources) listMessages(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if _, err := r.Reader.GetSession(c.Request.Context(), c.Param("id")); err != nil {
+	if _, err := r.Queries.GetSession(c.Request.Context(), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	items, next, err := r.Reader.ListMessages(c.Request.Context(), c.Param("id"), p)
+	items, next, err := r.Queries.ListMessages(c.Request.Context(), c.Param("id"), p)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -117,7 +117,7 @@ func (r *resources) listMessages(c *gin.Context) {
 
 func (r *resources) readMessage(id string) func(ctx context.Context) (any, int, error) {
 	return func(ctx context.Context) (any, int, error) {
-		m, err := r.Reader.GetMessage(ctx, id)
+		m, err := r.Queries.GetMessage(ctx, id)
 		return m, m.Version, err
 	}
 }

@@ -10,44 +10,28 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
-	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/live"
-	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // Resources are what the user, session, message and memory endpoints are
 // built from.
 type Resources struct {
-	DB       *pgxpool.Pool
-	Commands *commands.Service
-	Reader   *readmodel.Reader
-	Waiter   *projections.Waiter
-	// Tokens counts tokens as messages were counted; History reads items
-	// of context snapshots as they were.
-	Tokens  domain.TokenCounter
-	History *history.Reader
-	// Cache keeps context windows in Redis; nil reads Postgres alone.
-	Cache *cache.Cache
-	// CacheNamespace keeps apart the cached windows of deployments that
-	// share one Redis (their ids can coincide: an imported copy; so can
-	// their database names, on different clusters): the database's name
-	// and identity (see cmd/arq/namespace.go).
-	CacheNamespace string
-	// Entities reads users, sessions, messages and memories by id (through
-	// a cache, when one is wired); nil reads them with Reader.
-	Entities EntityReader
+	// Queries read the query tables (through caches, when wired);
+	// Commands append events.
+	Queries  Queries
+	Commands Commands
+	Waiter   Waiter
+	// History reads items of context snapshots, and entities, as they
+	// were.
+	History HistoryReader
 	// Store reads the log for event streams; Live delivers new events.
-	Store *eventstore.Store
+	Store EventLog
 	Live  *live.Hub
-	// Projections are the names of the projections /v1/stats reports on.
-	Projections []string
 	// ReadYourWrites bounds how long a command waits for the query tables
 	// to include its change before it answers 202 instead.
 	ReadYourWrites time.Duration
@@ -75,6 +59,7 @@ const (
 // resources serves the memory API.
 type resources struct {
 	Resources
+	health Health
 }
 
 // meta is the trace a command records: the request id and the caller.
@@ -183,7 +168,7 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 		body := gin.H{"id": res.ID, "version": res.Version, "position": res.Cursor.String()}
 		if len(res.Messages) > 0 {
 			// A message append: each message, as a retry after a crash
-			// is answered (IdempotencyStore.applied).
+			// is answered (appliedAnswer).
 			messages := make([]appendedMessage, len(res.Messages))
 			for i, m := range res.Messages {
 				messages[i] = appendedMessage{ID: m.ID, Seq: m.Seq}

@@ -37,7 +37,7 @@ func (r *resources) sessionRoutes(g *gin.RouterGroup) {
 
 func (r *resources) readSession(id string) func(ctx context.Context) (any, int, error) {
 	return func(ctx context.Context) (any, int, error) {
-		s, err := r.Reader.GetSession(ctx, id)
+		s, err := r.Queries.GetSession(ctx, id)
 		return s, s.Version, err
 	}
 }
@@ -64,7 +64,7 @@ func (r *resources) startSession(c *gin.Context) {
 	c.Header("X-Arq-Session-Token", res.Token)
 	shownOnce(c, res.Token)
 	r.settle(c, res, http.StatusCreated, "/v1/sessions/"+res.ID, func(ctx context.Context) (any, int, error) {
-		s, err := r.Reader.GetSession(ctx, res.ID)
+		s, err := r.Queries.GetSession(ctx, res.ID)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -84,11 +84,11 @@ func (r *resources) listSessions(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	if _, err := r.Reader.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
+	if _, err := r.Queries.GetUser(c.Request.Context(), tenant(c), c.Param("id")); err != nil {
 		WriteError(c, err)
 		return
 	}
-	items, next, err := r.Reader.ListSessions(c.Request.Context(), c.Param("id"), p)
+	items, next, err := r.Queries.ListSessions(c.Request.Context(), c.Param("id"), p)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -162,7 +162,7 @@ func (r *resources) validateSession(c *gin.Context) {
 		WriteError(c, invalidField("token", "is required"))
 		return
 	}
-	s, err := r.Reader.SessionByTokenHash(c.Request.Context(), domain.HashToken(req.Token))
+	s, err := r.Queries.SessionByTokenHash(c.Request.Context(), domain.HashToken(req.Token))
 	if err != nil || s.Status != "open" {
 		if err != nil && !errors.Is(err, domain.ErrNotFound) {
 			WriteError(c, err)

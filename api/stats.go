@@ -4,8 +4,6 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/arq-memory/arq/projections"
 )
 
 func (r *resources) statsRoutes(g *gin.RouterGroup) {
@@ -15,12 +13,12 @@ func (r *resources) statsRoutes(g *gin.RouterGroup) {
 // stats answers the counts of each resource and of events, and each
 // projection's position and lag.
 func (r *resources) stats(c *gin.Context) {
-	counts, err := r.Reader.Stats(c.Request.Context())
+	counts, err := r.Queries.Stats(c.Request.Context())
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	st, err := projections.Statuses(c.Request.Context(), r.DB, r.Projections)
+	st, err := r.health.Statuses(c.Request.Context())
 	if err != nil {
 		WriteError(c, err)
 		return

@@ -55,7 +55,7 @@ func (r *resources) sessionStream(c *gin.Context) {
 	if !ok {
 		return
 	}
-	sess, err := r.Reader.GetSession(c.Request.Context(), sid)
+	sess, err := r.Queries.GetSession(c.Request.Context(), sid)
 	if err != nil {
 		WriteError(c, err)
 		return

@@ -32,7 +32,7 @@ func (r *resources) userRoutes(g *gin.RouterGroup) {
 
 func (r *resources) readUser(c *gin.Context, id string) func(ctx context.Context) (any, int, error) {
 	return func(ctx context.Context) (any, int, error) {
-		u, err := r.Reader.GetUser(ctx, tenant(c), id)
+		u, err := r.Queries.GetUser(ctx, tenant(c), id)
 		return u, u.Version, err
 	}
 }
@@ -62,7 +62,7 @@ func (r *resources) listUsers(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	users, next, err := r.Reader.ListUsers(c.Request.Context(), tenant(c), c.Query("external_id"), p)
+	users, next, err := r.Queries.ListUsers(c.Request.Context(), tenant(c), c.Query("external_id"), p)
 	if err != nil {
 		WriteError(c, err)
 		return

@@ -4,10 +4,30 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
+
+// health tells the API where Postgres and the process's projections stand
+// (api.Health).
+type health struct {
+	pool  *pgxpool.Pool
+	names []string
+}
+
+func (h health) Ping(ctx context.Context) error { return h.pool.Ping(ctx) }
+
+func (h health) Stopped(ctx context.Context) ([]string, error) {
+	return projections.Stopped(ctx, h.pool, h.names)
+}
+
+func (h health) Statuses(ctx context.Context) ([]projections.Status, error) {
+	return projections.Statuses(ctx, h.pool, h.names)
+}
 
 // messageFinder finds a message's session and sequence number in the read
 // model, for commands on an existing message.

@@ -26,6 +26,7 @@ import (
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/queries"
 	"github.com/arq-memory/arq/summarize"
 	"github.com/arq-memory/arq/tokens"
 )
@@ -93,9 +94,14 @@ type App struct {
 	commands *commands.Service
 	waiter   *projections.Waiter
 	tokens   domain.TokenCounter
+	// embedder is the embeddings provider commands and queries share;
+	// nil: none.
+	embedder domain.Embedder
 	// With PartServer.
 	cache    *cache.Cache
-	entities api.EntityReader
+	entities queries.EntityReader
+	windows  queries.WindowReader
+	queries  *queries.Service
 	// namespace keeps apart the Redis keys and live topics of deployments
 	// sharing one Redis (see RedisNamespace).
 	namespace   string
@@ -191,8 +197,9 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
 	emb := commands.Embeddings{Dim: cfg.EmbeddingDim, Log: a.log}
 	if cfg.EmbeddingsURL != "" {
-		emb.Provider = embeddings.OpenAI{URL: cfg.EmbeddingsURL, Model: cfg.EmbeddingsModel, APIKey: cfg.EmbeddingsAPIKey,
+		a.embedder = embeddings.OpenAI{URL: cfg.EmbeddingsURL, Model: cfg.EmbeddingsModel, APIKey: cfg.EmbeddingsAPIKey,
 			Client: &http.Client{Timeout: cfg.EmbeddingsTimeout}}
+		emb.Provider = a.embedder
 	}
 	a.commands.SetEmbeddings(emb)
 	// Commands wait for every projection of the binary, also when they run
@@ -222,6 +229,8 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	if a.opt.WrapEntities != nil {
 		a.entities = a.opt.WrapEntities(a.entities)
 	}
+	a.queries = queries.New(queries.Config{Reader: a.reader, Tokens: a.tokens, Entities: a.entities, Windows: a.windows,
+		Embedder: a.embedder, EmbeddingDim: cfg.EmbeddingDim, Log: a.log})
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
 	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, a.tokens, a.history}, cfg.BackgroundInterval, a.log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}

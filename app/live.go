@@ -10,11 +10,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/live"
 )
 
 // wireLive connects live updates: a relay publishing the log to the Redis
-// Streams topic of this deployment (namespace, see RedisNamespace), and a
+// Streams topic of this deployment (namespace, see cache.Namespace), and a
 // fan-out subscriber feeding this instance's hub. Redis being down at
 // start is no error: the relay then delivers in this instance, and both
 // recover when Redis does.
@@ -44,9 +45,9 @@ func (a *App) wireLive(namespace string) error {
 	if err != nil {
 		return fmt.Errorf("live subscriber: %w", err)
 	}
-	// One topic per deployment (see RedisNamespace), so deployments (and
+	// One topic per deployment (see cache.Namespace), so deployments (and
 	// tests) sharing a Redis never see each other's events.
-	topic := LiveTopic(namespace)
+	topic := cache.LiveTopic(namespace)
 	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
 	a.feed = func(ctx context.Context) error { return live.Feed(ctx, sub, topic, a.hub) }
 	a.closeLive = func() {

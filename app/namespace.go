@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/arq-memory/arq/cache"
+	"github.com/arq-memory/arq/queries"
 )
 
 // DeploymentID reads the identity the database was given when it was first
@@ -30,18 +31,12 @@ func DeploymentID(ctx context.Context, db interface {
 }
 
 // RedisNamespace is the part of every Redis key and of the live topic that
-// keeps apart the deployments sharing one Redis: the database's name, for
-// the operator, and its identity, because the name alone is the same
-// (arq, by default) for deployments on different Postgres clusters. It is
-// the one place that format is made.
-func RedisNamespace(database, id string) string {
-	return database + ":" + id
-}
+// keeps apart the deployments sharing one Redis (cache.Namespace makes it).
+func RedisNamespace(database, id string) string { return cache.Namespace(database, id) }
 
-// LiveTopic is the Redis Streams topic of the deployment namespace names.
-func LiveTopic(namespace string) string {
-	return "arq:" + namespace + ":events"
-}
+// LiveTopic is the Redis Streams topic of the deployment namespace names
+// (cache.LiveTopic makes it).
+func LiveTopic(namespace string) string { return cache.LiveTopic(namespace) }
 
 // wireRedis connects the parts that keep keys in Redis (the entity cache,
 // live updates) under this deployment's namespace; database is the name
@@ -54,10 +49,11 @@ func (a *App) wireRedis(ctx context.Context, database string) error {
 	if a.opt.DatabaseName != "" {
 		database = a.opt.DatabaseName
 	}
-	a.namespace = RedisNamespace(database, id)
+	a.namespace = cache.Namespace(database, id)
 	a.entities = a.reader
 	if a.cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, a.namespace)
 	}
+	a.windows = cache.NewWindows(queries.NewWindows(a.reader, a.tokens), a.cache, a.namespace)
 	return a.wireLive(a.namespace)
 }

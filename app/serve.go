@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/idempotency"
+	"github.com/arq-memory/arq/keys"
 	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/projections"
 )
@@ -82,15 +84,17 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	stopping := make(chan struct{})
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
-			DB:           a.pool,
-			Projections:  ProjectionNames(),
 			Log:          a.log,
+			Health:       health{a.pool, ProjectionNames()},
+			Redis:        a.cache,
+			Keys:         keys.New(a.pool),
+			Idempotency:  idempotency.New(a.pool),
 			AdminKey:     a.cfg.AdminKey,
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				DB: a.pool, Commands: a.commands, Reader: a.reader, Waiter: a.waiter, Tokens: a.tokens, History: a.history, Cache: a.cache, CacheNamespace: a.namespace, Entities: a.entities, Store: a.store, Live: a.hub,
-				Projections: ProjectionNames(), ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
+				Queries: a.queries, Commands: a.commands, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
+				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
 			},
 			Metrics: m,
@@ -150,23 +154,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 // pruneIdempotencyKeys deletes the answers kept for idempotent retries
 // once their day is over, at start and then every hour, until ctx ends.
 func (a *App) pruneIdempotencyKeys(ctx context.Context) error {
-	store := api.NewIdempotencyStore(a.pool)
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		n, err := store.Prune(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			a.log.Warn("idempotency keys: prune failed", "err", err)
-		case n > 0:
-			a.log.Info("idempotency keys: pruned answers past their day", "deleted", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return idempotency.New(a.pool).PruneEvery(ctx, time.Hour, a.log)
 }
 
 // metrics returns the process's registry: the API's requests, where every

@@ -64,7 +64,6 @@ type Service struct {
 	messages MessageFinder
 	now      func() time.Time
 	embed    Embeddings
-	queries  *lru.Cache[string, []float32]
 	// sessions and users remember folded sessions and their users for
 	// message appends (see AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]

@@ -19,7 +19,7 @@ import (
 // as a GET serves it: the readmodel.Reader itself, or a cache in front of
 // it (cache.Entities).
 type EntityReader interface {
-	Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error)
+	Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error)
 }
 
 // Config is what a Service reads with.

@@ -2,13 +2,14 @@ package queries
 
 import (
 	"context"
+	"github.com/arq-memory/arq/domain"
 
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // Encoded reads one entity by id, encoded as a GET serves it, through the
 // entity cache when one is wired.
-func (s *Service) Encoded(ctx context.Context, kind readmodel.Kind, tenant, id string) (readmodel.Encoded, error) {
+func (s *Service) Encoded(ctx context.Context, kind domain.Kind, tenant, id string) (readmodel.Encoded, error) {
 	return s.entities.Encoded(ctx, kind, tenant, id)
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/internal/testdb"
 )
 
@@ -626,7 +626,7 @@ func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 	if _, err := pool.Exec(context.Background(), `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'start-1'`); err != nil {
 		t.Fatal(err)
 	}
-	n, err := api.NewIdempotencyStore(pool).Prune(context.Background())
+	n, err := idempotency.New(pool).Prune(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v), want the one past its day", n, err)
 	}
