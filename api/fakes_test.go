@@ -27,9 +27,9 @@ type fakeQueries struct {
 	windows int
 }
 
-func (f *fakeQueries) Encoded(_ context.Context, kind readmodel.Kind, _, id string) (readmodel.Encoded, error) {
+func (f *fakeQueries) Encoded(_ context.Context, kind domain.Kind, _, id string) (readmodel.Encoded, error) {
 	e, ok := f.users[id]
-	if kind != readmodel.KindUser || !ok {
+	if kind != domain.KindUser || !ok {
 		return readmodel.Encoded{}, fmt.Errorf("%w: %s %s", domain.ErrNotFound, kind, id)
 	}
 	return e, nil
