@@ -1,242 +1,118 @@
 package app
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/eventstore"
 )
 
-// Config is what an arq process needs to know, from ARQ_* environment
-// variables with command-line flags overriding them.
+// Config is what an arq process needs to know. Each field is one setting,
+// described once, in its tags: the ARQ_* environment variable (var), the
+// command-line flag (name), which overrides the variable, the default, the
+// help and the check its value must pass (see settings.go). An empty
+// variable counts as unset.
 type Config struct {
-	DatabaseURL string
-	RedisURL    string
-	HTTPAddr    string
-	DBMaxConns  int
+	DatabaseURL string `var:"ARQ_DATABASE_URL" name:"database-url" default:"postgres://postgres@127.0.0.1:5432/arq?sslmode=disable" check:"postgres-url" group:"db" help:"the Postgres database"`
+	// DBMaxConns bounds the connections for commands and reads.
+	DBMaxConns int `var:"ARQ_DB_MAX_CONNS" name:"db-max-conns" default:"20" check:"min=2" group:"db" help:"Postgres connections for commands and reads"`
 	// AppendBatches is how many batches of appends are written at once
 	// (eventstore.WithGroupCommit); 0 writes every append on its own.
-	AppendBatches int
-	LogLevel      slog.Level
-	LogFormat     string
+	AppendBatches int        `var:"ARQ_APPEND_BATCHES" name:"append-batches" default:"${append_batches}" check:"min=0" group:"db" help:"batches of concurrent appends written at once (group commit); 0 writes every append alone"`
+	LogLevel      slog.Level `var:"ARQ_LOG_LEVEL" name:"log-level" default:"info" check:"oneof=debug|info|warn|error" group:"db" help:"the least severe log lines written"`
+	LogFormat     string     `var:"ARQ_LOG_FORMAT" name:"log-format" default:"json" check:"oneof=json|text" group:"db" help:"how log lines (on stderr) are written"`
+
+	RedisURL string `var:"ARQ_REDIS_URL" name:"redis-url" default:"redis://127.0.0.1:6379/0" check:"redis-url" group:"server" help:"Redis, for the cache and live updates"`
+	HTTPAddr string `var:"ARQ_HTTP_ADDR" name:"http-addr" default:":8080" group:"server" help:"where the HTTP API listens"`
 	// Projections runs the projection engine inside `arq serve`.
-	Projections bool
+	Projections bool `var:"ARQ_PROJECTIONS" name:"projections" default:"true" negatable:"" group:"server" help:"run the projections in the server; --no-projections serves the API only (run 'arq project' elsewhere)"`
 	// ShutdownTimeout bounds a graceful stop.
-	ShutdownTimeout time.Duration
+	ShutdownTimeout time.Duration `var:"ARQ_SHUTDOWN_TIMEOUT" name:"shutdown-timeout" default:"30s" check:"positive" group:"server" help:"how long a stopping server waits for the requests in flight"`
 	// AdminKey manages API keys; empty runs the API open.
-	AdminKey string
+	AdminKey string `var:"ARQ_ADMIN_KEY" name:"admin-key" group:"server" help:"the admin API key, which manages further keys at /v1/admin/keys; without it the API runs open"`
 	// CORSOrigins may call the API from a browser.
-	CORSOrigins []string
+	CORSOrigins []string `var:"ARQ_CORS_ORIGINS" name:"cors-origins" group:"server" help:"comma-separated origins a browser may call the API from"`
 	// CacheEntities reads users, sessions, messages and memories by id
 	// through Redis.
-	CacheEntities bool
+	CacheEntities bool `var:"ARQ_CACHE_ENTITIES" name:"cache-entities" default:"true" negatable:"" group:"server" help:"cache reads of one user, session, message or memory by id"`
 	// CacheMemoryBytes bounds the cache entries (context windows,
 	// entities) each process keeps in its own memory in front of Redis;
 	// 0 keeps none there.
-	CacheMemoryBytes int64
+	CacheMemoryBytes int64 `var:"ARQ_CACHE_MEMORY_BYTES" name:"cache-memory-bytes" default:"67108864" check:"min=0" group:"server" help:"about how much of the cache each process also keeps in its own memory, in front of Redis; 0 keeps nothing there"`
 	// MaxBodyBytes bounds a request body.
-	MaxBodyBytes int64
+	MaxBodyBytes int64 `var:"ARQ_MAX_BODY_BYTES" name:"max-body-bytes" default:"1048576" check:"min=1024" group:"server" help:"largest request body; larger ones get 413"`
 	// ReadYourWrites bounds how long a command waits for the query tables.
-	ReadYourWrites time.Duration
+	ReadYourWrites time.Duration `var:"ARQ_READ_YOUR_WRITES_TIMEOUT" name:"read-your-writes-timeout" default:"2s" check:"positive" group:"server" help:"how long a command waits for the query tables before answering 202"`
 	// MinPositionWait bounds how long a read waits for X-Arq-Min-Position.
-	MinPositionWait time.Duration
+	MinPositionWait time.Duration `var:"ARQ_MIN_POSITION_TIMEOUT" name:"min-position-timeout" default:"2s" check:"positive" group:"server" help:"how long a read with X-Arq-Min-Position waits before answering 503"`
 	// TokenEncoding is the BPE encoding tokens are counted with.
-	TokenEncoding string
+	TokenEncoding string `var:"ARQ_TOKEN_ENCODING" name:"token-encoding" default:"cl100k_base" check:"oneof=cl100k_base|o200k_base" group:"server" help:"the tokenizer messages' tokens are counted with (offline)"`
 	// ExpiryInterval is how often due sessions and memories are expired.
-	ExpiryInterval time.Duration
+	ExpiryInterval time.Duration `var:"ARQ_EXPIRY_INTERVAL" name:"expiry-interval" default:"1s" check:"positive" group:"server" help:"how often due sessions and memories are expired"`
 	// BackgroundInterval is how often the context snapshots of new
 	// assistant messages are recorded and sessions checked for summaries.
-	BackgroundInterval time.Duration
+	BackgroundInterval time.Duration `var:"ARQ_BACKGROUND_INTERVAL" name:"background-interval" default:"1s" check:"positive" group:"server" help:"how often context snapshots of new assistant messages are recorded and sessions checked for a summary"`
+
 	// Summarizer is "extractive" or "chat" (SummarizerURL, SummarizerModel,
 	// SummarizerAPIKey then name an OpenAI-compatible endpoint).
-	Summarizer       string
-	SummarizerURL    string
-	SummarizerModel  string
-	SummarizerAPIKey string
+	Summarizer       string `var:"ARQ_SUMMARIZER" name:"summarizer" default:"extractive" check:"oneof=extractive|chat" group:"summaries" help:"extractive (offline) or chat (an OpenAI-compatible endpoint)"`
+	SummarizerURL    string `var:"ARQ_SUMMARIZER_URL" name:"summarizer-url" check:"http-url" group:"summaries" help:"for chat: the endpoint's base URL (…/v1)"`
+	SummarizerModel  string `var:"ARQ_SUMMARIZER_MODEL" name:"summarizer-model" default:"gpt-4o-mini" group:"summaries" help:"for chat: the model"`
+	SummarizerAPIKey string `var:"ARQ_SUMMARIZER_API_KEY" name:"summarizer-api-key" group:"summaries" help:"for chat: the endpoint's key"`
 	// SummaryThreshold is how many tokens of messages outside the newest
 	// SummaryRecent tokens make a session due for a summary; a summary is
 	// at most SummaryMaxTokens long (extractive).
-	SummaryThreshold, SummaryRecent, SummaryMaxTokens int
-	// EmbeddingDim is the length every embedding must have; 0 accepts any
-	// (embeddings of another length than a query's then never match it).
-	EmbeddingDim int
+	SummaryThreshold int `var:"ARQ_SUMMARY_THRESHOLD_TOKENS" name:"summary-threshold-tokens" default:"2000" check:"min=1" group:"summaries" help:"a session is summarized when its messages outside the newest --summary-recent-tokens cost more than this"`
+	SummaryRecent    int `var:"ARQ_SUMMARY_RECENT_TOKENS" name:"summary-recent-tokens" default:"2000" check:"min=1" group:"summaries" help:"the newest messages left out of a summary"`
+	SummaryMaxTokens int `var:"ARQ_SUMMARY_MAX_TOKENS" name:"summary-max-tokens" default:"256" check:"min=1" group:"summaries" help:"the longest extractive summary"`
+
+	// EmbeddingDim is the length every embedding must have; 0 (unset)
+	// accepts any (embeddings of another length than a query's then never
+	// match it).
+	EmbeddingDim int `var:"ARQ_EMBEDDING_DIM" name:"embedding-dim" check:"range=1..${max_embedding_dim},unset=0" group:"embeddings" help:"the length every embedding must have; unset, any length is accepted"`
 	// EmbeddingsURL names an OpenAI-compatible endpoint that fills in the
 	// embeddings clients leave out; empty for none. EmbeddingsTimeout
 	// bounds one request to it (a command waits for it).
-	EmbeddingsURL, EmbeddingsModel, EmbeddingsAPIKey string
-	EmbeddingsTimeout                                time.Duration
+	EmbeddingsURL     string        `var:"ARQ_EMBEDDINGS_URL" name:"embeddings-url" check:"http-url" group:"embeddings" help:"an OpenAI-compatible base URL (…/v1) that fills in the embeddings clients leave out"`
+	EmbeddingsModel   string        `var:"ARQ_EMBEDDINGS_MODEL" name:"embeddings-model" default:"text-embedding-3-small" group:"embeddings" help:"the embedding model"`
+	EmbeddingsAPIKey  string        `var:"ARQ_EMBEDDINGS_API_KEY" name:"embeddings-api-key" group:"embeddings" help:"the embeddings endpoint's key"`
+	EmbeddingsTimeout time.Duration `var:"ARQ_EMBEDDINGS_TIMEOUT" name:"embeddings-timeout" default:"5s" check:"positive" group:"embeddings" help:"the longest wait for the embeddings endpoint (a command waits for it)"`
 }
 
 // DefaultConfig is the configuration of a process given no ARQ_* variable
-// and no flag.
+// and no flag: the defaults in Config's tags.
 func DefaultConfig() Config {
-	return Config{
-		DatabaseURL:      "postgres://postgres@127.0.0.1:5432/arq?sslmode=disable",
-		RedisURL:         "redis://127.0.0.1:6379/0",
-		HTTPAddr:         ":8080",
-		DBMaxConns:       20,
-		AppendBatches:    eventstore.DefaultGroupCommit,
-		LogLevel:         slog.LevelInfo,
-		LogFormat:        "json",
-		Projections:      true,
-		CacheEntities:    true,
-		CacheMemoryBytes: 64 << 20,
-		ShutdownTimeout:  30 * time.Second,
-		MaxBodyBytes:     1 << 20,
-		ReadYourWrites:   2 * time.Second,
-		MinPositionWait:  2 * time.Second,
-		TokenEncoding:    "cl100k_base",
-		ExpiryInterval:   time.Second,
-
-		BackgroundInterval: time.Second,
-		Summarizer:         "extractive",
-		SummarizerModel:    "gpt-4o-mini",
-		SummaryThreshold:   2000,
-		SummaryRecent:      2000,
-		SummaryMaxTokens:   256,
-		EmbeddingsModel:    "text-embedding-3-small",
-		EmbeddingsTimeout:  5 * time.Second,
+	c, err := FromEnv(func(string) string { return "" })
+	if err != nil {
+		// The tags are the program's own; a test parses them.
+		panic("app: the defaults in Config's tags do not parse: " + err.Error())
 	}
+	return c
 }
 
-// FromEnv reads the ARQ_* variables getenv returns over the defaults.
+// FromEnv reads the ARQ_* variables getenv returns over the defaults, as
+// the command line does given no flag.
 func FromEnv(getenv func(string) string) (Config, error) {
-	c := DefaultConfig()
-	str := func(key string, dst *string) {
-		if v := getenv(key); v != "" {
-			*dst = v
-		}
-	}
-	str("ARQ_DATABASE_URL", &c.DatabaseURL)
-	str("ARQ_REDIS_URL", &c.RedisURL)
-	str("ARQ_HTTP_ADDR", &c.HTTPAddr)
-	str("ARQ_LOG_FORMAT", &c.LogFormat)
-	if v := getenv("ARQ_DB_MAX_CONNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2 {
-			return c, fmt.Errorf("ARQ_DB_MAX_CONNS=%q: want a whole number of at least 2", v)
-		}
-		c.DBMaxConns = n
-	}
-	if v := getenv("ARQ_APPEND_BATCHES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return c, fmt.Errorf("ARQ_APPEND_BATCHES=%q: want a whole number, 0 to write every append alone", v)
-		}
-		c.AppendBatches = n
-	}
-	str("ARQ_ADMIN_KEY", &c.AdminKey)
-	str("ARQ_TOKEN_ENCODING", &c.TokenEncoding)
-	if v := getenv("ARQ_CORS_ORIGINS"); v != "" {
-		c.CORSOrigins = SplitList(v)
-	}
-	if v := getenv("ARQ_MAX_BODY_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1024 {
-			return c, fmt.Errorf("ARQ_MAX_BODY_BYTES=%q: want a whole number of at least 1024", v)
-		}
-		c.MaxBodyBytes = n
-	}
-	for _, d := range []struct {
-		key string
-		dst *time.Duration
-	}{{"ARQ_READ_YOUR_WRITES_TIMEOUT", &c.ReadYourWrites}, {"ARQ_MIN_POSITION_TIMEOUT", &c.MinPositionWait}, {"ARQ_EXPIRY_INTERVAL", &c.ExpiryInterval}, {"ARQ_BACKGROUND_INTERVAL", &c.BackgroundInterval}, {"ARQ_EMBEDDINGS_TIMEOUT", &c.EmbeddingsTimeout}} {
-		if v := getenv(d.key); v != "" {
-			x, err := time.ParseDuration(v)
-			if err != nil || x <= 0 {
-				return c, fmt.Errorf("%s=%q: want a positive duration such as 2s", d.key, v)
-			}
-			*d.dst = x
-		}
-	}
-	if v := getenv("ARQ_CACHE_ENTITIES"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return c, fmt.Errorf("ARQ_CACHE_ENTITIES=%q: want true or false", v)
-		}
-		c.CacheEntities = b
-	}
-	if v := getenv("ARQ_CACHE_MEMORY_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return c, fmt.Errorf("ARQ_CACHE_MEMORY_BYTES=%q: want a whole number of bytes, 0 to keep no entries in memory", v)
-		}
-		c.CacheMemoryBytes = n
-	}
-	str("ARQ_SUMMARIZER", &c.Summarizer)
-	str("ARQ_SUMMARIZER_URL", &c.SummarizerURL)
-	str("ARQ_SUMMARIZER_MODEL", &c.SummarizerModel)
-	str("ARQ_SUMMARIZER_API_KEY", &c.SummarizerAPIKey)
-	switch {
-	case c.Summarizer != "extractive" && c.Summarizer != "chat":
-		return c, fmt.Errorf("ARQ_SUMMARIZER=%q: want extractive or chat", c.Summarizer)
-	case c.Summarizer == "chat" && c.SummarizerURL == "":
-		return c, fmt.Errorf("ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (an OpenAI-compatible base URL)")
-	}
-	for _, d := range []struct {
-		key string
-		dst *int
-	}{{"ARQ_SUMMARY_THRESHOLD_TOKENS", &c.SummaryThreshold}, {"ARQ_SUMMARY_RECENT_TOKENS", &c.SummaryRecent}, {"ARQ_SUMMARY_MAX_TOKENS", &c.SummaryMaxTokens}} {
-		if v := getenv(d.key); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return c, fmt.Errorf("%s=%q: want a whole number of at least 1", d.key, v)
-			}
-			*d.dst = n
-		}
-	}
-	if v := getenv("ARQ_EMBEDDING_DIM"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > domain.MaxEmbeddingDim {
-			return c, fmt.Errorf("ARQ_EMBEDDING_DIM=%q: want a whole number from 1 to %d", v, domain.MaxEmbeddingDim)
-		}
-		c.EmbeddingDim = n
-	}
-	str("ARQ_EMBEDDINGS_URL", &c.EmbeddingsURL)
-	str("ARQ_EMBEDDINGS_MODEL", &c.EmbeddingsModel)
-	str("ARQ_EMBEDDINGS_API_KEY", &c.EmbeddingsAPIKey)
-	if v := getenv("ARQ_LOG_LEVEL"); v != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
-			return c, fmt.Errorf("ARQ_LOG_LEVEL=%q: want debug, info, warn or error", v)
-		}
+	var c Config
+	if err := parseSettings(&c, getenv); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
 
-// Validate checks the settings that flags may have changed after FromEnv.
+// Validate checks every setting by its row's check, and the rules that
+// join settings. Parsing checks each value it reads; Validate is for a
+// Config changed since.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.DatabaseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return fmt.Errorf("database url %q: want postgres://user@host:port/database", c.DatabaseURL)
+	if err := checkRows(c); err != nil {
+		return err
 	}
-	if strings.Trim(u.Path, "/") == "" {
-		return fmt.Errorf("database url %q names no database", c.DatabaseURL)
-	}
-	if r, err := url.Parse(c.RedisURL); err != nil || (r.Scheme != "redis" && r.Scheme != "rediss") {
-		return fmt.Errorf("redis url %q: want redis://host:port/db", c.RedisURL)
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		return fmt.Errorf("log format %q: want json or text", c.LogFormat)
-	}
-	if c.TokenEncoding != "cl100k_base" && c.TokenEncoding != "o200k_base" {
-		return fmt.Errorf("token encoding %q: want cl100k_base or o200k_base", c.TokenEncoding)
-	}
-	if c.DBMaxConns < 2 {
-		return fmt.Errorf("db max conns %d: want at least 2", c.DBMaxConns)
-	}
-	if c.AppendBatches < 0 {
-		return fmt.Errorf("append batches %d: want 0 or more", c.AppendBatches)
-	}
-	if c.EmbeddingsURL != "" {
-		if u, err := url.Parse(c.EmbeddingsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("embeddings url %q: want an OpenAI-compatible base URL such as https://api.openai.com/v1", c.EmbeddingsURL)
-		}
+	return c.checkTogether()
+}
+
+// checkTogether checks the rules between settings, which no row can.
+func (c Config) checkTogether() error {
+	if c.Summarizer == "chat" && c.SummarizerURL == "" {
+		return &SettingError{msg: "ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL"}
 	}
 	return nil
 }
@@ -248,15 +124,4 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// SplitList splits a comma-separated list, dropping empty items.
-func SplitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
