@@ -35,6 +35,8 @@ type Deps struct {
 	// Metrics counts the requests and serves GET /metrics; nil: a
 	// registry of the requests and the Go runtime alone.
 	Metrics *metrics.Metrics
+	// Version names the build, for GET /healthz.
+	Version string
 }
 
 // New returns the HTTP handler of the API. HEAD is answered wherever GET
@@ -87,7 +89,7 @@ func engine(d Deps) *gin.Engine {
 		WriteError(c, errorf(ErrMethodNotAllowed, "%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
 
-	healthz := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+	healthz := func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok", "version": d.Version}) }
 	r.GET("/healthz", healthz)
 	r.GET("/readyz", readyz(d))
 	doc := openAPI()

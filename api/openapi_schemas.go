@@ -71,7 +71,7 @@ func schemas() map[string]any {
 	}
 	return map[string]any{
 		"Object":  object(),
-		"Health":  obj(nil, map[string]any{"status": str()}),
+		"Health":  obj(nil, map[string]any{"status": str(), "version": str()}),
 		"Metrics": map[string]any{"type": "string", "description": "the process's metrics in the Prometheus text format: arq_http_*, arq_projection_*, arq_log_head_position, arq_db_pool_*, go_* and process_*"},
 		"Ready":   obj(nil, map[string]any{"ready": boolean(), "checks": object()}),
 		"Stats":   obj(nil, map[string]any{"counts": object(), "projections": array(object())}),

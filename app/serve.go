@@ -98,6 +98,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
 			},
 			Metrics: m,
+			Version: Version(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -142,13 +143,25 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	cancel(nil)
 	stopBackground()
 	wait()
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return errors.Join(serveErr, cause)
-	}
+	workers.Wait()
+	rebuilds.Wait()
 	if errors.Is(serveErr, http.ErrServerClosed) {
-		return nil
+		serveErr = nil
 	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		serveErr = errors.Join(serveErr, cause)
+	}
+	a.stopped(serveErr)
 	return serveErr
+}
+
+// stopped logs the end of a serving or projecting process, once.
+func (a *App) stopped(err error) {
+	if err != nil {
+		a.log.Error("arq stopped", "version", Version(), "err", err)
+		return
+	}
+	a.log.Info("arq stopped", "version", Version())
 }
 
 // pruneIdempotencyKeys deletes the answers kept for idempotent retries
@@ -197,8 +210,10 @@ func (a *App) Project(ctx context.Context) error {
 	<-ctx.Done()
 	cancel(nil)
 	wait()
+	var err error
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+		err = cause
 	}
-	return nil
+	a.stopped(err)
+	return err
 }
