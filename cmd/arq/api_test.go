@@ -79,7 +79,7 @@ func startServerOn(t testing.TB, url string, env map[string]string) *server {
 			return
 		}
 		c := &cli{cfg: cfg, stdout: io.Discard, stderr: logs, ready: func(a string) { ready <- a }}
-		if err := c.serve(ctx, nil); err != nil {
+		if err := c.serve(ctx); err != nil {
 			t.Errorf("serve: %v", err)
 			done <- 1
 			return

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/oklog/ulid/v2"
@@ -15,17 +14,10 @@ import (
 // embeddingsBackfill runs commands.Backfiller over memories, then
 // messages: every live text without an embedding gets one from the
 // configured provider, as an ordinary update event (actor
-// commands.BackfillActor, one request id per run). It parses the flags and
-// reports progress; the use case is the Backfiller's.
-func (c *cli) embeddingsBackfill(ctx context.Context, args []string) error {
-	batch := 64
-	var quiet bool
-	if _, err := c.parse("embeddings backfill", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&batch, "batch", batch, "texts per request to the provider")
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-	}, 0); err != nil {
-		return err
-	}
+// commands.BackfillActor, one request id per run). It checks the options
+// and reports progress; the use case is the Backfiller's.
+func (c *cli) embeddingsBackfill(ctx context.Context, o embeddingsBackfillCmd) error {
+	batch, quiet := o.Batch, o.Quiet
 	if c.cfg.EmbeddingsURL == "" {
 		return usagef("embeddings backfill needs a provider: set ARQ_EMBEDDINGS_URL (and ARQ_EMBEDDING_DIM)")
 	}

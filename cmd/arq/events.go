@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -19,21 +18,9 @@ type eventLine struct {
 	eventstore.Recorded
 }
 
-func (c *cli) events(ctx context.Context, args []string) error {
-	var f eventstore.Filter
-	var after, types string
-	var follow bool
-	var limit int
-	if _, err := c.parse("events", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&f.StreamID, "stream", "", "only this stream")
-		fs.StringVar(&f.StreamType, "stream-type", "", "only streams of this type")
-		fs.StringVar(&types, "type", "", "only these event types, comma separated")
-		fs.StringVar(&after, "after", "", "start after this cursor (as printed in each line's \"cursor\")")
-		fs.BoolVar(&follow, "follow", false, "keep printing new events as they are committed")
-		fs.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
-	}, 0); err != nil {
-		return err
-	}
+func (c *cli) events(ctx context.Context, o eventsCmd) error {
+	f := eventstore.Filter{StreamID: o.Stream, StreamType: o.StreamType}
+	after, types, follow, limit := o.After, o.Type, o.Follow, o.Limit
 	cur, err := eventstore.ParseCursor(after)
 	if err != nil {
 		return usagef("--after: %v", err)

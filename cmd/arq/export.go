@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"io"
 	"os"
 	"time"
@@ -12,15 +11,8 @@ import (
 
 // export writes the log as NDJSON to stdout, one exported event a line,
 // in commit-safe order, with progress on stderr.
-func (c *cli) export(ctx context.Context, args []string) error {
-	since := ""
-	quiet := false
-	if _, err := c.parse("export", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&since, "since", "", "only events recorded at or after this RFC 3339 time")
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-	}, 0); err != nil {
-		return err
-	}
+func (c *cli) export(ctx context.Context, o exportCmd) error {
+	since, quiet := o.Since, o.Quiet
 	var from time.Time
 	if since != "" {
 		t, err := time.Parse(time.RFC3339Nano, since)
@@ -49,19 +41,12 @@ func (c *cli) export(ctx context.Context, args []string) error {
 
 // importLog reads an exported log (a file, or - for stdin) into this
 // database, then rebuilds every projection from it.
-func (c *cli) importLog(ctx context.Context, args []string) error {
-	force, quiet := false, false
-	rest, err := c.parse("import", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&force, "force", false, "import into a log that holds events already")
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-	}, 1)
-	if err != nil {
-		return err
-	}
+func (c *cli) importLog(ctx context.Context, o importCmd) error {
+	force, quiet, file := o.Force, o.Quiet, o.File
 	var in io.Reader = os.Stdin
 	var size int64
-	if rest[0] != "-" {
-		f, err := os.Open(rest[0])
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
 			return err // an *os.PathError names the file and what failed
 		}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,15 +24,9 @@ func entityOf(stream string) (domain.Kind, string, error) {
 
 // history prints every event of an entity's stream with when, who, which
 // request and what it changed.
-func (c *cli) history(ctx context.Context, args []string) error {
-	asJSON := false
-	rest, err := c.parse("history", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print NDJSON, one entry a line")
-	}, 1)
-	if err != nil {
-		return err
-	}
-	kind, id, err := entityOf(rest[0])
+func (c *cli) history(ctx context.Context, o historyCmd) error {
+	asJSON := o.JSON
+	kind, id, err := entityOf(o.Stream)
 	if err != nil {
 		return err
 	}
@@ -73,31 +65,19 @@ func (c *cli) history(ctx context.Context, args []string) error {
 
 // replay prints an entity as it was at a version or a time, folded from
 // the log.
-func (c *cli) replay(ctx context.Context, args []string) error {
+func (c *cli) replay(ctx context.Context, o replayCmd) error {
 	var (
 		version         int
 		asOf            string
-		hasVer, hasTime bool
+		hasVer, hasTime = o.Version != nil, o.AsOf != nil
 	)
-	rest, err := c.parse("replay", args, func(fs *flag.FlagSet) {
-		fs.Func("version", "the entity as it was at this version (1 or more)", func(v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return errors.New("not a number")
-			}
-			version, hasVer = n, true
-			return nil
-		})
-		fs.Func("as-of", "the entity as it was at this RFC 3339 time", func(v string) error {
-			asOf, hasTime = v, true
-			return nil
-		})
-		fs.Bool("json", true, "print JSON (the only form)")
-	}, 1)
-	if err != nil {
-		return err
+	if hasVer {
+		version = *o.Version
 	}
-	kind, id, err := entityOf(rest[0])
+	if hasTime {
+		asOf = *o.AsOf
+	}
+	kind, id, err := entityOf(o.Stream)
 	if err != nil {
 		return err
 	}
@@ -132,19 +112,8 @@ func (c *cli) replay(ctx context.Context, args []string) error {
 
 // audit prints every event that touched a user or anything of theirs, in
 // log order.
-func (c *cli) audit(ctx context.Context, args []string) error {
-	var types string
-	asJSON := false
-	rest, err := c.parse("audit", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&types, "type", "", "only these event types, comma separated")
-		fs.BoolVar(&asJSON, "json", false, "print NDJSON, one event a line")
-	}, 2)
-	if err != nil {
-		return err
-	}
-	if rest[0] != "user" {
-		return usagef("audit knows users: arq audit user ID")
-	}
+func (c *cli) audit(ctx context.Context, o auditUserCmd) error {
+	types, asJSON, userID := o.Type, o.JSON, o.ID
 	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
@@ -157,9 +126,9 @@ func (c *cli) audit(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(c.stdout)
 	after := eventstore.Start
 	for {
-		events, err := a.History().Audit(ctx, rest[1], f, after, 1000)
+		events, err := a.History().Audit(ctx, userID, f, after, 1000)
 		if errors.Is(err, domain.ErrNotFound) {
-			return fmt.Errorf("no such user %s", rest[1])
+			return fmt.Errorf("no such user %s", userID)
 		}
 		if err != nil {
 			return err

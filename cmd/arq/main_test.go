@@ -408,9 +408,9 @@ func TestCommandLineMistakesExitTwoWithOneLine(t *testing.T) {
 			t.Errorf("arq %s: exit %d, stderr %q; want one line", strings.Join(args, " "), code, errOut)
 		}
 	}
-	// Asked for, the usage is printed.
-	if code, _, errOut := runCLI(t, url, "events", "-h"); code != 0 || !strings.Contains(errOut, "-limit") {
-		t.Errorf("arq events -h: exit %d, stderr %q", code, errOut)
+	// Asked for, the usage is printed, on stdout.
+	if code, out, _ := runCLI(t, url, "events", "-h"); code != 0 || !strings.Contains(out, "-limit") {
+		t.Errorf("arq events -h: exit %d, stdout %q", code, out)
 	}
 }
 

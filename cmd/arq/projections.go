@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -13,13 +12,8 @@ import (
 	"github.com/arq-memory/arq/projections"
 )
 
-func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
-	asJSON := false
-	if _, err := c.parse("projections status", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	}, 0); err != nil {
-		return err
-	}
+func (c *cli) projectionsStatus(ctx context.Context, o projectionsStatusCmd) error {
+	asJSON := o.JSON
 	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
@@ -53,16 +47,9 @@ func (c *cli) projectionsStatus(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-func (c *cli) projectionsRebuild(ctx context.Context, args []string) error {
-	quiet, online := false, false
-	rest, err := c.parse("projections rebuild", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-		fs.BoolVar(&online, "online", false, "build a new copy beside the live tables, which keep serving, and switch it in")
-	}, 1)
-	if err != nil {
-		return err
-	}
-	p, err := projectionNamed(rest[0])
+func (c *cli) projectionsRebuild(ctx context.Context, o projectionsRebuildCmd) error {
+	quiet, online := o.Quiet, o.Online
+	p, err := projectionNamed(o.Name)
 	if err != nil {
 		return err
 	}
@@ -135,20 +122,12 @@ func (c *cli) rebuildOnline(ctx context.Context, p projections.Projection, quiet
 	})
 }
 
-func (c *cli) projectionsVerify(ctx context.Context, args []string) error {
-	quiet, asJSON, limit := false, false, 20
-	rest, err := c.parse("projections verify", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
-		fs.IntVar(&limit, "limit", 20, "rows shown per table and side")
-	}, 1)
-	if err != nil {
-		return err
-	}
+func (c *cli) projectionsVerify(ctx context.Context, o projectionsVerifyCmd) error {
+	quiet, asJSON, limit := o.Quiet, o.JSON, o.Limit
 	if limit < 0 {
 		return usagef("--limit must not be negative")
 	}
-	p, err := projectionNamed(rest[0])
+	p, err := projectionNamed(o.Name)
 	if err != nil {
 		return err
 	}

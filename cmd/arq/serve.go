@@ -2,20 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 
 	"github.com/arq-memory/arq/app"
 )
 
-func (c *cli) serve(ctx context.Context, args []string) error {
-	noProjections := false
-	if _, err := c.parse("serve", args, func(fs *flag.FlagSet) {
-		bindServe(&c.cfg, fs)
-		fs.BoolVar(&noProjections, "no-projections", false, "serve the API only; run projections with 'arq project' elsewhere")
-	}, 0); err != nil {
-		return err
-	}
-	c.cfg.Projections = !noProjections
+func (c *cli) serve(ctx context.Context) error {
 	if err := app.Migrate(ctx, c.cfg, c.cfg.Logger(c.stderr)); err != nil {
 		return err
 	}
@@ -27,19 +18,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	return a.Serve(ctx, c.ready)
 }
 
-func (c *cli) migrate(ctx context.Context, args []string) error {
-	if _, err := c.parse("migrate", args, nil, 0); err != nil {
-		return err
-	}
+func (c *cli) migrate(ctx context.Context) error {
 	return app.Migrate(ctx, c.cfg, c.cfg.Logger(c.stderr))
 }
 
 // project runs the projections without the API, so API servers and
 // projection workers scale apart.
-func (c *cli) project(ctx context.Context, args []string) error {
-	if _, err := c.parse("project", args, nil, 0); err != nil {
-		return err
-	}
+func (c *cli) project(ctx context.Context) error {
 	a, err := c.open(ctx, app.PartProjector)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/arq-memory/arq/eventstore"
@@ -15,16 +14,8 @@ var errBroken = errors.New("the event log is not intact")
 
 // verify walks the hash chains of the log (or of one stream) and reports
 // every broken link, with progress on a terminal.
-func (c *cli) verify(ctx context.Context, args []string) error {
-	var stream string
-	var asJSON, quiet bool
-	if _, err := c.parse("verify", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&stream, "stream", "", "verify this stream only")
-		fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
-		fs.BoolVar(&quiet, "quiet", false, "print no progress")
-	}, 0); err != nil {
-		return err
-	}
+func (c *cli) verify(ctx context.Context, o verifyCmd) error {
+	stream, asJSON, quiet := o.Stream, o.JSON, o.Quiet
 	a, err := c.open(ctx, 0)
 	if err != nil {
 		return err
