@@ -176,7 +176,8 @@ func helpWithoutSettings(opts kong.HelpOptions, ctx *kong.Context) error {
 // mistake turns kong's account of a command line it could not read into
 // one line that names the fix.
 func mistake(err error) error {
-	if se := app.SettingProblem(err); se != err {
+	var se *app.SettingError
+	if errors.As(err, &se) {
 		return se
 	}
 	var perr *kong.ParseError
@@ -201,7 +202,7 @@ func mistake(err error) error {
 	case strings.HasPrefix(msg, "unexpected argument") && len(node.Children) > 0:
 		arg := strings.TrimPrefix(msg, "unexpected argument ")
 		arg, _, _ = strings.Cut(arg, ",")
-		return usagef("unknown command %s%s; '%s --help' lists the commands", strings.TrimSpace(where+" "+arg), "", path)
+		return usagef("unknown command %s; '%s --help' lists the commands", strings.TrimSpace(where+" "+arg), path)
 	case strings.HasPrefix(msg, "expected"):
 		for _, p := range node.Positional {
 			if !p.Set {
