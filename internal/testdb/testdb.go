@@ -53,6 +53,39 @@ func New(t testing.TB) string {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl); err != nil {
 		t.Fatalf("testdb: create database: %v", err)
 	}
+	dropWhenDone(t, name)
+	return URLFor(name)
+}
+
+// Unmade returns the URL of a database that does not exist yet, for tests
+// of what makes one (arq migrate, import); it is dropped when t ends if
+// something made it.
+func Unmade(t testing.TB) string {
+	t.Helper()
+	name := "arq_u_" + strings.ToLower(ulid.Make().String())
+	dropWhenDone(t, name)
+	return URLFor(name)
+}
+
+// Migrated returns the URL of a database made and migrated as `arq
+// migrate` makes one, dropped when t ends. Unlike New's copies of one
+// template, each has a deployment identity of its own (migration 00021).
+func Migrated(t testing.TB) string {
+	t.Helper()
+	url := Unmade(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := migrations.EnsureDatabase(ctx, url); err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	if err := migrations.Apply(ctx, url, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("testdb: migrate: %v", err)
+	}
+	return url
+}
+
+// dropWhenDone drops database name, if it exists, when t ends.
+func dropWhenDone(t testing.TB, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -66,7 +99,6 @@ func New(t testing.TB) string {
 			t.Errorf("testdb: drop %s: %v", name, err)
 		}
 	})
-	return URLFor(name)
 }
 
 // URLFor is the URL of database name on the test server.
