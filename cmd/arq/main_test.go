@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"github.com/arq-memory/arq/app"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -527,29 +526,4 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 			t.Fatalf("message %d: %v, want %s", i+1, got, id)
 		}
 	}
-}
-
-// Closing the app does not wait forever for a connection still in use
-// (work stuck past the shutdown): the process can exit.
-func TestCloseDoesNotWaitForeverForAConnection(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	cfg := app.DefaultConfig()
-	cfg.DatabaseURL = testdb.New(t)
-	a, err := app.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Parts: app.PartServer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := a.Pool().Acquire(ctx) // never released before Close
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := make(chan struct{})
-	go func() { a.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close still waits for the connection in use")
-	}
-	conn.Release()
 }

@@ -67,62 +67,6 @@ func namedAs(database string) func(*app.Options) {
 	return func(o *app.Options) { o.DatabaseName = database }
 }
 
-// openApp opens the app as a command does, without serving.
-func openApp(t *testing.T, url string, patch func(*app.Options)) *app.App {
-	t.Helper()
-	cfg, err := app.FromEnv(func(k string) string {
-		switch k {
-		case "ARQ_DATABASE_URL":
-			return url
-		case "ARQ_DB_MAX_CONNS":
-			return "2"
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := app.Options{Parts: app.PartServer}
-	patch(&opt)
-	a, err := app.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	return a
-}
-
-// Every process on one database, and every restart, has one namespace, so
-// they share caches and the live topic; another database named alike has
-// another, and the topic and cache keys carry it.
-func TestDeploymentNamespace(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	one, other := migratedDatabase(t), migratedDatabase(t)
-	first, second, elsewhere := openApp(t, one, namedAs("arq")), openApp(t, one, namedAs("arq")), openApp(t, other, namedAs("arq"))
-	if first.Namespace() != second.Namespace() {
-		t.Fatalf("two processes on one database: namespaces %q and %q", first.Namespace(), second.Namespace())
-	}
-	if first.Namespace() == elsewhere.Namespace() {
-		t.Fatalf("two databases named arq share the namespace %q", first.Namespace())
-	}
-	if !strings.HasPrefix(first.Namespace(), "arq:") {
-		t.Errorf("namespace %q does not name the database", first.Namespace())
-	}
-	if topic := app.LiveTopic(first.Namespace()); topic != "arq:"+first.Namespace()+":events" {
-		t.Errorf("live topic %q", topic)
-	}
-
-	// Migrating again, as every `arq serve` does, and restarting keep it.
-	if err := migrations.Apply(ctx, one, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
-	again := openApp(t, one, namedAs("arq"))
-	if again.Namespace() != second.Namespace() {
-		t.Fatalf("after a restart: namespace %q, was %q", again.Namespace(), second.Namespace())
-	}
-}
-
 // An SSE client of one deployment gets its own events only, and all of
 // them, while another deployment whose database has the same name
 // publishes through the same Redis.
