@@ -1,22 +1,16 @@
-package main
+package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"github.com/arq-memory/arq/app"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/internal/testdb"
-	"github.com/arq-memory/arq/migrations"
 )
 
 // Two deployments on different Postgres clusters whose databases have the
@@ -24,42 +18,6 @@ import (
 // cannot hold two databases of one name, so these tests give two databases
 // the same name where the app takes it (wireRedis), which is all the name
 // does there.
-
-// unmadeDatabase returns the URL of a database that does not exist yet on
-// the test server, dropped when the test ends if something made it.
-func unmadeDatabase(t *testing.T) string {
-	t.Helper()
-	name := "arq_ns_" + strings.ToLower(ulid.Make().String())
-	t.Cleanup(func() {
-		ctx := context.Background()
-		admin, err := pgx.Connect(ctx, testdb.AdminURL())
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	return testdb.URLFor(name)
-}
-
-// migratedDatabase returns the URL of a database made and migrated as
-// `arq migrate` makes one, not copied from testdb's template: each is a
-// deployment of its own.
-func migratedDatabase(t *testing.T) string {
-	t.Helper()
-	url := unmadeDatabase(t)
-	ctx := context.Background()
-	if err := migrations.EnsureDatabase(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Apply(ctx, url, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
-	return url
-}
 
 // namedAs rewires an app's Redis parts as if its database were named
 // database.
@@ -72,12 +30,12 @@ func namedAs(database string) func(*app.Options) {
 // publishes through the same Redis.
 func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 	t.Parallel()
-	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs("arq"))
-	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": migratedDatabase(t)}, namedAs("arq"))
+	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
+	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
 	const path = "/v1/events/stream?type=user.registered"
 	fromA, fromB := a.subscribe(t, path), b.subscribe(t, path)
 	ownA, ownB := map[string]bool{}, map[string]bool{}
-	register := func(s *loggedServer, own map[string]bool) string {
+	register := func(s *server, own map[string]bool) string {
 		id := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": ulid.Make().String(), "name": "N"})).str("id")
 		own[id] = true
 		return id
@@ -99,7 +57,7 @@ func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 	// relay has started (it relays from the log's head when it first
 	// starts) and the feed reads the topic (it reads from the messages
 	// after it subscribed).
-	warmUp := func(s *loggedServer, events <-chan sseEvent, own map[string]bool, what string) {
+	warmUp := func(s *server, events <-chan sseEvent, own map[string]bool, what string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
@@ -146,15 +104,15 @@ func TestImportedCopiesNamedAlikeServeTheirOwnWindows(t *testing.T) {
 	if err := os.WriteFile(file, []byte(dump), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	imported := func() *loggedServer {
-		url := unmadeDatabase(t)
+	imported := func() *server {
+		url := testdb.Unmade(t)
 		if code, _, errOut := runCLI(t, url, "import", "--quiet", file); code != 0 {
 			t.Fatalf("import: %d %s", code, errOut)
 		}
 		return startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs("arq"))
 	}
 	a, b := imported(), imported()
-	last := func(s *loggedServer, content string) {
+	last := func(s *server, content string) {
 		t.Helper()
 		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
 		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000", nil))

@@ -1,7 +1,12 @@
-package main
+package e2e
 
 import (
+	"bufio"
+	"encoding/json"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/arq-memory/arq/internal/testdb"
 )
@@ -13,8 +18,7 @@ func TestSessionStreamAcrossArqProcesses(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
 	inTest := startServerOn(t, url, nil)
-	p := startArq(t, url, []string{"ARQ_HTTP_ADDR=127.0.0.1:0", "ARQ_DB_MAX_CONNS=8"}, "serve")
-	other := &server{t: t, base: "http://" + p.servingAddr(t), url: url}
+	other, p := serveBinary(t, url, map[string]string{"ARQ_HTTP_ADDR": "127.0.0.1:0", "ARQ_DB_MAX_CONNS": "8"})
 
 	uid := inTest.must(201, inTest.do("POST", "/v1/users", map[string]any{"external_id": "pp", "name": "PP"})).str("id")
 	sid := inTest.must(201, inTest.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
@@ -36,8 +40,54 @@ func TestSessionStreamAcrossArqProcesses(t *testing.T) {
 		t.Fatalf("event on the subprocess: %+v", ev)
 	}
 	select {
-	case err := <-p.exited:
-		t.Fatalf("arq serve exited: %v\n%s", err, p.stderr.String())
+	case <-p.exited:
+		t.Fatalf("arq serve exited: %v\n%s", p.err, p.stderr.String())
 	default:
 	}
+}
+
+// serveProc is an `arq serve` run as a program of its own.
+type serveProc struct {
+	stderr *syncBuffer
+	// exited is closed when the program has exited, with err.
+	exited chan struct{}
+	err    error
+}
+
+// serveBinary runs `arq serve` over the database at url, with env as its
+// ARQ_* variables, until the test ends, and returns it once it listens.
+func serveBinary(t *testing.T, url string, env map[string]string) (*server, *serveProc) {
+	t.Helper()
+	cmd := exec.Command(binary, "serve")
+	env["ARQ_DATABASE_URL"] = url
+	cmd.Env = arqEnv(env)
+	p := &serveProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("arq serve stderr:\n%s", p.stderr.String())
+		}
+	})
+	var addr string
+	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
+				addr = line.Addr
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return &server{t: t, base: "http://" + addr, url: url}, p
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -264,7 +264,7 @@ func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
 // migration would.
 func migrationStatement(t *testing.T, file, prefix string) string {
 	t.Helper()
-	migration, err := os.ReadFile("../../migrations/" + file)
+	migration, err := os.ReadFile("../migrations/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}

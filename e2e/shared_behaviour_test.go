@@ -1,17 +1,12 @@
-package main
+package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/arq-memory/arq/app"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/domain"
@@ -22,127 +17,6 @@ import (
 // The points of issue 3's "Behaviour every endpoint shares" that need the
 // server's log or a failing dependency: a 500 without internals, panic
 // recovery, the JSON access log, and the warning of open mode.
-
-// loggedServer is a server run as `arq serve` runs it (open, then
-// App.Serve, which builds the HTTP handler and its middleware), logging
-// JSON at level info into logs.
-type loggedServer struct {
-	*server
-	logs *syncBuffer
-}
-
-// startLoggedServer starts a server over a fresh database; patch, if not
-// nil, may replace a part of the app before it serves.
-func startLoggedServer(t *testing.T, env map[string]string, patch func(*app.Options)) *loggedServer {
-	t.Helper()
-	url := testdb.New(t)
-	getenv := func(k string) string {
-		if v, ok := env[k]; ok {
-			return v
-		}
-		switch k {
-		case "ARQ_DATABASE_URL":
-			return url
-		case "ARQ_HTTP_ADDR":
-			return "127.0.0.1:0"
-		case "ARQ_LOG_LEVEL":
-			return "info"
-		case "ARQ_DB_MAX_CONNS":
-			return "8"
-		case "ARQ_READ_YOUR_WRITES_TIMEOUT", "ARQ_MIN_POSITION_TIMEOUT":
-			return "20s"
-		}
-		return ""
-	}
-	cfg, err := app.FromEnv(getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	opt := app.Options{Parts: app.PartServer}
-	if patch != nil {
-		patch(&opt)
-	}
-	a, err := app.Open(ctx, cfg, cfg.Logger(logs), opt)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, func(addr string) { ready <- addr }) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("server did not stop")
-			}
-			a.Close()
-		})
-	}
-	t.Cleanup(func() {
-		stop()
-		// The live topic of this deployment goes with it, as in startServerOn.
-		if opt, err := redis.ParseURL(cfg.RedisURL); err == nil {
-			rdb := redis.NewClient(opt)
-			_ = rdb.Del(context.Background(), app.LiveTopic(a.Namespace())).Err()
-			_ = rdb.Close()
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	select {
-	case addr := <-ready:
-		return &loggedServer{server: &server{t: t, base: "http://" + addr, url: url, stop: stop}, logs: logs}
-	case err := <-done:
-		t.Fatalf("server exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start")
-	}
-	return nil
-}
-
-// lines are the server's log lines, decoded.
-func (s *loggedServer) lines(t *testing.T) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var l map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("a log line that is no JSON: %q", sc.Text())
-		}
-		out = append(out, l)
-	}
-	return out
-}
-
-// where returns the log lines whose fields have the given values.
-func (s *loggedServer) where(t *testing.T, fields map[string]any) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range s.lines(t) {
-		match := true
-		for k, v := range fields {
-			if l[k] != v {
-				match = false
-			}
-		}
-		if match {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // isInternalProblem checks that r is the 500 problem that tells a client
 // nothing of the failure behind it, none of the words in secrets.
@@ -293,7 +167,7 @@ func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 // API is open to every caller; with one, it does not.
 func TestOpenModeIsWarnedAtStart(t *testing.T) {
 	t.Parallel()
-	warnings := func(s *loggedServer) (n int) {
+	warnings := func(s *server) (n int) {
 		for _, l := range s.where(t, map[string]any{"level": "WARN"}) {
 			if msg, _ := l["msg"].(string); strings.Contains(msg, "ARQ_ADMIN_KEY") && strings.Contains(msg, "OPEN") {
 				n++

@@ -1,7 +1,6 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync/atomic"
@@ -11,6 +10,10 @@ import (
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/internal/testdb"
 )
+
+// backfillActor is the actor of the events `arq embeddings backfill`
+// records.
+const backfillActor = "arq embeddings backfill"
 
 // Memories and messages stored before a provider was configured get an
 // embedding from `arq embeddings backfill`, as update events by the
@@ -32,10 +35,7 @@ func TestEmbeddingsBackfill(t *testing.T) {
 	env := providerEnv(provider.URL)
 	env["ARQ_DATABASE_URL"] = s.url
 	backfill := func() (int, string, string) {
-		var out, errb bytes.Buffer
-		code := run(context.Background(), []string{"embeddings", "backfill", "--quiet", "--batch", "2"},
-			func(k string) string { return env[k] }, &out, &errb)
-		return code, out.String(), errb.String()
+		return runCLIWith(t, env, "embeddings", "backfill", "--quiet", "--batch", "2")
 	}
 	code, out, errOut := backfill()
 	if code != 0 || !strings.Contains(out, "memories: 2 embedded, 0 skipped") || !strings.Contains(out, "messages: 1 embedded, 0 skipped") {
