@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,19 +23,19 @@ const backfillActor = "arq embeddings backfill"
 // one are left alone, and a second run finds nothing to do.
 func TestEmbeddingsBackfill(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"}) // no provider
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bf", "name": "BF"})).str("id")
-	bees := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).str("id")
-	jazz := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "jazz records"})).str("id")
-	given := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "given", "embedding": []float64{9, 9, 9}})).str("id")
-	gone := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "deleted hive"})).str("id")
-	s.must(204, s.do("DELETE", "/v1/memories/"+gone, nil))
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about pollen"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"}) // no provider
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "bf", "name": "BF"})).Str("id")
+	bees := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).Str("id")
+	jazz := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "jazz records"})).Str("id")
+	given := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "given", "embedding": []float64{9, 9, 9}})).Str("id")
+	gone := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "deleted hive"})).Str("id")
+	s.Must(204, s.Do("DELETE", "/v1/memories/"+gone, nil))
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	msg := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about pollen"})).Str("id")
 
 	provider := fakeEmbeddings(t, nil, new(atomic.Int64))
 	env := providerEnv(provider.URL)
-	env["ARQ_DATABASE_URL"] = s.url
+	env["ARQ_DATABASE_URL"] = s.URL
 	backfill := func() (int, string, string) {
 		return runCLIWith(t, env, "embeddings", "backfill", "--quiet", "--batch", "2")
 	}
@@ -42,8 +44,8 @@ func TestEmbeddingsBackfill(t *testing.T) {
 		t.Fatalf("backfill: exit %d\n%s%s", code, out, errOut)
 	}
 
-	pool := testdb.Pool(t, s.url)
-	eventually(t, 10*time.Second, "embeddings in the query tables", func() (bool, error) {
+	pool := testdb.Pool(t, s.URL)
+	testwait.Eventually(t, 10*time.Second, "embeddings in the query tables", func() (bool, error) {
 		var missing int
 		err := pool.QueryRow(context.Background(), `SELECT
 			(SELECT count(*) FROM memories WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL)`).Scan(&missing)
@@ -58,11 +60,11 @@ func TestEmbeddingsBackfill(t *testing.T) {
 	if bee[0] != 2 || bee[1] != 0 || jz[0] != 0 || jz[1] != 2 || kept[0] != 9 {
 		t.Fatalf("embeddings: bees %v, jazz %v, given %v", bee, jz, kept)
 	}
-	last := s.must(200, s.do("GET", "/v1/memories/"+bees+"/history", nil)).items()
+	last := s.Must(200, s.Do("GET", "/v1/memories/"+bees+"/history", nil)).Items()
 	if n := len(last); n != 2 || last[1]["actor"] != commands.BackfillActor {
 		t.Fatalf("history of a backfilled memory: %v", last)
 	}
-	if h := s.must(200, s.do("GET", "/v1/messages/"+msg+"/history", nil)).items(); len(h) != 2 || h[1]["actor"] != commands.BackfillActor {
+	if h := s.Must(200, s.Do("GET", "/v1/messages/"+msg+"/history", nil)).Items(); len(h) != 2 || h[1]["actor"] != commands.BackfillActor {
 		t.Fatalf("history of a backfilled message: %v", h)
 	}
 
@@ -70,7 +72,7 @@ func TestEmbeddingsBackfill(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "memories: 0 embedded") || !strings.Contains(out, "messages: 0 embedded") {
 		t.Fatalf("second backfill: exit %d\n%s", code, out)
 	}
-	code, _, errOut = runCLI(t, s.url, "embeddings", "backfill")
+	code, _, errOut = runCLI(t, s.URL, "embeddings", "backfill")
 	if code != 2 || !strings.Contains(errOut, "ARQ_EMBEDDINGS_URL") {
 		t.Fatalf("without a provider: exit %d, %s", code, errOut)
 	}

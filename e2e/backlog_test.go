@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -36,7 +38,7 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	var sessions, users []string
-	addMessages := func(s *server, sid string, n int) {
+	addMessages := func(s *testserver.Server, sid string, n int) {
 		batch := make([]map[string]any, n)
 		for i := range batch {
 			batch[i] = map[string]any{"role": []string{"user", "assistant"}[r.IntN(2)], "content": text()}
@@ -44,17 +46,17 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 				batch[i]["embedding"] = []float64{r.Float64(), r.Float64(), 1}
 			}
 		}
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
 	}
 	// Every session gets summaries, by a server with a low threshold.
 	t.Run("summarized", func(t *testing.T) {
-		s := startServerOn(t, url, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40",
+		s := testserver.StartOn(t, url, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40",
 			"ARQ_SUMMARY_RECENT_TOKENS": "20", "ARQ_EMBEDDING_DIM": "3"})
 		for u := 0; u < 2; u++ {
-			uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("b%d", u), "name": "B"})).str("id")
+			uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("b%d", u), "name": "B"})).Str("id")
 			users = append(users, uid)
 			for i := 0; i < 2; i++ {
-				sessions = append(sessions, s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id"))
+				sessions = append(sessions, s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id"))
 			}
 		}
 		for round := 0; round < 4; round++ {
@@ -62,7 +64,7 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 				addMessages(s, sid, 1+r.IntN(5))
 			}
 		}
-		eventually(t, 20*time.Second, "a summary of every session", func() (bool, error) {
+		testwait.Eventually(t, 20*time.Second, "a summary of every session", func() (bool, error) {
 			var n int
 			err := pool.QueryRow(ctx, `SELECT count(DISTINCT session_id) FROM session_summaries`).Scan(&n)
 			return n == len(sessions), err
@@ -70,7 +72,7 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 	})
 	// Then, with no more summaries, messages change on both sides of the
 	// last summary of each session.
-	s := startServerOn(t, url, map[string]string{"ARQ_SUMMARY_THRESHOLD_TOKENS": "1000000", "ARQ_EMBEDDING_DIM": "3"})
+	s := testserver.StartOn(t, url, map[string]string{"ARQ_SUMMARY_THRESHOLD_TOKENS": "1000000", "ARQ_EMBEDDING_DIM": "3"})
 	for _, sid := range sessions {
 		addMessages(s, sid, 4) // at least two after the last summary
 		var older, newer []string
@@ -95,17 +97,17 @@ func TestSessionBacklogFollowsTheLog(t *testing.T) {
 			t.Fatalf("session %s: %d messages summarized, %d not (%v): want two of each", sid, len(older), len(newer), rows.Err())
 		}
 		for _, ids := range [][]string{older, newer} {
-			s.must(200, s.do("PATCH", "/v1/messages/"+ids[0], map[string]any{"content": text() + " " + text()}))
-			s.must(204, s.do("DELETE", "/v1/messages/"+ids[1], nil))
+			s.Must(200, s.Do("PATCH", "/v1/messages/"+ids[0], map[string]any{"content": text() + " " + text()}))
+			s.Must(204, s.Do("DELETE", "/v1/messages/"+ids[1], nil))
 		}
 	}
 	// A session whose every message is redacted keeps its row, at no cost.
-	emptied := s.must(201, s.do("POST", "/v1/users/"+users[0]+"/sessions", map[string]any{})).str("id")
-	for _, m := range s.must(201, s.do("POST", "/v1/sessions/"+emptied+"/messages", map[string]any{"messages": []map[string]any{
-		{"role": "user", "content": text()}, {"role": "assistant", "content": text()}}})).json["messages"].([]any) {
-		s.must(204, s.do("DELETE", "/v1/messages/"+m.(map[string]any)["id"].(string), nil))
+	emptied := s.Must(201, s.Do("POST", "/v1/users/"+users[0]+"/sessions", map[string]any{})).Str("id")
+	for _, m := range s.Must(201, s.Do("POST", "/v1/sessions/"+emptied+"/messages", map[string]any{"messages": []map[string]any{
+		{"role": "user", "content": text()}, {"role": "assistant", "content": text()}}})).JSON["messages"].([]any) {
+		s.Must(204, s.Do("DELETE", "/v1/messages/"+m.(map[string]any)["id"].(string), nil))
 	}
-	s.must(204, s.do("DELETE", "/v1/users/"+users[1], nil))
+	s.Must(204, s.Do("DELETE", "/v1/users/"+users[1], nil))
 
 	backlogMatchesLog(t, url)
 	withdrawnMatchesLog(t, url)
@@ -228,17 +230,17 @@ func backlogMatchesLog(t *testing.T, url string) {
 // brought this in corrects a count made before it.
 func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "count", "name": "C"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	res := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "count", "name": "C"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	res := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
 		{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}}}))
-	s.must(204, s.do("DELETE", "/v1/messages/"+res.json["messages"].([]any)[1].(map[string]any)["id"].(string), nil))
-	count := func() float64 { return s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)).num("message_count") }
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+res.JSON["messages"].([]any)[1].(map[string]any)["id"].(string), nil))
+	count := func() float64 { return s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil)).Num("message_count") }
 	if n := count(); n != 2 {
 		t.Fatalf("message_count %v after a redaction, want 2", n)
 	}
-	if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", "sessions", "--quiet"); code != 0 {
+	if code, _, errOut := runCLI(t, s.URL, "projections", "rebuild", "sessions", "--quiet"); code != 0 {
 		t.Fatalf("rebuild sessions: exit %d: %s", code, errOut)
 	}
 	if n := count(); n != 2 {
@@ -246,7 +248,7 @@ func TestMessageCountLeavesOutRedactedMessages(t *testing.T) {
 	}
 
 	fix := migrationStatement(t, "00018_session_message_count.sql", "UPDATE sessions")
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	if _, err := pool.Exec(context.Background(), `UPDATE sessions SET message_count = 3 WHERE id = $1`, sid); err != nil { // as counted before
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,16 +19,16 @@ import (
 	"github.com/arq-memory/arq/internal/testdb"
 )
 
-func isProblem(t *testing.T, r response, status int, field string) {
+func isProblem(t *testing.T, r testserver.Response, status int, field string) {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("want a %d problem, got %d %s: %s", status, r.status, r.header.Get("Content-Type"), r.body)
+	if r.Status != status || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("want a %d problem, got %d %s: %s", status, r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
-	if r.num("status") != float64(status) || !strings.HasPrefix(r.str("type"), "https://arq.dev/problems/") || r.str("title") == "" || r.str("request_id") == "" {
-		t.Fatalf("problem body: %s", r.body)
+	if r.Num("status") != float64(status) || !strings.HasPrefix(r.Str("type"), "https://arq.dev/problems/") || r.Str("title") == "" || r.Str("request_id") == "" {
+		t.Fatalf("problem body: %s", r.Body)
 	}
 	if field != "" {
-		errs, _ := r.json["errors"].([]any)
+		errs, _ := r.JSON["errors"].([]any)
 		found := false
 		for _, e := range errs {
 			if e.(map[string]any)["field"] == field {
@@ -34,14 +36,14 @@ func isProblem(t *testing.T, r response, status int, field string) {
 			}
 		}
 		if !found {
-			t.Fatalf("problem names no field %q: %s", field, r.body)
+			t.Fatalf("problem names no field %q: %s", field, r.Body)
 		}
 	}
 }
 
-func eventCount(t *testing.T, s *server) int {
+func eventCount(t *testing.T, s *testserver.Server) int {
 	t.Helper()
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	var n int
 	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
 		t.Fatal(err)
@@ -51,24 +53,24 @@ func eventCount(t *testing.T, s *server) int {
 
 func TestErrorsAreProblemsAndAppendNothing(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_MAX_BODY_BYTES": "2048"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "E"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_MAX_BODY_BYTES": "2048"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "E"})).Str("id")
 	before := eventCount(t, s)
 
-	isProblem(t, s.do("POST", "/v1/users", `{"external_id": "x",`), 400, "")
-	isProblem(t, s.do("POST", "/v1/users", `{"external_id": 7, "name": "x"}`), 422, "external_id")
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "", "name": "x", "email": "nope"}), 422, "email")
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "y", "name": "x", "colour": "red"}), 422, "colour")
-	isProblem(t, s.do("GET", "/v1/users/01JZZZZZZZZZZZZZZZZZZZZZZZ", nil), 404, "")
-	isProblem(t, s.do("GET", "/v1/nowhere", nil), 404, "")
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "again"}), 409, "")
-	isProblem(t, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "F"}, "If-Match", `"9"`), 412, "")
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "big", "name": strings.Repeat("x", 4000)}), 413, "")
-	r := s.do("POST", "/v1/users", `{"external_id":"z","name":"z"}`, "Content-Type", "text/plain")
+	isProblem(t, s.Do("POST", "/v1/users", `{"external_id": "x",`), 400, "")
+	isProblem(t, s.Do("POST", "/v1/users", `{"external_id": 7, "name": "x"}`), 422, "external_id")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "", "name": "x", "email": "nope"}), 422, "email")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "y", "name": "x", "colour": "red"}), 422, "colour")
+	isProblem(t, s.Do("GET", "/v1/users/01JZZZZZZZZZZZZZZZZZZZZZZZ", nil), 404, "")
+	isProblem(t, s.Do("GET", "/v1/nowhere", nil), 404, "")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "again"}), 409, "")
+	isProblem(t, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": "F"}, "If-Match", `"9"`), 412, "")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "big", "name": strings.Repeat("x", 4000)}), 413, "")
+	r := s.Do("POST", "/v1/users", `{"external_id":"z","name":"z"}`, "Content-Type", "text/plain")
 	isProblem(t, r, 415, "")
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": ""}), 422, "type")
-	isProblem(t, s.do("GET", "/v1/users?limit=500", nil), 422, "limit")
-	isProblem(t, s.do("GET", "/v1/users?cursor=garbage", nil), 422, "")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": ""}), 422, "type")
+	isProblem(t, s.Do("GET", "/v1/users?limit=500", nil), 422, "limit")
+	isProblem(t, s.Do("GET", "/v1/users?cursor=garbage", nil), 422, "")
 
 	if after := eventCount(t, s); after != before {
 		t.Fatalf("bad requests appended %d events", after-before)
@@ -77,169 +79,169 @@ func TestErrorsAreProblemsAndAppendNothing(t *testing.T) {
 
 func TestIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	s := testserver.Start(t, nil)
 	body := map[string]any{"external_id": "idem", "name": "I"}
-	first := s.must(201, s.do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
+	first := s.Must(201, s.Do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
 	events := eventCount(t, s)
-	again := s.must(201, s.do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
-	if string(again.body) != string(first.body) || again.header.Get("Idempotent-Replayed") != "true" || again.header.Get("ETag") != first.header.Get("ETag") {
-		t.Fatalf("replay differs:\nfirst %s\nagain %s %v", first.body, again.body, again.header)
+	again := s.Must(201, s.Do("POST", "/v1/users", body, "Idempotency-Key", "k-1"))
+	if string(again.Body) != string(first.Body) || again.Header.Get("Idempotent-Replayed") != "true" || again.Header.Get("ETag") != first.Header.Get("ETag") {
+		t.Fatalf("replay differs:\nfirst %s\nagain %s %v", first.Body, again.Body, again.Header)
 	}
 	if n := eventCount(t, s); n != events {
 		t.Fatalf("the retry appended %d events", n-events)
 	}
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k-1"), 422, "")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k-1"), 422, "")
 	// A key Postgres cannot keep is refused before anything is done.
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k\xff"), 400, "")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "other", "name": "O"}, "Idempotency-Key", "k\xff"), 400, "")
 	if n := eventCount(t, s); n != events {
 		t.Fatalf("a refused request appended %d events", n-events)
 	}
 	// Refused input keeps no answer: the key serves the corrected request,
 	// whose retry may write its JSON keys in another order.
-	isProblem(t, s.do("POST", "/v1/users", `{"external_id":"later","name":""}`, "Idempotency-Key", "k-2"), 422, "name")
-	fixed := s.must(201, s.do("POST", "/v1/users", `{"external_id":"later","name":"L"}`, "Idempotency-Key", "k-2"))
-	reordered := s.must(201, s.do("POST", "/v1/users", `{ "name": "L", "external_id": "later" }`, "Idempotency-Key", "k-2"))
-	if reordered.header.Get("Idempotent-Replayed") != "true" || reordered.str("id") != fixed.str("id") {
-		t.Fatalf("retry with the keys reordered: %s %v", reordered.body, reordered.header)
+	isProblem(t, s.Do("POST", "/v1/users", `{"external_id":"later","name":""}`, "Idempotency-Key", "k-2"), 422, "name")
+	fixed := s.Must(201, s.Do("POST", "/v1/users", `{"external_id":"later","name":"L"}`, "Idempotency-Key", "k-2"))
+	reordered := s.Must(201, s.Do("POST", "/v1/users", `{ "name": "L", "external_id": "later" }`, "Idempotency-Key", "k-2"))
+	if reordered.Header.Get("Idempotent-Replayed") != "true" || reordered.Str("id") != fixed.Str("id") {
+		t.Fatalf("retry with the keys reordered: %s %v", reordered.Body, reordered.Header)
 	}
 	// Keys equal but for case are refused, in either order (field names
 	// are case-sensitive), so neither is kept as the key's answer.
-	sid := s.must(201, s.do("POST", "/v1/users/"+fixed.str("id")+"/sessions", map[string]any{})).str("id")
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice","Content":"pay mallory"}`, "Idempotency-Key", "k-3"), 422, "Content")
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","Content":"pay mallory","content":"pay alice"}`, "Idempotency-Key", "k-3"), 422, "Content")
-	if m := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice"}`, "Idempotency-Key", "k-3")); m.str("content") != "pay alice" {
-		t.Fatalf("the key after refused input: %s", m.body)
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+fixed.Str("id")+"/sessions", map[string]any{})).Str("id")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice","Content":"pay mallory"}`, "Idempotency-Key", "k-3"), 422, "Content")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","Content":"pay mallory","content":"pay alice"}`, "Idempotency-Key", "k-3"), 422, "Content")
+	if m := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"role":"user","content":"pay alice"}`, "Idempotency-Key", "k-3")); m.Str("content") != "pay alice" {
+		t.Fatalf("the key after refused input: %s", m.Body)
 	}
 }
 
 func TestReadYourWritesAndPositions(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "500ms"}) // for the 503 below
-	u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ryw", "name": "R"}))
-	pos := u.header.Get("X-Arq-Position")
+	s := testserver.Start(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "500ms"}) // for the 503 below
+	u := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ryw", "name": "R"}))
+	pos := u.Header.Get("X-Arq-Position")
 	if _, err := eventstore.ParseCursor(pos); err != nil || pos == "" {
 		t.Fatalf("X-Arq-Position %q: %v", pos, err)
 	}
 	// Each write is visible on the next read, many times over.
 	for i := 0; i < 20; i++ {
-		m := s.must(201, s.do("POST", "/v1/users/"+u.str("id")+"/memories", map[string]any{"type": "semantic", "content": fmt.Sprintf("fact %d", i)}))
-		s.must(200, s.do("GET", "/v1/memories/"+m.str("id"), nil))
+		m := s.Must(201, s.Do("POST", "/v1/users/"+u.Str("id")+"/memories", map[string]any{"type": "semantic", "content": fmt.Sprintf("fact %d", i)}))
+		s.Must(200, s.Do("GET", "/v1/memories/"+m.Str("id"), nil))
 	}
 	// Asynchronous: 202 at once, then a read that waits for the position.
-	a := s.must(202, s.do("POST", "/v1/users", map[string]any{"external_id": "async", "name": "A"}, "Prefer", "respond-async"))
-	if a.header.Get("Preference-Applied") != "respond-async" || a.str("id") == "" || a.header.Get("X-Arq-Position") == "" {
-		t.Fatalf("async answer: %v %s", a.header, a.body)
+	a := s.Must(202, s.Do("POST", "/v1/users", map[string]any{"external_id": "async", "name": "A"}, "Prefer", "respond-async"))
+	if a.Header.Get("Preference-Applied") != "respond-async" || a.Str("id") == "" || a.Header.Get("X-Arq-Position") == "" {
+		t.Fatalf("async answer: %v %s", a.Header, a.Body)
 	}
-	got := s.must(200, s.do("GET", "/v1/users/"+a.str("id"), nil, "X-Arq-Min-Position", a.header.Get("X-Arq-Position")))
-	if got.str("name") != "A" {
-		t.Fatalf("read after min position: %s", got.body)
+	got := s.Must(200, s.Do("GET", "/v1/users/"+a.Str("id"), nil, "X-Arq-Min-Position", a.Header.Get("X-Arq-Position")))
+	if got.Str("name") != "A" {
+		t.Fatalf("read after min position: %s", got.Body)
 	}
 	// A position the projections will not reach in time: 503, Retry-After.
-	far := s.do("GET", "/v1/users", nil, "X-Arq-Min-Position", "999999999999.1")
+	far := s.Do("GET", "/v1/users", nil, "X-Arq-Min-Position", "999999999999.1")
 	isProblem(t, far, 503, "")
-	if far.header.Get("Retry-After") == "" {
+	if far.Header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	isProblem(t, s.do("GET", "/v1/users", nil, "X-Arq-Min-Position", "garbage"), 400, "")
+	isProblem(t, s.Do("GET", "/v1/users", nil, "X-Arq-Min-Position", "garbage"), 400, "")
 }
 
 func TestEventsRecordRequestAndCaller(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
-	s.key = "admin-secret"
-	k := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "backend", "scopes": []string{"read", "write"}}))
-	s.key = k.str("key")
-	r := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "trace", "name": "T"}, "X-Request-ID", "req-trace-1"))
-	if r.header.Get("X-Request-ID") != "req-trace-1" {
-		t.Fatalf("request id not echoed: %v", r.header)
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.Key = "admin-secret"
+	k := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "backend", "scopes": []string{"read", "write"}}))
+	s.Key = k.Str("key")
+	r := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "trace", "name": "T"}, "X-Request-ID", "req-trace-1"))
+	if r.Header.Get("X-Request-ID") != "req-trace-1" {
+		t.Fatalf("request id not echoed: %v", r.Header)
 	}
-	gen := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "trace2", "name": "T"}))
-	if len(gen.header.Get("X-Request-ID")) != 26 {
-		t.Fatalf("no request id made: %v", gen.header)
+	gen := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "trace2", "name": "T"}))
+	if len(gen.Header.Get("X-Request-ID")) != 26 {
+		t.Fatalf("no request id made: %v", gen.Header)
 	}
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	var corr, actor string
 	if err := pool.QueryRow(context.Background(), `SELECT metadata->>'correlation_id', metadata->>'actor' FROM events
-		WHERE stream_id = 'user-' || $1`, r.str("id")).Scan(&corr, &actor); err != nil {
+		WHERE stream_id = 'user-' || $1`, r.Str("id")).Scan(&corr, &actor); err != nil {
 		t.Fatal(err)
 	}
-	if corr != "req-trace-1" || actor != "key:"+k.str("id") {
+	if corr != "req-trace-1" || actor != "key:"+k.Str("id") {
 		t.Fatalf("event metadata: correlation %q actor %q", corr, actor)
 	}
 }
 
 func TestAuthKeysAndScopes(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
-	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
-	s.key = "wrong"
-	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
-	s.key = ""
-	s.must(200, s.do("GET", "/healthz", nil))
-	s.must(200, s.do("GET", "/openapi.json", nil))
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	isProblem(t, s.Do("GET", "/v1/users", nil), 401, "")
+	s.Key = "wrong"
+	isProblem(t, s.Do("GET", "/v1/users", nil), 401, "")
+	s.Key = ""
+	s.Must(200, s.Do("GET", "/healthz", nil))
+	s.Must(200, s.Do("GET", "/openapi.json", nil))
 	for _, path := range []string{"/healthz", "/readyz"} { // as load balancers probe
-		if r := s.do("HEAD", path, nil); r.status != 200 || len(r.body) != 0 {
-			t.Fatalf("HEAD %s: %d %q", path, r.status, r.body)
+		if r := s.Do("HEAD", path, nil); r.Status != 200 || len(r.Body) != 0 {
+			t.Fatalf("HEAD %s: %d %q", path, r.Status, r.Body)
 		}
 	}
 
-	s.key = "admin-secret"
-	ro := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
-	rw := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"read", "write"}}))
-	isProblem(t, s.do("POST", "/v1/admin/keys", map[string]any{"name": "x", "scopes": []string{"root"}}), 422, "scopes")
-	if l := s.must(200, s.do("GET", "/v1/admin/keys", nil)); len(l.items()) != 2 || strings.Contains(string(l.body), ro.str("key")) {
-		t.Fatalf("key list: %s", l.body)
+	s.Key = "admin-secret"
+	ro := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
+	rw := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"read", "write"}}))
+	isProblem(t, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "x", "scopes": []string{"root"}}), 422, "scopes")
+	if l := s.Must(200, s.Do("GET", "/v1/admin/keys", nil)); len(l.Items()) != 2 || strings.Contains(string(l.Body), ro.Str("key")) {
+		t.Fatalf("key list: %s", l.Body)
 	}
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	var leaked int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM api_keys WHERE key_hash = $1 OR name = $1`, ro.str("key")).Scan(&leaked); err != nil || leaked != 0 {
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM api_keys WHERE key_hash = $1 OR name = $1`, ro.Str("key")).Scan(&leaked); err != nil || leaked != 0 {
 		t.Fatalf("a key's secret is stored: %d %v", leaked, err)
 	}
 
-	s.key = ro.str("key")
-	s.must(200, s.do("GET", "/v1/users", nil))
+	s.Key = ro.Str("key")
+	s.Must(200, s.Do("GET", "/v1/users", nil))
 	for _, path := range []string{"/v1/users", "/metrics", "/openapi.json"} { // HEAD wherever GET (RFC 9110)
-		if r := s.do("HEAD", path, nil); r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") == "" {
-			t.Fatalf("HEAD %s: %d %v %q", path, r.status, r.header, r.body)
+		if r := s.Do("HEAD", path, nil); r.Status != 200 || len(r.Body) != 0 || r.Header.Get("Content-Type") == "" {
+			t.Fatalf("HEAD %s: %d %v %q", path, r.Status, r.Header, r.Body)
 		}
 	}
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}), 403, "")
-	s.key = rw.str("key")
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"})).str("id")
-	started := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}))
-	isProblem(t, s.do("GET", "/v1/admin/keys", nil), 403, "")
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"}), 403, "")
+	s.Key = rw.Str("key")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "A"})).Str("id")
+	started := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}))
+	isProblem(t, s.Do("GET", "/v1/admin/keys", nil), 403, "")
 	// The reads that take a body by POST need only the read scope.
-	s.key = ro.str("key")
-	s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "tea"}))
-	s.must(200, s.do("POST", "/v1/sessions/"+started.str("id")+"/context", map[string]any{}))
-	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": started.str("token")}))
-	isProblem(t, s.do("POST", "/v1/sessions/"+started.str("id")+"/context/snapshots", map[string]any{}), 403, "")
-	s.key = rw.str("key")
+	s.Key = ro.Str("key")
+	s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "tea"}))
+	s.Must(200, s.Do("POST", "/v1/sessions/"+started.Str("id")+"/context", map[string]any{}))
+	s.Must(200, s.Do("POST", "/v1/sessions/validate", map[string]any{"token": started.Str("token")}))
+	isProblem(t, s.Do("POST", "/v1/sessions/"+started.Str("id")+"/context/snapshots", map[string]any{}), 403, "")
+	s.Key = rw.Str("key")
 
-	s.key = "admin-secret"
-	s.must(204, s.do("DELETE", "/v1/admin/keys/"+rw.str("id"), nil))
-	s.key = rw.str("key")
-	isProblem(t, s.do("GET", "/v1/users", nil), 401, "")
+	s.Key = "admin-secret"
+	s.Must(204, s.Do("DELETE", "/v1/admin/keys/"+rw.Str("id"), nil))
+	s.Key = rw.Str("key")
+	isProblem(t, s.Do("GET", "/v1/users", nil), 401, "")
 }
 
 func TestMiddlewareHeaders(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_CORS_ORIGINS": "https://app.example"})
-	r := s.do("GET", "/v1/users", nil, "Origin", "https://app.example")
-	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
-		t.Fatalf("allowed origin: %v", r.header)
+	s := testserver.Start(t, map[string]string{"ARQ_CORS_ORIGINS": "https://app.example"})
+	r := s.Do("GET", "/v1/users", nil, "Origin", "https://app.example")
+	if r.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("allowed origin: %v", r.Header)
 	}
 	// A browser client may read the headers the API answers with.
 	for _, h := range []string{"ETag", "X-Arq-Position", "Retry-After", "Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"} {
-		if !strings.Contains(strings.ToLower(r.header.Get("Access-Control-Expose-Headers")), strings.ToLower(h)) {
-			t.Errorf("%s not exposed: %q", h, r.header.Get("Access-Control-Expose-Headers"))
+		if !strings.Contains(strings.ToLower(r.Header.Get("Access-Control-Expose-Headers")), strings.ToLower(h)) {
+			t.Errorf("%s not exposed: %q", h, r.Header.Get("Access-Control-Expose-Headers"))
 		}
 	}
-	if r := s.do("GET", "/v1/users", nil, "Origin", "https://evil.example"); r.header.Get("Access-Control-Allow-Origin") != "" {
-		t.Fatalf("denied origin got CORS headers: %v", r.header)
+	if r := s.Do("GET", "/v1/users", nil, "Origin", "https://evil.example"); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("denied origin got CORS headers: %v", r.Header)
 	}
-	if !strings.HasPrefix(r.header.Get("Server-Timing"), "app;dur=") || r.header.Get("X-Request-ID") == "" {
-		t.Fatalf("timing/request id headers: %v", r.header)
+	if !strings.HasPrefix(r.Header.Get("Server-Timing"), "app;dur=") || r.Header.Get("X-Request-ID") == "" {
+		t.Fatalf("timing/request id headers: %v", r.Header)
 	}
 }
 
@@ -247,9 +249,9 @@ func TestMiddlewareHeaders(t *testing.T) {
 // sequence numbers.
 func TestConcurrentAppendsToOneSession(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	const clients, each = 8, 10
 	var wg sync.WaitGroup
 	errs := make(chan string, clients*each)
@@ -259,7 +261,7 @@ func TestConcurrentAppendsToOneSession(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				raw, _ := json.Marshal(map[string]any{"role": "user", "content": fmt.Sprintf("client %d message %d", c, i)})
-				req, _ := http.NewRequest("POST", s.base+"/v1/sessions/"+sid+"/messages", strings.NewReader(string(raw)))
+				req, _ := http.NewRequest("POST", s.Base+"/v1/sessions/"+sid+"/messages", strings.NewReader(string(raw)))
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -281,22 +283,22 @@ func TestConcurrentAppendsToOneSession(t *testing.T) {
 	seen := 0
 	cursor := ""
 	for {
-		p := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
-		for _, it := range p.items() {
+		p := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
+		for _, it := range p.Items() {
 			seen++
 			if int(it["seq"].(float64)) != seen {
 				t.Fatalf("message %d has seq %v", seen, it["seq"])
 			}
 		}
-		if cursor = p.str("next_cursor"); cursor == "" {
+		if cursor = p.Str("next_cursor"); cursor == "" {
 			break
 		}
 	}
 	if seen != clients*each {
 		t.Fatalf("%d messages, want %d", seen, clients*each)
 	}
-	if got := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)); got.num("message_count") != clients*each {
-		t.Fatalf("session message_count: %s", got.body)
+	if got := s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil)); got.Num("message_count") != clients*each {
+		t.Fatalf("session message_count: %s", got.Body)
 	}
 }
 
@@ -304,13 +306,13 @@ func TestConcurrentAppendsToOneSession(t *testing.T) {
 // database.
 func TestExpiryIsRecordedOnce(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 1})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "soon gone", "ttl_seconds": 1})).str("id")
-	second := startServerOn(t, s.url, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
+	s := testserver.Start(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 1})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "soon gone", "ttl_seconds": 1})).Str("id")
+	second := testserver.StartOn(t, s.URL, map[string]string{"ARQ_EXPIRY_INTERVAL": "50ms"})
 	_ = second
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var sessions, memories int
@@ -331,11 +333,11 @@ func TestExpiryIsRecordedOnce(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)); got.str("status") != "expired" {
-		t.Fatalf("session: %s", got.body)
+	if got := s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil)); got.Str("status") != "expired" {
+		t.Fatalf("session: %s", got.Body)
 	}
-	isProblem(t, s.do("GET", "/v1/memories/"+mid, nil), 404, "")
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
+	isProblem(t, s.Do("GET", "/v1/memories/"+mid, nil), 404, "")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
 }
 
 // A server decides a message append from the session it folded for the
@@ -344,21 +346,21 @@ func TestExpiryIsRecordedOnce(t *testing.T) {
 // it.
 func TestMessageAppendSeesSessionChangesOfAnotherServer(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	other := startServerOn(t, s.url, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "two", "name": "Two"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).str("id")
-	msg := func(content string) response {
-		return s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content})
+	s := testserver.Start(t, nil)
+	other := testserver.StartOn(t, s.URL, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "two", "name": "Two"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).Str("id")
+	msg := func(content string) testserver.Response {
+		return s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content})
 	}
-	s.must(201, msg("first"))
-	other.must(200, other.do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": 7200}))
-	if seq := s.must(201, msg("after the extension")).num("seq"); seq != 2 {
+	s.Must(201, msg("first"))
+	other.Must(200, other.Do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": 7200}))
+	if seq := s.Must(201, msg("after the extension")).Num("seq"); seq != 2 {
 		t.Fatalf("message after the extension has seq %v, want 2", seq)
 	}
-	other.must(200, other.do("POST", "/v1/sessions/"+sid+"/close", nil))
+	other.Must(200, other.Do("POST", "/v1/sessions/"+sid+"/close", nil))
 	isProblem(t, msg("after the close"), 409, "")
-	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid, nil)).num("message_count"); n != 2 {
+	if n := s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil)).Num("message_count"); n != 2 {
 		t.Fatalf("message_count %v, want 2", n)
 	}
 }
@@ -368,7 +370,7 @@ func TestMessageAppendSeesSessionChangesOfAnotherServer(t *testing.T) {
 // appends nothing.
 func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	s := testserver.Start(t, nil)
 	for _, id := range []string{"%FF", "a%00b"} {
 		for _, path := range []string{"/v1/messages/", "/v1/memories/", "/v1/sessions/", "/v1/users/",
 			"/v1/context-snapshots/", "/v1/messages/%s/context", "/v1/sessions/%s/context", "/v1/sessions/%s/messages",
@@ -376,12 +378,12 @@ func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
 			if !strings.Contains(path, "%s") {
 				path += "%s"
 			}
-			isProblem(t, s.do("GET", fmt.Sprintf(path, id), nil), 404, "")
+			isProblem(t, s.Do("GET", fmt.Sprintf(path, id), nil), 404, "")
 		}
-		isProblem(t, s.do("POST", "/v1/users/"+id+"/memories", map[string]any{"type": "semantic", "content": "x"}), 404, "")
-		isProblem(t, s.do("POST", "/v1/sessions/"+id+"/messages", map[string]any{"role": "user", "content": "x"}), 404, "")
+		isProblem(t, s.Do("POST", "/v1/users/"+id+"/memories", map[string]any{"type": "semantic", "content": "x"}), 404, "")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+id+"/messages", map[string]any{"role": "user", "content": "x"}), 404, "")
 	}
-	counts, _ := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)
+	counts, _ := s.Must(200, s.Do("GET", "/v1/stats", nil)).JSON["counts"].(map[string]any)
 	if n, ok := counts["events"]; !ok || n != 0.0 {
 		t.Fatalf("events after requests with bad ids: %v", counts)
 	}
@@ -392,20 +394,20 @@ func TestIDsPostgresCannotHoldAreNotFound(t *testing.T) {
 // nothing.
 func TestNULInTextIsInvalid(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "n", "name": "N"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	before := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)["events"]
-	isProblem(t, s.do("POST", "/v1/users", map[string]any{"external_id": "a\x00", "name": "B"}), 422, "external_id")
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "a\x00b"}), 422, "content")
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "n", "name": "N"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	before := s.Must(200, s.Do("GET", "/v1/stats", nil)).JSON["counts"].(map[string]any)["events"]
+	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "a\x00", "name": "B"}), 422, "external_id")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "a\x00b"}), 422, "content")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
 		{"role": "user", "content": "fine"}, {"role": "user", "content": "x", "metadata": map[string]any{"k": []any{"ok", "\x00"}}}}}), 422, "messages[1].metadata.k[1]")
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "metadata": map[string]any{"a\x00": 1}}), 422, "metadata.a\x00")
-	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?q=a%00b", nil), 422, "q")
-	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/context?query=%FF", nil), 422, "query")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "metadata": map[string]any{"a\x00": 1}}), 422, "metadata.a\x00")
+	isProblem(t, s.Do("GET", "/v1/users/"+uid+"/memories?q=a%00b", nil), 422, "q")
+	isProblem(t, s.Do("GET", "/v1/sessions/"+sid+"/context?query=%FF", nil), 422, "query")
 	// A backslash followed by "u0000" is text like any other.
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": `a\u0000b`}))
-	after := s.must(200, s.do("GET", "/v1/stats", nil)).json["counts"].(map[string]any)["events"]
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": `a\u0000b`}))
+	after := s.Must(200, s.Do("GET", "/v1/stats", nil)).JSON["counts"].(map[string]any)["events"]
 	if after != before.(float64)+1 {
 		t.Fatalf("events %v -> %v, want one more (the last message alone)", before, after)
 	}
@@ -416,17 +418,17 @@ func TestNULInTextIsInvalid(t *testing.T) {
 // commands guard the user's stream, so a deletion racing them wins too).
 func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "likes tea"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 3600})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "likes tea"})).Str("id")
 	// Folded before the deletion: a message append remembers the session
 	// and its user, which must not let the next append through.
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "again"}))
-	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "again"}))
+	s.Must(204, s.Do("DELETE", "/v1/users/"+uid, nil))
 
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	events := func() (n int) {
 		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -449,9 +451,9 @@ func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
 		{"POST", "/v1/users/" + uid + "/sessions", map[string]any{}},
 		{"POST", "/v1/sessions/" + sid + "/context/snapshots", map[string]any{}},
 	} {
-		r := s.do(c.method, c.path, c.body)
-		if r.status != 404 {
-			t.Errorf("%s %s after the user's deletion: %d %s, want 404", c.method, c.path, r.status, r.body)
+		r := s.Do(c.method, c.path, c.body)
+		if r.Status != 404 {
+			t.Errorf("%s %s after the user's deletion: %d %s, want 404", c.method, c.path, r.Status, r.Body)
 		}
 	}
 	if after := events(); after != before {
@@ -463,21 +465,21 @@ func TestADeletedUsersThingsTakeNoWrites(t *testing.T) {
 // expire at once); 100 years is accepted and expires 100 years on.
 func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ttl", "name": "T"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ttl", "name": "T"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x"})).Str("id")
 	for _, ttl := range []int64{18446744074, 9300000000, 3153600001} {
-		isProblem(t, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
-		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
-		isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "ttl_seconds": ttl}), 422, "ttl_seconds")
-		isProblem(t, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/extend", map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "x", "ttl_seconds": ttl}), 422, "ttl_seconds")
+		isProblem(t, s.Do("PATCH", "/v1/memories/"+mem, map[string]any{"ttl_seconds": ttl}), 422, "ttl_seconds")
 	}
 	century := int64(100 * 365 * 24 * 60 * 60)
-	long := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": century}))
-	expires, err := time.Parse(time.RFC3339Nano, long.str("expires_at"))
+	long := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": century}))
+	expires, err := time.Parse(time.RFC3339Nano, long.Str("expires_at"))
 	if err != nil || expires.Before(time.Now().Add(99*365*24*time.Hour)) {
-		t.Fatalf("a session of 100 years expires at %q (%v)", long.str("expires_at"), err)
+		t.Fatalf("a session of 100 years expires at %q (%v)", long.Str("expires_at"), err)
 	}
 }
 
@@ -486,10 +488,10 @@ func TestTTLBeyondAHundredYearsIsInvalid(t *testing.T) {
 // the first answer (202) and appends nothing.
 func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gave-up", "name": "G"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "gave-up", "name": "G"})).Str("id")
 	ctx := context.Background()
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	release := holdTable(t, pool, "memories")
 	send := func(timeout time.Duration) (*http.Response, error) {
 		return storeOnce(s, uid, "gave-up-1", timeout)
@@ -504,9 +506,9 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 10*time.Second, "the first request appended", func() (bool, error) { return stored() == 1, nil })
+	testwait.Eventually(t, 10*time.Second, "the first request appended", func() (bool, error) { return stored() == 1, nil })
 	var replayed *http.Response
-	eventually(t, 10*time.Second, "the first request answered", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "the first request answered", func() (bool, error) {
 		resp, err := send(30 * time.Second)
 		if err != nil {
 			return false, err
@@ -530,10 +532,10 @@ func TestIdempotentRetryAfterTheClientGaveUp(t *testing.T) {
 // lapses, a retry finds it in the log and appends nothing.
 func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "unknown", "name": "U"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "unknown", "name": "U"})).Str("id")
 	ctx := context.Background()
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	tx, err := pool.Begin(ctx) // holds the user's stream: a memory's append waits for it
 	if err != nil {
 		t.Fatal(err)
@@ -561,9 +563,9 @@ func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	eventually(t, 40*time.Second, "the server gave up on the append's outcome (503)", func() (bool, error) {
-		m := s.do("GET", "/metrics", nil)
-		return strings.Contains(string(m.body), `arq_http_requests_total{code="503",method="POST",route="/v1/users/:id/memories"}`), nil
+	testwait.Eventually(t, 40*time.Second, "the server gave up on the append's outcome (503)", func() (bool, error) {
+		m := s.Do("GET", "/metrics", nil)
+		return strings.Contains(string(m.Body), `arq_http_requests_total{code="503",method="POST",route="/v1/users/:id/memories"}`), nil
 	})
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -574,8 +576,8 @@ func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 30*time.Second, "the held append written", func() (bool, error) { return stored() == 1, nil })
-	eventually(t, 30*time.Second, "the claim kept after the unknown outcome", claimKept)
+	testwait.Eventually(t, 30*time.Second, "the held append written", func() (bool, error) { return stored() == 1, nil })
+	testwait.Eventually(t, 30*time.Second, "the claim kept after the unknown outcome", claimKept)
 	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE key = 'unknown-1'`); err != nil {
 		t.Fatal(err)
 	}
@@ -595,16 +597,16 @@ func TestIdempotentRetryAfterAnUnknownOutcome(t *testing.T) {
 // their place. Kept answers go after their day.
 func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
-	s.key = "admin-secret"
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "sec", "name": "S"})).str("id")
-	first := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
-	key := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1"))
-	token, secret := first.str("token"), key.str("key")
-	if !strings.HasPrefix(token, "arqs_") || first.header.Get("X-Arq-Session-Token") != token || !strings.HasPrefix(secret, "arqk_") {
-		t.Fatalf("first answers: %s %v / %s", first.body, first.header, key.body)
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.Key = "admin-secret"
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "sec", "name": "S"})).Str("id")
+	first := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
+	key := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1"))
+	token, secret := first.Str("token"), key.Str("key")
+	if !strings.HasPrefix(token, "arqs_") || first.Header.Get("X-Arq-Session-Token") != token || !strings.HasPrefix(secret, "arqk_") {
+		t.Fatalf("first answers: %s %v / %s", first.Body, first.Header, key.Body)
 	}
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	var kept int
 	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM idempotency_keys
 		WHERE position(convert_to($1::text, 'UTF8') IN body) > 0 OR position(convert_to($2::text, 'UTF8') IN body) > 0
@@ -612,16 +614,16 @@ func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 		token, secret).Scan(&kept); err != nil || kept != 0 {
 		t.Fatalf("%d kept answers hold a secret (%v)", kept, err)
 	}
-	again := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
-	if again.header.Get("Idempotent-Replayed") != "true" || again.str("id") != first.str("id") ||
-		again.json["token"] != nil || again.header.Get("X-Arq-Session-Token") != "" {
-		t.Fatalf("replayed start: %s %v", again.body, again.header)
+	again := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{}, "Idempotency-Key", "start-1"))
+	if again.Header.Get("Idempotent-Replayed") != "true" || again.Str("id") != first.Str("id") ||
+		again.JSON["token"] != nil || again.Header.Get("X-Arq-Session-Token") != "" {
+		t.Fatalf("replayed start: %s %v", again.Body, again.Header)
 	}
-	if k := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1")); k.str("id") != key.str("id") || k.json["key"] != nil {
-		t.Fatalf("replayed key: %s", k.body)
+	if k := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "k", "scopes": []string{"read"}}, "Idempotency-Key", "key-1")); k.Str("id") != key.Str("id") || k.JSON["key"] != nil {
+		t.Fatalf("replayed key: %s", k.Body)
 	}
 	// The token still opens the session: only the kept answer lost it.
-	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}))
+	s.Must(200, s.Do("POST", "/v1/sessions/validate", map[string]any{"token": token}))
 
 	if _, err := pool.Exec(context.Background(), `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'start-1'`); err != nil {
 		t.Fatal(err)
@@ -637,9 +639,9 @@ func TestIdempotentRetriesKeepNoSecrets(t *testing.T) {
 // appended.
 func TestWrongTypesAreInvalidFields(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "types", "name": "T"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "types", "name": "T"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	for _, c := range []struct {
 		path, body, field, says string
 	}{
@@ -650,17 +652,17 @@ func TestWrongTypesAreInvalidFields(t *testing.T) {
 		{"/v1/users/" + uid + "/memories", `{"type":"semantic","content":"x","importance":"high"}`, "importance", "must be a number, not string"},
 		{"/v1/users/" + uid + "/memories", `{"type":"semantic","content":"x","expires_at":"2027-01-01T00:00:00"}`, "expires_at", "RFC 3339 with its zone"},
 	} {
-		r := s.do("POST", c.path, c.body)
+		r := s.Do("POST", c.path, c.body)
 		isProblem(t, r, 422, c.field)
-		if !strings.Contains(string(r.body), c.says) || strings.Contains(string(r.body), "interface") || strings.Contains(string(r.body), "float64") {
-			t.Errorf("%s: %s, want %q", c.body, r.body, c.says)
+		if !strings.Contains(string(r.Body), c.says) || strings.Contains(string(r.Body), "interface") || strings.Contains(string(r.Body), "float64") {
+			t.Errorf("%s: %s, want %q", c.body, r.Body, c.says)
 		}
 	}
-	if n := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil)).items(); len(n) != 0 {
+	if n := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages", nil)).Items(); len(n) != 0 {
 		t.Fatalf("%d messages appended from bad bodies", len(n))
 	}
 	// NaN is no number from 0 to 1.
-	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?min_importance=NaN", nil), 422, "min_importance")
+	isProblem(t, s.Do("GET", "/v1/users/"+uid+"/memories?min_importance=NaN", nil), 422, "min_importance")
 }
 
 // If-Match is read as RFC 9110 says: a list of ETags matches when any of
@@ -668,20 +670,20 @@ func TestWrongTypesAreInvalidFields(t *testing.T) {
 // is strong); "*" matches any; a header that is no list of ETags is 400.
 func TestIfMatchComparesStrongETags(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "etag", "name": "E"})).str("id")
-	patch := func(ifMatch string) response {
-		return s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "E" + ifMatch}, "If-Match", ifMatch)
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "etag", "name": "E"})).Str("id")
+	patch := func(ifMatch string) testserver.Response {
+		return s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": "E" + ifMatch}, "If-Match", ifMatch)
 	}
-	s.must(200, patch(`"7", "1"`)) // now at version 2
+	s.Must(200, patch(`"7", "1"`)) // now at version 2
 	isProblem(t, patch(`W/"2"`), 412, "")
 	isProblem(t, patch(`"1", W/"2"`), 412, "")
 	isProblem(t, patch(`2`), 400, "")
 	isProblem(t, patch(`garbage`), 400, "")
 	isProblem(t, patch(`"2`), 400, "")
-	s.must(200, patch(`"2"`))
-	s.must(200, patch(`*`))
-	if v := s.must(200, s.do("GET", "/v1/users/"+uid, nil)).num("version"); v != 4 {
+	s.Must(200, patch(`"2"`))
+	s.Must(200, patch(`*`))
+	if v := s.Must(200, s.Do("GET", "/v1/users/"+uid, nil)).Num("version"); v != 4 {
 		t.Fatalf("version %v after three matching PATCHes, want 4", v)
 	}
 }
@@ -691,12 +693,12 @@ func TestIfMatchComparesStrongETags(t *testing.T) {
 // a change answered asynchronously just before).
 func TestNoOpCommandAnswersFromTheLogItDecidedFrom(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "noop", "name": "A"})).str("id")
-	s.must(202, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}, "Prefer", "respond-async"))
-	same := s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}))
-	if same.header.Get("X-Arq-Position") == "" || same.str("name") != "B" || same.num("version") != 2 {
-		t.Fatalf("no-op PATCH: %s %v", same.body, same.header)
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "noop", "name": "A"})).Str("id")
+	s.Must(202, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}, "Prefer", "respond-async"))
+	same := s.Must(200, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": "B"}))
+	if same.Header.Get("X-Arq-Position") == "" || same.Str("name") != "B" || same.Num("version") != 2 {
+		t.Fatalf("no-op PATCH: %s %v", same.Body, same.Header)
 	}
 }
 
@@ -705,19 +707,19 @@ func TestNoOpCommandAnswersFromTheLogItDecidedFrom(t *testing.T) {
 // ago counts); ids are kept in canonical form; nothing else is stored.
 func TestMemorySourcesAreTheUsersOwn(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	ada := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "src-a", "name": "A"})).str("id")
-	bob := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "src-b", "name": "B"})).str("id")
-	adaSession := s.must(201, s.do("POST", "/v1/users/"+ada+"/sessions", map[string]any{})).str("id")
-	bobSession := s.must(201, s.do("POST", "/v1/users/"+bob+"/sessions", map[string]any{})).str("id")
-	adaMsg := s.must(202, s.do("POST", "/v1/sessions/"+adaSession+"/messages", map[string]any{"role": "user", "content": "hi"}, "Prefer", "respond-async")).str("id")
-	bobMsg := s.must(201, s.do("POST", "/v1/sessions/"+bobSession+"/messages", map[string]any{"role": "user", "content": "hi"})).str("id")
-	store := func(source map[string]any) response {
+	s := testserver.Start(t, nil)
+	ada := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "src-a", "name": "A"})).Str("id")
+	bob := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "src-b", "name": "B"})).Str("id")
+	adaSession := s.Must(201, s.Do("POST", "/v1/users/"+ada+"/sessions", map[string]any{})).Str("id")
+	bobSession := s.Must(201, s.Do("POST", "/v1/users/"+bob+"/sessions", map[string]any{})).Str("id")
+	adaMsg := s.Must(202, s.Do("POST", "/v1/sessions/"+adaSession+"/messages", map[string]any{"role": "user", "content": "hi"}, "Prefer", "respond-async")).Str("id")
+	bobMsg := s.Must(201, s.Do("POST", "/v1/sessions/"+bobSession+"/messages", map[string]any{"role": "user", "content": "hi"})).Str("id")
+	store := func(source map[string]any) testserver.Response {
 		body := map[string]any{"type": "episodic", "content": "said hi"}
 		for k, v := range source {
 			body[k] = v
 		}
-		return s.do("POST", "/v1/users/"+ada+"/memories", body)
+		return s.Do("POST", "/v1/users/"+ada+"/memories", body)
 	}
 	events := eventCount(t, s)
 	isProblem(t, store(map[string]any{"source_session_id": bobSession}), 422, "source_session_id")
@@ -727,9 +729,9 @@ func TestMemorySourcesAreTheUsersOwn(t *testing.T) {
 	if n := eventCount(t, s); n != events {
 		t.Fatalf("refused sources appended %d events", n-events)
 	}
-	m := s.must(201, store(map[string]any{"source_session_id": strings.ToLower(adaSession), "source_message_id": adaMsg}))
-	if m.str("source_session_id") != adaSession || m.str("source_message_id") != adaMsg {
-		t.Fatalf("stored sources: %s", m.body)
+	m := s.Must(201, store(map[string]any{"source_session_id": strings.ToLower(adaSession), "source_message_id": adaMsg}))
+	if m.Str("source_session_id") != adaSession || m.Str("source_message_id") != adaMsg {
+		t.Fatalf("stored sources: %s", m.Body)
 	}
 }
 
@@ -759,8 +761,8 @@ func holdTable(t *testing.T, pool *pgxpool.Pool, table string) (release func()) 
 
 // storeOnce stores the memory "stored once" of user uid with an
 // Idempotency-Key, waiting timeout at most for the answer.
-func storeOnce(s *server, uid, key string, timeout time.Duration) (*http.Response, error) {
-	req, err := http.NewRequest("POST", s.base+"/v1/users/"+uid+"/memories", strings.NewReader(`{"type":"semantic","content":"stored once"}`))
+func storeOnce(s *testserver.Server, uid, key string, timeout time.Duration) (*http.Response, error) {
+	req, err := http.NewRequest("POST", s.Base+"/v1/users/"+uid+"/memories", strings.NewReader(`{"type":"semantic","content":"stored once"}`))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
 	"net/http"
 	"sort"
 	"strings"
@@ -75,17 +76,17 @@ func drive(b *testing.B, n int, op func(client int) error) {
 }
 
 type benchServer struct {
-	*server
+	*testserver.Server
 	client *http.Client
 }
 
 func newBenchServer(b *testing.B) *benchServer {
-	s := startServer(b, nil)
-	return &benchServer{server: s, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	s := testserver.Start(b, nil)
+	return &benchServer{Server: s, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
 
 func (s *benchServer) post(path, body string, headers ...string) (int, error) {
-	req, err := http.NewRequest("POST", s.base+path, strings.NewReader(body))
+	req, err := http.NewRequest("POST", s.Base+path, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -122,10 +123,10 @@ func BenchmarkHTTPMessageAppend(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("mode=%s/clients=%d", bc.mode, n), func(b *testing.B) {
 			s := newBenchServer(b)
-			u := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"}))
+			u := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"}))
 			sessions := make([]string, n)
 			for i := range sessions {
-				sessions[i] = s.must(201, s.do("POST", "/v1/users/"+u.str("id")+"/sessions", map[string]any{"title": "bench"})).str("id")
+				sessions[i] = s.Must(201, s.Do("POST", "/v1/users/"+u.Str("id")+"/sessions", map[string]any{"title": "bench"})).Str("id")
 			}
 			body := `{"role":"user","content":"remember that I prefer short answers about gardening in the shade"}`
 			drive(b, n, func(c int) error {
@@ -143,15 +144,15 @@ func BenchmarkHTTPMemorySearch(b *testing.B) {
 	for _, n := range []int{1, 32} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
 			s := newBenchServer(b)
-			uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"})).str("id")
+			uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"})).Str("id")
 			words := []string{"garden", "shade", "tomato", "python", "travel", "music", "coffee", "running", "books", "cooking"}
 			for i := 0; i < 1000; i++ {
 				content := fmt.Sprintf("note %d about %s and %s", i, words[i%10], words[(i*7)%10])
-				s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": content}, "Prefer", "respond-async"))
+				s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": content}, "Prefer", "respond-async"))
 			}
 			// Wait until the memories are projected before searching.
-			last := s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "last"}, "Prefer", "respond-async"))
-			s.must(200, s.do("GET", "/v1/users/"+uid+"/memories?limit=1", nil, "X-Arq-Min-Position", last.header.Get("X-Arq-Position")))
+			last := s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "last"}, "Prefer", "respond-async"))
+			s.Must(200, s.Do("GET", "/v1/users/"+uid+"/memories?limit=1", nil, "X-Arq-Min-Position", last.Header.Get("X-Arq-Position")))
 			drive(b, n, func(c int) error {
 				status, err := s.post("/v1/users/"+uid+"/memories/search", fmt.Sprintf(`{"query":"%s %s","limit":10}`, words[c%10], words[(c+3)%10]))
 				if err == nil && status != 200 {
@@ -169,7 +170,7 @@ func BenchmarkRawAppend(b *testing.B) {
 	for _, n := range []int{1, 32} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
 			s := newBenchServer(b)
-			cfg, err := pgxpool.ParseConfig(s.url)
+			cfg, err := pgxpool.ParseConfig(s.URL)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"net"
 	"os/exec"
 	"strconv"
@@ -16,8 +18,8 @@ import (
 // memory, although windows are cached in Redis between writes.
 func TestContextCacheNeverStale(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "k", "name": "K"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "k", "name": "K"})).Str("id")
 	const writers, rounds = 6, 15
 	var wg sync.WaitGroup
 	errs := make(chan string, writers*rounds)
@@ -26,20 +28,20 @@ func TestContextCacheNeverStale(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			sid := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+			sid := s.MustGo(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 			h := 0
 			for i := 0; i < rounds; i++ {
 				content := fmt.Sprintf("writer %d round %d", w, i)
-				s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+				s.MustGo(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
 				mem := fmt.Sprintf("writer%d fact%d", w, i)
-				s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": mem, "importance": 1}))
+				s.MustGo(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": mem, "importance": 1}))
 				for read := 0; read < 2; read++ {
-					r := s.mustGo(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000&query="+fmt.Sprintf("writer%d+fact%d", w, i), nil))
-					if r.header.Get("X-Arq-Cache") == "hit" {
+					r := s.MustGo(200, s.Do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000&query="+fmt.Sprintf("writer%d+fact%d", w, i), nil))
+					if r.Header.Get("X-Arq-Cache") == "hit" {
 						h++
 					}
 					var win window
-					if err := json.Unmarshal(r.body, &win); err != nil {
+					if err := json.Unmarshal(r.Body, &win); err != nil {
 						errs <- err.Error()
 						return
 					}
@@ -68,10 +70,10 @@ func TestContextCacheNeverStale(t *testing.T) {
 // in memory.
 func TestContextCacheNeverStaleAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	a := startServer(t, nil)
-	b := startServerOn(t, a.url, nil)
-	uid := a.must(201, a.do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).str("id")
-	sid := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	a := testserver.Start(t, nil)
+	b := testserver.StartOn(t, a.URL, nil)
+	uid := a.Must(201, a.Do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "X"})).Str("id")
+	sid := a.Must(201, a.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	hits := 0
 	for i := 0; i < 20; i++ {
 		writer, reader := a, b
@@ -79,14 +81,14 @@ func TestContextCacheNeverStaleAcrossProcesses(t *testing.T) {
 			writer, reader = b, a
 		}
 		content := fmt.Sprintf("round %d", i)
-		writer.must(201, writer.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		writer.Must(201, writer.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
 		for read := 0; read < 2; read++ {
-			r := reader.must(200, reader.do("GET", "/v1/sessions/"+sid+"/context?query=round", nil))
-			if r.header.Get("X-Arq-Cache") == "hit" {
+			r := reader.Must(200, reader.Do("GET", "/v1/sessions/"+sid+"/context?query=round", nil))
+			if r.Header.Get("X-Arq-Cache") == "hit" {
 				hits++
 			}
 			var win window
-			if err := json.Unmarshal(r.body, &win); err != nil {
+			if err := json.Unmarshal(r.Body, &win); err != nil {
 				t.Fatal(err)
 			}
 			if n := len(win.Messages); n == 0 || win.Messages[n-1].Content != content {
@@ -128,7 +130,7 @@ func redisOn(t *testing.T, port int) (stop func()) {
 	var once sync.Once
 	stop = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
 	t.Cleanup(stop)
-	eventually(t, 10*time.Second, "redis answers", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "redis answers", func() (bool, error) {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err == nil {
 			c.Close()
@@ -155,12 +157,12 @@ func TestRedisDownAndBack(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	stop := redisOn(t, port)
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
+	s := testserver.Start(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
 	cacheOf := func() string {
-		return s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context", nil)).header.Get("X-Arq-Cache")
+		return s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context", nil)).Header.Get("X-Arq-Cache")
 	}
 	cacheOf()
 	if got := cacheOf(); got != "hit" {
@@ -171,19 +173,19 @@ func TestRedisDownAndBack(t *testing.T) {
 	if got := cacheOf(); got != "miss" {
 		t.Fatalf("read with Redis down: %q, want miss", got)
 	}
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "still here"}))
-	s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages", nil))
-	ready := s.must(200, s.do("GET", "/readyz", nil))
-	if checks, _ := ready.json["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
-		t.Fatalf("/readyz with Redis down: %s", ready.body)
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "still here"}))
+	s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages", nil))
+	ready := s.Must(200, s.Do("GET", "/readyz", nil))
+	if checks, _ := ready.JSON["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
+		t.Fatalf("/readyz with Redis down: %s", ready.Body)
 	}
 
 	redisOn(t, port)
-	eventually(t, 10*time.Second, "caching resumes", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "caching resumes", func() (bool, error) {
 		cacheOf()
 		return cacheOf() == "hit", nil
 	})
-	if checks, _ := s.must(200, s.do("GET", "/readyz", nil)).json["checks"].(map[string]any); checks["redis"] != "ok" {
+	if checks, _ := s.Must(200, s.Do("GET", "/readyz", nil)).JSON["checks"].(map[string]any); checks["redis"] != "ok" {
 		t.Fatalf("/readyz after Redis came back: %v", checks)
 	}
 }
@@ -196,20 +198,20 @@ func TestRedisDownWithTheMemoryCache(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	stop := redisOn(t, port)
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before"}))
+	s := testserver.Start(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before"}))
 	last := func() (string, string) {
-		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context", nil))
+		r := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context", nil))
 		var win window
-		if err := json.Unmarshal(r.body, &win); err != nil {
+		if err := json.Unmarshal(r.Body, &win); err != nil {
 			t.Fatal(err)
 		}
 		if len(win.Messages) == 0 {
-			t.Fatalf("window without messages: %s", r.body)
+			t.Fatalf("window without messages: %s", r.Body)
 		}
-		return win.Messages[len(win.Messages)-1].Content, r.header.Get("X-Arq-Cache")
+		return win.Messages[len(win.Messages)-1].Content, r.Header.Get("X-Arq-Cache")
 	}
 	last()
 
@@ -219,23 +221,23 @@ func TestRedisDownWithTheMemoryCache(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		content := fmt.Sprintf("during %d", i)
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
 		if got, _ := last(); got != content {
 			t.Fatalf("read after a write with Redis down: %q, want %q", got, content)
 		}
 	}
-	ready := s.must(200, s.do("GET", "/readyz", nil))
-	if checks, _ := ready.json["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
-		t.Fatalf("/readyz with Redis down: %s", ready.body)
+	ready := s.Must(200, s.Do("GET", "/readyz", nil))
+	if checks, _ := ready.JSON["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
+		t.Fatalf("/readyz with Redis down: %s", ready.Body)
 	}
 
 	redisOn(t, port)
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "after"}))
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "after"}))
 	if got, _ := last(); got != "after" {
 		t.Fatalf("read after Redis came back: %q", got)
 	}
-	eventually(t, 10*time.Second, "/readyz sees Redis again", func() (bool, error) {
-		checks, _ := s.must(200, s.do("GET", "/readyz", nil)).json["checks"].(map[string]any)
+	testwait.Eventually(t, 10*time.Second, "/readyz sees Redis again", func() (bool, error) {
+		checks, _ := s.Must(200, s.Do("GET", "/readyz", nil)).JSON["checks"].(map[string]any)
 		return checks["redis"] == "ok", nil
 	})
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,7 @@ import (
 // servers, none with If-Match; body(i) is the i-th one's body. It fails
 // the test unless every one answers 200, and returns the latest log
 // position they answered (a read at it holds all of them).
-func patchAll(t *testing.T, servers []*server, path string, n, conc int, body func(i int) map[string]any) string {
+func patchAll(t *testing.T, servers []*testserver.Server, path string, n, conc int, body func(i int) map[string]any) string {
 	t.Helper()
 	var (
 		wg     sync.WaitGroup
@@ -28,10 +29,10 @@ func patchAll(t *testing.T, servers []*server, path string, n, conc int, body fu
 			defer wg.Done()
 			defer func() { <-slots }()
 			s := servers[i%len(servers)]
-			r := s.mustGo(200, s.do("PATCH", path, body(i)))
-			pos, err := eventstore.ParseCursor(r.header.Get("X-Arq-Position"))
+			r := s.MustGo(200, s.Do("PATCH", path, body(i)))
+			pos, err := eventstore.ParseCursor(r.Header.Get("X-Arq-Position"))
 			if err != nil {
-				t.Errorf("PATCH %s answered position %q: %v", path, r.header.Get("X-Arq-Position"), err)
+				t.Errorf("PATCH %s answered position %q: %v", path, r.Header.Get("X-Arq-Position"), err)
 				return
 			}
 			mu.Lock()
@@ -50,11 +51,11 @@ func patchAll(t *testing.T, servers []*server, path string, n, conc int, body fu
 
 // wantVersion fails the test unless the entity at path, read at position
 // pos, is at version want and its field is one of the PATCHed values.
-func wantVersion(t *testing.T, s *server, path, pos string, want int, field, prefix string) {
+func wantVersion(t *testing.T, s *testserver.Server, path, pos string, want int, field, prefix string) {
 	t.Helper()
-	got := s.must(200, s.do("GET", path, nil, "X-Arq-Min-Position", pos))
-	if int(got.num("version")) != want || !strings.HasPrefix(got.str(field), prefix) {
-		t.Fatalf("%s after the PATCHes: %s, want version %d (each PATCH one change) and a %s from them", path, got.body, want, field)
+	got := s.Must(200, s.Do("GET", path, nil, "X-Arq-Min-Position", pos))
+	if int(got.Num("version")) != want || !strings.HasPrefix(got.Str(field), prefix) {
+		t.Fatalf("%s after the PATCHes: %s, want version %d (each PATCH one change) and a %s from them", path, got.Body, want, field)
 	}
 }
 
@@ -63,16 +64,16 @@ func wantVersion(t *testing.T, s *server, path, pos string, want int, field, pre
 // version conflicts. A stale If-Match is still refused with 412.
 func TestConcurrentPatchesWithoutIfMatch(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "busy", "name": "Busy"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "busy", "name": "Busy"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).Str("id")
 	const n, conc = 48, 24
 
-	pos := patchAll(t, []*server{s}, "/v1/memories/"+mem, n, conc, func(i int) map[string]any {
+	pos := patchAll(t, []*testserver.Server{s}, "/v1/memories/"+mem, n, conc, func(i int) map[string]any {
 		return map[string]any{"content": fmt.Sprintf("content %d", i)}
 	})
 	wantVersion(t, s, "/v1/memories/"+mem, pos, 1+n, "content", "content ")
-	pos = patchAll(t, []*server{s}, "/v1/users/"+uid, n, conc, func(i int) map[string]any {
+	pos = patchAll(t, []*testserver.Server{s}, "/v1/users/"+uid, n, conc, func(i int) map[string]any {
 		return map[string]any{"name": fmt.Sprintf("Busy %d", i)}
 	})
 	wantVersion(t, s, "/v1/users/"+uid, pos, 1+n, "name", "Busy ")
@@ -85,7 +86,7 @@ func TestConcurrentPatchesWithoutIfMatch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses <- s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": fmt.Sprintf("matched %d", i)}, "If-Match", fmt.Sprintf(`"%d"`, 1+n)).status
+			statuses <- s.Do("PATCH", "/v1/memories/"+mem, map[string]any{"content": fmt.Sprintf("matched %d", i)}, "If-Match", fmt.Sprintf(`"%d"`, 1+n)).Status
 		}()
 	}
 	wg.Wait()
@@ -104,12 +105,12 @@ func TestConcurrentPatchesWithoutIfMatch(t *testing.T) {
 // each server's writes race the other's.
 func TestConcurrentPatchesOnTwoServers(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	other := startServerOn(t, s.url, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "shared", "name": "Shared"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+	s := testserver.Start(t, nil)
+	other := testserver.StartOn(t, s.URL, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "shared", "name": "Shared"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).Str("id")
 	const n, conc = 24, 8
-	servers := []*server{s, other}
+	servers := []*testserver.Server{s, other}
 
 	pos := patchAll(t, servers, "/v1/memories/"+mem, n, conc, func(i int) map[string]any {
 		return map[string]any{"content": fmt.Sprintf("content %d", i)}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"math/rand/v2"
 	"net/url"
 	"testing"
@@ -41,22 +43,22 @@ type namedWindow struct {
 // messages are the newest, in order, and many windows hold the summary.
 func TestContextWindowWithSummariesNeverExceedsBudget(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms",
+	s := testserver.Start(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms",
 		"ARQ_SUMMARY_THRESHOLD_TOKENS": "60", "ARQ_SUMMARY_RECENT_TOKENS": "40", "ARQ_SUMMARY_MAX_TOKENS": "120"})
 	tc, err := tokens.New("cl100k_base")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(13, 17))
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ps", "name": "PS"})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ps", "name": "PS"})).Str("id")
 	for m := 0; m < 20; m++ {
-		s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": words(r, 3+r.IntN(40)), "importance": r.Float64()}, "Prefer", "respond-async"))
+		s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": words(r, 3+r.IntN(40)), "importance": r.Float64()}, "Prefer", "respond-async"))
 	}
 	names := []string{"weather_lookup", "garden-bot", "Ada", "tool_7"}
 	var sessions []string
 	lastSeq := map[string]int{}
 	for i := 0; i < 5; i++ {
-		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+		sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 		sessions = append(sessions, sid)
 		var batch []map[string]any
 		for n := 10 + r.IntN(40); n > 0; n-- {
@@ -66,12 +68,12 @@ func TestContextWindowWithSummariesNeverExceedsBudget(t *testing.T) {
 			}
 			batch = append(batch, m)
 		}
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
 		lastSeq[sid] = len(batch)
 	}
 	// Every session is far past the threshold: wait for its summary.
-	pool := testdb.Pool(t, s.url)
-	eventually(t, 60*time.Second, "a summary of every session", func() (bool, error) {
+	pool := testdb.Pool(t, s.URL)
+	testwait.Eventually(t, 60*time.Second, "a summary of every session", func() (bool, error) {
 		var n int
 		err := pool.QueryRow(context.Background(), `SELECT count(DISTINCT session_id) FROM session_summaries`).Scan(&n)
 		return n == len(sessions), err
@@ -83,7 +85,7 @@ func TestContextWindowWithSummariesNeverExceedsBudget(t *testing.T) {
 		max := 1 + r.IntN(1500)
 		q := fmt.Sprintf("max_tokens=%d&summary_share=%.2f&memory_share=%.2f&query=%s", max, r.Float64()*0.6, r.Float64()*0.4, url.QueryEscape(words(r, 2)))
 		var w namedWindow
-		if err := json.Unmarshal(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body, &w); err != nil {
+		if err := json.Unmarshal(s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).Body, &w); err != nil {
 			t.Fatal(err)
 		}
 		sum := 0
@@ -135,41 +137,41 @@ func TestContextWindowWithSummariesNeverExceedsBudget(t *testing.T) {
 // and no memory.expired event exists when the reads already hide it.
 func TestReadsHideExpiredMemoriesThemselves(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "1h"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ex", "name": "Ex"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "When is the garden party?"}))
-	stays := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada hosts a garden party every June"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "1h"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ex", "name": "Ex"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "When is the garden party?"}))
+	stays := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada hosts a garden party every June"})).Str("id")
 	at := time.Now().Add(3 * time.Second)
-	goes := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "The garden party is tomorrow",
-		"expires_at": at.Format(time.RFC3339Nano)})).str("id")
+	goes := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "The garden party is tomorrow",
+		"expires_at": at.Format(time.RFC3339Nano)})).Str("id")
 
 	// Which of the two memories each read shows.
 	reads := map[string]func() []string{
 		"context window": func() (ids []string) {
-			for _, m := range s.window(sid, "query=garden+party").Memories {
+			for _, m := range windowOf(s, sid, "query=garden+party").Memories {
 				ids = append(ids, m.ID)
 			}
 			return ids
 		},
 		"list": func() (ids []string) {
-			for _, m := range s.must(200, s.do("GET", "/v1/users/"+uid+"/memories", nil)).items() {
+			for _, m := range s.Must(200, s.Do("GET", "/v1/users/"+uid+"/memories", nil)).Items() {
 				ids = append(ids, m["id"].(string))
 			}
 			return ids
 		},
 		"search": func() (ids []string) {
-			for _, m := range s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "garden party"})).items() {
+			for _, m := range s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "garden party"})).Items() {
 				ids = append(ids, m["id"].(string))
 			}
 			return ids
 		},
 		"GET by id": func() (ids []string) {
 			for _, id := range []string{stays, goes} {
-				if r := s.do("GET", "/v1/memories/"+id, nil); r.status == 200 {
+				if r := s.Do("GET", "/v1/memories/"+id, nil); r.Status == 200 {
 					ids = append(ids, id)
-				} else if r.status != 404 {
-					t.Fatalf("GET /v1/memories/%s: %d %s", id, r.status, r.body)
+				} else if r.Status != 404 {
+					t.Fatalf("GET /v1/memories/%s: %d %s", id, r.Status, r.Body)
 				}
 			}
 			return ids
@@ -203,7 +205,7 @@ func TestReadsHideExpiredMemoriesThemselves(t *testing.T) {
 	}
 	// The reads hid it themselves: nothing recorded the expiry.
 	var expired int
-	if err := testdb.Pool(t, s.url).QueryRow(context.Background(), `SELECT count(*) FROM events WHERE event_type = 'memory.expired'`).Scan(&expired); err != nil {
+	if err := testdb.Pool(t, s.URL).QueryRow(context.Background(), `SELECT count(*) FROM events WHERE event_type = 'memory.expired'`).Scan(&expired); err != nil {
 		t.Fatal(err)
 	}
 	if expired != 0 {

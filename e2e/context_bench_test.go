@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testwait"
 	"io"
 	mathrand "math/rand"
 	"math/rand/v2"
@@ -29,14 +30,14 @@ func newContextFixture(b *testing.B) *contextFixture {
 	s := newBenchServer(b)
 	r := rand.New(rand.NewPCG(3, 5))
 	text := newVocabulary(r)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ctx", "name": "Ctx"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ctx", "name": "Ctx"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	for i := 0; i < 100; i++ {
 		batch := make([]map[string]any, 100)
 		for j := range batch {
 			batch[j] = map[string]any{"role": []string{"user", "assistant"}[j%2], "content": text(10 + r.IntN(30))}
 		}
-		s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
+		s.Must(202, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
 	}
 	var wg sync.WaitGroup
 	for w := 0; w < 16; w++ {
@@ -54,19 +55,19 @@ func newContextFixture(b *testing.B) *contextFixture {
 		}(w)
 	}
 	wg.Wait()
-	last := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "what about the garden and the river"}, "Prefer", "respond-async"))
-	s.must(200, s.do("GET", "/v1/sessions/"+sid, nil, "X-Arq-Min-Position", last.header.Get("X-Arq-Position")))
-	pool, err := pgxpool.New(context.Background(), s.url)
+	last := s.Must(202, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "what about the garden and the river"}, "Prefer", "respond-async"))
+	s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil, "X-Arq-Min-Position", last.Header.Get("X-Arq-Position")))
+	pool, err := pgxpool.New(context.Background(), s.URL)
 	if err != nil {
 		panic(err)
 	}
-	mid := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=1", nil)).items()[0]["id"].(string)
+	mid := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages?limit=1", nil)).Items()[0]["id"].(string)
 	b.Cleanup(pool.Close)
 	// As autovacuum would have by now on a server that grew to this.
 	// The fixture's 5,000 assistant messages are due a context snapshot
 	// each: the snapshotter computes their windows in the background, and
 	// measuring reads while it does measures both.
-	eventually(b, 5*time.Minute, "context snapshots of the fixture recorded", func() (bool, error) {
+	testwait.Eventually(b, 5*time.Minute, "context snapshots of the fixture recorded", func() (bool, error) {
 		var due int
 		err := pool.QueryRow(context.Background(), `SELECT count(*) FROM snapshots_due`).Scan(&due)
 		return due == 0, err
@@ -78,7 +79,7 @@ func newContextFixture(b *testing.B) *contextFixture {
 }
 
 func (f *contextFixture) get(path string) error {
-	resp, err := f.s.client.Get(f.s.base + path)
+	resp, err := f.s.client.Get(f.s.Base + path)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -43,12 +45,12 @@ type window struct {
 	TotalTokens int `json:"total_tokens"`
 }
 
-func (s *server) window(sid, query string) window {
-	s.t.Helper()
-	r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+query, nil))
+func windowOf(s *testserver.Server, sid, query string) window {
+	s.T().Helper()
+	r := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+query, nil))
 	var w window
-	if err := json.Unmarshal(r.body, &w); err != nil {
-		s.t.Fatal(err)
+	if err := json.Unmarshal(r.Body, &w); err != nil {
+		s.T().Fatal(err)
 	}
 	return w
 }
@@ -69,16 +71,16 @@ func words(r *rand.Rand, n int) string {
 // messages are the newest ones, in order, without a gap.
 func TestContextWindowNeverExceedsBudget(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	s := testserver.Start(t, nil)
 	r := rand.New(rand.NewPCG(7, 11))
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).Str("id")
 	for m := 0; m < 30; m++ {
-		s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": words(r, 3+r.IntN(60)), "importance": r.Float64()}, "Prefer", "respond-async"))
+		s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": words(r, 3+r.IntN(60)), "importance": r.Float64()}, "Prefer", "respond-async"))
 	}
 	var sessions []string
-	var last response
+	var last testserver.Response
 	for i := 0; i < 4; i++ {
-		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+		sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 		sessions = append(sessions, sid)
 		var batch []map[string]any
 		for n := r.IntN(60); n > 0; n-- {
@@ -86,17 +88,17 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 			batch = append(batch, map[string]any{"role": role, "content": words(r, 1+r.IntN(120))})
 		}
 		if len(batch) > 0 {
-			last = s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
+			last = s.Must(202, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async"))
 		}
 	}
-	pos := last.header.Get("X-Arq-Position")
+	pos := last.Header.Get("X-Arq-Position")
 	for c := 0; c < 120; c++ {
 		sid := sessions[r.IntN(len(sessions))]
 		max := 1 + r.IntN(3000)
 		q := fmt.Sprintf("max_tokens=%d&summary_share=%.2f&memory_share=%.2f", max, r.Float64()*0.4, r.Float64()*0.5)
-		resp := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos))
+		resp := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos))
 		var w window
-		if err := json.Unmarshal(resp.body, &w); err != nil {
+		if err := json.Unmarshal(resp.Body, &w); err != nil {
 			t.Fatal(err)
 		}
 		sum := 0
@@ -118,7 +120,7 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 		if sum != w.TotalTokens || w.TotalTokens > max {
 			t.Fatalf("%s: total %d, items %d, budget %d", q, w.TotalTokens, sum, max)
 		}
-		all := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100", nil)).items()
+		all := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages?limit=100", nil)).Items()
 		if n := len(w.Messages); n > 0 && int(all[len(all)-1]["seq"].(float64)) != w.Messages[n-1].Seq {
 			t.Fatalf("%s: the newest message is not in the window", q)
 		}
@@ -127,13 +129,13 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 	// With nothing set aside for a summary or memories, the messages are
 	// all the newest that fit: none left out that would have fitted. A
 	// session of many short messages takes more than one page (200).
-	long := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	long := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	for b := 0; b < 3; b++ {
 		var batch []map[string]any
 		for n := 0; n < 90; n++ {
 			batch = append(batch, map[string]any{"role": "user", "content": words(r, 1+r.IntN(3))})
 		}
-		pos = s.must(202, s.do("POST", "/v1/sessions/"+long+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async")).header.Get("X-Arq-Position")
+		pos = s.Must(202, s.Do("POST", "/v1/sessions/"+long+"/messages", map[string]any{"messages": batch}, "Prefer", "respond-async")).Header.Get("X-Arq-Position")
 	}
 	sessions = append(sessions, long, long, long)
 	for c := 0; c < 40; c++ {
@@ -141,14 +143,14 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 		max := 1 + r.IntN(3000)
 		q := fmt.Sprintf("max_tokens=%d&summary_share=0&memory_share=0", max)
 		var w window
-		if err := json.Unmarshal(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos)).body, &w); err != nil {
+		if err := json.Unmarshal(s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil, "X-Arq-Min-Position", pos)).Body, &w); err != nil {
 			t.Fatal(err)
 		}
 		var all []map[string]any
 		for cursor := ""; ; {
-			page := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
-			all = append(all, page.items()...)
-			if cursor, _ = page.json["next_cursor"].(string); cursor == "" {
+			page := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages?limit=100&cursor="+cursor, nil))
+			all = append(all, page.Items()...)
+			if cursor, _ = page.JSON["next_cursor"].(string); cursor == "" {
 				break
 			}
 		}
@@ -170,24 +172,24 @@ func TestContextWindowNeverExceedsBudget(t *testing.T) {
 // query, then importance; expired and deleted memories never appear.
 func TestContextRelevanceAndExpiry(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	for i := 1; i <= 30; i++ {
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("message number %d about nothing much", i)}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("message number %d about nothing much", i)}))
 	}
-	w := s.window(sid, "max_tokens=60&memory_share=0")
+	w := windowOf(s, sid, "max_tokens=60&memory_share=0")
 	if len(w.Messages) == 0 || w.Messages[len(w.Messages)-1].Seq != 30 || len(w.Messages) == 30 {
 		t.Fatalf("window of 60 tokens: %+v", w.Messages)
 	}
 	// A share given alone takes what it needs of the other's default; a
 	// wrong share is one error.
-	s.window(sid, "memory_share=1")
-	s.window(sid, "summary_share=0.9")
-	bad := s.do("GET", "/v1/sessions/"+sid+"/context?memory_share=1.5", nil)
+	windowOf(s, sid, "memory_share=1")
+	windowOf(s, sid, "summary_share=0.9")
+	bad := s.Do("GET", "/v1/sessions/"+sid+"/context?memory_share=1.5", nil)
 	isProblem(t, bad, 422, "memory_share")
-	if errs, _ := bad.json["errors"].([]any); len(errs) != 1 {
-		t.Fatalf("memory_share=1.5: %s", bad.body)
+	if errs, _ := bad.JSON["errors"].([]any); len(errs) != 1 {
+		t.Fatalf("memory_share=1.5: %s", bad.Body)
 	}
 
 	mem := func(content string, importance float64, extra map[string]any) string {
@@ -195,16 +197,16 @@ func TestContextRelevanceAndExpiry(t *testing.T) {
 		for k, v := range extra {
 			body[k] = v
 		}
-		return s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", body)).str("id")
+		return s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", body)).Str("id")
 	}
 	garden := mem("Ada grows tomatoes in her shaded garden", 0.2, nil)
 	important := mem("Ada is allergic to peanuts", 0.95, nil)
 	trivia := mem("Ada once visited Lisbon", 0.1, nil)
 	gone := mem("Ada's garden gnome is named Bob", 0.5, nil)
-	s.must(204, s.do("DELETE", "/v1/memories/"+gone, nil))
+	s.Must(204, s.Do("DELETE", "/v1/memories/"+gone, nil))
 	expiring := mem("Ada's garden party is tomorrow", 0.9, map[string]any{"expires_at": time.Now().Add(1500 * time.Millisecond).Format(time.RFC3339Nano)})
 
-	w = s.window(sid, "query=garden+tomatoes")
+	w = windowOf(s, sid, "query=garden+tomatoes")
 	order := map[string]int{}
 	for i, m := range w.Memories {
 		order[m.ID] = i + 1
@@ -217,12 +219,12 @@ func TestContextRelevanceAndExpiry(t *testing.T) {
 	}
 	// Without a query the latest user message decides: it is about nothing
 	// in the memories, so importance leads.
-	w = s.window(sid, "")
+	w = windowOf(s, sid, "")
 	if len(w.Memories) == 0 || w.Memories[0].ID != important && w.Memories[0].ID != expiring {
 		t.Fatalf("without a query: %+v", w.Memories)
 	}
-	eventually(t, 10*time.Second, "expired memory leaves the window", func() (bool, error) {
-		for _, m := range s.window(sid, "query=garden+party").Memories {
+	testwait.Eventually(t, 10*time.Second, "expired memory leaves the window", func() (bool, error) {
+		for _, m := range windowOf(s, sid, "query=garden+party").Memories {
 			if m.ID == expiring {
 				return false, nil
 			}
@@ -245,10 +247,10 @@ type snapshot struct {
 	} `json:"items"`
 }
 
-func decodeSnapshot(t *testing.T, r response) snapshot {
+func decodeSnapshot(t *testing.T, r testserver.Response) snapshot {
 	t.Helper()
 	var sn snapshot
-	if err := json.Unmarshal(r.body, &sn); err != nil {
+	if err := json.Unmarshal(r.Body, &sn); err != nil {
 		t.Fatal(err)
 	}
 	return sn
@@ -259,21 +261,21 @@ func decodeSnapshot(t *testing.T, r response) snapshot {
 // edited or deleted.
 func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "400ms"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "s", "name": "S"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes ferns"})).str("id")
-	question := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Which ferns like shade?"})).str("id")
-	answer := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Most ferns do."})).str("id")
-	late := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada bought more ferns"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "400ms"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "s", "name": "S"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes ferns"})).Str("id")
+	question := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Which ferns like shade?"})).Str("id")
+	answer := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Most ferns do."})).Str("id")
+	late := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada bought more ferns"})).Str("id")
 
 	var behind snapshot
-	eventually(t, 20*time.Second, "snapshot of the assistant message", func() (bool, error) {
-		r := s.do("GET", "/v1/messages/"+answer+"/context", nil)
-		if r.status == 200 {
+	testwait.Eventually(t, 20*time.Second, "snapshot of the assistant message", func() (bool, error) {
+		r := s.Do("GET", "/v1/messages/"+answer+"/context", nil)
+		if r.Status == 200 {
 			behind = decodeSnapshot(t, r)
 		}
-		return r.status == 200, nil
+		return r.Status == 200, nil
 	})
 	texts := map[string]string{}
 	for _, it := range behind.Items {
@@ -290,22 +292,22 @@ func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 			t.Fatal("the context behind the answer holds a memory stored after it")
 		}
 	}
-	taken := decodeSnapshot(t, s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 500})))
+	taken := decodeSnapshot(t, s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 500})))
 
-	s.must(200, s.do("PATCH", "/v1/messages/"+question, map[string]any{"content": "Which cacti like sun?"}))
-	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "Ada dislikes ferns"}))
-	s.must(204, s.do("DELETE", "/v1/memories/"+mid, nil))
-	s.must(204, s.do("DELETE", "/v1/messages/"+question, nil))
+	s.Must(200, s.Do("PATCH", "/v1/messages/"+question, map[string]any{"content": "Which cacti like sun?"}))
+	s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "Ada dislikes ferns"}))
+	s.Must(204, s.Do("DELETE", "/v1/memories/"+mid, nil))
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+question, nil))
 
-	again := decodeSnapshot(t, s.must(200, s.do("GET", "/v1/messages/"+answer+"/context", nil)))
+	again := decodeSnapshot(t, s.Must(200, s.Do("GET", "/v1/messages/"+answer+"/context", nil)))
 	if fmt.Sprint(again) != fmt.Sprint(behind) {
 		t.Fatalf("snapshot changed after edits:\nbefore %+v\nafter  %+v", behind, again)
 	}
-	later := decodeSnapshot(t, s.must(200, s.do("GET", "/v1/context-snapshots/"+taken.ID, nil)))
+	later := decodeSnapshot(t, s.Must(200, s.Do("GET", "/v1/context-snapshots/"+taken.ID, nil)))
 	if fmt.Sprint(later) != fmt.Sprint(taken) || len(taken.Items) < 3 {
 		t.Fatalf("taken snapshot changed after edits:\nbefore %+v\nafter  %+v", taken, later)
 	}
-	list := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).items()
+	list := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).Items()
 	if len(list) != 2 {
 		t.Fatalf("session has %d snapshots, want 2", len(list))
 	}
@@ -315,19 +317,19 @@ func TestSnapshotsKeepWhatTheContextHeld(t *testing.T) {
 // an event, and served in the context window.
 func TestSummaryPastThreshold(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "50"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "My tomatoes get blight every summer."}))
-	w := s.window(sid, "")
+	s := testserver.Start(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "50"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "My tomatoes get blight every summer."}))
+	w := windowOf(s, sid, "")
 	if w.Summary != nil {
 		t.Fatalf("summary below the threshold: %+v", w.Summary)
 	}
 	for i := 0; i < 12; i++ {
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Tomato blight advice number %d: water the soil, not the leaves, and rotate the beds.", i)}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Tomato blight advice number %d: water the soil, not the leaves, and rotate the beds.", i)}))
 	}
-	eventually(t, 20*time.Second, "summary in the context window", func() (bool, error) {
-		w = s.window(sid, "max_tokens=150&summary_share=0.5")
+	testwait.Eventually(t, 20*time.Second, "summary in the context window", func() (bool, error) {
+		w = windowOf(s, sid, "max_tokens=150&summary_share=0.5")
 		return w.Summary != nil, nil
 	})
 	if w.Summary.Method != "extractive" || !strings.Contains(strings.ToLower(w.Summary.Content), "blight") || w.Summary.ToSeq < 1 || w.Summary.Cost != w.Summary.Tokens+4 {
@@ -336,7 +338,7 @@ func TestSummaryPastThreshold(t *testing.T) {
 	if len(w.Messages) > 0 && w.Messages[0].Seq <= w.Summary.ToSeq && len(w.Messages) == 13 {
 		t.Fatalf("summary beside every message")
 	}
-	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	code, out, _ := runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 	if code != 0 || !strings.Contains(out, `"session.summarized"`) {
 		t.Fatalf("summary event: %d %s", code, out)
 	}
@@ -345,14 +347,14 @@ func TestSummaryPastThreshold(t *testing.T) {
 	// last: it starts after the messages the first one covered.
 	first := w.Summary
 	for i := 0; i < 12; i++ {
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("Question %d about peppers: how deep do their roots go in clay?", i)}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("Question %d about peppers: how deep do their roots go in clay?", i)}))
 	}
-	eventually(t, 20*time.Second, "a second summary", func() (bool, error) {
-		w = s.window(sid, "max_tokens=150&summary_share=0.5")
+	testwait.Eventually(t, 20*time.Second, "a second summary", func() (bool, error) {
+		w = windowOf(s, sid, "max_tokens=150&summary_share=0.5")
 		return w.Summary != nil && w.Summary.Version > first.Version, nil
 	})
 	// Each summary in the log starts where the one before it ended.
-	code, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	code, out, _ = runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 	if code != 0 {
 		t.Fatalf("summary events: %d %s", code, out)
 	}
@@ -393,15 +395,15 @@ func TestFailingSessionsDoNotHoldUpTheOthers(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "Fine."}}}})
 	}))
 	defer chat.Close()
-	s := startServer(t, map[string]string{
+	s := testserver.Start(t, map[string]string{
 		"ARQ_BACKGROUND_INTERVAL": "20ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40", "ARQ_SUMMARY_RECENT_TOKENS": "20",
 		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1", "ARQ_SUMMARIZER_MODEL": "tiny",
 	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).Str("id")
 	session := func(content string) string {
-		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+		sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 		for i := 0; i < 4; i++ {
-			s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("%d %s", i, content)}))
+			s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("%d %s", i, content)}))
 		}
 		return sid
 	}
@@ -409,8 +411,8 @@ func TestFailingSessionsDoNotHoldUpTheOthers(t *testing.T) {
 		session("poison: the slugs ate every lettuce in the bed again, and the beer traps did nothing at all this week")
 	}
 	good := session("the peppers are ripening on the sunny wall, and the basil beside them has flowered")
-	eventually(t, 30*time.Second, "a summary of the session the summarizer can do", func() (bool, error) {
-		return s.window(good, "max_tokens=60").Summary != nil, nil
+	testwait.Eventually(t, 30*time.Second, "a summary of the session the summarizer can do", func() (bool, error) {
+		return windowOf(s, good, "max_tokens=60").Summary != nil, nil
 	})
 	if failed.Load() == 0 {
 		t.Fatal("the summarizer never failed: the test checks nothing")
@@ -446,23 +448,23 @@ func TestChatSummarizerFailsSoftly(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": "The user grows orchids."}}}})
 	}))
 	defer chat.Close()
-	s := startServer(t, map[string]string{
+	s := testserver.Start(t, map[string]string{
 		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "40", "ARQ_SUMMARY_RECENT_TOKENS": "20",
 		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1", "ARQ_SUMMARIZER_MODEL": "tiny", "ARQ_SUMMARIZER_API_KEY": "sk-test",
 	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "C"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	for i := 0; i < 8; i++ {
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("My orchids number %d need misting twice a day in winter.", i)}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": fmt.Sprintf("My orchids number %d need misting twice a day in winter.", i)}))
 	}
-	eventually(t, 20*time.Second, "the failing summarizer was tried", func() (bool, error) { return calls.Load() > 0, nil })
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Still here while it fails."}))
-	if w := s.window(sid, ""); w.Summary != nil || len(w.Messages) == 0 {
+	testwait.Eventually(t, 20*time.Second, "the failing summarizer was tried", func() (bool, error) { return calls.Load() > 0, nil })
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Still here while it fails."}))
+	if w := windowOf(s, sid, ""); w.Summary != nil || len(w.Messages) == 0 {
 		t.Fatalf("window while the summarizer fails: %+v", w)
 	}
 	fail.Store(false)
-	eventually(t, 30*time.Second, "summary from the chat endpoint", func() (bool, error) {
-		w := s.window(sid, "max_tokens=100")
+	testwait.Eventually(t, 30*time.Second, "summary from the chat endpoint", func() (bool, error) {
+		w := windowOf(s, sid, "max_tokens=100")
 		return w.Summary != nil && w.Summary.Content == "The user grows orchids." && w.Summary.Method == "chat:tiny", nil
 	})
 }
@@ -472,24 +474,24 @@ func TestChatSummarizerFailsSoftly(t *testing.T) {
 // query too long to match anything is refused.
 func TestContextOfAVeryLongMessage(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "long", "name": "L"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	bees := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees on the roof", "importance": 0.1})).str("id")
-	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada visited Lisbon", "importance": 0.9}))
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "long", "name": "L"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	bees := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees on the roof", "importance": 0.1})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada visited Lisbon", "importance": 0.9}))
 	r := rand.New(rand.NewPCG(1, 2))
 	long := make([]string, 30000)
 	for i := range long {
 		long[i] = fmt.Sprintf("w%x", r.Uint32()%0xfffff)
 	}
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my bees swarmed " + strings.Join(long, " ")}))
-	w := s.window(sid, "max_tokens=1000")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my bees swarmed " + strings.Join(long, " ")}))
+	w := windowOf(s, sid, "max_tokens=1000")
 	if len(w.Memories) == 0 || w.Memories[0].ID != bees {
 		t.Fatalf("memories for the long message: %+v", w.Memories)
 	}
 	query := strings.Join(long[:300], " ")
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": query}), 422, "query")
-	isProblem(t, s.do("GET", "/v1/users/"+uid+"/memories?q="+strings.Join(long[:300], "+"), nil), 422, "q")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": query}), 422, "query")
+	isProblem(t, s.Do("GET", "/v1/users/"+uid+"/memories?q="+strings.Join(long[:300], "+"), nil), 422, "q")
 }
 
 // A deleted message is gone from the summaries too: the summaries that
@@ -498,46 +500,46 @@ func TestContextOfAVeryLongMessage(t *testing.T) {
 // summary.
 func TestRedactionWithdrawsSummaries(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "60"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	secret := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Garden advice number 8812: water the soil, not the leaves."})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60", "ARQ_SUMMARY_MAX_TOKENS": "60"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	secret := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "Garden advice number 8812: water the soil, not the leaves."})).Str("id")
 	for i := 0; i < 12; i++ {
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Garden advice number x%02d: water the soil, not the leaves.", i)}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": fmt.Sprintf("Garden advice number x%02d: water the soil, not the leaves.", i)}))
 	}
 	const query = "max_tokens=150&summary_share=0.5"
 	var w window
-	eventually(t, 20*time.Second, "a summary", func() (bool, error) {
-		w = s.window(sid, query)
+	testwait.Eventually(t, 20*time.Second, "a summary", func() (bool, error) {
+		w = windowOf(s, sid, query)
 		return w.Summary != nil, nil
 	})
-	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	code, out, _ := runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 	if code != 0 || !strings.Contains(out, "8812") {
 		t.Fatalf("no summary holds the message to delete; the test needs one to: %d %s", code, out)
 	}
 	before := w.Summary.Version
 
-	s.must(204, s.do("DELETE", "/v1/messages/"+secret, nil))
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+secret, nil))
 	// The delete answered once the query tables held it: from now on no
 	// window serves a summary made before it (each reaches the message).
 	for _, q := range []string{query, "", "max_tokens=1000&summary_share=0.9"} {
-		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil))
+		r := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil))
 		var w window
-		if err := json.Unmarshal(r.body, &w); err != nil {
+		if err := json.Unmarshal(r.Body, &w); err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(r.body), "8812") || (w.Summary != nil && w.Summary.Version <= before) {
-			t.Fatalf("window after the delete (%s) holds a summary made before it: %s", q, r.body)
+		if strings.Contains(string(r.Body), "8812") || (w.Summary != nil && w.Summary.Version <= before) {
+			t.Fatalf("window after the delete (%s) holds a summary made before it: %s", q, r.Body)
 		}
 	}
-	eventually(t, 20*time.Second, "a new summary", func() (bool, error) {
-		w = s.window(sid, query)
+	testwait.Eventually(t, 20*time.Second, "a new summary", func() (bool, error) {
+		w = windowOf(s, sid, query)
 		return w.Summary != nil && w.Summary.Version > before, nil
 	})
 	if strings.Contains(w.Summary.Content, "8812") || w.Summary.FromSeq != 1 {
 		t.Fatalf("new summary: %+v", w.Summary)
 	}
-	code, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	code, out, _ = runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 	if code != 0 || !strings.Contains(out, "8812") {
 		t.Fatalf("the log lost the first summaries: %d %s", code, out)
 	}
@@ -560,21 +562,21 @@ func TestMessageDeletedWhileSummarizedLeavesNoSummary(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no summary was asked for")
 	}
-	s.must(204, s.do("DELETE", "/v1/messages/"+ids[2], nil)) // OKAPI3
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+ids[2], nil)) // OKAPI3
 	release()
 
 	// The summary being made is refused; the next one is made from the
 	// messages as they are (the log has no summary before it).
-	eventually(t, 30*time.Second, "a summary without the deleted message", func() (bool, error) {
-		_, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	testwait.Eventually(t, 30*time.Second, "a summary without the deleted message", func() (bool, error) {
+		_, out, _ := runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 		return strings.Contains(out, "OKAPI1:"), nil
 	})
 	for _, q := range []string{"max_tokens=300&summary_share=0.9", "max_tokens=4000", ""} {
-		if body := string(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body); strings.Contains(body, "OKAPI3:") {
+		if body := string(s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).Body); strings.Contains(body, "OKAPI3:") {
 			t.Fatalf("window (%s) holds the deleted message: %s", q, body)
 		}
 	}
-	code, out, _ := runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	code, out, _ := runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 	if code != 0 || strings.Contains(out, "OKAPI3:") {
 		t.Fatalf("a summary in the log holds the deleted message: %d %s", code, out)
 	}
@@ -593,8 +595,8 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 		ids = append(ids, say(i))
 	}
 	var first window
-	eventually(t, 20*time.Second, "a first summary", func() (bool, error) {
-		first = s.window(sid, "max_tokens=300&summary_share=0.9")
+	testwait.Eventually(t, 20*time.Second, "a first summary", func() (bool, error) {
+		first = windowOf(s, sid, "max_tokens=300&summary_share=0.9")
 		return first.Summary != nil, nil
 	})
 	if !strings.Contains(first.Summary.Content, "OKAPI1:") {
@@ -608,7 +610,7 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no second summary was asked for")
 	}
-	s.must(204, s.do("DELETE", "/v1/messages/"+ids[0], nil)) // OKAPI1, in the first summary
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+ids[0], nil)) // OKAPI1, in the first summary
 	release()
 
 	// The log gets a summary made anew from the first message on (the one
@@ -620,8 +622,8 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 			t.Logf("the session's summaries: %s", out)
 		}
 	})
-	eventually(t, 30*time.Second, "a summary made anew without the deleted message", func() (bool, error) {
-		_, out, _ = runCLI(t, s.url, "events", "--stream", "summary-"+sid)
+	testwait.Eventually(t, 30*time.Second, "a summary made anew without the deleted message", func() (bool, error) {
+		_, out, _ = runCLI(t, s.URL, "events", "--stream", "summary-"+sid)
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			var e struct {
 				Version int `json:"version"`
@@ -640,14 +642,14 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 		return false, nil
 	})
 	for _, q := range []string{"max_tokens=300&summary_share=0.9", "max_tokens=4000", ""} {
-		if body := string(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).body); strings.Contains(body, "OKAPI1:") {
+		if body := string(s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?"+q, nil)).Body); strings.Contains(body, "OKAPI1:") {
 			t.Fatalf("window (%s) holds the deleted message: %s", q, body)
 		}
 	}
-	if code, out, errOut := runCLI(t, s.url, "projections", "verify", "context"); code != 0 {
+	if code, out, errOut := runCLI(t, s.URL, "projections", "verify", "context"); code != 0 {
 		t.Fatalf("verify context: %d %s %s", code, out, errOut)
 	}
-	if code, out, errOut := runCLI(t, s.url, "projections", "verify", "messages"); code != 0 {
+	if code, out, errOut := runCLI(t, s.URL, "projections", "verify", "messages"); code != 0 {
 		t.Fatalf("verify messages: %d %s %s", code, out, errOut)
 	}
 }
@@ -657,7 +659,7 @@ func TestMessageDeletedWhileItsSummaryIsFoldedLeavesNoSummary(t *testing.T) {
 // to the hold-th request (counting from 1) until release is called (or
 // the test ends); inFlight is closed once that request arrived. It
 // returns a session of a new user.
-func summarizingServer(t *testing.T, hold int64) (s *server, sid string, inFlight <-chan struct{}, release func()) {
+func summarizingServer(t *testing.T, hold int64) (s *testserver.Server, sid string, inFlight <-chan struct{}, release func()) {
 	t.Helper()
 	arrived, held := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
@@ -680,20 +682,20 @@ func summarizingServer(t *testing.T, hold int64) (s *server, sid string, inFligh
 	var once sync.Once
 	release = func() { once.Do(func() { close(held) }) }
 	t.Cleanup(release) // before the endpoint closes, which waits for its answers
-	s = startServer(t, map[string]string{
+	s = testserver.Start(t, map[string]string{
 		"ARQ_BACKGROUND_INTERVAL": "50ms", "ARQ_SUMMARY_THRESHOLD_TOKENS": "100", "ARQ_SUMMARY_RECENT_TOKENS": "60",
 		"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": chat.URL + "/v1",
 	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "summarized", "name": "S"})).str("id")
-	sid = s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "summarized", "name": "S"})).Str("id")
+	sid = s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	return s, sid, arrived, release
 }
 
 // noteSayer returns a function that appends note i to session sid and
 // returns its id; each note names itself (OKAPIi:).
-func noteSayer(s *server, sid string) func(i int) string {
+func noteSayer(s *testserver.Server, sid string) func(i int) string {
 	return func(i int) string {
-		return s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
-			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).str("id")
+		return s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user",
+			"content": fmt.Sprintf("Note OKAPI%d: the garden beds by the old stone wall need water before noon.", i)})).Str("id")
 	}
 }

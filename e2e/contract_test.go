@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
 	"slices"
 	"strings"
 	"testing"
@@ -13,34 +14,34 @@ import (
 // afresh, never replayed from the first.
 func TestReadPostsIgnoreIdempotencyKey(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "idem-reads", "name": "R"})).str("id")
-	sess := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"}))
-	sid, token := sess.str("id"), sess.str("token")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "idem-reads", "name": "R"})).Str("id")
+	sess := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"}))
+	sid, token := sess.Str("id"), sess.Str("token")
 
-	s.must(200, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1"))
-	s.must(200, s.do("POST", "/v1/sessions/"+sid+"/close", nil))
-	again := s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1")
-	if again.header.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("validation replayed: %v %s", again.header, again.body)
+	s.Must(200, s.Do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1"))
+	s.Must(200, s.Do("POST", "/v1/sessions/"+sid+"/close", nil))
+	again := s.Do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "Idempotency-Key", "v-1")
+	if again.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("validation replayed: %v %s", again.Header, again.Body)
 	}
 	isProblem(t, again, 401, "")
 
 	search := map[string]any{"query": "violets"}
-	if hits := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1")); len(hits.items()) != 0 {
-		t.Fatalf("search before any memory: %s", hits.body)
+	if hits := s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1")); len(hits.Items()) != 0 {
+		t.Fatalf("search before any memory: %s", hits.Body)
 	}
-	s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "R grows violets"}))
-	hits := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1"))
-	if hits.header.Get("Idempotent-Replayed") != "" || len(hits.items()) != 1 {
-		t.Fatalf("search after a memory was stored: %v %s", hits.header, hits.body)
+	s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "R grows violets"}))
+	hits := s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", search, "Idempotency-Key", "s-1"))
+	if hits.Header.Get("Idempotent-Replayed") != "" || len(hits.Items()) != 1 {
+		t.Fatalf("search after a memory was stored: %v %s", hits.Header, hits.Body)
 	}
 
 	window := map[string]any{"max_tokens": 500}
-	s.must(200, s.do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
-	w := s.must(200, s.do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
-	if w.header.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("context window replayed: %v", w.header)
+	s.Must(200, s.Do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
+	w := s.Must(200, s.Do("POST", "/v1/sessions/"+sid+"/context", window, "Idempotency-Key", "c-1"))
+	if w.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("context window replayed: %v", w.Header)
 	}
 
 	for _, path := range []string{"/v1/sessions/validate", "/v1/users/{id}/memories/search", "/v1/sessions/{id}/context"} {
@@ -55,10 +56,10 @@ func TestReadPostsIgnoreIdempotencyKey(t *testing.T) {
 
 // openAPIOperation is the operation the document served at /openapi.json
 // has for method and path.
-func openAPIOperation(t *testing.T, s *server, method, path string) map[string]any {
+func openAPIOperation(t *testing.T, s *testserver.Server, method, path string) map[string]any {
 	t.Helper()
-	doc := s.must(200, s.do("GET", "/openapi.json", nil))
-	paths, _ := doc.json["paths"].(map[string]any)
+	doc := s.Must(200, s.Do("GET", "/openapi.json", nil))
+	paths, _ := doc.JSON["paths"].(map[string]any)
 	item, _ := paths[path].(map[string]any)
 	op, _ := item[method].(map[string]any)
 	if op == nil {
@@ -83,24 +84,24 @@ func hasParameter(op map[string]any, name string) bool {
 // Retry-After when the projections do not reach it in time.
 func TestValidateHonoursMinPosition(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "300ms"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).str("id")
-	token := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"})).str("token")
+	s := testserver.Start(t, map[string]string{"ARQ_MIN_POSITION_TIMEOUT": "300ms"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).Str("id")
+	token := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "t"})).Str("token")
 
-	far := s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "999999999999.1")
+	far := s.Do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "999999999999.1")
 	isProblem(t, far, 503, "")
-	if far.header.Get("Retry-After") == "" {
+	if far.Header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
 	}
-	isProblem(t, s.do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "garbage"), 400, "")
+	isProblem(t, s.Do("POST", "/v1/sessions/validate", map[string]any{"token": token}, "X-Arq-Min-Position", "garbage"), 400, "")
 
 	// Closed without waiting: a validation that waits for the close sees
 	// it (on a server whose bound the suite's load does not outrun).
-	s2 := startServer(t, nil)
-	uid2 := s2.must(201, s2.do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).str("id")
-	sess := s2.must(201, s2.do("POST", "/v1/users/"+uid2+"/sessions", map[string]any{"title": "u"}))
-	closed := s2.must(202, s2.do("POST", "/v1/sessions/"+sess.str("id")+"/close", nil, "Prefer", "respond-async"))
-	isProblem(t, s2.do("POST", "/v1/sessions/validate", map[string]any{"token": sess.str("token")}, "X-Arq-Min-Position", closed.header.Get("X-Arq-Position")), 401, "")
+	s2 := testserver.Start(t, nil)
+	uid2 := s2.Must(201, s2.Do("POST", "/v1/users", map[string]any{"external_id": "minpos", "name": "M"})).Str("id")
+	sess := s2.Must(201, s2.Do("POST", "/v1/users/"+uid2+"/sessions", map[string]any{"title": "u"}))
+	closed := s2.Must(202, s2.Do("POST", "/v1/sessions/"+sess.Str("id")+"/close", nil, "Prefer", "respond-async"))
+	isProblem(t, s2.Do("POST", "/v1/sessions/validate", map[string]any{"token": sess.Str("token")}, "X-Arq-Min-Position", closed.Header.Get("X-Arq-Position")), 401, "")
 
 	for _, path := range []string{"/v1/sessions/validate", "/v1/users/{id}/memories/search", "/v1/sessions/{id}/context"} {
 		if !hasParameter(openAPIOperation(t, s, "post", path), "X-Arq-Min-Position") {
@@ -115,18 +116,18 @@ func TestValidateHonoursMinPosition(t *testing.T) {
 // within a list are no list of ETags, a 400 that changes nothing.
 func TestIfMatchNeedsCommas(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "commas", "name": "C"})).str("id")
-	patch := func(ifMatch, name string) response {
-		return s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": name}, "If-Match", ifMatch)
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "commas", "name": "C"})).Str("id")
+	patch := func(ifMatch, name string) testserver.Response {
+		return s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": name}, "If-Match", ifMatch)
 	}
 	for i, h := range []string{`"9""1"`, `"1" "2"`, `"1"x`, `"1";`, `* , "1"`, `"1", *`, `"a b"`, `W/ "1"`, `w/"1"`, ``, ` , `} {
 		isProblem(t, patch(h, fmt.Sprintf("bad %d", i)), 400, "")
 	}
-	s.must(200, patch(` ,"7" ,	"1",`, "two"))         // empty elements and whitespace: version 2
-	s.must(200, patch(`W/"1", "x!#~", "2"`, "three")) // version 3
-	if u := s.must(200, s.do("GET", "/v1/users/"+uid, nil)); u.num("version") != 3 || u.str("name") != "three" {
-		t.Fatalf("after two matching PATCHes: %s", u.body)
+	s.Must(200, patch(` ,"7" ,	"1",`, "two"))         // empty elements and whitespace: version 2
+	s.Must(200, patch(`W/"1", "x!#~", "2"`, "three")) // version 3
+	if u := s.Must(200, s.Do("GET", "/v1/users/"+uid, nil)); u.Num("version") != 3 || u.Str("name") != "three" {
+		t.Fatalf("after two matching PATCHes: %s", u.Body)
 	}
 	// Entity tags compare character by character: "03" is not "3".
 	isProblem(t, patch(`"03", "+3"`, "four"), 412, "")
@@ -136,12 +137,12 @@ func TestIfMatchNeedsCommas(t *testing.T) {
 // or more spaces may separate it from the key.
 func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
 	for _, h := range []string{"Bearer admin-secret", "bearer admin-secret", "BEARER admin-secret", "bEaReR  admin-secret"} {
-		s.must(200, s.do("GET", "/v1/users", nil, "Authorization", h))
+		s.Must(200, s.Do("GET", "/v1/users", nil, "Authorization", h))
 	}
 	for _, h := range []string{"Basic admin-secret", "Bearer", "Bearer ", "Bearerx admin-secret", "admin-secret", "bearer other-secret"} {
-		isProblem(t, s.do("GET", "/v1/users", nil, "Authorization", h), 401, "")
+		isProblem(t, s.Do("GET", "/v1/users", nil, "Authorization", h), 401, "")
 	}
 }
 
@@ -149,25 +150,25 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 // 400 that changes nothing, on every route that takes a body.
 func TestNullBodyIsNoObject(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "null", "name": "N"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hi"})).str("id")
-	memid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "N"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "null", "name": "N"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hi"})).Str("id")
+	memid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "N"})).Str("id")
 	for _, r := range []struct{ method, path string }{
 		{"PATCH", "/v1/users/" + uid}, {"PATCH", "/v1/messages/" + mid}, {"PATCH", "/v1/memories/" + memid},
 		{"POST", "/v1/users"}, {"POST", "/v1/sessions/" + sid + "/messages"}, {"POST", "/v1/sessions/validate"},
 	} {
 		for _, body := range []string{`null`, " null\n", `[]`, `"str"`} {
-			p := s.do(r.method, r.path, body)
+			p := s.Do(r.method, r.path, body)
 			isProblem(t, p, 400, "")
-			if p.str("type") != "https://arq.dev/problems/bad-json" {
-				t.Errorf("%s %s with %q: %s", r.method, r.path, body, p.body)
+			if p.Str("type") != "https://arq.dev/problems/bad-json" {
+				t.Errorf("%s %s with %q: %s", r.method, r.path, body, p.Body)
 			}
 		}
 	}
 	for _, path := range []string{"/v1/users/" + uid, "/v1/messages/" + mid, "/v1/memories/" + memid} {
-		if v := s.must(200, s.do("GET", path, nil)).num("version"); v != 1 {
+		if v := s.Must(200, s.Do("GET", path, nil)).Num("version"); v != 1 {
 			t.Errorf("%s at version %v after refused PATCHes, want 1", path, v)
 		}
 	}
@@ -179,8 +180,8 @@ func TestNullBodyIsNoObject(t *testing.T) {
 // or with none ARQ serves, the answer is a JSON page.
 func TestEventsNegotiateWithQValues(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "accept", "name": "A"}))
+	s := testserver.Start(t, nil)
+	s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "accept", "name": "A"}))
 	for accept, want := range map[string]string{
 		"":                            "application/json",
 		"application/x-ndjson":        "application/x-ndjson",
@@ -197,8 +198,8 @@ func TestEventsNegotiateWithQValues(t *testing.T) {
 		"application/*;q=0.2, application/x-ndjson;q=0.3":    "application/x-ndjson",
 		"text/html":                                          "application/json",
 	} {
-		r := s.must(200, s.do("GET", "/v1/events?limit=5", nil, "Accept", accept))
-		if got, _, _ := strings.Cut(r.header.Get("Content-Type"), ";"); got != want {
+		r := s.Must(200, s.Do("GET", "/v1/events?limit=5", nil, "Accept", accept))
+		if got, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); got != want {
 			t.Errorf("Accept %q: %s, want %s", accept, got, want)
 		}
 	}
@@ -209,11 +210,11 @@ func TestEventsNegotiateWithQValues(t *testing.T) {
 // a batch with the session's id and every message.
 func TestAsyncAppendNamesEveryMessage(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "async-batch", "name": "A"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	appended := func(r response) []map[string]any {
-		raw, _ := r.json["messages"].([]any)
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "async-batch", "name": "A"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	appended := func(r testserver.Response) []map[string]any {
+		raw, _ := r.JSON["messages"].([]any)
 		out := make([]map[string]any, len(raw))
 		for i, m := range raw {
 			out[i], _ = m.(map[string]any)
@@ -221,22 +222,22 @@ func TestAsyncAppendNamesEveryMessage(t *testing.T) {
 		return out
 	}
 
-	one := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "one"}, "Prefer", "respond-async"))
-	if m := appended(one); one.str("id") == "" || len(m) != 1 || m[0]["id"] != one.str("id") || m[0]["seq"] != 1.0 {
-		t.Fatalf("async single append: %s", one.body)
+	one := s.Must(202, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "one"}, "Prefer", "respond-async"))
+	if m := appended(one); one.Str("id") == "" || len(m) != 1 || m[0]["id"] != one.Str("id") || m[0]["seq"] != 1.0 {
+		t.Fatalf("async single append: %s", one.Body)
 	}
-	batch := s.must(202, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+	batch := s.Must(202, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
 		{"role": "assistant", "content": "two"}, {"role": "user", "content": "three"},
 	}}, "Prefer", "respond-async"))
 	m := appended(batch)
-	if batch.str("id") != sid || len(m) != 2 || m[0]["seq"] != 2.0 || m[1]["seq"] != 3.0 {
-		t.Fatalf("async batch append: %s", batch.body)
+	if batch.Str("id") != sid || len(m) != 2 || m[0]["seq"] != 2.0 || m[1]["seq"] != 3.0 {
+		t.Fatalf("async batch append: %s", batch.Body)
 	}
 	for i, want := range []string{"two", "three"} {
 		id, _ := m[i]["id"].(string)
-		got := s.must(200, s.do("GET", "/v1/messages/"+id, nil, "X-Arq-Min-Position", batch.header.Get("X-Arq-Position")))
-		if got.str("content") != want || got.num("seq") != float64(i+2) {
-			t.Fatalf("message %s: %s", id, got.body)
+		got := s.Must(200, s.Do("GET", "/v1/messages/"+id, nil, "X-Arq-Min-Position", batch.Header.Get("X-Arq-Position")))
+		if got.Str("content") != want || got.Num("seq") != float64(i+2) {
+			t.Fatalf("message %s: %s", id, got.Body)
 		}
 	}
 }
@@ -246,9 +247,9 @@ func TestAsyncAppendNamesEveryMessage(t *testing.T) {
 // a time after its user's deletion has the status "deleted".
 func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	doc := s.must(200, s.do("GET", "/openapi.json", nil))
-	components, _ := doc.json["components"].(map[string]any)
+	s := testserver.Start(t, nil)
+	doc := s.Must(200, s.Do("GET", "/openapi.json", nil))
+	components, _ := doc.JSON["components"].(map[string]any)
 	schemas, _ := components["schemas"].(map[string]any)
 	resolve := func(schema any) map[string]any {
 		m, _ := schema.(map[string]any)
@@ -277,11 +278,11 @@ func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
 		t.Fatalf("201 of a message append: %v (single %v, batch %v)", media["schema"], single, batch)
 	}
 
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "gone", "name": "G"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(204, s.Do("DELETE", "/v1/users/"+uid, nil))
 	after := time.Now().UTC().Format(time.RFC3339Nano)
-	status := s.must(200, s.do("GET", "/v1/sessions/"+sid+"?as_of="+after, nil)).str("status")
+	status := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"?as_of="+after, nil)).Str("status")
 	props, _ := resolve(map[string]any{"$ref": "#/components/schemas/Session"})["properties"].(map[string]any)
 	enum, _ := props["status"].(map[string]any)["enum"].([]any)
 	if status != "deleted" || !slices.Contains(enum, any(status)) {
@@ -295,8 +296,8 @@ func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
 // version 1, updated when it was created.
 func TestSnapshotsAndKeysAreResources(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
-	s.key = "admin-secret"
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	s.Key = "admin-secret"
 	isResource := func(what string, m map[string]any) {
 		t.Helper()
 		id, _ := m["id"].(string)
@@ -306,19 +307,19 @@ func TestSnapshotsAndKeysAreResources(t *testing.T) {
 		}
 	}
 
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "snap", "name": "S"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
-	snap := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 100}))
-	isResource("snapshot taken", snap.json)
-	isResource("snapshot read", s.must(200, s.do("GET", "/v1/context-snapshots/"+snap.str("id"), nil)).json)
-	for _, it := range s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).items() {
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "snap", "name": "S"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"}))
+	snap := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 100}))
+	isResource("snapshot taken", snap.JSON)
+	isResource("snapshot read", s.Must(200, s.Do("GET", "/v1/context-snapshots/"+snap.Str("id"), nil)).JSON)
+	for _, it := range s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).Items() {
 		isResource("snapshot listed", it)
 	}
 
-	key := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
-	isResource("key created", key.json)
-	keys := s.must(200, s.do("GET", "/v1/admin/keys", nil)).items()
+	key := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "reader", "scopes": []string{"read"}}))
+	isResource("key created", key.JSON)
+	keys := s.Must(200, s.Do("GET", "/v1/admin/keys", nil)).Items()
 	if len(keys) != 1 {
 		t.Fatalf("%d keys listed, want 1", len(keys))
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -52,9 +53,9 @@ func providerEnv(url string) map[string]string {
 }
 
 // eventEmbedding is the embedding in the data of a stream's first event.
-func eventEmbedding(t *testing.T, s *server, stream string) []float64 {
+func eventEmbedding(t *testing.T, s *testserver.Server, stream string) []float64 {
 	t.Helper()
-	items := s.must(200, s.do("GET", "/v1/events?stream="+stream, nil)).items()
+	items := s.Must(200, s.Do("GET", "/v1/events?stream="+stream, nil)).Items()
 	if len(items) == 0 {
 		t.Fatalf("no events in %s", stream)
 	}
@@ -73,46 +74,46 @@ func TestEmbeddingProviderFillsIn(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
 	fake := fakeEmbeddings(t, nil, &calls)
-	s := startServer(t, providerEnv(fake.URL))
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, providerEnv(fake.URL))
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 
-	bees := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees on the roof"}))
-	if bees.num("embedding_dim") != 3 {
-		t.Fatalf("stored memory without an embedding: %s", bees.body)
+	bees := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees on the roof"}))
+	if bees.Num("embedding_dim") != 3 {
+		t.Fatalf("stored memory without an embedding: %s", bees.Body)
 	}
-	if got := eventEmbedding(t, s, "memory-"+bees.str("id")); !slices.Equal(got, []float64{1, 0, 0.1}) {
+	if got := eventEmbedding(t, s, "memory-"+bees.Str("id")); !slices.Equal(got, []float64{1, 0, 0.1}) {
 		t.Fatalf("embedding in the memory.stored event: %v", got)
 	}
-	jazz := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada collects jazz records"})).str("id")
+	jazz := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada collects jazz records"})).Str("id")
 	// A client's embedding is kept as given.
-	own := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes honey", "embedding": []float64{0, 0, 1}})).str("id")
+	own := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes honey", "embedding": []float64{0, 0, 1}})).Str("id")
 	if got := eventEmbedding(t, s, "memory-"+own); !slices.Equal(got, []float64{0, 0, 1}) {
 		t.Fatalf("client's embedding replaced: %v", got)
 	}
 
 	// "hive" is in no memory's text; the provider's vector finds the bees.
-	items := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "hive"})).items()
-	if len(items) == 0 || items[0]["id"] != bees.str("id") || !near(items[0]["score"].(float64), 1.0/61) {
+	items := s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "hive"})).Items()
+	if len(items) == 0 || items[0]["id"] != bees.Str("id") || !near(items[0]["score"].(float64), 1.0/61) {
 		t.Fatalf("search for 'hive': %v", items)
 	}
 
 	// Messages get one too, in one request for a batch; without a query the
 	// latest user message's embedding ranks the window's memories.
 	before := calls.Load()
-	r := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
+	r := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []map[string]any{
 		{"role": "assistant", "content": "Tell me about your music."}, {"role": "user", "content": "Where should the new hive go?"}}}))
 	if calls.Load() != before+1 {
 		t.Fatalf("%d provider calls for a batch of two", calls.Load()-before)
 	}
-	msgs, _ := r.json["messages"].([]any)
+	msgs, _ := r.JSON["messages"].([]any)
 	for _, m := range msgs {
 		if m.(map[string]any)["embedding_dim"] != 3.0 {
-			t.Fatalf("appended message without an embedding: %s", r.body)
+			t.Fatalf("appended message without an embedding: %s", r.Body)
 		}
 	}
 	var w window
-	if err := json.Unmarshal(s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context", nil)).body, &w); err != nil {
+	if err := json.Unmarshal(s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context", nil)).Body, &w); err != nil {
 		t.Fatal(err)
 	}
 	// By vector: bees, then own (0.1 of the way), then jazz; by recency
@@ -121,15 +122,15 @@ func TestEmbeddingProviderFillsIn(t *testing.T) {
 	for _, m := range w.Memories {
 		got = append(got, m.ID)
 	}
-	if !slices.Equal(got, []string{bees.str("id"), own, jazz}) {
+	if !slices.Equal(got, []string{bees.Str("id"), own, jazz}) {
 		t.Fatalf("window ranked by the latest user message: %+v", w.Memories)
 	}
 
 	// An unknown session is 404 before the provider is asked to embed
 	// the query.
 	before = calls.Load()
-	isProblem(t, s.do("GET", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context?query=fresh+words", nil), 404, "")
-	isProblem(t, s.do("POST", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context/snapshots", map[string]any{"query": "other words"}), 404, "")
+	isProblem(t, s.Do("GET", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context?query=fresh+words", nil), 404, "")
+	isProblem(t, s.Do("POST", "/v1/sessions/01M8AW15D2ZRQDGG00653QZD87/context/snapshots", map[string]any{"query": "other words"}), 404, "")
 	if n := calls.Load() - before; n != 0 {
 		t.Fatalf("%d provider calls for the context of an unknown session", n)
 	}
@@ -146,23 +147,23 @@ func TestEmbeddingProviderDownBlocksNothing(t *testing.T) {
 	fake := fakeEmbeddings(t, &fail, &calls)
 	env := providerEnv(fake.URL)
 	env["ARQ_EMBEDDING_DIM"] = "4" // the fake's 3 dimensions are wrong too
-	s := startServer(t, env)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, env)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "d", "name": "D"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 
 	for _, down := range []bool{true, false} {
 		fail.Store(down)
 		before := calls.Load()
-		m := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Where should the hive go?"}))
-		mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees"}))
-		if m.num("embedding_dim") != 0 || mem.num("embedding_dim") != 0 || calls.Load() < before+2 {
-			t.Fatalf("provider down=%v: message %s, memory %s, %d calls", down, m.body, mem.body, calls.Load()-before)
+		m := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "Where should the hive go?"}))
+		mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada keeps bees"}))
+		if m.Num("embedding_dim") != 0 || mem.Num("embedding_dim") != 0 || calls.Load() < before+2 {
+			t.Fatalf("provider down=%v: message %s, memory %s, %d calls", down, m.Body, mem.Body, calls.Load()-before)
 		}
-		items := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "bees"})).items()
+		items := s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"query": "bees"})).Items()
 		if len(items) == 0 || items[0]["content"] != "Ada keeps bees" {
 			t.Fatalf("full-text search with the provider down=%v: %v", down, items)
 		}
-		s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?query=bees", nil))
+		s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?query=bees", nil))
 	}
 }
 
@@ -199,26 +200,26 @@ func TestEmbeddingProviderIsNotAskedForRefusedInput(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
 	fake := fakeEmbeddings(t, nil, &calls)
-	s := startServer(t, providerEnv(fake.URL))
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees"})).str("id")
-	closed := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(200, s.do("POST", "/v1/sessions/"+closed+"/close", nil))
+	s := testserver.Start(t, providerEnv(fake.URL))
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees"})).Str("id")
+	closed := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(200, s.Do("POST", "/v1/sessions/"+closed+"/close", nil))
 	before := calls.Load()
 
-	isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "robot", "content": "beep"}), 422, "role")
-	isProblem(t, s.do("POST", "/v1/sessions/"+closed+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
-	isProblem(t, s.do("POST", "/v1/sessions/nosuch/messages", map[string]any{"role": "user", "content": "lost"}), 404, "")
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": "honey"}), 422, "type")
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "honey", "importance": 7}), 422, "importance")
-	isProblem(t, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive", "importance": -1}), 422, "importance")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "robot", "content": "beep"}), 422, "role")
+	isProblem(t, s.Do("POST", "/v1/sessions/"+closed+"/messages", map[string]any{"role": "user", "content": "late"}), 409, "")
+	isProblem(t, s.Do("POST", "/v1/sessions/nosuch/messages", map[string]any{"role": "user", "content": "lost"}), 404, "")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": "honey"}), 422, "type")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "honey", "importance": 7}), 422, "importance")
+	isProblem(t, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive", "importance": -1}), 422, "importance")
 	if n := calls.Load() - before; n != 0 {
 		t.Fatalf("the provider was asked %d times for refused input", n)
 	}
 	// What is written still gets its embedding.
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "bees"}))
-	s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive"}))
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "bees"}))
+	s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "hive"}))
 	if n := calls.Load() - before; n != 2 {
 		t.Fatalf("the provider was asked %d times for two writes", n)
 	}

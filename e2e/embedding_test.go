@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"github.com/arq-memory/arq/internal/testserver"
 	"math"
 	"slices"
 	"testing"
@@ -11,7 +12,7 @@ import (
 // (D, the most important) without. Only C shares words with the query
 // "pollinator hobby"; A's vector is nearest to the query's.
 type fusionFixture struct {
-	s              *server
+	s              *testserver.Server
 	uid, sid       string
 	a, b, c, d     string
 	query          string
@@ -20,21 +21,21 @@ type fusionFixture struct {
 }
 
 func newFusionFixture(t *testing.T) *fusionFixture {
-	s := startServer(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"})
+	s := testserver.Start(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"})
 	f := &fusionFixture{s: s, query: "pollinator hobby", queryEmbedding: []float64{1, 0.05, 0}, contentOf: map[string]string{}}
-	f.uid = s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "V"})).str("id")
-	f.sid = s.must(201, s.do("POST", "/v1/users/"+f.uid+"/sessions", map[string]any{})).str("id")
+	f.uid = s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "V"})).Str("id")
+	f.sid = s.Must(201, s.Do("POST", "/v1/users/"+f.uid+"/sessions", map[string]any{})).Str("id")
 	mem := func(content string, importance float64, embedding []float64) string {
 		body := map[string]any{"type": "semantic", "content": content, "importance": importance}
 		if embedding != nil {
 			body["embedding"] = embedding
 		}
-		r := s.must(201, s.do("POST", "/v1/users/"+f.uid+"/memories", body))
-		if want := float64(len(embedding)); r.num("embedding_dim") != want {
-			t.Fatalf("embedding_dim %v, want %v: %s", r.num("embedding_dim"), want, r.body)
+		r := s.Must(201, s.Do("POST", "/v1/users/"+f.uid+"/memories", body))
+		if want := float64(len(embedding)); r.Num("embedding_dim") != want {
+			t.Fatalf("embedding_dim %v, want %v: %s", r.Num("embedding_dim"), want, r.Body)
 		}
-		f.contentOf[r.str("id")] = content
-		return r.str("id")
+		f.contentOf[r.Str("id")] = content
+		return r.Str("id")
 	}
 	f.a = mem("Ada keeps bees on the roof", 0.3, []float64{1, 0, 0})
 	f.b = mem("Ada collects jazz records", 0.2, []float64{0, 1, 0})
@@ -45,7 +46,7 @@ func newFusionFixture(t *testing.T) *fusionFixture {
 
 func (f *fusionFixture) search(t *testing.T, body map[string]any) (ids []string, scores []float64) {
 	t.Helper()
-	for _, it := range f.s.must(200, f.s.do("POST", "/v1/users/"+f.uid+"/memories/search", body)).items() {
+	for _, it := range f.s.Must(200, f.s.Do("POST", "/v1/users/"+f.uid+"/memories/search", body)).Items() {
 		ids = append(ids, it["id"].(string))
 		scores = append(scores, it["score"].(float64))
 	}
@@ -54,14 +55,14 @@ func (f *fusionFixture) search(t *testing.T, body map[string]any) (ids []string,
 
 func (f *fusionFixture) window(t *testing.T, method, query string, body map[string]any) []string {
 	t.Helper()
-	var r response
+	var r testserver.Response
 	if method == "GET" {
-		r = f.s.must(200, f.s.do("GET", "/v1/sessions/"+f.sid+"/context?"+query, nil))
+		r = f.s.Must(200, f.s.Do("GET", "/v1/sessions/"+f.sid+"/context?"+query, nil))
 	} else {
-		r = f.s.must(200, f.s.do("POST", "/v1/sessions/"+f.sid+"/context", body))
+		r = f.s.Must(200, f.s.Do("POST", "/v1/sessions/"+f.sid+"/context", body))
 	}
 	var w window
-	if err := json.Unmarshal(r.body, &w); err != nil {
+	if err := json.Unmarshal(r.Body, &w); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
@@ -101,9 +102,9 @@ func TestEmbeddingRankingFusesVectorAndFullText(t *testing.T) {
 
 	// A new content without a new embedding drops the old one: B no
 	// longer matches by vector.
-	r := f.s.must(200, f.s.do("PATCH", "/v1/memories/"+f.b, map[string]any{"content": "Ada collects vinyl"}))
-	if r.num("embedding_dim") != 0 {
-		t.Fatalf("embedding kept after a new content: %s", r.body)
+	r := f.s.Must(200, f.s.Do("PATCH", "/v1/memories/"+f.b, map[string]any{"content": "Ada collects vinyl"}))
+	if r.Num("embedding_dim") != 0 {
+		t.Fatalf("embedding kept after a new content: %s", r.Body)
 	}
 	if ids, _ := f.search(t, map[string]any{"query": f.query, "embedding": f.queryEmbedding}); !slices.Equal(ids, []string{f.c, f.a}) {
 		t.Fatalf("search after B lost its embedding: %v", ids)
@@ -133,43 +134,43 @@ func TestWithoutEmbeddingRankingIsFullText(t *testing.T) {
 // appended.
 func TestBadEmbeddingsAreRefused(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "b", "name": "B"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_EMBEDDING_DIM": "3"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "b", "name": "B"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 	events := eventCount(t, s)
 
 	for _, bad := range []string{`[1, 2]`, `[]`, `["a", 1, 2]`, `"1,2,3"`, `[0, 0, 0]`, `[1, 2, 1e39]`, `{"x": 1}`} {
-		isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", `{"type": "semantic", "content": "x", "embedding": `+bad+`}`), 422, "embedding")
-		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role": "user", "content": "x", "embedding": `+bad+`}`), 422, "embedding")
-		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"messages": [{"role": "user", "content": "ok", "embedding": [1, 2, 3]},
+		isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", `{"type": "semantic", "content": "x", "embedding": `+bad+`}`), 422, "embedding")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"role": "user", "content": "x", "embedding": `+bad+`}`), 422, "embedding")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"messages": [{"role": "user", "content": "ok", "embedding": [1, 2, 3]},
 			{"role": "user", "content": "x", "embedding": `+bad+`}]}`), 422, "messages[1].embedding")
-		isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories/search", `{"query": "x", "embedding": `+bad+`}`), 422, "embedding")
-		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/context", `{"query": "x", "embedding": `+bad+`}`), 422, "embedding")
-		isProblem(t, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", `{"embedding": `+bad+`}`), 422, "embedding")
+		isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories/search", `{"query": "x", "embedding": `+bad+`}`), 422, "embedding")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/context", `{"query": "x", "embedding": `+bad+`}`), 422, "embedding")
+		isProblem(t, s.Do("POST", "/v1/sessions/"+sid+"/context/snapshots", `{"embedding": `+bad+`}`), 422, "embedding")
 	}
 	if n := eventCount(t, s); n != events {
 		t.Fatalf("refused requests appended %d events", n-events)
 	}
 	// The same requests with a good embedding pass.
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", `{"type": "semantic", "content": "x", "embedding": [1, 2, 3]}`)).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", `{"role": "user", "content": "x", "embedding": [1, 2, 3]}`))
-	isProblem(t, s.do("PATCH", "/v1/memories/"+mid, `{"embedding": [1]}`), 422, "embedding")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", `{"type": "semantic", "content": "x", "embedding": [1, 2, 3]}`)).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"role": "user", "content": "x", "embedding": [1, 2, 3]}`))
+	isProblem(t, s.Do("PATCH", "/v1/memories/"+mid, `{"embedding": [1]}`), 422, "embedding")
 }
 
 // Without ARQ_EMBEDDING_DIM any length is accepted, and an embedding of
 // another length than the query's never matches it.
 func TestEmbeddingsOfAnotherLengthNeverMatch(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"})).str("id")
-	two := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha note", "embedding": []float64{1, 0}})).str("id")
-	three := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "beta note", "embedding": []float64{1, 0, 0}})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"})).Str("id")
+	two := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha note", "embedding": []float64{1, 0}})).Str("id")
+	three := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "beta note", "embedding": []float64{1, 0, 0}})).Str("id")
 	for _, c := range []struct {
 		embedding []float64
 		want      []string
 	}{{[]float64{1, 0, 0}, []string{three}}, {[]float64{0.5, 0.5}, []string{two}}, {[]float64{1, 0, 0, 0}, nil}} {
 		var got []string
-		for _, it := range s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"embedding": c.embedding})).items() {
+		for _, it := range s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", map[string]any{"embedding": c.embedding})).Items() {
 			got = append(got, it["id"].(string))
 		}
 		if !slices.Equal(got, c.want) {

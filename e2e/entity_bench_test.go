@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -28,9 +29,9 @@ const (
 
 func newEntityFixture(b *testing.B) *entityFixture {
 	s := newBenchServer(b)
-	plain := startServerOn(b, s.url, map[string]string{"ARQ_CACHE_ENTITIES": "false"})
-	f := &entityFixture{cached: s, plain: &benchServer{server: plain, client: s.client}}
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ent", "name": "Ent"})).str("id")
+	plain := testserver.StartOn(b, s.URL, map[string]string{"ARQ_CACHE_ENTITIES": "false"})
+	f := &entityFixture{cached: s, plain: &benchServer{Server: plain, client: s.client}}
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ent", "name": "Ent"})).Str("id")
 	ids := make([]string, 2*entityHot+entityCold)
 	var wg sync.WaitGroup
 	const workers = 16
@@ -50,14 +51,14 @@ func newEntityFixture(b *testing.B) *entityFixture {
 				}
 				body := map[string]any{"type": "semantic", "content": text(words), "importance": r.Float64(),
 					"tags": []string{benchWords[r.IntN(100)], benchWords[r.IntN(100)]}, "metadata": map[string]any{"source": "chat", "turn": i}}
-				ids[i] = s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", body, "Prefer", "respond-async")).str("id")
+				ids[i] = s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", body, "Prefer", "respond-async")).Str("id")
 			}
 		}(w)
 	}
 	wg.Wait()
-	last := s.must(202, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "last"}, "Prefer", "respond-async"))
-	s.must(200, s.do("GET", "/v1/users/"+uid+"/memories?limit=1", nil, "X-Arq-Min-Position", last.header.Get("X-Arq-Position")))
-	pool, err := pgxpool.New(context.Background(), s.url)
+	last := s.Must(202, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "last"}, "Prefer", "respond-async"))
+	s.Must(200, s.Do("GET", "/v1/users/"+uid+"/memories?limit=1", nil, "X-Arq-Min-Position", last.Header.Get("X-Arq-Position")))
+	pool, err := pgxpool.New(context.Background(), s.URL)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func newEntityFixture(b *testing.B) *entityFixture {
 }
 
 func (f *entityFixture) get(s *benchServer, id string) error {
-	resp, err := s.client.Get(s.base + "/v1/memories/" + id)
+	resp, err := s.client.Get(s.Base + "/v1/memories/" + id)
 	if err != nil {
 		return err
 	}

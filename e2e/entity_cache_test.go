@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"strconv"
 	"sync"
 	"testing"
@@ -10,24 +12,24 @@ import (
 
 // entityRead is what a GET of one entity by id answered.
 type entityRead struct {
-	response
+	testserver.Response
 }
 
 // getEntity reads path, requiring 200 and an ETag that matches the body's version.
-func (s *server) getEntity(t *testing.T, path string, must ...func(int, response) response) entityRead {
+func getEntity(s *testserver.Server, t *testing.T, path string, must ...func(int, testserver.Response) testserver.Response) entityRead {
 	t.Helper()
-	check := s.must
+	check := s.Must
 	if len(must) > 0 {
 		check = must[0] // mustGo, off the test's goroutine
 	}
-	r := check(200, s.do("GET", path, nil))
-	if want := `"` + strconv.Itoa(int(r.num("version"))) + `"`; r.header.Get("ETag") != want {
-		t.Errorf("GET %s: ETag %q, body version %s", path, r.header.Get("ETag"), want)
+	r := check(200, s.Do("GET", path, nil))
+	if want := `"` + strconv.Itoa(int(r.Num("version"))) + `"`; r.Header.Get("ETag") != want {
+		t.Errorf("GET %s: ETag %q, body version %s", path, r.Header.Get("ETag"), want)
 	}
 	return entityRead{r}
 }
 
-func (r entityRead) hit() bool { return r.header.Get("X-Arq-Cache") == "hit" }
+func (r entityRead) hit() bool { return r.Header.Get("X-Arq-Cache") == "hit" }
 
 // Writers change their own user, session, message and memory, and read
 // each back at once, twice, from the server they wrote to and from a
@@ -35,8 +37,8 @@ func (r entityRead) hit() bool { return r.header.Get("X-Arq-Cache") == "hit" }
 // it, although the entities are cached in Redis between writes.
 func TestEntityCacheNeverStale(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	other := startServerOn(t, s.url, nil)
+	s := testserver.Start(t, nil)
+	other := testserver.StartOn(t, s.URL, nil)
 	const writers, rounds = 6, 12
 	var wg sync.WaitGroup
 	errs := make(chan string, writers*rounds*20) // 20 reads a round
@@ -45,32 +47,32 @@ func TestEntityCacheNeverStale(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			uid := s.mustGo(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("w%d", w), "name": "W"})).str("id")
-			sid := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-			msg := s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "first"})).str("id")
-			mem := s.mustGo(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+			uid := s.MustGo(201, s.Do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("w%d", w), "name": "W"})).Str("id")
+			sid := s.MustGo(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+			msg := s.MustGo(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "first"})).Str("id")
+			mem := s.MustGo(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).Str("id")
 			h := 0
 			check := func(path, field string, want any) {
-				for _, srv := range []*server{s, s, other, other} {
-					r := srv.getEntity(t, path, srv.mustGo)
+				for _, srv := range []*testserver.Server{s, s, other, other} {
+					r := getEntity(srv, t, path, srv.MustGo)
 					if r.hit() {
 						h++
 					}
-					if got := r.json[field]; got != want {
+					if got := r.JSON[field]; got != want {
 						errs <- fmt.Sprintf("writer %d: GET %s: %s = %v, want %v", w, path, field, got, want)
 					}
 				}
 			}
 			for i := 0; i < rounds; i++ {
 				text := fmt.Sprintf("writer %d round %d", w, i)
-				m := s.mustGo(200, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": text}))
+				m := s.MustGo(200, s.Do("PATCH", "/v1/memories/"+mem, map[string]any{"content": text}))
 				check("/v1/memories/"+mem, "content", text)
-				check("/v1/memories/"+mem, "version", m.num("version"))
-				s.mustGo(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"name": text}))
+				check("/v1/memories/"+mem, "version", m.Num("version"))
+				s.MustGo(200, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": text}))
 				check("/v1/users/"+uid, "name", text)
-				s.mustGo(200, s.do("PATCH", "/v1/messages/"+msg, map[string]any{"content": text}))
+				s.MustGo(200, s.Do("PATCH", "/v1/messages/"+msg, map[string]any{"content": text}))
 				check("/v1/messages/"+msg, "content", text)
-				s.mustGo(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": text}))
+				s.MustGo(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": text}))
 				check("/v1/sessions/"+sid, "message_count", float64(i+2))
 			}
 			hits <- h
@@ -84,36 +86,36 @@ func TestEntityCacheNeverStale(t *testing.T) {
 // on every server.
 func TestEntityCacheDelete(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	other := startServerOn(t, s.url, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "del", "name": "Del"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "kept"})).str("id")
-	mem2 := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "gone with the user"})).str("id")
+	s := testserver.Start(t, nil)
+	other := testserver.StartOn(t, s.URL, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "del", "name": "Del"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	msg := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "kept"})).Str("id")
+	mem2 := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "gone with the user"})).Str("id")
 	warm := func(path string) {
 		t.Helper()
-		for _, srv := range []*server{s, other} {
-			srv.getEntity(t, path)
-			if !srv.getEntity(t, path).hit() {
+		for _, srv := range []*testserver.Server{s, other} {
+			getEntity(srv, t, path)
+			if !getEntity(srv, t, path).hit() {
 				t.Fatalf("GET %s a second time: not from the cache", path)
 			}
 		}
 	}
 	gone := func(path string) {
 		t.Helper()
-		for _, srv := range []*server{s, other} {
-			isProblem(t, srv.do("GET", path, nil), 404, "")
+		for _, srv := range []*testserver.Server{s, other} {
+			isProblem(t, srv.Do("GET", path, nil), 404, "")
 		}
 	}
 	for _, p := range []string{"/v1/memories/" + mem, "/v1/memories/" + mem2, "/v1/messages/" + msg, "/v1/sessions/" + sid, "/v1/users/" + uid} {
 		warm(p)
 	}
-	s.must(204, s.do("DELETE", "/v1/memories/"+mem, nil))
+	s.Must(204, s.Do("DELETE", "/v1/memories/"+mem, nil))
 	gone("/v1/memories/" + mem)
-	s.must(204, s.do("DELETE", "/v1/messages/"+msg, nil))
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+msg, nil))
 	gone("/v1/messages/" + msg)
-	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	s.Must(204, s.Do("DELETE", "/v1/users/"+uid, nil))
 	for _, p := range []string{"/v1/users/" + uid, "/v1/sessions/" + sid, "/v1/memories/" + mem2} {
 		gone(p)
 	}
@@ -123,19 +125,19 @@ func TestEntityCacheDelete(t *testing.T) {
 // expired at its expiry time, before the expiry worker records either.
 func TestEntityCacheExpiry(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "1h"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "exp", "name": "Exp"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_EXPIRY_INTERVAL": "1h"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "exp", "name": "Exp"})).Str("id")
 	at := time.Now().Add(1500 * time.Millisecond)
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "soon gone",
-		"expires_at": at.Format(time.RFC3339Nano)})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 2})).str("id")
-	sessionEnds, err := time.Parse(time.RFC3339Nano, s.getEntity(t, "/v1/sessions/"+sid).str("expires_at"))
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "working", "content": "soon gone",
+		"expires_at": at.Format(time.RFC3339Nano)})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 2})).Str("id")
+	sessionEnds, err := time.Parse(time.RFC3339Nano, getEntity(s, t, "/v1/sessions/"+sid).Str("expires_at"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.getEntity(t, "/v1/memories/"+mem)
+	getEntity(s, t, "/v1/memories/"+mem)
 	for _, p := range []string{"/v1/memories/" + mem, "/v1/sessions/" + sid} {
-		if !s.getEntity(t, p).hit() {
+		if !getEntity(s, t, p).hit() {
 			t.Fatalf("GET %s a second time: not from the cache", p)
 		}
 	}
@@ -144,10 +146,10 @@ func TestEntityCacheExpiry(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(at)) // the condition is the time itself
-	isProblem(t, s.do("GET", "/v1/memories/"+mem, nil), 404, "")
+	isProblem(t, s.Do("GET", "/v1/memories/"+mem, nil), 404, "")
 	time.Sleep(time.Until(sessionEnds))
-	if got := s.getEntity(t, "/v1/sessions/"+sid); got.str("status") != "expired" {
-		t.Fatalf("session at its expiry time: %s", got.body)
+	if got := getEntity(s, t, "/v1/sessions/"+sid); got.Str("status") != "expired" {
+		t.Fatalf("session at its expiry time: %s", got.Body)
 	}
 }
 
@@ -158,43 +160,43 @@ func TestEntityCacheRedisDownAndBack(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	stop := redisOn(t, port)
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "before"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port), "ARQ_CACHE_MEMORY_BYTES": "0"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	msg := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "hello"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "before"})).Str("id")
 	paths := []string{"/v1/users/" + uid, "/v1/sessions/" + sid, "/v1/messages/" + msg, "/v1/memories/" + mem}
 	for _, p := range paths {
-		s.getEntity(t, p)
-		if !s.getEntity(t, p).hit() {
+		getEntity(s, t, p)
+		if !getEntity(s, t, p).hit() {
 			t.Fatalf("GET %s a second time with Redis up: not from the cache", p)
 		}
 	}
 
 	stop()
 	for _, p := range paths {
-		if r := s.getEntity(t, p); r.header.Get("X-Arq-Cache") != "miss" {
-			t.Fatalf("GET %s with Redis down: X-Arq-Cache %q, want miss", p, r.header.Get("X-Arq-Cache"))
+		if r := getEntity(s, t, p); r.Header.Get("X-Arq-Cache") != "miss" {
+			t.Fatalf("GET %s with Redis down: X-Arq-Cache %q, want miss", p, r.Header.Get("X-Arq-Cache"))
 		}
 	}
-	s.must(200, s.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": "during"}))
-	if got := s.getEntity(t, "/v1/memories/"+mem); got.str("content") != "during" {
-		t.Fatalf("memory read with Redis down after a write: %s", got.body)
+	s.Must(200, s.Do("PATCH", "/v1/memories/"+mem, map[string]any{"content": "during"}))
+	if got := getEntity(s, t, "/v1/memories/"+mem); got.Str("content") != "during" {
+		t.Fatalf("memory read with Redis down after a write: %s", got.Body)
 	}
-	ready := s.must(200, s.do("GET", "/readyz", nil))
-	if checks, _ := ready.json["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
-		t.Fatalf("/readyz with Redis down: %s", ready.body)
+	ready := s.Must(200, s.Do("GET", "/readyz", nil))
+	if checks, _ := ready.JSON["checks"].(map[string]any); checks["redis"] == "ok" || checks["redis"] == nil {
+		t.Fatalf("/readyz with Redis down: %s", ready.Body)
 	}
 
 	redisOn(t, port)
 	for _, p := range paths {
-		eventually(t, 10*time.Second, "caching of "+p+" resumes", func() (bool, error) {
-			s.getEntity(t, p)
-			return s.getEntity(t, p).hit(), nil
+		testwait.Eventually(t, 10*time.Second, "caching of "+p+" resumes", func() (bool, error) {
+			getEntity(s, t, p)
+			return getEntity(s, t, p).hit(), nil
 		})
 	}
-	if got := s.getEntity(t, "/v1/memories/"+mem); got.str("content") != "during" {
-		t.Fatalf("memory read after Redis came back: %s", got.body)
+	if got := getEntity(s, t, "/v1/memories/"+mem); got.Str("content") != "during" {
+		t.Fatalf("memory read after Redis came back: %s", got.Body)
 	}
 }
 
@@ -202,19 +204,19 @@ func TestEntityCacheRedisDownAndBack(t *testing.T) {
 // cache) is seen at once through a server that has the old state cached.
 func TestEntityCacheWriteWithoutRedis(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	blind := startServerOn(t, s.url, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "b", "name": "B"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "old"})).str("id")
-	s.getEntity(t, "/v1/memories/"+mem)
-	if !s.getEntity(t, "/v1/memories/"+mem).hit() {
+	s := testserver.Start(t, nil)
+	blind := testserver.StartOn(t, s.URL, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "b", "name": "B"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "old"})).Str("id")
+	getEntity(s, t, "/v1/memories/"+mem)
+	if !getEntity(s, t, "/v1/memories/"+mem).hit() {
 		t.Fatal("second read: not from the cache")
 	}
-	blind.must(200, blind.do("PATCH", "/v1/memories/"+mem, map[string]any{"content": "new"}))
-	got := s.getEntity(t, "/v1/memories/"+mem)
-	if got.str("content") != "new" || got.hit() {
-		t.Fatalf("read after a write elsewhere: %s (X-Arq-Cache %s)", got.body, got.header.Get("X-Arq-Cache"))
+	blind.Must(200, blind.Do("PATCH", "/v1/memories/"+mem, map[string]any{"content": "new"}))
+	got := getEntity(s, t, "/v1/memories/"+mem)
+	if got.Str("content") != "new" || got.hit() {
+		t.Fatalf("read after a write elsewhere: %s (X-Arq-Cache %s)", got.Body, got.Header.Get("X-Arq-Cache"))
 	}
-	blind.must(204, blind.do("DELETE", "/v1/memories/"+mem, nil))
-	isProblem(t, s.do("GET", "/v1/memories/"+mem, nil), 404, "")
+	blind.Must(204, blind.Do("DELETE", "/v1/memories/"+mem, nil))
+	isProblem(t, s.Do("GET", "/v1/memories/"+mem, nil), 404, "")
 }

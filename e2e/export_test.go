@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/arq-memory/arq/internal/testserver"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,20 +14,20 @@ import (
 // and the same verification; a second import is refused.
 func TestExportThenImportGivesTheSameReads(t *testing.T) {
 	t.Parallel()
-	src := startServer(t, nil)
-	uid := src.must(201, src.do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "Xu"})).str("id")
-	src.must(200, src.do("PATCH", "/v1/users/"+uid, map[string]any{"email": "xu@example.com"}))
-	sid := src.must(201, src.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "moving"})).str("id")
-	src.must(201, src.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []any{
+	src := testserver.Start(t, nil)
+	uid := src.Must(201, src.Do("POST", "/v1/users", map[string]any{"external_id": "x", "name": "Xu"})).Str("id")
+	src.Must(200, src.Do("PATCH", "/v1/users/"+uid, map[string]any{"email": "xu@example.com"}))
+	sid := src.Must(201, src.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "moving"})).Str("id")
+	src.Must(201, src.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []any{
 		map[string]any{"role": "user", "content": "Pack the books first."},
 		map[string]any{"role": "user", "content": "Then the kitchen."}}})) // no assistant message: no snapshot after the export
-	gone := src.must(201, src.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "oops"})).str("id")
-	src.must(204, src.do("DELETE", "/v1/messages/"+gone, nil))
-	mid := src.must(201, src.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Xu is moving house", "tags": []string{"life"}})).str("id")
-	src.must(200, src.do("PATCH", "/v1/memories/"+mid, map[string]any{"importance": 0.8}))
-	snap := src.must(201, src.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{})).str("id")
+	gone := src.Must(201, src.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "oops"})).Str("id")
+	src.Must(204, src.Do("DELETE", "/v1/messages/"+gone, nil))
+	mid := src.Must(201, src.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Xu is moving house", "tags": []string{"life"}})).Str("id")
+	src.Must(200, src.Do("PATCH", "/v1/memories/"+mid, map[string]any{"importance": 0.8}))
+	snap := src.Must(201, src.Do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{})).Str("id")
 
-	code, dump, errOut := runCLI(t, src.url, "export", "--quiet")
+	code, dump, errOut := runCLI(t, src.URL, "export", "--quiet")
 	if code != 0 || strings.Count(dump, "\n") < 10 {
 		t.Fatalf("export: %d\n%s", code, errOut)
 	}
@@ -41,27 +42,27 @@ func TestExportThenImportGivesTheSameReads(t *testing.T) {
 	if code, _, errOut := runCLI(t, dst, "import", "--quiet", file); code != 1 || !strings.Contains(errOut, "not empty") {
 		t.Fatalf("second import: %d %s", code, errOut)
 	}
-	_, wantVerify, _ := runCLI(t, src.url, "verify", "--quiet")
+	_, wantVerify, _ := runCLI(t, src.URL, "verify", "--quiet")
 	if code, got, _ := runCLI(t, dst, "verify", "--quiet"); code != 0 || got != wantVerify {
 		t.Fatalf("verify after import: %d %q, source %q", code, got, wantVerify)
 	}
 
-	to := startServerOn(t, dst, nil)
+	to := testserver.StartOn(t, dst, nil)
 	for _, path := range []string{
 		"/v1/users/" + uid, "/v1/users", "/v1/sessions/" + sid, "/v1/sessions/" + sid + "/messages",
 		"/v1/users/" + uid + "/memories", "/v1/memories/" + mid, "/v1/memories/" + mid + "/history",
 		"/v1/messages/" + gone + "/history", "/v1/context-snapshots/" + snap,
 	} {
-		a, b := src.must(200, src.do("GET", path, nil)), to.must(200, to.do("GET", path, nil))
-		if string(a.body) != string(b.body) {
-			t.Errorf("GET %s differs after import:\nsource %s\nimport %s", path, a.body, b.body)
+		a, b := src.Must(200, src.Do("GET", path, nil)), to.Must(200, to.Do("GET", path, nil))
+		if string(a.Body) != string(b.Body) {
+			t.Errorf("GET %s differs after import:\nsource %s\nimport %s", path, a.Body, b.Body)
 		}
 	}
 	// The audit holds the same events in the same order; cursors are each
 	// log's own.
-	ids := func(s *server) string {
+	ids := func(s *testserver.Server) string {
 		var out []string
-		for _, e := range s.must(200, s.do("GET", "/v1/users/"+uid+"/audit", nil)).items() {
+		for _, e := range s.Must(200, s.Do("GET", "/v1/users/"+uid+"/audit", nil)).Items() {
 			out = append(out, e["event_id"].(string)+"@"+e["recorded_at"].(string))
 		}
 		return strings.Join(out, " ")

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,15 +19,15 @@ import (
 func TestSessionStreamAcrossArqProcesses(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
-	inTest := startServerOn(t, url, nil)
+	inTest := testserver.StartOn(t, url, nil)
 	other, p := serveBinary(t, url, map[string]string{"ARQ_HTTP_ADDR": "127.0.0.1:0", "ARQ_DB_MAX_CONNS": "8"})
 
-	uid := inTest.must(201, inTest.do("POST", "/v1/users", map[string]any{"external_id": "pp", "name": "PP"})).str("id")
-	sid := inTest.must(201, inTest.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	uid := inTest.Must(201, inTest.Do("POST", "/v1/users", map[string]any{"external_id": "pp", "name": "PP"})).Str("id")
+	sid := inTest.Must(201, inTest.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 
 	// A client of the in-test server, a message through the subprocess.
-	here := inTest.subscribe(t, "/v1/sessions/"+sid+"/stream")
-	mid := other.must(201, other.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "from the arq subprocess"})).str("id")
+	here := subscribe(inTest, t, "/v1/sessions/"+sid+"/stream")
+	mid := other.Must(201, other.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "from the arq subprocess"})).Str("id")
 	ev := await(t, here, "message appended through the subprocess", func(ev sseEvent) bool { return dataField(ev, "message_id") == mid })
 	if ev.event != "message.appended" || dataField(ev, "content") != "from the arq subprocess" || ev.id == "" {
 		t.Fatalf("event on the in-test server: %+v", ev)
@@ -33,8 +35,8 @@ func TestSessionStreamAcrossArqProcesses(t *testing.T) {
 
 	// And the other way: a client of the subprocess, a message through
 	// the in-test server.
-	there := other.subscribe(t, "/v1/sessions/"+sid+"/stream")
-	back := inTest.must(201, inTest.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "from the test process"})).str("id")
+	there := subscribe(other, t, "/v1/sessions/"+sid+"/stream")
+	back := inTest.Must(201, inTest.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "assistant", "content": "from the test process"})).Str("id")
 	ev = await(t, there, "message appended through the in-test server", func(ev sseEvent) bool { return dataField(ev, "message_id") == back })
 	if ev.event != "message.appended" || dataField(ev, "content") != "from the test process" || ev.id == "" {
 		t.Fatalf("event on the subprocess: %+v", ev)
@@ -48,7 +50,7 @@ func TestSessionStreamAcrossArqProcesses(t *testing.T) {
 
 // serveProc is an `arq serve` run as a program of its own.
 type serveProc struct {
-	stderr *syncBuffer
+	stderr *testserver.SyncBuffer
 	// exited is closed when the program has exited, with err.
 	exited chan struct{}
 	err    error
@@ -56,12 +58,12 @@ type serveProc struct {
 
 // serveBinary runs `arq serve` over the database at url, with env as its
 // ARQ_* variables, until the test ends, and returns it once it listens.
-func serveBinary(t *testing.T, url string, env map[string]string) (*server, *serveProc) {
+func serveBinary(t *testing.T, url string, env map[string]string) (*testserver.Server, *serveProc) {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	env["ARQ_DATABASE_URL"] = url
 	cmd.Env = arqEnv(env)
-	p := &serveProc{stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &serveProc{stderr: &testserver.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func serveBinary(t *testing.T, url string, env map[string]string) (*server, *ser
 		}
 	})
 	var addr string
-	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "server listening", func() (bool, error) {
 		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
 		for sc.Scan() {
 			var line struct {
@@ -89,5 +91,5 @@ func serveBinary(t *testing.T, url string, env map[string]string) (*server, *ser
 		}
 		return false, nil
 	})
-	return &server{t: t, base: "http://" + addr, url: url}, p
+	return testserver.Attach(t, "http://"+addr, url), p
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,11 +24,11 @@ type sseEvent struct {
 
 // subscribe opens an event stream and returns its events as they come;
 // the stream closes when the test ends.
-func (s *server) subscribe(t *testing.T, path string, headers ...string) <-chan sseEvent {
+func subscribe(s *testserver.Server, t *testing.T, path string, headers ...string) <-chan sseEvent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, "GET", s.base+path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", s.Base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,20 +97,20 @@ func dataField(ev sseEvent, key string) string {
 func TestSessionStreamAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
-	a := startServerOn(t, url, nil)
-	b := startServerOn(t, url, nil)
-	uid := a.must(201, a.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"})).str("id")
-	sid := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	events := a.subscribe(t, "/v1/sessions/"+sid+"/stream")
-	mid := b.must(201, b.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "through the other process"})).str("id")
+	a := testserver.StartOn(t, url, nil)
+	b := testserver.StartOn(t, url, nil)
+	uid := a.Must(201, a.Do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"})).Str("id")
+	sid := a.Must(201, a.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	events := subscribe(a, t, "/v1/sessions/"+sid+"/stream")
+	mid := b.Must(201, b.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "through the other process"})).Str("id")
 	ev := await(t, events, "message appended through B", func(ev sseEvent) bool { return dataField(ev, "message_id") == mid })
 	if ev.event != "message.appended" || dataField(ev, "content") != "through the other process" || ev.id == "" {
 		t.Fatalf("event: %+v", ev)
 	}
 	// Another session's messages do not reach this stream.
-	other := a.must(201, a.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	b.must(201, b.do("POST", "/v1/sessions/"+other+"/messages", map[string]any{"role": "user", "content": "elsewhere"}))
-	last := b.must(201, b.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "here again"})).str("id")
+	other := a.Must(201, a.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	b.Must(201, b.Do("POST", "/v1/sessions/"+other+"/messages", map[string]any{"role": "user", "content": "elsewhere"}))
+	last := b.Must(201, b.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "here again"})).Str("id")
 	await(t, events, "second message", func(ev sseEvent) bool {
 		if dataField(ev, "content") == "elsewhere" {
 			t.Fatal("another session's message reached the stream")
@@ -122,23 +124,23 @@ func TestSessionStreamAcrossProcesses(t *testing.T) {
 // it.
 func TestEventStreamResumesWithoutRedis(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))})
-	first := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e1", "name": "E1"}))
-	after := first.header.Get("X-Arq-Position")
-	second := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e2", "name": "E2"})).str("id")
-	events := s.subscribe(t, "/v1/events/stream?after="+after+"&type=user.registered")
+	s := testserver.Start(t, map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))})
+	first := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "e1", "name": "E1"}))
+	after := first.Header.Get("X-Arq-Position")
+	second := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "e2", "name": "E2"})).Str("id")
+	events := subscribe(s, t, "/v1/events/stream?after="+after+"&type=user.registered")
 	ev := await(t, events, "catch-up", func(sseEvent) bool { return true })
 	if dataField(ev, "user_id") != second {
 		t.Fatalf("first event after the cursor: %+v", ev)
 	}
-	third := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e3", "name": "E3"})).str("id")
+	third := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "e3", "name": "E3"})).Str("id")
 	ev = await(t, events, "live event", func(sseEvent) bool { return true })
 	if dataField(ev, "user_id") != third || ev.event != "user.registered" {
 		t.Fatalf("live event: %+v", ev)
 	}
 	// Reconnecting with Last-Event-ID resumes after that event.
-	again := s.subscribe(t, "/v1/events/stream?type=user.registered", "Last-Event-ID", ev.id)
-	fourth := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "e4", "name": "E4"})).str("id")
+	again := subscribe(s, t, "/v1/events/stream?type=user.registered", "Last-Event-ID", ev.id)
+	fourth := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "e4", "name": "E4"})).Str("id")
 	if ev := await(t, again, "after reconnecting", func(sseEvent) bool { return true }); dataField(ev, "user_id") != fourth {
 		t.Fatalf("resumed with %+v, want user %s", ev, fourth)
 	}
@@ -150,32 +152,32 @@ func TestEventStreamResumesWithoutRedis(t *testing.T) {
 // one is 422.
 func TestSessionStreamResumes(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	other := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	appendTo := func(session, content string) response {
-		return s.must(201, s.do("POST", "/v1/sessions/"+session+"/messages", map[string]any{"role": "user", "content": content}))
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "r", "name": "R"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	other := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	appendTo := func(session, content string) testserver.Response {
+		return s.Must(201, s.Do("POST", "/v1/sessions/"+session+"/messages", map[string]any{"role": "user", "content": content}))
 	}
-	after := appendTo(sid, "one").header.Get("X-Arq-Position")
+	after := appendTo(sid, "one").Header.Get("X-Arq-Position")
 	appendTo(other, "elsewhere")
-	two := appendTo(sid, "two").str("id")
-	events := s.subscribe(t, "/v1/sessions/"+sid+"/stream?after="+after)
+	two := appendTo(sid, "two").Str("id")
+	events := subscribe(s, t, "/v1/sessions/"+sid+"/stream?after="+after)
 	if ev := await(t, events, "catch-up", func(sseEvent) bool { return true }); dataField(ev, "message_id") != two {
 		t.Fatalf("first event after the cursor: %+v, want message two", ev)
 	}
-	three := appendTo(sid, "three").str("id")
+	three := appendTo(sid, "three").Str("id")
 	ev := await(t, events, "live", func(sseEvent) bool { return true })
 	if dataField(ev, "message_id") != three {
 		t.Fatalf("live event: %+v, want message three", ev)
 	}
-	four := appendTo(sid, "four").str("id")
-	again := s.subscribe(t, "/v1/sessions/"+sid+"/stream", "Last-Event-ID", ev.id)
+	four := appendTo(sid, "four").Str("id")
+	again := subscribe(s, t, "/v1/sessions/"+sid+"/stream", "Last-Event-ID", ev.id)
 	if ev := await(t, again, "after reconnecting", func(sseEvent) bool { return true }); dataField(ev, "message_id") != four {
 		t.Fatalf("resumed with %+v, want message four", ev)
 	}
-	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream", nil, "Last-Event-ID", "garbage"), 422, "Last-Event-ID")
-	isProblem(t, s.do("GET", "/v1/sessions/"+sid+"/stream?after=x", nil), 422, "after")
+	isProblem(t, s.Do("GET", "/v1/sessions/"+sid+"/stream", nil, "Last-Event-ID", "garbage"), 422, "Last-Event-ID")
+	isProblem(t, s.Do("GET", "/v1/sessions/"+sid+"/stream?after=x", nil), 422, "after")
 }
 
 // Stopping a server ends its event streams, telling their clients to
@@ -183,12 +185,12 @@ func TestSessionStreamResumes(t *testing.T) {
 // shutdown until its client left (30 s, then an error exit).
 func TestShutdownEndsEventStreams(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	sid := s.must(201, s.do("POST", "/v1/users/"+s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "bye", "name": "B"})).str("id")+"/sessions", map[string]any{})).str("id")
-	log := s.subscribe(t, "/v1/events/stream")
-	session := s.subscribe(t, "/v1/sessions/"+sid+"/stream")
+	s := testserver.Start(t, nil)
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "bye", "name": "B"})).Str("id")+"/sessions", map[string]any{})).Str("id")
+	log := subscribe(s, t, "/v1/events/stream")
+	session := subscribe(s, t, "/v1/sessions/"+sid+"/stream")
 	start := time.Now()
-	s.stop()
+	s.Stop()
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the server took %s to stop", took)
 	}
@@ -202,14 +204,14 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 // drained.
 func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "drain", "name": "D"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "drain", "name": "D"})).Str("id")
 	ctx := context.Background()
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	release := holdTable(t, pool, "memories")
 	answer := make(chan int, 1)
 	go func() {
-		resp, err := http.Post(s.base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
+		resp, err := http.Post(s.Base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
 		if err != nil {
 			t.Error(err)
 			answer <- 0
@@ -218,15 +220,15 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 		resp.Body.Close()
 		answer <- resp.StatusCode
 	}()
-	eventually(t, 10*time.Second, "the memory appended", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "the memory appended", func() (bool, error) {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE event_type = 'memory.stored'`).Scan(&n)
 		return n == 1, err
 	})
 	stopped := make(chan struct{})
-	go func() { s.stop(); close(stopped) }()
-	eventually(t, 10*time.Second, "the server stopped listening", func() (bool, error) {
-		resp, err := http.Get(s.base + "/healthz")
+	go func() { s.Stop(); close(stopped) }()
+	testwait.Eventually(t, 10*time.Second, "the server stopped listening", func() (bool, error) {
+		resp, err := http.Get(s.Base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -244,10 +246,10 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 // gave up.
 func TestHeadOfAStreamEnds(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	s := testserver.Start(t, nil)
 	client := &http.Client{Timeout: 5 * time.Second}
 	for _, path := range []string{"/v1/events/stream", "/v1/events"} {
-		req, _ := http.NewRequest("HEAD", s.base+path, nil)
+		req, _ := http.NewRequest("HEAD", s.Base+path, nil)
 		req.Header.Set("Accept", "application/x-ndjson")
 		resp, err := client.Do(req)
 		if err != nil {
@@ -257,7 +259,7 @@ func TestHeadOfAStreamEnds(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("HEAD %s: %d", path, resp.StatusCode)
 		}
-		if r, err := client.Get(s.base + "/healthz"); err != nil { // the same connection, reused
+		if r, err := client.Get(s.Base + "/healthz"); err != nil { // the same connection, reused
 			t.Fatalf("GET after HEAD %s: %v", path, err)
 		} else {
 			r.Body.Close()
@@ -276,15 +278,15 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 	stop := redisOn(t, port)
 	env := map[string]string{"ARQ_REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", port)}
 	url := testdb.New(t)
-	servers := []*server{startServerOn(t, url, env), startServerOn(t, url, env)}
+	servers := []*testserver.Server{testserver.StartOn(t, url, env), testserver.StartOn(t, url, env)}
 	n := 0
 	register := func(name string) string {
 		n++
 		name = fmt.Sprintf("%s-%d", name, n)
-		return servers[0].must(201, servers[0].do("POST", "/v1/users", map[string]any{"external_id": name, "name": name})).str("id")
+		return servers[0].Must(201, servers[0].Do("POST", "/v1/users", map[string]any{"external_id": name, "name": name})).Str("id")
 	}
 	const path = "/v1/events/stream?type=user.registered"
-	clients := []*collected{collect(servers[0].subscribe(t, path)), collect(servers[1].subscribe(t, path))}
+	clients := []*collected{collect(subscribe(servers[0], t, path)), collect(subscribe(servers[1], t, path))}
 	// saw returns the first event of client c that match takes.
 	saw := func(c *collected, match func(sseEvent) bool) (sseEvent, bool) {
 		for _, ev := range c.events() {
@@ -322,7 +324,7 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 	registerUntil("warm-up", func(sseEvent) bool { return false })
 	u1 := register("u1")
 	last := make([]string, 2) // the id of the last event each client saw before the outage
-	eventually(t, 20*time.Second, "u1 at both clients", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "u1 at both clients", func() (bool, error) {
 		for i, c := range clients {
 			ev, ok := saw(c, user(u1))
 			if !ok {
@@ -337,7 +339,7 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 	u2 := register("u2")
 	// The relay's instance delivers u2 to its own clients once its
 	// publish failed; Redis comes back only then.
-	eventually(t, 20*time.Second, "u2 at the relay's instance", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "u2 at the relay's instance", func() (bool, error) {
 		_, ok0 := saw(clients[0], user(u2))
 		_, ok1 := saw(clients[1], user(u2))
 		return ok0 || ok1, nil
@@ -355,7 +357,7 @@ func TestLiveEventsLostWhileRedisWasAwayAreCaughtUp(t *testing.T) {
 		}
 		// Told it lagged, the client reconnects after the last event it
 		// saw before the outage, and catches up from the log.
-		again := servers[i].subscribe(t, path, "Last-Event-ID", last[i])
+		again := subscribe(servers[i], t, path, "Last-Event-ID", last[i])
 		first := await(t, again, fmt.Sprintf("client %d after reconnecting", i), func(sseEvent) bool { return true })
 		if dataField(first, "user_id") != u2 {
 			t.Fatalf("client %d resumed with %+v, want u2 %s", i, first, u2)

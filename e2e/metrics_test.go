@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,19 +33,19 @@ func metricValue(t *testing.T, body, series string) float64 {
 // its Postgres pools.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).str("id")
-	s.must(200, s.do("GET", "/v1/users/"+uid, nil))
-	s.must(200, s.do("GET", "/v1/users/"+uid, nil))
-	isProblem(t, s.do("GET", "/v1/nowhere/"+uid, nil), 404, "")
-	isProblem(t, s.do("BREW", "/v1/users", nil), 405, "")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "m", "name": "M"})).Str("id")
+	s.Must(200, s.Do("GET", "/v1/users/"+uid, nil))
+	s.Must(200, s.Do("GET", "/v1/users/"+uid, nil))
+	isProblem(t, s.Do("GET", "/v1/nowhere/"+uid, nil), 404, "")
+	isProblem(t, s.Do("BREW", "/v1/users", nil), 405, "")
 
 	scrape := func() string {
-		r := s.do("GET", "/metrics", nil)
-		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
-			t.Fatalf("GET /metrics: %d %s", r.status, r.header.Get("Content-Type"))
+		r := s.Do("GET", "/metrics", nil)
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET /metrics: %d %s", r.Status, r.Header.Get("Content-Type"))
 		}
-		return string(r.body)
+		return string(r.Body)
 	}
 	body := scrape()
 	for series, want := range map[string]float64{
@@ -67,7 +69,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// Every projection reaches the head of the log (those that skip the
 	// user's event too: their checkpoints move over every event).
-	eventually(t, 20*time.Second, "every projection at the head of the log", func() (bool, error) {
+	testwait.Eventually(t, 20*time.Second, "every projection at the head of the log", func() (bool, error) {
 		body := scrape()
 		head := metricValue(t, body, "arq_log_head_position")
 		for _, p := range app.Projections() {
@@ -82,13 +84,13 @@ func TestMetrics(t *testing.T) {
 // With keys on, metrics need a key with the read scope, as reads do.
 func TestMetricsNeedAKeyWhenKeysAreOn(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
-	isProblem(t, s.do("GET", "/metrics", nil), 401, "")
-	s.key = "admin-secret"
-	ro := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "prometheus", "scopes": []string{"read"}})).str("key")
-	wo := s.must(201, s.do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"write"}})).str("key")
-	s.key = wo
-	isProblem(t, s.do("GET", "/metrics", nil), 403, "")
-	s.key = ro
-	s.must(200, s.do("GET", "/metrics", nil))
+	s := testserver.Start(t, map[string]string{"ARQ_ADMIN_KEY": "admin-secret"})
+	isProblem(t, s.Do("GET", "/metrics", nil), 401, "")
+	s.Key = "admin-secret"
+	ro := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "prometheus", "scopes": []string{"read"}})).Str("key")
+	wo := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "writer", "scopes": []string{"write"}})).Str("key")
+	s.Key = wo
+	isProblem(t, s.Do("GET", "/metrics", nil), 403, "")
+	s.Key = ro
+	s.Must(200, s.Do("GET", "/metrics", nil))
 }

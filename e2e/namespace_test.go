@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,13 +31,13 @@ func namedAs(database string) func(*app.Options) {
 // publishes through the same Redis.
 func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 	t.Parallel()
-	a := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
-	b := startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
+	a := testserver.StartLogged(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
+	b := testserver.StartLogged(t, map[string]string{"ARQ_DATABASE_URL": testdb.Migrated(t)}, namedAs("arq"))
 	const path = "/v1/events/stream?type=user.registered"
-	fromA, fromB := a.subscribe(t, path), b.subscribe(t, path)
+	fromA, fromB := subscribe(a, t, path), subscribe(b, t, path)
 	ownA, ownB := map[string]bool{}, map[string]bool{}
-	register := func(s *server, own map[string]bool) string {
-		id := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": ulid.Make().String(), "name": "N"})).str("id")
+	register := func(s *testserver.Server, own map[string]bool) string {
+		id := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": ulid.Make().String(), "name": "N"})).Str("id")
 		own[id] = true
 		return id
 	}
@@ -57,7 +58,7 @@ func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 	// relay has started (it relays from the log's head when it first
 	// starts) and the feed reads the topic (it reads from the messages
 	// after it subscribed).
-	warmUp := func(s *server, events <-chan sseEvent, own map[string]bool, what string) {
+	warmUp := func(s *testserver.Server, events <-chan sseEvent, own map[string]bool, what string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
@@ -92,11 +93,11 @@ func TestDeploymentsNamedAlikeKeepTheirLiveEvents(t *testing.T) {
 // Redis, each serves the windows of its own messages.
 func TestImportedCopiesNamedAlikeServeTheirOwnWindows(t *testing.T) {
 	t.Parallel()
-	origin := startServer(t, nil)
-	uid := origin.must(201, origin.do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "W"})).str("id")
-	sid := origin.must(201, origin.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	origin.must(201, origin.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before the copies"}))
-	code, dump, errOut := runCLI(t, origin.url, "export", "--quiet")
+	origin := testserver.Start(t, nil)
+	uid := origin.Must(201, origin.Do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "W"})).Str("id")
+	sid := origin.Must(201, origin.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	origin.Must(201, origin.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "before the copies"}))
+	code, dump, errOut := runCLI(t, origin.URL, "export", "--quiet")
 	if code != 0 {
 		t.Fatalf("export: %d %s", code, errOut)
 	}
@@ -104,24 +105,24 @@ func TestImportedCopiesNamedAlikeServeTheirOwnWindows(t *testing.T) {
 	if err := os.WriteFile(file, []byte(dump), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	imported := func() *server {
+	imported := func() *testserver.Server {
 		url := testdb.Unmade(t)
 		if code, _, errOut := runCLI(t, url, "import", "--quiet", file); code != 0 {
 			t.Fatalf("import: %d %s", code, errOut)
 		}
-		return startLoggedServer(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs("arq"))
+		return testserver.StartLogged(t, map[string]string{"ARQ_DATABASE_URL": url}, namedAs("arq"))
 	}
 	a, b := imported(), imported()
-	last := func(s *server, content string) {
+	last := func(s *testserver.Server, content string) {
 		t.Helper()
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
-		r := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000", nil))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": content}))
+		r := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context?max_tokens=4000", nil))
 		var win window
-		if err := json.Unmarshal(r.body, &win); err != nil {
+		if err := json.Unmarshal(r.Body, &win); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(win.Messages); n == 0 || win.Messages[n-1].Content != content {
-			t.Fatalf("window of a copy whose last message is %q (cache %s): %s", content, r.header.Get("X-Arq-Cache"), r.body)
+			t.Fatalf("window of a copy whose last message is %q (cache %s): %s", content, r.Header.Get("X-Arq-Cache"), r.Body)
 		}
 	}
 	last(a, "only in copy A")

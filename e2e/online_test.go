@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"io"
 	"net/http"
 	"regexp"
@@ -22,8 +24,8 @@ import (
 
 // call sends one request for a load goroutine (which must not t.Fatal)
 // and decodes the answer's JSON into out, if given.
-func (s *server) call(method, path, body string, out any) (int, error) {
-	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+func call(s *testserver.Server, method, path, body string, out any) (int, error) {
+	req, err := http.NewRequest(method, s.Base+path, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -82,10 +84,10 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 	t.Parallel()
 	// No summaries (and no assistant messages, so no snapshots): the log
 	// stands still once the load stops.
-	s := startServer(t, map[string]string{"ARQ_SUMMARY_THRESHOLD_TOKENS": "100000000"})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "load", "name": "Load"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "load"})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "version 0"})).str("id")
+	s := testserver.Start(t, map[string]string{"ARQ_SUMMARY_THRESHOLD_TOKENS": "100000000"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "load", "name": "Load"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "load"})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "version 0"})).Str("id")
 	// A log long enough that each rebuild takes a while, so that writes
 	// land while the copies are built and switched in.
 	const seeded = 4000
@@ -94,10 +96,10 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 		for j := range batch {
 			batch[j] = map[string]any{"role": "user", "content": fmt.Sprintf("seed %d.%d", i, j)}
 		}
-		s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+		s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
 	}
 	for i := 0; i < 50; i++ {
-		s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "episodic", "content": fmt.Sprintf("seed memory %d", i), "tags": []string{"seed"}}))
+		s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "episodic", "content": fmt.Sprintf("seed memory %d", i), "tags": []string{"seed"}}))
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -117,19 +119,19 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil; i++ {
 			var m struct{ ID string }
-			if _, err := s.call("POST", "/v1/sessions/"+sid+"/messages", fmt.Sprintf(`{"role":"user","content":"load %d"}`, i), &m); err != nil {
+			if _, err := call(s, "POST", "/v1/sessions/"+sid+"/messages", fmt.Sprintf(`{"role":"user","content":"load %d"}`, i), &m); err != nil {
 				fail(err)
 				return
 			}
 			lastMessage.Store(m.ID)
 			ackedMessages.Add(1)
 			var mem struct{ Version int64 }
-			if _, err := s.call("PATCH", "/v1/memories/"+mid, fmt.Sprintf(`{"content":"version %d"}`, i+1), &mem); err != nil {
+			if _, err := call(s, "PATCH", "/v1/memories/"+mid, fmt.Sprintf(`{"content":"version %d"}`, i+1), &mem); err != nil {
 				fail(err)
 				return
 			}
 			ackedMemoryVersion.Store(mem.Version)
-			if _, err := s.call("POST", "/v1/users/"+uid+"/memories", fmt.Sprintf(`{"type":"working","content":"load memory %d"}`, i), nil); err != nil {
+			if _, err := call(s, "POST", "/v1/users/"+uid+"/memories", fmt.Sprintf(`{"type":"working","content":"load memory %d"}`, i), nil); err != nil {
 				fail(err)
 				return
 			}
@@ -147,7 +149,7 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 				var sess struct {
 					MessageCount int64 `json:"message_count"`
 				}
-				if _, err := s.call("GET", "/v1/sessions/"+sid, "", &sess); err != nil {
+				if _, err := call(s, "GET", "/v1/sessions/"+sid, "", &sess); err != nil {
 					fail(err)
 					return
 				}
@@ -156,7 +158,7 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 				}
 				lastCount = sess.MessageCount
 				var mem struct{ Version int64 }
-				if _, err := s.call("GET", "/v1/memories/"+mid, "", &mem); err != nil {
+				if _, err := call(s, "GET", "/v1/memories/"+mid, "", &mem); err != nil {
 					fail(err)
 					return
 				}
@@ -165,12 +167,12 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 				}
 				lastVersion = mem.Version
 				if msg != "" {
-					if _, err := s.call("GET", "/v1/messages/"+msg, "", nil); err != nil {
+					if _, err := call(s, "GET", "/v1/messages/"+msg, "", nil); err != nil {
 						fail(err)
 					}
 				}
 				var list struct{ Items []any }
-				if _, err := s.call("GET", "/v1/users/"+uid+"/memories?tag=seed&limit=100", "", &list); err != nil {
+				if _, err := call(s, "GET", "/v1/users/"+uid+"/memories?tag=seed&limit=100", "", &list); err != nil {
 					fail(err)
 				} else if len(list.Items) != 50 {
 					fail(fmt.Errorf("memories tagged seed: %d, want 50", len(list.Items)))
@@ -182,12 +184,12 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 
 	if writes.Load() == 0 {
 		// Let the load start before the first rebuild.
-		eventually(t, 10*time.Second, "the first writes", func() (bool, error) { return writes.Load() > 0, nil })
+		testwait.Eventually(t, 10*time.Second, "the first writes", func() (bool, error) { return writes.Load() > 0, nil })
 	}
 	for _, p := range app.Projections() {
 		before := writes.Load()
 		t0 := time.Now()
-		code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--online", "--quiet")
+		code, _, errOut := runCLI(t, s.URL, "projections", "rebuild", p.Name(), "--online", "--quiet")
 		if code != 0 {
 			t.Errorf("online rebuild of %s: exit %d: %s", p.Name(), code, errOut)
 		}
@@ -209,9 +211,9 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 
 	// Compare the live tables, once every projection applied the whole
 	// log, with an offline rebuild of the same log.
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	before := eventCount(t, s)
-	eventually(t, 30*time.Second, "projections caught up", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "projections caught up", func() (bool, error) {
 		st, err := projections.Statuses(context.Background(), pool, app.ProjectionNames())
 		for _, x := range st {
 			if x.Behind > 0 {
@@ -220,19 +222,19 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 		}
 		return err == nil, err
 	})
-	online := dumpTables(t, s.url)
+	online := dumpTables(t, s.URL)
 	for _, p := range app.Projections() {
-		code, out, errOut := runCLI(t, s.url, "projections", "verify", p.Name(), "--quiet")
+		code, out, errOut := runCLI(t, s.URL, "projections", "verify", p.Name(), "--quiet")
 		if code != 0 {
 			t.Errorf("verify %s: exit %d: %s%s", p.Name(), code, out, errOut)
 		}
 	}
 	for _, p := range app.Projections() {
-		if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--quiet"); code != 0 {
+		if code, _, errOut := runCLI(t, s.URL, "projections", "rebuild", p.Name(), "--quiet"); code != 0 {
 			t.Fatalf("offline rebuild of %s: exit %d: %s", p.Name(), code, errOut)
 		}
 	}
-	offline := dumpTables(t, s.url)
+	offline := dumpTables(t, s.URL)
 	if after := eventCount(t, s); after != before {
 		t.Fatalf("the log grew after the writer stopped (%d -> %d events): the comparison proves nothing", before, after)
 	}
@@ -246,20 +248,20 @@ func TestOnlineRebuildUnderLoad(t *testing.T) {
 // projections verify names the rows a projection got wrong.
 func TestProjectionsVerifyReportsDifferingRows(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "Vera"})).str("id")
-	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "Walt"}))
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "Vera"})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "w", "name": "Walt"}))
 
-	code, out, errOut := runCLI(t, s.url, "projections", "verify", "users", "--quiet")
+	code, out, errOut := runCLI(t, s.URL, "projections", "verify", "users", "--quiet")
 	if code != 0 || !strings.Contains(out, "users: same") {
 		t.Fatalf("verify of intact users: exit %d: %s%s", code, out, errOut)
 	}
 	// Damage the query table behind the projection's back.
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	if _, err := pool.Exec(context.Background(), `UPDATE users SET name = 'Mallory' WHERE id = $1`, uid); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = runCLI(t, s.url, "projections", "verify", "users", "--quiet", "--json")
+	code, out, _ = runCLI(t, s.URL, "projections", "verify", "users", "--quiet", "--json")
 	if code != 1 {
 		t.Fatalf("verify of damaged users: exit %d, want 1: %s", code, out)
 	}
@@ -289,12 +291,12 @@ func TestProjectionsVerifyReportsDifferingRows(t *testing.T) {
 // background; a second one of the same projection is refused with 409.
 func TestAdminOnlineRebuild(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "Ann"})).str("id")
-	isProblem(t, s.do("POST", "/v1/admin/projections/nope/rebuild", nil), 404, "")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "a", "name": "Ann"})).Str("id")
+	isProblem(t, s.Do("POST", "/v1/admin/projections/nope/rebuild", nil), 404, "")
 
 	// Another process holds the memories rebuild lock: refused.
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	conn, err := pool.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -302,24 +304,24 @@ func TestAdminOnlineRebuild(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_lock(hashtextextended('arq_copy_memories', 0))`); err != nil {
 		t.Fatal(err)
 	}
-	isProblem(t, s.do("POST", "/v1/admin/projections/memories/rebuild", nil), 409, "")
+	isProblem(t, s.Do("POST", "/v1/admin/projections/memories/rebuild", nil), 409, "")
 	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('arq_copy_memories', 0))`); err != nil {
 		t.Fatal(err)
 	}
 	conn.Release()
 
-	r := s.must(202, s.do("POST", "/v1/admin/projections/users/rebuild", nil))
-	if r.header.Get("Location") != "/v1/admin/projections/users/rebuild" || r.str("state") != "running" {
-		t.Fatalf("start: %s %v", r.body, r.header)
+	r := s.Must(202, s.Do("POST", "/v1/admin/projections/users/rebuild", nil))
+	if r.Header.Get("Location") != "/v1/admin/projections/users/rebuild" || r.Str("state") != "running" {
+		t.Fatalf("start: %s %v", r.Body, r.Header)
 	}
-	eventually(t, 20*time.Second, "the rebuild is done", func() (bool, error) {
-		r := s.must(200, s.do("GET", "/v1/admin/projections/users/rebuild", nil))
-		if r.str("state") == "failed" {
-			return false, fmt.Errorf("rebuild failed: %s", r.body)
+	testwait.Eventually(t, 20*time.Second, "the rebuild is done", func() (bool, error) {
+		r := s.Must(200, s.Do("GET", "/v1/admin/projections/users/rebuild", nil))
+		if r.Str("state") == "failed" {
+			return false, fmt.Errorf("rebuild failed: %s", r.Body)
 		}
-		return r.str("state") == "done", nil
+		return r.Str("state") == "done", nil
 	})
-	if got := s.must(200, s.do("GET", "/v1/users/"+uid, nil)).str("name"); got != "Ann" {
+	if got := s.Must(200, s.Do("GET", "/v1/users/"+uid, nil)).Str("name"); got != "Ann" {
 		t.Fatalf("user after rebuild: %q", got)
 	}
 }
@@ -328,38 +330,38 @@ func TestAdminOnlineRebuild(t *testing.T) {
 // context window nor a cached entity built from the old rows is served.
 func TestOnlineRebuildDropsCachedWindows(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "Cleo"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "bees"})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about honey"}))
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "Cleo"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "bees"})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "bees make honey"})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tell me about honey"}))
 
 	// Damage the memories table behind the projection's back, as a
 	// projection bug would, and let a window be cached from it.
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	if _, err := pool.Exec(context.Background(), `UPDATE memories SET content = 'wasps make nothing' WHERE id = $1`, mid); err != nil {
 		t.Fatal(err)
 	}
 	path := "/v1/sessions/" + sid + "/context?max_tokens=2000"
-	s.must(200, s.do("GET", path, nil))
-	r := s.must(200, s.do("GET", path, nil))
-	if r.header.Get("X-Arq-Cache") != "hit" || !strings.Contains(string(r.body), "wasps") {
-		t.Fatalf("want the damaged window from the cache: %s %s", r.header.Get("X-Arq-Cache"), r.body)
+	s.Must(200, s.Do("GET", path, nil))
+	r := s.Must(200, s.Do("GET", path, nil))
+	if r.Header.Get("X-Arq-Cache") != "hit" || !strings.Contains(string(r.Body), "wasps") {
+		t.Fatalf("want the damaged window from the cache: %s %s", r.Header.Get("X-Arq-Cache"), r.Body)
 	}
-	s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
-	r = s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
-	if r.header.Get("X-Arq-Cache") != "hit" || r.str("content") != "wasps make nothing" {
-		t.Fatalf("want the damaged memory from the cache: %s %s", r.header.Get("X-Arq-Cache"), r.body)
+	s.Must(200, s.Do("GET", "/v1/memories/"+mid, nil))
+	r = s.Must(200, s.Do("GET", "/v1/memories/"+mid, nil))
+	if r.Header.Get("X-Arq-Cache") != "hit" || r.Str("content") != "wasps make nothing" {
+		t.Fatalf("want the damaged memory from the cache: %s %s", r.Header.Get("X-Arq-Cache"), r.Body)
 	}
-	if code, _, errOut := runCLI(t, s.url, "projections", "rebuild", "memories", "--online", "--quiet"); code != 0 {
+	if code, _, errOut := runCLI(t, s.URL, "projections", "rebuild", "memories", "--online", "--quiet"); code != 0 {
 		t.Fatalf("online rebuild: exit %d: %s", code, errOut)
 	}
-	r = s.must(200, s.do("GET", path, nil))
-	if !strings.Contains(string(r.body), "bees make honey") || strings.Contains(string(r.body), "wasps") {
-		t.Fatalf("window after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
+	r = s.Must(200, s.Do("GET", path, nil))
+	if !strings.Contains(string(r.Body), "bees make honey") || strings.Contains(string(r.Body), "wasps") {
+		t.Fatalf("window after the rebuild (cache %s): %s", r.Header.Get("X-Arq-Cache"), r.Body)
 	}
-	if r := s.must(200, s.do("GET", "/v1/memories/"+mid, nil)); r.str("content") != "bees make honey" {
-		t.Fatalf("memory after the rebuild (cache %s): %s", r.header.Get("X-Arq-Cache"), r.body)
+	if r := s.Must(200, s.Do("GET", "/v1/memories/"+mid, nil)); r.Str("content") != "bees make honey" {
+		t.Fatalf("memory after the rebuild (cache %s): %s", r.Header.Get("X-Arq-Cache"), r.Body)
 	}
 }
 
@@ -411,7 +413,7 @@ func TestServerDropsAbandonedCopies(t *testing.T) {
 		}
 	}
 
-	startServerOn(t, url, nil)
+	testserver.StartOn(t, url, nil)
 	var schemas []string
 	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'arq_copy_') ORDER BY 1`)
 	if err == nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"testing"
 	"time"
 )
@@ -18,7 +20,7 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 	// Small summary thresholds, so that sessions get summaries, and a
 	// quick background pass for them and for the snapshots of assistant
 	// messages.
-	s := startServer(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms",
+	s := testserver.Start(t, map[string]string{"ARQ_BACKGROUND_INTERVAL": "50ms",
 		"ARQ_SUMMARY_THRESHOLD_TOKENS": "30", "ARQ_SUMMARY_RECENT_TOKENS": "25", "ARQ_SUMMARY_MAX_TOKENS": "40"})
 
 	// A read is a GET whose body must not change; norm, if set, takes out
@@ -41,37 +43,37 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 		}
 	}
 	for i := 0; i < 3; i++ {
-		uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("u%d", i), "name": fmt.Sprintf("User %d", i), "metadata": map[string]any{"n": i}})).str("id")
+		uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": fmt.Sprintf("u%d", i), "name": fmt.Sprintf("User %d", i), "metadata": map[string]any{"n": i}})).Str("id")
 		users = append(users, uid)
 		if i == 0 {
-			s.must(200, s.do("PATCH", "/v1/users/"+uid, map[string]any{"email": "u0@example.com"}))
+			s.Must(200, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"email": "u0@example.com"}))
 		}
-		sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "s", "ttl_seconds": 3600})).str("id")
+		sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "s", "ttl_seconds": 3600})).Str("id")
 		var first string
 		for j := 0; j < 8; j++ {
 			role := []string{"user", "assistant"}[j%2]
-			m := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": role, "content": fmt.Sprintf("message %d about topic %d and the garden", j, i)}))
+			m := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": role, "content": fmt.Sprintf("message %d about topic %d and the garden", j, i)}))
 			if j == 0 {
-				first = m.str("id")
+				first = m.Str("id")
 			}
 			if role == "assistant" {
-				answers = append(answers, m.str("id"))
-				get("/v1/messages/" + m.str("id") + "/context")
+				answers = append(answers, m.Str("id"))
+				get("/v1/messages/" + m.Str("id") + "/context")
 			}
 		}
-		s.must(200, s.do("PATCH", "/v1/messages/"+first, map[string]any{"content": "edited"}))
+		s.Must(200, s.Do("PATCH", "/v1/messages/"+first, map[string]any{"content": "edited"}))
 		for j := 0; j < 3; j++ {
-			mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": fmt.Sprintf("fact %d of topic %d", j, i), "tags": []string{"t"}, "importance": 0.3 * float64(j)})).str("id")
+			mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": fmt.Sprintf("fact %d of topic %d", j, i), "tags": []string{"t"}, "importance": 0.3 * float64(j)})).Str("id")
 			if j == 1 {
-				s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"importance": 0.5}))
+				s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"importance": 0.5}))
 			}
 			if j == 2 {
-				s.must(204, s.do("DELETE", "/v1/memories/"+mid, nil))
+				s.Must(204, s.Do("DELETE", "/v1/memories/"+mid, nil))
 			}
 			get("/v1/memories/" + mid + "/history")
 		}
 		// A snapshot a client takes.
-		taken := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 300, "query": "garden"})).str("id")
+		taken := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/context/snapshots", map[string]any{"max_tokens": 300, "query": "garden"})).Str("id")
 		if i == 2 {
 			closing = sid
 		} else {
@@ -93,41 +95,41 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 
 	// The background pass has done its work: every assistant message has
 	// the snapshot of its context, every open session a summary.
-	eventually(t, 30*time.Second, "snapshots of every assistant message", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "snapshots of every assistant message", func() (bool, error) {
 		for _, a := range answers {
-			if r := s.do("GET", "/v1/messages/"+a+"/context", nil); r.status != 200 {
+			if r := s.Do("GET", "/v1/messages/"+a+"/context", nil); r.Status != 200 {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
-	eventually(t, 30*time.Second, "a summary in every open session's window", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "a summary in every open session's window", func() (bool, error) {
 		for _, sid := range sessions {
-			if w := s.window(sid, "max_tokens=120&summary_share=0.5&query=topic"); w.Summary == nil {
+			if w := windowOf(s, sid, "max_tokens=120&summary_share=0.5&query=topic"); w.Summary == nil {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
-	s.must(200, s.do("POST", "/v1/sessions/"+closing+"/close", nil))
+	s.Must(200, s.Do("POST", "/v1/sessions/"+closing+"/close", nil))
 
 	snapshot := func() map[string][]byte {
 		out := map[string][]byte{}
 		for _, r := range reads {
-			body := s.must(200, s.do("GET", r.path, nil)).body
+			body := s.Must(200, s.Do("GET", r.path, nil)).Body
 			if r.norm != nil {
 				body = r.norm(t, body)
 			}
 			out[r.path] = body
 		}
 		for _, uid := range users {
-			body := s.must(200, s.do("POST", "/v1/users/"+uid+"/memories/search", searchBody)).body
+			body := s.Must(200, s.Do("POST", "/v1/users/"+uid+"/memories/search", searchBody)).Body
 			out["search of "+uid] = withoutScores("items")(t, body)
 		}
 		var stats struct {
 			Counts json.RawMessage `json:"counts"`
 		}
-		if err := json.Unmarshal(s.must(200, s.do("GET", "/v1/stats", nil)).body, &stats); err != nil {
+		if err := json.Unmarshal(s.Must(200, s.Do("GET", "/v1/stats", nil)).Body, &stats); err != nil {
 			t.Fatal(err)
 		}
 		out["/v1/stats counts"] = stats.Counts
@@ -136,7 +138,7 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 	// Nothing moves by itself any more (a summary or snapshot late, say),
 	// so that a difference below is the rebuild's.
 	var before map[string][]byte
-	eventually(t, 30*time.Second, "reads settled", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "reads settled", func() (bool, error) {
 		a := snapshot()
 		b := snapshot()
 		before = b
@@ -144,19 +146,19 @@ func TestRebuildOfEveryProjectionKeepsEveryRead(t *testing.T) {
 	})
 	// The reads hold what this test is about.
 	for _, sid := range sessions {
-		if w := s.window(sid, "max_tokens=120&summary_share=0.5&query=topic"); w.Summary == nil || len(w.Messages) == 0 || len(w.Memories) == 0 {
+		if w := windowOf(s, sid, "max_tokens=120&summary_share=0.5&query=topic"); w.Summary == nil || len(w.Messages) == 0 || len(w.Memories) == 0 {
 			t.Fatalf("window of %s: %+v", sid, w)
 		}
-		if l := s.must(200, s.do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).items(); len(l) != 5 {
+		if l := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/context/snapshots", nil)).Items(); len(l) != 5 {
 			t.Fatalf("session %s has %d snapshots, want 5", sid, len(l))
 		}
 	}
-	if n := len(s.must(200, s.do("POST", "/v1/users/"+users[0]+"/memories/search", searchBody)).items()); n != 2 {
+	if n := len(s.Must(200, s.Do("POST", "/v1/users/"+users[0]+"/memories/search", searchBody)).Items()); n != 2 {
 		t.Fatalf("search finds %d memories, want 2", n)
 	}
 
 	for _, p := range app.Projections() {
-		code, _, errOut := runCLI(t, s.url, "projections", "rebuild", p.Name(), "--quiet")
+		code, _, errOut := runCLI(t, s.URL, "projections", "rebuild", p.Name(), "--quiet")
 		if code != 0 {
 			t.Fatalf("rebuild %s: exit %d: %s", p.Name(), code, errOut)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"strings"
 	"testing"
 	"time"
@@ -20,22 +22,22 @@ import (
 
 // isInternalProblem checks that r is the 500 problem that tells a client
 // nothing of the failure behind it, none of the words in secrets.
-func isInternalProblem(t *testing.T, r response, secrets ...string) {
+func isInternalProblem(t *testing.T, r testserver.Response, secrets ...string) {
 	t.Helper()
 	isProblem(t, r, 500, "")
-	if r.str("type") != "https://arq.dev/problems/internal" || r.str("title") != "Internal error" || r.str("detail") != "internal error" {
-		t.Fatalf("500 problem: %s", r.body)
+	if r.Str("type") != "https://arq.dev/problems/internal" || r.Str("title") != "Internal error" || r.Str("detail") != "internal error" {
+		t.Fatalf("500 problem: %s", r.Body)
 	}
-	for k := range r.json {
+	for k := range r.JSON {
 		switch k {
 		case "type", "title", "status", "detail", "instance", "request_id":
 		default:
-			t.Errorf("500 problem has a field %q: %s", k, r.body)
+			t.Errorf("500 problem has a field %q: %s", k, r.Body)
 		}
 	}
 	for _, s := range secrets {
-		if strings.Contains(strings.ToLower(string(r.body)), strings.ToLower(s)) {
-			t.Errorf("500 problem gives away %q: %s", s, r.body)
+		if strings.Contains(strings.ToLower(string(r.Body)), strings.ToLower(s)) {
+			t.Errorf("500 problem gives away %q: %s", s, r.Body)
 		}
 	}
 }
@@ -45,23 +47,23 @@ func isInternalProblem(t *testing.T, r response, secrets ...string) {
 // goes to the log, with the request's id.
 func TestDatabaseFailureIsA500WithoutInternals(t *testing.T) {
 	t.Parallel()
-	s := startLoggedServer(t, nil, nil)
-	s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "f", "name": "F"}))
-	s.must(200, s.do("GET", "/v1/users", nil))
+	s := testserver.StartLogged(t, nil, nil)
+	s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "f", "name": "F"}))
+	s.Must(200, s.Do("GET", "/v1/users", nil))
 
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `ALTER TABLE users RENAME TO users_taken_away`); err != nil {
 		t.Fatal(err)
 	}
-	r := s.do("GET", "/v1/users", nil, "X-Request-ID", "db-failure-1")
+	r := s.Do("GET", "/v1/users", nil, "X-Request-ID", "db-failure-1")
 	isInternalProblem(t, r, "relation", "users_taken_away", `\"users\"`, "SQLSTATE", "42P01", "select", "does not exist", "pgx", "postgres")
-	if r.str("request_id") != "db-failure-1" {
-		t.Fatalf("500 problem: %s", r.body)
+	if r.Str("request_id") != "db-failure-1" {
+		t.Fatalf("500 problem: %s", r.Body)
 	}
 	// The cause is the missing table, and the log says so.
-	eventually(t, 10*time.Second, "the failure logged with its request id", func() (bool, error) {
-		for _, l := range s.where(t, map[string]any{"msg": "request failed", "request_id": "db-failure-1", "level": "ERROR"}) {
+	testwait.Eventually(t, 10*time.Second, "the failure logged with its request id", func() (bool, error) {
+		for _, l := range s.Where(t, map[string]any{"msg": "request failed", "request_id": "db-failure-1", "level": "ERROR"}) {
 			if err, _ := l["err"].(string); strings.Contains(err, "42P01") {
 				return true, nil
 			}
@@ -72,7 +74,7 @@ func TestDatabaseFailureIsA500WithoutInternals(t *testing.T) {
 	if _, err := pool.Exec(ctx, `ALTER TABLE users_taken_away RENAME TO users`); err != nil {
 		t.Fatal(err)
 	}
-	if items := s.must(200, s.do("GET", "/v1/users", nil)).items(); len(items) != 1 {
+	if items := s.Must(200, s.Do("GET", "/v1/users", nil)).Items(); len(items) != 1 {
 		t.Fatalf("users after the table came back: %v", items)
 	}
 }
@@ -94,19 +96,19 @@ func (p panickingEntities) Encoded(ctx context.Context, kind domain.Kind, tenant
 // of entities by id panics.
 func TestPanicInAHandlerIsRecovered(t *testing.T) {
 	t.Parallel()
-	s := startLoggedServer(t, nil, func(o *app.Options) {
+	s := testserver.StartLogged(t, nil, func(o *app.Options) {
 		o.WrapEntities = func(e api.EntityReader) api.EntityReader { return panickingEntities{e} }
 	})
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "p", "name": "P"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
 
-	r := s.do("GET", "/v1/users/"+uid, nil, "X-Request-ID", "rec-1")
+	r := s.Do("GET", "/v1/users/"+uid, nil, "X-Request-ID", "rec-1")
 	isInternalProblem(t, r, "secret-panic-value", "panic", "goroutine", ".go:")
-	if r.str("request_id") != "rec-1" || r.header.Get("X-Request-ID") != "rec-1" {
-		t.Fatalf("recovered answer: %v %s", r.header, r.body)
+	if r.Str("request_id") != "rec-1" || r.Header.Get("X-Request-ID") != "rec-1" {
+		t.Fatalf("recovered answer: %v %s", r.Header, r.Body)
 	}
-	eventually(t, 10*time.Second, "the panic logged with its stack", func() (bool, error) {
-		for _, l := range s.where(t, map[string]any{"msg": "panic", "request_id": "rec-1", "level": "ERROR"}) {
+	testwait.Eventually(t, 10*time.Second, "the panic logged with its stack", func() (bool, error) {
+		for _, l := range s.Where(t, map[string]any{"msg": "panic", "request_id": "rec-1", "level": "ERROR"}) {
 			p, _ := l["panic"].(string)
 			stack, _ := l["stack"].(string)
 			if strings.Contains(p, "secret-panic-value") && strings.Contains(stack, "panickingEntities") {
@@ -116,25 +118,25 @@ func TestPanicInAHandlerIsRecovered(t *testing.T) {
 		return false, nil
 	})
 	// The access log has the request too, with the status it answered.
-	eventually(t, 10*time.Second, "the access log line of the panicking request", func() (bool, error) {
-		lines := s.where(t, map[string]any{"msg": "request", "request_id": "rec-1"})
+	testwait.Eventually(t, 10*time.Second, "the access log line of the panicking request", func() (bool, error) {
+		lines := s.Where(t, map[string]any{"msg": "request", "request_id": "rec-1"})
 		return len(lines) == 1 && lines[0]["status"] == float64(500), nil
 	})
 	// The server goes on: other reads, and the same one again.
-	s.must(200, s.do("GET", "/v1/sessions/"+sid, nil))
-	isInternalProblem(t, s.do("GET", "/v1/users/"+uid, nil), "secret-panic-value")
+	s.Must(200, s.Do("GET", "/v1/sessions/"+sid, nil))
+	isInternalProblem(t, s.Do("GET", "/v1/users/"+uid, nil), "secret-panic-value")
 }
 
 // Every request writes one JSON access log line with its method, path,
 // status, request id and duration.
 func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 	t.Parallel()
-	s := startLoggedServer(t, nil, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post")).str("id")
-	s.must(200, s.do("GET", "/v1/users/"+uid+"?version=1", nil, "X-Request-ID", "log-get"))
-	s.must(404, s.do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
+	s := testserver.StartLogged(t, nil, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post")).Str("id")
+	s.Must(200, s.Do("GET", "/v1/users/"+uid+"?version=1", nil, "X-Request-ID", "log-get"))
+	s.Must(404, s.Do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
 	// Without an X-Request-ID, the one the server made and echoed.
-	made := s.must(200, s.do("GET", "/healthz", nil)).header.Get("X-Request-ID")
+	made := s.Must(200, s.Do("GET", "/healthz", nil)).Header.Get("X-Request-ID")
 	if made == "" {
 		t.Fatal("no request id echoed")
 	}
@@ -148,8 +150,8 @@ func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 		{made, "GET", "/healthz", 200},
 	} {
 		var lines []map[string]any
-		eventually(t, 10*time.Second, "access log line of "+want.id, func() (bool, error) {
-			lines = s.where(t, map[string]any{"msg": "request", "request_id": want.id})
+		testwait.Eventually(t, 10*time.Second, "access log line of "+want.id, func() (bool, error) {
+			lines = s.Where(t, map[string]any{"msg": "request", "request_id": want.id})
 			return len(lines) > 0, nil
 		})
 		if len(lines) != 1 {
@@ -167,26 +169,26 @@ func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 // API is open to every caller; with one, it does not.
 func TestOpenModeIsWarnedAtStart(t *testing.T) {
 	t.Parallel()
-	warnings := func(s *server) (n int) {
-		for _, l := range s.where(t, map[string]any{"level": "WARN"}) {
+	warnings := func(s *testserver.Server) (n int) {
+		for _, l := range s.Where(t, map[string]any{"level": "WARN"}) {
 			if msg, _ := l["msg"].(string); strings.Contains(msg, "ARQ_ADMIN_KEY") && strings.Contains(msg, "OPEN") {
 				n++
 			}
 		}
 		return n
 	}
-	open := startLoggedServer(t, nil, nil)
+	open := testserver.StartLogged(t, nil, nil)
 	// Said before the server listens, once, however many requests come.
 	if n := warnings(open); n != 1 {
-		t.Fatalf("open mode: %d warnings at start, want 1; log:\n%s", n, open.logs.String())
+		t.Fatalf("open mode: %d warnings at start, want 1; log:\n%s", n, open.Logs.String())
 	}
-	open.must(200, open.do("GET", "/v1/users", nil))
-	open.must(200, open.do("GET", "/v1/users", nil))
+	open.Must(200, open.Do("GET", "/v1/users", nil))
+	open.Must(200, open.Do("GET", "/v1/users", nil))
 	if n := warnings(open); n != 1 {
 		t.Fatalf("open mode: %d warnings after two requests, want 1", n)
 	}
-	closed := startLoggedServer(t, map[string]string{"ARQ_ADMIN_KEY": "test-admin-key-0123456789"}, nil)
-	closed.must(401, closed.do("GET", "/v1/users", nil))
+	closed := testserver.StartLogged(t, map[string]string{"ARQ_ADMIN_KEY": "test-admin-key-0123456789"}, nil)
+	closed.Must(401, closed.Do("GET", "/v1/users", nil))
 	if n := warnings(closed); n != 0 {
 		t.Fatalf("with an admin key: %d open-mode warnings", n)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/arq-memory/arq/internal/testserver"
 	"net/url"
 	"slices"
 	"strings"
@@ -9,11 +10,11 @@ import (
 )
 
 // problemFields maps each field a 422 names to its message.
-func problemFields(t *testing.T, r response) map[string]string {
+func problemFields(t *testing.T, r testserver.Response) map[string]string {
 	t.Helper()
 	isProblem(t, r, 422, "")
 	out := map[string]string{}
-	errs, _ := r.json["errors"].([]any)
+	errs, _ := r.JSON["errors"].([]any)
 	for _, e := range errs {
 		f, _ := e.(map[string]any)
 		field, _ := f["field"].(string)
@@ -25,15 +26,15 @@ func problemFields(t *testing.T, r response) map[string]string {
 
 // wantFields fails unless the 422 r names exactly the fields of want, each
 // with a message holding want's text.
-func wantFields(t *testing.T, r response, want map[string]string) {
+func wantFields(t *testing.T, r testserver.Response, want map[string]string) {
 	t.Helper()
 	got := problemFields(t, r)
 	if len(got) != len(want) {
-		t.Fatalf("fields %v, want %v: %s", got, want, r.body)
+		t.Fatalf("fields %v, want %v: %s", got, want, r.Body)
 	}
 	for f, msg := range want {
 		if m, ok := got[f]; !ok || !strings.Contains(m, msg) {
-			t.Fatalf("field %q: %q, want a message with %q: %s", f, m, msg, r.body)
+			t.Fatalf("field %q: %q, want a message with %q: %s", f, m, msg, r.Body)
 		}
 	}
 }
@@ -43,13 +44,13 @@ func wantFields(t *testing.T, r response, want map[string]string) {
 // depth where the body maps to a request's fields.
 func TestFieldNamesAreCaseSensitive(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).Str("id")
 
 	// Before: 201, storing content "b" (CONTENT and content both matched
 	// the field, the last won) with type and importance from Type and
 	// Importance.
-	r := s.do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","CONTENT":"a","content":"b","Importance":0.9}`)
+	r := s.Do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","CONTENT":"a","content":"b","Importance":0.9}`)
 	wantFields(t, r, map[string]string{
 		"Type":       "is not a field of this request",
 		"CONTENT":    "is not a field of this request",
@@ -57,25 +58,25 @@ func TestFieldNamesAreCaseSensitive(t *testing.T) {
 	})
 
 	// Unknown fields that match nothing are named with them.
-	r = s.do("POST", "/v1/users", `{"external_id":"bob","Name":"Bob","nick":"b"}`)
+	r = s.Do("POST", "/v1/users", `{"external_id":"bob","Name":"Bob","nick":"b"}`)
 	wantFields(t, r, map[string]string{"Name": "not a field", "nick": "not a field"})
 
 	// Each message of a batch maps to a message's fields.
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
-	r = s.do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a"},{"Role":"user","content":"b"}]}`)
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
+	r = s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a"},{"Role":"user","content":"b"}]}`)
 	wantFields(t, r, map[string]string{"messages[1].Role": "not a field"})
 
 	// Metadata is the client's: its keys are data, and keys differing by
 	// case are distinct and kept.
-	m := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"c","metadata":{"k":1,"K":2,"Content":{"x":1,"X":2}}}`))
-	md, _ := m.json["metadata"].(map[string]any)
+	m := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"c","metadata":{"k":1,"K":2,"Content":{"x":1,"X":2}}}`))
+	md, _ := m.JSON["metadata"].(map[string]any)
 	inner, _ := md["Content"].(map[string]any)
 	if md["k"] != float64(1) || md["K"] != float64(2) || inner["x"] != float64(1) || inner["X"] != float64(2) {
-		t.Fatalf("metadata %v, want k, K, Content.x and Content.X kept apart: %s", md, m.body)
+		t.Fatalf("metadata %v, want k, K, Content.x and Content.X kept apart: %s", md, m.Body)
 	}
 
 	// What is not JSON is still a 400, unknown fields or not.
-	isProblem(t, s.do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","content":`), 400, "")
+	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", `{"Type":"semantic","content":`), 400, "")
 }
 
 // A key given twice in one object is a 422 naming it, where encoding/json
@@ -84,40 +85,40 @@ func TestFieldNamesAreCaseSensitive(t *testing.T) {
 // meant is unknown).
 func TestDuplicateKeysAreRefused(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "a", "importance": 0.1}))
-	mid := mem.str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).Str("id")
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "a", "importance": 0.1}))
+	mid := mem.Str("id")
 
 	// Before: 200, importance 0.6.
-	r := s.do("PATCH", "/v1/memories/"+mid, `{"importance":0.5,"importance":0.6}`, "If-Match", `"1"`)
+	r := s.Do("PATCH", "/v1/memories/"+mid, `{"importance":0.5,"importance":0.6}`, "If-Match", `"1"`)
 	wantFields(t, r, map[string]string{"importance": "is given twice"})
-	got := s.must(200, s.do("GET", "/v1/memories/"+mid, nil))
-	if got.num("importance") != 0.1 || got.num("version") != 1 {
-		t.Fatalf("a refused PATCH changed the memory: %s", got.body)
+	got := s.Must(200, s.Do("GET", "/v1/memories/"+mid, nil))
+	if got.Num("importance") != 0.1 || got.Num("version") != 1 {
+		t.Fatalf("a refused PATCH changed the memory: %s", got.Body)
 	}
 
 	// Given three times, it is named once.
-	r = s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","content":"b","content":"c"}`)
+	r = s.Do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","content":"b","content":"c"}`)
 	wantFields(t, r, map[string]string{"content": "is given twice"})
 
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
-	r = s.do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a","content":"b"}]}`)
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
+	r = s.Do("POST", "/v1/sessions/"+sid+"/messages", `{"messages":[{"role":"user","content":"a","content":"b"}]}`)
 	wantFields(t, r, map[string]string{"messages[0].content": "is given twice"})
 
-	r = s.do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","metadata":{"k":1,"k":2,"n":{"x":1,"x":2}}}`)
+	r = s.Do("POST", "/v1/users/"+uid+"/memories", `{"type":"semantic","content":"a","metadata":{"k":1,"k":2,"n":{"x":1,"x":2}}}`)
 	wantFields(t, r, map[string]string{"metadata.k": "is given twice", "metadata.n.x": "is given twice"})
-	r = s.do("PATCH", "/v1/users/"+uid, `{"metadata":{"plan":"pro","plan":"free"}}`, "If-Match", `"1"`)
+	r = s.Do("PATCH", "/v1/users/"+uid, `{"metadata":{"plan":"pro","plan":"free"}}`, "If-Match", `"1"`)
 	wantFields(t, r, map[string]string{"metadata.plan": "is given twice"})
 }
 
 // declaredFields maps the properties the OpenAPI document declares for the
 // 200 of GET path (a template, "/v1/users/{id}") to their schemas,
 // through $ref and allOf.
-func declaredFields(t *testing.T, s *server, path string) map[string]map[string]any {
+func declaredFields(t *testing.T, s *testserver.Server, path string) map[string]map[string]any {
 	t.Helper()
-	doc := s.must(200, s.do("GET", "/openapi.json", nil))
-	components, _ := doc.json["components"].(map[string]any)
+	doc := s.Must(200, s.Do("GET", "/openapi.json", nil))
+	components, _ := doc.JSON["components"].(map[string]any)
 	schemas, _ := components["schemas"].(map[string]any)
 	op := openAPIOperation(t, s, "get", path)
 	responses, _ := op["responses"].(map[string]any)
@@ -153,13 +154,13 @@ func declaredFields(t *testing.T, s *server, path string) map[string]map[string]
 // described there.
 func TestTimeTravelAnswersAreDeclared(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).str("id")
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).str("id")
-	msg := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tea please"})).str("id")
-	gone := s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my card number"})).str("id")
-	s.must(204, s.do("DELETE", "/v1/messages/"+gone, nil, "If-Match", `"1"`))
-	mem := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes tea"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
+	msg := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "tea please"})).Str("id")
+	gone := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "my card number"})).Str("id")
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+gone, nil, "If-Match", `"1"`))
+	mem := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "Ada likes tea"})).Str("id")
 
 	type read struct {
 		template, path string
@@ -169,11 +170,11 @@ func TestTimeTravelAnswersAreDeclared(t *testing.T) {
 		t.Helper()
 		for _, r := range reads {
 			declared := declaredFields(t, s, r.template)
-			got := s.must(200, s.do("GET", r.path, nil))
-			for k, v := range got.json {
+			got := s.Must(200, s.Do("GET", r.path, nil))
+			for k, v := range got.JSON {
 				schema, ok := declared[k]
 				if !ok {
-					t.Errorf("GET %s answers %q, which the schema of GET %s does not declare: %s", r.path, k, r.template, got.body)
+					t.Errorf("GET %s answers %q, which the schema of GET %s does not declare: %s", r.path, k, r.template, got.Body)
 					continue
 				}
 				if enum, isEnum := schema["enum"].([]any); isEnum && !slices.Contains(enum, v) {
@@ -186,8 +187,8 @@ func TestTimeTravelAnswersAreDeclared(t *testing.T) {
 				}
 			}
 			for k, want := range r.want {
-				if got.json[k] != want {
-					t.Errorf("GET %s: %s is %v, want %v: %s", r.path, k, got.json[k], want, got.body)
+				if got.JSON[k] != want {
+					t.Errorf("GET %s: %s is %v, want %v: %s", r.path, k, got.JSON[k], want, got.Body)
 				}
 			}
 		}
@@ -201,7 +202,7 @@ func TestTimeTravelAnswersAreDeclared(t *testing.T) {
 		{message, "/v1/messages/" + gone + "?version=2", map[string]any{"redacted": true}},
 	})
 
-	s.must(204, s.do("DELETE", "/v1/users/"+uid, nil))
+	s.Must(204, s.Do("DELETE", "/v1/users/"+uid, nil))
 	after := url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))
 	check([]read{
 		{user, "/v1/users/" + uid + "?version=1", map[string]any{"deleted": false}},

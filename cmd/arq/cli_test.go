@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/arq-memory/arq/internal/testserver"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +12,9 @@ import (
 // printed, exit 0), a user who never had an event is an error.
 func TestAuditCommandWithNoMatchingEvent(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "au", "name": "Au"})).str("id")
-	if items := s.must(200, s.do("GET", "/v1/users/"+uid+"/audit?type=session.closed", nil)).items(); len(items) != 0 {
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "au", "name": "Au"})).Str("id")
+	if items := s.Must(200, s.Do("GET", "/v1/users/"+uid+"/audit?type=session.closed", nil)).Items(); len(items) != 0 {
 		t.Fatalf("HTTP audit with a type of no event: %v", items)
 	}
 	for _, args := range [][]string{
@@ -21,13 +22,13 @@ func TestAuditCommandWithNoMatchingEvent(t *testing.T) {
 		{"audit", "user", uid, "--type", "session.closed", "--json"},
 		{"audit", "user", uid, "--type", "no.such.type"},
 	} {
-		code, out, errOut := runCLI(t, s.url, args...)
+		code, out, errOut := runCLI(t, s.URL, args...)
 		if code != 0 || out != "" || errOut != "" {
 			t.Errorf("arq %s: exit %d, stdout %q, stderr %q; want exit 0 and nothing printed", strings.Join(args, " "), code, out, errOut)
 		}
 	}
 	// The filter still lets the user's own events through.
-	code, out, errOut := runCLI(t, s.url, "audit", "user", uid, "--type", "user.registered", "--json")
+	code, out, errOut := runCLI(t, s.URL, "audit", "user", uid, "--type", "user.registered", "--json")
 	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"user.registered"`) {
 		t.Errorf("arq audit user --type user.registered: exit %d\n%s%s", code, out, errOut)
 	}
@@ -36,7 +37,7 @@ func TestAuditCommandWithNoMatchingEvent(t *testing.T) {
 		{"audit", "user", "01M89VB9XHPWV2SCAB0P286JT9"},
 		{"audit", "user", "01M89VB9XHPWV2SCAB0P286JT9", "--type", "session.closed"},
 	} {
-		code, out, errOut := runCLI(t, s.url, args...)
+		code, out, errOut := runCLI(t, s.URL, args...)
 		if code != 1 || out != "" || errOut != "arq: no such user 01M89VB9XHPWV2SCAB0P286JT9\n" {
 			t.Errorf("arq %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
 		}
@@ -46,9 +47,9 @@ func TestAuditCommandWithNoMatchingEvent(t *testing.T) {
 // `arq replay` names the mistake in its flags precisely.
 func TestReplayFlagMistakes(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "rp", "name": "Rp"})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "rp", "name": "Rp"})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha"})).Str("id")
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	stream := "memory-" + mid
 	for _, c := range []struct {
@@ -63,17 +64,17 @@ func TestReplayFlagMistakes(t *testing.T) {
 		{[]string{stream, "--as-of", "yesterday"}, "arq: --as-of \"yesterday\" is not an RFC 3339 time\n"},
 		{[]string{stream, "--as-of", ""}, "arq: --as-of \"\" is not an RFC 3339 time\n"},
 	} {
-		code, out, errOut := runCLI(t, s.url, append([]string{"replay"}, c.args...)...)
+		code, out, errOut := runCLI(t, s.URL, append([]string{"replay"}, c.args...)...)
 		if code != 2 || out != "" || errOut != c.want {
 			t.Errorf("arq replay %s: exit %d, stderr %q; want exit 2, %q", strings.Join(c.args, " "), code, errOut, c.want)
 		}
 	}
-	if code, _, errOut := runCLI(t, s.url, "replay", stream, "--version", "x"); code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "-version") {
+	if code, _, errOut := runCLI(t, s.URL, "replay", stream, "--version", "x"); code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "-version") {
 		t.Errorf("arq replay --version x: exit %d, stderr %q", code, errOut)
 	}
 	// Each alone works.
 	for _, args := range [][]string{{stream, "--version", "1"}, {stream, "--as-of", now}} {
-		if code, out, errOut := runCLI(t, s.url, append([]string{"replay"}, args...)...); code != 0 || !strings.Contains(out, `"content": "alpha"`) {
+		if code, out, errOut := runCLI(t, s.URL, append([]string{"replay"}, args...)...); code != 0 || !strings.Contains(out, `"content": "alpha"`) {
 			t.Errorf("arq replay %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
 	}

@@ -112,8 +112,6 @@ type cli struct {
 	cfg    app.Config
 	stdout io.Writer
 	stderr io.Writer
-	// ready, when set, learns the HTTP address once `serve` listens.
-	ready func(addr string)
 }
 
 // open opens the database and the parts of the app a command needs.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testserver"
 	"io"
 	"net/http"
 	"os"
@@ -52,32 +53,15 @@ func TestMain(m *testing.M) {
 // proc is a running arq process.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testserver.SyncBuffer
 	exited chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startArq(t *testing.T, dbURL string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL}, env...)...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: &testserver.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,12 +84,6 @@ func (p *proc) kill(t *testing.T) {
 	}
 	<-p.exited
 	p.exited <- nil // for the cleanup
-}
-
-// eventually is testwait.Eventually, by the short name these tests use.
-func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	testwait.Eventually(t, within, what, cond)
 }
 
 // catalogMatchesLog compares the stream catalog with what the log says of
@@ -164,7 +142,7 @@ func TestProjectProcessKilledMidRun(t *testing.T) {
 	appendLoad(t, store, 8, 2500, 40)
 
 	p := startArq(t, url, nil, "project")
-	eventually(t, 30*time.Second, "projector under way", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "projector under way", func() (bool, error) {
 		pos, err := checkpointPosition(ctx, pool)
 		return pos > 0, err
 	})
@@ -175,7 +153,7 @@ func TestProjectProcessKilledMidRun(t *testing.T) {
 	appendLoad(t, store, 2, 200, 40)
 
 	again := startArq(t, url, nil, "project")
-	eventually(t, 60*time.Second, "catalog matches the log after restart", func() (bool, error) {
+	testwait.Eventually(t, 60*time.Second, "catalog matches the log after restart", func() (bool, error) {
 		return catalogMatchesLog(ctx, pool)
 	})
 	again.term(t)
@@ -191,7 +169,7 @@ func TestTwoProjectProcessesApplyEachEventOnce(t *testing.T) {
 	a := startArq(t, url, nil, "project")
 	b := startArq(t, url, nil, "project")
 	appendLoad(t, store, 8, 300, 25)
-	eventually(t, 60*time.Second, "catalog matches the log", func() (bool, error) {
+	testwait.Eventually(t, 60*time.Second, "catalog matches the log", func() (bool, error) {
 		return catalogMatchesLog(ctx, pool)
 	})
 	for _, p := range []*proc{a, b} {
@@ -233,7 +211,7 @@ func TestServeCreatesDatabaseAndServes(t *testing.T) {
 
 	pool := testdb.Pool(t, url)
 	appendLoad(t, eventstore.New(pool), 2, 50, 5)
-	eventually(t, 30*time.Second, "projections run inside serve", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "projections run inside serve", func() (bool, error) {
 		return catalogMatchesLog(ctx, pool)
 	})
 
@@ -261,7 +239,7 @@ func (p *proc) term(t *testing.T) {
 // runCLI runs one command line in-process against url.
 func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
+	var out, errb testserver.SyncBuffer
 	getenv := func(k string) string {
 		if k == "ARQ_DATABASE_URL" {
 			return url
@@ -270,7 +248,7 @@ func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr 
 	}
 	// A command's logger and its progress write to stderr from different
 	// goroutines, as they may to a terminal; a Buffer needs them in turn.
-	code = run(context.Background(), args, getenv, &syncWriter{w: &out}, &syncWriter{w: &errb})
+	code = run(context.Background(), args, getenv, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -284,7 +262,7 @@ func TestEventsPrintsTheLogAsNDJSON(t *testing.T) {
 		eventstore.Event{Type: "memory.stored"}, eventstore.Event{Type: "memory.updated"})
 
 	var lines []eventLine
-	eventually(t, 10*time.Second, "three events printed", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "three events printed", func() (bool, error) {
 		code, out, errOut := runCLI(t, url, "events")
 		if code != 0 {
 			return false, fmt.Errorf("exit %d: %s", code, errOut)
@@ -354,7 +332,7 @@ func TestRebuildCommandReplaysTheLog(t *testing.T) {
 	pool := testdb.Pool(t, url)
 	store := eventstore.New(pool)
 	appendLoad(t, store, 4, 100, 10)
-	eventually(t, 10*time.Second, "all events visible", func() (bool, error) {
+	testwait.Eventually(t, 10*time.Second, "all events visible", func() (bool, error) {
 		got, err := store.ReadAll(ctx, eventstore.Start, 1000, eventstore.Filter{})
 		return len(got) == 400, err
 	})
@@ -425,7 +403,7 @@ func TestUnreachableDatabaseIsOneLineError(t *testing.T) {
 func (p *proc) servingAddr(t *testing.T) string {
 	t.Helper()
 	var addr string
-	eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "server listening", func() (bool, error) {
 		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
 		for sc.Scan() {
 			var line struct {
@@ -487,7 +465,7 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 		return n
 	}
 	stored := func() int { return count("memory.stored") }
-	eventually(t, 30*time.Second, "the memory and the messages appended", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "the memory and the messages appended", func() (bool, error) {
 		return stored() == 1 && count("message.appended") == 2, nil
 	})
 	p.kill(t)
@@ -495,8 +473,8 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '2 minutes'`); err != nil {
 		t.Fatal(err)
 	}
-	s := startServerOn(t, url, nil)
-	again, ans := post(s.base, memories, body, "Idempotency-Key", "crash-1")
+	s := testserver.StartOn(t, url, nil)
+	again, ans := post(s.Base, memories, body, "Idempotency-Key", "crash-1")
 	if again == nil || again.StatusCode != 202 || again.Header.Get("Idempotent-Replayed") != "true" || again.Header.Get("X-Arq-Position") == "" {
 		t.Fatalf("retry after the crash: %v %v", again, ans)
 	}
@@ -508,11 +486,11 @@ func TestIdempotentRetryAfterACrash(t *testing.T) {
 		t.Fatalf("%d memories stored; the retry answered %v for %s", n, ans, mid)
 	}
 	// The answer is kept: the next retry replays it.
-	if third, _ := post(s.base, memories, body, "Idempotency-Key", "crash-1"); third == nil || third.StatusCode != 202 || stored() != 1 {
+	if third, _ := post(s.Base, memories, body, "Idempotency-Key", "crash-1"); third == nil || third.StatusCode != 202 || stored() != 1 {
 		t.Fatalf("second retry: %v", third)
 	}
 	// A batch of messages: the answer names each message with its seq.
-	resp, msgs := post(s.base, "/v1/sessions/"+sess["id"].(string)+"/messages", batch, "Idempotency-Key", "crash-2")
+	resp, msgs := post(s.Base, "/v1/sessions/"+sess["id"].(string)+"/messages", batch, "Idempotency-Key", "crash-2")
 	listed, _ := msgs["messages"].([]any)
 	if resp == nil || resp.StatusCode != 202 || len(listed) != 2 || count("message.appended") != 2 {
 		t.Fatalf("batch retry after the crash: %v %v", resp, msgs)

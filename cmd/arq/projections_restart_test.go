@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"github.com/arq-memory/arq/app"
+	"github.com/arq-memory/arq/internal/testwait"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestProjectionsStartAgainAfterAFailedStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startArq(t, url, []string{"ARQ_LOG_LEVEL=info"}, "project")
-	eventually(t, 30*time.Second, "a failed start logged", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "a failed start logged", func() (bool, error) {
 		return strings.Contains(p.stderr.String(), "projections failed to run; starting them again"), nil
 	})
 	if _, err := pool.Exec(ctx, `ALTER TABLE projection_status_away RENAME TO projection_status`); err != nil {
@@ -35,7 +36,7 @@ func TestProjectionsStartAgainAfterAFailedStart(t *testing.T) {
 	if _, err := eventstore.New(pool).Append(ctx, eventstore.Stream{ID: "t-1", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the projections running and applying the log", func() (bool, error) {
+	testwait.Eventually(t, 30*time.Second, "the projections running and applying the log", func() (bool, error) {
 		var running, applied int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM projection_status WHERE state = 'running'),
 			(SELECT count(*) FROM streams WHERE stream_id = 't-1')`).Scan(&running, &applied)

@@ -15,7 +15,7 @@ func (c *cli) serve(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
-	return a.Serve(ctx, c.ready)
+	return a.Serve(ctx, nil)
 }
 
 func (c *cli) migrate(ctx context.Context) error {

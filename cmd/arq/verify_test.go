@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/arq-memory/arq/internal/testserver"
 	"strings"
 	"testing"
 
@@ -13,43 +14,43 @@ import (
 // shows as missing versions.
 func TestVerifyNamesTamperedEvents(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
-	uid := s.must(201, s.do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "V"})).str("id")
-	mid := s.must(201, s.do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).str("id")
+	s := testserver.Start(t, nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "v", "name": "V"})).Str("id")
+	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "first"})).Str("id")
 	for _, c := range []string{"second", "third", "fourth"} {
-		s.must(200, s.do("PATCH", "/v1/memories/"+mid, map[string]any{"content": c}))
+		s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": c}))
 	}
-	sid := s.must(201, s.do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).str("id")
-	s.must(201, s.do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []any{
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": []any{
 		map[string]any{"role": "user", "content": "a"}, map[string]any{"role": "assistant", "content": "b"}}}))
 
-	code, out, errOut := runCLI(t, s.url, "verify")
+	code, out, errOut := runCLI(t, s.URL, "verify")
 	if code != 0 || !strings.Contains(out, " 0 broken links") {
 		t.Fatalf("intact log: exit %d\n%s%s", code, out, errOut)
 	}
 	stream := "memory-" + mid
-	if r := s.must(200, s.do("GET", "/v1/streams/"+stream+"/verify", nil)); r.json["intact"] != true || r.num("events") != 4 {
-		t.Fatalf("intact stream: %s", r.body)
+	if r := s.Must(200, s.Do("GET", "/v1/streams/"+stream+"/verify", nil)); r.JSON["intact"] != true || r.Num("events") != 4 {
+		t.Fatalf("intact stream: %s", r.Body)
 	}
-	s.must(404, s.do("GET", "/v1/streams/memory-nothing/verify", nil))
-	s.must(404, s.do("GET", "/v1/streams//verify", nil)) // not the whole log
+	s.Must(404, s.Do("GET", "/v1/streams/memory-nothing/verify", nil))
+	s.Must(404, s.Do("GET", "/v1/streams//verify", nil)) // not the whole log
 
-	pool := testdb.Pool(t, s.url)
+	pool := testdb.Pool(t, s.URL)
 	ctx := context.Background()
 	var edited string
 	if err := pool.QueryRow(ctx, `UPDATE events SET data = jsonb_set(data, '{content}', '"forged"')
 		WHERE stream_id = $1 AND version = 2 RETURNING event_id`, stream).Scan(&edited); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = runCLI(t, s.url, "verify", "--quiet")
+	code, out, _ = runCLI(t, s.URL, "verify", "--quiet")
 	if code != 1 || !strings.Contains(out, "BROKEN "+stream+" version 2 (event "+edited) ||
 		!strings.Contains(out, "first broken link: "+stream+" version 2") || !strings.Contains(out, " 1 broken links") {
 		t.Fatalf("after editing version 2: exit %d\n%s", code, out)
 	}
-	r := s.must(200, s.do("GET", "/v1/streams/"+stream+"/verify", nil))
-	first, _ := r.json["first_break"].(map[string]any)
-	if r.json["intact"] != false || first["event_id"] != edited {
-		t.Fatalf("stream verify after the edit: %s", r.body)
+	r := s.Must(200, s.Do("GET", "/v1/streams/"+stream+"/verify", nil))
+	first, _ := r.JSON["first_break"].(map[string]any)
+	if r.JSON["intact"] != false || first["event_id"] != edited {
+		t.Fatalf("stream verify after the edit: %s", r.Body)
 	}
 
 	// Removing the message log's first event leaves version 2 without its
@@ -57,12 +58,12 @@ func TestVerifyNamesTamperedEvents(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DELETE FROM events WHERE stream_id = $1 AND version = 1`, "message_log-"+sid); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = runCLI(t, s.url, "verify", "--quiet", "--stream", "message_log-"+sid)
+	code, out, _ = runCLI(t, s.URL, "verify", "--quiet", "--stream", "message_log-"+sid)
 	if code != 1 || !strings.Contains(out, "versions 1 to 1 are missing") {
 		t.Fatalf("after removing an event: exit %d\n%s", code, out)
 	}
 	// A stream that does not exist is not found, as over HTTP.
-	if code, _, errOut := runCLI(t, s.url, "verify", "--quiet", "--stream", "session-nosuch"); code != 1 || !strings.Contains(errOut, "not found") {
+	if code, _, errOut := runCLI(t, s.URL, "verify", "--quiet", "--stream", "session-nosuch"); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("verify of no stream: exit %d, %s", code, errOut)
 	}
 }

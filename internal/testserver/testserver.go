@@ -1,4 +1,9 @@
-package e2e
+// Package testserver runs the real arq server in-process for tests: app.Migrate,
+// app.Open and App.Serve on 127.0.0.1:0 over a database of the test's own,
+// configured by ARQ_* variables as the binary is, with helpers to send
+// requests and read the server's log. The end-to-end tests (e2e) and the
+// command line's tests (cmd/arq) share it.
+package testserver
 
 import (
 	"bufio"
@@ -19,38 +24,41 @@ import (
 	"github.com/arq-memory/arq/internal/testdb"
 )
 
-// server is an arq server run in-process, as `arq serve` runs it
+// Server is an arq server run in-process, as `arq serve` runs it
 // (app.Migrate, app.Open, App.Serve), on a port of its own over a database
 // of its own.
-type server struct {
-	t    testing.TB
-	base string
-	url  string // database
-	key  string // bearer key sent with every request, if any
-	// stop stops the server as a signal would, and waits until it has.
-	stop func()
-	// logs is what the server logged.
-	logs *syncBuffer
+type Server struct {
+	t testing.TB
+	// Base is the API's address, http://host:port.
+	Base string
+	// URL is the database's.
+	URL string
+	// Key is the bearer key sent with every request, if any.
+	Key string
+	// Stop stops the server as a signal would, and waits until it has.
+	Stop func()
+	// Logs is what the server logged.
+	Logs *SyncBuffer
 }
 
-// startServer starts a server over a fresh database, configured by env
+// Start starts a server over a fresh database, configured by env
 // (ARQ_* variables) over the test defaults, logging warnings and errors.
-func startServer(t testing.TB, env map[string]string) *server {
+func Start(t testing.TB, env map[string]string) *Server {
 	t.Helper()
-	return startServerOn(t, testdb.New(t), env)
+	return StartOn(t, testdb.New(t), env)
 }
 
-// startServerOn starts a server over an existing database.
-func startServerOn(t testing.TB, url string, env map[string]string) *server {
+// StartOn starts a server over an existing database.
+func StartOn(t testing.TB, url string, env map[string]string) *Server {
 	t.Helper()
 	return start(t, url, env, "warn", nil)
 }
 
-// startLoggedServer starts a server that logs at level info, access log
-// included, for tests that read its log (lines, where). The database is
+// StartLogged starts a server that logs at level info, access log
+// included, for tests that read its log (Lines, Where). The database is
 // env's ARQ_DATABASE_URL, else a fresh one; patch, if not nil, may change
 // the options the app is opened with.
-func startLoggedServer(t *testing.T, env map[string]string, patch func(*app.Options)) *server {
+func StartLogged(t *testing.T, env map[string]string, patch func(*app.Options)) *Server {
 	t.Helper()
 	url := env["ARQ_DATABASE_URL"]
 	if url == "" {
@@ -61,7 +69,7 @@ func startLoggedServer(t *testing.T, env map[string]string, patch func(*app.Opti
 
 // start runs the server over the database at url; env, then the test
 // defaults, configure it.
-func start(t testing.TB, url string, env map[string]string, level string, patch func(*app.Options)) *server {
+func start(t testing.TB, url string, env map[string]string, level string, patch func(*app.Options)) *Server {
 	t.Helper()
 	defaults := map[string]string{
 		"ARQ_HTTP_ADDR": "127.0.0.1:0",
@@ -94,7 +102,7 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	log := cfg.Logger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := app.Migrate(ctx, cfg, log); err != nil {
@@ -143,7 +151,7 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 	})
 	select {
 	case addr := <-ready:
-		return &server{t: t, base: "http://" + addr, url: url, stop: stop, logs: logs}
+		return &Server{t: t, Base: "http://" + addr, URL: url, Stop: stop, Logs: logs}
 	case err := <-done:
 		t.Fatalf("server exited before listening: %v", err)
 	case <-time.After(30 * time.Second):
@@ -152,11 +160,20 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 	return nil
 }
 
-// lines are the server's log lines, decoded; the server logs JSON.
-func (s *server) lines(t *testing.T) []map[string]any {
+// Attach is a Server for an arq already listening at base (a process the
+// test started) over the database at url; its Stop does nothing.
+func Attach(t testing.TB, base, url string) *Server {
+	return &Server{t: t, Base: base, URL: url, Stop: func() {}, Logs: &SyncBuffer{}}
+}
+
+// T is the test or benchmark the server runs for.
+func (s *Server) T() testing.TB { return s.t }
+
+// Lines are the server's log lines, decoded; the server logs JSON.
+func (s *Server) Lines(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+	sc := bufio.NewScanner(strings.NewReader(s.Logs.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var l map[string]any
@@ -168,11 +185,11 @@ func (s *server) lines(t *testing.T) []map[string]any {
 	return out
 }
 
-// where returns the log lines whose fields have the given values.
-func (s *server) where(t *testing.T, fields map[string]any) []map[string]any {
+// Where returns the log lines whose fields have the given values.
+func (s *Server) Where(t *testing.T, fields map[string]any) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, l := range s.lines(t) {
+	for _, l := range s.Lines(t) {
 		match := true
 		for k, v := range fields {
 			if l[k] != v {
@@ -186,26 +203,29 @@ func (s *server) where(t *testing.T, fields map[string]any) []map[string]any {
 	return out
 }
 
-// response is an HTTP answer with its body decoded as JSON when it is.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-	json   map[string]any
+// Response is an HTTP answer with its body decoded as JSON when it is.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	JSON   map[string]any
 }
 
-func (r response) str(key string) string {
-	v, _ := r.json[key].(string)
+// Str is a string field of the JSON body; "" when absent.
+func (r Response) Str(key string) string {
+	v, _ := r.JSON[key].(string)
 	return v
 }
 
-func (r response) num(key string) float64 {
-	v, _ := r.json[key].(float64)
+// Num is a number field of the JSON body; 0 when absent.
+func (r Response) Num(key string) float64 {
+	v, _ := r.JSON[key].(float64)
 	return v
 }
 
-func (r response) items() []map[string]any {
-	raw, _ := r.json["items"].([]any)
+// Items are the items of a listing's JSON body.
+func (r Response) Items() []map[string]any {
+	raw, _ := r.JSON["items"].([]any)
 	out := make([]map[string]any, len(raw))
 	for i, x := range raw {
 		out[i], _ = x.(map[string]any)
@@ -213,9 +233,9 @@ func (r response) items() []map[string]any {
 	return out
 }
 
-// do sends a request; body is marshalled as JSON unless it is a string
+// Do sends a request; body is marshalled as JSON unless it is a string
 // (sent as is) or nil. Extra headers come in pairs.
-func (s *server) do(method, path string, body any, headers ...string) response {
+func (s *Server) Do(method, path string, body any, headers ...string) Response {
 	s.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -229,15 +249,15 @@ func (s *server) do(method, path string, body any, headers ...string) response {
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, s.base+path, rd)
+	req, err := http.NewRequest(method, s.Base+path, rd)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if s.key != "" {
-		req.Header.Set("Authorization", "Bearer "+s.key)
+	if s.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Key)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -251,28 +271,47 @@ func (s *server) do(method, path string, body any, headers ...string) response {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	r := response{status: resp.StatusCode, header: resp.Header, body: raw}
-	_ = json.Unmarshal(raw, &r.json)
+	r := Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	_ = json.Unmarshal(raw, &r.JSON)
 	return r
 }
 
-// must fails the test unless the answer has the status.
-func (s *server) must(status int, r response) response {
+// Must fails the test unless the answer has the status.
+func (s *Server) Must(status int, r Response) Response {
 	s.t.Helper()
-	if r.status != status {
-		s.t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	if r.Status != status {
+		s.t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
 	}
 	return r
 }
 
-// mustGo is must for a goroutine the test started, where FailNow may not
+// MustGo is Must for a goroutine the test started, where FailNow may not
 // be called: it fails the test and ends only the calling goroutine (its
 // deferred calls, such as a WaitGroup's Done, still run).
-func (s *server) mustGo(status int, r response) response {
+func (s *Server) MustGo(status int, r Response) Response {
 	s.t.Helper()
-	if r.status != status {
-		s.t.Errorf("status %d, want %d: %s", r.status, status, r.body)
+	if r.Status != status {
+		s.t.Errorf("status %d, want %d: %s", r.Status, status, r.Body)
 		runtime.Goexit()
 	}
 	return r
+}
+
+// SyncBuffer is a buffer that goroutines may write to at once.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
