@@ -3,7 +3,7 @@
 # the same run (see BENCHMARKS.md, "Context windows under wrk").
 #
 # Needs: Go, Postgres and Redis as for the tests, python3, wrk and pgbench.
-# From the repository root:   cmd/arq/testdata/loadtest/run.sh [rounds]
+# From the repository root:   e2e/testdata/loadtest/run.sh [rounds]
 # It builds arq, serves a fresh database arq_loadtest on 127.0.0.1:18081,
 # loads the fixture, waits until the background work it causes (context
 # snapshots of 5,000 assistant messages, summaries) is done, then runs
