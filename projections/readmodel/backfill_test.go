@@ -17,13 +17,13 @@ func TestMissingEmbeddingsListsLiveTextsWithoutOne(t *testing.T) {
 	ctx := context.Background()
 	pool := testdb.Pool(t, testdb.New(t))
 	if _, err := pool.Exec(ctx, `
-		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at, embedding)
-		VALUES ('a', 'u', 't', 'semantic', 'one', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, NULL),
-		       ('b', 'u', 't', 'semantic', 'has one', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, '{1,2,3}'),
-		       ('c', 'u', 't', 'semantic', '', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, NULL),
-		       ('d', 'u', 't', 'semantic', 'expired', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 minute', NULL),
-		       ('e', 'u', 't', 'semantic', 'expires later', 0.5, '{}', '{}', 1, 3, now(), now(), now() + interval '1 hour', NULL),
-		       ('f', 'u', 't', 'semantic', 'two', 0.5, '{}', '{}', 1, 2, now(), now(), NULL, NULL);
+		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at, embedding, stored_tx, stored_position)
+		VALUES ('a', 'u', 't', 'semantic', 'one', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, NULL, '1', 1),
+		       ('b', 'u', 't', 'semantic', 'has one', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, '{1,2,3}', '1', 1),
+		       ('c', 'u', 't', 'semantic', '', 0.5, '{}', '{}', 1, 1, now(), now(), NULL, NULL, '1', 1),
+		       ('d', 'u', 't', 'semantic', 'expired', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 minute', NULL, '1', 1),
+		       ('e', 'u', 't', 'semantic', 'expires later', 0.5, '{}', '{}', 1, 3, now(), now(), now() + interval '1 hour', NULL, '1', 1),
+		       ('f', 'u', 't', 'semantic', 'two', 0.5, '{}', '{}', 1, 2, now(), now(), NULL, NULL, '1', 1);
 		INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
 		VALUES ('m1', 's', 'u', 't', 1, 'user', 'hello', '', '{}', 1, 2, now(), now(), NULL),
 		       ('m2', 's', 'u', 't', 2, 'user', 'has one', '', '{}', 1, 1, now(), now(), '{1,2,3}'),

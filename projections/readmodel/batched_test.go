@@ -26,9 +26,9 @@ func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
 		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, version, created_at, updated_at)
 			VALUES ('s1', 'u1', 'a', '', '{}', 'h1', 'open', 7, 2, now(), now()),
 			       ('s2', 'u1', 'a', '', '{}', 'h2', 'closed', 0, 4, now(), now());
-		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at)
-			VALUES ('m1', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 5, now(), now(), NULL),
-			       ('m2', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 second')`); err != nil {
+		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at, stored_tx, stored_position)
+			VALUES ('m1', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 5, now(), now(), NULL, '1', 1),
+			       ('m2', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 second', '2', 2)`); err != nil {
 		t.Fatal(err)
 	}
 	r := NewReader(pool)

@@ -23,8 +23,8 @@ func TestExpiredSkipAndLast(t *testing.T) {
 		if id == "later" {
 			at = now.Add(time.Minute)
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at)
-			VALUES ($1, 'u', 't', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, $2, $2, $3)`, id, now.Add(-time.Hour), at); err != nil {
+		if _, err := pool.Exec(ctx, `INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at, stored_tx, stored_position)
+			VALUES ($1, 'u', 't', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, $2, $2, $3, '1', 1)`, id, now.Add(-time.Hour), at); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := pool.Exec(ctx, `INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, version, created_at, updated_at, expires_at)

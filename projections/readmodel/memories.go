@@ -46,11 +46,15 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			source = *d.Source
 		}
 		bumpUser(tx, d.UserID)
+		// The stored event's place in the log: a window at a place
+		// before it leaves the memory out (see WindowAt).
 		tx.Exec(`INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata,
-				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at, embedding)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14, $15)`,
+				source_session_id, source_message_id, tokens, expires_at, version, created_at, updated_at, embedding,
+				stored_tx, stored_position)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, ''), nullif($10, ''), $11, $12, $13, $14, $14, $15, $16::xid8, $17)`,
 			d.MemoryID, d.UserID, e.Metadata.Tenant, d.Type, d.Content, d.Importance, nonNil(d.Tags), jsonOf(d.Metadata),
-			source.SessionID, source.MessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt, d.Embedding)
+			source.SessionID, source.MessageID, d.Tokens, d.ExpiresAt, e.Version, e.RecordedAt, d.Embedding,
+			e.TransactionID, e.Position)
 	case domain.MemoryUpdatedData:
 		bumpUserOfMemory(tx, id)
 		tx.Exec(`UPDATE memories SET
