@@ -210,6 +210,23 @@ func (s *Store) MessageAppendedEvent(ctx context.Context, messageID string) ([]R
 		WHERE event_type = 'message.appended' AND data->>'message_id' = $1`, messageID)
 }
 
+// MessageAppendedEvents is MessageAppendedEvent of each of messageIDs,
+// in one query; a message never appended has none.
+func (s *Store) MessageAppendedEvents(ctx context.Context, messageIDs []string) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE event_type = 'message.appended' AND data->>'message_id' = ANY ($1::text[])`, messageIDs)
+}
+
+// ReadStreamsUpTo returns the events of streams up to and including at in
+// the log's commit-safe order, in one query, by stream and version. A
+// stream's versions follow that order (its writers hold its lock until
+// they commit), so each stream's are a prefix of it.
+func (s *Store) ReadStreamsUpTo(ctx context.Context, streams []string, at Cursor) ([]Recorded, error) {
+	return s.query(ctx, `SELECT `+Columns+` FROM events
+		WHERE stream_id = ANY ($1::text[]) AND (transaction_id, position) <= ($2::xid8, $3::bigint)
+		ORDER BY stream_id, version`, streams, at.TransactionID, at.Position)
+}
+
 // UserStreams lists the streams of a user and of everything of theirs:
 // the user's own, and every stream with an event naming the user (their
 // sessions, session logs, summaries, memories, context snapshots, external
