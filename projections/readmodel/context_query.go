@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // Summary is a session summary as the API serves it.
@@ -71,8 +72,15 @@ func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, 
 // LatestSummary returns the session's newest summary that covers only
 // messages below beforeSeq (0: any); ok is false when there is none.
 func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq int) (s Summary, ok bool, err error) {
+	return r.latestSummary(ctx, sessionID, beforeSeq, 0)
+}
+
+// latestSummary is LatestSummary among the session's first upTo summaries
+// (0: all).
+func (r *Reader) latestSummary(ctx context.Context, sessionID string, beforeSeq, upTo int) (s Summary, ok bool, err error) {
 	err = r.db.QueryRow(ctx, `SELECT session_id, version, content, tokens, from_seq, to_seq, method, created_at
-		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) AND NOT withdrawn ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq).
+		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) AND ($3 = 0 OR version <= $3) AND NOT withdrawn
+		ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq, upTo).
 		Scan(&s.SessionID, &s.Version, &s.Content, &s.Tokens, &s.FromSeq, &s.ToSeq, &s.Method, &s.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Summary{}, false, nil
@@ -118,20 +126,40 @@ const maxTextCandidates = 1000
 // createdBefore, when not nil, leaves out memories stored after it (the
 // context behind a message holds none stored later).
 func (r *Reader) RelevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int) ([]MemoryHit, error) {
-	return r.relevantMemories(ctx, userID, text, embedding, now, createdBefore, limit, nil)
+	return r.relevantMemories(ctx, userID, text, embedding, memoryScope{now: now, createdBefore: createdBefore}, limit, nil)
 }
 
-// relevantMemories is RelevantMemories with past's memories put back as
-// they were (nil: the table as it is).
-func (r *Reader) relevantMemories(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int, past *pastItems) ([]MemoryHit, error) {
+// memoryScope says which of a user's memories a window may hold: those
+// live at now (not expired then) and, when set, stored by createdBefore
+// and at or before storedBy in the log.
+type memoryScope struct {
+	now           time.Time
+	createdBefore *time.Time
+	storedBy      *eventstore.Cursor
+}
+
+// storedArgs are storedBy as the arguments of windowLive's bound: both
+// nil when it is not set.
+func (sc memoryScope) storedArgs() (tx, pos any) {
+	if sc.storedBy == nil {
+		return nil, nil
+	}
+	return sc.storedBy.TransactionID, sc.storedBy.Position
+}
+
+// relevantMemories is RelevantMemories within sc, with past's memories put
+// back as they were (nil: the table as it is).
+func (r *Reader) relevantMemories(ctx context.Context, userID, text string, embedding []float32, sc memoryScope, limit int, past *pastItems) ([]MemoryHit, error) {
 	text = rankingText(text)
 	if embedding != nil {
-		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, now, createdBefore, limit, past)
+		hits, fused, err := r.relevantFused(ctx, userID, text, embedding, sc, limit, past)
 		if fused || err != nil {
 			return hits, err
 		}
 	}
-	sql, args := past.overMemories(relevantSQL, []any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore})
+	tx, pos := sc.storedArgs()
+	sql, args := past.overMemories(relevantSQL, []any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(),
+		sc.now, limit, maxTextCandidates, sc.createdBefore, tx, pos})
 	rows, err := r.db.Query(ctx, sql, args...)
 	return scanHits(rows, err, "rank memories")
 }

@@ -98,11 +98,16 @@ func (p *pastItems) overMemories(sql string, args []any) (string, []any) {
 	if !ok {
 		panic(fmt.Sprintf("readmodel: overMemories needs a query starting with WITH: %.40s", sql))
 	}
+	// Not materialized: each reference is then the table's indexed read
+	// beside the few rows put back, rather than all of the user's
+	// memories copied first. The rows put back were stored by the
+	// window's place in the log (they are folded at it).
 	n := len(args)
-	return `WITH memories AS (
-			SELECT ` + memoryCols + `, search FROM memories WHERE user_id = $1 AND id <> ALL ($` + strconv.Itoa(n+1) + `::text[])
+	return `WITH memories AS NOT MATERIALIZED (
+			SELECT ` + memoryCols + `, search, stored_tx, stored_position FROM memories WHERE user_id = $1 AND id <> ALL ($` + strconv.Itoa(n+1) + `::text[])
 			UNION ALL
-			SELECT ` + memoryCols + `, to_tsvector('english', content) FROM jsonb_to_recordset($` + strconv.Itoa(n+2) + `::jsonb) AS p (` + pastMemoryCols + `)),
+			SELECT ` + memoryCols + `, to_tsvector('english', content), '0'::xid8, 0::bigint
+			FROM jsonb_to_recordset($` + strconv.Itoa(n+2) + `::jsonb) AS p (` + pastMemoryCols + `)),
 		` + rest, append(args, p.memoryIDs, p.memoryRows)
 }
 

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -155,9 +154,11 @@ func (r *Reader) searchFused(ctx context.Context, userID, query string, embeddin
 // windowCandidates are the memories a context window ranks: full-text
 // matches of $2 (any of its words), the most important, the most recent
 // and (in relevantFusedSQL) the nearest by vector, among the user's ($1)
-// memories live at $7 and, when $10 is not null, stored by then.
+// memories live at $7 and, when $10 is not null, stored by then, and,
+// when $11 is not null, stored at or before $11.$12 in the log.
 const (
-	windowLive       = `(expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)`
+	windowLive = `(expires_at IS NULL OR expires_at > $7) AND ($10::timestamptz IS NULL OR created_at <= $10)
+		AND ($11::xid8 IS NULL OR (stored_tx, stored_position) <= ($11::xid8, $12::bigint))`
 	windowCandidates = `
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank, true AS matched
 			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2) AND ` + windowLive + ` LIMIT $9)
@@ -169,20 +170,20 @@ const (
 			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY updated_at DESC LIMIT $8)`
 )
 
-// relevantFusedSQL is relevantSQL with a vector ranking ($11, ids nearest
-// first): the text term is the reciprocal rank fusion (k = $12) of the
+// relevantFusedSQL is relevantSQL with a vector ranking ($13, ids nearest
+// first): the text term is the reciprocal rank fusion (k = $14) of the
 // full-text ranking among the candidates and the vector ranking, relative
 // to the best candidate's, weighed with importance and recency as before.
 const relevantFusedSQL = `WITH cand AS (` + windowCandidates + `
 		UNION ALL
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
-			FROM memories WHERE id = ANY ($11::text[]) AND user_id = $1 AND ` + windowLive + `)),
+			FROM memories WHERE id = ANY ($13::text[]) AND user_id = $1 AND ` + windowLive + `)),
 	uniq AS (SELECT DISTINCT ON (id) * FROM cand),
 	ranked AS (SELECT u.*,
 			CASE WHEN matched THEN row_number() OVER (PARTITION BY matched ORDER BY text_rank DESC, id DESC) END AS text_pos,
 			v.rank AS vec_pos
-		FROM uniq u LEFT JOIN unnest($11::text[]) WITH ORDINALITY AS v(vid, rank) ON v.vid = u.id),
-	fused AS (SELECT *, coalesce(1.0::float8 / ($12::int + text_pos), 0) + coalesce(1.0::float8 / ($12::int + vec_pos), 0) AS rel
+		FROM uniq u LEFT JOIN unnest($13::text[]) WITH ORDINALITY AS v(vid, rank) ON v.vid = u.id),
+	fused AS (SELECT *, coalesce(1.0::float8 / ($14::int + text_pos), 0) + coalesce(1.0::float8 / ($14::int + vec_pos), 0) AS rel
 		FROM ranked)
 	SELECT ` + memoryCols + `,
 		$3::float8 * coalesce(rel / nullif(max(rel) OVER (), 0), 0)
@@ -192,15 +193,17 @@ const relevantFusedSQL = `WITH cand AS (` + windowCandidates + `
 
 // relevantFused is RelevantMemories with a query embedding. When no
 // memory has an embedding of its length, it ranks as without one.
-func (r *Reader) relevantFused(ctx context.Context, userID, text string, embedding []float32, now time.Time, createdBefore *time.Time, limit int, past *pastItems) ([]MemoryHit, bool, error) {
-	cond, args := past.otherMemories(`(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)`,
-		[]any{userID, now, createdBefore})
-	near, err := r.nearestAmong(ctx, embedding, cond, args, past.memoryEmbeddings(now, createdBefore))
+func (r *Reader) relevantFused(ctx context.Context, userID, text string, embedding []float32, sc memoryScope, limit int, past *pastItems) ([]MemoryHit, bool, error) {
+	tx, pos := sc.storedArgs()
+	cond, args := past.otherMemories(`(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)
+			AND ($4::xid8 IS NULL OR (stored_tx, stored_position) <= ($4::xid8, $5::bigint))`,
+		[]any{userID, sc.now, sc.createdBefore, tx, pos})
+	near, err := r.nearestAmong(ctx, embedding, cond, args, past.memoryEmbeddings(sc.now, sc.createdBefore))
 	if err != nil || len(near) == 0 {
 		return nil, false, err
 	}
 	sql, args := past.overMemories(relevantFusedSQL,
-		[]any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), now, limit, maxTextCandidates, createdBefore, near, RRFK})
+		[]any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(), sc.now, limit, maxTextCandidates, sc.createdBefore, tx, pos, near, RRFK})
 	rows, err := r.db.Query(ctx, sql, args...)
 	hits, err := scanHits(rows, err, "rank memories")
 	return hits, true, err

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 )
 
 // WindowRequest asks for a session's context window.
@@ -22,6 +23,9 @@ type WindowRequest struct {
 	Now time.Time
 	// CreatedBefore, when set, leaves out memories stored after it.
 	CreatedBefore *time.Time
+	// StoredBy, when set, leaves out memories stored after that place in
+	// the log (exactly, where CreatedBefore goes by the clock).
+	StoredBy *eventstore.Cursor
 	// UserID, when set, is the session's user as read already (with its
 	// WindowState): the window then does not read the session again.
 	UserID string
@@ -157,7 +161,8 @@ func (r *Reader) window(ctx context.Context, sessionID string, req WindowRequest
 			}
 		}
 	}
-	hits, err := r.relevantMemories(ctx, userID, w.Query, embedding, req.Now, req.CreatedBefore, windowMemoryLimit, past)
+	hits, err := r.relevantMemories(ctx, userID, w.Query, embedding,
+		memoryScope{now: req.Now, createdBefore: req.CreatedBefore, storedBy: req.StoredBy}, windowMemoryLimit, past)
 	if err != nil {
 		return Window{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,22 +15,29 @@ import (
 )
 
 // Past folds messages and memories to their state at a place in the log
-// (history.Reader does): nil when the entity did not exist there (not yet
-// appended or stored, or redacted, deleted or recorded expired by then).
+// (history.Reader does), many in one read: those that existed there, by
+// id (not yet appended or stored, or redacted, deleted or recorded
+// expired by then: absent).
 type Past interface {
-	MessageAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Message, error)
-	MemoryAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Memory, error)
+	MessagesAt(ctx context.Context, ids []string, at eventstore.Cursor) (map[string]*domain.Message, error)
+	MemoriesAt(ctx context.Context, ids []string, at eventstore.Cursor) (map[string]*domain.Memory, error)
 }
 
 // WindowAt is the context window behind an assistant message: the window
 // of the messages before it, with budget, as the log stood at the
 // message's appended event. It is the same however late it is computed
 // (the snapshot pass runs a moment later, or after a restart or a
-// rebuild): the items that changed after that event (edited, redacted,
-// deleted, expired, or stored, appended or summarized after it) are put
-// back as they were then, folded by past, and the window is chosen among
-// them as it would have been then. When nothing changed, the window is
-// read from the query tables alone, as Window reads it.
+// rebuild).
+//
+// What came after that event is left out by bounds the query tables
+// answer by index: messages by sequence number, memories by the place of
+// their stored event (StoredBy), summaries by version. What changed after
+// it an item that existed then (edited, redacted, updated, deleted,
+// expired; found by the log's index of such changes) is put back as it
+// was, folded by past in one read, and the window is chosen among them as
+// it would have been then. When nothing did, the window is read from the
+// query tables alone, as Window reads it, so a pass far behind a busy log
+// costs what a prompt one does.
 func (r *Reader) WindowAt(ctx context.Context, messageID string, budget domain.Budget, tc domain.TokenCounter, past Past) (Window, error) {
 	// One snapshot for the log and the tables: a row the tables show
 	// changed after the message's event comes from an event this
@@ -48,7 +56,7 @@ func (r *Reader) WindowAt(ctx context.Context, messageID string, budget domain.B
 	if err != nil {
 		return Window{}, err
 	}
-	req := WindowRequest{Budget: budget, BeforeSeq: at.seq, Now: at.recordedAt, UserID: at.userID}
+	req := WindowRequest{Budget: budget, BeforeSeq: at.seq, Now: at.recordedAt, UserID: at.userID, StoredBy: &at.cursor}
 	var p *pastItems
 	if !ch.none() {
 		if p, err = in.pastAt(ctx, at, ch, past); err != nil {
@@ -94,7 +102,13 @@ type changes struct {
 	// redactedSeqs are the sequence numbers of the messages redacted:
 	// a redaction withdraws summaries.
 	redactedSeqs []int
-	summaries    bool
+	// summaries says the session has summaries after the place (or
+	// after the tables' checkpoint); summariesAt is how many it had by
+	// the place.
+	summaries   bool
+	summariesAt int
+	// behind says the tables lack some events up to the place.
+	behind bool
 }
 
 func (c changes) none() bool {
@@ -104,30 +118,64 @@ func (c changes) none() bool {
 // windowProjections are the projections whose tables a window reads.
 var windowProjections = []string{Messages{}.Name(), Memories{}.Name(), Context{}.Name()}
 
-// changedAfterSQL lists, among the events after $1.$2, those of the
-// session's messages before seq $4 (their own streams, found by their
-// appended events in the session's log $3, and appends to that log), of
-// the user's ($5) memories (by their stored event), and of the session's
-// summaries ($6). One range scan of the log's tail, each event of the
-// kinds a window holds looked up by index.
-const changedAfterSQL = `WITH tail AS (
+// changesAfterSQL lists, among the events after $1.$2 that change a
+// message or a memory existing before them (the partial index of
+// migrations/00023 holds just those, so the scan costs the changes, not
+// the log after the place), those of the session's messages before seq
+// $4 (found by their appended events in the session's log $3), and those
+// of the user's ($5) memories stored by $1.$2 (a memory stored later is
+// left out of the window by its stored place, whatever came after). Then
+// the session's summaries ($6): how many after $7.$8, and how many by
+// $1.$2. The conditions on the tail are the index's predicate, spelled as
+// it is; each change looks up its entity's first event by index (LIMIT
+// keeps the planner from reading those from the other end; a message id
+// is compared in the collation of migrations/00012's index, not in the
+// stream id's "C").
+var changesAfterSQL = `WITH tail AS (
+		SELECT stream_id, stream_type, event_type FROM events
+		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+		  AND (stream_type = '` + domain.StreamMessage + `' OR (stream_type = '` + domain.StreamMemory + `' AND version > 1)))
+	SELECT 'message', a.message_id, a.version, t.event_type FROM tail t
+		CROSS JOIN LATERAL (SELECT data->>'message_id' AS message_id, version, stream_id FROM events
+			WHERE event_type = '` + domain.MessageAppended + `'
+			  AND data->>'message_id' = substr(t.stream_id, ` + strconv.Itoa(len(domain.StreamID(domain.StreamMessage, ""))+1) + `) COLLATE "default"
+			LIMIT 1) a
+		WHERE t.stream_type = '` + domain.StreamMessage + `' AND a.stream_id = $3 AND a.version < $4
+	UNION ALL
+	SELECT 'memory', substr(t.stream_id, ` + strconv.Itoa(len(domain.StreamID(domain.StreamMemory, ""))+1) + `), 0, t.event_type FROM tail t
+		CROSS JOIN LATERAL (SELECT data->>'user_id' AS user_id, transaction_id, position FROM events
+			WHERE stream_id = t.stream_id AND version = 1 LIMIT 1) s
+		WHERE t.stream_type = '` + domain.StreamMemory + `' AND s.user_id = $5
+		  AND (s.transaction_id, s.position) <= ($1::xid8, $2::bigint)
+	UNION ALL
+	SELECT 'summaries', '', count(*) FILTER (WHERE (transaction_id, position) <= ($1::xid8, $2::bigint)),
+		(count(*) FILTER (WHERE (transaction_id, position) > ($7::xid8, $8::bigint)))::text
+		FROM events WHERE stream_id = $6`
+
+// changedBetweenSQL lists, among the events after $1.$2 and up to
+// $12.$13 (what the window's tables lack up to the place, when they are
+// behind it), those of the session's messages before seq $4 (their own
+// streams, found by their appended events in the session's log $3, and
+// appends to that log) and of the user's ($5) memories (by their stored
+// event). One range scan of the log, each event of the kinds a window
+// holds looked up by index.
+const changedBetweenSQL = `WITH tail AS (
 		SELECT stream_id, stream_type, event_type, version, data FROM events
-		WHERE (transaction_id, position) > ($1::xid8, $2::bigint) AND stream_type = ANY ($7::text[]))
+		WHERE (transaction_id, position) > ($1::xid8, $2::bigint) AND (transaction_id, position) <= ($12::xid8, $13::bigint)
+		  AND stream_type = ANY ($6::text[]))
 	SELECT 'message', a.data->>'message_id', a.version, t.event_type FROM tail t
-		JOIN events a ON a.event_type = $10 AND a.data->>'message_id' = substr(t.stream_id, length($8::text) + 1)
-		WHERE t.stream_type = $11 AND a.stream_id = $3 AND a.version < $4
+		JOIN events a ON a.event_type = $9 AND a.data->>'message_id' = substr(t.stream_id, length($7::text) + 1) COLLATE "default"
+		WHERE t.stream_type = $10 AND a.stream_id = $3 AND a.version < $4
 	UNION ALL
 	SELECT 'message', t.data->>'message_id', t.version, t.event_type FROM tail t WHERE t.stream_id = $3 AND t.version < $4
 	UNION ALL
-	SELECT 'memory', substr(t.stream_id, length($9::text) + 1), 0, t.event_type FROM tail t
+	SELECT 'memory', substr(t.stream_id, length($8::text) + 1), 0, t.event_type FROM tail t
 		JOIN events s ON s.stream_id = t.stream_id AND s.version = 1
-		WHERE t.stream_type = $12 AND s.data->>'user_id' = $5
-	UNION ALL
-	SELECT 'summary', '', t.version, t.event_type FROM tail t WHERE t.stream_id = $6`
+		WHERE t.stream_type = $11 AND s.data->>'user_id' = $5`
 
-// changedAfter finds what changed after at: in the log after at, or after
-// the window's tables' checkpoint when they are behind it (then what they
-// lack up to at is put back too).
+// changedAfter finds what changed after at: in the log after at, and
+// after the window's tables' checkpoint when they are behind it (then
+// what they lack up to at is put back too).
 func (r *Reader) changedAfter(ctx context.Context, at place) (changes, error) {
 	from := at.cursor
 	floor, ok, err := projections.CheckpointFloor(ctx, r.db, windowProjections)
@@ -139,26 +187,45 @@ func (r *Reader) changedAfter(ctx context.Context, at place) (changes, error) {
 	} else if floor.Less(from) {
 		from = floor
 	}
-	rows, err := r.db.Query(ctx, changedAfterSQL, from.TransactionID, from.Position,
-		domain.StreamID(domain.StreamMessageLog, at.sessionID), at.seq, at.userID, domain.StreamID(domain.StreamSummary, at.sessionID),
-		[]string{domain.StreamMessage, domain.StreamMessageLog, domain.StreamMemory, domain.StreamSummary},
-		domain.StreamID(domain.StreamMessage, ""), domain.StreamID(domain.StreamMemory, ""),
-		domain.MessageAppended, domain.StreamMessage, domain.StreamMemory)
-	if err != nil {
-		return changes{}, fmt.Errorf("find changes after message at %s: %w", at.cursor, err)
-	}
-	defer rows.Close()
 	var c changes
 	seen := map[string]bool{}
+	if from.Less(at.cursor) {
+		c.behind = true
+		rows, err := r.db.Query(ctx, changedBetweenSQL, from.TransactionID, from.Position,
+			domain.StreamID(domain.StreamMessageLog, at.sessionID), at.seq, at.userID,
+			[]string{domain.StreamMessage, domain.StreamMessageLog, domain.StreamMemory},
+			domain.StreamID(domain.StreamMessage, ""), domain.StreamID(domain.StreamMemory, ""),
+			domain.MessageAppended, domain.StreamMessage, domain.StreamMemory, at.cursor.TransactionID, at.cursor.Position)
+		if err := c.add(rows, err, seen); err != nil {
+			return changes{}, fmt.Errorf("find changes before message at %s: %w", at.cursor, err)
+		}
+	}
+	rows, err := r.db.Query(ctx, changesAfterSQL, at.cursor.TransactionID, at.cursor.Position,
+		domain.StreamID(domain.StreamMessageLog, at.sessionID), at.seq, at.userID, domain.StreamID(domain.StreamSummary, at.sessionID),
+		from.TransactionID, from.Position)
+	if err := c.add(rows, err, seen); err != nil {
+		return changes{}, fmt.Errorf("find changes after message at %s: %w", at.cursor, err)
+	}
+	return c, nil
+}
+
+// add adds the changes rows list (kind, id, sequence number, event type;
+// for "summaries": how many by the place, and how many after as text).
+func (c *changes) add(rows pgx.Rows, err error, seen map[string]bool) error {
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var kind, id, typ string
 		var seq int
 		if err := rows.Scan(&kind, &id, &seq, &typ); err != nil {
-			return changes{}, fmt.Errorf("find changes after message at %s: %w", at.cursor, err)
+			return err
 		}
 		switch {
-		case kind == "summary":
-			c.summaries = true
+		case kind == "summaries":
+			c.summariesAt = seq
+			c.summaries = typ != "0"
 			continue
 		case kind == "message" && typ == domain.MessageRedacted:
 			c.redactedSeqs = append(c.redactedSeqs, seq)
@@ -173,46 +240,60 @@ func (r *Reader) changedAfter(ctx context.Context, at place) (changes, error) {
 			c.memories = append(c.memories, id)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return changes{}, fmt.Errorf("find changes after message at %s: %w", at.cursor, err)
-	}
-	return c, nil
+	return rows.Err()
 }
 
 // pastAt folds what changed to its state at at.
 func (r *Reader) pastAt(ctx context.Context, at place, ch changes, past Past) (*pastItems, error) {
 	p := &pastItems{messageIDs: nonNil(ch.messages), memoryIDs: nonNil(ch.memories), messageEmb: map[string][]float32{}}
-	var msgs []pastMessage
+	msgs, err := past.MessagesAt(ctx, ch.messages, at.cursor)
+	if err != nil {
+		return nil, err
+	}
+	mems, err := past.MemoriesAt(ctx, ch.memories, at.cursor)
+	if err != nil {
+		return nil, err
+	}
+	var rows []pastMessage
 	for _, id := range ch.messages {
-		m, err := past.MessageAt(ctx, id, at.cursor)
-		if err != nil {
-			return nil, err
-		}
-		if m != nil {
+		if m, ok := msgs[id]; ok {
 			p.messageEmb[id] = m.Embedding()
-			msgs = append(msgs, pastMessageOf(m))
+			rows = append(rows, pastMessageOf(m))
 		}
 	}
 	for _, id := range ch.memories {
-		m, err := past.MemoryAt(ctx, id, at.cursor)
-		if err != nil {
-			return nil, err
-		}
-		if m != nil {
+		if m, ok := mems[id]; ok {
 			p.memories = append(p.memories, pastMemoryOf(m))
 		}
 	}
-	var err error
-	if p.messageRows, err = jsonRows(msgs); err != nil {
+	if p.messageRows, err = jsonRows(rows); err != nil {
 		return nil, err
 	}
 	if p.memoryRows, err = jsonRows(p.memories); err != nil {
 		return nil, err
 	}
-	if ch.summaries || len(ch.redactedSeqs) > 0 {
+	switch {
+	case len(ch.redactedSeqs) > 0 || (ch.summaries && ch.behind):
+		// A redaction withdraws summaries (and so may a summary
+		// coming in after it): the standing ones are worked out
+		// from the log.
 		p.summaryKnown = true
 		if p.summary, err = r.summaryAt(ctx, at); err != nil {
 			return nil, err
+		}
+	case ch.summaries:
+		// Only summaries came after: the table holds the ones before,
+		// standing as they stood then.
+		p.summaryKnown = true
+		if ch.summariesAt == 0 {
+			break // none by then
+		}
+		s, ok, err := r.latestSummary(ctx, at.sessionID, at.seq, ch.summariesAt)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			p.summary = &s
 		}
 	}
 	return p, nil
