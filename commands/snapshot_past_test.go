@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -28,6 +30,8 @@ type liveEnv struct {
 	notifier *eventstore.Notifier
 	tokens   domain.TokenCounter
 	rebuild  func(t *testing.T, p projections.Projection)
+	pool     *pgxpool.Pool
+	url      string
 }
 
 // readerFinder finds messages in the read model, as the server does.
@@ -38,9 +42,10 @@ func (f readerFinder) FindMessage(ctx context.Context, id string) (string, int, 
 	return m.SessionID, m.Seq, err
 }
 
-func newLiveEnv(t *testing.T) *liveEnv {
+func newLiveEnv(t testing.TB) *liveEnv {
 	t.Helper()
-	pool := testdb.Pool(t, testdb.New(t))
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n := eventstore.NewNotifier(pool, log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +69,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 		names[i] = p.Name()
 	}
 	e := &liveEnv{svc: commands.New(store, tc, readerFinder{reader}, time.Now), store: store, reader: reader,
-		waiter: projections.NewWaiter(pool, names, eng.Committed()), notifier: n, tokens: tc}
+		waiter: projections.NewWaiter(pool, names, eng.Committed()), notifier: n, tokens: tc, pool: pool, url: url}
 	e.rebuild = func(t *testing.T, p projections.Projection) {
 		t.Helper()
 		cp, err := projections.NewCopy(context.Background(), pool, n, p, projections.OnlineOptions{})
@@ -79,7 +84,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 }
 
 // caughtUp waits, up to a deadline, until the projections hold the event at c.
-func (e *liveEnv) caughtUp(t *testing.T, c eventstore.Cursor) {
+func (e *liveEnv) caughtUp(t testing.TB, c eventstore.Cursor) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
