@@ -62,6 +62,14 @@ func ids(due []readmodel.ExpiryDue) []string {
 	return out
 }
 
+// NewSnapshotSource is the server's snapshot source: due messages from the
+// read model, each window as of its message's place in the log, with what
+// changed since folded back by past. Tests of the snapshot pass use it as
+// the server does.
+func NewSnapshotSource(r *readmodel.Reader, tc domain.TokenCounter, past readmodel.Past) commands.SnapshotSource {
+	return snapshotSource{r, tc, past}
+}
+
 // snapshotSource feeds the snapshotter from the read model, with the
 // items changed since a message folded back by past.
 type snapshotSource struct {

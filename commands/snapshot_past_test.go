@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/app"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
@@ -91,32 +92,6 @@ func (e *liveEnv) caughtUp(t testing.TB, c eventstore.Cursor) {
 	if err := e.waiter.Wait(ctx, c); err != nil {
 		t.Fatalf("projections did not reach %s: %v", c, err)
 	}
-}
-
-// pastSource is the server's snapshot source (cmd/arq's snapshotSource):
-// due messages from the read model, their windows as of their place in
-// the log, with what changed since folded back by history.
-type pastSource struct {
-	r      *readmodel.Reader
-	past   readmodel.Past
-	tokens domain.TokenCounter
-}
-
-func (s pastSource) DueSnapshots(ctx context.Context, limit int, skip, last []string) ([]commands.DueSnapshot, error) {
-	due, err := s.r.DueSnapshots(ctx, limit, skip, last)
-	out := make([]commands.DueSnapshot, len(due))
-	for i, d := range due {
-		out[i] = commands.DueSnapshot{MessageID: d.MessageID, SessionID: d.SessionID, Seq: d.Seq, At: d.CreatedAt}
-	}
-	return out, err
-}
-
-func (s pastSource) WindowBefore(ctx context.Context, d commands.DueSnapshot) (commands.WindowRecord, error) {
-	w, err := s.r.WindowAt(ctx, d.MessageID, domain.DefaultBudget(), s.tokens, s.past)
-	if err != nil {
-		return commands.WindowRecord{}, err
-	}
-	return commands.WindowRecord{UserID: w.UserID, Query: w.Query, MaxTokens: w.MaxTokens, Total: w.TotalTokens, Items: w.Snapshot()}, nil
 }
 
 // The snapshot of an assistant message holds each item as it was at the
@@ -212,7 +187,7 @@ func snapshotAfterChanges(t *testing.T, rebuild bool) {
 		}
 	}
 
-	x := commands.NewSnapshotter(e.svc, pastSource{e.reader, history.New(e.store), e.tokens}, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	x := commands.NewSnapshotter(e.svc, app.NewSnapshotSource(e.reader, e.tokens, history.New(e.store)), time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if n, err := x.RunOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("the pass recorded %d snapshots (%v), want the answer's", n, err)
 	}
