@@ -1,8 +1,10 @@
 package app
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"time"
 )
 
@@ -18,7 +20,7 @@ type Config struct {
 	// AppendBatches is how many batches of appends are written at once
 	// (eventstore.WithGroupCommit); 0 writes every append on its own.
 	AppendBatches int        `var:"ARQ_APPEND_BATCHES" name:"append-batches" default:"${append_batches}" check:"min=0" group:"db" help:"batches of concurrent appends written at once (group commit); 0 writes every append alone"`
-	LogLevel      slog.Level `var:"ARQ_LOG_LEVEL" name:"log-level" default:"info" check:"oneof=debug|info|warn|error" group:"db" help:"the least severe log lines written"`
+	LogLevel      slog.Level `var:"ARQ_LOG_LEVEL" name:"log-level" default:"info" group:"db" help:"the least severe log lines written: debug, info, warn or error (slog's levels, such as warn+1, too)"`
 	LogFormat     string     `var:"ARQ_LOG_FORMAT" name:"log-format" default:"json" check:"oneof=json|text" group:"db" help:"how log lines (on stderr) are written"`
 
 	RedisURL string `var:"ARQ_REDIS_URL" name:"redis-url" default:"redis://127.0.0.1:6379/0" check:"redis-url" group:"server" help:"Redis, for the cache and live updates"`
@@ -55,7 +57,7 @@ type Config struct {
 	// Summarizer is "extractive" or "chat" (SummarizerURL, SummarizerModel,
 	// SummarizerAPIKey then name an OpenAI-compatible endpoint).
 	Summarizer       string `var:"ARQ_SUMMARIZER" name:"summarizer" default:"extractive" check:"oneof=extractive|chat" group:"summaries" help:"extractive (offline) or chat (an OpenAI-compatible endpoint)"`
-	SummarizerURL    string `var:"ARQ_SUMMARIZER_URL" name:"summarizer-url" check:"http-url" group:"summaries" help:"for chat: the endpoint's base URL (…/v1)"`
+	SummarizerURL    string `var:"ARQ_SUMMARIZER_URL" name:"summarizer-url" group:"summaries" help:"for chat: the endpoint's base URL (…/v1)"`
 	SummarizerModel  string `var:"ARQ_SUMMARIZER_MODEL" name:"summarizer-model" default:"gpt-4o-mini" group:"summaries" help:"for chat: the model"`
 	SummarizerAPIKey string `var:"ARQ_SUMMARIZER_API_KEY" name:"summarizer-api-key" group:"summaries" help:"for chat: the endpoint's key"`
 	// SummaryThreshold is how many tokens of messages outside the newest
@@ -111,8 +113,15 @@ func (c Config) Validate() error {
 
 // checkTogether checks the rules between settings, which no row can.
 func (c Config) checkTogether() error {
-	if c.Summarizer == "chat" && c.SummarizerURL == "" {
-		return &SettingError{msg: "ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL"}
+	// The summarizer's URL is read only for chat, and checked only then.
+	if c.Summarizer == "chat" {
+		if u, err := url.Parse(c.SummarizerURL); c.SummarizerURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			msg := "ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL"
+			if c.SummarizerURL != "" {
+				msg += fmt.Sprintf(" such as https://api.openai.com/v1, not %q", c.SummarizerURL)
+			}
+			return &SettingError{msg: msg}
+		}
 	}
 	return nil
 }

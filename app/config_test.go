@@ -65,6 +65,29 @@ func TestConfigFromEnvRefusals(t *testing.T) {
 	}
 }
 
+// A summarizer URL is checked only where it is read (chat), and a log
+// level is any slog reads, as before the settings were rows.
+func TestSettingsCheckedWhereTheyAreRead(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		env  map[string]string
+		want string // "" for no error
+	}{
+		{map[string]string{"ARQ_SUMMARIZER_URL": "localhost:8080/v1"}, ""},
+		{map[string]string{"ARQ_SUMMARIZER": "chat", "ARQ_SUMMARIZER_URL": "localhost:8080/v1"}, `ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL such as https://api.openai.com/v1, not "localhost:8080/v1"`},
+		{map[string]string{"ARQ_LOG_LEVEL": "warn+1"}, ""},
+		{map[string]string{"ARQ_LOG_LEVEL": "INFO-4"}, ""},
+	} {
+		_, err := FromEnv(func(k string) string { return c.env[k] })
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.env, err)
+		case c.want != "" && (err == nil || err.Error() != c.want):
+			t.Errorf("%v: %v, want %q", c.env, err, c.want)
+		}
+	}
+}
+
 func TestConfigFromEnvReadsEachKind(t *testing.T) {
 	env := map[string]string{
 		"ARQ_DB_MAX_CONNS": "5", "ARQ_LOG_LEVEL": "WARN", "ARQ_PROJECTIONS": "false", "ARQ_CORS_ORIGINS": " a, ,b",

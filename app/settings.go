@@ -328,6 +328,8 @@ func (r rule) want(t reflect.Type) string {
 	switch {
 	case t == durationType:
 		return "a duration such as 2s"
+	case t == levelType:
+		return "debug, info, warn or error"
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:

@@ -120,7 +120,7 @@ var windowProjections = []string{Messages{}.Name(), Memories{}.Name(), Context{}
 
 // changesAfterSQL lists, among the events after $1.$2 that change a
 // message or a memory existing before them (the partial index of
-// migrations/00023 holds just those, so the scan costs the changes, not
+// migrations/00024 holds just those, so the scan costs the changes, not
 // the log after the place), those of the session's messages before seq
 // $4 (found by their appended events in the session's log $3), and those
 // of the user's ($5) memories stored by $1.$2 (a memory stored later is
