@@ -37,12 +37,15 @@ func (a *App) wireLive(namespace string) error {
 	})
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: 10000}, wlog)
 	if err != nil {
+		_ = client.Close()
 		return fmt.Errorf("live publisher: %w", err)
 	}
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client: client, BlockTime: time.Second, DisableIndefiniteInitialBlock: true,
 	}, wlog)
 	if err != nil {
+		_ = pub.Close()
+		_ = client.Close()
 		return fmt.Errorf("live subscriber: %w", err)
 	}
 	// One topic per deployment (see cache.Namespace), so deployments (and
