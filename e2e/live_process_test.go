@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"github.com/arq-memory/arq/internal/testserver"
-	"github.com/arq-memory/arq/internal/testwait"
 	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/arq-memory/arq/internal/testdb"
 )
@@ -76,20 +71,6 @@ func serveBinary(t *testing.T, url string, env map[string]string) (*testserver.S
 			t.Logf("arq serve stderr:\n%s", p.stderr.String())
 		}
 	})
-	var addr string
-	testwait.Eventually(t, 30*time.Second, "server listening", func() (bool, error) {
-		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
-				addr = line.Addr
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	addr := testserver.ServingAddr(t, p.stderr)
 	return testserver.Attach(t, "http://"+addr, url), p
 }

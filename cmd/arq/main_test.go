@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -402,22 +401,7 @@ func TestUnreachableDatabaseIsOneLineError(t *testing.T) {
 // servingAddr waits until an arq serve process listens, and returns where.
 func (p *proc) servingAddr(t *testing.T) string {
 	t.Helper()
-	var addr string
-	testwait.Eventually(t, 30*time.Second, "server listening", func() (bool, error) {
-		sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
-				addr = line.Addr
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	return addr
+	return testserver.ServingAddr(t, p.stderr)
 }
 
 // A server killed after a command appended but before it answered leaves

@@ -22,6 +22,7 @@ import (
 
 	"github.com/arq-memory/arq/app"
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testwait"
 )
 
 // Server is an arq server run in-process, as `arq serve` runs it
@@ -295,6 +296,28 @@ func (s *Server) MustGo(status int, r Response) Response {
 		runtime.Goexit()
 	}
 	return r
+}
+
+// ServingAddr waits, up to 30 s, until the log of an arq process (its
+// stderr, JSON) has its "arq serving" line, and returns the address there.
+func ServingAddr(t testing.TB, log *SyncBuffer) string {
+	t.Helper()
+	var addr string
+	testwait.Eventually(t, 30*time.Second, "server listening", func() (bool, error) {
+		sc := bufio.NewScanner(strings.NewReader(log.String()))
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "arq serving" {
+				addr = line.Addr
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return addr
 }
 
 // SyncBuffer is a buffer that goroutines may write to at once.
