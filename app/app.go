@@ -232,7 +232,7 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	a.queries = queries.New(queries.Config{Reader: a.reader, Tokens: a.tokens, Entities: a.entities, Windows: a.windows,
 		Embedder: a.embedder, EmbeddingDim: cfg.EmbeddingDim, Log: a.log})
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
-	a.snapshotter = commands.NewSnapshotter(a.commands, snapshotSource{a.reader, a.tokens, a.history}, cfg.BackgroundInterval, a.log)
+	a.snapshotter = commands.NewSnapshotter(a.commands, NewSnapshotSource(a.reader, a.tokens, a.history), cfg.BackgroundInterval, a.log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}
 	if cfg.Summarizer == "chat" {
 		summarizer = summarize.Chat{URL: cfg.SummarizerURL, Model: cfg.SummarizerModel, APIKey: cfg.SummarizerAPIKey,
