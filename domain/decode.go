@@ -49,6 +49,12 @@ func DecodeEvent(eventType string, schemaVersion int, data []byte) (Event, error
 		out, err = decodeAs[SessionSummarizedData](data)
 	case ContextSnapshotRecorded:
 		out, err = decodeAs[ContextSnapshotData](data)
+	case UserErased:
+		out, err = decodeAs[UserErasedData](data)
+	case MessageErased:
+		out, err = decodeAs[MessageErasedData](data)
+	case MemoryErased:
+		out, err = decodeAs[MemoryErasedData](data)
 	default:
 		return Event{}, fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
 	}

@@ -63,6 +63,11 @@ func notFoundf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrNotFound, fmt.Sprintf(format, args...))
 }
 
+// ErrErased: the entity, or the person it belongs to, was erased (see
+// personal.go). Unlike ErrNotFound it is final: the id is never served
+// again, and nothing can be kept for it.
+var ErrErased = errors.New("erased")
+
 // ErrStale: the caller named a version (If-Match) the entity is no longer
 // at. Unlike ErrConflict, retrying after a reload may succeed.
 var ErrStale = errors.New("stale version")

@@ -31,7 +31,50 @@ const (
 	SessionSummarized = "session.summarized" // SessionSummarizedData
 
 	ContextSnapshotRecorded = "context.snapshot_recorded" // ContextSnapshotData
+
+	// Erasures (see personal.go): each records that the data keys of a
+	// person or an entity were deleted, so the personal fields they sealed
+	// are unreadable everywhere, and holds none of that data itself.
+	UserErased    = "user.erased"    // UserErasedData
+	MessageErased = "message.erased" // MessageErasedData
+	MemoryErased  = "memory.erased"  // MemoryErasedData
 )
+
+// Why an erasure happened.
+const (
+	// ErasedOnRequest: a client asked for it.
+	ErasedOnRequest = "request"
+	// ErasedForRetention: the data outlived the retention period.
+	ErasedForRetention = "retention"
+)
+
+// UserErasedData records that a user's personal data was erased: every
+// data key they own is gone. An erased user is deleted too.
+type UserErasedData struct {
+	Reason string `json:"reason"`
+}
+
+// MessageErasedData records that a message was erased, with the summaries
+// and snapshots that held its text. It goes to the message's own stream.
+type MessageErasedData struct {
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
+	// Seq is the message's sequence number in its session.
+	Seq    int    `json:"seq"`
+	Reason string `json:"reason"`
+	// Summaries are the ids of the session.summarized events erased with
+	// the message (every summary that covered it).
+	Summaries []string `json:"summaries,omitempty"`
+	// Snapshots are the ids of the context snapshots whose query was
+	// erased with it (every snapshot that held it).
+	Snapshots []string `json:"snapshots,omitempty"`
+}
+
+// MemoryErasedData records that a memory was erased.
+type MemoryErasedData struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
 
 // Event is an event a command decided: its type and its payload (one of the
 // *Data structs below). The stream it goes to is the command's concern.

@@ -21,6 +21,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	onAppend func()
 	group    *group // nil: every append on its own
+	sealer   Sealer // nil: events are stored as given
 	log      *slog.Logger
 	// outcomeWait bounds how long an append whose caller gave up is
 	// still seen through, so that the caller hears whether it was written.
@@ -164,10 +165,15 @@ func (s *Store) AppendMulti(ctx context.Context, appends ...StreamAppend) ([]App
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("append: %w", err) // given up before anything was sent
 	}
+	appends, keep, err := s.seal(ctx, appends)
+	if err != nil {
+		return nil, err
+	}
 	args, err := buildArgs(appends)
 	if err != nil {
 		return nil, err
 	}
+	args[0].keep = keep
 	writes := 0
 	for _, a := range args {
 		if !a.guard() {
@@ -233,6 +239,9 @@ func (s *Store) appendDirectOn(ctx context.Context, args []appendArgs) ([]Append
 
 // appendOne appends to one stream in one autocommit statement.
 func (s *Store) appendOne(ctx context.Context, a appendArgs) ([]AppendResult, error) {
+	if a.keep != nil {
+		return s.appendMany(ctx, []appendArgs{a}) // the keys first, in its transaction
+	}
 	rows, err := s.pool.Query(ctx, a.sql(), a.queryArgs()...)
 	if err != nil {
 		return nil, fmt.Errorf("append: %w", err)
@@ -261,6 +270,10 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResu
 	}
 	b := &pgx.Batch{}
 	b.Queue(lockStreamsSQL, ids, writes)
+	keep := args[0].keep
+	if keep != nil {
+		b.Queue(keep.SQL, keep.Args...)
+	}
 	res := make([]AppendResult, len(args))
 	failed := -1
 	var failure error
@@ -300,6 +313,9 @@ func (s *Store) appendMany(ctx context.Context, args []appendArgs) ([]AppendResu
 		})
 	}
 	batchErr := s.pool.SendBatch(ctx, b).Close()
+	if err := refusal(keep, batchErr); err != nil {
+		return nil, err // the events' person was erased: nothing was written
+	}
 	if batchErr == nil {
 		for i, a := range args {
 			if a.guard() || len(res[i].Events) == len(a.ids) {
@@ -451,6 +467,8 @@ type appendArgs struct {
 	ids, types           []string
 	schemaVersions       []int32
 	data, metadata       []string
+	// keep, on an append's first stream only, is the append's Keep.
+	keep *Keep
 }
 
 func (a appendArgs) guard() bool { return len(a.ids) == 0 }
@@ -496,7 +514,7 @@ func buildArgs(appends []StreamAppend) ([]appendArgs, error) {
 		for j, e := range a.Events {
 			id := e.ID
 			if id == "" {
-				id = ulid.Make().String()
+				id = newEventID()
 			} else if _, err := ulid.ParseStrict(id); err != nil {
 				return nil, fmt.Errorf("%w: event id %q is not a ULID", ErrInvalid, id)
 			}

@@ -61,6 +61,9 @@ type Recorded struct {
 	Data          json.RawMessage `json:"data"`
 	Metadata      Metadata        `json:"metadata"`
 	RecordedAt    time.Time       `json:"recorded_at"`
+	// Erased says that the event's personal fields were erased: their
+	// data key is gone, and Data holds the rest (see Sealer).
+	Erased bool `json:"erased,omitempty"`
 }
 
 // Cursor is the event's place in the commit-safe order of the log.

@@ -324,6 +324,11 @@ func (s *Store) writeBatch(ctx context.Context, batch []*pending) (map[placedKey
 	// statement that reads the heads under them.
 	b := &pgx.Batch{}
 	b.Queue(lockStreamsSQL, sids, writes)
+	for _, p := range batch {
+		if k := p.args[0].keep; k != nil {
+			b.Queue(k.SQL, k.Args...)
+		}
+	}
 	placed := make(map[placedKey]Placed, len(ids))
 	b.Queue(batchSQL, idx, sids, sts, exps, ids, typs, svs, data, metadata).Query(func(rows pgx.Rows) error {
 		return eachPlaced(rows, func(stream string, p Placed) { placed[placedKey{stream, p.EventID}] = p })

@@ -79,6 +79,10 @@ type Filter struct {
 	// SharedType (streams that several owners take turns on, such as an
 	// external id's claims) only the events whose data's user_id is Owner.
 	SharedType, Owner string
+	// Sealed leaves the events' personal fields sealed, as the log holds
+	// them: for copies opened only when handed out (the live topic), so
+	// that what an erasure shreds is unreadable there too.
+	Sealed bool
 	// From and To, when not zero, bound when the events were recorded
 	// (From inclusive, To exclusive).
 	From, To time.Time
@@ -105,7 +109,11 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 	if !f.To.IsZero() {
 		to = &f.To
 	}
-	return s.query(ctx, `SELECT `+Columns+` FROM events
+	query := s.query
+	if f.Sealed {
+		query = s.queryRaw
+	}
+	return query(ctx, `SELECT `+Columns+` FROM events
 		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		  AND ($3 = '' OR stream_id = $3)
@@ -166,7 +174,17 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// query reads events and opens them (see Sealer).
 func (s *Store) query(ctx context.Context, sql string, args ...any) ([]Recorded, error) {
+	events, err := s.queryRaw(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return s.open(ctx, events)
+}
+
+// queryRaw reads events as the log holds them.
+func (s *Store) queryRaw(ctx context.Context, sql string, args ...any) ([]Recorded, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
