@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,7 @@ import (
 	"github.com/arq-memory/arq/queries"
 	"github.com/arq-memory/arq/summarize"
 	"github.com/arq-memory/arq/tokens"
+	"github.com/arq-memory/arq/vault"
 )
 
 // Projections lists every projection the binary runs, in the order their
@@ -68,6 +70,14 @@ type Options struct {
 	// WrapEntities, when set, wraps the entity reader the API reads by id
 	// (tests put a failing one in front).
 	WrapEntities func(api.EntityReader) api.EntityReader
+	// MakeMasterKey makes the master key file when no key is configured
+	// and the file is missing (serve, migrate).
+	MakeMasterKey bool
+	// WithoutKeys opens the log without the key store and master key:
+	// for the commands that check or copy the log as stored (verify,
+	// export, import), whose reads leave people's data sealed. No part
+	// may be asked for with it.
+	WithoutKeys bool
 	// DatabaseName, when set, is the database name the Redis namespace
 	// takes instead of the database's own (tests of deployments on
 	// different clusters whose databases are named alike).
@@ -84,8 +94,12 @@ type App struct {
 	projPool *pgxpool.Pool
 	store    *eventstore.Store
 	notifier *eventstore.Notifier
-	history  *history.Reader
-	ps       []projections.Projection
+	// vault seals and opens people's data in the log; nil WithoutKeys.
+	vault *vault.Vault
+	// keyPool is the key store's own pool, when it is not the log's.
+	keyPool *pgxpool.Pool
+	history *history.Reader
+	ps      []projections.Projection
 
 	// With PartProjector.
 	engine *projections.Engine
@@ -121,8 +135,24 @@ func Migrate(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
-	return migrations.Apply(ctx, cfg.DatabaseURL, log)
+	if err := migrations.Apply(ctx, cfg.DatabaseURL, log); err != nil {
+		return err
+	}
+	url := cfg.KeystoreURL
+	if url == "" {
+		url = cfg.DatabaseURL
+	} else if err := migrations.EnsureDatabase(ctx, url); err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	if err := migrations.ApplyKeyStore(ctx, url, log); err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	return nil
 }
+
+// Vault seals and opens people's data and erases it; nil for a process
+// opened WithoutKeys.
+func (a *App) Vault() *vault.Vault { return a.vault }
 
 // Open connects to the database and builds the event log and the parts
 // opt asks for.
@@ -148,9 +178,21 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, opt Options) (*App,
 		return nil, fmt.Errorf("connect to Postgres at %s: %w", pcfg.ConnConfig.Host, err)
 	}
 	a := &App{cfg: cfg, opt: opt, log: log, pool: pool, ps: opt.Projections}
+	storeOpts := []eventstore.Option{eventstore.WithGroupCommit(cfg.AppendBatches), eventstore.WithLogger(log)}
+	if opt.WithoutKeys {
+		if opt.Parts != 0 {
+			pool.Close()
+			return nil, errors.New("app: a process without keys can build no part")
+		}
+	} else {
+		if err := a.openVault(ctx, pool); err != nil {
+			a.Close()
+			return nil, err
+		}
+		storeOpts = append(storeOpts, eventstore.WithSealer(a.vault))
+	}
 	a.notifier = eventstore.NewNotifier(pool, log)
-	a.store = eventstore.New(pool, eventstore.WithAppendHook(a.notifier.Notify), eventstore.WithGroupCommit(cfg.AppendBatches),
-		eventstore.WithLogger(log))
+	a.store = eventstore.New(pool, append(storeOpts, eventstore.WithAppendHook(a.notifier.Notify))...)
 	a.history = history.New(a.store)
 	for _, build := range []func(context.Context, *pgxpool.Config) error{a.openProjector, a.openCommands, a.openServer} {
 		if err := build(ctx, pcfg); err != nil {
@@ -257,6 +299,9 @@ func (a *App) Close() {
 	go func() {
 		if a.projPool != nil {
 			a.projPool.Close()
+		}
+		if a.keyPool != nil {
+			a.keyPool.Close()
 		}
 		a.pool.Close()
 		close(closed)

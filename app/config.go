@@ -23,6 +23,19 @@ type Config struct {
 	LogLevel      slog.Level `var:"ARQ_LOG_LEVEL" name:"log-level" default:"info" group:"db" help:"the least severe log lines written: debug, info, warn or error (slog's levels, such as warn+1, too)"`
 	LogFormat     string     `var:"ARQ_LOG_FORMAT" name:"log-format" default:"json" check:"oneof=json|text" group:"db" help:"how log lines (on stderr) are written"`
 
+	// MasterKey wraps the data keys that seal people's data in the log
+	// (see package vault); it never enters a database. Unset, it is read
+	// from MasterKeyFile, which `arq serve` and `arq migrate` make when it
+	// is missing. PreviousMasterKeys still unwrap keys until `arq keys
+	// rotate` has rewrapped them.
+	MasterKey          string   `var:"ARQ_MASTER_KEY" name:"master-key" check:"master-key" group:"keys" help:"the master key that wraps the data keys (base64 of 32 bytes; 'arq keys new' makes one); unset, it is read from --master-key-file"`
+	MasterKeyFile      string   `var:"ARQ_MASTER_KEY_FILE" name:"master-key-file" default:"${master_key_file}" group:"keys" help:"the file holding the master key when ARQ_MASTER_KEY is unset; serve and migrate make it if it is missing. Keep it, and its backups, apart from the database's"`
+	PreviousMasterKeys []string `var:"ARQ_PREVIOUS_MASTER_KEYS" name:"previous-master-keys" check:"master-keys" group:"keys" help:"comma-separated earlier master keys, which still unwrap the data keys 'arq keys rotate' has not rewrapped yet"`
+	// KeystoreURL is the database of the key store; empty: the log's.
+	KeystoreURL string `var:"ARQ_KEYSTORE_URL" name:"keystore-url" check:"postgres-url,unset=0" group:"keys" help:"the Postgres database holding the data keys; unset, the log's own. Point it elsewhere to back keys up apart, and to share them with a database an export is imported into"`
+	// Retention erases messages older than it (0: keep them).
+	Retention time.Duration `var:"ARQ_RETENTION" name:"retention" default:"0s" check:"min=0" group:"keys" help:"erase messages older than this (e.g. 2160h for 90 days), as an erasure on request does; 0 keeps them"`
+
 	RedisURL string `var:"ARQ_REDIS_URL" name:"redis-url" default:"redis://127.0.0.1:6379/0" check:"redis-url" group:"server" help:"Redis, for the cache and live updates"`
 	HTTPAddr string `var:"ARQ_HTTP_ADDR" name:"http-addr" default:":8080" group:"server" help:"where the HTTP API listens"`
 	// Projections runs the projection engine inside `arq serve`.

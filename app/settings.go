@@ -14,6 +14,7 @@ import (
 
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/vault"
 )
 
 // The rows of Config are read by kong: a field's tags name its flag
@@ -52,6 +53,7 @@ func SettingOptions(getenv func(string) string) []kong.Option {
 			{Key: "server", Title: "Settings: server (serve, project)"},
 			{Key: "summaries", Title: "Settings: summaries (serve)"},
 			{Key: "embeddings", Title: "Settings: embeddings (serve, embeddings backfill)"},
+			{Key: "keys", Title: "Settings: keys and erasure"},
 		}),
 	}
 }
@@ -70,6 +72,7 @@ func settingVars() kong.Vars {
 	return kong.Vars{
 		"append_batches":    strconv.Itoa(eventstore.DefaultGroupCommit),
 		"max_embedding_dim": strconv.Itoa(domain.MaxEmbeddingDim),
+		"master_key_file":   defaultMasterKeyFile(),
 	}
 }
 
@@ -141,7 +144,7 @@ func (m settingMapper) Decode(ctx *kong.DecodeContext, target reflect.Value) err
 	}
 	v, err := parseValue(target.Type(), raw)
 	if err != nil || !r.accepts(v, true) {
-		return &SettingError{msg: fmt.Sprintf("%s=%q: want %s", label, raw, r.want(target.Type()))}
+		return &SettingError{msg: fmt.Sprintf("%s=%q: want %s", label, shown(r, raw), r.want(target.Type()))}
 	}
 	target.Set(v)
 	return nil
@@ -162,7 +165,7 @@ func checkRows(c Config) error {
 			return err
 		}
 		if !r.accepts(v.Field(i), false) {
-			return &SettingError{msg: fmt.Sprintf("%s=%q: want %s", name, format(v.Field(i)), r.want(f.Type))}
+			return &SettingError{msg: fmt.Sprintf("%s=%q: want %s", name, shown(r, format(v.Field(i))), r.want(f.Type))}
 		}
 	}
 	return nil
@@ -242,7 +245,7 @@ func ruleOf(tag string, vars kong.Vars) (rule, error) {
 	r.kind = kind
 	var err error
 	switch kind {
-	case "", "positive", "postgres-url", "redis-url", "http-url":
+	case "", "positive", "postgres-url", "redis-url", "http-url", "master-key", "master-keys":
 	case "min":
 		r.min, err = strconv.ParseInt(arg, 10, 64)
 	case "range":
@@ -300,8 +303,27 @@ func (r rule) accepts(v reflect.Value, given bool) bool {
 		}
 		u, err := url.Parse(v.String())
 		return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	case "master-key":
+		_, err := vault.ParseMaster(v.String())
+		return v.String() == "" || err == nil
+	case "master-keys":
+		for i := range v.Len() {
+			if _, err := vault.ParseMaster(v.Index(i).String()); err != nil {
+				return false
+			}
+		}
+		return true
 	}
 	return true
+}
+
+// shown is how a wrong value is quoted back: a key's not at all, since
+// a key that is wrong may still be someone's.
+func shown(r rule, value string) string {
+	if strings.HasPrefix(r.kind, "master-key") {
+		return "(hidden)"
+	}
+	return value
 }
 
 // want says what the rule accepts, for a value of type t.
@@ -324,6 +346,8 @@ func (r rule) want(t reflect.Type) string {
 		return "redis://host:port/db"
 	case "http-url":
 		return "an OpenAI-compatible base URL such as https://api.openai.com/v1"
+	case "master-key", "master-keys":
+		return "base64 of 32 bytes, as 'arq keys new' prints"
 	}
 	switch {
 	case t == durationType:

@@ -79,6 +79,9 @@ func arqEnv(env map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
+	if _, ok := env["ARQ_MASTER_KEY"]; !ok {
+		out = append(out, "ARQ_MASTER_KEY="+testserver.MasterKey)
+	}
 	for k, v := range env {
 		out = append(out, k+"="+v)
 	}

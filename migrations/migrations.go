@@ -15,16 +15,43 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", which goose needs
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed *.sql
 var files embed.FS
 
+// keyStoreFiles are the key store's migrations (see package vault),
+// versioned apart from the log's, in vault_db_version: the key store may
+// be a database of its own.
+//
+//go:embed keystore/*.sql
+var keyStoreFiles embed.FS
+
+// KeyStoreFiles are the key store's migrations, for tests that hash the
+// schema.
+func KeyStoreFiles() fs.FS {
+	sub, _ := fs.Sub(keyStoreFiles, "keystore") // the directory is embedded
+	return sub
+}
+
 // Apply brings the database at databaseURL to the newest schema version.
 // It is safe to run from several processes at once: goose takes a Postgres
 // advisory lock for the duration.
 func Apply(ctx context.Context, databaseURL string, log *slog.Logger) error {
+	return apply(ctx, databaseURL, files, "", log)
+}
+
+// ApplyKeyStore brings the key store at databaseURL (the log's database,
+// or one of its own) to its newest schema version, as Apply does the log's.
+func ApplyKeyStore(ctx context.Context, databaseURL string, log *slog.Logger) error {
+	return apply(ctx, databaseURL, KeyStoreFiles(), "vault_db_version", log)
+}
+
+// apply runs the migrations in fsys, versioned in table (goose's own when
+// empty).
+func apply(ctx context.Context, databaseURL string, fsys fs.FS, table string, log *slog.Logger) error {
 	db, err := sql.Open("pgx", databaseURL)
 	if err != nil {
 		return fmt.Errorf("open database for migrations: %w", err)
@@ -35,7 +62,16 @@ func Apply(ctx context.Context, databaseURL string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("create migration lock: %w", err)
 	}
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, files, goose.WithSessionLocker(locker))
+	opts := []goose.ProviderOption{goose.WithSessionLocker(locker)}
+	dialect := goose.DialectPostgres
+	if table != "" {
+		store, err := database.NewStore(database.DialectPostgres, table)
+		if err != nil {
+			return fmt.Errorf("migration table: %w", err)
+		}
+		opts, dialect = append(opts, goose.WithStore(store)), ""
+	}
+	provider, err := goose.NewProvider(dialect, db, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}

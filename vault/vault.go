@@ -45,8 +45,8 @@ const DefaultKeyTTL = time.Minute
 const rememberedKeys = 1 << 16
 
 // New returns a Vault over the key store in pool's database (see
-// Migrate), wrapping data keys with keys. inLog says that it is the event
-// log's database too.
+// migrations.ApplyKeyStore), wrapping data keys with keys. inLog says
+// that it is the event log's database too.
 func New(pool *pgxpool.Pool, keys Keyring, inLog bool) *Vault {
 	recent, _ := lru.New[string, remembered](rememberedKeys) // fails only for a size below 1
 	return &Vault{keys: keys, pool: pool, inLog: inLog, recent: recent, ttl: DefaultKeyTTL}
@@ -55,7 +55,7 @@ func New(pool *pgxpool.Pool, keys Keyring, inLog bool) *Vault {
 // refused is the error of an append whose unit or owner was erased.
 var refused = fmt.Errorf("%w: no data may be kept for it again", domain.ErrErased)
 
-// keepSQL keeps new data keys (see vault_keep in schema.go).
+// keepSQL keeps new data keys (see vault_keep in migrations/keystore).
 const keepSQL = `SELECT vault_keep($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])`
 
 // keeping collects the data keys a Seal made.

@@ -21,7 +21,7 @@ func (c *cli) export(ctx context.Context, o exportCmd) error {
 		}
 		from = t
 	}
-	a, err := c.open(ctx, 0)
+	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
 	if err != nil {
 		return err
 	}

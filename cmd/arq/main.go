@@ -116,5 +116,10 @@ type cli struct {
 
 // open opens the database and the parts of the app a command needs.
 func (c *cli) open(ctx context.Context, parts app.Part) (*app.App, error) {
-	return app.Open(ctx, c.cfg, c.cfg.Logger(c.stderr), app.Options{Parts: parts})
+	return c.openWith(ctx, app.Options{Parts: parts})
+}
+
+// openWith opens the app as opt says.
+func (c *cli) openWith(ctx context.Context, opt app.Options) (*app.App, error) {
+	return app.Open(ctx, c.cfg, c.cfg.Logger(c.stderr), opt)
 }

@@ -10,7 +10,7 @@ func (c *cli) serve(ctx context.Context) error {
 	if err := app.Migrate(ctx, c.cfg, c.cfg.Logger(c.stderr)); err != nil {
 		return err
 	}
-	a, err := c.open(ctx, app.PartServer)
+	a, err := c.openWith(ctx, app.Options{Parts: app.PartServer, MakeMasterKey: true})
 	if err != nil {
 		return err
 	}

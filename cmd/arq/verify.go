@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/arq-memory/arq/app"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +18,7 @@ var errBroken = errors.New("the event log is not intact")
 // every broken link, with progress on a terminal.
 func (c *cli) verify(ctx context.Context, o verifyCmd) error {
 	stream, asJSON, quiet := o.Stream, o.JSON, o.Quiet
-	a, err := c.open(ctx, 0)
+	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
 	if err != nil {
 		return err
 	}

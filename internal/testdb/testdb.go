@@ -22,7 +22,6 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/arq-memory/arq/migrations"
-	"github.com/arq-memory/arq/vault"
 )
 
 // AdminURL is the server the tests use: ARQ_TEST_DATABASE_URL, or the local
@@ -82,7 +81,7 @@ func Migrated(t testing.TB) string {
 	if err := migrations.Apply(ctx, url, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("testdb: migrate: %v", err)
 	}
-	if err := migrateKeyStore(ctx, url); err != nil {
+	if err := migrations.ApplyKeyStore(ctx, url, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
 	return url
@@ -149,7 +148,18 @@ func template(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hash migrations: %w", err)
 	}
-	h.Write([]byte(vault.Schema))
+	err = fs.WalkDir(migrations.KeyStoreFiles(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(migrations.KeyStoreFiles(), path)
+		h.Write([]byte(path))
+		h.Write(b)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash migrations: %w", err)
+	}
 	name := "arq_tmpl_" + hex.EncodeToString(h.Sum(nil))[:16]
 
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(hashtext('arq testdb template'))`); err != nil {
@@ -175,7 +185,7 @@ func template(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if err := migrations.Apply(ctx, URLFor(building), quiet); err != nil {
 		return "", fmt.Errorf("migrate template: %w", err)
 	}
-	if err := migrateKeyStore(ctx, URLFor(building)); err != nil {
+	if err := migrations.ApplyKeyStore(ctx, URLFor(building), quiet); err != nil {
 		return "", fmt.Errorf("migrate template: %w", err)
 	}
 	if _, err := admin.Exec(ctx, "ALTER DATABASE "+building+" RENAME TO "+name); err != nil {
@@ -190,15 +200,4 @@ func template(ctx context.Context, admin *pgx.Conn) (string, error) {
 		}
 	}
 	return name, nil
-}
-
-// migrateKeyStore makes the key store in the database at url, as `arq
-// migrate` does when the key store is the log's database.
-func migrateKeyStore(ctx context.Context, url string) error {
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return fmt.Errorf("key store: %w", err)
-	}
-	defer pool.Close()
-	return vault.Migrate(ctx, pool)
 }

@@ -68,6 +68,11 @@ func StartLogged(t *testing.T, env map[string]string, patch func(*app.Options)) 
 	return start(t, url, env, "info", patch)
 }
 
+// MasterKey is the master key of the servers and commands tests start,
+// unless a test gives its own: one for all, as the key store of each test
+// database is its own.
+const MasterKey = "dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE="
+
 // start runs the server over the database at url; env, then the test
 // defaults, configure it.
 func start(t testing.TB, url string, env map[string]string, level string, patch func(*app.Options)) *Server {
@@ -80,6 +85,8 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 		// bounds (2s) would answer as 202 or 503. A test of those answers
 		// sets its own bound.
 		"ARQ_READ_YOUR_WRITES_TIMEOUT": "20s",
+		// Tests never make or read a key file of the user running them.
+		"ARQ_MASTER_KEY": MasterKey,
 		"ARQ_MIN_POSITION_TIMEOUT":     "20s",
 	}
 	// Many servers run at once in the suite, on one Postgres
