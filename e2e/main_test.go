@@ -13,6 +13,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/internal/testserver"
 )
 
 // binary is the arq command, built once, which the tests run as a user
