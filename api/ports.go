@@ -117,6 +117,9 @@ type Waiter interface {
 type EventLog interface {
 	Last(ctx context.Context) (eventstore.Cursor, error)
 	ReadAll(ctx context.Context, after eventstore.Cursor, limit int, f eventstore.Filter) ([]eventstore.Recorded, error)
+	// Open opens events that reached the server sealed, from the live
+	// topic (see eventstore.Sealer), with the data keys as they are now.
+	Open(ctx context.Context, events []eventstore.Recorded) error
 	Verify(ctx context.Context, streamID string, progress func(done int64)) (eventstore.Verification, error)
 	VerifyStream(ctx context.Context, streamID string, progress func(done int64)) (eventstore.Verification, error)
 }

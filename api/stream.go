@@ -125,6 +125,9 @@ func (r *resources) eventStream(c *gin.Context) {
 	r.serveEvents(c, accept, after, catchUp)
 }
 
+// liveOpenBatch bounds how many live events a stream opens at once.
+const liveOpenBatch = 100
+
 // serveEvents streams events to the client: those catchUp reads from the
 // log after cursor first, then live ones from the hub, each once and in
 // order (an event at or before the last one sent is skipped). Each write
@@ -204,8 +207,26 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 	for {
 		select {
 		case e := <-l.C:
-			if err := send(e); err != nil {
+			// Live events travel sealed (see live.Relay): open them here,
+			// with those queued behind, in one read of the data keys.
+			events := append(make([]eventstore.Recorded, 0, 8), e)
+			for more := true; more && len(events) < liveOpenBatch; {
+				select {
+				case e := <-l.C:
+					events = append(events, e)
+				default:
+					more = false
+				}
+			}
+			if err := r.Store.Open(ctx, events); err != nil {
+				logger(c).Warn("event stream could not open live events", "err", err)
+				_ = write("event: error\ndata: %q\n\n", "reading the log failed; reconnect to resume")
 				return
+			}
+			for _, e := range events {
+				if err := send(e); err != nil {
+					return
+				}
 			}
 		case <-l.Lagged:
 			_ = write("event: lagged\ndata: %q\n\n", "this client fell behind; reconnect with Last-Event-ID to resume")

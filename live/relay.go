@@ -80,7 +80,10 @@ func (r *Relay) lead(ctx context.Context) error {
 	redisOK := true
 	for {
 		seen := r.notifier.Generation()
-		events, err := r.store.ReadAll(ctx, cursor, 500, eventstore.Filter{})
+		// Sealed: the topic keeps thousands of events with no expiry, and
+		// what an erasure shreds must be unreadable there too. Readers
+		// open them as they hand them out.
+		events, err := r.store.ReadAll(ctx, cursor, 500, eventstore.Filter{Sealed: true})
 		if err != nil {
 			return fmt.Errorf("read log: %w", err)
 		}
