@@ -46,8 +46,8 @@ func (n *namesKey) get(ctx context.Context, v *Vault) ([]byte, error) {
 		return nil, err
 	}
 	if key, ok := found[namesKeyID]; ok {
-		n.key = key
-		return key, nil
+		n.key = key.raw
+		return n.key, nil
 	}
 	// Make one; if another process made one first, its stays and is read.
 	master, wrapped := v.keys.wrap(namesKeyID, newDataKey())
@@ -61,6 +61,6 @@ func (n *namesKey) get(ctx context.Context, v *Vault) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("key store: the names key is missing after it was kept")
 	}
-	n.key = key
-	return key, nil
+	n.key = key.raw
+	return n.key, nil
 }

@@ -3,8 +3,11 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/arq-memory/arq/domain"
@@ -15,12 +18,54 @@ import (
 // fields in place of the fields themselves.
 const sealedField = "sealed"
 
-// envelope is what sealedField holds: the data key's id and the personal
-// fields as one JSON object, encrypted (nonce first), bound to the event's
-// id and type.
+// envelope is what sealedField holds, {"k": key id, "c": ciphertext}:
+// the data key's id and the personal fields as one JSON object,
+// encrypted (nonce first) and base64-encoded, bound to the event's id and
+// type.
 type envelope struct {
-	Key        string `json:"k"`
-	Ciphertext []byte `json:"c"`
+	Key        string
+	Ciphertext []byte
+}
+
+// encodeEnvelope is the member sealedField: env as JSON. Neither a key id
+// (a unit and a ULID) nor base64 needs escaping in a JSON string.
+func encodeEnvelope(keyID string, ciphertext []byte) []byte {
+	b := make([]byte, 0, len(sealedField)+len(keyID)+base64.StdEncoding.EncodedLen(len(ciphertext))+20)
+	b = append(b, `"`+sealedField+`":{"k":"`...)
+	b = append(b, keyID...)
+	b = append(b, `","c":"`...)
+	b = base64.StdEncoding.AppendEncode(b, ciphertext)
+	return append(b, `"}`...)
+}
+
+// decodeEnvelope reads what encodeEnvelope wrote (as jsonb gives it back).
+func decodeEnvelope(raw []byte) (*envelope, error) {
+	var env envelope
+	var err error
+	walkErr := eachMember(raw, func(key, member []byte) {
+		val := valueOf(member)
+		if len(val) < 2 || val[0] != '"' || val[len(val)-1] != '"' || bytes.IndexByte(val, '\\') >= 0 {
+			err = fmt.Errorf("sealed field %q is not a plain string", key)
+			return
+		}
+		val = val[1 : len(val)-1]
+		switch string(key) {
+		case "k":
+			env.Key = string(val)
+		case "c":
+			env.Ciphertext, err = base64.StdEncoding.AppendDecode(nil, val)
+		}
+	})
+	if err == nil {
+		err = walkErr
+	}
+	if err == nil && env.Key == "" {
+		err = errors.New("no key id")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode sealed fields: %w", err)
+	}
+	return &env, nil
 }
 
 func aad(eventID, eventType string) []byte { return []byte(eventID + "\x00" + eventType) }
@@ -45,24 +90,38 @@ func (v *Vault) sealEvent(ctx context.Context, st eventstore.Stream, e *eventsto
 	if !ok || len(e.Data) == 0 {
 		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(e.Data, &fields); err != nil {
-		return fmt.Errorf("decode: %w", err)
+	clear := make([]byte, 1, len(e.Data)+160)
+	clear[0] = '{'
+	personal := []byte{'{'}
+	var idValue, userValue []byte
+	sealedAlready := false
+	err := eachMember(e.Data, func(key, member []byte) {
+		name := string(key)
+		switch {
+		case name == sealedField:
+			sealedAlready = true
+		case slices.Contains(p.Fields, name):
+			personal = appendMember(personal, member)
+			return
+		case name == p.IDField:
+			idValue = valueOf(member)
+		}
+		if name == "user_id" {
+			userValue = valueOf(member)
+		}
+		clear = appendMember(clear, member)
+	})
+	if err != nil {
+		return err
 	}
-	if _, ok := fields[sealedField]; ok {
+	if sealedAlready {
 		return fmt.Errorf("payload holds %q already", sealedField)
 	}
-	personal := make(map[string]json.RawMessage, len(p.Fields))
-	for _, f := range p.Fields {
-		if val, ok := fields[f]; ok {
-			personal[f] = val
-			delete(fields, f)
-		}
+	if len(personal) == 1 {
+		return nil // no personal field given
 	}
-	if len(personal) == 0 {
-		return nil
-	}
-	unit, owner := unitOf(p, st, e.ID, fields)
+	personal = append(personal, '}')
+	unit, owner := unitOf(p, st, e.ID, idValue, userValue)
 	if unit == "" {
 		return fmt.Errorf("no id for its %s", p.Unit)
 	}
@@ -71,44 +130,44 @@ func (v *Vault) sealEvent(ctx context.Context, st eventstore.Stream, e *eventsto
 	if err != nil {
 		return err
 	}
-	aead, err := newAEAD(key)
+	clear = appendMember(clear, encodeEnvelope(keyID, seal(key.aead, personal, aad(e.ID, e.Type))))
+	e.Data = append(clear, '}')
+	return nil
+}
+
+// valueOf is the value of a member "key":value.
+func valueOf(member []byte) []byte {
+	end, err := skipString(member, 0)
 	if err != nil {
-		return err
+		return nil
 	}
-	plain, err := json.Marshal(personal)
-	if err != nil {
-		return fmt.Errorf("encode: %w", err)
-	}
-	env, err := json.Marshal(envelope{Key: keyID, Ciphertext: seal(aead, plain, aad(e.ID, e.Type))})
-	if err != nil {
-		return fmt.Errorf("encode: %w", err)
-	}
-	fields[sealedField] = env
-	if e.Data, err = json.Marshal(fields); err != nil {
-		return fmt.Errorf("encode: %w", err)
+	i := skipSpace(member, end)
+	if i < len(member) && member[i] == ':' {
+		return member[skipSpace(member, i+1):]
 	}
 	return nil
 }
 
 // unitOf is the id of the unit an event's personal fields belong to, and
-// the user who owns it ("" when the payload does not say).
-func unitOf(p domain.Personal, st eventstore.Stream, eventID string, fields map[string]json.RawMessage) (unit, owner string) {
-	str := func(name string) string {
+// the user who owns it ("" when the payload does not say), from the
+// payload's id field and user_id (JSON values) where it has them.
+func unitOf(p domain.Personal, st eventstore.Stream, eventID string, idValue, userValue []byte) (unit, owner string) {
+	str := func(raw []byte) string {
 		var s string
-		if raw, ok := fields[name]; ok {
+		if raw != nil {
 			_ = json.Unmarshal(raw, &s)
 		}
 		return s
 	}
 	switch {
 	case p.IDField != "":
-		unit = str(p.IDField)
+		unit = str(idValue)
 	case p.Unit == domain.UnitSummary:
 		unit = eventID
 	default:
 		unit = strings.TrimPrefix(st.ID, st.Type+"-")
 	}
-	owner = str("user_id")
+	owner = str(userValue)
 	if owner == "" && p.Unit == domain.UnitUser {
 		owner = unit
 	}
@@ -118,7 +177,7 @@ func unitOf(p domain.Personal, st eventstore.Stream, eventID string, fields map[
 // dataKey is the data key id: a new one when the event begins its unit,
 // else the one this process remembers or the key store holds, or, for a
 // unit that began before sealing did, a new one.
-func (v *Vault) dataKey(ctx context.Context, id, owner string, begins bool, k *keeping) ([]byte, error) {
+func (v *Vault) dataKey(ctx context.Context, id, owner string, begins bool, k *keeping) (*dataKey, error) {
 	if !begins {
 		if key, ok := v.remembered(id); ok {
 			return key, nil
@@ -133,11 +192,14 @@ func (v *Vault) dataKey(ctx context.Context, id, owner string, begins bool, k *k
 	}
 	for i, kid := range k.ids { // made earlier in this append
 		if kid == id {
-			return k.plain[i], nil
+			return k.made[i], nil
 		}
 	}
-	key := newDataKey()
-	master, wrapped := v.keys.wrap(id, key)
+	key, err := newKey(newDataKey())
+	if err != nil {
+		return nil, err
+	}
+	master, wrapped := v.keys.wrap(id, key.raw)
 	k.add(id, owner, master, wrapped, key)
 	v.remember(id, key)
 	return key, nil
@@ -183,7 +245,7 @@ func (v *Vault) open(ctx context.Context, events []eventstore.Recorded, useRecen
 		}
 		need = append(need, env.Key)
 	}
-	keys := map[string][]byte{}
+	keys := map[string]*dataKey{}
 	if len(need) > 0 {
 		var err error
 		if keys, err = v.fetch(ctx, need); err != nil {
@@ -229,44 +291,41 @@ func sealedOf(data []byte) (*envelope, error) {
 	if !bytes.Contains(data, []byte(`"`+sealedField+`"`)) {
 		return nil, nil
 	}
-	var probe struct {
-		Sealed *envelope `json:"sealed"`
+	var raw []byte
+	err := eachMember(data, func(key, member []byte) {
+		if string(key) == sealedField {
+			raw = valueOf(member)
+		}
+	})
+	if err != nil || raw == nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("decode sealed fields: %w", err)
-	}
-	return probe.Sealed, nil
+	return decodeEnvelope(raw)
 }
 
 // openEvent puts e's personal fields back from env with key, or, when the
 // key is gone (!ok), drops env and marks e Erased.
-func openEvent(e *eventstore.Recorded, env *envelope, key []byte, ok bool) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(e.Data, &fields); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	delete(fields, sealedField)
+func openEvent(e *eventstore.Recorded, env *envelope, key *dataKey, ok bool) error {
+	var plain []byte
 	if ok {
-		aead, err := newAEAD(key)
-		if err != nil {
-			return err
-		}
-		plain, err := open(aead, env.Ciphertext, aad(e.EventID, e.Type))
-		if err != nil {
+		var err error
+		if plain, err = open(key.aead, env.Ciphertext, aad(e.EventID, e.Type)); err != nil {
 			return fmt.Errorf("open sealed fields with data key %s: %w", env.Key, err)
 		}
-		var personal map[string]json.RawMessage
-		if err := json.Unmarshal(plain, &personal); err != nil {
-			return fmt.Errorf("decode sealed fields: %w", err)
-		}
-		for name, val := range personal {
-			fields[name] = val
-		}
 	}
-	data, err := json.Marshal(fields)
+	out := make([]byte, 1, len(e.Data)+len(plain))
+	out[0] = '{'
+	err := eachMember(e.Data, func(key, member []byte) {
+		if string(key) != sealedField {
+			out = appendMember(out, member)
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("encode: %w", err)
+		return err
 	}
-	e.Data, e.Erased = data, !ok
+	if err := eachMember(plain, func(_, member []byte) { out = appendMember(out, member) }); err != nil && ok {
+		return fmt.Errorf("decode sealed fields: %w", err)
+	}
+	e.Data, e.Erased = append(out, '}'), !ok
 	return nil
 }

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"time"
@@ -33,8 +34,23 @@ type Vault struct {
 }
 
 type remembered struct {
-	key []byte
+	key *dataKey
 	at  time.Time
+}
+
+// dataKey is a data key and its cipher, made once per key: a cipher
+// costs about what opening one event does.
+type dataKey struct {
+	raw  []byte
+	aead cipher.AEAD
+}
+
+func newKey(raw []byte) (*dataKey, error) {
+	aead, err := newAEAD(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &dataKey{raw: raw, aead: aead}, nil
 }
 
 // DefaultKeyTTL is how long a Vault remembers a data key it made or read
@@ -62,11 +78,12 @@ const keepSQL = `SELECT vault_keep($1::text[], $2::text[], $3::text[], $4::text[
 type keeping struct {
 	owners                 []string
 	ids, keyOwners, master []string
-	wrapped, plain         [][]byte
+	wrapped                [][]byte
+	made                   []*dataKey
 }
 
-func (k *keeping) add(id, owner, master string, wrapped, plain []byte) {
-	k.plain = append(k.plain, plain)
+func (k *keeping) add(id, owner, master string, wrapped []byte, made *dataKey) {
+	k.made = append(k.made, made)
 	k.ids, k.keyOwners, k.master, k.wrapped = append(k.ids, id), append(k.keyOwners, owner), append(k.master, master), append(k.wrapped, wrapped)
 	if owner == "" {
 		return
@@ -105,16 +122,20 @@ func (v *Vault) keep(ctx context.Context, k *keeping) (*eventstore.Keep, error) 
 
 // fetch reads and unwraps the data keys ids from the key store; a key
 // that is gone (erased) is missing from the result.
-func (v *Vault) fetch(ctx context.Context, ids []string) (map[string][]byte, error) {
+func (v *Vault) fetch(ctx context.Context, ids []string) (map[string]*dataKey, error) {
 	rows, err := v.pool.Query(ctx, `SELECT id, master, wrapped FROM vault_keys WHERE id = ANY ($1::text[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("key store: read data keys: %w", err)
 	}
-	out := make(map[string][]byte, len(ids))
+	out := make(map[string]*dataKey, len(ids))
 	var id, master string
 	var wrapped []byte
 	_, err = pgx.ForEachRow(rows, []any{&id, &master, &wrapped}, func() error {
-		key, err := v.keys.unwrap(id, master, wrapped)
+		raw, err := v.keys.unwrap(id, master, wrapped)
+		if err != nil {
+			return err
+		}
+		key, err := newKey(raw)
 		if err != nil {
 			return err
 		}
@@ -128,12 +149,12 @@ func (v *Vault) fetch(ctx context.Context, ids []string) (map[string][]byte, err
 	return out, nil
 }
 
-func (v *Vault) remember(id string, key []byte) {
+func (v *Vault) remember(id string, key *dataKey) {
 	v.recent.Add(id, remembered{key: key, at: time.Now()})
 }
 
 // remembered is a data key this process made or read within ttl.
-func (v *Vault) remembered(id string) ([]byte, bool) {
+func (v *Vault) remembered(id string) (*dataKey, bool) {
 	r, ok := v.recent.Get(id)
 	if !ok || time.Since(r.at) > v.ttl {
 		return nil, false
