@@ -15,8 +15,12 @@ import (
 func (v *Vault) Rotate(ctx context.Context, progress func(done int64)) (int64, error) {
 	current := v.keys.current.id
 	var done int64
+	after := ""
 	for {
-		rows, err := v.pool.Query(ctx, `SELECT id, master, wrapped FROM vault_keys WHERE master <> $1 ORDER BY id LIMIT 1000`, current)
+		// In key order from where the last thousand ended: one pass over
+		// the store, whatever share of it is rewrapped already.
+		rows, err := v.pool.Query(ctx, `SELECT id, master, wrapped FROM vault_keys
+			WHERE id > $2 AND master <> $1 ORDER BY id LIMIT 1000`, current, after)
 		if err != nil {
 			return done, fmt.Errorf("rotate: %w", err)
 		}
@@ -48,6 +52,7 @@ func (v *Vault) Rotate(ctx context.Context, progress func(done int64)) (int64, e
 			return done, fmt.Errorf("rotate: %w", err)
 		}
 		done += int64(len(olds))
+		after = olds[len(olds)-1].id
 		if progress != nil {
 			progress(done)
 		}

@@ -20,7 +20,6 @@ CREATE TABLE vault_keys (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX vault_keys_owner_idx ON vault_keys (owner) WHERE owner IS NOT NULL;
-CREATE INDEX vault_keys_master_idx ON vault_keys (master);
 
 CREATE TABLE vault_erased (
     id        text COLLATE "C" PRIMARY KEY,
