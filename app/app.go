@@ -220,8 +220,19 @@ func (a *App) openProjector(ctx context.Context, pcfg *pgxpool.Config) error {
 		return fmt.Errorf("connect projector pool: %w", err)
 	}
 	a.projPool = projPool
-	a.engine, err = projections.NewEngine(projPool, a.notifier, a.ps, projections.Config{}, a.log)
+	a.engine, err = projections.NewEngine(projPool, a.notifier, a.ps, projections.Config{Opener: a.projectionOpener()}, a.log)
 	return err
+}
+
+// projectionOpener opens the events projections apply: with the data keys
+// the process read within the last minute, as projections apply events
+// as soon as they are appended, and an erasure clears their tables by an
+// event of its own. Nil (events as stored) for a process without keys.
+func (a *App) projectionOpener() eventstore.Opener {
+	if a.vault == nil {
+		return nil
+	}
+	return a.vault.Recent()
 }
 
 // openCommands builds the command service and what it reads with.

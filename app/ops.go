@@ -39,7 +39,7 @@ func (a *App) Rebuild(ctx context.Context, ps []projections.Projection, progress
 	wait := a.RunLog(runCtx, func(err error) { cancel(err) })
 	defer wait()
 	defer cancel(nil)
-	err = projections.RebuildAll(runCtx, a.pool, a.notifier, ps, a.log, func(behind int64) {
+	err = projections.RebuildAll(runCtx, a.pool, a.notifier, ps, a.projectionOpener(), a.log, func(behind int64) {
 		if progress != nil {
 			progress(max(total-behind, 0), total)
 		}
@@ -67,7 +67,7 @@ func (a *App) WithCopy(ctx context.Context, p projections.Projection, progress f
 	wait := a.RunLog(runCtx, func(err error) { cancel(err) })
 	defer wait()
 	defer cancel(nil)
-	cp, err := projections.NewCopy(runCtx, a.pool, a.notifier, p, projections.OnlineOptions{Log: a.log, Progress: progress})
+	cp, err := projections.NewCopy(runCtx, a.pool, a.notifier, p, projections.OnlineOptions{Log: a.log, Progress: progress, Opener: a.projectionOpener()})
 	if err != nil {
 		return err
 	}

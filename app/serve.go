@@ -75,7 +75,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	// move, and get their read-your-writes answers.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
-	rebuilds := projections.NewRebuilds(bg, a.pool, a.notifier, Projections(), a.log)
+	rebuilds := projections.NewRebuilds(bg, a.pool, a.notifier, Projections(), a.projectionOpener(), a.log)
 	defer rebuilds.Wait()
 	m, err := a.metrics()
 	if err != nil {

@@ -51,6 +51,12 @@ type Config struct {
 	// rebuilds build a copy that follows the live projection's checkpoint
 	// with it.
 	Until func() eventstore.Cursor
+	// Opener opens the events the projections apply, putting back the
+	// personal fields the log keeps sealed (see eventstore.Sealer), a
+	// batch in one call; nil hands them over as the log stores them. A
+	// passing failure of it (the key store did not answer) is tried
+	// again, as a dropped connection is (see transient).
+	Opener eventstore.Opener
 }
 
 func (c *Config) defaults() {
@@ -172,6 +178,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	for _, p := range e.projections {
 		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
+		if opens(p) {
+			r.read.opener, r.read.types = e.cfg.Opener, eventTypes(p)
+		}
 		sub, err := wsql.NewSubscriber(txBeginner{Beginner: wsql.BeginnerFromPgx(e.pool), pool: e.pool, r: r}, wsql.SubscriberConfig{
 			ConsumerGroup: p.Name(),
 			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,

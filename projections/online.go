@@ -45,6 +45,9 @@ type OnlineOptions struct {
 	// is heading for, a few times a second.
 	Progress func(position, target int64)
 	Log      *slog.Logger
+	// Opener opens the events the copy applies (see Config.Opener); nil
+	// applies them as the log stores them.
+	Opener eventstore.Opener
 }
 
 func (o *OnlineOptions) defaults() {
@@ -70,6 +73,9 @@ func NewCopy(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifie
 	s, err := openShadow(ctx, db, p, o.Log)
 	if err != nil {
 		return nil, err
+	}
+	if opens(p) {
+		s.opener = o.Opener
 	}
 	return &Copy{s: s, notifier: notifier, o: o}, nil
 }
@@ -169,7 +175,7 @@ func (c *Copy) follow(ctx context.Context, fixed bool) error {
 	}
 	var bound atomic.Pointer[eventstore.Cursor]
 	bound.Store(&first)
-	cfg := Config{}
+	cfg := Config{Opener: s.opener}
 	cfg.Until = func() eventstore.Cursor { return *bound.Load() }
 	engine, err := NewEngine(s.pool, c.notifier, []Projection{copyProjection{s.p, s.group}}, cfg, s.log.With("copy_of", s.p.Name()))
 	if err != nil {

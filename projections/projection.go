@@ -47,6 +47,25 @@ type Selective interface {
 	EventTypes() []string
 }
 
+// Sealed is a Projection whose Apply reads no personal field of an event
+// (only ids, types, versions and places): the engine hands it events as
+// the log stores them, their personal fields sealed (see
+// eventstore.Sealer), and spares the key store their reading.
+type Sealed interface {
+	Projection
+	AppliesSealed()
+}
+
+// opens tells whether the events p applies are opened before it gets
+// them (see Config.Opener): unless p is Sealed.
+func opens(p Projection) bool {
+	if c, ok := p.(copyProjection); ok {
+		p = c.Projection
+	}
+	_, sealed := p.(Sealed)
+	return !sealed
+}
+
 // eventTypes returns the event types p applies, or nil for all.
 func eventTypes(p Projection) []string {
 	if c, ok := p.(copyProjection); ok {

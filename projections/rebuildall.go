@@ -23,10 +23,11 @@ import (
 // start drops). It is for projections no projector keeps current (after an
 // import, or with the projectors stopped); notifier must be running.
 //
-// progress, if not nil, hears every 250 ms how many log positions the
+// opener opens the events the copies apply (see Config.Opener); nil
+// applies them as stored. progress, if not nil, hears every 250 ms how many log positions the
 // copy furthest behind still has to go (positions have gaps: an
 // estimate). When one copy fails the others stop too.
-func RebuildAll(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projection, log *slog.Logger, progress func(behind int64)) error {
+func RebuildAll(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projection, opener eventstore.Opener, log *slog.Logger, progress func(behind int64)) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var mu sync.Mutex
@@ -41,6 +42,7 @@ func RebuildAll(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Noti
 		cp, err := NewCopy(runCtx, db, notifier, p, OnlineOptions{
 			UpToLog: true,
 			Log:     log,
+			Opener:  opener,
 			Progress: func(at, target int64) {
 				mu.Lock()
 				behind[i] = max(target-at, 0)

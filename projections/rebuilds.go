@@ -46,6 +46,7 @@ type Rebuilds struct {
 	db       *pgxpool.Pool
 	notifier *eventstore.Notifier
 	ps       map[string]Projection
+	opener   eventstore.Opener
 	log      *slog.Logger
 
 	mu   sync.Mutex
@@ -53,14 +54,15 @@ type Rebuilds struct {
 	wg   sync.WaitGroup
 }
 
-// NewRebuilds returns a runner of online rebuilds of ps; jobs stop when ctx
-// ends.
-func NewRebuilds(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projection, log *slog.Logger) *Rebuilds {
+// NewRebuilds returns a runner of online rebuilds of ps, whose copies open
+// the events they apply with opener (see Config.Opener); jobs stop when
+// ctx ends.
+func NewRebuilds(ctx context.Context, db *pgxpool.Pool, notifier *eventstore.Notifier, ps []Projection, opener eventstore.Opener, log *slog.Logger) *Rebuilds {
 	m := make(map[string]Projection, len(ps))
 	for _, p := range ps {
 		m[p.Name()] = p
 	}
-	return &Rebuilds{ctx: ctx, db: db, notifier: notifier, ps: m, log: log, jobs: map[string]*RebuildJob{}}
+	return &Rebuilds{ctx: ctx, db: db, notifier: notifier, ps: m, opener: opener, log: log, jobs: map[string]*RebuildJob{}}
 }
 
 // Start begins an online rebuild of the named projection and returns at
@@ -82,7 +84,8 @@ func (r *Rebuilds) Start(name string) (RebuildJob, error) {
 	r.wg.Add(1)
 	r.mu.Unlock()
 	cp, err := NewCopy(r.ctx, r.db, r.notifier, p, OnlineOptions{
-		Log: r.log,
+		Log:    r.log,
+		Opener: r.opener,
 		Progress: func(at, target int64) {
 			r.mu.Lock()
 			job.Position, job.Target = at, target

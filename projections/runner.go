@@ -76,8 +76,14 @@ func (r *runner) handle(msg *message.Message) error {
 	if err != nil {
 		return r.stop(ctx, eventstore.Recorded{EventID: msg.UUID}, err)
 	}
-	rec, err := r.read.take(msg)
+	rec, err := r.read.take(ctx, msg)
 	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("open %s: %w", rec.EventID, ctx.Err())
+		case transient(err):
+			return r.unopened(ctx, tx, rec, err)
+		}
 		return r.stop(ctx, rec, err)
 	}
 	if !tx.careful {
@@ -154,6 +160,32 @@ func (r *runner) handle(msg *message.Message) error {
 		}
 		delay *= 2
 	}
+}
+
+// unopened handles an event whose batch could not be opened for a passing
+// reason (the key store did not answer): like an event that failed on a
+// passing error, it dooms the batch, which is read again, event by event,
+// after a pause that grows while the failures last. The event is acked:
+// the batch's commit fails, and the subscriber rolls it back.
+func (r *runner) unopened(ctx context.Context, tx *sharedTx, rec eventstore.Recorded, err error) error {
+	tx.mu.Lock()
+	if tx.closed {
+		tx.mu.Unlock()
+		return fmt.Errorf("apply %s: %w", rec.EventID, errTxEnded)
+	}
+	first := tx.failed == nil
+	tx.fail(err)
+	tx.mu.Unlock()
+	if first && tx.careful {
+		wait := r.transientWait()
+		r.log.Warn("events could not be opened; the batch is tried again", "event_id", rec.EventID, "position", rec.Position, "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	r.inBatch.Add(1)
+	return nil
 }
 
 // stop records that the projection stopped at rec and closes its

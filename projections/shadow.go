@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +44,9 @@ type shadow struct {
 	deferred []string
 	// analyzed is set once the filled copy's statistics are gathered.
 	analyzed bool
+	// opener opens the events the copy applies (see Config.Opener); nil
+	// when they are applied as stored.
+	opener eventstore.Opener
 }
 
 // openShadow takes the projection's rebuild lock (a session advisory lock,
@@ -315,6 +319,9 @@ func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cu
 	if err != nil {
 		return 0, fmt.Errorf("read events to catch up: %w", err)
 	}
+	if err := s.open(ctx, events); err != nil {
+		return 0, fmt.Errorf("open events to catch up: %w", err)
+	}
 	// One Tx for all: the writes of every event go in one round trip
 	// (a projection that reads sends the writes before it first).
 	dt := &directTx{tx: tx}
@@ -327,6 +334,45 @@ func (s *shadow) applyGap(ctx context.Context, tx pgx.Tx, from, to eventstore.Cu
 		return 0, fmt.Errorf("apply %d events to the copy: %w", len(events), err)
 	}
 	return len(events), nil
+}
+
+// openChunk is how many events one call of the copy's opener opens.
+const openChunk = 1000
+
+// open opens, in place, the events the copy's projection applies, a chunk
+// of them a call.
+func (s *shadow) open(ctx context.Context, events []eventstore.Recorded) error {
+	if s.opener == nil {
+		return nil
+	}
+	types := eventTypes(s.p)
+	var chunk []eventstore.Recorded
+	var at []int
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := s.opener.Open(ctx, chunk); err != nil {
+			return err
+		}
+		for i, j := range at {
+			events[j] = chunk[i]
+		}
+		chunk, at = chunk[:0], at[:0]
+		return nil
+	}
+	for i, e := range events {
+		if types != nil && !slices.Contains(types, e.Type) {
+			continue // Apply ignores it
+		}
+		chunk, at = append(chunk, e), append(at, i)
+		if len(chunk) == openChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // directTx is the Tx of an event applied outside the engine, straight in a

@@ -1,9 +1,11 @@
 package projections
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -167,35 +169,108 @@ func (r withExtra) Scan(dest ...any) error { return r.row.Scan(append(dest, r.ex
 // projections' Apply. A batch's events are all read before the first is
 // handed out, and the next batch begins (emptying this) after the last is
 // acked; a message handed out again (nacked) is still here.
+//
+// With an opener, the first take opens every event of the batch at once
+// (one read of the key store a batch, not one an event).
 type readEvents struct {
 	mu   sync.Mutex
-	byID map[string]*eventstore.Recorded
+	byID map[string]*readEvent
+	// opener opens the events (nil: they are handed out as stored);
+	// only those of types, when not nil, are opened: the others are
+	// markers Apply ignores (see Selective).
+	opener eventstore.Opener
+	types  []string
+	// unopened are the batch's events to open, in log order.
+	unopened []*readEvent
+	// one is set once the batch failed to open for a reason of one of
+	// its events: each is then opened alone, so that the projection
+	// stops at the event that fails.
+	one bool
+	// failed is why the batch could not be opened, after a passing error:
+	// its other events fail alike, without asking the key store again
+	// (the batch is doomed and read again).
+	failed error
+}
+
+// readEvent is one event of the batch, and whether it is opened yet.
+type readEvent struct {
+	rec    eventstore.Recorded
+	opened bool
 }
 
 func (r *readEvents) reset() {
 	r.mu.Lock()
 	clear(r.byID)
+	r.unopened, r.one, r.failed = nil, false, nil
 	r.mu.Unlock()
 }
 
 func (r *readEvents) put(e *eventstore.Recorded) {
 	r.mu.Lock()
 	if r.byID == nil {
-		r.byID = map[string]*eventstore.Recorded{}
+		r.byID = map[string]*readEvent{}
 	}
-	r.byID[e.EventID] = e
+	x := &readEvent{rec: *e, opened: r.opener == nil || (r.types != nil && !slices.Contains(r.types, e.Type))}
+	r.byID[e.EventID] = x
+	if !x.opened {
+		r.unopened = append(r.unopened, x)
+	}
 	r.mu.Unlock()
 }
 
-// take returns the event of msg.
-func (r *readEvents) take(msg *message.Message) (eventstore.Recorded, error) {
+// take returns the event of msg, opened.
+func (r *readEvents) take(ctx context.Context, msg *message.Message) (eventstore.Recorded, error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	e, ok := r.byID[msg.UUID]
-	r.mu.Unlock()
 	if !ok {
 		return eventstore.Recorded{EventID: msg.UUID}, fmt.Errorf("event %s is not among those read for this batch", msg.UUID)
 	}
-	return *e, nil
+	if !e.opened {
+		if err := r.open(ctx, e); err != nil {
+			return e.rec, err
+		}
+	}
+	return e.rec, nil
+}
+
+// open opens e: with the rest of the batch, unless the batch failed to
+// open for one of its events.
+func (r *readEvents) open(ctx context.Context, e *readEvent) error {
+	if r.failed != nil {
+		return r.failed
+	}
+	if !r.one {
+		err := openEach(ctx, r.opener, r.unopened)
+		if err == nil {
+			r.unopened = nil
+			return nil
+		}
+		if transient(err) {
+			r.failed = fmt.Errorf("open the batch's events: %w", err)
+			return r.failed
+		}
+		r.one = true
+	}
+	if err := openEach(ctx, r.opener, []*readEvent{e}); err != nil {
+		return fmt.Errorf("open event %s: %w", e.rec.EventID, err)
+	}
+	return nil
+}
+
+// openEach opens es with o in one call; they change only if all open.
+func openEach(ctx context.Context, o eventstore.Opener, es []*readEvent) error {
+	recs := make([]eventstore.Recorded, len(es))
+	for i, e := range es {
+		recs[i] = e.rec
+	}
+	if err := o.Open(ctx, recs); err != nil {
+		return err
+	}
+	for i, e := range es {
+		e.rec, e.opened = recs[i], true
+	}
+	return nil
 }
 
 // InsertQuery is refused: events enter the log through eventstore.Store only.

@@ -19,6 +19,10 @@ func (Streams) Name() string { return "streams" }
 // Tables is the catalog table.
 func (Streams) Tables() []string { return []string{"streams"} }
 
+// AppliesSealed says that the catalog reads no personal field of an event
+// (see Sealed): its events are not opened.
+func (Streams) AppliesSealed() {}
+
 // Apply records e in its stream's row. The events of a batch are gathered
 // per stream and written as one upsert (see catalogWrites).
 func (Streams) Apply(_ context.Context, tx Tx, e eventstore.Recorded) error {
