@@ -27,18 +27,28 @@ func (Context) Tables() []string {
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Context) EventTypes() []string {
-	return []string{domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized, domain.MessageRedacted, domain.UserDeleted}
+	return []string{domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized, domain.MessageRedacted, domain.MessageErased,
+		domain.UserDeleted, domain.UserErased}
 }
 
 // Apply folds summary and snapshot events, and notes assistant messages as
 // due for a snapshot.
+//
+// A message's erasure withdraws the summaries holding its text as its
+// redaction does, those it names too (their content is erased), and
+// empties the query of the snapshots it names; the message is no longer
+// due for a snapshot. A user's erasure deletes all of theirs, as their
+// deletion does, and moves their sessions' summary generations.
 func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
-	case domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized:
+	case domain.ContextSnapshotRecorded, domain.MessageAppended, domain.SessionSummarized, domain.MessageErased:
 	case domain.MessageRedacted:
 		tx.Exec(`DELETE FROM snapshots_due WHERE message_id = $1`, entityID(e))
-		withdrawSummaries(tx, entityID(e))
+		withdrawSummaries(tx, entityID(e), nil)
 		return nil
+	case domain.UserErased:
+		tx.Exec(`INSERT INTO cache_generations (key, gen) SELECT DISTINCT 'summary:' || session_id, 1 FROM session_summaries WHERE user_id = $1`+bumpSQL, entityID(e))
+		fallthrough
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM session_summaries WHERE user_id = $1`, entityID(e))
 		tx.Exec(`DELETE FROM context_snapshots WHERE user_id = $1`, entityID(e))
@@ -52,6 +62,12 @@ func (Context) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded
 		return err
 	}
 	switch d := ev.Data.(type) {
+	case domain.MessageErasedData:
+		tx.Exec(`DELETE FROM snapshots_due WHERE message_id = $1`, entityID(e))
+		withdrawSummaries(tx, entityID(e), d.Summaries)
+		if len(d.Snapshots) > 0 {
+			tx.Exec(`UPDATE context_snapshots SET query = '' WHERE id = ANY ($1::text[]) AND query <> ''`, d.Snapshots)
+		}
 	case domain.SessionSummarizedData:
 		bumpSummary(tx, d.SessionID)
 		// A summary folds the one that ends just before it; if a
@@ -110,20 +126,29 @@ func (r *dueRows) Flush(exec func(sql string, args ...any)) {
 	*r = dueRows{} // the queued statement keeps the slices until sent
 }
 
-// withdrawSummaries withdraws the summaries that hold a redacted
+// withdrawSummaries withdraws the summaries that hold a removed
 // message's text: each summary of its session that reaches its sequence
-// number (a summary folds the one before it, so every later one too).
-// Their content is emptied, and the session's summary generation moves,
-// in one statement; windows take the newest summary left, and the summary
-// pass summarizes the rest anew (see Messages). The message's session and
-// sequence number come from its appended event in the log (by the index
-// of migrations/00012): the context projection holds no messages, and the
-// log is the same on every replay.
-func withdrawSummaries(tx projections.Tx, messageID string) {
+// number (a summary folds the one before it, so every later one too), and
+// those of the summarized events named by ids (an erasure's). Their
+// content is emptied, and the session's summary generation moves, in one
+// statement; windows take the newest summary left, and the summary pass
+// summarizes the rest anew (see Messages). Rows stay, withdrawn: the next
+// summary follows the newest version, withdrawn or not. The message's
+// session and sequence number come from its appended event in the log
+// (by the index of migrations/00012): the context projection holds no
+// messages, and the log is the same on every replay; the named summaries
+// by their events' ids.
+func withdrawSummaries(tx projections.Tx, messageID string, ids []string) {
+	if ids == nil {
+		ids = []string{}
+	}
 	tx.Exec(`WITH m AS (SELECT data->>'session_id' AS session_id, version AS seq FROM events
 			WHERE event_type = 'message.appended' AND data->>'message_id' = $1),
+		target AS (SELECT s.session_id, s.version FROM session_summaries s JOIN m ON s.session_id = m.session_id AND s.to_seq >= m.seq
+			UNION ALL SELECT substr(stream_id, length($3::text) + 1) COLLATE "default", version FROM events WHERE event_id = ANY ($2::text[])),
 		withdrawn AS (UPDATE session_summaries s SET withdrawn = true, content = ''
-			FROM m WHERE s.session_id = m.session_id AND s.to_seq >= m.seq AND NOT s.withdrawn
+			FROM target t WHERE s.session_id = t.session_id AND s.version = t.version AND NOT s.withdrawn
 			RETURNING s.session_id)
-		INSERT INTO cache_generations (key, gen) SELECT DISTINCT 'summary:' || session_id, 1 FROM withdrawn`+bumpSQL, messageID)
+		INSERT INTO cache_generations (key, gen) SELECT DISTINCT 'summary:' || session_id, 1 FROM withdrawn`+bumpSQL,
+		messageID, ids, domain.StreamID(domain.StreamSummary, ""))
 }

@@ -20,14 +20,16 @@ func (Memories) Tables() []string { return []string{"memories"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Memories) EventTypes() []string {
-	return []string{domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.UserDeleted}
+	return []string{domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.MemoryErased,
+		domain.UserDeleted, domain.UserErased}
 }
 
-// Apply folds memory events into the memories table.
+// Apply folds memory events into the memories table. An erased memory, or
+// a memory of an erased user, is deleted.
 func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
-	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired:
-	case domain.UserDeleted:
+	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.MemoryErased:
+	case domain.UserDeleted, domain.UserErased:
 		bumpUser(tx, entityID(e))
 		tx.Exec(`DELETE FROM memories WHERE user_id = $1`, entityID(e))
 		return nil
@@ -68,6 +70,13 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			d.ClearEmbedding, d.Embedding)
 	case domain.MemoryDeletedData, domain.MemoryExpiredData:
 		bumpUserOfMemory(tx, id)
+		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)
+	case domain.MemoryErasedData:
+		if d.UserID != "" {
+			bumpUser(tx, d.UserID)
+		} else {
+			bumpUserOfMemory(tx, id)
+		}
 		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)
 	}
 	return nil

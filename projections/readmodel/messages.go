@@ -28,14 +28,35 @@ func (Messages) Tables() []string { return []string{"messages", "session_backlog
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Messages) EventTypes() []string {
-	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized, domain.UserDeleted}
+	return []string{domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.MessageErased, domain.SessionSummarized,
+		domain.UserDeleted, domain.UserErased}
 }
 
 // Apply folds message events into the messages table, and messages and
-// summaries into the sessions' backlogs.
+// summaries into the sessions' backlogs. An erased message leaves as a
+// redacted one does, also when it was redacted before (its summaries are
+// withdrawn anew); a user's erasure deletes their messages as their
+// deletion does, and moves their sessions' generations, so that no window
+// cached with the messages' text is read again.
 func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
 	case domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted, domain.SessionSummarized:
+	case domain.MessageErased:
+		ev, err := decode(e)
+		if err != nil {
+			return err
+		}
+		if d, _ := ev.Data.(domain.MessageErasedData); d.SessionID != "" {
+			bumpSession(tx, d.SessionID)
+		} else {
+			bumpSessionOfMessage(tx, entityID(e))
+		}
+		removeMessage(tx, entityID(e), `SELECT data->>'session_id' AS session_id, version AS seq FROM events
+			WHERE event_type = 'message.appended' AND data->>'message_id' = $1`)
+		return nil
+	case domain.UserErased:
+		tx.Exec(`INSERT INTO cache_generations (key, gen) SELECT DISTINCT 'session:' || session_id, 1 FROM messages WHERE user_id = $1`+bumpSQL, entityID(e))
+		fallthrough
 	case domain.UserDeleted:
 		tx.Exec(`DELETE FROM messages WHERE user_id = $1`, entityID(e))
 		tx.Exec(`DELETE FROM session_backlog WHERE user_id = $1`, entityID(e))
@@ -72,22 +93,7 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			entityID(e), d.Content, d.Tokens, jsonOrNil(d.Metadata), e.Version+1, e.RecordedAt, d.Embedding)
 	case domain.MessageRedactedData:
 		bumpSessionOfMessage(tx, entityID(e))
-		tx.Exec(`UPDATE session_backlog b SET cost = b.cost - m.tokens - $2
-			FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, entityID(e), domain.ItemOverhead)
-		// A message a summary covers withdraws that summary and every
-		// later one (see Context): the backlog goes back to the newest
-		// summary before the message, and counts the live messages after
-		// it anew.
-		tx.Exec(`WITH m AS (SELECT session_id, seq FROM messages WHERE id = $1),
-				standing AS (SELECT b.session_id, coalesce(array_agg(x ORDER BY x) FILTER (WHERE x < m.seq), '{}') AS tos
-					FROM session_backlog b JOIN m ON b.session_id = m.session_id
-					LEFT JOIN LATERAL unnest(b.summary_tos) x ON true
-					WHERE m.seq <= b.summarized_to GROUP BY b.session_id)
-			UPDATE session_backlog b SET summary_tos = st.tos, summarized_to = coalesce(st.tos[array_upper(st.tos, 1)], 0),
-				cost = (SELECT coalesce(sum(o.tokens + $2), 0) FROM messages o
-					WHERE o.session_id = b.session_id AND o.id <> $1 AND o.seq > coalesce(st.tos[array_upper(st.tos, 1)], 0))
-			FROM standing st WHERE b.session_id = st.session_id`, entityID(e), domain.ItemOverhead)
-		tx.Exec(`DELETE FROM messages WHERE id = $1`, entityID(e))
+		removeMessage(tx, entityID(e), `SELECT session_id, seq FROM messages WHERE id = $1`)
 	case domain.SessionSummarizedData:
 		// The summary covers messages up to ToSeq: the backlog is what
 		// lives after them. Summaries of a session only move forward.
@@ -100,6 +106,31 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			d.SessionID, d.ToSeq, domain.ItemOverhead, d.FromSeq)
 	}
 	return nil
+}
+
+// removeMessage removes message id from the messages table and its
+// session's backlog. place is a query of the message's session_id and seq
+// by its id ($1): its row, for a redaction (a message redacted before is
+// gone, and nothing more moves); its appended event, for an erasure,
+// which withdraws the summaries reaching it also when it was redacted
+// before (as Context does).
+func removeMessage(tx projections.Tx, id, place string) {
+	tx.Exec(`UPDATE session_backlog b SET cost = b.cost - m.tokens - $2
+		FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, id, domain.ItemOverhead)
+	// A message a summary covers withdraws that summary and every
+	// later one (see Context): the backlog goes back to the newest
+	// summary before the message, and counts the live messages after
+	// it anew.
+	tx.Exec(`WITH m AS (`+place+`),
+			standing AS (SELECT b.session_id, coalesce(array_agg(x ORDER BY x) FILTER (WHERE x < m.seq), '{}') AS tos
+				FROM session_backlog b JOIN m ON b.session_id = m.session_id
+				LEFT JOIN LATERAL unnest(b.summary_tos) x ON true
+				WHERE m.seq <= b.summarized_to GROUP BY b.session_id)
+		UPDATE session_backlog b SET summary_tos = st.tos, summarized_to = coalesce(st.tos[array_upper(st.tos, 1)], 0),
+			cost = (SELECT coalesce(sum(o.tokens + $2), 0) FROM messages o
+				WHERE o.session_id = b.session_id AND o.id <> $1 AND o.seq > coalesce(st.tos[array_upper(st.tos, 1)], 0))
+		FROM standing st WHERE b.session_id = st.session_id`, id, domain.ItemOverhead)
+	tx.Exec(`DELETE FROM messages WHERE id = $1`, id)
 }
 
 // messageRows gathers the rows of consecutive appended messages (without

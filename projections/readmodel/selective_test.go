@@ -22,6 +22,7 @@ var allTypes = []string{
 	domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted,
 	domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired,
 	domain.SessionSummarized, domain.ContextSnapshotRecorded,
+	domain.UserErased, domain.MessageErased, domain.MemoryErased,
 }
 
 // touchTx records whether Apply wrote or read anything.

@@ -20,7 +20,8 @@ func (Sessions) Tables() []string { return []string{"sessions"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Sessions) EventTypes() []string {
-	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.MessageRedacted, domain.UserDeleted}
+	return []string{domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired, domain.MessageAppended, domain.MessageRedacted,
+		domain.MessageErased, domain.UserDeleted, domain.UserErased}
 }
 
 // Apply folds session events (and appended messages, and user deletions)
@@ -40,7 +41,16 @@ func (Sessions) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 		tx.Exec(`UPDATE sessions SET message_count = message_count - 1
 			WHERE id = (SELECT data->>'session_id' FROM events WHERE event_type = 'message.appended' AND data->>'message_id' = $1)`, entityID(e))
 		return nil
-	case domain.UserDeleted:
+	case domain.MessageErased:
+		// An erased message leaves the session as a redacted one does,
+		// unless it was redacted before (its own stream says so, by
+		// index).
+		tx.Exec(`UPDATE sessions SET message_count = message_count - 1
+			WHERE id = (SELECT data->>'session_id' FROM events WHERE event_type = 'message.appended' AND data->>'message_id' = $1)
+			  AND NOT EXISTS (SELECT 1 FROM events WHERE stream_id = $2 AND version < $3 AND event_type = 'message.redacted')`,
+			entityID(e), e.StreamID, e.Version)
+		return nil
+	case domain.UserDeleted, domain.UserErased:
 		tx.Exec(`DELETE FROM sessions WHERE user_id = $1`, entityID(e))
 		return nil
 	default:

@@ -19,13 +19,19 @@ func (Users) Tables() []string { return []string{"users"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Users) EventTypes() []string {
-	return []string{domain.UserRegistered, domain.UserProfileUpdated, domain.UserDeleted}
+	return []string{domain.UserRegistered, domain.UserProfileUpdated, domain.UserDeleted, domain.UserErased}
 }
 
-// Apply folds user events into the users table.
+// Apply folds user events into the users table. An erased user is deleted:
+// reads do not find them, and no personal value of theirs is left. (Their
+// events read erased meanwhile, in a rebuild, write empty values until
+// the erasure comes.)
 func (Users) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
 	case domain.UserRegistered, domain.UserProfileUpdated, domain.UserDeleted:
+	case domain.UserErased:
+		tx.Exec(`DELETE FROM users WHERE id = $1`, entityID(e))
+		return nil
 	default:
 		return nil
 	}
