@@ -28,6 +28,9 @@ type Entry struct {
 	RequestID  string            `json:"request_id"`
 	Position   int64             `json:"position"`
 	Changes    map[string]Change `json:"changes"`
+	// Erased says that the event's personal data was erased (see
+	// eventstore.Recorded): Changes holds none of it.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // step is one event of an entity with the entity's version after it.
@@ -72,6 +75,23 @@ func (r *Reader) steps(ctx context.Context, kind domain.Kind, id string) ([]step
 	}
 	return out, nil
 }
+
+// erased tells whether the personal data of the entity whose events steps
+// are was erased: one of them reads erased (its data key is gone: the
+// entity's own, or its user's), or one records the entity's erasure.
+func erased(steps []step) bool {
+	for _, s := range steps {
+		switch {
+		case s.rec.Erased, s.rec.Type == domain.UserErased, s.rec.Type == domain.MessageErased, s.rec.Type == domain.MemoryErased:
+			return true
+		}
+	}
+	return false
+}
+
+// personalFields are the fields of a rendered entity that hold personal
+// data (see domain.PersonalData): an erased entity's history shows none.
+var personalFields = map[string]bool{"external_id": true, "name": true, "email": true, "metadata": true, "title": true, "content": true, "tags": true}
 
 // folder folds an entity's events and renders its state as fields.
 type folder struct {
@@ -120,12 +140,15 @@ func newFolder(kind domain.Kind) folder {
 }
 
 // History is every event of an entity, oldest first, each with the fields
-// it changed (before and after; version and updated_at left out).
+// it changed (before and after; version and updated_at left out). Of an
+// erased entity (or one of an erased user) every event is still listed,
+// those erased marked so, and no change of a personal field is shown.
 func (r *Reader) History(ctx context.Context, kind domain.Kind, id string) ([]Entry, error) {
 	steps, err := r.steps(ctx, kind, id)
 	if err != nil {
 		return nil, err
 	}
+	gone := erased(steps)
 	f := newFolder(kind)
 	before := map[string]any{}
 	out := make([]Entry, 0, len(steps))
@@ -141,7 +164,7 @@ func (r *Reader) History(ctx context.Context, kind domain.Kind, id string) ([]En
 		after := f.render(time.Time{})
 		changes := map[string]Change{}
 		for k, v := range after {
-			if k == "version" || k == "updated_at" {
+			if k == "version" || k == "updated_at" || (gone && personalFields[k]) {
 				continue
 			}
 			if old, ok := before[k]; !ok || !reflect.DeepEqual(old, v) {
@@ -152,17 +175,22 @@ func (r *Reader) History(ctx context.Context, kind domain.Kind, id string) ([]En
 		}
 		before = after
 		out = append(out, Entry{Version: s.version, EventID: s.rec.EventID, Type: s.rec.Type, RecordedAt: s.rec.RecordedAt,
-			Actor: s.rec.Metadata.Actor, RequestID: s.rec.Metadata.CorrelationID, Position: s.rec.Position, Changes: changes})
+			Actor: s.rec.Metadata.Actor, RequestID: s.rec.Metadata.CorrelationID, Position: s.rec.Position, Erased: s.rec.Erased, Changes: changes})
 	}
 	return out, nil
 }
 
 // At is an entity as it was at version (if > 0) or at time asOf (if not
-// nil), folded from the log.
+// nil), folded from the log. An entity whose data was erased, or whose
+// user's was, is domain.ErrErased at every version and time: what it
+// held then is gone.
 func (r *Reader) At(ctx context.Context, kind domain.Kind, id string, version int, asOf *time.Time) (map[string]any, error) {
 	steps, err := r.steps(ctx, kind, id)
 	if err != nil {
 		return nil, err
+	}
+	if erased(steps) {
+		return nil, fmt.Errorf("%w: %s %s", domain.ErrErased, kind, id)
 	}
 	f := newFolder(kind)
 	n := 0
@@ -199,6 +227,9 @@ func (r *Reader) At(ctx context.Context, kind domain.Kind, id string, version in
 	// deleted).
 	uid, _ := state["user_id"].(string)
 	gone, err := r.userGone(ctx, uid, *asOf)
+	if errors.Is(err, domain.ErrErased) {
+		return nil, fmt.Errorf("%w: %s %s: its user was erased", domain.ErrErased, kind, id)
+	}
 	if err != nil {
 		return nil, err
 	}

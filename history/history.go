@@ -5,6 +5,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/arq-memory/arq/domain"
@@ -19,7 +20,8 @@ type Reader struct {
 // New returns a Reader over store.
 func New(store *eventstore.Store) *Reader { return &Reader{store: store} }
 
-// SummaryAt is the version-th summary of a session.
+// SummaryAt is the version-th summary of a session; domain.ErrErased
+// when its text was erased.
 func (r *Reader) SummaryAt(ctx context.Context, sessionID string, version int) (domain.SessionSummarizedData, error) {
 	recs, err := r.store.ReadStreamRange(ctx, domain.StreamID(domain.StreamSummary, sessionID), version, version)
 	if err != nil {
@@ -27,6 +29,9 @@ func (r *Reader) SummaryAt(ctx context.Context, sessionID string, version int) (
 	}
 	if len(recs) != 1 {
 		return domain.SessionSummarizedData{}, fmt.Errorf("%w: summary %d of session %s", domain.ErrNotFound, version, sessionID)
+	}
+	if recs[0].Erased {
+		return domain.SessionSummarizedData{}, fmt.Errorf("%w: summary %d of session %s", domain.ErrErased, version, sessionID)
 	}
 	e, err := domain.DecodeEvent(recs[0].Type, recs[0].SchemaVersion, recs[0].Data)
 	if err != nil {
@@ -46,10 +51,14 @@ type Item struct {
 	Name    string `json:"name,omitempty"`
 	Type    string `json:"type,omitempty"`
 	Content string `json:"content"`
+	// Erased says that the item's text was erased since: it is left
+	// empty (as are Role, Name and Type).
+	Erased bool `json:"erased,omitempty"`
 }
 
 // Items returns the items of a snapshot of sessionID with their texts as
-// they were, in the snapshot's order.
+// they were, in the snapshot's order; an item erased since is listed,
+// marked erased, without its text.
 func (r *Reader) Items(ctx context.Context, sessionID string, items []domain.SnapshotItem) ([]Item, error) {
 	out := make([]Item, 0, len(items))
 	for _, it := range items {
@@ -61,6 +70,10 @@ func (r *Reader) Items(ctx context.Context, sessionID string, items []domain.Sna
 				return nil, fmt.Errorf("snapshot item %s: %w", it.ID, err)
 			}
 			state, err := r.At(ctx, kind, it.ID, it.Version, nil)
+			if errors.Is(err, domain.ErrErased) {
+				x.Erased = true
+				break
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -70,6 +83,10 @@ func (r *Reader) Items(ctx context.Context, sessionID string, items []domain.Sna
 			x.Type, _ = state["type"].(string)
 		case domain.ItemSummary:
 			s, err := r.SummaryAt(ctx, sessionID, it.Version)
+			if errors.Is(err, domain.ErrErased) {
+				x.Erased = true
+				break
+			}
 			if err != nil {
 				return nil, err
 			}

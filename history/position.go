@@ -10,9 +10,10 @@ import (
 
 // MessageAt is a message as it was at a place in the log: folded from
 // its events up to and including at, in the log's commit-safe order. It
-// is nil when the message was not appended yet, or redacted, by then. A
-// context snapshot puts back the messages that changed after its
-// assistant message with it.
+// is nil when the message was not appended yet, or redacted, by then, or
+// when it was erased (then or since: its text is gone). A context
+// snapshot puts back the messages that changed after its assistant
+// message with it.
 func (r *Reader) MessageAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Message, error) {
 	m := &domain.Message{}
 	n, err := r.foldTo(ctx, domain.KindMessage, id, at, folder{apply: m.Apply, seq: m.SetSeq})
@@ -24,7 +25,8 @@ func (r *Reader) MessageAt(ctx context.Context, id string, at eventstore.Cursor)
 
 // MemoryAt is a memory as it was at a place in the log (see MessageAt):
 // nil when it was not stored yet, or deleted or recorded expired, by
-// then. Whether its expiry time had passed is the caller's to judge.
+// then, or erased. Whether its expiry time had passed is the caller's to
+// judge.
 func (r *Reader) MemoryAt(ctx context.Context, id string, at eventstore.Cursor) (*domain.Memory, error) {
 	m := &domain.Memory{}
 	n, err := r.foldTo(ctx, domain.KindMemory, id, at, folder{apply: m.Apply})
@@ -35,7 +37,8 @@ func (r *Reader) MemoryAt(ctx context.Context, id string, at eventstore.Cursor) 
 }
 
 // MessagesAt is MessageAt of each of ids, read in two queries however
-// many they are: the messages that existed at at, by id.
+// many they are: the messages that existed at at, and are not erased, by
+// id.
 func (r *Reader) MessagesAt(ctx context.Context, ids []string, at eventstore.Cursor) (map[string]*domain.Message, error) {
 	out := map[string]*domain.Message{}
 	if len(ids) == 0 {
@@ -85,7 +88,7 @@ func (r *Reader) MessagesAt(ctx context.Context, ids []string, at eventstore.Cur
 }
 
 // MemoriesAt is MemoryAt of each of ids, read in one query however many
-// they are: the memories that existed at at, by id.
+// they are: the memories that existed at at, and are not erased, by id.
 func (r *Reader) MemoriesAt(ctx context.Context, ids []string, at eventstore.Cursor) (map[string]*domain.Memory, error) {
 	out := map[string]*domain.Memory{}
 	if len(ids) == 0 {
@@ -139,8 +142,12 @@ func (r *Reader) foldTo(ctx context.Context, kind domain.Kind, id string, at eve
 }
 
 // foldSteps applies the steps up to and including at to f and says how
-// many there were.
+// many there were: none when the entity was erased (those steps read
+// erased; an erasure after at, not among them, erased them too).
 func foldSteps(kind domain.Kind, id string, steps []step, at eventstore.Cursor, f folder) (int, error) {
+	if erased(steps) {
+		return 0, nil
+	}
 	n := 0
 	for _, s := range steps {
 		if at.Less(s.rec.Cursor()) {
