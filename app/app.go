@@ -246,7 +246,9 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 		return err
 	}
 	a.tokens = tc
-	a.reader = readmodel.NewReader(a.pool)
+	// The reader hands out what it reads from the log (windows as they
+	// were): opened with keys read afresh, as the store's reads are.
+	a.reader = readmodel.NewReader(a.pool, readmodel.OpenEventsWith(a.store))
 	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
 	emb := commands.Embeddings{Dim: cfg.EmbeddingDim, Log: a.log}
 	if cfg.EmbeddingsURL != "" {

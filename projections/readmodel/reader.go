@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/batch"
 )
 
@@ -23,11 +24,29 @@ type Reader struct {
 	windowStates *batch.Loader[string, WindowState]
 	stamps       *batch.Loader[entityKey, string]
 	messages     *batch.Loader[string, Message]
+	// opener opens the events a Reader reads from the log itself (see
+	// WindowAt); nil reads them as stored.
+	opener eventstore.Opener
+}
+
+// ReaderOption sets up a Reader.
+type ReaderOption func(*Reader)
+
+// OpenEventsWith has the Reader open the events it reads from the log
+// itself with o, putting back the personal fields the log keeps sealed
+// (see eventstore.Sealer). What it reads so is handed to clients: o
+// must read the data keys afresh (the event store's Open), not ones a
+// process remembers, or an erasure elsewhere could be missed.
+func OpenEventsWith(o eventstore.Opener) ReaderOption {
+	return func(r *Reader) { r.opener = o }
 }
 
 // NewReader returns a Reader over pool's database.
-func NewReader(db *pgxpool.Pool) *Reader {
+func NewReader(db *pgxpool.Pool, opts ...ReaderOption) *Reader {
 	r := &Reader{db: db, pool: db}
+	for _, o := range opts {
+		o(r)
+	}
 	r.windowStates = batch.NewLoader(r.readWindowStates, readBatches, readBatchTimeout)
 	r.stamps = batch.NewLoader(r.readStamps, readBatches, readBatchTimeout)
 	r.messages = batch.NewLoader(r.readMessages, readBatches, readBatchTimeout)

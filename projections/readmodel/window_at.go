@@ -47,7 +47,7 @@ func (r *Reader) WindowAt(ctx context.Context, messageID string, budget domain.B
 		return Window{}, fmt.Errorf("window at message %s: %w", messageID, err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	in := &Reader{db: tx, pool: r.pool}
+	in := &Reader{db: tx, pool: r.pool, opener: r.opener}
 	at, err := in.placeOf(ctx, messageID)
 	if err != nil {
 		return Window{}, err
@@ -227,7 +227,7 @@ func (c *changes) add(rows pgx.Rows, err error, seen map[string]bool) error {
 			c.summariesAt = seq
 			c.summaries = typ != "0"
 			continue
-		case kind == "message" && typ == domain.MessageRedacted:
+		case kind == "message" && (typ == domain.MessageRedacted || typ == domain.MessageErased):
 			c.redactedSeqs = append(c.redactedSeqs, seq)
 		}
 		if seen[kind+":"+id] {
@@ -303,7 +303,10 @@ func (r *Reader) pastAt(ctx context.Context, at place, ch changes, past Past) (*
 // of the session's summaries recorded by then and standing then. It
 // replays the context projection's withdrawals (see Context.Apply) from
 // the log: a redaction withdraws every summary reaching the message, and
-// a summary whose predecessor stood withdrawn comes in withdrawn.
+// a summary whose predecessor stood withdrawn comes in withdrawn. What
+// was erased is gone from every window, also from those before the
+// erasure: an erased summary stands for nothing, and a message's erasure
+// withdraws the summaries reaching it, whenever it came.
 func (r *Reader) summaryAt(ctx context.Context, at place) (*Summary, error) {
 	sums, err := r.eventsUpTo(ctx, at.cursor, `SELECT `+eventstore.Columns+` FROM events
 		WHERE stream_id = $3 AND (transaction_id, position) <= ($1::xid8, $2::bigint) ORDER BY version`,
@@ -316,10 +319,11 @@ func (r *Reader) summaryAt(ctx context.Context, at place) (*Summary, error) {
 		seq int
 	}
 	rows, err := r.db.Query(ctx, `SELECT x.transaction_id::text::bigint, x.position, a.version FROM events a
-		JOIN events x ON x.stream_id = $5 || (a.data->>'message_id') AND x.event_type = $6
-		WHERE a.stream_id = $3 AND a.version < $4 AND (x.transaction_id, x.position) <= ($1::xid8, $2::bigint)
+		JOIN events x ON x.stream_id = $5 || (a.data->>'message_id') AND x.event_type IN ($6, $7)
+		WHERE a.stream_id = $3 AND a.version < $4 AND ((x.transaction_id, x.position) <= ($1::xid8, $2::bigint) OR x.event_type = $7)
 		ORDER BY x.transaction_id, x.position`, at.cursor.TransactionID, at.cursor.Position,
-		domain.StreamID(domain.StreamMessageLog, at.sessionID), at.seq, domain.StreamID(domain.StreamMessage, ""), domain.MessageRedacted)
+		domain.StreamID(domain.StreamMessageLog, at.sessionID), at.seq, domain.StreamID(domain.StreamMessage, ""), domain.MessageRedacted,
+		domain.MessageErased)
 	if err != nil {
 		return nil, fmt.Errorf("read redactions of session %s: %w", at.sessionID, err)
 	}
@@ -347,6 +351,9 @@ func (r *Reader) summaryAt(ctx context.Context, at place) (*Summary, error) {
 				if o.s.ToSeq == d.FromSeq-1 && !o.withdrawn {
 					withdrawn = false
 				}
+			}
+			if sums[i].Erased {
+				withdrawn = true
 			}
 			all = append(all, standing{Summary{SessionID: at.sessionID, Version: sums[i].Version, Content: d.Content, Tokens: d.Tokens,
 				FromSeq: d.FromSeq, ToSeq: d.ToSeq, Method: d.Method, CreatedAt: sums[i].RecordedAt}, withdrawn})
@@ -378,6 +385,11 @@ func (r *Reader) eventsUpTo(ctx context.Context, at eventstore.Cursor, sql strin
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (eventstore.Recorded, error) { return eventstore.ScanRecorded(row) })
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
+	}
+	if r.opener != nil && len(out) > 0 {
+		if err := r.opener.Open(ctx, out); err != nil {
+			return nil, fmt.Errorf("read events: open: %w", err)
+		}
 	}
 	return out, nil
 }
