@@ -86,8 +86,8 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 		// sets its own bound.
 		"ARQ_READ_YOUR_WRITES_TIMEOUT": "20s",
 		// Tests never make or read a key file of the user running them.
-		"ARQ_MASTER_KEY": MasterKey,
-		"ARQ_MIN_POSITION_TIMEOUT":     "20s",
+		"ARQ_MASTER_KEY":           MasterKey,
+		"ARQ_MIN_POSITION_TIMEOUT": "20s",
 	}
 	// Many servers run at once in the suite, on one Postgres
 	// (max_connections 100 by default): a test needs few. Benchmarks keep
