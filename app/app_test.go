@@ -18,6 +18,7 @@ func TestCloseDoesNotWaitForeverForAConnection(t *testing.T) {
 	ctx := context.Background()
 	cfg := app.DefaultConfig()
 	cfg.DatabaseURL = testdb.New(t)
+	cfg.MasterKey = testdb.MasterKey
 	a, err := app.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.Options{Parts: app.PartServer})
 	if err != nil {
 		t.Fatal(err)

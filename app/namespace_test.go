@@ -26,6 +26,8 @@ func openApp(t *testing.T, url string) *app.App {
 			return url
 		case "ARQ_DB_MAX_CONNS":
 			return "2"
+		case "ARQ_MASTER_KEY":
+			return testdb.MasterKey
 		}
 		return ""
 	})

@@ -24,6 +24,11 @@ import (
 	"github.com/arq-memory/arq/migrations"
 )
 
+// MasterKey is the master key of the processes tests open, unless a test
+// gives its own: one for all, as the key store of each test database is
+// its own. Tests never make or read a key file of the user running them.
+const MasterKey = "dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE="
+
 // AdminURL is the server the tests use: ARQ_TEST_DATABASE_URL, or the local
 // default (postgres on 127.0.0.1:5432, trust authentication).
 func AdminURL() string {

@@ -69,9 +69,8 @@ func StartLogged(t *testing.T, env map[string]string, patch func(*app.Options)) 
 }
 
 // MasterKey is the master key of the servers and commands tests start,
-// unless a test gives its own: one for all, as the key store of each test
-// database is its own.
-const MasterKey = "dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE="
+// unless a test gives its own (testdb.MasterKey).
+const MasterKey = testdb.MasterKey
 
 // start runs the server over the database at url; env, then the test
 // defaults, configure it.
