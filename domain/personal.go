@@ -2,13 +2,14 @@ package domain
 
 // Personal data. ARQ keeps a person's data (what they wrote and what was
 // learned about them) so that it can be erased for good without
-// rewriting the log: each event's personal fields are sealed under the
-// data key of an erasable unit, and erasing the unit deletes its key. The
+// rewriting the log: each event's personal fields are sealed under a data
+// key labelled with their erasable unit, and erasing the unit deletes the
+// keys labelled with it. The
 // table below is the one place that says which fields are personal and
 // which unit they belong to; what is left in the clear are ids, types,
 // times, counts and sizes.
 
-// Erasable units: what one data key seals, and one erasure removes.
+// Erasable units: what one erasure removes.
 const (
 	// UnitUser is a user's profile, external id, and sessions' titles
 	// and metadata.
@@ -36,29 +37,27 @@ type Personal struct {
 	// id is the entity id of the event's stream, or for a summary the
 	// event's own id.
 	IDField string
-	// Begins says that the event begins its unit: its data key is new.
-	Begins bool
 }
 
 // personal is the table of personal data, by event type. Event types not
 // in it hold none. The owner of every unit is the user named by the
 // payload's user_id, or the user itself.
 var personal = map[string]Personal{
-	UserRegistered:     {Fields: []string{"external_id", "name", "email", "metadata"}, Unit: UnitUser, IDField: "user_id", Begins: true},
+	UserRegistered:     {Fields: []string{"external_id", "name", "email", "metadata"}, Unit: UnitUser, IDField: "user_id"},
 	UserProfileUpdated: {Fields: []string{"name", "email", "metadata"}, Unit: UnitUser},
 	ExternalIDClaimed:  {Fields: []string{"external_id"}, Unit: UnitUser, IDField: "user_id"},
 	ExternalIDReleased: {Fields: []string{"external_id"}, Unit: UnitUser, IDField: "user_id"},
 	SessionStarted:     {Fields: []string{"title", "metadata"}, Unit: UnitUser, IDField: "user_id"},
 
-	MessageAppended: {Fields: []string{"content", "name", "metadata", "embedding"}, Unit: UnitMessage, IDField: "message_id", Begins: true},
+	MessageAppended: {Fields: []string{"content", "name", "metadata", "embedding"}, Unit: UnitMessage, IDField: "message_id"},
 	MessageEdited:   {Fields: []string{"content", "metadata", "embedding"}, Unit: UnitMessage},
 	MessageRedacted: {Fields: []string{"reason"}, Unit: UnitMessage},
 
-	MemoryStored:  {Fields: []string{"content", "tags", "metadata", "embedding"}, Unit: UnitMemory, IDField: "memory_id", Begins: true},
+	MemoryStored:  {Fields: []string{"content", "tags", "metadata", "embedding"}, Unit: UnitMemory, IDField: "memory_id"},
 	MemoryUpdated: {Fields: []string{"content", "tags", "metadata", "embedding"}, Unit: UnitMemory},
 
-	SessionSummarized:       {Fields: []string{"content"}, Unit: UnitSummary, Begins: true},
-	ContextSnapshotRecorded: {Fields: []string{"query"}, Unit: UnitSnapshot, IDField: "snapshot_id", Begins: true},
+	SessionSummarized:       {Fields: []string{"content"}, Unit: UnitSummary},
+	ContextSnapshotRecorded: {Fields: []string{"query"}, Unit: UnitSnapshot, IDField: "snapshot_id"},
 }
 
 // PersonalData says which fields of an event of type eventType are
@@ -68,6 +67,7 @@ func PersonalData(eventType string) (Personal, bool) {
 	return p, ok
 }
 
-// KeyID names the data key of a unit: "<unit>:<id>". Ids are ARQ's own
-// (ULIDs), so a key id holds no personal data.
+// KeyID names a unit as the key store labels its data keys:
+// "<unit>:<id>". Ids are ARQ's own (ULIDs), so the label holds no personal
+// data.
 func KeyID(unit, id string) string { return unit + ":" + id }

@@ -1,11 +1,12 @@
 // Package vault keeps people's data erasable in a log that is never
 // rewritten (crypto-shredding). The personal fields of each event (see
-// domain.PersonalData) are sealed with AES-256-GCM under the data key of
-// their erasable unit: a user, a message, a memory, a summary or a
-// snapshot. Data keys are kept in a key store apart from the log, each
-// wrapped by a master key that never enters a database. Erasing a unit
-// deletes its data key, and with it every copy of what the key sealed: in
-// the log, its exports and backups, the live topic.
+// domain.PersonalData) are sealed with AES-256-GCM under a data key of
+// the event's own, labelled with the erasable unit the fields belong to (a
+// user, a message, a memory, a summary or a snapshot) and the user who
+// owns it. Data keys are kept in a key store apart from the log, each
+// wrapped by a master key that never enters a database. Erasing a unit or
+// a user deletes their data keys, and with them every copy of what the
+// keys sealed: in the log, its exports and backups, the live topic.
 package vault
 
 import (

@@ -51,7 +51,7 @@ func (n *namesKey) get(ctx context.Context, v *Vault) ([]byte, error) {
 	}
 	// Make one; if another process made one first, its stays and is read.
 	master, wrapped := v.keys.wrap(namesKeyID, newDataKey())
-	if _, err := v.pool.Exec(ctx, keepSQL, []string{}, []string{namesKeyID}, []string{""}, []string{master}, [][]byte{wrapped}); err != nil {
+	if _, err := v.pool.Exec(ctx, keepSQL, []string{namesKeyID}, []string{namesKeyID}, []string{""}, []string{master}, [][]byte{wrapped}); err != nil {
 		return nil, fmt.Errorf("key store: keep the names key: %w", err)
 	}
 	if found, err = v.fetch(ctx, []string{namesKeyID}); err != nil {

@@ -71,13 +71,13 @@ func decodeEnvelope(raw []byte) (*envelope, error) {
 func aad(eventID, eventType string) []byte { return []byte(eventID + "\x00" + eventType) }
 
 // Seal seals the personal fields of the appends' events (see
-// eventstore.Sealer), making the data key of each unit an event begins.
+// eventstore.Sealer), each event under a new data key of its own.
 func (v *Vault) Seal(ctx context.Context, appends []eventstore.StreamAppend) (*eventstore.Keep, error) {
 	var k keeping
 	for i := range appends {
 		a := &appends[i]
 		for j := range a.Events {
-			if err := v.sealEvent(ctx, a.Stream, &a.Events[j], &k); err != nil {
+			if err := v.sealEvent(a.Stream, &a.Events[j], &k); err != nil {
 				return nil, fmt.Errorf("event %s of %s: %w", a.Events[j].Type, a.Stream.ID, err)
 			}
 		}
@@ -85,7 +85,7 @@ func (v *Vault) Seal(ctx context.Context, appends []eventstore.StreamAppend) (*e
 	return v.keep(ctx, &k)
 }
 
-func (v *Vault) sealEvent(ctx context.Context, st eventstore.Stream, e *eventstore.Event, k *keeping) error {
+func (v *Vault) sealEvent(st eventstore.Stream, e *eventstore.Event, k *keeping) error {
 	p, ok := domain.PersonalData(e.Type)
 	if !ok || len(e.Data) == 0 {
 		return nil
@@ -125,12 +125,14 @@ func (v *Vault) sealEvent(ctx context.Context, st eventstore.Stream, e *eventsto
 	if unit == "" {
 		return fmt.Errorf("no id for its %s", p.Unit)
 	}
-	keyID := domain.KeyID(p.Unit, unit)
-	key, err := v.dataKey(ctx, keyID, owner, p.Begins, k)
+	key, err := newKey(newDataKey())
 	if err != nil {
 		return err
 	}
-	clear = appendMember(clear, encodeEnvelope(keyID, seal(key.aead, personal, aad(e.ID, e.Type))))
+	master, wrapped := v.keys.wrap(e.ID, key.raw)
+	k.add(e.ID, domain.KeyID(p.Unit, unit), owner, master, wrapped)
+	v.remember(e.ID, key)
+	clear = appendMember(clear, encodeEnvelope(e.ID, seal(key.aead, personal, aad(e.ID, e.Type))))
 	e.Data = append(clear, '}')
 	return nil
 }
@@ -172,37 +174,6 @@ func unitOf(p domain.Personal, st eventstore.Stream, eventID string, idValue, us
 		owner = unit
 	}
 	return unit, owner
-}
-
-// dataKey is the data key id: a new one when the event begins its unit,
-// else the one this process remembers or the key store holds, or, for a
-// unit that began before sealing did, a new one.
-func (v *Vault) dataKey(ctx context.Context, id, owner string, begins bool, k *keeping) (*dataKey, error) {
-	if !begins {
-		if key, ok := v.remembered(id); ok {
-			return key, nil
-		}
-		found, err := v.fetch(ctx, []string{id})
-		if err != nil {
-			return nil, err
-		}
-		if key, ok := found[id]; ok {
-			return key, nil
-		}
-	}
-	for i, kid := range k.ids { // made earlier in this append
-		if kid == id {
-			return k.made[i], nil
-		}
-	}
-	key, err := newKey(newDataKey())
-	if err != nil {
-		return nil, err
-	}
-	master, wrapped := v.keys.wrap(id, key.raw)
-	k.add(id, owner, master, wrapped, key)
-	v.remember(id, key)
-	return key, nil
 }
 
 // Open opens events read from the log (see eventstore.Sealer) with data

@@ -68,32 +68,24 @@ func New(pool *pgxpool.Pool, keys Keyring, inLog bool) *Vault {
 	return &Vault{keys: keys, pool: pool, inLog: inLog, recent: recent, ttl: DefaultKeyTTL}
 }
 
+// Keyring is the vault's master keys.
+func (v *Vault) Keyring() Keyring { return v.keys }
+
 // refused is the error of an append whose unit or owner was erased.
 var refused = fmt.Errorf("%w: no data may be kept for it again", domain.ErrErased)
 
 // keepSQL keeps new data keys (see vault_keep in migrations/keystore).
 const keepSQL = `SELECT vault_keep($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])`
 
-// keeping collects the data keys a Seal made.
+// keeping collects the data keys a Seal made, one per sealed event.
 type keeping struct {
-	owners                 []string
-	ids, keyOwners, master []string
-	wrapped                [][]byte
-	made                   []*dataKey
+	ids, units, owners, masters []string
+	wrapped                     [][]byte
 }
 
-func (k *keeping) add(id, owner, master string, wrapped []byte, made *dataKey) {
-	k.made = append(k.made, made)
-	k.ids, k.keyOwners, k.master, k.wrapped = append(k.ids, id), append(k.keyOwners, owner), append(k.master, master), append(k.wrapped, wrapped)
-	if owner == "" {
-		return
-	}
-	for _, o := range k.owners {
-		if o == owner {
-			return
-		}
-	}
-	k.owners = append(k.owners, owner)
+func (k *keeping) add(id, unit, owner, master string, wrapped []byte) {
+	k.ids, k.units, k.owners = append(k.ids, id), append(k.units, unit), append(k.owners, owner)
+	k.masters, k.wrapped = append(k.masters, master), append(k.wrapped, wrapped)
 }
 
 // keep stores what k collected: as the append's Keep when the key store
@@ -102,11 +94,7 @@ func (v *Vault) keep(ctx context.Context, k *keeping) (*eventstore.Keep, error) 
 	if len(k.ids) == 0 {
 		return nil, nil
 	}
-	owners := k.owners
-	if owners == nil {
-		owners = []string{}
-	}
-	stmt := &eventstore.Keep{SQL: keepSQL, Args: []any{owners, k.ids, k.keyOwners, k.master, k.wrapped}, Refused: refused}
+	stmt := &eventstore.Keep{SQL: keepSQL, Args: []any{k.ids, k.units, k.owners, k.masters, k.wrapped}, Refused: refused}
 	if v.inLog {
 		return stmt, nil
 	}
@@ -162,29 +150,25 @@ func (v *Vault) remembered(id string) (*dataKey, bool) {
 	return r.key, true
 }
 
-// Erase deletes the data keys of owners (users: every key they own) and
-// the keys keyIDs (see domain.KeyID), and records them erased, so that no
-// key is kept for them again: what those keys sealed is unreadable from
-// then on, wherever a copy of it is. It says how many keys it deleted.
-func (v *Vault) Erase(ctx context.Context, owners, keyIDs []string) (int64, error) {
+// Erase deletes the data keys of owners (users: every key of everything
+// they own) and of units (see domain.KeyID), and records them erased, so
+// that no key is kept for them again: what those keys sealed is
+// unreadable from then on, wherever a copy of it is. It says how many
+// keys it deleted.
+func (v *Vault) Erase(ctx context.Context, owners, units []string) (int64, error) {
 	if owners == nil {
 		owners = []string{}
 	}
-	if keyIDs == nil {
-		keyIDs = []string{}
+	if units == nil {
+		units = []string{}
 	}
 	var n int64
-	if err := v.pool.QueryRow(ctx, `SELECT vault_erase($1::text[], $2::text[])`, owners, keyIDs).Scan(&n); err != nil {
+	if err := v.pool.QueryRow(ctx, `SELECT vault_erase($1::text[], $2::text[])`, owners, units).Scan(&n); err != nil {
 		return 0, fmt.Errorf("key store: erase: %w", err)
 	}
-	// Keys of owners this process remembers are found by their owner only
-	// in the store: forget them all, the store has the rest.
-	for _, id := range keyIDs {
-		v.recent.Remove(id)
-	}
-	if len(owners) > 0 {
-		v.recent.Purge()
-	}
+	// The keys this process remembers are by event: forget them all, the
+	// store has the rest.
+	v.recent.Purge()
 	return n, nil
 }
 
