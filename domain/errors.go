@@ -68,6 +68,22 @@ func notFoundf(format string, args ...any) error {
 // again, and nothing can be kept for it.
 var ErrErased = errors.New("erased")
 
+// erasedf is an ErrErased with a reason.
+func erasedf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrErased, fmt.Sprintf(format, args...))
+}
+
+// checkErasure refuses a reason for an erasure that is none of the
+// Erased* reasons.
+func checkErasure(reason string) error {
+	if reason != ErasedOnRequest && reason != ErasedForRetention {
+		v := &ValidationError{}
+		v.Add("reason", "must be %s or %s", ErasedOnRequest, ErasedForRetention)
+		return v
+	}
+	return nil
+}
+
 // ErrStale: the caller named a version (If-Match) the entity is no longer
 // at. Unlike ErrConflict, retrying after a reload may succeed.
 var ErrStale = errors.New("stale version")

@@ -117,7 +117,7 @@ type Memory struct {
 	tokens, version                  int
 	expiresAt                        *time.Time
 	embedding                        []float32
-	deleted, expired                 bool
+	deleted, expired, erased         bool
 	createdAt, updatedAt             time.Time
 }
 
@@ -164,6 +164,9 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 		m.deleted = true
 	case MemoryExpiredData:
 		m.expired = true
+	case MemoryErasedData:
+		m.erased = true
+		m.content, m.tags, m.metadata, m.embedding = "", nil, nil, nil
 	}
 	m.version, m.updatedAt = version, at
 }
@@ -187,8 +190,21 @@ func (m *Memory) Version() int             { return m.version }
 func (m *Memory) CreatedAt() time.Time     { return m.createdAt }
 func (m *Memory) UpdatedAt() time.Time     { return m.updatedAt }
 
-// Exists reports a stored memory neither deleted nor recorded expired.
-func (m *Memory) Exists() bool { return m.id != "" && !m.deleted && !m.expired }
+// Exists reports a stored memory neither deleted, recorded expired nor
+// erased.
+func (m *Memory) Exists() bool { return m.id != "" && !m.deleted && !m.expired && !m.erased }
+
+// Erased reports a memory whose text was erased (see personal.go).
+func (m *Memory) Erased() bool { return m.erased }
+
+// gone is the error of a command on a memory that does not live (any
+// more): ErrErased for an erased one, which is final, else ErrNotFound.
+func (m *Memory) gone() error {
+	if m.erased {
+		return erasedf("memory %s", m.id)
+	}
+	return notFoundf("memory %s", m.id)
+}
 
 // Live reports a memory that exists and whose time has not run out.
 func (m *Memory) Live(now time.Time) bool {
@@ -212,7 +228,7 @@ type UpdateMemory struct {
 // Update decides a change of a live memory; no change decides nothing.
 func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Event, error) {
 	if !m.Live(now) {
-		return nil, notFoundf("memory %s", m.id)
+		return nil, m.gone()
 	}
 	v := &ValidationError{}
 	d := MemoryUpdatedData{}
@@ -282,7 +298,7 @@ func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Eve
 // Delete decides deleting a live memory.
 func (m *Memory) Delete(now time.Time) ([]Event, error) {
 	if !m.Live(now) {
-		return nil, notFoundf("memory %s", m.id)
+		return nil, m.gone()
 	}
 	return []Event{{Type: MemoryDeleted, Data: MemoryDeletedData{}}}, nil
 }
@@ -290,10 +306,26 @@ func (m *Memory) Delete(now time.Time) ([]Event, error) {
 // Expire decides recording a memory's expiry, once its time has run out.
 func (m *Memory) Expire(now time.Time) ([]Event, error) {
 	if !m.Exists() {
-		return nil, notFoundf("memory %s", m.id)
+		return nil, m.gone()
 	}
 	if m.expiresAt == nil || now.Before(*m.expiresAt) {
 		return nil, conflictf("memory %s is not due to expire", m.id)
 	}
 	return []Event{{Type: MemoryExpired, Data: MemoryExpiredData{ExpiredAt: m.expiresAt.UTC()}}}, nil
+}
+
+// Erase decides recording that a memory's text was erased (its data key
+// deleted, see personal.go). A deleted or expired memory may be erased;
+// an erased one decides nothing, so that erasing twice is harmless.
+func (m *Memory) Erase(reason string) ([]Event, error) {
+	if m.id == "" {
+		return nil, notFoundf("memory")
+	}
+	if err := checkErasure(reason); err != nil {
+		return nil, err
+	}
+	if m.erased {
+		return nil, nil
+	}
+	return []Event{{Type: MemoryErased, Data: MemoryErasedData{UserID: m.userID, Reason: reason}}}, nil
 }

@@ -71,7 +71,7 @@ type Message struct {
 	metadata                                   map[string]any
 	embedding                                  []float32
 	seq, tokens, version                       int
-	redacted                                   bool
+	redacted, erased                           bool
 	createdAt, updatedAt                       time.Time
 }
 
@@ -91,6 +91,9 @@ func (m *Message) Apply(e Event, version int, at time.Time) {
 		}
 	case MessageRedactedData:
 		m.redacted = true
+	case MessageErasedData:
+		m.erased = true
+		m.content, m.name, m.metadata, m.embedding = "", "", nil, nil
 	}
 	m.version, m.updatedAt = version, at
 }
@@ -117,8 +120,20 @@ func (m *Message) CreatedAt() time.Time     { return m.createdAt }
 func (m *Message) UpdatedAt() time.Time     { return m.updatedAt }
 func (m *Message) Redacted() bool           { return m.redacted }
 
-// Exists reports an appended message not redacted.
-func (m *Message) Exists() bool { return m.id != "" && !m.redacted }
+// Exists reports an appended message neither redacted nor erased.
+func (m *Message) Exists() bool { return m.id != "" && !m.redacted && !m.erased }
+
+// Erased reports a message whose text was erased (see personal.go).
+func (m *Message) Erased() bool { return m.erased }
+
+// gone is the error of a command on a message that does not exist (any
+// more): ErrErased for an erased one, which is final, else ErrNotFound.
+func (m *Message) gone() error {
+	if m.erased {
+		return erasedf("message %s", m.id)
+	}
+	return notFoundf("message %s", m.id)
+}
 
 // EditMessage replaces a message's content and, when set, its metadata
 // and embedding. A new content without a new Embedding drops the old
@@ -134,7 +149,7 @@ type EditMessage struct {
 // count. No change decides nothing.
 func (m *Message) Edit(cmd EditMessage, tc TokenCounter) ([]Event, error) {
 	if !m.Exists() {
-		return nil, notFoundf("message %s", m.id)
+		return nil, m.gone()
 	}
 	v := &ValidationError{}
 	content := m.content
@@ -165,7 +180,7 @@ func (m *Message) Edit(cmd EditMessage, tc TokenCounter) ([]Event, error) {
 // Redact decides removing a message from every read.
 func (m *Message) Redact(reason string) ([]Event, error) {
 	if !m.Exists() {
-		return nil, notFoundf("message %s", m.id)
+		return nil, m.gone()
 	}
 	v := &ValidationError{}
 	checkText(v, "reason", reason, false, MaxReasonRunes)
@@ -173,4 +188,26 @@ func (m *Message) Redact(reason string) ([]Event, error) {
 		return nil, err
 	}
 	return []Event{{Type: MessageRedacted, Data: MessageRedactedData{Reason: reason}}}, nil
+}
+
+// Erase decides recording that a message's text was erased (its data key
+// deleted, see personal.go) with the summaries and the context snapshots
+// that held it: the ids of the session.summarized events and of the
+// snapshots whose data keys were deleted with it. A redacted message may
+// be erased; an erased one decides nothing, so that erasing twice is
+// harmless.
+func (m *Message) Erase(reason string, summaries, snapshots []string) ([]Event, error) {
+	if m.id == "" {
+		return nil, notFoundf("message")
+	}
+	if err := checkErasure(reason); err != nil {
+		return nil, err
+	}
+	if m.erased {
+		return nil, nil
+	}
+	return []Event{{Type: MessageErased, Data: MessageErasedData{
+		SessionID: m.sessionID, UserID: m.userID, Seq: m.seq, Reason: reason,
+		Summaries: slices.Clone(summaries), Snapshots: slices.Clone(snapshots),
+	}}}, nil
 }

@@ -6,7 +6,7 @@ import "time"
 type User struct {
 	id, tenant, externalID, name, email string
 	metadata                            map[string]any
-	deleted                             bool
+	deleted, erased                     bool
 	version                             int
 	createdAt, updatedAt                time.Time
 }
@@ -30,6 +30,10 @@ func (u *User) Apply(e Event, version int, at time.Time) {
 		}
 	case UserDeletedData:
 		u.deleted = true
+	case UserErasedData:
+		// Erasing implies deleting; what the profile held is gone.
+		u.deleted, u.erased = true, true
+		u.externalID, u.name, u.email, u.metadata = "", "", "", nil
 	}
 	u.version, u.updatedAt = version, at
 }
@@ -48,6 +52,9 @@ func (u *User) UpdatedAt() time.Time     { return u.updatedAt }
 
 // Exists reports a registered user not deleted.
 func (u *User) Exists() bool { return u.id != "" && !u.deleted }
+
+// Erased reports a user whose personal data was erased (see personal.go).
+func (u *User) Erased() bool { return u.erased }
 
 // RegisterUser is the command that registers a user.
 type RegisterUser struct {
@@ -83,6 +90,9 @@ type UpdateProfile struct {
 
 // UpdateProfile decides a profile change; no change decides nothing.
 func (u *User) UpdateProfile(cmd UpdateProfile) ([]Event, error) {
+	if u.erased {
+		return nil, erasedf("user %s", u.id)
+	}
 	if !u.Exists() {
 		return nil, notFoundf("user %s", u.id)
 	}
@@ -114,8 +124,28 @@ func (u *User) UpdateProfile(cmd UpdateProfile) ([]Event, error) {
 
 // Delete decides a user's deletion.
 func (u *User) Delete() ([]Event, error) {
+	if u.erased {
+		return nil, erasedf("user %s", u.id)
+	}
 	if !u.Exists() {
 		return nil, notFoundf("user %s", u.id)
 	}
 	return []Event{{Type: UserDeleted, Data: UserDeletedData{}}}, nil
+}
+
+// Erase decides recording that a user's personal data was erased (their
+// data keys deleted, see personal.go), which deletes them too. A user
+// deleted before may be erased; one erased before decides nothing, so
+// that erasing twice is harmless.
+func (u *User) Erase(reason string) ([]Event, error) {
+	if u.id == "" {
+		return nil, notFoundf("user")
+	}
+	if err := checkErasure(reason); err != nil {
+		return nil, err
+	}
+	if u.erased {
+		return nil, nil
+	}
+	return []Event{{Type: UserErased, Data: UserErasedData{Reason: reason}}}, nil
 }
