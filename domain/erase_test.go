@@ -88,8 +88,17 @@ func TestMessageErasure(t *testing.T) {
 		if _, err := m.Redact(""); !errors.Is(err, domain.ErrErased) {
 			t.Fatalf("redact after erasure: %v, want ErrErased", err)
 		}
-		if again, err := m.Erase(domain.ErasedOnRequest, nil, nil); err != nil || len(again) != 0 {
+		if again, err := m.Erase(domain.ErasedOnRequest, []string{"e1"}, []string{"snap1"}); err != nil || len(again) != 0 {
 			t.Fatalf("second erasure: %v, %v; want nothing decided", again, err)
+		}
+		// A snapshot made from the text before it was erased everywhere,
+		// found by a later erasure, is recorded then, alone.
+		late, err := m.Erase(domain.ErasedOnRequest, []string{"e1"}, []string{"snap1", "snap2"})
+		if err != nil || len(late) != 1 {
+			t.Fatalf("erasure finding a late snapshot: %v, %v", late, err)
+		}
+		if d := late[0].Data.(domain.MessageErasedData); len(d.Summaries) != 0 || len(d.Snapshots) != 1 || d.Snapshots[0] != "snap2" {
+			t.Fatalf("erasure finding a late snapshot records %+v; want snap2 alone", d)
 		}
 	}
 }

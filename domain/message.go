@@ -72,7 +72,9 @@ type Message struct {
 	embedding                                  []float32
 	seq, tokens, version                       int
 	redacted, erased                           bool
-	createdAt, updatedAt                       time.Time
+	// erasedWith are the summaries and snapshots erased with it.
+	erasedWith           map[string]bool
+	createdAt, updatedAt time.Time
 }
 
 // Apply folds one event of the message's history; it never fails.
@@ -94,6 +96,12 @@ func (m *Message) Apply(e Event, version int, at time.Time) {
 	case MessageErasedData:
 		m.erased = true
 		m.content, m.name, m.metadata, m.embedding = "", "", nil, nil
+		if m.erasedWith == nil {
+			m.erasedWith = map[string]bool{}
+		}
+		for _, id := range append(slices.Clone(d.Summaries), d.Snapshots...) {
+			m.erasedWith[id] = true
+		}
 	}
 	m.version, m.updatedAt = version, at
 }
@@ -194,8 +202,9 @@ func (m *Message) Redact(reason string) ([]Event, error) {
 // deleted, see personal.go) with the summaries and the context snapshots
 // that held it: the ids of the session.summarized events and of the
 // snapshots whose data keys were deleted with it. A redacted message may
-// be erased; an erased one decides nothing, so that erasing twice is
-// harmless.
+// be erased. An erased one decides nothing, so that erasing twice is
+// harmless, unless summaries or snapshots made from its text before it
+// was erased everywhere turned up since: then it records those.
 func (m *Message) Erase(reason string, summaries, snapshots []string) ([]Event, error) {
 	if m.id == "" {
 		return nil, notFoundf("message")
@@ -204,7 +213,12 @@ func (m *Message) Erase(reason string, summaries, snapshots []string) ([]Event, 
 		return nil, err
 	}
 	if m.erased {
-		return nil, nil
+		fresh := func(id string) bool { return m.erasedWith[id] }
+		summaries = slices.DeleteFunc(slices.Clone(summaries), fresh)
+		snapshots = slices.DeleteFunc(slices.Clone(snapshots), fresh)
+		if len(summaries) == 0 && len(snapshots) == 0 {
+			return nil, nil
+		}
 	}
 	return []Event{{Type: MessageErased, Data: MessageErasedData{
 		SessionID: m.sessionID, UserID: m.userID, Seq: m.seq, Reason: reason,
