@@ -4,11 +4,16 @@
 // keep and when a claim is abandoned; this package stores, finds and
 // prunes.
 //
-// Tenancy and erasure: keys are kept per actor, and an actor's key
-// belongs to one tenant, so erasing a tenant deletes its actors' rows
-// here; an answer kept may quote a user's data for its day, so erasing a
-// user will delete the answers whose events named that user (Applied
-// finds them by the idempotency_key in the events' metadata).
+// Erasure: an answer kept may quote, for its day, what its request wrote
+// (a user's profile, a message, a memory). When that is erased, Erase
+// finds the requests behind the erased events by the idempotency_key and
+// actor in the events' metadata, and puts in place of their answers the
+// mark of an erased one: status 410 and no body (Answer.Erased). A retry
+// with such a key is answered 410 Gone and never runs again, so a create
+// for an erased user is not applied twice either.
+//
+// Tenancy: keys are kept per actor, and an actor's key belongs to one
+// tenant, so erasing a tenant deletes its actors' rows here.
 package idempotency
 
 import (
@@ -33,6 +38,9 @@ type Answer struct {
 	Status  int
 	Headers map[string]string
 	Body    []byte
+	// Erased: the answer was forgotten, as its request's data was erased
+	// (see Erase); Status is 410 and there is no body.
+	Erased bool
 }
 
 // Held is what a key holds: the fingerprint of the request that claimed
@@ -101,7 +109,7 @@ func (s *Store) Held(ctx context.Context, actor, key string) (h Held, ok bool, e
 	}
 	h.Age = time.Duration(ageSeconds * float64(time.Second))
 	if status != nil {
-		h.Answer = &Answer{Status: *status, Body: body}
+		h.Answer = &Answer{Status: *status, Body: body, Erased: *status == erasedStatus && body == nil}
 		if headers != nil {
 			if err := json.Unmarshal(headers, &h.Answer.Headers); err != nil {
 				return Held{}, false, fmt.Errorf("read idempotency key: %w", err)
@@ -147,13 +155,15 @@ func (s *Store) Applied(ctx context.Context, actor, key string, claimedIn uint64
 }
 
 // Save keeps the answer of the claim taken in transaction token (none if
-// another request has taken the key since).
+// another request has taken the key since, or an erasure forgot the
+// claim's answer before it came).
 func (s *Store) Save(ctx context.Context, actor, key string, token uint64, a Answer) error {
 	h, err := json.Marshal(a.Headers)
 	if err != nil {
 		return fmt.Errorf("store idempotent answer: %w", err)
 	}
-	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE actor = $1 AND key = $2 AND claimed_in = $6::xid8`,
+	_, err = s.db.Exec(ctx, `UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
+			WHERE actor = $1 AND key = $2 AND claimed_in = $6::xid8 AND status IS NULL`,
 		actor, key, a.Status, h, a.Body, token)
 	if err != nil {
 		return fmt.Errorf("store idempotent answer: %w", err)
