@@ -64,6 +64,8 @@ type Service struct {
 	messages MessageFinder
 	now      func() time.Time
 	embed    Embeddings
+	// names names external ids' claims (see SetNamer).
+	names Namer
 	// sessions and users remember folded sessions and their users for
 	// message appends (see AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]
@@ -80,7 +82,8 @@ func New(store *eventstore.Store, tokens domain.TokenCounter, messages MessageFi
 	// lru.New fails only for a size below 1.
 	sessions, _ := lru.New[string, *domain.Session](rememberedSessions)
 	users, _ := lru.New[string, *domain.User](rememberedSessions)
-	return &Service{store: store, tokens: tokens, messages: messages, now: now, sessions: sessions, users: users, locks: newStreamLocks()}
+	return &Service{store: store, tokens: tokens, messages: messages, now: now, names: unkeyed{},
+		sessions: sessions, users: users, locks: newStreamLocks()}
 }
 
 // Bounds of retrying a command that lost its append to another writer.

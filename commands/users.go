@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -9,13 +11,41 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// claimID is the stream that keeps an external id unique in its tenant.
-func claimID(tenant, externalID string) string { return tenant + ":" + externalID }
+// Namer names the claim of an external id in a tenant without holding it
+// (vault.Vault.ExternalIDName): stream ids hold no personal data, so an
+// erasure leaves none behind in them.
+type Namer interface {
+	ExternalIDName(ctx context.Context, tenant, externalID string) (string, error)
+}
+
+// SetNamer makes n name the claims of external ids. Without one they are
+// named by an unkeyed hash, which hides an external id from a reader of
+// stream ids but not from one who guesses it: for a log kept without a
+// key store (tests of the commands alone).
+func (s *Service) SetNamer(n Namer) { s.names = n }
+
+// unkeyed is the Namer of a Service given none.
+type unkeyed struct{}
+
+func (unkeyed) ExternalIDName(_ context.Context, tenant, externalID string) (string, error) {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + externalID))
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
+// claimStream is the stream that keeps an external id unique in its
+// tenant, named by the Namer.
+func (s *Service) claimStream(ctx context.Context, tenant, externalID string) (eventstore.Stream, error) {
+	name, err := s.names.ExternalIDName(ctx, tenant, externalID)
+	if err != nil {
+		return eventstore.Stream{}, fmt.Errorf("name the claim of an external id: %w", err)
+	}
+	return stream(domain.StreamExternalID, name), nil
+}
 
 // claimState reads an external id's claim stream: its version and whether
 // a user holds the id now.
-func (s *Service) claimState(ctx context.Context, tenant, externalID string) (version int, held bool, err error) {
-	version, err = s.fold(ctx, domain.StreamID(domain.StreamExternalID, claimID(tenant, externalID)), func(e domain.Event, _ int, _ time.Time) {
+func (s *Service) claimState(ctx context.Context, claim eventstore.Stream) (version int, held bool, err error) {
+	version, err = s.fold(ctx, claim.ID, func(e domain.Event, _ int, _ time.Time) {
 		switch e.Type {
 		case domain.ExternalIDClaimed:
 			held = true
@@ -46,8 +76,12 @@ func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.Regist
 	if err != nil {
 		return Result{}, err
 	}
+	claimStream, err := s.claimStream(ctx, cmd.Tenant, cmd.ExternalID)
+	if err != nil {
+		return Result{}, err
+	}
 	return retry(ctx, func() (Result, error) {
-		version, held, err := s.claimState(ctx, cmd.Tenant, cmd.ExternalID)
+		version, held, err := s.claimState(ctx, claimStream)
 		if err != nil {
 			return Result{}, err
 		}
@@ -56,7 +90,7 @@ func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.Regist
 		}
 		res, err := s.store.AppendMulti(ctx,
 			eventstore.StreamAppend{Stream: stream(domain.StreamUser, cmd.UserID.String()), Expected: eventstore.NoStream(), Events: userEvents},
-			eventstore.StreamAppend{Stream: stream(domain.StreamExternalID, claimID(cmd.Tenant, cmd.ExternalID)), Expected: eventstore.Exactly(version), Events: claim},
+			eventstore.StreamAppend{Stream: claimStream, Expected: eventstore.Exactly(version), Events: claim},
 		)
 		if err != nil {
 			return Result{}, err
@@ -83,6 +117,10 @@ func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected
 		if err != nil {
 			return nil, err
 		}
-		return []eventstore.StreamAppend{{Stream: stream(domain.StreamExternalID, claimID(u.Tenant(), u.ExternalID())), Expected: eventstore.Any(), Events: release}}, nil
+		claim, err := s.claimStream(ctx, u.Tenant(), u.ExternalID())
+		if err != nil {
+			return nil, err
+		}
+		return []eventstore.StreamAppend{{Stream: claim, Expected: eventstore.Any(), Events: release}}, nil
 	})
 }

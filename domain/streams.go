@@ -28,13 +28,15 @@ var streamTypes = []string{StreamUser, StreamExternalID, StreamSession, StreamMe
 // StreamID names the stream of type streamType (a Stream* constant) for id:
 // e.g. "memory-01J...". A session's message log is
 // "message_log-<session id>"; an external id's claim stream is
-// "user_external_id-<tenant>:<external id>".
+// "user_external_id-<name>", the name a keyed hash of the tenant and the
+// external id (see vault.Vault.ExternalIDName), so that no stream id
+// holds personal data.
 func StreamID(streamType, id string) string { return streamType + "-" + id }
 
 // ParseStreamID reads a stream id made by StreamID back into its stream
 // type and id: "memory-01J..." is ("memory", "01J..."). No stream type
-// holds a "-", so the first one ends it; the id may hold more (an external
-// id may). The type must be one of the Stream* types and the id not empty.
+// holds a "-", so the first one ends it; the id may hold more (a claim's
+// name may). The type must be one of the Stream* types and the id not empty.
 func ParseStreamID(s string) (streamType, id string, err error) {
 	streamType, id, ok := strings.Cut(s, "-")
 	if !ok || id == "" {
