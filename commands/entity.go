@@ -19,7 +19,8 @@ type aggregate interface {
 
 // load folds the stream of the entity kind/id into a new A. A malformed id
 // and a stream without a live entity are both ErrNotFound "<kind> <id>":
-// neither names anything a caller may act on.
+// neither names anything a caller may act on; an erased entity is
+// ErrErased, which is final.
 func load[A any, T interface {
 	*A
 	aggregate
@@ -32,6 +33,9 @@ func load[A any, T interface {
 		return nil, err
 	}
 	if !a.Exists() {
+		if e, ok := any(a).(interface{ Erased() bool }); ok && e.Erased() {
+			return nil, fmt.Errorf("%w: %s %s", domain.ErrErased, kind, id)
+		}
 		return nil, fmt.Errorf("%w: %s %s", domain.ErrNotFound, kind, id)
 	}
 	return a, nil

@@ -92,9 +92,9 @@ func (x *Expirer) RunOnce(ctx context.Context) (int, error) {
 				kind.failures.forget(id)
 			case ctx.Err() != nil:
 				return n, ctx.Err()
-			case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
-				// Expired, closed or deleted already (by another
-				// process, or the read model lags).
+			case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound), errors.Is(err, domain.ErrErased):
+				// Expired, closed, deleted or erased already (by
+				// another process, or the read model lags).
 				kind.failures.forget(id)
 			default:
 				if failed++; failed == 1 {

@@ -135,6 +135,9 @@ func loadMessage(ctx context.Context, s *Service, id string) (*domain.Message, e
 		}
 		m.Apply(e, r.Version+1, r.RecordedAt)
 	}
+	if m.Erased() {
+		return nil, fmt.Errorf("%w: message %s", domain.ErrErased, id)
+	}
 	if !m.Exists() {
 		return nil, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
 	}

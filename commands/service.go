@@ -43,6 +43,9 @@ type Result struct {
 	Token string
 	// Messages are the appended messages' ids and sequence numbers.
 	Messages []AppendedMessage
+	// Erased, for an erasure, names what it covered, whose copies the
+	// caches must forget; set also when the erasure was recorded before.
+	Erased *Erased
 }
 
 // AppendedMessage is one message placed by AppendMessages.
@@ -64,8 +67,10 @@ type Service struct {
 	messages MessageFinder
 	now      func() time.Time
 	embed    Embeddings
-	// names names external ids' claims (see SetNamer).
-	names Namer
+	// names names external ids' claims; erasure deletes data keys and
+	// the answers kept for retries (see SetNamer, SetErasure).
+	names   Namer
+	erasure Erasure
 	// sessions and users remember folded sessions and their users for
 	// message appends (see AppendMessages).
 	sessions *lru.Cache[string, *domain.Session]
@@ -179,7 +184,8 @@ func staleOnConflict(expected []int, streamID string, err error) error {
 // anything is appended to the user's stream first (its deletion above all),
 // the append fails with a conflict and the retry decides afresh. A
 // deleted user's sessions, messages and memories are gone from every read,
-// and a command on one is ErrNotFound and appends nothing. With
+// and a command on one is ErrNotFound (ErrErased for an erased user's)
+// and appends nothing. With
 // remember, a user folded before serves (the guard makes that safe).
 func (s *Service) owner(ctx context.Context, userID, what, id string, remember bool) (eventstore.StreamAppend, error) {
 	u, ok := (*domain.User)(nil), false
@@ -188,7 +194,9 @@ func (s *Service) owner(ctx context.Context, userID, what, id string, remember b
 	}
 	if !ok {
 		var err error
-		if u, err = userEntity.load(ctx, s, userID); errors.Is(err, domain.ErrNotFound) {
+		if u, err = userEntity.load(ctx, s, userID); errors.Is(err, domain.ErrErased) {
+			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is erased)", domain.ErrErased, what, id)
+		} else if errors.Is(err, domain.ErrNotFound) {
 			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is deleted)", domain.ErrNotFound, what, id)
 		} else if err != nil {
 			return eventstore.StreamAppend{}, err
