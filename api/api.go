@@ -99,6 +99,7 @@ func engine(d Deps) *gin.Engine {
 	v1 := r.Group("/v1", Idempotency(d.Idempotency))
 	res := &resources{Resources: d.Resources, health: d.Health}
 	res.userRoutes(v1)
+	res.eraseRoutes(v1)
 	res.sessionRoutes(v1)
 	res.messageRoutes(v1)
 	res.memoryRoutes(v1)

@@ -230,7 +230,8 @@ func caseTwins(doc any) bool {
 // answer showed once are not kept, and the replay holds null in their place. The same key with
 // another request (the same JSON in another order is the same) is 422; a
 // retry while the first still runs is 409; a 5xx answer, or one refusing
-// the input (400, 413, 415, 422), is not kept, so a retry runs again.
+// the input (400, 413, 415, 422), is not kept, so a retry runs again. An
+// answer whose data was erased since is forgotten: a retry gets 410.
 // The reads sent by POST (readPosts) ignore the key: a read kept and
 // replayed would answer with the state of its first call for a day.
 func Idempotency(store IdempotencyStore) gin.HandlerFunc {
@@ -278,6 +279,11 @@ func Idempotency(store IdempotencyStore) gin.HandlerFunc {
 				c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
 				WriteError(c, errorf(ErrIdempotencyInProgress,
 					"the first request with this key has not answered yet; if its server stopped, a retry after %s finds out whether it was applied", wait.Round(time.Second)))
+			case st.Answer.Erased:
+				// The data the answer held was erased (see package
+				// idempotency): the answer is gone with it.
+				c.Header("Idempotent-Replayed", "true")
+				WriteError(c, fmt.Errorf("%w: the answer to the request with Idempotency-Key %q held data that was erased since", domain.ErrErased, key))
 			default:
 				for k, v := range st.Answer.Headers {
 					c.Header(k, v)

@@ -278,7 +278,12 @@ func (r *resources) updateMemory(c *gin.Context) {
 	r.settle(c, res, http.StatusOK, "", r.readMemory(id))
 }
 
+// deleteMemory deletes a memory; with ?erase=true it erases it instead
+// (see erase.go).
 func (r *resources) deleteMemory(c *gin.Context) {
+	if erase, ok := r.eraseInstead(c, r.eraser().EraseMemory); erase || !ok {
+		return
+	}
 	expected, err := ifMatch(c)
 	if err != nil {
 		WriteError(c, err)

@@ -156,8 +156,12 @@ func (r *resources) editMessage(c *gin.Context) {
 }
 
 // deleteMessage redacts the message: gone from every read, list and search;
-// its history stays in the log.
+// its history stays in the log. With ?erase=true it erases it instead
+// (see erase.go).
 func (r *resources) deleteMessage(c *gin.Context) {
+	if erase, ok := r.eraseInstead(c, r.eraser().EraseMessage); erase || !ok {
+		return
+	}
 	expected, err := ifMatch(c)
 	if err != nil {
 		WriteError(c, err)

@@ -38,6 +38,7 @@ var operations = []operation{
 	{method: "GET", path: "/v1/users/{id}", summary: "Get a user", tag: "users", status: 200, schema: "User"},
 	{method: "PATCH", path: "/v1/users/{id}", summary: "Update a user's profile", tag: "users", body: "UpdateUser", status: 200, schema: "User", command: true},
 	{method: "DELETE", path: "/v1/users/{id}", summary: "Delete a user, its sessions, messages and memories", tag: "users", status: 204, command: true},
+	{method: "POST", path: "/v1/users/{id}/erase", summary: "Erase a user for good (also one deleted before): their profile, external id, sessions' titles and metadata, messages, memories, summaries and snapshots become unreadable everywhere ARQ keeps them; the user is deleted. Answers once the erasure is complete (503 erasure-pending when the projections lag: erase again); erasing again answers the same", tag: "users", status: 200, schema: "Erased"},
 
 	{method: "POST", path: "/v1/users/{id}/sessions", summary: "Start a session (the answer holds its token, once)", tag: "sessions", body: "StartSession", status: 201, schema: "SessionWithToken", command: true},
 	{method: "GET", path: "/v1/users/{id}/sessions", summary: "List a user's sessions", tag: "sessions", status: 200, schema: "SessionList", list: true},
@@ -50,14 +51,14 @@ var operations = []operation{
 	{method: "GET", path: "/v1/sessions/{id}/messages", summary: "List a session's messages in order", tag: "messages", status: 200, schema: "MessageList", list: true},
 	{method: "GET", path: "/v1/messages/{id}", summary: "Get a message", tag: "messages", status: 200, schema: "Message"},
 	{method: "PATCH", path: "/v1/messages/{id}", summary: "Edit a message", tag: "messages", body: "EditMessage", status: 200, schema: "Message", command: true},
-	{method: "DELETE", path: "/v1/messages/{id}", summary: "Delete (redact) a message; its history remains", tag: "messages", status: 204, command: true},
+	{method: "DELETE", path: "/v1/messages/{id}", summary: "Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)", tag: "messages", status: 204, command: true},
 
 	{method: "POST", path: "/v1/users/{id}/memories", summary: "Store a memory", tag: "memories", body: "StoreMemory", status: 201, schema: "Memory", command: true},
 	{method: "GET", path: "/v1/users/{id}/memories", summary: "List a user's memories, newest first, with filters", tag: "memories", status: 200, schema: "MemoryList", list: true},
 	{method: "POST", path: "/v1/users/{id}/memories/search", summary: "Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding", tag: "memories", body: "SearchMemories", status: 200, schema: "MemoryHits"},
 	{method: "GET", path: "/v1/memories/{id}", summary: "Get a memory", tag: "memories", status: 200, schema: "Memory"},
 	{method: "PATCH", path: "/v1/memories/{id}", summary: "Update a memory", tag: "memories", body: "UpdateMemory", status: 200, schema: "Memory", command: true},
-	{method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory", tag: "memories", status: 204, command: true},
+	{method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory. With erase=true, erase it for good (also one deleted or expired before)", tag: "memories", status: 204, command: true},
 
 	{method: "GET", path: "/v1/sessions/{id}/context", summary: "The session's context window: summary, newest messages and relevant memories within max_tokens", tag: "context", status: 200, schema: "ContextWindow"},
 	{method: "POST", path: "/v1/sessions/{id}/context", summary: "The session's context window, asked for in a JSON body that may carry the query's embedding", tag: "context", body: "WindowRequest", status: 200, schema: "ContextWindow"},
@@ -177,6 +178,10 @@ func parameters(op operation) []any {
 	}
 	if op.path == "/v1/messages/{id}" && op.method == "DELETE" {
 		params = append(params, map[string]any{"name": "reason", "in": "query", "schema": map[string]any{"type": "string"}, "description": "why the message is redacted, kept in its event"})
+	}
+	if (op.path == "/v1/messages/{id}" || op.path == "/v1/memories/{id}") && op.method == "DELETE" {
+		params = append(params, map[string]any{"name": "erase", "in": "query", "schema": map[string]any{"type": "boolean", "default": false},
+			"description": "erase for good instead: unconditional (no If-Match), answered once complete (503 erasure-pending when the projections lag: erase again); erasing again answers the same"})
 	}
 	if op.method == "GET" && strings.Count(op.path, "/") == 3 && strings.HasSuffix(op.path, "/{id}") && op.path != "/v1/context-snapshots/{id}" {
 		params = append(params,

@@ -85,6 +85,7 @@ func schemas() map[string]any {
 		"User": resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object(),
 			"deleted": described(boolean(), pastOnly+"whether the user had been deleted by then")}),
 		"UserList":     listOf("User"),
+		"Erased":       obj([]string{"id", "erased"}, map[string]any{"id": str(), "erased": described(boolean(), "always true: the erasure is complete")}),
 		"RegisterUser": obj([]string{"external_id", "name"}, map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
 		"UpdateUser":   obj(nil, map[string]any{"name": str(), "email": str(), "metadata": object()}),
 

@@ -106,6 +106,15 @@ type Commands interface {
 	RecordSnapshot(ctx context.Context, meta commands.Meta, d domain.ContextSnapshotData) (commands.Result, error)
 }
 
+// Erasures erase users, messages and memories to the end: data keys,
+// kept answers, the erasure's event, and, once the projections applied
+// it, the caches' copies (commands.Eraser).
+type Erasures interface {
+	EraseUser(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
+	EraseMessage(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
+	EraseMemory(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
+}
+
 // Waiter waits until every projection includes the event at a cursor
 // (projections.Waiter): read-your-writes and X-Arq-Min-Position.
 type Waiter interface {

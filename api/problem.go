@@ -49,6 +49,11 @@ var problems = []problemKind{
 	{domain.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
 	{eventstore.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
 	{domain.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
+	// Erased: gone for good, and never served again (RFC 9110's 410).
+	{domain.ErrErased, http.StatusGone, "erased", "Gone"},
+	// Erased, but the query tables or the cache may hold copies until
+	// the projections apply it: erasing again finishes it. Retry-After: 1.
+	{commands.ErrErasurePending, http.StatusServiceUnavailable, "erasure-pending", "Erasure pending"},
 	{ErrRouteNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{eventstore.ErrNoStream, http.StatusNotFound, "not-found", "Not found"},
 	{domain.ErrStale, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},

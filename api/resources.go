@@ -25,6 +25,8 @@ type Resources struct {
 	// Commands append events.
 	Queries  Queries
 	Commands Commands
+	// Erasures erase; nil: erasure answers 503.
+	Erasures Erasures
 	Waiter   Waiter
 	// History reads items of context snapshots, and entities, as they
 	// were.
