@@ -22,6 +22,7 @@ import (
 	"github.com/arq-memory/arq/embeddings"
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/internal/pgcancel"
 	"github.com/arq-memory/arq/live"
 	"github.com/arq-memory/arq/migrations"
@@ -126,6 +127,10 @@ type App struct {
 	expirer     *commands.Expirer
 	snapshotter *commands.Snapshotter
 	summaries   *commands.SummaryWorker
+	// eraser erases to the end (the server's waits as its commands do,
+	// and clears its cache); retention erases old messages.
+	eraser    *commands.Eraser
+	retention *commands.Retention
 }
 
 // Migrate creates the database if it is missing and migrates it; serve,
@@ -257,6 +262,8 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 		emb.Provider = a.embedder
 	}
 	a.commands.SetEmbeddings(emb)
+	a.commands.SetNamer(a.vault)
+	a.commands.SetErasure(commands.Erasure{Shredder: a.vault, Answers: answerEraser{idempotency.New(a.pool)}})
 	// Commands wait for every projection of the binary, also when they run
 	// in another process (arq project); then no commit signal comes from
 	// this process and the waiter polls.
@@ -287,6 +294,8 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	a.queries = queries.New(queries.Config{Reader: a.reader, Tokens: a.tokens, Entities: a.entities, Windows: a.windows,
 		Embedder: a.embedder, EmbeddingDim: cfg.EmbeddingDim, Log: a.log})
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
+	a.eraser = commands.NewEraser(a.commands, a.waiter, cache.NewForgetter(a.cache, a.namespace), cfg.ReadYourWrites)
+	a.retention = commands.NewRetention(a.eraser, a.reader, cfg.Retention, cfg.BackgroundInterval, a.log)
 	a.snapshotter = commands.NewSnapshotter(a.commands, NewSnapshotSource(a.reader, a.tokens, a.history), cfg.BackgroundInterval, a.log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}
 	if cfg.Summarizer == "chat" {

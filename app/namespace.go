@@ -42,18 +42,28 @@ func LiveTopic(namespace string) string { return cache.LiveTopic(namespace) }
 // live updates) under this deployment's namespace; database is the name
 // of the database the app is connected to.
 func (a *App) wireRedis(ctx context.Context, database string) error {
-	id, err := DeploymentID(ctx, a.pool)
-	if err != nil {
+	var err error
+	if a.namespace, err = a.redisNamespace(ctx, database); err != nil {
 		return err
 	}
-	if a.opt.DatabaseName != "" {
-		database = a.opt.DatabaseName
-	}
-	a.namespace = cache.Namespace(database, id)
 	a.entities = a.reader
 	if a.cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, a.namespace)
 	}
 	a.windows = cache.NewWindows(queries.NewWindows(a.reader, a.tokens), a.cache, a.namespace)
 	return a.wireLive(a.namespace)
+}
+
+// redisNamespace is this deployment's namespace in Redis (see
+// RedisNamespace); database is the name of the database the app is
+// connected to, unless Options.DatabaseName says otherwise.
+func (a *App) redisNamespace(ctx context.Context, database string) (string, error) {
+	id, err := DeploymentID(ctx, a.pool)
+	if err != nil {
+		return "", err
+	}
+	if a.opt.DatabaseName != "" {
+		database = a.opt.DatabaseName
+	}
+	return cache.Namespace(database, id), nil
 }

@@ -93,7 +93,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
-				Queries: a.queries, Commands: a.commands, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
+				Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
 				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
 				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
 			},
@@ -110,6 +110,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
 		"live relay": a.relay.Run, "live feed": a.feed, "idempotency keys": a.pruneIdempotencyKeys,
+		"retention": a.retention.Run,
 	} {
 		workers.Add(1)
 		go func() {
