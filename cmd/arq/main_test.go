@@ -235,16 +235,19 @@ func (p *proc) term(t *testing.T) {
 	}
 }
 
-// runCLI runs one command line in-process against url.
+// runCLI runs one command line in-process against url, with the tests'
+// master key, as the servers they start have it.
 func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCLIWith(t, map[string]string{"ARQ_DATABASE_URL": url, "ARQ_MASTER_KEY": testserver.MasterKey}, args...)
+}
+
+// runCLIWith runs one command line in-process with env as its only ARQ_*
+// variables.
+func runCLIWith(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb testserver.SyncBuffer
-	getenv := func(k string) string {
-		if k == "ARQ_DATABASE_URL" {
-			return url
-		}
-		return ""
-	}
+	getenv := func(k string) string { return env[k] }
 	// A command's logger and its progress write to stderr from different
 	// goroutines, as they may to a terminal; a Buffer needs them in turn.
 	code = run(context.Background(), args, getenv, &out, &errb)
