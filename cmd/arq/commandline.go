@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -30,6 +31,8 @@ type commandLine struct {
 	Import      importCmd      `cmd:"" help:"Read an exported log into an empty database, then rebuild every projection."`
 	Verify      verifyCmd      `cmd:"" help:"Walk the log's hash chains and report every broken link; exit 1 when the log is not intact."`
 	Embeddings  embeddingsCmd  `cmd:"" help:"Fill in embeddings from the configured provider."`
+	Erase       eraseCmd       `cmd:"" help:"Erase a user, a message or a memory for good: its data keys, kept answers and cached copies go, and the log records the erasure."`
+	Keys        keysCmd        `cmd:"" help:"Make a master key, or rewrap the data keys with the current one."`
 	Version     versionCmd     `cmd:"" help:"Print arq's version."`
 }
 
@@ -106,6 +109,33 @@ type (
 		Batch int  `default:"64" help:"Texts per request to the provider (1 to 100)."`
 		Quiet bool `help:"Print no progress."`
 	}
+	eraseCmd struct {
+		User    eraseUserCmd    `cmd:"" help:"Erase a user (also one deleted before): profile, external id, sessions, messages, memories, summaries and snapshots; the user is deleted."`
+		Message eraseMessageCmd `cmd:"" help:"Erase a message, with the summaries and context snapshots that hold its text; the rest of its session stays."`
+		Memory  eraseMemoryCmd  `cmd:"" help:"Erase a memory (also one deleted or expired before)."`
+	}
+	// eraseTarget is what every erase command takes.
+	eraseTarget struct {
+		ID   string        `arg:"" name:"ID" help:"the id of what to erase"`
+		Wait time.Duration `default:"${erase_wait}" help:"How long to wait for the projections (here or in a server) to apply the erasure before the cache is cleared; past it the command fails, and running it again finishes the erasure."`
+	}
+	eraseUserCmd struct {
+		eraseTarget `embed:""`
+	}
+	eraseMessageCmd struct {
+		eraseTarget `embed:""`
+	}
+	eraseMemoryCmd struct {
+		eraseTarget `embed:""`
+	}
+	keysCmd struct {
+		New    keysNewCmd    `cmd:"" help:"Print a new master key (base64 of 32 random bytes) for ARQ_MASTER_KEY or its file."`
+		Rotate keysRotateCmd `cmd:"" help:"Rewrap with the current master key every data key wrapped by one of ARQ_PREVIOUS_MASTER_KEYS, and print how many; events are untouched."`
+	}
+	keysNewCmd    struct{}
+	keysRotateCmd struct {
+		Quiet bool `help:"Print no progress."`
+	}
 )
 
 // Each command's Run hands it to the cli method that does it.
@@ -135,6 +165,17 @@ func (o verifyCmd) Run(ctx context.Context, c *cli) error    { return c.verify(c
 func (o embeddingsBackfillCmd) Run(ctx context.Context, c *cli) error {
 	return c.embeddingsBackfill(ctx, o)
 }
+func (o eraseUserCmd) Run(ctx context.Context, c *cli) error {
+	return c.erase(ctx, "user", o.eraseTarget)
+}
+func (o eraseMessageCmd) Run(ctx context.Context, c *cli) error {
+	return c.erase(ctx, "message", o.eraseTarget)
+}
+func (o eraseMemoryCmd) Run(ctx context.Context, c *cli) error {
+	return c.erase(ctx, "memory", o.eraseTarget)
+}
+func (keysNewCmd) Run(c *cli) error                           { return c.keysNew() }
+func (o keysRotateCmd) Run(ctx context.Context, c *cli) error { return c.keysRotate(ctx, o) }
 
 const description = `arq — memory and context store for AI assistants.
 
@@ -151,7 +192,7 @@ func grammarOptions(getenv func(string) string, stdout, stderr io.Writer) []kong
 		// --version -3 is a version, refused as such, not a flag -3.
 		kong.WithHyphenPrefixedParameters(true),
 		kong.Exit(func(code int) { panic(exitRequest(code)) }),
-		kong.Vars{"projections": strings.Join(app.ProjectionNames(), ", ")},
+		kong.Vars{"projections": strings.Join(app.ProjectionNames(), ", "), "erase_wait": defaultEraseWait.String()},
 		kong.ConfigureHelp(kong.HelpOptions{FlagsLast: true, WrapUpperBound: 100}),
 		kong.Help(helpWithoutSettings),
 	)
@@ -159,7 +200,7 @@ func grammarOptions(getenv func(string) string, stdout, stderr io.Writer) []kong
 
 // helpWithoutSettings prints kong's help, leaving the settings out of the
 // help of arq and of a group of commands (projections, audit,
-// embeddings): there the commands are what is asked for, and the help of
+// embeddings, erase, keys): there the commands are what is asked for, and the help of
 // each command lists them.
 func helpWithoutSettings(opts kong.HelpOptions, ctx *kong.Context) error {
 	if node := ctx.Selected(); node == nil || !node.Leaf() {
