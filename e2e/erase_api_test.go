@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -11,6 +12,7 @@ import (
 	"github.com/arq-memory/arq/app"
 	"github.com/arq-memory/arq/internal/testdb"
 	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 )
 
 // redisOf is the machine's Redis, which the test servers use, and the
@@ -208,5 +210,37 @@ func TestErasedMessageAndMemoryLeaveTheQueryTables(t *testing.T) {
 	gone(t, s, "/v1/memories/"+yid)
 	if items := s.Must(200, s.Do("GET", "/v1/sessions/"+sid+"/messages", nil)).Items(); len(items) != 2 || items[0]["id"] != msgs[0] || items[1]["id"] != msgs[2] {
 		t.Fatalf("the session's messages after erasing the second: %v", items)
+	}
+}
+
+// A server with ARQ_RETENTION erases the messages older than it, each as
+// an erasure would, by the actor system:retention; a newer message is
+// left, and a server without it erases nothing.
+func TestRetentionErasesOldMessages(t *testing.T) {
+	t.Parallel()
+	s := testserver.Start(t, map[string]string{"ARQ_RETENTION": "3s", "ARQ_BACKGROUND_INTERVAL": "50ms"})
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "ret", "name": "Ret"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	oldMsg := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "old"}))
+	old := oldMsg.Str("id")
+	created, err := time.Parse(time.RFC3339Nano, oldMsg.Str("created_at"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := testdb.Pool(t, s.URL)
+	var at time.Time
+	erased := func(id string) (bool, error) {
+		var n int
+		err := pool.QueryRow(context.Background(), `SELECT count(*), coalesce(min(recorded_at), now()) FROM events WHERE stream_id = $1 AND event_type = 'message.erased'
+			AND metadata->>'actor' = 'system:retention' AND data->>'reason' = 'retention'`, "message-"+id).Scan(&n, &at)
+		return n > 0, err
+	}
+	testwait.Eventually(t, 30*time.Second, "the old message erased for retention", func() (bool, error) { return erased(old) })
+	if after := at.Sub(created); after < 3*time.Second {
+		t.Fatalf("erased %s after it was created, before the retention period", after)
+	}
+	fresh := s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"role": "user", "content": "new"})).Str("id")
+	if ok, err := erased(fresh); err != nil || ok {
+		t.Fatalf("a new message erased at once (%v)", err)
 	}
 }
