@@ -59,7 +59,9 @@ type proc struct {
 func startArq(t *testing.T, dbURL string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL}, env...)...)
+	// The tests' master key, as the servers they start in-process have
+	// it; never a key file of the user running them.
+	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL, "ARQ_MASTER_KEY=" + testserver.MasterKey}, env...)...)
 	p := &proc{cmd: cmd, stderr: &testserver.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
