@@ -30,11 +30,11 @@ import (
 // nothing, and appends nothing.
 
 // Shredder deletes data keys for good (vault.Vault.Erase): every key of
-// the owners (user ids) and the keys keyIDs (domain.KeyID), recording
+// the owners (user ids) and the keys labelled with units (domain.KeyID), recording
 // them erased so that no key is kept for them again. It says how many
 // keys it deleted.
 type Shredder interface {
-	Erase(ctx context.Context, owners, keyIDs []string) (int64, error)
+	Erase(ctx context.Context, owners, units []string) (int64, error)
 }
 
 // AnswerScope names the events whose requests' kept answers an erasure
@@ -142,7 +142,7 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 	// Every key the user owns goes by owner; the units' own ids are named
 	// too, for a key kept without its owner.
 	erased := &Erased{Users: []string{id}}
-	keyIDs := []string{domain.KeyID(domain.UnitUser, id)}
+	units := []string{domain.KeyID(domain.UnitUser, id)}
 	for _, st := range streams {
 		typ, eid, err := domain.ParseStreamID(st)
 		if err != nil {
@@ -153,18 +153,18 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 			erased.Sessions, erased.Windows = append(erased.Sessions, eid), append(erased.Windows, eid)
 		case domain.StreamMessage:
 			erased.Messages = append(erased.Messages, eid)
-			keyIDs = append(keyIDs, domain.KeyID(domain.UnitMessage, eid))
+			units = append(units, domain.KeyID(domain.UnitMessage, eid))
 		case domain.StreamMemory:
 			erased.Memories = append(erased.Memories, eid)
-			keyIDs = append(keyIDs, domain.KeyID(domain.UnitMemory, eid))
+			units = append(units, domain.KeyID(domain.UnitMemory, eid))
 		case domain.StreamSnapshot:
-			keyIDs = append(keyIDs, domain.KeyID(domain.UnitSnapshot, eid))
+			units = append(units, domain.KeyID(domain.UnitSnapshot, eid))
 		}
 	}
 	for _, e := range summaries {
-		keyIDs = append(keyIDs, domain.KeyID(domain.UnitSummary, e.EventID))
+		units = append(units, domain.KeyID(domain.UnitSummary, e.EventID))
 	}
-	if err := s.shred(ctx, []string{id}, keyIDs); err != nil {
+	if err := s.shred(ctx, []string{id}, units); err != nil {
 		return Result{}, fmt.Errorf("erase user %s: %w", id, err)
 	}
 	if err := s.forgetAnswers(ctx, meta, AnswerScope{Streams: streams, Owner: id}); err != nil {
@@ -207,18 +207,18 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 		if err != nil {
 			return Result{}, fmt.Errorf("erase message %s: %w", id, err)
 		}
-		keyIDs := []string{domain.KeyID(domain.UnitMessage, id)}
+		units := []string{domain.KeyID(domain.UnitMessage, id)}
 		streams := []string{domain.StreamID(domain.StreamMessage, id)}
 		eventIDs := []string{appended.EventID}
 		for _, e := range held.summaries {
-			keyIDs = append(keyIDs, domain.KeyID(domain.UnitSummary, e))
+			units = append(units, domain.KeyID(domain.UnitSummary, e))
 			eventIDs = append(eventIDs, e)
 		}
 		for _, snap := range held.snapshots {
-			keyIDs = append(keyIDs, domain.KeyID(domain.UnitSnapshot, snap))
+			units = append(units, domain.KeyID(domain.UnitSnapshot, snap))
 			streams = append(streams, domain.StreamID(domain.StreamSnapshot, snap))
 		}
-		if err := s.shred(ctx, nil, keyIDs); err != nil {
+		if err := s.shred(ctx, nil, units); err != nil {
 			return Result{}, fmt.Errorf("erase message %s: %w", id, err)
 		}
 		if err := s.forgetAnswers(ctx, meta, AnswerScope{Streams: streams, EventIDs: eventIDs}); err != nil {
@@ -294,8 +294,8 @@ func (s *Service) eraseMemory(ctx context.Context, meta Meta, id, reason string)
 }
 
 // shred deletes data keys (see Shredder).
-func (s *Service) shred(ctx context.Context, owners, keyIDs []string) error {
-	if _, err := s.erasure.Shredder.Erase(ctx, owners, keyIDs); err != nil {
+func (s *Service) shred(ctx context.Context, owners, units []string) error {
+	if _, err := s.erasure.Shredder.Erase(ctx, owners, units); err != nil {
 		return fmt.Errorf("delete data keys: %w", err)
 	}
 	return nil
