@@ -11,7 +11,9 @@ import (
 )
 
 // A log exported and imported into an empty database gives the same reads
-// and the same verification; a second import is refused.
+// and the same verification; a second import is refused. The export holds
+// no data key: the import reads them from the key store it is configured
+// with, here the source's.
 func TestExportThenImportGivesTheSameReads(t *testing.T) {
 	t.Parallel()
 	src := testserver.Start(t, nil)
@@ -36,10 +38,11 @@ func TestExportThenImportGivesTheSameReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := testdb.New(t)
-	if code, _, errOut := runCLI(t, dst, "import", "--quiet", file); code != 0 {
+	env := map[string]string{"ARQ_DATABASE_URL": dst, "ARQ_KEYSTORE_URL": src.URL}
+	if code, _, errOut := runCLIWith(t, env, "import", "--quiet", file); code != 0 {
 		t.Fatalf("import: %d %s", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, dst, "import", "--quiet", file); code != 1 || !strings.Contains(errOut, "not empty") {
+	if code, _, errOut := runCLIWith(t, env, "import", "--quiet", file); code != 1 || !strings.Contains(errOut, "not empty") {
 		t.Fatalf("second import: %d %s", code, errOut)
 	}
 	_, wantVerify, _ := runCLI(t, src.URL, "verify", "--quiet")
@@ -47,7 +50,7 @@ func TestExportThenImportGivesTheSameReads(t *testing.T) {
 		t.Fatalf("verify after import: %d %q, source %q", code, got, wantVerify)
 	}
 
-	to := testserver.StartOn(t, dst, nil)
+	to := testserver.StartOn(t, dst, map[string]string{"ARQ_KEYSTORE_URL": src.URL})
 	for _, path := range []string{
 		"/v1/users/" + uid, "/v1/users", "/v1/sessions/" + sid, "/v1/sessions/" + sid + "/messages",
 		"/v1/users/" + uid + "/memories", "/v1/memories/" + mid, "/v1/memories/" + mid + "/history",
