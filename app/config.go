@@ -29,7 +29,7 @@ type Config struct {
 	// is missing. PreviousMasterKeys still unwrap keys until `arq keys
 	// rotate` has rewrapped them.
 	MasterKey          string   `var:"ARQ_MASTER_KEY" name:"master-key" check:"master-key" group:"keys" help:"the master key that wraps the data keys (base64 of 32 bytes; 'arq keys new' makes one); unset, it is read from --master-key-file"`
-	MasterKeyFile      string   `var:"ARQ_MASTER_KEY_FILE" name:"master-key-file" default:"${master_key_file}" group:"keys" help:"the file holding the master key when ARQ_MASTER_KEY is unset; serve and migrate make it if it is missing. Keep it, and its backups, apart from the database's"`
+	MasterKeyFile      string   `var:"ARQ_MASTER_KEY_FILE" name:"master-key-file" default:"${master_key_file}" group:"keys" help:"the file holding the master key when ARQ_MASTER_KEY is unset; arq serve makes it if it is missing. Keep it, and its backups, apart from the database's"`
 	PreviousMasterKeys []string `var:"ARQ_PREVIOUS_MASTER_KEYS" name:"previous-master-keys" check:"master-keys" group:"keys" help:"comma-separated earlier master keys, which still unwrap the data keys 'arq keys rotate' has not rewrapped yet"`
 	// KeystoreURL is the database of the key store; empty: the log's.
 	KeystoreURL string `var:"ARQ_KEYSTORE_URL" name:"keystore-url" check:"postgres-url,unset=0" group:"keys" help:"the Postgres database holding the data keys; unset, the log's own. Point it elsewhere to back keys up apart, and to share them with a database an export is imported into"`
