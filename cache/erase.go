@@ -82,15 +82,25 @@ func (c *Cache) forget(ctx context.Context, keys, prefixes []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, forgetTimeout)
 	defer cancel()
-	for _, p := range prefixes {
+	if len(prefixes) > 0 {
+		// One scan for all: a user's sessions may be many, and each scan
+		// walks the whole keyspace.
+		common := commonPrefix(prefixes)
 		var cursor uint64
 		for {
-			found, next, err := c.rdb.Scan(ctx, cursor, globEscape(p)+"*", forgetBatch).Result()
+			found, next, err := c.rdb.Scan(ctx, cursor, globEscape(common)+"*", forgetBatch).Result()
 			if err != nil {
 				c.failed(ctx, err)
-				return fmt.Errorf("redis: find the keys of %s*: %w", p, err)
+				return fmt.Errorf("redis: find the keys of %s*: %w", common, err)
 			}
-			keys = append(keys, found...)
+			for _, k := range found {
+				for _, p := range prefixes {
+					if strings.HasPrefix(k, p) {
+						keys = append(keys, k)
+						break
+					}
+				}
+			}
 			if cursor = next; cursor == 0 {
 				break
 			}
@@ -106,6 +116,19 @@ func (c *Cache) forget(ctx context.Context, keys, prefixes []string) error {
 	}
 	c.healthy()
 	return nil
+}
+
+// commonPrefix is the longest prefix of every one of ps (not empty).
+func commonPrefix(ps []string) string {
+	common := ps[0]
+	for _, p := range ps[1:] {
+		n := 0
+		for n < len(common) && n < len(p) && common[n] == p[n] {
+			n++
+		}
+		common = common[:n]
+	}
+	return common
 }
 
 // globEscape escapes the characters a Redis MATCH pattern gives a
