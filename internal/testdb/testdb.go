@@ -141,29 +141,19 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 // building it twice.
 func template(ctx context.Context, admin *pgx.Conn) (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(migrations.Files(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	for _, fsys := range []fs.FS{migrations.Files(), migrations.KeyStoreFiles()} {
+		err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(fsys, path)
+			h.Write([]byte(path))
+			h.Write(b)
 			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("hash migrations: %w", err)
 		}
-		b, err := fs.ReadFile(migrations.Files(), path)
-		h.Write([]byte(path))
-		h.Write(b)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("hash migrations: %w", err)
-	}
-	err = fs.WalkDir(migrations.KeyStoreFiles(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(migrations.KeyStoreFiles(), path)
-		h.Write([]byte(path))
-		h.Write(b)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("hash migrations: %w", err)
 	}
 	name := "arq_tmpl_" + hex.EncodeToString(h.Sum(nil))[:16]
 
