@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -115,6 +117,13 @@ func walkText(raw []byte, visit func(path, text string, key bool) bool) bool {
 	return true
 }
 
+// readTimedOut reports whether reading the body ended at the server's
+// read deadline (http.Server's ReadTimeout).
+func readTimedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
 // fieldError is decodeError, but a value of the wrong type, or a time
 // that is not RFC 3339 with a zone, is a 422 naming its field (found in
 // raw for a time), as the API's other invalid fields are.
@@ -198,6 +207,8 @@ func decodeError(err error) error {
 	switch {
 	case errors.As(err, &tooLarge):
 		return errorf(ErrTooLarge, "the body is larger than %d bytes", tooLarge.Limit)
+	case readTimedOut(err):
+		return errorf(ErrRequestTimeout, "the body was not sent in time")
 	case errors.Is(err, io.EOF):
 		return errorf(ErrBadJSON, "the body is empty")
 	case errors.Is(err, io.ErrUnexpectedEOF):

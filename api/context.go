@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -26,8 +27,10 @@ type windowRequest struct {
 	MemoryShare  *float64    `json:"memory_share"`
 }
 
-// budget validates the request's budget and its split.
-func (w windowRequest) budget() (domain.Budget, error) {
+// budget validates the request's budget and its split; ceiling (when
+// above 0) is the largest max_tokens this server grants (see
+// Resources.MaxContextTokens).
+func (w windowRequest) budget(ceiling int) (domain.Budget, error) {
 	b := domain.DefaultBudget()
 	if w.MaxTokens != nil {
 		b.MaxTokens = *w.MaxTokens
@@ -47,16 +50,30 @@ func (w windowRequest) budget() (domain.Budget, error) {
 			b.SummaryShare = min(b.SummaryShare, 1-b.MemoryShare)
 		}
 	}
-	return b, b.Validate()
+	if ceiling <= 0 || b.MaxTokens <= ceiling {
+		return b, b.Validate()
+	}
+	// Over the ceiling: max_tokens is named once, with the ceiling, and
+	// the rest of the budget checked as if it asked for no more.
+	v := &domain.ValidationError{}
+	v.Add("max_tokens", "must be between 1 and %d, this server's ceiling (ARQ_MAX_CONTEXT_TOKENS)", ceiling)
+	within := b
+	within.MaxTokens = ceiling
+	var rest *domain.ValidationError
+	if errors.As(within.Validate(), &rest) {
+		v.Fields = append(v.Fields, rest.Fields...)
+	}
+	return b, v
 }
 
-// query validates the request's budget and a client's embedding, as
+// query validates the request's budget (up to ceiling tokens) and a
+// client's embedding, as
 // far as the API can (the query service checks the embedding's dimension,
 // and that the session exists, before it asks a provider for one).
-func (w windowRequest) query() (queries.WindowQuery, error) {
+func (w windowRequest) query(ceiling int) (queries.WindowQuery, error) {
 	var q queries.WindowQuery
 	var err error
-	if q.Budget, err = w.budget(); err != nil {
+	if q.Budget, err = w.budget(ceiling); err != nil {
 		return q, err
 	}
 	if q.Embedding, err = w.Embedding.client(); err != nil {
@@ -130,7 +147,7 @@ func (r *resources) postContext(c *gin.Context) {
 }
 
 func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
-	q, err := w.query()
+	q, err := w.query(r.MaxContextTokens)
 	if err != nil {
 		WriteError(c, err)
 		return
@@ -172,7 +189,7 @@ func (r *resources) takeSnapshot(c *gin.Context) {
 			return
 		}
 	}
-	q, err := w.query()
+	q, err := w.query(r.MaxContextTokens)
 	if err != nil {
 		WriteError(c, err)
 		return

@@ -256,6 +256,10 @@ func Idempotency(store IdempotencyStore) gin.HandlerFunc {
 				WriteError(c, errorf(ErrTooLarge, "the body is larger than %d bytes", tooLarge.Limit))
 				return
 			}
+			if readTimedOut(err) {
+				WriteError(c, errorf(ErrRequestTimeout, "the body was not sent in time"))
+				return
+			}
 			WriteError(c, errorf(ErrBadRequest, "read body: %v", err))
 			return
 		}

@@ -203,7 +203,7 @@ func parameters(op operation) []any {
 	}
 	if op.path == "/v1/sessions/{id}/context" && op.method == "GET" {
 		params = append(params,
-			map[string]any{"name": "max_tokens", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},
+			map[string]any{"name": "max_tokens", "in": "query", "description": "at most the server's ARQ_MAX_CONTEXT_TOKENS (128000 by default); more is 422", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000000, "default": 4096}},
 			map[string]any{"name": "query", "in": "query", "schema": map[string]any{"type": "string"}, "description": "what memories are ranked against (its first 64 distinct words); default: the latest user message"},
 			map[string]any{"name": "summary_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
 				"description": "the part of the budget the summary gets first; 0 leaves it out. With memory_share at most 1"},

@@ -21,6 +21,7 @@ var (
 	ErrUnauthorized          = errors.New("unauthorized")
 	ErrForbidden             = errors.New("forbidden")
 	ErrTooLarge              = errors.New("request body too large")
+	ErrRequestTimeout        = errors.New("request body not sent in time")
 	ErrUnsupportedMediaType  = errors.New("unsupported media type")
 	ErrPreconditionFailed    = errors.New("precondition failed")
 	ErrUnavailable           = errors.New("unavailable")
@@ -73,6 +74,9 @@ var problems = []problemKind{
 	{ErrForbidden, http.StatusForbidden, "forbidden", "Forbidden"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
+	// The body was not all sent within the server's read timeout
+	// (ARQ_REQUEST_READ_TIMEOUT); the connection is closed after.
+	{ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout", "Request timeout"},
 	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Unavailable"},
 	// The change may or may not be in the log: a retry with the same

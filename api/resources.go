@@ -40,6 +40,9 @@ type Resources struct {
 	// MinPositionWait bounds how long a read sent with X-Arq-Min-Position
 	// waits for projections before it answers 503.
 	MinPositionWait time.Duration
+	// MaxContextTokens is the largest max_tokens a context read or
+	// snapshot may ask for; more is 422. 0: domain.MaxWindowTokens.
+	MaxContextTokens int
 	// Rebuilds runs online rebuilds for the admin API; nil serves none.
 	Rebuilds Rebuilder
 	// Stopping, when closed, ends the event streams (SSE), which would

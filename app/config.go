@@ -55,6 +55,13 @@ type Config struct {
 	CacheMemoryBytes int64 `var:"ARQ_CACHE_MEMORY_BYTES" name:"cache-memory-bytes" default:"67108864" check:"min=0" group:"server" help:"about how much of the cache each process also keeps in its own memory, in front of Redis; 0 keeps nothing there"`
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64 `var:"ARQ_MAX_BODY_BYTES" name:"max-body-bytes" default:"1048576" check:"min=1024" group:"server" help:"largest request body; larger ones get 413"`
+	// MaxContextTokens is the largest max_tokens a context read or
+	// snapshot may ask for: a window's work and size grow with it.
+	MaxContextTokens int `var:"ARQ_MAX_CONTEXT_TOKENS" name:"max-context-tokens" default:"128000" check:"range=${default_max_tokens}..${max_window_tokens}" group:"server" help:"the largest max_tokens a context read or snapshot may ask for; more gets 422"`
+	// RequestReadTimeout bounds reading a request, headers and body
+	// (http.Server's ReadTimeout); it does not bound writing the answer,
+	// so event streams are not cut by it.
+	RequestReadTimeout time.Duration `var:"ARQ_REQUEST_READ_TIMEOUT" name:"request-read-timeout" default:"10s" check:"positive" group:"server" help:"how long a client has to send a request, headers and body; a slower one's connection is closed"`
 	// ReadYourWrites bounds how long a command waits for the query tables.
 	ReadYourWrites time.Duration `var:"ARQ_READ_YOUR_WRITES_TIMEOUT" name:"read-your-writes-timeout" default:"2s" check:"positive" group:"server" help:"how long a command waits for the query tables before answering 202"`
 	// MinPositionWait bounds how long a read waits for X-Arq-Min-Position.

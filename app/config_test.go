@@ -52,6 +52,10 @@ func TestConfigFromEnvRefusals(t *testing.T) {
 		{"ARQ_REDIS_URL", "http://h", `ARQ_REDIS_URL="http://h": want redis://`},
 		{"ARQ_EMBEDDINGS_URL", "ftp://h", `ARQ_EMBEDDINGS_URL="ftp://h": want an OpenAI-compatible base URL`},
 		{"ARQ_MAX_BODY_BYTES", "10", `ARQ_MAX_BODY_BYTES="10": want a whole number of at least 1024`},
+		// The default budget (4096) must fit under the ceiling.
+		{"ARQ_MAX_CONTEXT_TOKENS", "4095", `ARQ_MAX_CONTEXT_TOKENS="4095": want a whole number from 4096 to 1000000`},
+		{"ARQ_MAX_CONTEXT_TOKENS", "1000001", `ARQ_MAX_CONTEXT_TOKENS="1000001": want a whole number from 4096 to 1000000`},
+		{"ARQ_REQUEST_READ_TIMEOUT", "0s", `ARQ_REQUEST_READ_TIMEOUT="0s": want a positive duration such as 2s`},
 	} {
 		_, err := FromEnv(func(k string) string {
 			if k == c.key {

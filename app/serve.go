@@ -94,13 +94,19 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
 			Resources: api.Resources{
 				Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
-				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait,
+				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
 				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
 			},
 			Metrics: m,
 			Version: Version(),
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		// A client has RequestReadTimeout to send its request, headers
+		// and body: a body dribbled slower is cut (the connection
+		// closed), never left holding a handler and a connection. It
+		// bounds the reading only, not the answer, so event streams (no
+		// body) run on.
+		ReadHeaderTimeout: min(a.cfg.RequestReadTimeout, 10*time.Second),
+		ReadTimeout:       a.cfg.RequestReadTimeout,
 	}
 	srv.RegisterOnShutdown(func() { close(stopping) })
 
