@@ -14,6 +14,12 @@ import (
 	"github.com/arq-memory/arq/live"
 )
 
+// liveMaxlen bounds the live topic, the one Redis key ARQ writes without
+// a time to live: each publish trims the stream to about this many of its
+// newest events (XADD MAXLEN ~). The topic only carries new events to
+// the instances; the log keeps every one.
+const liveMaxlen = 10000
+
 // wireLive connects live updates: a relay publishing the log to the Redis
 // Streams topic of this deployment (namespace, see cache.Namespace), and a
 // fan-out subscriber feeding this instance's hub. Redis being down at
@@ -35,7 +41,7 @@ func (a *App) wireLive(namespace string) error {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(a.log.With("component", "live"), map[slog.Level]slog.Level{
 		slog.LevelError: slog.LevelDebug, slog.LevelWarn: slog.LevelDebug, slog.LevelInfo: slog.LevelDebug,
 	})
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: 10000}, wlog)
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxlen: liveMaxlen}, wlog)
 	if err != nil {
 		_ = client.Close()
 		return fmt.Errorf("live publisher: %w", err)

@@ -17,6 +17,12 @@ const windowShape = "v2"
 // with time, and a memory in it leaves at its expiry time.
 const windowTTL = time.Minute
 
+// MaxWindowBytes is the largest encoded window kept in the cache: a
+// larger one (a big budget over long messages) is served as built, never
+// written to Redis or to this process's memory, so that a few clients
+// asking for huge windows cannot fill either.
+const MaxWindowBytes = 256 << 10
+
 // Windows builds context windows through the cache (memory, then Redis):
 // a window is kept under a key naming the state of the tables it was built
 // from (the WindowState's generations), its budget and its query, so an
@@ -35,7 +41,8 @@ func NewWindows(src queries.WindowReader, c *Cache, namespace string) *Windows {
 
 // EncodedWindow answers the window from the cache when it holds one for
 // st, else builds it with the source and keeps it (until its first memory
-// expires, at most windowTTL).
+// expires, at most windowTTL); a window over MaxWindowBytes is not kept,
+// and answers "uncached".
 func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, st readmodel.WindowState, req readmodel.WindowRequest) (queries.EncodedWindow, error) {
 	key := w.key(sessionID, st, req)
 	if body, ok := w.cache.Get(ctx, key); ok {
@@ -44,6 +51,10 @@ func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, st readmo
 	win, err := w.src.EncodedWindow(ctx, sessionID, st, req)
 	if err != nil {
 		return queries.EncodedWindow{}, err
+	}
+	if len(win.JSON) > MaxWindowBytes {
+		win.Cache = "uncached"
+		return win, nil
 	}
 	ttl := windowTTL
 	if win.ExpiresAt != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,57 @@ func TestWindowKeyFormat(t *testing.T) {
 	})
 	if got := testing.AllocsPerRun(100, func() { _ = w.key("s1", st, req) }); got > old {
 		t.Errorf("a window's key costs %v allocations, more than the %v fmt.Sprintf cost", got, old)
+	}
+}
+
+// bigWindows builds windows of a given size.
+type bigWindows struct {
+	size   int
+	builds int
+}
+
+func (f *bigWindows) EncodedWindow(context.Context, string, readmodel.WindowState, readmodel.WindowRequest) (queries.EncodedWindow, error) {
+	f.builds++
+	return queries.EncodedWindow{JSON: []byte(`"` + strings.Repeat("x", f.size-2) + `"`)}, nil
+}
+
+// A window larger than MaxWindowBytes is served as built and kept
+// nowhere, neither in Redis nor in memory; one at the cap is kept, and
+// with a time to live.
+func TestLargeWindowsAreNotCached(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, 8<<20)
+	for _, tc := range []struct {
+		size  int
+		cache []string
+	}{
+		{MaxWindowBytes + 1, []string{"uncached", "uncached"}},
+		{MaxWindowBytes, []string{"miss", "hit"}},
+	} {
+		src := &bigWindows{size: tc.size}
+		w := NewWindows(src, c, fmt.Sprintf("test-%d", time.Now().UnixNano()))
+		req := readmodel.WindowRequest{Budget: domain.DefaultBudget(), Now: time.Now()}
+		st := readmodel.WindowState{Messages: 1}
+		for i, want := range tc.cache {
+			got, err := w.EncodedWindow(ctx, "s1", st, req)
+			if err != nil || len(got.JSON) != tc.size || got.Cache != want {
+				t.Fatalf("%d bytes, read %d: %d bytes %q (%v); want %q", tc.size, i, len(got.JSON), got.Cache, err, want)
+			}
+		}
+		key := w.key("s1", st, req)
+		t.Cleanup(func() { c.rdb.Del(context.Background(), key) })
+		n, err := c.rdb.Exists(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inRedis := n == 1; inRedis != (tc.size <= MaxWindowBytes) {
+			t.Errorf("a window of %d bytes in Redis: %v", tc.size, inRedis)
+		}
+		if ttl := c.rdb.PTTL(ctx, key).Val(); n == 1 && (ttl <= 0 || ttl > windowTTL) {
+			t.Errorf("a window of %d bytes has PTTL %v in Redis, want (0, %v]", tc.size, ttl, windowTTL)
+		}
+		if _, inMemory := c.local.GetIfPresent(key); inMemory != (tc.size <= MaxWindowBytes) {
+			t.Errorf("a window of %d bytes in memory: %v", tc.size, inMemory)
+		}
 	}
 }

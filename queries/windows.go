@@ -29,7 +29,8 @@ type EncodedWindow struct {
 	// any does: the window must not be served past it.
 	ExpiresAt *time.Time
 	// Cache is "hit" or "miss" when a cache stands in front of the
-	// reader, "" when none does.
+	// reader ("uncached" for a window too large to keep), "" when none
+	// does.
 	Cache string
 }
 
