@@ -32,8 +32,11 @@ func (e *embeddingIn) UnmarshalJSON(b []byte) error {
 	}
 	e.values = make([]float64, len(raw))
 	for i, r := range raw {
+		// json.Number takes a string that holds a number ("1") as the
+		// number: only a JSON number is one.
+		r = bytes.TrimSpace(r)
 		var n json.Number
-		if err := json.Unmarshal(r, &n); err != nil {
+		if len(r) == 0 || (r[0] != '-' && (r[0] < '0' || r[0] > '9')) || json.Unmarshal(r, &n) != nil {
 			e.fault = "must be an array of numbers"
 			return nil
 		}

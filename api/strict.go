@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/arq-memory/arq/domain"
@@ -25,6 +26,10 @@ import (
 //   - a key given twice in one object (encoding/json would keep the last
 //     value), free-form objects such as metadata included, where keys
 //     that differ only by case are distinct.
+//
+// and every key or string, anywhere in the body, that is no text: bytes
+// that are no UTF-8, or a \u escape of a lone UTF-16 surrogate, which
+// encoding/json would quietly store as U+FFFD.
 //
 // It scans raw once alongside dst's type, without decoding values: linear
 // in the size of the body, and cheaper than the decode that follows.
@@ -92,7 +97,10 @@ func (s *keyScan) value(t reflect.Type) error {
 		}
 		return s.array(t)
 	case '"':
-		_, err := s.str()
+		_, bad, err := s.str()
+		if err == nil && bad != "" {
+			err = s.fault(bad)
+		}
 		return err
 	}
 	// A number, true, false or null: its bytes up to the next delimiter
@@ -155,7 +163,7 @@ func (s *keyScan) object(t reflect.Type) error {
 			s.i++
 			return nil
 		}
-		key, err := s.str()
+		key, bad, err := s.str()
 		if err != nil {
 			return err
 		}
@@ -166,21 +174,25 @@ func (s *keyScan) object(t reflect.Type) error {
 		s.path = append(s.path, key...)
 		vt := elem
 		ft, known := fields[string(key)]
-		switch seen.add(key) {
-		case keyTwice:
-			if fields == nil || known { // else named unknown already
-				err = s.fault("is given twice")
-			}
-		case keyAgain:
-		case keyNew:
-			switch {
-			case fields == nil:
-			case known:
-				vt = ft
-			case hasFold(fields, string(key)):
-				err = s.fault("is not a field of this request (field names are case-sensitive)")
-			default:
-				err = s.fault("is not a field of this request")
+		if bad != "" {
+			err = s.fault("the key " + bad)
+		} else {
+			switch seen.add(key) {
+			case keyTwice:
+				if fields == nil || known { // else named unknown already
+					err = s.fault("is given twice")
+				}
+			case keyAgain:
+			case keyNew:
+				switch {
+				case fields == nil:
+				case known:
+					vt = ft
+				case hasFold(fields, string(key)):
+					err = s.fault("is not a field of this request (field names are case-sensitive)")
+				default:
+					err = s.fault("is not a field of this request")
+				}
 			}
 		}
 		if err != nil {
@@ -218,33 +230,71 @@ func (s *keyScan) next(close byte) (bool, error) {
 }
 
 // str reads the string at i and returns its text as encoding/json
-// decodes it: "\u0061" is "a", bytes that are no UTF-8 are U+FFFD.
-func (s *keyScan) str() ([]byte, error) {
+// decodes it: "\u0061" is "a", bytes that are no UTF-8 are U+FFFD. bad
+// says why the string is no text the API takes, "" when it is: bytes that
+// are no UTF-8, or a \u escape of a lone UTF-16 surrogate, both of which
+// encoding/json would quietly turn into U+FFFD.
+func (s *keyScan) str() (text []byte, bad string, err error) {
 	if s.i >= len(s.raw) || s.raw[s.i] != '"' {
-		return nil, errNotJSON
+		return nil, "", errNotJSON
 	}
 	start, escaped, ascii := s.i+1, false, true
 	for s.i = start; s.i < len(s.raw); s.i++ {
 		switch c := s.raw[s.i]; {
 		case c == '\\':
 			escaped = true
+			if u, ok := hex4(s.raw, s.i); ok && utf16.IsSurrogate(rune(u)) {
+				// A high surrogate takes the low one escaped next to it;
+				// anything else is lone.
+				if low, ok := hex4(s.raw, s.i+6); u < 0xdc00 && ok && low >= 0xdc00 && low <= 0xdfff {
+					s.i += 6
+				} else {
+					bad = "must not hold a lone UTF-16 surrogate (\\ud800 to \\udfff)"
+				}
+			}
 			s.i++
 		case c >= utf8.RuneSelf:
 			ascii = false
 		case c == '"':
 			text := s.raw[start:s.i]
 			s.i++
-			if !escaped && (ascii || utf8.Valid(text)) {
-				return text, nil
+			valid := ascii || utf8.Valid(text)
+			if !valid {
+				bad = "must be valid UTF-8"
+			}
+			if !escaped && valid {
+				return text, bad, nil
 			}
 			var t string
 			if json.Unmarshal(s.raw[start-1:s.i], &t) != nil {
-				return nil, errNotJSON
+				return nil, "", errNotJSON
 			}
-			return []byte(t), nil
+			return []byte(t), bad, nil
 		}
 	}
-	return nil, errNotJSON
+	return nil, "", errNotJSON
+}
+
+// hex4 is the code unit of the escape \uXXXX at raw[i], if there is one.
+func hex4(raw []byte, i int) (uint16, bool) {
+	if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+		return 0, false
+	}
+	var u uint16
+	for _, c := range raw[i+2 : i+6] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		u = u<<4 | uint16(c)
+	}
+	return u, true
 }
 
 // space skips white space.

@@ -35,6 +35,8 @@ func TestStrictKeys(t *testing.T) {
 		unknown = "is not a field of this request"
 		byCase  = unknown + " (field names are case-sensitive)"
 		twice   = "is given twice"
+		notUTF8 = "must be valid UTF-8"
+		lone    = "must not hold a lone UTF-16 surrogate (\\ud800 to \\udfff)"
 	)
 	many := func(n int, last string) string { // an object of n keys k0…, then last
 		var b strings.Builder
@@ -69,6 +71,14 @@ func TestStrictKeys(t *testing.T) {
 		{"not JSON is the decode's", `{"Type":"semantic",`, &storeMemoryRequest{}, nil},
 		{"not JSON after a fault is the decode's", `{"Type":"semantic"]`, &storeMemoryRequest{}, nil},
 		{"not JSON the scan passes is the decode's", `{"Type":tru}`, &storeMemoryRequest{}, nil},
+		{"valid text", `{"content":"h\u00e9 \ud83d\ude00 \uD83D\uDE00 \\ud800 é 😀"}`, &updateMemoryRequest{}, nil},
+		{"not UTF-8", "{\"content\":\"a\xffb\",\"metadata\":{\"k\":[\"\xc3\"],\"\xe2\x82\":1}}", &updateMemoryRequest{}, []string{"content: " + notUTF8, "metadata.k[0]: " + notUTF8, "metadata.\ufffd\ufffd: the key " + notUTF8}},
+		{"not UTF-8 beside an escape", "{\"content\":\"\\n\xff\"}", &updateMemoryRequest{}, []string{"content: " + notUTF8}},
+		{"lone high surrogate", `{"content":"a\ud800b"}`, &updateMemoryRequest{}, []string{"content: " + lone}},
+		{"lone high surrogate at the end", `{"content":"\uDBFF"}`, &updateMemoryRequest{}, []string{"content: " + lone}},
+		{"two high surrogates", `{"content":"\ud800\ud800\udc00"}`, &updateMemoryRequest{}, []string{"content: " + lone}},
+		{"lone low surrogate", `{"metadata":{"a":{"b":"\udc00"}}}`, &updateMemoryRequest{}, []string{"metadata.a.b: " + lone}},
+		{"lone surrogate in a key", `{"metadata":{"\udfff":1}}`, &updateMemoryRequest{}, []string{"metadata.\ufffd: the key " + lone}},
 		{"too deep is the decode's", `{"Type":1,"metadata":{"a":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}}`, &storeMemoryRequest{}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
