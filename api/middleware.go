@@ -19,20 +19,34 @@ import (
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
-const requestIDKey = "arq.request_id"
+const (
+	requestIDKey       = "arq.request_id"
+	clientRequestIDKey = "arq.client_request_id"
+)
 
-// RequestID takes the caller's X-Request-ID (1 to 128 printable ASCII
-// characters) or makes a ULID, echoes it and keeps it for the events the
-// request appends (their correlation id) and the log.
+// headerClientRequestID echoes the caller's own X-Request-ID.
+const headerClientRequestID = "X-Client-Request-ID"
+
+// RequestID gives every request an id of the server's own, a ULID: the
+// correlation id of the events it appends, the request_id of its log
+// lines and problem bodies, and the X-Request-ID of its answer. A
+// caller's X-Request-ID (1 to 128 printable ASCII characters; others are
+// ignored) never takes its place, so no caller can forge the audit
+// trail's request ids: it is kept apart as the client's request id,
+// recorded in the log lines and the events' metadata and echoed as
+// X-Client-Request-ID.
 func RequestID(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader("X-Request-ID")
-		if !printable(id) {
-			id = ulid.Make().String()
-		}
+		id := ulid.Make().String()
 		c.Set(requestIDKey, id)
-		c.Set(loggerKey, log.With("request_id", id))
 		c.Header("X-Request-ID", id)
+		l := log.With("request_id", id)
+		if client := c.GetHeader("X-Request-ID"); printable(client) {
+			c.Set(clientRequestIDKey, client)
+			c.Header(headerClientRequestID, client)
+			l = l.With("client_request_id", client)
+		}
+		c.Set(loggerKey, l)
 		c.Next()
 	}
 }
@@ -51,6 +65,10 @@ func printable(s string) bool {
 
 // RequestIDFrom is the request's id.
 func RequestIDFrom(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+// ClientRequestIDFrom is the caller's X-Request-ID, "" when it sent none
+// (or one RequestID ignored).
+func ClientRequestIDFrom(c *gin.Context) string { return c.GetString(clientRequestIDKey) }
 
 // AccessLog writes one structured line per request.
 func AccessLog() gin.HandlerFunc {
@@ -90,7 +108,7 @@ func CORS(origins []string) gin.HandlerFunc {
 	cfg := cors.DefaultConfig()
 	cfg.AllowOrigins = origins
 	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition}
-	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerPosition, "Server-Timing", "Retry-After",
+	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerClientRequestID, headerPosition, "Server-Timing", "Retry-After",
 		"Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 	return cors.New(cfg)

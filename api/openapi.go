@@ -132,7 +132,9 @@ func openAPI() map[string]any {
 	return map[string]any{
 		"openapi": "3.0.3",
 		"info": map[string]any{"title": "ARQ", "version": "1",
-			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL. HEAD is answered wherever GET is, without the body."},
+			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL. HEAD is answered wherever GET is, without the body. " +
+				"Every answer carries X-Request-ID, the server's own id of the request (the request_id of problems, history entries and logs, the correlation_id of events); " +
+				"a caller's X-Request-ID is recorded apart (client_request_id) and echoed as X-Client-Request-ID."},
 		"paths": paths,
 		"components": map[string]any{
 			"schemas":         schemas(),

@@ -132,7 +132,7 @@ func schemas() map[string]any {
 			"cursor": str(), "position": integer(), "transaction_id": integer(), "event_id": str(), "stream_id": str(), "stream_type": str(),
 			"version": integer(), "event_type": str(), "schema_version": integer(), "data": object(), "metadata": object(), "recorded_at": strf("date-time")}))}),
 		"History": obj([]string{"items"}, map[string]any{"items": array(obj(nil, map[string]any{"version": integer(), "event_id": str(), "event_type": str(),
-			"recorded_at": strf("date-time"), "actor": str(), "request_id": str(), "position": integer(),
+			"recorded_at": strf("date-time"), "actor": str(), "request_id": str(), "client_request_id": str(), "position": integer(),
 			"changes": map[string]any{"type": "object", "additionalProperties": obj(nil, map[string]any{"before": map[string]any{}, "after": map[string]any{}})}}))}),
 		"Verification": obj([]string{"stream_id", "intact", "events", "breaks"}, map[string]any{"stream_id": str(), "intact": boolean(), "events": integer(),
 			"breaks":      array(obj(nil, map[string]any{"stream_id": str(), "version": integer(), "event_id": str(), "position": integer(), "problem": str()})),

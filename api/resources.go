@@ -67,9 +67,11 @@ type resources struct {
 	health Health
 }
 
-// meta is the trace a command records: the request id and the caller.
+// meta is the trace a command records: the request's id (and the
+// caller's own, if it sent one) and the caller.
 func meta(c *gin.Context) commands.Meta {
-	return commands.Meta{RequestID: RequestIDFrom(c), Actor: Actor(c), Tenant: eventstore.DefaultTenant, IdempotencyKey: c.GetString(idempotencyKeyKey)}
+	return commands.Meta{RequestID: RequestIDFrom(c), ClientRequestID: ClientRequestIDFrom(c), Actor: Actor(c),
+		Tenant: eventstore.DefaultTenant, IdempotencyKey: c.GetString(idempotencyKeyKey)}
 }
 
 // tenant is the caller's tenant. Keys carry no tenant yet: every caller

@@ -22,9 +22,15 @@ import (
 // Meta is what caused a command; it becomes its events' metadata, so every
 // change can be traced to the request and caller behind it.
 type Meta struct {
+	// RequestID is the server's id of the request: the events'
+	// correlation id.
 	RequestID string
-	Actor     string
-	Tenant    string
+	// ClientRequestID is the id the caller gave its request
+	// (X-Request-ID), if any: kept apart, as no caller chooses the
+	// correlation id.
+	ClientRequestID string
+	Actor           string
+	Tenant          string
 	// IdempotencyKey is the request's Idempotency-Key, if any; the
 	// events keep it.
 	IdempotencyKey string
@@ -240,10 +246,11 @@ func toStore(meta Meta, events []domain.Event) ([]eventstore.Event, error) {
 			SchemaVersion: domain.SchemaVersion(e.Type),
 			Data:          data,
 			Metadata: eventstore.Metadata{
-				CorrelationID:  meta.RequestID,
-				Actor:          meta.Actor,
-				Tenant:         meta.Tenant,
-				IdempotencyKey: meta.IdempotencyKey,
+				CorrelationID:   meta.RequestID,
+				ClientRequestID: meta.ClientRequestID,
+				Actor:           meta.Actor,
+				Tenant:          meta.Tenant,
+				IdempotencyKey:  meta.IdempotencyKey,
 			},
 		}
 	}

@@ -151,22 +151,52 @@ func TestEventsRecordRequestAndCaller(t *testing.T) {
 	s.Key = "admin-secret"
 	k := s.Must(201, s.Do("POST", "/v1/admin/keys", map[string]any{"name": "backend", "scopes": []string{"read", "write"}}))
 	s.Key = k.Str("key")
+	// A client's X-Request-ID is recorded apart from the server's id,
+	// which alone is the events' correlation id: no client chooses the
+	// audit trail's request ids.
 	r := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "trace", "name": "T"}, "X-Request-ID", "req-trace-1"))
-	if r.Header.Get("X-Request-ID") != "req-trace-1" {
-		t.Fatalf("request id not echoed: %v", r.Header)
+	id := r.Header.Get("X-Request-ID")
+	if len(id) != 26 || r.Header.Get("X-Client-Request-ID") != "req-trace-1" {
+		t.Fatalf("request ids answered: %v", r.Header)
 	}
 	gen := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "trace2", "name": "T"}))
-	if len(gen.Header.Get("X-Request-ID")) != 26 {
+	if len(gen.Header.Get("X-Request-ID")) != 26 || gen.Header.Get("X-Client-Request-ID") != "" {
 		t.Fatalf("no request id made: %v", gen.Header)
 	}
 	pool := testdb.Pool(t, s.URL)
-	var corr, actor string
-	if err := pool.QueryRow(context.Background(), `SELECT metadata->>'correlation_id', metadata->>'actor' FROM events
-		WHERE stream_id = 'user-' || $1`, r.Str("id")).Scan(&corr, &actor); err != nil {
+	var corr, client, actor string
+	if err := pool.QueryRow(context.Background(), `SELECT metadata->>'correlation_id', metadata->>'client_request_id', metadata->>'actor' FROM events
+		WHERE stream_id = 'user-' || $1`, r.Str("id")).Scan(&corr, &client, &actor); err != nil {
 		t.Fatal(err)
 	}
-	if corr != "req-trace-1" || actor != "key:"+k.Str("id") {
-		t.Fatalf("event metadata: correlation %q actor %q", corr, actor)
+	if corr != id || client != "req-trace-1" || actor != "key:"+k.Str("id") {
+		t.Fatalf("event metadata: correlation %q client request %q actor %q", corr, client, actor)
+	}
+	// The audit and the history show both, the client's apart.
+	audit := s.Must(200, s.Do("GET", "/v1/users/"+r.Str("id")+"/audit", nil)).Items()
+	if len(audit) != 2 { // user.registered, user.external_id_claimed
+		t.Fatalf("audit: %v", audit)
+	}
+	for _, e := range audit {
+		if md, _ := e["metadata"].(map[string]any); md["correlation_id"] != id || md["client_request_id"] != "req-trace-1" {
+			t.Fatalf("audit entry: %v", e)
+		}
+	}
+	h := s.Must(200, s.Do("GET", "/v1/users/"+r.Str("id")+"/history", nil)).Items()
+	if len(h) != 1 || h[0]["request_id"] != id || h[0]["client_request_id"] != "req-trace-1" {
+		t.Fatalf("history: %v", h)
+	}
+	// A client sending the server's id of another request gets its own.
+	forged := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "trace3", "name": "T"}, "X-Request-ID", id))
+	if forged.Header.Get("X-Request-ID") == id {
+		t.Fatalf("a client chose the request id: %v", forged.Header)
+	}
+	if err := pool.QueryRow(context.Background(), `SELECT metadata->>'correlation_id' FROM events
+		WHERE stream_id = 'user-' || $1`, forged.Str("id")).Scan(&corr); err != nil {
+		t.Fatal(err)
+	}
+	if corr != forged.Header.Get("X-Request-ID") {
+		t.Fatalf("correlation id %q, want the server's %q", corr, forged.Header.Get("X-Request-ID"))
 	}
 }
 

@@ -28,13 +28,13 @@ func TestHistoryAndTimeTravel(t *testing.T) {
 	}
 	ch, _ := h[1]["changes"].(map[string]any)
 	content, _ := ch["content"].(map[string]any)
-	if content["before"] != "one" || content["after"] != "two" || h[1]["request_id"] != "req-two" || h[1]["actor"] != "anonymous" {
+	if content["before"] != "one" || content["after"] != "two" || h[1]["client_request_id"] != "req-two" || len(h[1]["request_id"].(string)) != 26 || h[1]["actor"] != "anonymous" {
 		t.Fatalf("second event of the memory: %v", h[1])
 	}
 	if _, ok := ch["importance"]; ok {
 		t.Fatalf("a change that did not happen: %v", ch)
 	}
-	if h[3]["request_id"] != "req-delete" {
+	if h[3]["client_request_id"] != "req-delete" || h[2]["client_request_id"] != nil {
 		t.Fatalf("delete event: %v", h[3])
 	}
 
@@ -59,7 +59,7 @@ func TestHistoryAndTimeTravel(t *testing.T) {
 		t.Fatalf("user at version 1: %s", r.Body)
 	}
 	uh := s.Must(200, s.Do("GET", "/v1/users/"+uid+"/history", nil)).Items()
-	if len(uh) != 2 || uh[0]["request_id"] != "req-register" || uh[1]["request_id"] != "req-rename" {
+	if len(uh) != 2 || uh[0]["client_request_id"] != "req-register" || uh[1]["client_request_id"] != "req-rename" {
 		t.Fatalf("user history: %v", uh)
 	}
 

@@ -58,12 +58,13 @@ func TestDatabaseFailureIsA500WithoutInternals(t *testing.T) {
 	}
 	r := s.Do("GET", "/v1/users", nil, "X-Request-ID", "db-failure-1")
 	isInternalProblem(t, r, "relation", "users_taken_away", `\"users\"`, "SQLSTATE", "42P01", "select", "does not exist", "pgx", "postgres")
-	if r.Str("request_id") != "db-failure-1" {
-		t.Fatalf("500 problem: %s", r.Body)
+	id := r.Header.Get("X-Request-ID")
+	if r.Str("request_id") != id || len(id) != 26 || r.Header.Get("X-Client-Request-ID") != "db-failure-1" {
+		t.Fatalf("500 problem: %v %s", r.Header, r.Body)
 	}
 	// The cause is the missing table, and the log says so.
 	testwait.Eventually(t, 10*time.Second, "the failure logged with its request id", func() (bool, error) {
-		for _, l := range s.Where(t, map[string]any{"msg": "request failed", "request_id": "db-failure-1", "level": "ERROR"}) {
+		for _, l := range s.Where(t, map[string]any{"msg": "request failed", "request_id": id, "client_request_id": "db-failure-1", "level": "ERROR"}) {
 			if err, _ := l["err"].(string); strings.Contains(err, "42P01") {
 				return true, nil
 			}
@@ -104,11 +105,12 @@ func TestPanicInAHandlerIsRecovered(t *testing.T) {
 
 	r := s.Do("GET", "/v1/users/"+uid, nil, "X-Request-ID", "rec-1")
 	isInternalProblem(t, r, "secret-panic-value", "panic", "goroutine", ".go:")
-	if r.Str("request_id") != "rec-1" || r.Header.Get("X-Request-ID") != "rec-1" {
+	id := r.Header.Get("X-Request-ID")
+	if r.Str("request_id") != id || len(id) != 26 || r.Header.Get("X-Client-Request-ID") != "rec-1" {
 		t.Fatalf("recovered answer: %v %s", r.Header, r.Body)
 	}
 	testwait.Eventually(t, 10*time.Second, "the panic logged with its stack", func() (bool, error) {
-		for _, l := range s.Where(t, map[string]any{"msg": "panic", "request_id": "rec-1", "level": "ERROR"}) {
+		for _, l := range s.Where(t, map[string]any{"msg": "panic", "request_id": id, "level": "ERROR"}) {
 			p, _ := l["panic"].(string)
 			stack, _ := l["stack"].(string)
 			if strings.Contains(p, "secret-panic-value") && strings.Contains(stack, "panickingEntities") {
@@ -119,7 +121,7 @@ func TestPanicInAHandlerIsRecovered(t *testing.T) {
 	})
 	// The access log has the request too, with the status it answered.
 	testwait.Eventually(t, 10*time.Second, "the access log line of the panicking request", func() (bool, error) {
-		lines := s.Where(t, map[string]any{"msg": "request", "request_id": "rec-1"})
+		lines := s.Where(t, map[string]any{"msg": "request", "request_id": id, "client_request_id": "rec-1"})
 		return len(lines) == 1 && lines[0]["status"] == float64(500), nil
 	})
 	// The server goes on: other reads, and the same one again.
@@ -132,28 +134,36 @@ func TestPanicInAHandlerIsRecovered(t *testing.T) {
 func TestAccessLogIsOneJSONLinePerRequest(t *testing.T) {
 	t.Parallel()
 	s := testserver.StartLogged(t, nil, nil)
-	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post")).Str("id")
-	s.Must(200, s.Do("GET", "/v1/users/"+uid+"?version=1", nil, "X-Request-ID", "log-get"))
-	s.Must(404, s.Do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
-	// Without an X-Request-ID, the one the server made and echoed.
+	// The server's id of each request, which it answers in X-Request-ID;
+	// a client's X-Request-ID is logged apart, as client_request_id.
+	post := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "l", "name": "L"}, "X-Request-ID", "log-post"))
+	uid := post.Str("id")
+	get := s.Must(200, s.Do("GET", "/v1/users/"+uid+"?version=1", nil, "X-Request-ID", "log-get"))
+	notFound := s.Must(404, s.Do("GET", "/v1/nowhere", nil, "X-Request-ID", "log-404"))
 	made := s.Must(200, s.Do("GET", "/healthz", nil)).Header.Get("X-Request-ID")
 	if made == "" {
 		t.Fatal("no request id echoed")
 	}
 	for _, want := range []struct {
-		id, method, path string
-		status           float64
+		id, client, method, path string
+		status                   float64
 	}{
-		{"log-post", "POST", "/v1/users", 201},
-		{"log-get", "GET", "/v1/users/" + uid, 200},
-		{"log-404", "GET", "/v1/nowhere", 404},
-		{made, "GET", "/healthz", 200},
+		{post.Header.Get("X-Request-ID"), "log-post", "POST", "/v1/users", 201},
+		{get.Header.Get("X-Request-ID"), "log-get", "GET", "/v1/users/" + uid, 200},
+		{notFound.Header.Get("X-Request-ID"), "log-404", "GET", "/v1/nowhere", 404},
+		{made, "", "GET", "/healthz", 200},
 	} {
+		if len(want.id) != 26 {
+			t.Fatalf("request id %q of %s is no ULID", want.id, want.path)
+		}
 		var lines []map[string]any
 		testwait.Eventually(t, 10*time.Second, "access log line of "+want.id, func() (bool, error) {
 			lines = s.Where(t, map[string]any{"msg": "request", "request_id": want.id})
 			return len(lines) > 0, nil
 		})
+		if client, _ := lines[0]["client_request_id"].(string); client != want.client {
+			t.Errorf("access log line of %s: client_request_id %q, want %q", want.id, client, want.client)
+		}
 		if len(lines) != 1 {
 			t.Fatalf("%d access log lines for request %s: %v", len(lines), want.id, lines)
 		}

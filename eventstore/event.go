@@ -31,10 +31,15 @@ type Event struct {
 
 // Metadata traces an event to the request and caller that caused it.
 type Metadata struct {
+	// CorrelationID is the server's id of the request that appended the
+	// event.
 	CorrelationID string `json:"correlation_id,omitempty"`
-	CausationID   string `json:"causation_id,omitempty"`
-	Actor         string `json:"actor,omitempty"`
-	Tenant        string `json:"tenant"`
+	// ClientRequestID is the id the caller gave that request
+	// (X-Request-ID), if any: recorded apart, never the correlation id.
+	ClientRequestID string `json:"client_request_id,omitempty"`
+	CausationID     string `json:"causation_id,omitempty"`
+	Actor           string `json:"actor,omitempty"`
+	Tenant          string `json:"tenant"`
 	// IdempotencyKey is the Idempotency-Key of the request that appended
 	// the event, when it had one: a key's claim left by a server that
 	// stopped mid-request is told applied or not by it.

@@ -20,14 +20,17 @@ type Change struct {
 // Entry is one event in an entity's history: when, who, through which
 // request, what, and the fields it changed.
 type Entry struct {
-	Version    int               `json:"version"`
-	EventID    string            `json:"event_id"`
-	Type       string            `json:"event_type"`
-	RecordedAt time.Time         `json:"recorded_at"`
-	Actor      string            `json:"actor"`
-	RequestID  string            `json:"request_id"`
-	Position   int64             `json:"position"`
-	Changes    map[string]Change `json:"changes"`
+	Version    int       `json:"version"`
+	EventID    string    `json:"event_id"`
+	Type       string    `json:"event_type"`
+	RecordedAt time.Time `json:"recorded_at"`
+	Actor      string    `json:"actor"`
+	RequestID  string    `json:"request_id"`
+	// ClientRequestID is the caller's own id of that request
+	// (X-Request-ID), when it gave one.
+	ClientRequestID string            `json:"client_request_id,omitempty"`
+	Position        int64             `json:"position"`
+	Changes         map[string]Change `json:"changes"`
 	// Erased says that the event's personal data was erased (see
 	// eventstore.Recorded): Changes holds none of it.
 	Erased bool `json:"erased,omitempty"`
@@ -175,7 +178,7 @@ func (r *Reader) History(ctx context.Context, kind domain.Kind, id string) ([]En
 		}
 		before = after
 		out = append(out, Entry{Version: s.version, EventID: s.rec.EventID, Type: s.rec.Type, RecordedAt: s.rec.RecordedAt,
-			Actor: s.rec.Metadata.Actor, RequestID: s.rec.Metadata.CorrelationID, Position: s.rec.Position, Erased: s.rec.Erased, Changes: changes})
+			Actor: s.rec.Metadata.Actor, RequestID: s.rec.Metadata.CorrelationID, ClientRequestID: s.rec.Metadata.ClientRequestID, Position: s.rec.Position, Erased: s.rec.Erased, Changes: changes})
 	}
 	return out, nil
 }

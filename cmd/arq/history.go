@@ -47,7 +47,11 @@ func (c *cli) history(ctx context.Context, o historyCmd) error {
 			}
 			continue
 		}
-		fmt.Fprintf(c.stdout, "v%d  %s  %s  actor=%s request=%s\n", e.Version, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.Type, e.Actor, e.RequestID)
+		client := ""
+		if e.ClientRequestID != "" {
+			client = " client_request=" + e.ClientRequestID
+		}
+		fmt.Fprintf(c.stdout, "v%d  %s  %s  actor=%s request=%s%s\n", e.Version, e.RecordedAt.UTC().Format(time.RFC3339Nano), e.Type, e.Actor, e.RequestID, client)
 		fields := make([]string, 0, len(e.Changes))
 		for f := range e.Changes {
 			fields = append(fields, f)

@@ -12,10 +12,10 @@ func TestHistoryAndReplayCommands(t *testing.T) {
 	s := testserver.Start(t, nil)
 	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "c", "name": "Cy"})).Str("id")
 	mid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "alpha"})).Str("id")
-	s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "beta"}, "X-Request-ID", "req-beta"))
+	beta := s.Must(200, s.Do("PATCH", "/v1/memories/"+mid, map[string]any{"content": "beta"}, "X-Request-ID", "req-beta")).Header.Get("X-Request-ID")
 
 	code, out, errOut := runCLI(t, s.URL, "history", "memory-"+mid)
-	if code != 0 || !strings.Contains(out, "v2  ") || !strings.Contains(out, "request=req-beta") || !strings.Contains(out, `content: "alpha" -> "beta"`) {
+	if code != 0 || !strings.Contains(out, "v2  ") || !strings.Contains(out, "request="+beta+" client_request=req-beta") || !strings.Contains(out, `content: "alpha" -> "beta"`) {
 		t.Fatalf("arq history: %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, s.URL, "history", "--json", "memory-"+mid)
