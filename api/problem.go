@@ -83,6 +83,11 @@ var problems = []problemKind{
 	// Idempotency-Key finds out (see Idempotency), without one it may
 	// apply it twice.
 	{eventstore.ErrOutcomeUnknown, http.StatusServiceUnavailable, "outcome-unknown", "Outcome unknown"},
+	// The database could not be reached (after ErrOutcomeUnknown, which
+	// an append cut short by an outage is too): nothing is wrong with the
+	// request, and it may be sent again. WriteError marks these errors
+	// (eventstore.Unreachable). Retry-After: 1.
+	{eventstore.ErrUnavailable, http.StatusServiceUnavailable, "database-unavailable", "Database unavailable"},
 }
 
 // problemBase prefixes every problem type.
@@ -103,6 +108,9 @@ type Problem struct {
 // table. The request stops there.
 func WriteError(c *gin.Context, err error) {
 	p := Problem{Instance: c.Request.URL.Path, RequestID: RequestIDFrom(c)}
+	// An adapter's error that says Postgres could not be reached is marked
+	// here, the one place every error passes, so that no adapter has to.
+	err = eventstore.Unreachable(err)
 	kind, ok := lookup(err)
 	if errors.Is(err, eventstore.ErrOutcomeUnknown) {
 		c.Set(outcomeUnknownKey, true) // the Idempotency middleware keeps the claim
