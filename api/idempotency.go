@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -94,11 +95,68 @@ type IdempotencyStore interface {
 	Release(ctx context.Context, actor, key string, token uint64) error
 }
 
+// givenUp are the claims this process gave up (their requests failed
+// before anything was appended) but could not release, as the database
+// was unreachable (see Idempotency): a retry with the key releases such
+// a claim first and runs at once, instead of being refused until the
+// claim is taken for abandoned. A claim is forgotten once released, or
+// once it is old enough to be found abandoned anyway.
+type givenUp struct {
+	mu     sync.Mutex
+	claims map[givenUpKey]time.Time // when the claim was given up
+}
+
+// givenUpKey names a claim: its actor, key and token.
+type givenUpKey struct {
+	actor, key string
+	token      uint64
+}
+
+// add remembers a claim given up but not released.
+func (g *givenUp) add(actor, key string, token uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	for k, at := range g.claims {
+		if now.Sub(at) > idempotencyPending {
+			delete(g.claims, k) // found abandoned by now, if still held
+		}
+	}
+	if g.claims == nil {
+		g.claims = map[givenUpKey]time.Time{}
+	}
+	g.claims[givenUpKey{actor, key, token}] = now
+}
+
+// has tells whether the claim was given up by this process.
+func (g *givenUp) has(actor, key string, token uint64) bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.claims[givenUpKey{actor, key, token}]
+	return ok
+}
+
+// forget drops a claim released.
+func (g *givenUp) forget(actor, key string, token uint64) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.claims, givenUpKey{actor, key, token})
+}
+
 // claim takes the key for this request, or returns what is held under
 // it. A claim taken is named by the transaction it was taken in (token):
 // saving or releasing it touches that claim only, never one another
 // request took after it was found abandoned.
-func claim(ctx context.Context, s IdempotencyStore, actor, key, fp string) (claimed bool, token uint64, st idempotency.Held, err error) {
+//
+// A claim in given (one this process gave up but could not release) is
+// released, and the key claimed again.
+func claim(ctx context.Context, s IdempotencyStore, given *givenUp, actor, key, fp string) (claimed bool, token uint64, st idempotency.Held, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		token, ok, err := s.Claim(ctx, actor, key, fp)
 		if err != nil {
@@ -113,6 +171,14 @@ func claim(ctx context.Context, s IdempotencyStore, actor, key, fp string) (clai
 		}
 		if !ok {
 			continue // released meanwhile; claim again
+		}
+		if st.Answer == nil && given.has(actor, key, st.ClaimedIn) {
+			// Its request failed before it appended anything: run again.
+			if err := s.Release(ctx, actor, key, st.ClaimedIn); err != nil {
+				return false, 0, idempotency.Held{}, err
+			}
+			given.forget(actor, key, st.ClaimedIn)
+			continue
 		}
 		age := st.Age
 		if st.Answer == nil && age > idempotencyPending && age <= idempotency.TTL {
@@ -230,11 +296,15 @@ func caseTwins(doc any) bool {
 // answer showed once are not kept, and the replay holds null in their place. The same key with
 // another request (the same JSON in another order is the same) is 422; a
 // retry while the first still runs is 409; a 5xx answer, or one refusing
-// the input (400, 413, 415, 422), is not kept, so a retry runs again. An
+// the input (400, 413, 415, 422), is not kept, so a retry runs again (but
+// a 503 outcome-unknown keeps the claim: a retry after it lapses looks in
+// the log); when the database is down even for the release, this process
+// remembers the claim and the retry releases it first, at once. An
 // answer whose data was erased since is forgotten: a retry gets 410.
 // The reads sent by POST (readPosts) ignore the key: a read kept and
 // replayed would answer with the state of its first call for a day.
 func Idempotency(store IdempotencyStore) gin.HandlerFunc {
+	given := &givenUp{}
 	return func(c *gin.Context) {
 		key := c.GetHeader("Idempotency-Key")
 		if c.Request.Method != http.MethodPost || key == "" || slices.Contains(readPosts, c.FullPath()) {
@@ -269,7 +339,7 @@ func Idempotency(store IdempotencyStore) gin.HandlerFunc {
 		actor := Actor(c)
 
 		// Not cut short by the client: a claim taken must be known taken.
-		claimed, token, st, err := claim(context.WithoutCancel(c.Request.Context()), store, actor, key, fp)
+		claimed, token, st, err := claim(context.WithoutCancel(c.Request.Context()), store, given, actor, key, fp)
 		if err != nil {
 			WriteError(c, err)
 			return
@@ -314,7 +384,11 @@ func Idempotency(store IdempotencyStore) gin.HandlerFunc {
 			// append of unknown outcome keeps the claim: a retry after it
 			// lapses looks in the log.
 			if err := store.Release(ctx, actor, key, token); err != nil {
-				logger(c).Error("release idempotency key", "err", err)
+				// The database is most likely unreachable (the request
+				// failed as it was): a retry with the key, once it is
+				// back, releases the claim first (see givenUp).
+				given.add(actor, key, token)
+				logger(c).Warn("release idempotency key: a retry releases it", "err", err)
 			}
 			return
 		}
