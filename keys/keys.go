@@ -136,6 +136,20 @@ func (s *Store) Lookup(ctx context.Context, secret string) (Key, error) {
 	return k, nil
 }
 
+// Live returns those of ids that are live keys (not revoked), in one
+// query: the event streams re-check their keys with it.
+func (s *Store) Live(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NULL`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("check keys: %w", err)
+	}
+	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("check keys: %w", err)
+	}
+	return live, nil
+}
+
 // ErrUnknown is the answer to a secret no live key has: unknown, or
 // revoked.
 var ErrUnknown = errors.New("unknown or revoked key")
