@@ -97,7 +97,7 @@ func engine(d Deps) *gin.Engine {
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
 	v1 := r.Group("/v1", Idempotency(d.Idempotency))
-	res := &resources{Resources: d.Resources, health: d.Health}
+	res := &resources{Resources: d.Resources, health: d.Health, keys: newKeyWatcher(d.Keys, keyCheckEvery, d.Log)}
 	res.userRoutes(v1)
 	res.eraseRoutes(v1)
 	res.sessionRoutes(v1)

@@ -15,6 +15,10 @@ import (
 
 const actorKey = "arq.actor"
 
+// keyIDKey holds, in the gin context, the id of the API key a request was
+// authenticated with (not set for the admin key or an open API).
+const keyIDKey = "arq.key_id"
+
 // Actor is who is calling: "admin", "key:<id>", or "anonymous" when the
 // API runs open. It is recorded as the actor of every event the request
 // appends.
@@ -73,6 +77,7 @@ func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
 			return
 		}
 		c.Set(actorKey, "key:"+k.ID)
+		c.Set(keyIDKey, k.ID)
 		if !slices.Contains(k.Scopes, need) && !slices.Contains(k.Scopes, ScopeAdmin) {
 			WriteError(c, errorf(ErrForbidden, "this key lacks the %s scope", need))
 			return

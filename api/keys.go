@@ -30,6 +30,8 @@ type KeyStore interface {
 	List(ctx context.Context) ([]Key, error)
 	// Revoke revokes a key at once; an unknown one is domain.ErrNotFound.
 	Revoke(ctx context.Context, id string) error
+	// Live returns those of ids that are live keys (not revoked).
+	Live(ctx context.Context, ids []string) ([]string, error)
 }
 
 type createKeyRequest struct {

@@ -65,6 +65,8 @@ const (
 type resources struct {
 	Resources
 	health Health
+	// keys tells the event streams when their key is revoked.
+	keys *keyWatcher
 }
 
 // meta is the trace a command records: the request's id (and the

@@ -134,10 +134,14 @@ const liveOpenBatch = 100
 // must reach the client within the stream write timeout: a client that
 // stops reading would otherwise hold the handler, blocked in a write,
 // until the server shuts down. A write that times out fails the
-// connection, which ends the request's context and so the stream.
+// connection, which ends the request's context and so the stream. A
+// stream opened with an API key ends, with an event revoked, once the key
+// is found revoked (see keyWatcher).
 func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded) bool, cursor eventstore.Cursor,
 	catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)) {
 	ctx := c.Request.Context()
+	revoked, unwatch := r.keys.Watch(c.GetString(keyIDKey))
+	defer unwatch()
 	l := r.Live.Listen(accept) // before catching up, so nothing falls between
 	defer l.Close()
 
@@ -186,7 +190,15 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 		cursor = e.Cursor()
 		return write("id: %s\nevent: %s\ndata: %s\n\n", cursor, e.Type, payload)
 	}
+	const revokedEvent = "event: revoked\ndata: %q\n\n"
+	const revokedData = "the API key of this stream was revoked"
 	for catchUp != nil {
+		select {
+		case <-revoked:
+			_ = write(revokedEvent, revokedData)
+			return
+		default:
+		}
 		events, err := catchUp(ctx, cursor)
 		if err != nil {
 			logger(c).Warn("event stream catch-up failed", "after", cursor.String(), "err", err)
@@ -235,6 +247,9 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 			if err := write(": keep-alive\n\n"); err != nil {
 				return
 			}
+		case <-revoked:
+			_ = write(revokedEvent, revokedData)
+			return
 		case <-r.Stopping:
 			_ = write("event: closing\ndata: %q\n\n", "this server is shutting down; reconnect with Last-Event-ID to resume")
 			return
