@@ -30,6 +30,9 @@ type Deps struct {
 	AdminKey     string
 	CORSOrigins  []string
 	MaxBodyBytes int64
+	// RateLimits limit the requests of each key and of each address
+	// sending a missing or wrong key.
+	RateLimits RateLimits
 	// Resources serve users, sessions, messages and memories.
 	Resources Resources
 	// Metrics counts the requests and serves GET /metrics; nil: a
@@ -81,7 +84,7 @@ func engine(d Deps) *gin.Engine {
 		d.Metrics = metrics.New()
 	}
 	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), AccessLog(), Recover(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
-		Auth(d.AdminKey, d.Keys, d.Log), StorableInput(), KnownQuery())
+		Auth(d.AdminKey, d.Keys, d.RateLimits, d.Log), StorableInput(), KnownQuery())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
 	})

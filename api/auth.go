@@ -40,11 +40,17 @@ var readPosts = []string{"/v1/users/:id/memories/search", "/v1/sessions/:id/cont
 // configured the API runs open, which it logs loudly once. Reads (GET, and
 // the POSTs of readPosts) need the read scope, other requests write,
 // /v1/admin/ admin; the admin key has all.
-func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
+//
+// It holds limits too: each key's requests count against limits.Key, and
+// those with a missing or wrong key against limits.Anonymous of their
+// client address, whose excess is answered 429 before any lookup (see
+// rateGuard). The admin key, the public paths and an open API have none.
+func Auth(adminKey string, store KeyStore, limits RateLimits, log *slog.Logger) gin.HandlerFunc {
 	if adminKey == "" {
 		log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
 		return func(c *gin.Context) { c.Next() }
 	}
+	guard := newRateGuard(limits)
 	return func(c *gin.Context) {
 		if slices.Contains(publicPaths, c.Request.URL.Path) || c.Request.Method == http.MethodOptions {
 			c.Next()
@@ -52,7 +58,9 @@ func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
 		}
 		secret, ok := bearer(c.GetHeader("Authorization"))
 		if !ok {
-			WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key>"))
+			if guard.anonymous(c) {
+				WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key>"))
+			}
 			return
 		}
 		need := ScopeWrite
@@ -68,9 +76,22 @@ func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		if guard.knownWrong(secret) {
+			if guard.anonymous(c) {
+				WriteError(c, errorf(ErrUnauthorized, "unknown or revoked key"))
+			}
+			return
+		}
+		if guard.stillHeld(c) {
+			return
+		}
 		k, err := store.Lookup(c.Request.Context(), secret)
 		if errors.Is(err, keys.ErrUnknown) {
-			err = errorf(ErrUnauthorized, "unknown or revoked key")
+			guard.rememberWrong(secret)
+			if guard.anonymous(c) {
+				WriteError(c, errorf(ErrUnauthorized, "unknown or revoked key"))
+			}
+			return
 		}
 		if err != nil {
 			WriteError(c, err)
@@ -78,6 +99,9 @@ func Auth(adminKey string, store KeyStore, log *slog.Logger) gin.HandlerFunc {
 		}
 		c.Set(actorKey, "key:"+k.ID)
 		c.Set(keyIDKey, k.ID)
+		if !guard.key(c, k.ID) {
+			return
+		}
 		if !slices.Contains(k.Scopes, need) && !slices.Contains(k.Scopes, ScopeAdmin) {
 			WriteError(c, errorf(ErrForbidden, "this key lacks the %s scope", need))
 			return

@@ -29,6 +29,7 @@ var (
 	ErrIdempotencyInProgress = errors.New("a request with this idempotency key is in progress")
 	ErrMethodNotAllowed      = errors.New("method not allowed")
 	ErrRouteNotFound         = errors.New("no such route")
+	ErrRateLimited           = errors.New("too many requests")
 )
 
 // problemKind is one row of the error table: an error kind, its HTTP
@@ -77,6 +78,9 @@ var problems = []problemKind{
 	// The body was not all sent within the server's read timeout
 	// (ARQ_REQUEST_READ_TIMEOUT); the connection is closed after.
 	{ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout", "Request timeout"},
+	// Over a rate limit (see RateLimits); the answer carries Retry-After
+	// and the RateLimit headers.
+	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
 	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Unavailable"},
 	// The change may or may not be in the log: a retry with the same
