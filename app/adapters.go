@@ -6,10 +6,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
+	"github.com/arq-memory/arq/ratelimit"
 )
 
 // health tells the API where Postgres and the process's projections stand
@@ -103,4 +105,26 @@ type summarySource struct {
 
 func (s summarySource) DueSummaries(ctx context.Context, limit int, skip, last []string) ([]domain.DueSummary, error) {
 	return s.r.DueSummaries(ctx, s.threshold, s.recent, limit, skip, last)
+}
+
+// rateLimits are the API's limits from the configuration, counted by the
+// app's limiter.
+func (a *App) rateLimits() api.RateLimits {
+	burst := a.cfg.RateLimitBurst
+	if burst == 0 {
+		burst = 2 * a.cfg.RateLimit
+	}
+	return api.RateLimits{
+		Limiter:   rateLimiter{a.limiter},
+		Key:       api.RateLimit{Rate: a.cfg.RateLimit, Burst: burst},
+		Anonymous: api.RateLimit{Rate: a.cfg.RateLimitAnonymous, Burst: 2 * a.cfg.RateLimitAnonymous},
+	}
+}
+
+// rateLimiter is the API's RateLimiter on ratelimit.Limiter.
+type rateLimiter struct{ l *ratelimit.Limiter }
+
+func (r rateLimiter) Allow(ctx context.Context, caller string, limit api.RateLimit) api.RateResult {
+	res := r.l.Allow(ctx, caller, ratelimit.Limit{Rate: limit.Rate, Burst: limit.Burst})
+	return api.RateResult{Allowed: res.Allowed, Remaining: res.Remaining, RetryAfter: res.RetryAfter, ResetAfter: res.ResetAfter}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 	"github.com/arq-memory/arq/queries"
+	"github.com/arq-memory/arq/ratelimit"
 	"github.com/arq-memory/arq/summarize"
 	"github.com/arq-memory/arq/tokens"
 	"github.com/arq-memory/arq/vault"
@@ -71,6 +72,9 @@ type Options struct {
 	// WrapEntities, when set, wraps the entity reader the API reads by id
 	// (tests put a failing one in front).
 	WrapEntities func(api.EntityReader) api.EntityReader
+	// WrapKeys, when set, wraps the key store the API looks keys up in
+	// (tests count its lookups).
+	WrapKeys func(api.KeyStore) api.KeyStore
 	// MakeMasterKey makes the master key file when no key is configured
 	// and the file is missing (serve, migrate).
 	MakeMasterKey bool
@@ -119,11 +123,13 @@ type App struct {
 	queries  *queries.Service
 	// namespace keeps apart the Redis keys and live topics of deployments
 	// sharing one Redis (see RedisNamespace).
-	namespace   string
-	hub         *live.Hub
-	relay       *live.Relay
-	feed        func(context.Context) error
-	closeLive   func() // closes the Redis client of live updates
+	namespace string
+	hub       *live.Hub
+	relay     *live.Relay
+	feed      func(context.Context) error
+	closeLive func() // closes the Redis client of live updates
+	// limiter counts the requests against the rate limits.
+	limiter     *ratelimit.Limiter
 	expirer     *commands.Expirer
 	snapshotter *commands.Snapshotter
 	summaries   *commands.SummaryWorker
@@ -288,6 +294,9 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	if err := a.wireRedis(ctx, pcfg.ConnConfig.Database); err != nil {
 		return err
 	}
+	if a.limiter, err = ratelimit.New(cfg.RedisURL, a.namespace, a.log); err != nil {
+		return err
+	}
 	if a.opt.WrapEntities != nil {
 		a.entities = a.opt.WrapEntities(a.entities)
 	}
@@ -313,6 +322,9 @@ func (a *App) Close() {
 	}
 	if a.cache != nil {
 		_ = a.cache.Close()
+	}
+	if a.limiter != nil {
+		_ = a.limiter.Close()
 	}
 	// A pool's Close waits for the connections in use to come back: one
 	// held by work stuck past the shutdown (an append waiting for a lock

@@ -55,6 +55,13 @@ type Config struct {
 	CacheMemoryBytes int64 `var:"ARQ_CACHE_MEMORY_BYTES" name:"cache-memory-bytes" default:"67108864" check:"min=0" group:"server" help:"about how much of the cache each process also keeps in its own memory, in front of Redis; 0 keeps nothing there"`
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64 `var:"ARQ_MAX_BODY_BYTES" name:"max-body-bytes" default:"1048576" check:"min=1024" group:"server" help:"largest request body; larger ones get 413"`
+	// RateLimit limits each API key's requests a second, RateLimitBurst
+	// how many come at once (0: twice the rate); RateLimitAnonymous each
+	// client address's requests with a missing or wrong key, with a burst
+	// of twice it. 0 sets no limit. Kept in Redis, shared by the instances.
+	RateLimit          int `var:"ARQ_RATE_LIMIT" name:"rate-limit" default:"100" check:"min=0" group:"server" help:"requests a second each API key may send, counted in Redis across instances (each instance alone while Redis is down); more get 429. 0: no limit. The admin key has none"`
+	RateLimitBurst     int `var:"ARQ_RATE_LIMIT_BURST" name:"rate-limit-burst" default:"0" check:"min=0" group:"server" help:"how many requests an API key may send at once, within ARQ_RATE_LIMIT over time; 0: twice ARQ_RATE_LIMIT"`
+	RateLimitAnonymous int `var:"ARQ_RATE_LIMIT_ANONYMOUS" name:"rate-limit-anonymous" default:"10" check:"min=0" group:"server" help:"requests a second each client address may send with a missing or wrong key (a burst of twice it); more get 429, without a key lookup. 0: no limit"`
 	// MaxContextTokens is the largest max_tokens a context read or
 	// snapshot may ask for: a window's work and size grow with it.
 	MaxContextTokens int `var:"ARQ_MAX_CONTEXT_TOKENS" name:"max-context-tokens" default:"128000" check:"range=${default_max_tokens}..${max_window_tokens}" group:"server" help:"the largest max_tokens a context read or snapshot may ask for; more gets 422"`

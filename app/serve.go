@@ -81,17 +81,22 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	if err != nil {
 		return err
 	}
+	var keyStore api.KeyStore = keys.New(a.pool)
+	if a.opt.WrapKeys != nil {
+		keyStore = a.opt.WrapKeys(keyStore)
+	}
 	stopping := make(chan struct{})
 	srv := &http.Server{
 		Handler: api.New(api.Deps{
 			Log:          a.log,
 			Health:       health{a.pool, ProjectionNames()},
 			Redis:        a.cache,
-			Keys:         keys.New(a.pool),
+			Keys:         keyStore,
 			Idempotency:  idempotency.New(a.pool),
 			AdminKey:     a.cfg.AdminKey,
 			CORSOrigins:  a.cfg.CORSOrigins,
 			MaxBodyBytes: a.cfg.MaxBodyBytes,
+			RateLimits:   a.rateLimits(),
 			Resources: api.Resources{
 				Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
 				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
