@@ -134,7 +134,9 @@ func openAPI() map[string]any {
 		"info": map[string]any{"title": "ARQ", "version": "1",
 			"description": "Memory and context store for AI assistants, event-sourced on PostgreSQL. HEAD is answered wherever GET is, without the body. " +
 				"Every answer carries X-Request-ID, the server's own id of the request (the request_id of problems, history entries and logs, the correlation_id of events); " +
-				"a caller's X-Request-ID is recorded apart (client_request_id) and echoed as X-Client-Request-ID."},
+				"a caller's X-Request-ID is recorded apart (client_request_id) and echoed as X-Client-Request-ID. " +
+				"Requests are rate limited per key, and per client address with a missing or wrong key: answers carry RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset, " +
+				"and a request over the limit is 429 problem+json (rate-limited) with Retry-After."},
 		"paths": paths,
 		"components": map[string]any{
 			"schemas":         schemas(),
