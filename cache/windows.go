@@ -58,7 +58,9 @@ func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, st readmo
 	}
 	ttl := windowTTL
 	if win.ExpiresAt != nil {
-		ttl = min(ttl, win.ExpiresAt.Sub(req.Now))
+		// From now, not from the request's start: building the window
+		// took time, and its entry must be gone when the memory expires.
+		ttl = min(ttl, time.Until(*win.ExpiresAt))
 	}
 	if ttl > 0 {
 		w.cache.Set(ctx, key, win.JSON, ttl)
