@@ -50,7 +50,11 @@ func (a *App) wireRedis(ctx context.Context, database string) error {
 	if a.cfg.CacheEntities {
 		a.entities = cache.NewEntities(a.reader, a.cache, a.namespace)
 	}
-	a.windows = cache.NewWindows(queries.NewWindows(a.reader, a.tokens), a.cache, a.namespace)
+	queryKey, err := a.vault.DerivedKey(ctx, "window cache query names")
+	if err != nil {
+		return err
+	}
+	a.windows = cache.NewWindows(queries.NewWindows(a.reader, a.tokens), a.cache, a.namespace).KeyedBy(queryKey)
 	return a.wireLive(a.namespace)
 }
 

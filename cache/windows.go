@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"time"
@@ -31,12 +32,24 @@ type Windows struct {
 	src    queries.WindowReader
 	cache  *Cache
 	prefix string
+	// queryKey, when set, keys the hash that names a window's query in
+	// its Redis key (see KeyedBy).
+	queryKey []byte
 }
 
 // NewWindows reads src through c; namespace keeps apart the entries of
 // deployments sharing one Redis (see Namespace).
 func NewWindows(src queries.WindowReader, c *Cache, namespace string) *Windows {
 	return &Windows{src: src, cache: c, prefix: windowPrefix(namespace)}
+}
+
+// KeyedBy names queries in keys by a hash keyed with key (HMAC-SHA-256),
+// so that a key's name, which anyone reading Redis sees, does not let a
+// guess of a person's query be checked against it. Every process of a
+// deployment must use the same key (see vault.Vault.DerivedKey).
+func (w *Windows) KeyedBy(key []byte) *Windows {
+	w.queryKey = key
+	return w
 }
 
 // EncodedWindow answers the window from the cache when it holds one for
@@ -75,13 +88,17 @@ func (w *Windows) key(sessionID string, st readmodel.WindowState, req readmodel.
 	var buf [192]byte
 	b := append(buf[:0], w.prefix...)
 	b = appendWindowKey(b, sessionID, [4]int64{st.Messages, st.Summaries, st.Memories, st.Rebuilds},
-		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryHash(req))
+		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryHash(w.queryKey, req))
 	return string(b)
 }
 
-// queryHash names a window's query and embedding in its key.
-func queryHash(req readmodel.WindowRequest) []byte {
+// queryHash names a window's query and embedding in its key, keyed with
+// key when there is one.
+func queryHash(key []byte, req readmodel.WindowRequest) []byte {
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+	}
 	h.Write([]byte(req.Query))
 	if req.Embedding != nil {
 		h.Write([]byte{0})

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -55,8 +56,9 @@ func TestWindowsKeyedByState(t *testing.T) {
 	read(st, `{"session_id":"s1","build":4}`, "miss")
 }
 
-// The key names what it always named, in the format it always had: a
-// deployment upgraded in place keeps using the windows it cached.
+// The key names what it always named, in the format it always had; a
+// server names the query by a keyed hash (KeyedBy), so a deployment
+// upgraded to it misses its cached windows once, for at most windowTTL.
 func TestWindowKeyFormat(t *testing.T) {
 	w := NewWindows(nil, nil, "arq:0000")
 	req := readmodel.WindowRequest{Budget: domain.Budget{MaxTokens: 4000, SummaryShare: 0.2, MemoryShare: 0.25}, Query: "bees", Embedding: []float32{1, 0.5}}
@@ -72,10 +74,23 @@ func TestWindowKeyFormat(t *testing.T) {
 	}
 	old := testing.AllocsPerRun(100, func() {
 		_ = fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d.%d:%d:%g:%g:%x", "arq:0000", "s1", st.Messages, st.Summaries, st.Memories, st.Rebuilds,
-			req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryHash(req))
+			req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, queryHash(nil, req))
 	})
 	if got := testing.AllocsPerRun(100, func() { _ = w.key("s1", st, req) }); got > old {
 		t.Errorf("a window's key costs %v allocations, more than the %v fmt.Sprintf cost", got, old)
+	}
+
+	// Keyed, the query is named by an HMAC, which names it as the plain
+	// hash does not: a guess of the query cannot be checked against it.
+	secret := []byte("a deployment's derived key")
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(req.Query))
+	mac.Write([]byte{0})
+	_ = binary.Write(mac, binary.LittleEndian, req.Embedding)
+	keyed := fmt.Sprintf("arq:%s:ctx:v2:%s:%d.%d.%d.%d:%d:%g:%g:%x", "arq:0000", "s1", st.Messages, st.Summaries, st.Memories, st.Rebuilds,
+		req.Budget.MaxTokens, req.Budget.SummaryShare, req.Budget.MemoryShare, mac.Sum(nil)[:12])
+	if got := NewWindows(nil, nil, "arq:0000").KeyedBy(secret).key("s1", st, req); got != keyed || got == want {
+		t.Fatalf("keyed: key %q, want %q", got, keyed)
 	}
 }
 

@@ -64,3 +64,16 @@ func (n *namesKey) get(ctx context.Context, v *Vault) ([]byte, error) {
 	n.key = key.raw
 	return n.key, nil
 }
+
+// DerivedKey is a key for purpose, derived from the names key: the same
+// in every process of a deployment, and useless without the master key.
+// The window cache keys the hash of queries in Redis key names with one.
+func (v *Vault) DerivedKey(ctx context.Context, purpose string) ([]byte, error) {
+	key, err := v.names.get(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("arq derived key\x00" + purpose))
+	return mac.Sum(nil), nil
+}
