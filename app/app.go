@@ -294,7 +294,7 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	if err := a.wireRedis(ctx, pcfg.ConnConfig.Database); err != nil {
 		return err
 	}
-	if a.limiter, err = ratelimit.New(cfg.RedisURL, a.namespace, a.log); err != nil {
+	if a.limiter, err = ratelimit.New(a.cache.Client(), a.namespace, a.log); err != nil {
 		return err
 	}
 	if a.opt.WrapEntities != nil {
@@ -322,9 +322,6 @@ func (a *App) Close() {
 	}
 	if a.cache != nil {
 		_ = a.cache.Close()
-	}
-	if a.limiter != nil {
-		_ = a.limiter.Close()
 	}
 	// A pool's Close waits for the connections in use to come back: one
 	// held by work stuck past the shutdown (an append waiting for a lock

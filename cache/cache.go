@@ -20,6 +20,8 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/internal/redisclient"
 )
 
 // Cache is a cache of byte values: a bounded one in memory in front of
@@ -60,17 +62,12 @@ type localEntry struct {
 // about localBytes of the entries it reads or writes in memory too (0:
 // none). It does not wait for Redis: a cache that cannot reach it misses.
 func New(url string, localBytes int64, log *slog.Logger) (*Cache, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url %q: %w", url, err)
-	}
 	// Fail fast: a cache that waits is worse than none.
-	opt.DialTimeout = 200 * time.Millisecond
-	opt.ReadTimeout = 200 * time.Millisecond
-	opt.WriteTimeout = 200 * time.Millisecond
-	opt.MaxRetries = 0
-	opt.DialerRetries = 1 // go-redis dials 5 times, 100ms apart, by default
-	c := &Cache{rdb: redis.NewClient(opt), log: log, timeout: 250 * time.Millisecond, retry: retryRedis}
+	rdb, err := redisclient.New(url)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{rdb: rdb, log: log, timeout: 250 * time.Millisecond, retry: retryRedis}
 	if localBytes > 0 {
 		c.local, err = otter.New(&otter.Options[string, localEntry]{
 			MaximumWeight: uint64(localBytes),
@@ -218,3 +215,7 @@ func (c *Cache) healthy() {
 		c.log.Info("redis reachable again: caching resumed")
 	}
 }
+
+// Client is the cache's Redis client, which the process's other users of
+// Redis (the rate limits) share: one pool of connections, failing fast.
+func (c *Cache) Client() *redis.Client { return c.rdb }

@@ -63,31 +63,17 @@ type Limiter struct {
 	downUntil time.Time
 }
 
-// New connects to the Redis at url (redis://host:port/db), keeping its
-// counts under namespace (the deployment's; see app.RedisNamespace). It
-// does not wait for Redis.
-func New(url, namespace string, log *slog.Logger) (*Limiter, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url %q: %w", url, err)
-	}
-	// Fail fast: every request waits on the limiter.
-	opt.DialTimeout = 200 * time.Millisecond
-	opt.ReadTimeout = 200 * time.Millisecond
-	opt.WriteTimeout = 200 * time.Millisecond
-	opt.MaxRetries = 0
-	opt.DialerRetries = 1
+// New counts in the Redis of rdb (a client that fails fast, see
+// internal/redisclient; its owner closes it), keeping its counts under
+// namespace (the deployment's; see app.RedisNamespace).
+func New(rdb *redis.Client, namespace string, log *slog.Logger) (*Limiter, error) {
 	local, err := lru.New[string, *rate.Limiter](localKeys)
 	if err != nil {
 		return nil, fmt.Errorf("local limiters: %w", err)
 	}
-	rdb := redis.NewClient(opt)
 	return &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), prefix: namespace + ":", log: log,
 		timeout: 250 * time.Millisecond, local: local}, nil
 }
-
-// Close closes the connections to Redis.
-func (l *Limiter) Close() error { return l.rdb.Close() }
 
 // Allow counts one request of the caller key against lim. It asks Redis,
 // and this process's own counts when Redis cannot answer.

@@ -7,7 +7,22 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arq-memory/arq/internal/redisclient"
 )
+
+// client is a fail-fast client of the Redis at url, closed when t ends.
+func client(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	rdb, err := redisclient.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -31,16 +46,14 @@ func exhaust(t *testing.T, l *Limiter, key string, lim Limit) Result {
 // first one's requests; another key has its own.
 func TestSharedInRedis(t *testing.T) {
 	ns := fmt.Sprintf("ratelimit-test-%d", time.Now().UnixNano())
-	a, err := New("redis://127.0.0.1:6379/0", ns, quiet())
+	a, err := New(client(t, "redis://127.0.0.1:6379/0"), ns, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	b, err := New("redis://127.0.0.1:6379/0", ns, quiet())
+	b, err := New(client(t, "redis://127.0.0.1:6379/0"), ns, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
 	lim := Limit{Rate: 1, Burst: 3}
 	exhaust(t, a, "k", lim)
 	if r := b.Allow(context.Background(), "k", lim); r.Allowed {
@@ -56,11 +69,10 @@ func TestSharedInRedis(t *testing.T) {
 
 // With Redis unreachable the process holds the limit alone.
 func TestLocalWhenRedisIsDown(t *testing.T) {
-	l, err := New("redis://127.0.0.1:1/0", "ns", quiet())
+	l, err := New(client(t, "redis://127.0.0.1:1/0"), "ns", quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	lim := Limit{Rate: 1, Burst: 3}
 	r := exhaust(t, l, "k", lim)
 	if r.RetryAfter > time.Second {
