@@ -154,3 +154,22 @@ func TestRetriedAppendOpens(t *testing.T) {
 		t.Fatalf("the retried append reads %+v", got)
 	}
 }
+
+// A process configured with another master key than the store's keys were
+// wrapped by is told so when it opens, not at its first read.
+func TestCheckFindsAnotherMasterKey(t *testing.T) {
+	store, v, pool := setup(t)
+	ctx := context.Background()
+	if err := v.Check(ctx); err != nil {
+		t.Fatalf("the store's own key: %v", err)
+	}
+	if _, err := store.Append(ctx, eventstore.Stream{ID: "message_log-s1", Type: domain.StreamMessageLog}, eventstore.Any(), message(t, "u1", "m1", "text")); err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.New(pool, keyring(t), true).Check(ctx); !errors.Is(err, vault.ErrUnknownMaster) {
+		t.Fatalf("another master key: %v, want ErrUnknownMaster", err)
+	}
+	if err := v.Check(ctx); err != nil {
+		t.Fatalf("the store's own key: %v", err)
+	}
+}
