@@ -179,7 +179,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, opt Options) (*App,
 		return nil, fmt.Errorf("database url: %w", err)
 	}
 	pcfg.MaxConns = int32(cfg.DBMaxConns)
-	pgcancel.OnServer(&pcfg.ConnConfig.Config)
+	pgcancel.OnServerPool(pcfg)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)

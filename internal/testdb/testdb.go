@@ -126,7 +126,7 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 		t.Fatalf("testdb: %v", err)
 	}
 	cfg.MaxConns = 20
-	pgcancel.OnServer(&cfg.ConnConfig.Config) // as cmd/arq wires its pools
+	pgcancel.OnServerPool(cfg) // as cmd/arq wires its pools
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
