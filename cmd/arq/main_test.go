@@ -303,7 +303,7 @@ func TestEventsFollowTailsNewEvents(t *testing.T) {
 	url := testdb.New(t)
 	store := eventstore.New(testdb.Pool(t, url))
 	cmd := exec.Command(binary, "events", "--follow", "--limit", "2")
-	cmd.Env = append(os.Environ(), "ARQ_DATABASE_URL="+url)
+	cmd.Env = append(os.Environ(), "ARQ_DATABASE_URL="+url, "ARQ_MASTER_KEY="+testserver.MasterKey)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
