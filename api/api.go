@@ -5,12 +5,14 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/metrics"
 )
 
@@ -23,8 +25,12 @@ type Deps struct {
 	// Redis, when set, is reported on by /readyz; the API serves without
 	// it.
 	Redis Pinger
-	// Keys keeps the API keys; Idempotency the answers kept for retries.
-	Keys        KeyStore
+	// Keys keeps the tenants and their API keys; Idempotency the answers
+	// kept for retries.
+	Keys KeyStore
+	// Owners tell whom an entity belongs to, so that each caller reaches
+	// its own tenant's alone (see Scope).
+	Owners      Owners
 	Idempotency IdempotencyStore
 	// AdminKey manages API keys; empty runs the API open.
 	AdminKey     string
@@ -83,8 +89,11 @@ func engine(d Deps) *gin.Engine {
 	if d.Metrics == nil {
 		d.Metrics = metrics.New()
 	}
+	if d.Owners == nil {
+		d.Owners = noOwners{}
+	}
 	r.Use(RequestID(d.Log), Observe(d.Metrics), Timing(), AccessLog(), Recover(), CORS(d.CORSOrigins), BodyLimit(d.MaxBodyBytes),
-		Auth(d.AdminKey, d.Keys, d.RateLimits, d.Log), StorableInput(), KnownQuery())
+		Auth(d), Scope(d.Owners), StorableInput(), KnownQuery())
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, errorf(ErrRouteNotFound, "%s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -100,7 +109,7 @@ func engine(d Deps) *gin.Engine {
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
 	v1 := r.Group("/v1", Idempotency(d.Idempotency))
-	res := &resources{Resources: d.Resources, health: d.Health, keys: newKeyWatcher(d.Keys, keyCheckEvery, d.Log)}
+	res := &resources{Resources: d.Resources, health: d.Health, keys: newKeyWatcher(d.Keys, keyCheckEvery, d.Log), owners: d.Owners}
 	res.userRoutes(v1)
 	res.eraseRoutes(v1)
 	res.sessionRoutes(v1)
@@ -112,8 +121,21 @@ func engine(d Deps) *gin.Engine {
 	res.logRoutes(v1)
 	res.statsRoutes(v1)
 	res.adminRoutes(v1)
-	keyRoutes(v1, d.Keys)
+	keyRoutes(v1, d.Keys, d.Owners)
+	tenantRoutes(v1, d.Keys)
 	return r
+}
+
+// noOwners knows no entity's owner: an API built without Owners answers
+// every entity 404 rather than reach across tenants.
+type noOwners struct{}
+
+func (noOwners) Of(_ context.Context, kind, id string) (domain.Owner, error) {
+	return domain.Owner{}, fmt.Errorf("%w: %s %s", domain.ErrNotFound, kind, id)
+}
+
+func (noOwners) OfStream(_ context.Context, id string) (domain.Owner, error) {
+	return domain.Owner{}, fmt.Errorf("%w: stream %s", domain.ErrNotFound, id)
 }
 
 // readyz answers 200 when Postgres answers and no projection has stopped on

@@ -3,13 +3,14 @@ package api
 import (
 	"crypto/subtle"
 	"errors"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/keys"
 )
 
@@ -36,21 +37,30 @@ var publicPaths = []string{"/healthz", "/readyz", "/openapi.json"}
 // they need the read scope, as GETs do, and ignore an Idempotency-Key.
 var readPosts = []string{"/v1/users/:id/memories/search", "/v1/sessions/:id/context", "/v1/sessions/validate"}
 
-// Auth checks the Bearer key of every request. With no admin key
-// configured the API runs open, which it logs loudly once. Reads (GET, and
-// the POSTs of readPosts) need the read scope, other requests write,
-// /v1/admin/ admin; the admin key has all.
+// sessionTokenPrefix starts every session token (see domain.Start), and
+// no API key.
+const sessionTokenPrefix = "arqs_"
+
+// Auth checks the Bearer credential of every request: the admin key, an
+// API key, or a session's token. With no admin key configured the API
+// runs open, which it logs loudly once. Reads (GET, and the POSTs of
+// readPosts) need the read scope, other requests write, /v1/admin/ admin;
+// the admin key has all. Each caller acts in one tenant, and may be
+// narrowed to a user or a session: Scope answers what lies outside as not
+// found.
 //
-// It holds limits too: each key's requests count against limits.Key, and
-// those with a missing or wrong key against limits.Anonymous of their
-// client address, whose excess is answered 429 before any lookup (see
-// rateGuard). The admin key, the public paths and an open API have none.
-func Auth(adminKey string, store KeyStore, limits RateLimits, log *slog.Logger) gin.HandlerFunc {
-	if adminKey == "" {
-		log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
+// It holds limits too: each key's requests count against its tenant's
+// limit (limits.Key unless the tenant sets its own), a session token's
+// against limits.Key, and those with a missing or wrong credential
+// against limits.Anonymous of their client address, whose excess is
+// answered 429 before any lookup (see rateGuard). The admin key, the
+// public paths and an open API have none.
+func Auth(d Deps) gin.HandlerFunc {
+	if d.AdminKey == "" {
+		d.Log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
 		return func(c *gin.Context) { c.Next() }
 	}
-	guard := newRateGuard(limits)
+	guard := newRateGuard(d.RateLimits)
 	return func(c *gin.Context) {
 		if slices.Contains(publicPaths, c.Request.URL.Path) || c.Request.Method == http.MethodOptions {
 			c.Next()
@@ -59,33 +69,29 @@ func Auth(adminKey string, store KeyStore, limits RateLimits, log *slog.Logger) 
 		secret, ok := bearer(c.GetHeader("Authorization"))
 		if !ok {
 			if guard.anonymous(c) {
-				WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key>"))
+				WriteError(c, errorf(ErrUnauthorized, "send Authorization: Bearer <API key or session token>"))
 			}
 			return
 		}
-		need := ScopeWrite
-		switch {
-		case strings.HasPrefix(c.Request.URL.Path, "/v1/admin/") || c.Request.URL.Path == "/v1/admin":
-			need = ScopeAdmin
-		case c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead,
-			c.Request.Method == http.MethodPost && slices.Contains(readPosts, c.FullPath()):
-			need = ScopeRead
-		}
-		if subtle.ConstantTimeCompare([]byte(secret), []byte(adminKey)) == 1 {
+		if subtle.ConstantTimeCompare([]byte(secret), []byte(d.AdminKey)) == 1 {
 			c.Set(actorKey, "admin")
 			c.Next()
 			return
 		}
 		if guard.knownWrong(secret) {
 			if guard.anonymous(c) {
-				WriteError(c, errorf(ErrUnauthorized, "unknown or revoked key"))
+				WriteError(c, errorf(ErrUnauthorized, "unknown or revoked credential"))
 			}
 			return
 		}
 		if guard.stillHeld(c) {
 			return
 		}
-		k, err := store.Lookup(c.Request.Context(), secret)
+		if strings.HasPrefix(secret, sessionTokenPrefix) {
+			sessionAuth(c, d, guard, secret)
+			return
+		}
+		k, err := d.Keys.Lookup(c.Request.Context(), secret)
 		if errors.Is(err, keys.ErrUnknown) {
 			guard.rememberWrong(secret)
 			if guard.anonymous(c) {
@@ -99,8 +105,17 @@ func Auth(adminKey string, store KeyStore, limits RateLimits, log *slog.Logger) 
 		}
 		c.Set(actorKey, "key:"+k.ID)
 		c.Set(keyIDKey, k.ID)
-		if !guard.key(c, k.ID) {
+		c.Set(callerKey, caller{scope: domain.Scope{Tenant: k.Tenant, UserID: k.UserID}})
+		if !guard.key(c, "key:"+k.ID, tenantLimit(d.RateLimits.Key, k.Limits)) {
 			return
+		}
+		need := ScopeWrite
+		switch {
+		case strings.HasPrefix(c.Request.URL.Path, "/v1/admin/") || c.Request.URL.Path == "/v1/admin":
+			need = ScopeAdmin
+		case c.Request.Method == http.MethodGet,
+			c.Request.Method == http.MethodPost && slices.Contains(readPosts, c.FullPath()):
+			need = ScopeRead
 		}
 		if !slices.Contains(k.Scopes, need) && !slices.Contains(k.Scopes, ScopeAdmin) {
 			WriteError(c, errorf(ErrForbidden, "this key lacks the %s scope", need))
@@ -108,6 +123,50 @@ func Auth(adminKey string, store KeyStore, limits RateLimits, log *slog.Logger) 
 		}
 		c.Next()
 	}
+}
+
+// sessionAuth authenticates a request by a session's token: the session
+// must be open and not past its expiry. The caller is then narrowed to
+// that session (see sessionRoutes), in its user's tenant.
+func sessionAuth(c *gin.Context, d Deps, guard *rateGuard, token string) {
+	ctx := c.Request.Context()
+	s, err := d.Resources.Queries.SessionByTokenHash(ctx, domain.HashToken(token))
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		WriteError(c, err)
+		return
+	}
+	if err != nil || s.Status != "open" || s.ExpiresAt != nil && !time.Now().Before(*s.ExpiresAt) {
+		guard.rememberWrong(token)
+		if guard.anonymous(c) {
+			WriteError(c, errorf(ErrUnauthorized, "the session token opens no open session"))
+		}
+		return
+	}
+	o, err := d.Owners.Of(ctx, domain.StreamSession, s.ID)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	c.Set(actorKey, "session:"+s.ID)
+	c.Set(callerKey, caller{scope: domain.Scope{Tenant: o.Tenant, UserID: o.UserID, SessionID: s.ID}, session: true})
+	if !guard.key(c, "session:"+s.ID, d.RateLimits.Key) {
+		return
+	}
+	c.Next()
+}
+
+// tenantLimit is the limit of a tenant's keys: the deployment's, with
+// what the tenant sets of its own. A rate set without a burst bursts to
+// twice the rate.
+func tenantLimit(deployment RateLimit, own keys.Limits) RateLimit {
+	l := deployment
+	if own.Rate != nil {
+		l.Rate, l.Burst = *own.Rate, 2**own.Rate
+	}
+	if own.Burst != nil {
+		l.Burst = *own.Burst
+	}
+	return l
 }
 
 // bearer returns the key of an Authorization header of the Bearer scheme,

@@ -40,12 +40,23 @@ func (f *fakeQueries) ContextWindow(_ context.Context, sessionID string, q queri
 	return queries.EncodedWindow{JSON: []byte(fmt.Sprintf(`{"session_id":%q,"max_tokens":%d}`, sessionID, q.Budget.MaxTokens)), Cache: "hit"}, nil
 }
 
+// defaultOwners says every entity is the default tenant's.
+type defaultOwners struct{}
+
+func (defaultOwners) Of(context.Context, string, string) (domain.Owner, error) {
+	return domain.Owner{Tenant: domain.DefaultTenant}, nil
+}
+
+func (defaultOwners) OfStream(context.Context, string) (domain.Owner, error) {
+	return domain.Owner{Tenant: domain.DefaultTenant}, nil
+}
+
 // serve runs one request through the API's router built on fakes alone:
 // no database, no Redis.
 func serve(t *testing.T, q Queries, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
 	gin.SetMode(gin.ReleaseMode)
-	h := New(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Resources: Resources{Queries: q}})
+	h := New(Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Resources: Resources{Queries: q}, Owners: defaultOwners{}})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
 	return rec

@@ -41,7 +41,8 @@ func logQuery(c *gin.Context) (eventstore.Cursor, int, eventstore.Filter, error)
 		}
 		limit = n
 	}
-	f := eventstore.Filter{StreamType: c.Query("stream_type"), StreamID: c.Query("stream")}
+	// Each caller reads its own tenant's events alone.
+	f := eventstore.Filter{StreamType: c.Query("stream_type"), StreamID: c.Query("stream"), Tenant: tenant(c)}
 	if t := c.Query("type"); t != "" {
 		f.EventTypes = strings.Split(t, ",")
 	}

@@ -80,7 +80,11 @@ var operations = []operation{
 
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
 	{method: "GET", path: "/v1/admin/keys", summary: "List API keys", tag: "admin", status: 200, schema: "KeyList"},
-	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key", tag: "admin", status: 204},
+	{method: "DELETE", path: "/v1/admin/keys/{id}", summary: "Revoke an API key; its open event streams end within a second", tag: "admin", status: 204},
+	{method: "POST", path: "/v1/admin/tenants", summary: "Create a tenant (the admin key alone)", tag: "admin", body: "CreateTenant", status: 201, schema: "Tenant"},
+	{method: "GET", path: "/v1/admin/tenants", summary: "List the tenants (the admin key alone)", tag: "admin", status: 200, schema: "TenantList"},
+	{method: "GET", path: "/v1/admin/tenants/{tenant}", summary: "A tenant and its rate limits (the admin key alone)", tag: "admin", status: 200, schema: "Tenant"},
+	{method: "PATCH", path: "/v1/admin/tenants/{tenant}", summary: "Set a tenant's rate limits; a limit left out or null is the deployment's (the admin key alone)", tag: "admin", body: "TenantLimits", status: 200, schema: "Tenant"},
 	{method: "POST", path: "/v1/admin/projections/{name}/rebuild", summary: "Rebuild a projection online: a new copy is built while the live tables serve, then switched in (202; 409 when one runs)", tag: "admin", status: 202, schema: "RebuildJob"},
 	{method: "GET", path: "/v1/admin/projections/{name}/rebuild", summary: "The last online rebuild of a projection started by this process", tag: "admin", status: 200, schema: "RebuildJob"},
 }

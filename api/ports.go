@@ -66,7 +66,8 @@ type Queries interface {
 	MessageQueries
 	MemoryQueries
 	ContextQueries
-	Stats(ctx context.Context) (readmodel.Stats, error)
+	// Stats counts a tenant's resources and events.
+	Stats(ctx context.Context, tenant string) (readmodel.Stats, error)
 }
 
 // UserCommands change users.

@@ -114,10 +114,11 @@ func (g *rateGuard) anonymous(c *gin.Context) bool {
 	return res.Allowed
 }
 
-// key counts a request of the API key id against the key limit; over it,
-// it answers 429 and returns false.
-func (g *rateGuard) key(c *gin.Context, id string) bool {
-	res, _ := g.allow(c, "key:"+id, g.limits.Key)
+// key counts a request of a key or session token (its caller name, such
+// as "key:<id>") against limit; over it, it answers 429 and returns
+// false.
+func (g *rateGuard) key(c *gin.Context, name string, limit RateLimit) bool {
+	res, _ := g.allow(c, name, limit)
 	return res.Allowed
 }
 

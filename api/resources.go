@@ -67,18 +67,9 @@ type resources struct {
 	health Health
 	// keys tells the event streams when their key is revoked.
 	keys *keyWatcher
+	// owners tell whom an entity belongs to.
+	owners Owners
 }
-
-// meta is the trace a command records: the request's id (and the
-// caller's own, if it sent one) and the caller.
-func meta(c *gin.Context) commands.Meta {
-	return commands.Meta{RequestID: RequestIDFrom(c), ClientRequestID: ClientRequestIDFrom(c), Actor: Actor(c),
-		Tenant: eventstore.DefaultTenant, IdempotencyKey: c.GetString(idempotencyKeyKey)}
-}
-
-// tenant is the caller's tenant. Keys carry no tenant yet: every caller
-// works in the default one.
-func tenant(*gin.Context) string { return eventstore.DefaultTenant }
 
 // ifMatch reads If-Match (RFC 9110) as the versions the caller expects:
 // nil when absent or "*" (any), else the versions of its strong ETags,

@@ -163,6 +163,13 @@ func (r *resources) validateSession(c *gin.Context) {
 		return
 	}
 	s, err := r.Queries.SessionByTokenHash(c.Request.Context(), domain.HashToken(req.Token))
+	if err == nil {
+		// Another tenant's session is one the token does not open here.
+		var o domain.Owner
+		if o, err = r.owners.Of(c.Request.Context(), domain.StreamSession, s.ID); err == nil && !callerOf(c).scope.Reaches(o) {
+			err = domain.ErrNotFound
+		}
+	}
 	if err != nil || s.Status != "open" {
 		if err != nil && !errors.Is(err, domain.ErrNotFound) {
 			WriteError(c, err)

@@ -10,10 +10,11 @@ func (r *resources) statsRoutes(g *gin.RouterGroup) {
 	g.GET("/stats", r.stats)
 }
 
-// stats answers the counts of each resource and of events, and each
-// projection's position and lag.
+// stats answers the counts of each resource and of events of the
+// caller's tenant, and each projection's position and lag (the
+// deployment's, which name no tenant's data).
 func (r *resources) stats(c *gin.Context) {
-	counts, err := r.Queries.Stats(c.Request.Context())
+	counts, err := r.Queries.Stats(c.Request.Context(), tenant(c))
 	if err != nil {
 		WriteError(c, err)
 		return

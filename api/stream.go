@@ -109,12 +109,14 @@ func (r *resources) eventStream(c *gin.Context) {
 	if !ok {
 		return
 	}
-	f := eventstore.Filter{StreamType: c.Query("stream_type")}
+	// Each caller follows its own tenant's events alone.
+	f := eventstore.Filter{StreamType: c.Query("stream_type"), Tenant: tenant(c)}
 	if t := c.Query("type"); t != "" {
 		f.EventTypes = strings.Split(t, ",")
 	}
 	accept := func(e eventstore.Recorded) bool {
-		return (f.StreamType == "" || e.StreamType == f.StreamType) && (len(f.EventTypes) == 0 || slices.Contains(f.EventTypes, e.Type))
+		return e.Metadata.Tenant == f.Tenant &&
+			(f.StreamType == "" || e.StreamType == f.StreamType) && (len(f.EventTypes) == 0 || slices.Contains(f.EventTypes, e.Type))
 	}
 	var catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)
 	if from != "" {

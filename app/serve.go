@@ -13,6 +13,7 @@ import (
 	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/keys"
 	"github.com/arq-memory/arq/metrics"
+	"github.com/arq-memory/arq/owners"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -92,6 +93,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			Health:       health{a.pool, ProjectionNames()},
 			Redis:        a.cache,
 			Keys:         keyStore,
+			Owners:       owners.New(a.store),
 			Idempotency:  idempotency.New(a.pool),
 			AdminKey:     a.cfg.AdminKey,
 			CORSOrigins:  a.cfg.CORSOrigins,

@@ -144,7 +144,7 @@ func TestBackfillEmbedsListedTextsAtTheirVersion(t *testing.T) {
 	listed[domain.StreamMessage] = []domain.TextToEmbed{{ID: msg, Version: 1, Content: "pollen"}}
 
 	b := commands.NewBackfiller(svc, listed)
-	meta := commands.Meta{RequestID: "run", Actor: commands.BackfillActor, Tenant: "default"}
+	meta := commands.Meta{RequestID: "run", Actor: commands.BackfillActor, Scope: domain.Scope{Tenant: "default"}}
 	if _, _, err := b.Backfill(ctx, meta, domain.StreamMemory, 2, nil); err == nil {
 		t.Fatal("a backfill without a provider ran")
 	}

@@ -43,7 +43,7 @@ func newService(tb testing.TB) (svc *commands.Service, store *eventstore.Store, 
 }
 
 // testMeta is the request behind the tests' commands.
-var testMeta = commands.Meta{RequestID: "test", Actor: "test", Tenant: "default"}
+var testMeta = commands.Meta{RequestID: "test", Actor: "test", Scope: domain.Scope{Tenant: "default"}}
 
 // BenchmarkAppendMessage is the command alone (load the session, decide,
 // count tokens, append to the session's log), beside a raw one-event append

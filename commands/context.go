@@ -27,13 +27,13 @@ func (s *Service) RecordSnapshot(ctx context.Context, meta Meta, d domain.Contex
 	} else {
 		d.SnapshotID = domain.NewID().String()
 	}
-	evs, err := toStore(meta, []domain.Event{{Type: domain.ContextSnapshotRecorded, Data: d}})
+	// Guarded by the user, as every write of a user's things: a snapshot
+	// taken while the user was being deleted is not recorded.
+	guard, tenant, err := s.owner(ctx, meta, d.UserID, "session", d.SessionID, false)
 	if err != nil {
 		return Result{}, err
 	}
-	// Guarded by the user, as every write of a user's things: a snapshot
-	// taken while the user was being deleted is not recorded.
-	guard, err := s.owner(ctx, d.UserID, "session", d.SessionID, false)
+	evs, err := toStore(meta, tenant, []domain.Event{{Type: domain.ContextSnapshotRecorded, Data: d}})
 	if err != nil {
 		return Result{}, err
 	}
@@ -75,17 +75,17 @@ func (s *Service) RecordSummary(ctx context.Context, meta Meta, after int, messa
 		return Result{}, fmt.Errorf("%w: summary of session %s covers %d..%d with %d bytes", domain.ErrInvalid, d.SessionID, d.FromSeq, d.ToSeq, len(d.Content))
 	}
 	d.Tokens = s.tokens.Count(d.Content)
-	evs, err := toStore(meta, []domain.Event{{Type: domain.SessionSummarized, Data: d}})
+	guard, tenant, err := s.owner(ctx, meta, d.UserID, "session", d.SessionID, false)
+	if err != nil {
+		return Result{}, err
+	}
+	evs, err := toStore(meta, tenant, []domain.Event{{Type: domain.SessionSummarized, Data: d}})
 	if err != nil {
 		return Result{}, err
 	}
 	expected := eventstore.Exactly(after)
 	if after == 0 {
 		expected = eventstore.NoStream()
-	}
-	guard, err := s.owner(ctx, d.UserID, "session", d.SessionID, false)
-	if err != nil {
-		return Result{}, err
 	}
 	appends := []eventstore.StreamAppend{guard, {Stream: stream(domain.StreamSummary, d.SessionID), Expected: expected, Events: evs}}
 	for id, version := range messages {
@@ -151,7 +151,7 @@ func NewSnapshotter(svc *Service, src SnapshotSource, interval time.Duration, lo
 }
 
 // snapshotMeta marks the events as the system's own.
-var snapshotMeta = Meta{Actor: "system:snapshots", Tenant: "default"}
+var snapshotMeta = Meta{Actor: "system:snapshots"}
 
 // Run records due snapshots until ctx ends.
 func (x *Snapshotter) Run(ctx context.Context) error {
@@ -282,7 +282,7 @@ func NewSummaryWorker(svc *Service, src SummarySource, s domain.Summarizer, inte
 }
 
 // summaryMeta marks the events as the system's own.
-var summaryMeta = Meta{Actor: "system:summaries", Tenant: "default"}
+var summaryMeta = Meta{Actor: "system:summaries"}
 
 // Run summarizes due sessions until ctx ends.
 func (x *SummaryWorker) Run(ctx context.Context) error {

@@ -99,12 +99,18 @@ func executeAlong[T aggregate](ctx context.Context, s *Service, meta Meta, e ent
 			return Result{}, err
 		}
 		var guard *eventstore.StreamAppend
+		var tenant string
 		if e.owner != nil {
-			g, err := s.owner(ctx, e.owner(a), e.kind, id, false)
+			g, t, err := s.owner(ctx, meta, e.owner(a), e.kind, id, false)
 			if err != nil {
 				return Result{}, err
 			}
-			guard = &g
+			guard, tenant = &g, t
+		} else if u, ok := any(a).(*domain.User); ok {
+			if err := meta.reach(u, e.kind, id); err != nil {
+				return Result{}, err
+			}
+			tenant = u.Tenant()
 		}
 		events, err := decide(a)
 		if err != nil || len(events) == 0 {
@@ -116,7 +122,7 @@ func executeAlong[T aggregate](ctx context.Context, s *Service, meta Meta, e ent
 				return Result{}, err
 			}
 		}
-		r, err := s.appendTo(ctx, meta, guard, stream(e.kind, id), a.Version()-e.before, expected, events, also)
+		r, err := s.appendTo(ctx, meta, tenant, guard, stream(e.kind, id), a.Version()-e.before, expected, events, also)
 		if err != nil {
 			return Result{}, err
 		}
@@ -125,12 +131,12 @@ func executeAlong[T aggregate](ctx context.Context, s *Service, meta Meta, e ent
 	})
 }
 
-// appendTo appends decided events to one stream at the version they were
-// decided on; with a guard (see owner) and also, in the same transaction as
+// appendTo appends decided events, recorded in tenant, to one stream at
+// the version they were decided on; with a guard (see owner) and also, in the same transaction as
 // them. The result has the stream's new version and the cursor of the
 // last event appended.
-func (s *Service) appendTo(ctx context.Context, meta Meta, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected []int, events []domain.Event, also []eventstore.StreamAppend) (Result, error) {
-	evs, err := toStore(meta, events)
+func (s *Service) appendTo(ctx context.Context, meta Meta, tenant string, guard *eventstore.StreamAppend, st eventstore.Stream, version int, expected []int, events []domain.Event, also []eventstore.StreamAppend) (Result, error) {
+	evs, err := toStore(meta, tenant, events)
 	if err != nil {
 		return Result{}, err
 	}

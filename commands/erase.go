@@ -122,6 +122,9 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 	if u.ID() == "" {
 		return Result{}, fmt.Errorf("%w: user %s", domain.ErrNotFound, id)
 	}
+	if err := meta.reach(u, "user", id); err != nil {
+		return Result{}, err
+	}
 	if u.Exists() {
 		// Deleted first: the deletion releases the external id, and it
 		// closes the user to new sessions, messages and memories, so
@@ -180,7 +183,7 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: u.Version()}, err
 		}
-		return s.appendTo(ctx, meta, nil, stream(domain.StreamUser, id), u.Version(), nil, events, nil)
+		return s.appendTo(ctx, meta, u.Tenant(), nil, stream(domain.StreamUser, id), u.Version(), nil, events, nil)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("erase user %s: record the erasure: %w", id, err)
@@ -199,6 +202,10 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 	var erased *Erased
 	res, err := s.serialized(ctx, domain.StreamID(domain.StreamMessage, id), func() (Result, error) {
 		m, appended, err := s.foldMessage(ctx, id)
+		if err != nil {
+			return Result{}, err
+		}
+		tenant, err := s.tenantOf(ctx, meta, m.UserID(), "message", id)
 		if err != nil {
 			return Result{}, err
 		}
@@ -233,7 +240,7 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 		// summary recorded after this is refused by its own guard on the
 		// message's stream.)
 		guard := eventstore.StreamAppend{Stream: stream(domain.StreamSummary, m.SessionID()), Expected: eventstore.Exactly(held.summaryVersion)}
-		r, err := s.appendTo(ctx, meta, &guard, stream(domain.StreamMessage, id), m.Version()-messageEntity.before, nil, events, nil)
+		r, err := s.appendTo(ctx, meta, tenant, &guard, stream(domain.StreamMessage, id), m.Version()-messageEntity.before, nil, events, nil)
 		if err != nil {
 			return Result{}, err
 		}
@@ -263,6 +270,10 @@ func (s *Service) eraseMemory(ctx context.Context, meta Meta, id, reason string)
 		if m.ID() == "" {
 			return Result{}, fmt.Errorf("%w: memory %s", domain.ErrNotFound, id)
 		}
+		tenant, err := s.tenantOf(ctx, meta, m.UserID(), "memory", id)
+		if err != nil {
+			return Result{}, err
+		}
 		// Any context window of the user's may have held the memory.
 		sessions, err := s.store.UserEvents(ctx, m.UserID(), "", []string{domain.SessionStarted})
 		if err != nil {
@@ -284,7 +295,7 @@ func (s *Service) eraseMemory(ctx context.Context, meta Meta, id, reason string)
 		if err != nil || len(events) == 0 {
 			return Result{ID: id, Version: m.Version()}, err
 		}
-		return s.appendTo(ctx, meta, nil, stream(domain.StreamMemory, id), m.Version(), nil, events, nil)
+		return s.appendTo(ctx, meta, tenant, nil, stream(domain.StreamMemory, id), m.Version(), nil, events, nil)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("erase memory %s: %w", id, err)
@@ -316,6 +327,20 @@ func (s *Service) forgetAnswers(ctx context.Context, meta Meta, scope AnswerScop
 
 // foldUser folds a user's stream, whatever became of the user; its ID is
 // empty when none was registered.
+// tenantOf is the tenant of the user that what/id belongs to, whatever
+// became of the user (an erasure may follow a deletion); a user outside
+// meta's scope makes it ErrNotFound, as reach says.
+func (s *Service) tenantOf(ctx context.Context, meta Meta, userID, what, id string) (string, error) {
+	u, err := s.foldUser(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	if err := meta.reach(u, what, id); err != nil {
+		return "", err
+	}
+	return u.Tenant(), nil
+}
+
 func (s *Service) foldUser(ctx context.Context, id string) (*domain.User, error) {
 	u := &domain.User{}
 	if _, err := s.fold(ctx, domain.StreamID(domain.StreamUser, id), u.Apply); err != nil {

@@ -171,7 +171,7 @@ func TestEraseUser(t *testing.T) {
 	e := newErasing(t)
 	c := e.converse(t, testMeta)
 	before := e.history(t, c.user)
-	other := e.converse(t, commands.Meta{RequestID: "other", Actor: "test", Tenant: "other"})
+	other := e.converse(t, commands.Meta{RequestID: "other", Actor: "test", Scope: domain.Scope{Tenant: "other"}})
 
 	res, err := e.svc.EraseUser(ctx, testMeta, c.user)
 	if err != nil {
@@ -417,7 +417,7 @@ func TestErasureForgetsKeptAnswers(t *testing.T) {
 		return token
 	}
 	as := func(key string) commands.Meta {
-		return commands.Meta{RequestID: key, Actor: "caller", Tenant: "default", IdempotencyKey: key}
+		return commands.Meta{RequestID: key, Actor: "caller", Scope: domain.Scope{Tenant: "default"}, IdempotencyKey: key}
 	}
 	save := func(key string, token uint64) {
 		if err := e.answers.Save(ctx, "caller", key, token, idempotency.Answer{Status: 201, Body: []byte(`{"name":"` + marker + `"}`)}); err != nil {

@@ -44,7 +44,7 @@ func NewExpirer(svc *Service, due DueFinder, interval time.Duration, log *slog.L
 }
 
 // expiryMeta marks the events as the system's own.
-var expiryMeta = Meta{Actor: "system:expiry", Tenant: "default"}
+var expiryMeta = Meta{Actor: "system:expiry"}
 
 // Run expires due entities until ctx ends.
 func (x *Expirer) Run(ctx context.Context) error {

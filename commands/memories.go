@@ -24,6 +24,9 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 		if err != nil {
 			return Result{}, err
 		}
+		if err := meta.reach(u, "user", userID); err != nil {
+			return Result{}, err
+		}
 		if _, err := domain.StoreNew(u, cmd, s.tokens, s.now()); err != nil {
 			return Result{}, err
 		}
@@ -34,11 +37,14 @@ func (s *Service) StoreMemory(ctx context.Context, meta Meta, userID string, cmd
 		if err != nil {
 			return Result{}, err
 		}
+		if err := meta.reach(u, "user", userID); err != nil {
+			return Result{}, err
+		}
 		events, err := domain.StoreNew(u, cmd, s.tokens, s.now())
 		if err != nil {
 			return Result{}, err
 		}
-		evs, err := toStore(meta, events)
+		evs, err := toStore(meta, u.Tenant(), events)
 		if err != nil {
 			return Result{}, err
 		}

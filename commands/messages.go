@@ -44,7 +44,7 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		if err != nil {
 			return Result{}, err
 		}
-		guard, err := s.owner(ctx, sess.UserID(), "session", sessionID, true)
+		guard, tenant, err := s.owner(ctx, meta, sess.UserID(), "session", sessionID, true)
 		if err != nil {
 			return Result{}, err
 		}
@@ -52,7 +52,7 @@ func (s *Service) AppendMessages(ctx context.Context, meta Meta, sessionID strin
 		if err != nil {
 			return Result{}, err
 		}
-		evs, err := toStore(meta, events)
+		evs, err := toStore(meta, tenant, events)
 		if err != nil {
 			return Result{}, err
 		}

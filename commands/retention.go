@@ -65,7 +65,7 @@ func (r *Retention) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list messages past retention: %w", err)
 	}
-	meta := Meta{RequestID: domain.NewID().String(), Actor: RetentionActor, Tenant: "default"}
+	meta := Meta{RequestID: domain.NewID().String(), Actor: RetentionActor}
 	n, failed := 0, 0
 	var errs []error
 	for _, id := range ids {

@@ -30,7 +30,12 @@ type Meta struct {
 	// correlation id.
 	ClientRequestID string
 	Actor           string
-	Tenant          string
+	// Scope is what the caller may reach: its tenant, and the user its
+	// key is narrowed to, if any. A command on what lies outside it is
+	// ErrNotFound and appends nothing. The zero Scope, the system's own
+	// callers', reaches every tenant. Events record the tenant of the
+	// user they belong to, whoever caused them.
+	Scope domain.Scope
 	// IdempotencyKey is the request's Idempotency-Key, if any; the
 	// events keep it.
 	IdempotencyKey string
@@ -193,7 +198,11 @@ func staleOnConflict(expected []int, streamID string, err error) error {
 // and a command on one is ErrNotFound (ErrErased for an erased user's)
 // and appends nothing. With
 // remember, a user folded before serves (the guard makes that safe).
-func (s *Service) owner(ctx context.Context, userID, what, id string, remember bool) (eventstore.StreamAppend, error) {
+//
+// The user must be in meta's scope, or the command is ErrNotFound: what a
+// caller may not reach it must not learn exists. It returns the user's
+// tenant, which the command's events record.
+func (s *Service) owner(ctx context.Context, meta Meta, userID, what, id string, remember bool) (eventstore.StreamAppend, string, error) {
 	u, ok := (*domain.User)(nil), false
 	if remember {
 		u, ok = s.users.Get(userID)
@@ -201,17 +210,30 @@ func (s *Service) owner(ctx context.Context, userID, what, id string, remember b
 	if !ok {
 		var err error
 		if u, err = userEntity.load(ctx, s, userID); errors.Is(err, domain.ErrErased) {
-			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is erased)", domain.ErrErased, what, id)
+			return eventstore.StreamAppend{}, "", fmt.Errorf("%w: %s %s (its user is erased)", domain.ErrErased, what, id)
 		} else if errors.Is(err, domain.ErrNotFound) {
-			return eventstore.StreamAppend{}, fmt.Errorf("%w: %s %s (its user is deleted)", domain.ErrNotFound, what, id)
+			return eventstore.StreamAppend{}, "", fmt.Errorf("%w: %s %s (its user is deleted)", domain.ErrNotFound, what, id)
 		} else if err != nil {
-			return eventstore.StreamAppend{}, err
+			return eventstore.StreamAppend{}, "", err
 		}
 		if remember {
 			s.users.Add(userID, u) // never changed after folding, so safe to share
 		}
 	}
-	return eventstore.StreamAppend{Stream: stream(domain.StreamUser, userID), Expected: eventstore.Exactly(u.Version())}, nil
+	if err := meta.reach(u, what, id); err != nil {
+		return eventstore.StreamAppend{}, "", err
+	}
+	return eventstore.StreamAppend{Stream: stream(domain.StreamUser, userID), Expected: eventstore.Exactly(u.Version())}, u.Tenant(), nil
+}
+
+// reach refuses, as not found, a command on what/id, of user u, when u is
+// outside the caller's scope. Only the tenant and the user are checked
+// here: which routes a session's token may take is the API's to say.
+func (m Meta) reach(u *domain.User, what, id string) error {
+	if !(domain.Scope{Tenant: m.Scope.Tenant, UserID: m.Scope.UserID}).Reaches(domain.Owner{Tenant: u.Tenant(), UserID: u.ID()}) {
+		return fmt.Errorf("%w: %s %s", domain.ErrNotFound, what, id)
+	}
+	return nil
 }
 
 // fold reads a stream and applies each event to apply; it returns the
@@ -233,8 +255,9 @@ func (s *Service) fold(ctx context.Context, streamID string, apply func(domain.E
 	return version, nil
 }
 
-// toStore turns decided events into events to append, with meta's trace.
-func toStore(meta Meta, events []domain.Event) ([]eventstore.Event, error) {
+// toStore turns decided events into events to append, with meta's trace,
+// recorded in tenant: that of the user the events belong to.
+func toStore(meta Meta, tenant string, events []domain.Event) ([]eventstore.Event, error) {
 	out := make([]eventstore.Event, len(events))
 	for i, e := range events {
 		data, err := json.Marshal(e.Data)
@@ -249,7 +272,7 @@ func toStore(meta Meta, events []domain.Event) ([]eventstore.Event, error) {
 				CorrelationID:   meta.RequestID,
 				ClientRequestID: meta.ClientRequestID,
 				Actor:           meta.Actor,
-				Tenant:          meta.Tenant,
+				Tenant:          tenant,
 				IdempotencyKey:  meta.IdempotencyKey,
 			},
 		}

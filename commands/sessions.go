@@ -17,11 +17,14 @@ func (s *Service) StartSession(ctx context.Context, meta Meta, userID string, cm
 		if err != nil {
 			return Result{}, err
 		}
+		if err := meta.reach(u, "user", userID); err != nil {
+			return Result{}, err
+		}
 		events, token, err := domain.Start(u, cmd, s.now())
 		if err != nil {
 			return Result{}, err
 		}
-		evs, err := toStore(meta, events)
+		evs, err := toStore(meta, u.Tenant(), events)
 		if err != nil {
 			return Result{}, err
 		}

@@ -117,7 +117,7 @@ func TestSnapshotHoldsItemsAsTheyWereAtTheMessage(t *testing.T) {
 func snapshotAfterChanges(t *testing.T, rebuild bool) {
 	ctx := context.Background()
 	e := newLiveEnv(t)
-	meta := commands.Meta{RequestID: "test", Actor: "test", Tenant: "default"}
+	meta := commands.Meta{RequestID: "test", Actor: "test", Scope: domain.Scope{Tenant: "default"}}
 	u, err := e.svc.RegisterUser(ctx, meta, domain.RegisterUser{ExternalID: "bees", Name: "Bee Keeper"})
 	if err != nil {
 		t.Fatal(err)

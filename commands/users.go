@@ -61,16 +61,19 @@ func (s *Service) claimState(ctx context.Context, claim eventstore.Stream) (vers
 // registrations of one external id cannot both succeed.
 func (s *Service) RegisterUser(ctx context.Context, meta Meta, cmd domain.RegisterUser) (Result, error) {
 	cmd.UserID = domain.NewID()
-	cmd.Tenant = meta.Tenant
+	cmd.Tenant = meta.Scope.Tenant
+	if cmd.Tenant == "" {
+		cmd.Tenant = domain.DefaultTenant
+	}
 	events, err := domain.Register(cmd)
 	if err != nil {
 		return Result{}, err
 	}
-	userEvents, err := toStore(meta, events)
+	userEvents, err := toStore(meta, cmd.Tenant, events)
 	if err != nil {
 		return Result{}, err
 	}
-	claim, err := toStore(meta, []domain.Event{{Type: domain.ExternalIDClaimed, Data: domain.ExternalIDData{
+	claim, err := toStore(meta, cmd.Tenant, []domain.Event{{Type: domain.ExternalIDClaimed, Data: domain.ExternalIDData{
 		UserID: cmd.UserID.String(), Tenant: cmd.Tenant, ExternalID: cmd.ExternalID,
 	}}})
 	if err != nil {
@@ -111,7 +114,7 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected
 // transaction.
 func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
 	return executeAlong(ctx, s, meta, userEntity, id, expected, (*domain.User).Delete, func(u *domain.User) ([]eventstore.StreamAppend, error) {
-		release, err := toStore(meta, []domain.Event{{Type: domain.ExternalIDReleased, Data: domain.ExternalIDData{
+		release, err := toStore(meta, u.Tenant(), []domain.Event{{Type: domain.ExternalIDReleased, Data: domain.ExternalIDData{
 			UserID: id, Tenant: u.Tenant(), ExternalID: u.ExternalID(),
 		}}})
 		if err != nil {

@@ -33,7 +33,7 @@ func TestWindowAtHoldsTheMemoriesStoredByTheMessage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newLiveEnv(t)
-	meta := commands.Meta{RequestID: "test", Actor: "test", Tenant: "default"}
+	meta := commands.Meta{RequestID: "test", Actor: "test", Scope: domain.Scope{Tenant: "default"}}
 	u, err := e.svc.RegisterUser(ctx, meta, domain.RegisterUser{ExternalID: "moss", Name: "Moss"})
 	if err != nil {
 		t.Fatal(err)

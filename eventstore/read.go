@@ -79,6 +79,9 @@ type Filter struct {
 	// SharedType (streams that several owners take turns on, such as an
 	// external id's claims) only the events whose data's user_id is Owner.
 	SharedType, Owner string
+	// Tenant, when set, keeps only the events recorded in this tenant
+	// (their metadata's tenant); an index serves it.
+	Tenant string
 	// Sealed leaves the events' personal fields sealed, as the log holds
 	// them: for copies opened only when handed out (the live topic), so
 	// that what an erasure shreds is unreadable there too.
@@ -125,8 +128,9 @@ func (s *Store) ReadAll(ctx context.Context, after Cursor, limit int, f Filter) 
 		  AND ($10 = '' OR stream_type <> $10 OR data->>'user_id' = $11)
 		  AND ($12 = '' OR data->>'session_id' = $12)
 		  AND ($13 = '' OR (data ? 'user_id' AND data->>'user_id' = $13))
+		  AND ($14 = '' OR metadata->>'tenant' = $14)
 		ORDER BY transaction_id, position
-		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner, f.SessionID, f.UserID)
+		LIMIT $6`, after.TransactionID, after.Position, f.StreamID, f.StreamType, types, limit, streams, from, to, f.SharedType, f.Owner, f.SessionID, f.UserID, f.Tenant)
 }
 
 // Last is the cursor of the last committed event, also one that readers

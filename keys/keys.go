@@ -1,11 +1,11 @@
-// Package keys keeps the API keys in Postgres, hashed: the secret is
-// shown once, when a key is made, and never stored.
+// Package keys keeps the tenants and their API keys in Postgres, a key
+// hashed: its secret is shown once, when it is made, and never stored.
 //
-// Tenancy and erasure: a key will belong to one tenant (a tenant column,
-// set at Create and returned by Lookup, so that every request acts in its
-// key's tenant), and erasing a tenant revokes and then deletes its keys
-// here; keys hold no personal data of end users, so erasing a user leaves
-// them alone.
+// Every key acts inside one tenant, and may be narrowed to one user of it;
+// Lookup returns both, with the tenant's rate limits, so that every
+// request acts in its key's tenant. Keys hold no personal data of end
+// users (a narrowed key names its user by id alone), so erasing a user
+// leaves them alone; a key narrowed to an erased user reaches nothing.
 package keys
 
 import (
@@ -37,18 +37,42 @@ const (
 // changed while it is listed (revoked, it leaves every answer): it is at
 // version 1, updated when it was created.
 type Key struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Scopes    []string  `json:"scopes"`
+	ID     string   `json:"id"`
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	// Tenant is the one tenant the key acts in.
+	Tenant string `json:"tenant"`
+	// UserID, when set, narrows the key to that user of its tenant.
+	UserID    string    `json:"user_id,omitempty"`
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Limits are the rate limits of the key's tenant, as Lookup found
+	// them; none set: the deployment's.
+	Limits Limits `json:"-"`
 }
 
-// scanKey reads a key's id, name, scopes and created_at.
+// NewKey is what a key is made with.
+type NewKey struct {
+	Name   string
+	Scopes []string
+	// Tenant is the key's tenant; "" is domain.DefaultTenant.
+	Tenant string
+	// UserID, when set, narrows the key to that user; the caller checks
+	// the user is one of the tenant's.
+	UserID string
+}
+
+// keyCols are the columns scanKey reads.
+const keyCols = `k.id, k.name, k.scopes, k.tenant, coalesce(k.user_id, ''), k.created_at, t.rate_limit, t.rate_burst`
+
+// keyFrom is the table keyCols are read from.
+const keyFrom = ` FROM api_keys k JOIN tenants t ON t.id = k.tenant `
+
+// scanKey reads a key as keyCols list it.
 func scanKey(row pgx.Row) (Key, error) {
 	k := Key{Version: 1}
-	if err := row.Scan(&k.ID, &k.Name, &k.Scopes, &k.CreatedAt); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &k.Scopes, &k.Tenant, &k.UserID, &k.CreatedAt, &k.Limits.Rate, &k.Limits.Burst); err != nil {
 		return Key{}, err
 	}
 	k.UpdatedAt = k.CreatedAt
@@ -66,20 +90,27 @@ func hashKey(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Create makes a key with scopes; the secret is returned once. A name or
-// scope that is wrong is a *domain.ValidationError.
-func (s *Store) Create(ctx context.Context, name string, scopes []string) (Key, string, error) {
+// Create makes a key; the secret is returned once. A name, scope or
+// tenant that is wrong is a *domain.ValidationError; a key narrowed to a
+// user may not hold the admin scope (it would manage the tenant's keys).
+func (s *Store) Create(ctx context.Context, nk NewKey) (Key, string, error) {
 	v := &domain.ValidationError{}
-	if name == "" || len(name) > 200 {
+	if nk.Name == "" || len(nk.Name) > 200 {
 		v.Add("name", "is required, at most 200 characters")
 	}
-	if len(scopes) == 0 {
+	if len(nk.Scopes) == 0 {
 		v.Add("scopes", "name at least one of read, write, admin")
 	}
-	for _, sc := range scopes {
+	for _, sc := range nk.Scopes {
 		if sc != ScopeRead && sc != ScopeWrite && sc != ScopeAdmin {
 			v.Add("scopes", "%q is not read, write or admin", sc)
 		}
+		if sc == ScopeAdmin && nk.UserID != "" {
+			v.Add("scopes", "a key narrowed to one user may not hold admin")
+		}
+	}
+	if nk.Tenant == "" {
+		nk.Tenant = domain.DefaultTenant
 	}
 	if err := v.Err(); err != nil {
 		return Key{}, "", err
@@ -89,17 +120,28 @@ func (s *Store) Create(ctx context.Context, name string, scopes []string) (Key, 
 		return Key{}, "", fmt.Errorf("make key: %w", err)
 	}
 	secret := "arqk_" + base64.RawURLEncoding.EncodeToString(b)
-	k, err := scanKey(s.db.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4) RETURNING id, name, scopes, created_at`,
-		ulid.Make().String(), name, hashKey(secret), slices.Compact(slices.Sorted(slices.Values(scopes)))))
+	var user *string
+	if nk.UserID != "" {
+		user = &nk.UserID
+	}
+	k, err := scanKey(s.db.QueryRow(ctx, `WITH k AS (
+			INSERT INTO api_keys (id, name, key_hash, scopes, tenant, user_id)
+			SELECT $1, $2, $3, $4, id, $6 FROM tenants WHERE id = $5
+			RETURNING *)
+		SELECT `+keyCols+` FROM k JOIN tenants t ON t.id = k.tenant`,
+		ulid.Make().String(), nk.Name, hashKey(secret), slices.Compact(slices.Sorted(slices.Values(nk.Scopes))), nk.Tenant, user))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Key{}, "", fmt.Errorf("%w: tenant %s", domain.ErrNotFound, nk.Tenant)
+	}
 	if err != nil {
 		return Key{}, "", fmt.Errorf("store key: %w", err)
 	}
 	return k, secret, nil
 }
 
-// List lists the keys not revoked.
-func (s *Store) List(ctx context.Context) ([]Key, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY id`)
+// List lists the keys not revoked of tenant, or of every tenant for "".
+func (s *Store) List(ctx context.Context, tenant string) ([]Key, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+keyCols+keyFrom+`WHERE k.revoked_at IS NULL AND ($1 = '' OR k.tenant = $1) ORDER BY k.id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -110,10 +152,10 @@ func (s *Store) List(ctx context.Context) ([]Key, error) {
 	return keys, nil
 }
 
-// Revoke revokes a key at once; an unknown or revoked one is
-// domain.ErrNotFound.
-func (s *Store) Revoke(ctx context.Context, id string) error {
-	tag, err := s.db.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, id)
+// Revoke revokes a key of tenant ("" any) at once; an unknown or revoked
+// one, or another tenant's, is domain.ErrNotFound.
+func (s *Store) Revoke(ctx context.Context, tenant, id string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL AND ($2 = '' OR tenant = $2)`, id, tenant)
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)
 	}
@@ -125,7 +167,7 @@ func (s *Store) Revoke(ctx context.Context, id string) error {
 
 // Lookup finds the live key with this secret; none is ErrUnknown.
 func (s *Store) Lookup(ctx context.Context, secret string) (Key, error) {
-	k, err := scanKey(s.db.QueryRow(ctx, `SELECT id, name, scopes, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT `+keyCols+keyFrom+`WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
 		hashKey(secret)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, ErrUnknown

@@ -79,7 +79,7 @@ func (s *Service) ListSnapshots(ctx context.Context, sessionID string, p readmod
 	return s.reader.ListSnapshots(ctx, sessionID, p)
 }
 
-// Stats counts each resource and the events.
-func (s *Service) Stats(ctx context.Context) (readmodel.Stats, error) {
-	return s.reader.Stats(ctx)
+// Stats counts each resource of a tenant, and its events.
+func (s *Service) Stats(ctx context.Context, tenant string) (readmodel.Stats, error) {
+	return s.reader.Stats(ctx, tenant)
 }

@@ -32,7 +32,7 @@ func (c *cli) embeddingsBackfill(ctx context.Context, o embeddingsBackfillCmd) e
 	}
 	defer a.Close()
 	b := a.Backfiller()
-	meta := commands.Meta{RequestID: ulid.Make().String(), Actor: commands.BackfillActor, Tenant: "default"}
+	meta := commands.Meta{RequestID: ulid.Make().String(), Actor: commands.BackfillActor}
 	for _, k := range []struct{ kind, plural string }{{domain.StreamMemory, "memories"}, {domain.StreamMessage, "messages"}} {
 		total, err := b.Missing(ctx, k.kind)
 		if err != nil {

@@ -34,7 +34,7 @@ func (c *cli) erase(ctx context.Context, kind string, o eraseTarget) error {
 	erase := map[string]func(context.Context, commands.Meta, string) (commands.Result, error){
 		"user": e.EraseUser, "message": e.EraseMessage, "memory": e.EraseMemory,
 	}[kind]
-	meta := commands.Meta{RequestID: ulid.Make().String(), Actor: eraseActor, Tenant: "default"}
+	meta := commands.Meta{RequestID: ulid.Make().String(), Actor: eraseActor}
 	res, err := erase(ctx, meta, o.ID)
 	if err != nil {
 		return err

@@ -218,12 +218,12 @@ func (r *Reader) ListMessages(ctx context.Context, sessionID string, p Page) ([]
 	return collect(rows, err, scanMessage, limit, list, func(m Message) string { return strconv.Itoa(m.Seq) })
 }
 
-// Stats counts the query tables' rows and the log's events.
-func (r *Reader) Stats(ctx context.Context) (Stats, error) {
+// Stats counts a tenant's rows in the query tables, and its events.
+func (r *Reader) Stats(ctx context.Context, tenant string) (Stats, error) {
 	var s Stats
-	err := r.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM sessions),
-		(SELECT count(*) FROM messages), (SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > now()),
-		(SELECT count(*) FROM events)`).Scan(&s.Users, &s.Sessions, &s.Messages, &s.Memories, &s.Events)
+	err := r.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM users WHERE tenant = $1), (SELECT count(*) FROM sessions WHERE tenant = $1),
+		(SELECT count(*) FROM messages WHERE tenant = $1), (SELECT count(*) FROM memories WHERE tenant = $1 AND (expires_at IS NULL OR expires_at > now())),
+		(SELECT count(*) FROM events WHERE metadata->>'tenant' = $1)`, tenant).Scan(&s.Users, &s.Sessions, &s.Messages, &s.Memories, &s.Events)
 	if err != nil {
 		return s, fmt.Errorf("count resources: %w", err)
 	}
