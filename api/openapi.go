@@ -140,7 +140,11 @@ func openAPI() map[string]any {
 				"Every answer carries X-Request-ID, the server's own id of the request (the request_id of problems, history entries and logs, the correlation_id of events); " +
 				"a caller's X-Request-ID is recorded apart (client_request_id) and echoed as X-Client-Request-ID. " +
 				"Requests are rate limited per key, and per client address with a missing or wrong key: answers carry RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset, " +
-				"and a request over the limit is 429 problem+json (rate-limited) with Retry-After."},
+				"and a request over the limit is 429 problem+json (rate-limited) with Retry-After. " +
+				"The bearer credential is the admin key, an API key, or a session's token. Every key acts in one tenant and reaches that tenant's data alone: " +
+				"another tenant's id answers 404, as an unknown one. A key narrowed to one user reaches that user's alone, and is 403 on the routes over the whole tenant " +
+				"(listing or creating users, the event feed and stream, stats, session validation, key management). " +
+				"A session's token may append and read its own session's messages and context, and read the session: any other route is 403."},
 		"paths": paths,
 		"components": map[string]any{
 			"schemas":         schemas(),
@@ -157,6 +161,12 @@ func parameters(op operation) []any {
 	var params []any
 	if strings.Contains(op.path, "{stream}") {
 		params = append(params, map[string]any{"name": "stream", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "stream id, e.g. memory-<ULID>"}})
+	}
+	if strings.Contains(op.path, "{tenant}") {
+		params = append(params, map[string]any{"name": "tenant", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "a tenant's id"}})
+	}
+	if strings.Contains(op.path, "{name}") {
+		params = append(params, map[string]any{"name": "name", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "a projection's name"}})
 	}
 	if strings.Contains(op.path, "{id}") {
 		params = append(params, map[string]any{"name": "id", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "ULID"}})
