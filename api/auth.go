@@ -136,7 +136,13 @@ func sessionAuth(c *gin.Context, d Deps, guard *rateGuard, token string) {
 		return
 	}
 	if err != nil || s.Status != "open" || s.ExpiresAt != nil && !time.Now().Before(*s.ExpiresAt) {
-		guard.rememberWrong(token)
+		if err == nil {
+			// A session closed or expired stays so. One not found may
+			// be one started a moment ago, not in the query tables yet:
+			// not remembered, it is looked up again (the anonymous limit
+			// bounds how often).
+			guard.rememberWrong(token)
+		}
 		if guard.anonymous(c) {
 			WriteError(c, errorf(ErrUnauthorized, "the session token opens no open session"))
 		}
