@@ -31,9 +31,11 @@ type pgProxy struct {
 	conns map[net.Conn]bool
 	// marker, when set, cuts the proxy once the server has answered the
 	// client message that holds it (see cutAfter); armed is the
-	// connection that sent it.
-	marker []byte
-	armed  net.Conn
+	// connection that sent it. With dropAnswer the answer is lost: the
+	// client never receives it (see cutBeforeAnswer).
+	marker     []byte
+	armed      net.Conn
+	dropAnswer bool
 }
 
 // newPGProxy listens on 127.0.0.1 and forwards to the test Postgres.
@@ -104,6 +106,16 @@ func (p *pgProxy) pump(dst, src, client net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			p.mu.Lock()
+			drop := dst == client && p.armed == client && p.dropAnswer
+			p.mu.Unlock()
+			if drop {
+				p.mu.Lock()
+				p.armed = nil
+				p.mu.Unlock()
+				p.Cut()
+				return
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -133,6 +145,15 @@ func (p *pgProxy) cutAfter(marker string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.marker = []byte(marker)
+}
+
+// cutBeforeAnswer cuts the proxy when the server answers the first client
+// message holding marker, and the answer is lost: the statement ran, and
+// its client cannot know it did.
+func (p *pgProxy) cutBeforeAnswer(marker string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker, p.dropAnswer = []byte(marker), true
 }
 
 // Cut closes every connection and refuses new ones.
@@ -217,4 +238,40 @@ func want503(t *testing.T, r testserver.Response) {
 		r.Header.Get("Content-Type") != "application/problem+json" || r.Str("type") != "https://arq.dev/problems/database-unavailable" {
 		t.Fatalf("during the outage: %d %v %s, want 503 database-unavailable with Retry-After", r.Status, r.Header, r.Body)
 	}
+}
+
+// An append whose answer is lost with its connection may have committed:
+// the client is told its outcome is unknown (503 outcome-unknown), never
+// that the database was unavailable, and a retry with the same key is held
+// off (409 with Retry-After) until the log can say, instead of appending
+// the message a second time.
+func TestAnAppendWhoseAnswerIsLostIsNeverAppendedTwice(t *testing.T) {
+	t.Parallel()
+	proxy := newPGProxy(t)
+	s := testserver.StartOn(t, proxy.URL(testdb.New(t)), nil)
+
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "lost", "name": "Ada"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
+	path := "/v1/sessions/" + sid + "/messages"
+	key := "lost-" + ulid.Make().String()
+	msg := map[string]any{"role": "user", "content": "said as the answer was lost"}
+
+	// The append's events carry the key in their metadata; the claim
+	// sends the key alone.
+	proxy.cutBeforeAnswer(`"idempotency_key":"` + key + `"`)
+	r := s.Do("POST", path, msg, "Idempotency-Key", key)
+	if r.Status != http.StatusServiceUnavailable || r.Str("type") != "https://arq.dev/problems/outcome-unknown" {
+		t.Fatalf("an append whose answer was lost: %d %s, want 503 outcome-unknown", r.Status, r.Body)
+	}
+	proxy.Restore()
+	testwait.Eventually(t, 30*time.Second, "/readyz 200 once Postgres is reachable again", func() (bool, error) {
+		return s.Do("GET", "/readyz", nil).Status == http.StatusOK, nil
+	})
+	retry := s.Do("POST", path, msg, "Idempotency-Key", key)
+	if retry.Status != http.StatusConflict || retry.Header.Get("Retry-After") == "" {
+		t.Fatalf("the retry: %d %v %s, want 409 with Retry-After until the outcome is known", retry.Status, retry.Header, retry.Body)
+	}
+	testwait.Eventually(t, 30*time.Second, "the append that ran is read back", func() (bool, error) {
+		return len(s.Must(200, s.Do("GET", path, nil)).Items()) == 1, nil
+	})
 }

@@ -208,7 +208,25 @@ func (s *Store) appendDirect(callerCtx context.Context, args []appendArgs, deadl
 	if err != nil && (cutShort.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 		return nil, fmt.Errorf("%w (%w): %w", ErrOutcomeUnknown, context.Cause(ctx), err)
 	}
+	if lostInFlight(err) {
+		return nil, fmt.Errorf("%w (the connection was lost once the append was sent): %w", ErrOutcomeUnknown, err)
+	}
 	return results, err
+}
+
+// lostInFlight tells whether err is the loss of the connection after an
+// append was sent: the server may have committed it all the same, and a
+// client told it failed would append it twice. A connection that could
+// not be had, a write that sent nothing (pgconn.SafeToRetry), and an
+// answer of the server (a PgError, even one ending the connection: it
+// ended the statement first) are not.
+func lostInFlight(err error) bool {
+	if err == nil || pgconn.SafeToRetry(err) || !unreachable(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &pgErr) && !errors.As(err, &connectErr)
 }
 
 func (s *Store) appendDirectOn(ctx context.Context, args []appendArgs) ([]AppendResult, error) {

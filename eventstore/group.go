@@ -269,9 +269,10 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending, deadline time
 	placed, err := s.writeBatch(batchCtx, batch)
 	cutShort := err != nil && errors.Is(batchCtx.Err(), context.DeadlineExceeded)
 	cancel()
-	if cutShort {
+	if cutShort || lostInFlight(err) {
+		// The batch may have committed: its appends are not done again.
 		for _, p := range batch {
-			p.err = fmt.Errorf("append: %w: the batch ran past %s: %w", ErrOutcomeUnknown, s.appendLimit, err)
+			p.err = fmt.Errorf("append: %w: the batch ran past %s or lost its connection: %w", ErrOutcomeUnknown, s.appendLimit, err)
 			close(p.done)
 		}
 		return
