@@ -96,13 +96,18 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim Limit) Result {
 	return l.allowLocal(key, lim, time.Now())
 }
 
-// allowLocal counts the request in this process's memory.
+// allowLocal counts the request in this process's memory. A caller's
+// limit may change between its requests (a tenant's limits are set at
+// any time): its bucket keeps what it holds and takes the new limit.
 func (l *Limiter) allowLocal(key string, lim Limit, now time.Time) Result {
 	l.mu.Lock()
 	lm, ok := l.local.Get(key)
 	if !ok {
 		lm = rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst)
 		l.local.Add(key, lm)
+	} else if lm.Limit() != rate.Limit(lim.Rate) || lm.Burst() != lim.Burst {
+		lm.SetLimitAt(now, rate.Limit(lim.Rate))
+		lm.SetBurstAt(now, lim.Burst)
 	}
 	l.mu.Unlock()
 	r := lm.ReserveN(now, 1)

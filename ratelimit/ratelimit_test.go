@@ -85,3 +85,35 @@ func TestLocalWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("no limit refused: %+v", r)
 	}
 }
+
+// A caller's limit may change between its requests (a tenant's limits are
+// set at any time): with Redis unreachable its bucket takes the new limit
+// from its next request, keeping what it held.
+func TestLocalLimitChangeTakesHold(t *testing.T) {
+	l, err := New(client(t, "redis://127.0.0.1:1/0"), "ns", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if r := l.allowLocal("k", Limit{Rate: 1000, Burst: 1000}, now); !r.Allowed || r.Remaining != 999 {
+		t.Fatalf("first request: %+v", r)
+	}
+	strict := Limit{Rate: 1, Burst: 3}
+	for i := range 3 {
+		if r := l.allowLocal("k", strict, now); !r.Allowed || r.Remaining != 2-i {
+			t.Fatalf("request %d within the lowered burst: %+v", i+1, r)
+		}
+	}
+	if r := l.allowLocal("k", strict, now); r.Allowed {
+		t.Fatalf("a request over the lowered burst: %+v", r)
+	}
+	// Raised again: the time until then counts at the lower rate, the
+	// time after at the new one.
+	raised := Limit{Rate: 1000, Burst: 1000}
+	if r := l.allowLocal("k", raised, now.Add(100*time.Millisecond)); r.Allowed {
+		t.Fatalf("a request with a tenth of a token: %+v", r)
+	}
+	if r := l.allowLocal("k", raised, now.Add(200*time.Millisecond)); !r.Allowed || r.Remaining != 99 {
+		t.Fatalf("a request 100ms into the raised limit: %+v, want allowed with 99 left", r)
+	}
+}
