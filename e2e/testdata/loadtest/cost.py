@@ -7,19 +7,43 @@ builds (a, b, b, a, ...) so that the machine's drift falls on both.
 CPU per request is counted from /proc: the server process's user and system
 time, and that of the Postgres backends serving its database (their process
 titles name it), over each wrk run, divided by the requests it completed.
+The Redis server's is printed apart: it is shared with whatever else runs.
+So is how many cores everything else kept busy meanwhile (all the
+machine's CPU time but the server's, its backends', Redis's and wrk's,
+so Postgres's own WAL writer and checkpointer too): on a shared machine,
+what else ran. A run that gets any answer but a 2xx fails.
 
 Needs: Go, Postgres and Redis as for the tests, python3 and wrk. From the
 repository root:
 
-    python3 e2e/testdata/loadtest/cost.py BASE_COMMIT [rounds]
+    python3 e2e/testdata/loadtest/cost.py BASE_COMMIT [rounds] [--auth-a MODE] [--auth-b MODE]
 
-builds BASE_COMMIT (in a temporary worktree) and the working tree, and
-prints one line per run and measure.
+builds BASE_COMMIT (a, in a temporary worktree) and the working tree (b),
+and prints one line per run and measure. How each build is called, its
+MODE:
+
+- open (the default): no ARQ_ADMIN_KEY, the API runs open, no limits;
+- key: ARQ_ADMIN_KEY set, and everything sent with an API key (read and
+  write) the admin key makes; a build with rate limits has ARQ_RATE_LIMIT
+  and its burst at RATE, far above the load, so each request is counted
+  and none refused;
+- tenant: the same with a tenant of its own (rate_limit and rate_burst
+  RATE) made by the admin key, and a key of that tenant, which makes the
+  user and the sessions; the run checks that its answers carry the
+  tenant's limit.
 """
-import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, random, resource, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
-BASE = sys.argv[1]
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+args = argparse.ArgumentParser(description="two builds of arq side by side under wrk")
+args.add_argument("base", help="the commit to build as a")
+args.add_argument("rounds", nargs="?", type=int, default=2, help="rounds of a b (then b a, ...)")
+args.add_argument("--auth-a", choices=("open", "key", "tenant"), default="open", help="how a is called")
+args.add_argument("--auth-b", choices=("open", "key", "tenant"), default="open", help="how b is called")
+args = args.parse_args()
+BASE, ROUNDS = args.base, args.rounds
+AUTH = {"a": args.auth_a, "b": args.auth_b}
+ADMIN_KEY = "cost-admin-key-not-a-secret"
+RATE = 1000000
 PORT = 18082
 API = "http://127.0.0.1:%d/v1" % PORT
 PG = ["psql", "-U", "postgres", "-h", "127.0.0.1", "-qAt", "-v", "ON_ERROR_STOP=1"]
@@ -48,6 +72,33 @@ def post(path, body, headers={}):
         return json.loads(r.read() or b"{}")
 
 
+def serve_env(mode):
+    """The server's settings for an auth mode (a build ignores those it
+    does not know)."""
+    if mode == "open":
+        return {}
+    return {"ARQ_ADMIN_KEY": ADMIN_KEY, "ARQ_RATE_LIMIT": str(RATE), "ARQ_RATE_LIMIT_BURST": str(RATE)}
+
+
+def credential(label, mode):
+    """Makes what mode calls with, on the server just started, and returns
+    the headers every request then carries."""
+    if mode == "open":
+        return {}
+    admin = {"Authorization": "Bearer " + ADMIN_KEY}
+    key = {"name": "cost-" + label, "scopes": ["read", "write"]}
+    if mode == "tenant":
+        post("/admin/tenants", {"id": "cost-" + label, "name": "Cost", "rate_limit": RATE, "rate_burst": RATE}, admin)
+        key["tenant"] = "cost-" + label
+    headers = {"Authorization": "Bearer " + post("/admin/keys", key, admin)["key"]}
+    with urllib.request.urlopen(urllib.request.Request(API + "/users?limit=1", headers=headers)) as r:
+        limit = r.headers.get("RateLimit-Limit")
+    if mode == "tenant" and limit != str(RATE):
+        raise SystemExit("%s: a tenant's key is answered with RateLimit-Limit %r, not %d" % (label, limit, RATE))
+    print("%s: %s, RateLimit-Limit %s" % (label, key.get("tenant", "a key of no tenant"), limit), flush=True)
+    return headers
+
+
 def cpu(pids):
     total = 0
     for pid in pids:
@@ -59,6 +110,24 @@ def cpu(pids):
     return total
 
 
+def redis():
+    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def machine():
+    """The CPU time every process spent (clock ticks): user, nice, system,
+    irq, softirq and steal."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
+
+
+def children():
+    """The CPU time of the processes this one waited for (wrk), in ticks."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * TICK
+
+
 def backends(db):
     out = subprocess.run(["pgrep", "-f", "postgres: .* %s " % db], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -66,15 +135,19 @@ def backends(db):
 
 def measure(server, db, label, name, c, args):
     pids = backends(db)
-    s0, p0 = cpu([server]), {p: cpu([p]) for p in pids}
+    s0, p0, r0, m0, w0, t0 = cpu([server]), {p: cpu([p]) for p in pids}, cpu(redis()), machine(), children(), time.time()
     out = sh("wrk", "-t%d" % min(c, 2), "-c%d" % c, "-d10s", *args)
-    s1 = cpu([server])
+    s1, r1, m1, w1, t1 = cpu([server]), cpu(redis()), machine(), children(), time.time()
     p1 = sum(cpu([p]) - p0.get(p, 0) for p in set(pids) | set(backends(db)))
     rps = float([l for l in out.splitlines() if l.startswith("Requests/sec")][0].split()[1])
     n = rps * 10
     bad = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
-    print("%s %-14s c=%-2d %8.0f req/s  server %.3f ms CPU/req  postgres %.3f ms CPU/req %s" % (
-        label, name, c, rps, (s1 - s0) * 1000 / TICK / n, p1 * 1000 / TICK / n, " ".join(bad)), flush=True)
+    others = (m1 - m0 - (s1 - s0) - p1 - (r1 - r0) - (w1 - w0)) / TICK / (t1 - t0)
+    print("%s %-14s c=%-2d %8.0f req/s  server %.3f ms CPU/req  postgres %.3f ms CPU/req  (redis %.3f, others %.2f cores) %s" % (
+        label, name, c, rps, (s1 - s0) * 1000 / TICK / n, p1 * 1000 / TICK / n, (r1 - r0) * 1000 / TICK / n,
+        others, " ".join(bad)), flush=True)
+    if any("Non-2xx" in l for l in bad):
+        raise SystemExit("%s %s c=%d: answers other than 2xx:\n%s" % (label, name, c, out))
 
 
 def run(label):
@@ -82,7 +155,10 @@ def run(label):
     sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
     env = dict(os.environ, ARQ_DATABASE_URL="postgres://postgres@127.0.0.1:5432/%s?sslmode=disable" % db,
                ARQ_HTTP_ADDR="127.0.0.1:%d" % PORT, ARQ_LOG_LEVEL="warn",
-               ARQ_MASTER_KEY="dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=")
+               ARQ_MASTER_KEY="dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=", **serve_env(AUTH[label]))
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", PORT)) == 0:
+            raise SystemExit("something listens on port %d already" % PORT)
     srv = subprocess.Popen([os.path.join(work, "arq-" + label), "serve"], env=env,
                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, label + ".log"), "a"))
     try:
@@ -95,13 +171,14 @@ def run(label):
         random.seed(7)
         words = ["w%d" % i for i in range(2000)]
         text = lambda n: " ".join(random.choices(words, k=n))
-        uid = post("/users", {"external_id": "cost-" + label, "name": "Cost"})["id"]
-        sids = [post("/users/%s/sessions" % uid, {"title": "t"})["id"] for _ in range(64)]
+        auth = credential(label, AUTH[label])
+        uid = post("/users", {"external_id": "cost-" + label, "name": "Cost"}, auth)["id"]
+        sids = [post("/users/%s/sessions" % uid, {"title": "t"}, auth)["id"] for _ in range(64)]
         ctx = sids[0]
         for i in range(10):
-            post("/sessions/%s/messages" % ctx, {"messages": [{"role": ["user", "assistant"][j % 2], "content": text(20)} for j in range(100)]})
+            post("/sessions/%s/messages" % ctx, {"messages": [{"role": ["user", "assistant"][j % 2], "content": text(20)} for j in range(100)]}, auth)
         for i in range(500):
-            post("/users/%s/memories" % uid, {"type": "semantic", "content": text(12), "importance": 0.5}, {"Prefer": "respond-async"})
+            post("/users/%s/memories" % uid, {"type": "semantic", "content": text(12), "importance": 0.5}, {"Prefer": "respond-async", **auth})
         for _ in range(300):
             if sh(*PG, "-d", db, "-c", "SELECT count(*) FROM snapshots_due").strip() == "0":
                 break
@@ -111,10 +188,15 @@ def run(label):
         open(lua, "w").write("""
 local sids = {%s}
 local n = 0
+local headers = {}
+init = function(args)
+  for k, v in pairs(wrk.headers) do headers[k] = v end  -- -H's too
+  headers["Content-Type"] = "application/json"
+end
 request = function()
   n = n + 1
   local body = '{"role":"user","content":"an ordinary message of some twenty words, about the garden, the river and what to plant there next spring ' .. n .. '"}'
-  return wrk.format("POST", "/v1/sessions/" .. sids[(n %% #sids) + 1] .. "/messages", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/v1/sessions/" .. sids[(n %% #sids) + 1] .. "/messages", headers, body)
 end
 """ % ",".join('"%s"' % s for s in sids[1:]))
         cold = os.path.join(work, "cold.lua")
@@ -130,10 +212,11 @@ end
         # Reads first, on the database as loaded: the appends leave
         # background work behind them (summaries of the sessions they
         # fill) that would fall on the reads' CPU.
+        hs = [a for k, v in auth.items() for a in ("-H", "%s: %s" % (k, v))]
         for c in (1, 32):
-            measure(srv.pid, db, label, "context-cold", c, ["-s", cold, "http://127.0.0.1:%d" % PORT])
+            measure(srv.pid, db, label, "context-cold", c, ["-s", cold, *hs, "http://127.0.0.1:%d" % PORT])
         for c in (1, 32):
-            measure(srv.pid, db, label, "append", c, ["-s", lua, "http://127.0.0.1:%d" % PORT])
+            measure(srv.pid, db, label, "append", c, ["-s", lua, *hs, "http://127.0.0.1:%d" % PORT])
     finally:
         srv.terminate()
         srv.wait()
@@ -142,7 +225,7 @@ end
 
 try:
     build()
-    print("a = %s, b = the working tree" % BASE, flush=True)
+    print("a = %s (%s), b = the working tree (%s)" % (BASE, AUTH["a"], AUTH["b"]), flush=True)
     for r in range(ROUNDS):
         for label in (("a", "b") if r % 2 == 0 else ("b", "a")):
             run(label)
