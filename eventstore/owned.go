@@ -15,3 +15,18 @@ func (s *Store) UserEvents(ctx context.Context, userID, sessionID string, eventT
 		  AND event_type = ANY ($3::text[])
 		ORDER BY stream_id, version`, userID, sessionID, eventTypes)
 }
+
+// StreamOpening returns the first event of a stream (none for a stream
+// that has none) as the log holds it: sealed, for the ids it keeps in the
+// clear, which say whom the stream belongs to. Like UserEvents it reads
+// every committed event.
+func (s *Store) StreamOpening(ctx context.Context, streamID string) ([]Recorded, error) {
+	return s.queryRaw(ctx, `SELECT `+Columns+` FROM events WHERE stream_id = $1 AND version = 1`, streamID)
+}
+
+// MessageOpening is MessageAppendedEvent as the log holds it: sealed, for
+// the ids it keeps in the clear.
+func (s *Store) MessageOpening(ctx context.Context, messageID string) ([]Recorded, error) {
+	return s.queryRaw(ctx, `SELECT `+Columns+` FROM events
+		WHERE event_type = 'message.appended' AND data->>'message_id' = $1`, messageID)
+}

@@ -22,10 +22,12 @@ import (
 	"github.com/arq-memory/arq/eventstore"
 )
 
-// Log is what Resolver reads of the event log (eventstore.Store).
+// Log is what Resolver reads of the event log (eventstore.Store): first
+// events as the log holds them, sealed, as the ids it needs are in the
+// clear (no data key is looked up, no personal field opened).
 type Log interface {
-	ReadStreamRange(ctx context.Context, streamID string, from, to int) ([]eventstore.Recorded, error)
-	MessageAppendedEvent(ctx context.Context, messageID string) ([]eventstore.Recorded, error)
+	StreamOpening(ctx context.Context, streamID string) ([]eventstore.Recorded, error)
+	MessageOpening(ctx context.Context, messageID string) ([]eventstore.Recorded, error)
 }
 
 // remembered bounds how many owners a Resolver keeps: some 100 bytes
@@ -114,7 +116,7 @@ func (r *Resolver) find(ctx context.Context, kind, id string) (domain.Owner, err
 		f, err = r.firstOf(ctx, domain.StreamID(kind, id))
 	case domain.StreamMessage:
 		var evs []eventstore.Recorded
-		if evs, err = r.log.MessageAppendedEvent(ctx, id); err == nil {
+		if evs, err = r.log.MessageOpening(ctx, id); err == nil {
 			if len(evs) == 0 {
 				return domain.Owner{}, fmt.Errorf("%w: message %s", domain.ErrNotFound, id)
 			}
@@ -139,7 +141,7 @@ func (r *Resolver) find(ctx context.Context, kind, id string) (domain.Owner, err
 // firstOf reads what the first event of a stream says of its owner; a
 // stream with none is domain.ErrNotFound.
 func (r *Resolver) firstOf(ctx context.Context, streamID string) (first, error) {
-	evs, err := r.log.ReadStreamRange(ctx, streamID, 1, 1)
+	evs, err := r.log.StreamOpening(ctx, streamID)
 	if err != nil {
 		return first{}, fmt.Errorf("find the owner of %s: %w", streamID, err)
 	}
