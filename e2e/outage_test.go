@@ -187,12 +187,7 @@ func (p *pgProxy) closeAll() {
 // runs at once (201, not 409), and its message is in the log once.
 func TestDatabaseOutageAnswers503AndRetriesRunAtOnce(t *testing.T) {
 	t.Parallel()
-	proxy := newPGProxy(t)
-	s := testserver.StartOn(t, proxy.URL(testdb.New(t)), nil)
-
-	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "outage", "name": "Ada"})).Str("id")
-	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
-	path := "/v1/sessions/" + sid + "/messages"
+	proxy, s, path := sessionBehindProxy(t)
 	key := "outage-" + ulid.Make().String()
 	msg := map[string]any{"role": "user", "content": "said just as Postgres went away"}
 
@@ -210,10 +205,7 @@ func TestDatabaseOutageAnswers503AndRetriesRunAtOnce(t *testing.T) {
 		t.Fatalf("the claim of the failed request was released (or never taken), so this tested nothing of a claim left behind:\n%s", s.Logs)
 	}
 
-	proxy.Restore()
-	testwait.Eventually(t, 30*time.Second, "/readyz 200 once Postgres is reachable again", func() (bool, error) {
-		return s.Do("GET", "/readyz", nil).Status == http.StatusOK, nil
-	})
+	restore(t, proxy, s)
 
 	// The retry runs at once, and a second is its replay.
 	first := s.Must(201, s.Do("POST", path, msg, "Idempotency-Key", key))
@@ -228,6 +220,28 @@ func TestDatabaseOutageAnswers503AndRetriesRunAtOnce(t *testing.T) {
 	if len(items) != 1 || items[0]["id"] != first.Str("id") {
 		t.Fatalf("messages after the outage: %v, want the one message %s once", items, first.Str("id"))
 	}
+}
+
+// sessionBehindProxy starts a server whose Postgres is reached through a
+// proxy that can play an outage, and a session of a user on it; path is
+// where the session's messages are appended.
+func sessionBehindProxy(t *testing.T) (proxy *pgProxy, s *testserver.Server, path string) {
+	t.Helper()
+	proxy = newPGProxy(t)
+	s = testserver.StartOn(t, proxy.URL(testdb.New(t)), nil)
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "outage", "name": "Ada"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
+	return proxy, s, "/v1/sessions/" + sid + "/messages"
+}
+
+// restore ends the proxy's outage and waits until the server is ready
+// again.
+func restore(t *testing.T, proxy *pgProxy, s *testserver.Server) {
+	t.Helper()
+	proxy.Restore()
+	testwait.Eventually(t, 30*time.Second, "/readyz 200 once Postgres is reachable again", func() (bool, error) {
+		return s.Do("GET", "/readyz", nil).Status == http.StatusOK, nil
+	})
 }
 
 // want503 fails the test unless r is a 503 problem of an unreachable
@@ -247,12 +261,7 @@ func want503(t *testing.T, r testserver.Response) {
 // the message a second time.
 func TestAnAppendWhoseAnswerIsLostIsNeverAppendedTwice(t *testing.T) {
 	t.Parallel()
-	proxy := newPGProxy(t)
-	s := testserver.StartOn(t, proxy.URL(testdb.New(t)), nil)
-
-	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "lost", "name": "Ada"})).Str("id")
-	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{"title": "chat"})).Str("id")
-	path := "/v1/sessions/" + sid + "/messages"
+	proxy, s, path := sessionBehindProxy(t)
 	key := "lost-" + ulid.Make().String()
 	msg := map[string]any{"role": "user", "content": "said as the answer was lost"}
 
@@ -263,10 +272,7 @@ func TestAnAppendWhoseAnswerIsLostIsNeverAppendedTwice(t *testing.T) {
 	if r.Status != http.StatusServiceUnavailable || r.Str("type") != "https://arq.dev/problems/outcome-unknown" {
 		t.Fatalf("an append whose answer was lost: %d %s, want 503 outcome-unknown", r.Status, r.Body)
 	}
-	proxy.Restore()
-	testwait.Eventually(t, 30*time.Second, "/readyz 200 once Postgres is reachable again", func() (bool, error) {
-		return s.Do("GET", "/readyz", nil).Status == http.StatusOK, nil
-	})
+	restore(t, proxy, s)
 	retry := s.Do("POST", path, msg, "Idempotency-Key", key)
 	if retry.Status != http.StatusConflict || retry.Header.Get("Retry-After") == "" {
 		t.Fatalf("the retry: %d %v %s, want 409 with Retry-After until the outcome is known", retry.Status, retry.Header, retry.Body)
