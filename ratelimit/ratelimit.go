@@ -1,9 +1,11 @@
 // Package ratelimit counts requests against limits kept in Redis, which
 // every instance shares, with the GCRA (generic cell rate algorithm) of
-// github.com/go-redis/redis_rate. While Redis cannot be reached each
-// process holds the same limits alone, in its own memory
-// (golang.org/x/time/rate): a caller then gets up to the limit from each
-// instance, never none.
+// github.com/go-redis/redis_rate. A process takes a caller's requests
+// from Redis a slice at a time and spends the slice in memory, so a busy
+// caller costs Redis one call per slice, not one per request (see
+// lease.go). While Redis cannot be reached each process holds the same
+// limits alone, in its own memory (golang.org/x/time/rate): a caller then
+// gets up to the limit from each instance, never none.
 package ratelimit
 
 import (
@@ -58,6 +60,7 @@ type Limiter struct {
 	timeout time.Duration
 
 	mu        sync.Mutex
+	leases    *lru.Cache[string, *lease]
 	local     *lru.Cache[string, *rate.Limiter]
 	down      bool
 	downUntil time.Time
@@ -71,29 +74,54 @@ func New(rdb *redis.Client, namespace string, log *slog.Logger) (*Limiter, error
 	if err != nil {
 		return nil, fmt.Errorf("local limiters: %w", err)
 	}
+	leases, err := lru.New[string, *lease](localKeys)
+	if err != nil {
+		return nil, fmt.Errorf("leases: %w", err)
+	}
 	return &Limiter{rdb: rdb, gcra: redis_rate.NewLimiter(rdb), prefix: namespace + ":", log: log,
-		timeout: 250 * time.Millisecond, local: local}, nil
+		timeout: 250 * time.Millisecond, leases: leases, local: local}, nil
 }
 
-// Allow counts one request of the caller key against lim. It asks Redis,
-// and this process's own counts when Redis cannot answer.
+// Allow counts one request of the caller key against lim. It spends the
+// caller's lease, takes a new one from Redis when that is spent, and
+// counts in this process's memory when Redis cannot answer.
 func (l *Limiter) Allow(ctx context.Context, key string, lim Limit) Result {
 	if lim.Rate <= 0 {
 		return Result{Allowed: true, Remaining: lim.Burst}
 	}
 	lim.Burst = max(lim.Burst, 1)
 	if !l.away() {
-		ctx, cancel := context.WithTimeout(ctx, l.timeout)
-		defer cancel()
-		res, err := l.gcra.Allow(ctx, l.prefix+key, redis_rate.Limit{Rate: lim.Rate, Burst: lim.Burst, Period: time.Second})
-		if err == nil {
+		ls := l.leaseOf(key)
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		res, err := ls.allow(time.Now(), lim, func(n int) (*redis_rate.Result, error) {
+			ctx, cancel := context.WithTimeout(ctx, l.timeout)
+			defer cancel()
+			res, err := l.gcra.AllowAtMost(ctx, l.prefix+key, redis_rate.Limit{Rate: lim.Rate, Burst: lim.Burst, Period: time.Second}, n)
+			if err != nil {
+				l.failed(ctx, err)
+				return nil, err
+			}
 			l.healthy()
-			return Result{Allowed: res.Allowed > 0, Remaining: res.Remaining,
-				RetryAfter: max(res.RetryAfter, 0), ResetAfter: max(res.ResetAfter, 0)}
+			return res, nil
+		})
+		if err == nil {
+			return res
 		}
-		l.failed(ctx, err)
 	}
 	return l.allowLocal(key, lim, time.Now())
+}
+
+// leaseOf returns the caller key's lease, a new one if it has none.
+func (l *Limiter) leaseOf(key string) *lease {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, ok := l.leases.Get(key)
+	if !ok {
+		ls = &lease{}
+		l.leases.Add(key, ls)
+	}
+	return ls
 }
 
 // allowLocal counts the request in this process's memory. A caller's
