@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
