@@ -123,3 +123,18 @@ func TestProofsOfEveryEventInEveryCheckpoint(t *testing.T) {
 		t.Fatalf("latest checkpoint %+v, %v", latest.Checkpoint, err)
 	}
 }
+
+// The verifier key read off a signing key is the one made with it.
+func TestVerifierKeyOfASigningKey(t *testing.T) {
+	skey, vkey, err := ledger.NewSigningKey("arq-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ledger.VerifierKey(skey)
+	if err != nil || got != vkey {
+		t.Fatalf("VerifierKey = %q, %v; want %q", got, err, vkey)
+	}
+	if _, err := ledger.VerifierKey(vkey); err == nil {
+		t.Fatal("a verifier key read as a signing key")
+	}
+}
