@@ -46,6 +46,8 @@ type Deps struct {
 	Metrics *metrics.Metrics
 	// Version names the build, for GET /healthz.
 	Version string
+	// Ledger serves the log's checkpoints and proofs; nil serves none.
+	Ledger Ledger
 }
 
 // New returns the HTTP handler of the API. HEAD is answered wherever GET
@@ -119,6 +121,7 @@ func engine(d Deps) *gin.Engine {
 	res.streamRoutes(v1)
 	res.historyRoutes(v1)
 	res.logRoutes(v1)
+	res.ledgerRoutes(v1, d.Ledger)
 	res.statsRoutes(v1)
 	res.adminRoutes(v1)
 	keyRoutes(v1, d.Keys, d.Owners)

@@ -76,6 +76,10 @@ var operations = []operation{
 	{method: "GET", path: "/v1/sessions/{id}/history", summary: "Every event of a session: when, who, which request, what changed", tag: "audit", status: 200, schema: "History"},
 	{method: "GET", path: "/v1/messages/{id}/history", summary: "Every event of a message, also after it was deleted", tag: "audit", status: 200, schema: "History"},
 	{method: "GET", path: "/v1/memories/{id}/history", summary: "Every event of a memory, also after it was deleted", tag: "audit", status: 200, schema: "History"},
+	{method: "GET", path: "/v1/log/checkpoint", summary: "The latest signed checkpoint of the log: its size, its Merkle root and the signed note", tag: "audit", status: 200, schema: "Checkpoint"},
+	{method: "GET", path: "/v1/log/checkpoints/{size}", summary: "The signed checkpoint of the log at this size", tag: "audit", status: 200, schema: "Checkpoint"},
+	{method: "GET", path: "/v1/log/consistency", summary: "Proof that the log at size to extends the log at size from (RFC 6962 consistency proof)", tag: "audit", status: 200, schema: "ConsistencyProof"},
+	{method: "GET", path: "/v1/events/{id}/proof", summary: "Proof that an event is in the log at a checkpoint's size (RFC 6962 inclusion proof)", tag: "audit", status: 200, schema: "InclusionProof"},
 	{method: "GET", path: "/v1/streams/{stream}/verify", summary: "Walk one stream's hash chain and report every broken link", tag: "audit", status: 200, schema: "Verification"},
 
 	{method: "POST", path: "/v1/admin/keys", summary: "Create an API key (shown once)", tag: "admin", body: "CreateKey", status: 201, schema: "KeyWithSecret"},
@@ -164,6 +168,17 @@ func parameters(op operation) []any {
 	}
 	if strings.Contains(op.path, "{tenant}") {
 		params = append(params, map[string]any{"name": "tenant", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "a tenant's id"}})
+	}
+	if strings.Contains(op.path, "{size}") {
+		params = append(params, map[string]any{"name": "size", "in": "path", "required": true, "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the log's size (events) at the checkpoint"})
+	}
+	switch op.path {
+	case "/v1/log/consistency":
+		params = append(params,
+			map[string]any{"name": "from", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 0}, "description": "the older size; default: the latest checkpoint's"},
+			map[string]any{"name": "to", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 0}, "description": "the newer size; default: the latest checkpoint's"})
+	case "/v1/events/{id}/proof":
+		params = append(params, map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1}, "description": "the log's size to prove the event in; default: the latest checkpoint's, which the answer carries"})
 	}
 	if strings.Contains(op.path, "{name}") {
 		params = append(params, map[string]any{"name": "name", "in": "path", "required": true, "schema": map[string]any{"type": "string", "description": "a projection's name"}})

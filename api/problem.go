@@ -11,6 +11,7 @@ import (
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/ledger"
 	"github.com/arq-memory/arq/projections"
 )
 
@@ -58,6 +59,11 @@ var problems = []problemKind{
 	{commands.ErrErasurePending, http.StatusServiceUnavailable, "erasure-pending", "Erasure pending"},
 	{ErrRouteNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{eventstore.ErrNoStream, http.StatusNotFound, "not-found", "Not found"},
+	{ledger.ErrNoEvent, http.StatusNotFound, "not-found", "Not found"},
+	{ledger.ErrNoCheckpoint, http.StatusNotFound, "not-found", "Not found"},
+	// The event or size is not in the log's tree or checkpoints yet: the
+	// next checkpoint (ARQ_LOG_CHECKPOINT_EVERY) will hold it.
+	{ledger.ErrNotInTree, http.StatusConflict, "not-in-tree", "Not in the log's tree yet"},
 	{domain.ErrStale, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
 	{domain.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
 	// A command that lost its append to other writers for its whole retry

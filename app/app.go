@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/cache"
@@ -24,6 +25,7 @@ import (
 	"github.com/arq-memory/arq/history"
 	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/internal/pgcancel"
+	"github.com/arq-memory/arq/ledger"
 	"github.com/arq-memory/arq/live"
 	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/projections"
@@ -105,6 +107,11 @@ type App struct {
 	keyPool *pgxpool.Pool
 	history *history.Reader
 	ps      []projections.Projection
+	// tree is the log's Merkle tree; signer and origin sign its
+	// checkpoints (with PartProjector, when a signing key is set).
+	tree   *ledger.Tree
+	signer note.Signer
+	origin string
 
 	// With PartProjector.
 	engine *projections.Engine
@@ -205,6 +212,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, opt Options) (*App,
 	a.notifier = eventstore.NewNotifier(pool, log)
 	a.store = eventstore.New(pool, append(storeOpts, eventstore.WithAppendHook(a.notifier.Notify))...)
 	a.history = history.New(a.store)
+	a.tree = ledger.NewTree(pool, log)
 	for _, build := range []func(context.Context, *pgxpool.Config) error{a.openProjector, a.openCommands, a.openServer} {
 		if err := build(ctx, pcfg); err != nil {
 			a.Close()
@@ -232,7 +240,10 @@ func (a *App) openProjector(ctx context.Context, pcfg *pgxpool.Config) error {
 	}
 	a.projPool = projPool
 	a.engine, err = projections.NewEngine(projPool, a.notifier, a.ps, projections.Config{Opener: a.projectionOpener()}, a.log)
-	return err
+	if err != nil {
+		return err
+	}
+	return a.openSigner(ctx)
 }
 
 // projectionOpener opens the events projections apply: with the data keys

@@ -31,6 +31,15 @@ type Config struct {
 	MasterKey          string   `var:"ARQ_MASTER_KEY" name:"master-key" check:"master-key" group:"keys" help:"the master key that wraps the data keys (base64 of 32 bytes; 'arq keys new' makes one); unset, it is read from --master-key-file"`
 	MasterKeyFile      string   `var:"ARQ_MASTER_KEY_FILE" name:"master-key-file" default:"${master_key_file}" group:"keys" help:"the file holding the master key when ARQ_MASTER_KEY is unset; arq serve makes it if it is missing. Keep it, and its backups, apart from the database's"`
 	PreviousMasterKeys []string `var:"ARQ_PREVIOUS_MASTER_KEYS" name:"previous-master-keys" check:"master-keys" group:"keys" help:"comma-separated earlier master keys, which still unwrap the data keys 'arq keys rotate' has not rewrapped yet"`
+	// LogSigningKey signs the log's checkpoints (see package ledger); it
+	// never enters a database. Unset, it is read from LogSigningKeyFile,
+	// which `arq serve` makes when it is missing.
+	LogSigningKey     string `var:"ARQ_LOG_SIGNING_KEY" name:"log-signing-key" group:"keys" help:"the Ed25519 key that signs the log's checkpoints, in the note format ('arq log keygen' makes one); unset, it is read from --log-signing-key-file"`
+	LogSigningKeyFile string `var:"ARQ_LOG_SIGNING_KEY_FILE" name:"log-signing-key-file" default:"${log_signing_key_file}" group:"keys" help:"the file holding the log's signing key when ARQ_LOG_SIGNING_KEY is unset; arq serve makes it if it is missing. Keep it apart from the database, and hand its verifier key ('arq log key') to whoever checks the log"`
+	// LogCheckpointEvery is how often a checkpoint is signed while the
+	// log grows; LogCheckpointDir also receives each one as a file.
+	LogCheckpointEvery time.Duration `var:"ARQ_LOG_CHECKPOINT_EVERY" name:"log-checkpoint-every" default:"5s" check:"positive" group:"keys" help:"how often the log's Merkle root is signed into a checkpoint while the log grows"`
+	LogCheckpointDir   string        `var:"ARQ_LOG_CHECKPOINT_DIR" name:"log-checkpoint-dir" group:"keys" help:"a directory outside the database that receives every signed checkpoint as <size>.checkpoint and latest.checkpoint (for a witness, a backup or a bucket)"`
 	// KeystoreURL is the database of the key store; empty: the log's.
 	KeystoreURL string `var:"ARQ_KEYSTORE_URL" name:"keystore-url" check:"postgres-url,unset=0" group:"keys" help:"the Postgres database holding the data keys; unset, the log's own. Point it elsewhere to back keys up apart, and to share them with a database an export is imported into"`
 	// Retention erases messages older than it (0: keep them).

@@ -34,6 +34,11 @@ func (a *App) runParts(ctx context.Context, withEngine bool, fail func(error)) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			a.keepLedger(ctx)
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			// An engine that could not start (the database refused a
 			// statement) starts again, after a pause that grows.
 			for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
@@ -106,6 +111,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			},
 			Metrics: m,
 			Version: Version(),
+			Ledger:  a.tree,
 		}),
 		// A client has RequestReadTimeout to send its request, headers
 		// and body: a body dribbled slower is cut (the connection

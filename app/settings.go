@@ -70,11 +70,12 @@ func SettingProblem(err error) error {
 // settingVars are the values Config's tags interpolate.
 func settingVars() kong.Vars {
 	return kong.Vars{
-		"append_batches":     strconv.Itoa(eventstore.DefaultGroupCommit),
-		"max_embedding_dim":  strconv.Itoa(domain.MaxEmbeddingDim),
-		"default_max_tokens": strconv.Itoa(domain.DefaultMaxTokens),
-		"max_window_tokens":  strconv.Itoa(domain.MaxWindowTokens),
-		"master_key_file":    defaultMasterKeyFile(),
+		"append_batches":       strconv.Itoa(eventstore.DefaultGroupCommit),
+		"max_embedding_dim":    strconv.Itoa(domain.MaxEmbeddingDim),
+		"default_max_tokens":   strconv.Itoa(domain.DefaultMaxTokens),
+		"max_window_tokens":    strconv.Itoa(domain.MaxWindowTokens),
+		"master_key_file":      defaultMasterKeyFile(),
+		"log_signing_key_file": defaultLogKeyFile(),
 	}
 }
 

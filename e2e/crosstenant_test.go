@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -120,6 +121,10 @@ const (
 	// tenantRoute acts on the caller's own tenant as a whole: 403 to a
 	// narrowed key or a session's token.
 	tenantRoute
+	// logRoute serves the log's signed checkpoints and consistency
+	// proofs, hashes of the whole log and no tenant's data: to every key,
+	// narrowed too; 403 to a session's token.
+	logRoute
 )
 
 // sessionTokenRoutes are the routes a session's token may take (README,
@@ -145,6 +150,8 @@ func classify(t *testing.T, o apiOp) routeClass {
 		return keysRoute
 	case strings.HasPrefix(o.path, "/v1/admin/"):
 		t.Fatalf("%s: an admin route this test does not know: is it the operator's, or a tenant's?", o)
+	case strings.HasPrefix(o.path, "/v1/log/"):
+		return logRoute
 	case strings.Contains(o.path, "{"):
 		return entityRoute
 	}
@@ -158,6 +165,8 @@ type targets struct {
 	// tenant is the people's, which a key is made for; managed the one
 	// whose limits {tenant} routes set.
 	tenant, managed, keyID, projection string
+	// checkpoint is the size of a signed checkpoint of the log.
+	checkpoint string
 }
 
 // fill returns the paths of o on t's ids: one for each id of the kind
@@ -183,12 +192,14 @@ func fill(tt *testing.T, o apiOp, t targets) []string {
 		ids = []string{t.managed}
 	case param == "name" && strings.HasPrefix(o.path, "/v1/admin/projections/"):
 		ids = []string{t.projection}
+	case param == "size":
+		ids = []string{t.checkpoint}
 	case param == "id" && strings.HasPrefix(o.path, "/v1/admin/keys/"):
 		ids = []string{t.keyID}
 	case param == "id":
 		ids = map[string][]string{
 			"users": {t.user}, "sessions": {t.session}, "messages": {t.asstMsg, t.userMsg},
-			"memories": {t.memory}, "context-snapshots": {t.snapshot, t.asstSnapshot},
+			"memories": {t.memory}, "context-snapshots": {t.snapshot, t.asstSnapshot}, "events": {t.event},
 		}[first]
 	}
 	if len(ids) == 0 {
@@ -363,6 +374,11 @@ func (a attacker) expect(t *testing.T, o apiOp) int {
 			return 403
 		}
 		return 404
+	case logRoute:
+		if a.session {
+			return 403
+		}
+		return 0
 	}
 	switch {
 	case !a.full:
@@ -406,7 +422,10 @@ func TestTenancyAcceptanceFromOpenAPI(t *testing.T) {
 
 	// A's own callers, on the control's ids: each operation, so filled,
 	// acts.
-	ctl := targets{person: control, tenant: ta, managed: spare, keyID: spareKeyID, projection: "users"}
+	// Proofs are of events in a signed checkpoint: wait for one that
+	// holds every event so far.
+	cp := latestCovering(t, a, len(as{s, operatorKey}.all("/v1/events")))
+	ctl := targets{person: control, tenant: ta, managed: spare, keyID: spareKeyID, projection: "users", checkpoint: fmt.Sprint(cp.Size)}
 	for _, o := range ops {
 		path := fill(t, o, ctl)[0]
 		n++
@@ -473,7 +492,7 @@ func TestTenancyAcceptanceFromOpenAPI(t *testing.T) {
 		{name: "the token of another user's session of A", key: neighbour.token, session: true, own: []string{neighbour.user, neighbour.session}},
 		{name: "the token of a session of B", key: bravo.token, session: true},
 	}
-	victims := targets{person: victim, tenant: ta, managed: ta, keyID: kaID, projection: "users"}
+	victims := targets{person: victim, tenant: ta, managed: ta, keyID: kaID, projection: "users", checkpoint: fmt.Sprint(cp.Size)}
 	// Besides the streams the victim's events are in, those its ids
 	// name that hold none yet.
 	victims.streams = append(slices.Clip(victims.streams), "message-"+victim.userMsg, "summary-"+victim.session)

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arq-memory/arq/internal/testdb"
 	"github.com/arq-memory/arq/internal/testserver"
 )
 
@@ -80,6 +81,9 @@ func arqEnv(env map[string]string) []string {
 		if !strings.HasPrefix(kv, "ARQ_") {
 			out = append(out, kv)
 		}
+	}
+	if _, ok := env["ARQ_LOG_SIGNING_KEY"]; !ok {
+		out = append(out, "ARQ_LOG_SIGNING_KEY="+testdb.LogSigningKey)
 	}
 	if _, ok := env["ARQ_MASTER_KEY"]; !ok {
 		out = append(out, "ARQ_MASTER_KEY="+testserver.MasterKey)

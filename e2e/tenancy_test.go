@@ -102,6 +102,7 @@ type person struct {
 	userMsg, asstMsg, memory, snapshot    string
 	asstSnapshot                          string
 	streams                               []string // every stream of the user's audit
+	event                                 string   // the user's first event
 	sessionTitle, userName, memoryContent string
 }
 
@@ -133,6 +134,9 @@ func populate(t *testing.T, a as, mark string) person {
 		return r.Status == 200, nil
 	})
 	for _, e := range a.all("/v1/users/" + p.user + "/audit") {
+		if p.event == "" {
+			p.event, _ = e["event_id"].(string)
+		}
 		if id, _ := e["stream_id"].(string); !slices.Contains(p.streams, id) {
 			p.streams = append(p.streams, id)
 		}

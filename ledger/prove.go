@@ -97,3 +97,16 @@ func (t *Tree) reached(ctx context.Context, size int64) error {
 	}
 	return nil
 }
+
+// EventStream is the stream the event belongs to.
+func (t *Tree) EventStream(ctx context.Context, eventID string) (string, error) {
+	var s string
+	err := t.pool.QueryRow(ctx, `SELECT stream_id FROM events WHERE event_id = $1`, eventID).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("event %s: %w", eventID, ErrNoEvent)
+	}
+	if err != nil {
+		return "", fmt.Errorf("event %s: %w", eventID, err)
+	}
+	return s, nil
+}

@@ -61,7 +61,7 @@ func startArq(t *testing.T, dbURL string, env []string, args ...string) *proc {
 	cmd := exec.Command(binary, args...)
 	// The tests' master key, as the servers they start in-process have
 	// it; never a key file of the user running them.
-	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL, "ARQ_MASTER_KEY=" + testserver.MasterKey}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{"ARQ_DATABASE_URL=" + dbURL, "ARQ_MASTER_KEY=" + testserver.MasterKey, "ARQ_LOG_SIGNING_KEY=" + testdb.LogSigningKey}, env...)...)
 	p := &proc{cmd: cmd, stderr: &testserver.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -241,7 +241,7 @@ func (p *proc) term(t *testing.T) {
 // master key, as the servers they start have it.
 func runCLI(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	return runCLIWith(t, map[string]string{"ARQ_DATABASE_URL": url, "ARQ_MASTER_KEY": testserver.MasterKey}, args...)
+	return runCLIWith(t, map[string]string{"ARQ_DATABASE_URL": url, "ARQ_MASTER_KEY": testserver.MasterKey, "ARQ_LOG_SIGNING_KEY": testdb.LogSigningKey}, args...)
 }
 
 // runCLIWith runs one command line in-process with env as its only ARQ_*
@@ -303,7 +303,7 @@ func TestEventsFollowTailsNewEvents(t *testing.T) {
 	url := testdb.New(t)
 	store := eventstore.New(testdb.Pool(t, url))
 	cmd := exec.Command(binary, "events", "--follow", "--limit", "2")
-	cmd.Env = append(os.Environ(), "ARQ_DATABASE_URL="+url, "ARQ_MASTER_KEY="+testserver.MasterKey)
+	cmd.Env = append(os.Environ(), "ARQ_DATABASE_URL="+url, "ARQ_MASTER_KEY="+testserver.MasterKey, "ARQ_LOG_SIGNING_KEY="+testdb.LogSigningKey)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,13 @@ import (
 // its own. Tests never make or read a key file of the user running them.
 const MasterKey = "dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE="
 
+// LogSigningKey signs the log checkpoints of the processes tests open,
+// unless a test gives its own; LogVerifierKey checks them.
+const (
+	LogSigningKey  = "PRIVATE+KEY+arq-tests+8663b165+AV7YzDvGC8H00/ZrBgiJgw8WZ8f+e2S9WclpUew5/Wwq"
+	LogVerifierKey = "arq-tests+8663b165+AXoDpYkG6LyXeEggrbG0mk/b8tSlg54kHdSp9PySGy6+"
+)
+
 // AdminURL is the server the tests use: ARQ_TEST_DATABASE_URL, or the local
 // default (postgres on 127.0.0.1:5432, trust authentication).
 func AdminURL() string {

@@ -86,6 +86,8 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 		"ARQ_READ_YOUR_WRITES_TIMEOUT": "20s",
 		// Tests never make or read a key file of the user running them.
 		"ARQ_MASTER_KEY":           MasterKey,
+		"ARQ_LOG_SIGNING_KEY":      testdb.LogSigningKey,
+		"ARQ_LOG_CHECKPOINT_EVERY": "500ms",
 		"ARQ_MIN_POSITION_TIMEOUT": "20s",
 	}
 	// Many servers run at once in the suite, on one Postgres

@@ -1,0 +1,124 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/arq-memory/arq/ledger"
+)
+
+// defaultLogKeyFile is where the log's signing key is kept unless
+// ARQ_LOG_SIGNING_KEY or ARQ_LOG_SIGNING_KEY_FILE say otherwise: beside
+// the master key, apart from the database.
+func defaultLogKeyFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "arq-log-signing.key"
+	}
+	return filepath.Join(dir, "arq", "log-signing.key")
+}
+
+// logSigningKey reads the configured signing key of the log's
+// checkpoints: "" when none is configured and make is false. With make, a
+// missing key file is made with a new key, and the log says so and names
+// its verifier key.
+func (a *App) logSigningKey(make bool) (string, error) {
+	if a.cfg.LogSigningKey != "" {
+		return a.cfg.LogSigningKey, nil
+	}
+	raw, err := os.ReadFile(a.cfg.LogSigningKeyFile)
+	if errors.Is(err, fs.ErrNotExist) && make {
+		var vkey string
+		raw, vkey, err = makeLogKeyFile(a.cfg.LogSigningKeyFile)
+		if err == nil {
+			a.log.Warn("made a new signing key for the log's checkpoints; keep it apart from the database, and give its verifier key to whoever checks the log",
+				"file", a.cfg.LogSigningKeyFile, "verifier_key", vkey)
+		}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("log signing key: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// makeLogKeyFile writes a new signing key to path, readable by its owner
+// alone, unless another process made it first: then that one is read.
+func makeLogKeyFile(path string) (skey []byte, vkey string, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, "", fmt.Errorf("log signing key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		raw, err := os.ReadFile(path)
+		return raw, "", err
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("log signing key: %w", err)
+	}
+	host, _ := os.Hostname()
+	s, v, err := ledger.NewSigningKey(keyName(host))
+	if err == nil {
+		_, err = f.WriteString(s + "\n")
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, "", fmt.Errorf("log signing key: %w", err)
+	}
+	return []byte(s), v, nil
+}
+
+// keyName is a note key name made of a host name: "arq-" and the host
+// name's letters, digits, dots and dashes.
+func keyName(host string) string {
+	b := []byte("arq")
+	if host != "" {
+		b = append(b, '-')
+	}
+	for _, r := range []byte(host) {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			b = append(b, r)
+		}
+	}
+	return string(b)
+}
+
+// openSigner readies the signer of the log's checkpoints, when a signing
+// key is configured (or made).
+func (a *App) openSigner(ctx context.Context) error {
+	skey, err := a.logSigningKey(a.opt.MakeMasterKey)
+	if err != nil {
+		return err
+	}
+	if skey == "" {
+		a.log.Warn("no signing key for the log's checkpoints: its Merkle tree is built, but no checkpoint is signed (set ARQ_LOG_SIGNING_KEY or ARQ_LOG_SIGNING_KEY_FILE)")
+		return nil
+	}
+	if a.signer, err = ledger.Signer(skey); err != nil {
+		return &SettingError{msg: "ARQ_LOG_SIGNING_KEY: " + err.Error()}
+	}
+	if a.origin, err = ledger.Origin(ctx, a.pool); err != nil {
+		return err
+	}
+	return nil
+}
+
+// keepLedger builds the log's tree and signs its checkpoints until ctx
+// ends.
+func (a *App) keepLedger(ctx context.Context) {
+	a.tree.Keep(ctx, a.notifier, ledger.Keeping{Signer: a.signer, Origin: a.origin, Every: a.cfg.LogCheckpointEvery, Dir: a.cfg.LogCheckpointDir})
+}
+
+// Tree is the log's Merkle tree (nil before a part that builds or reads
+// it is opened).
+func (a *App) Tree() *ledger.Tree { return a.tree }
