@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,21 +24,27 @@ func defaultLogKeyFile() string {
 	return filepath.Join(dir, "arq", "log-signing.key")
 }
 
+// LogSigningKey reads the configured signing key of the log's
+// checkpoints (ARQ_LOG_SIGNING_KEY, else its file): "" when none is.
+func LogSigningKey(cfg Config) (string, error) {
+	return logSigningKey(cfg, false, nil)
+}
+
 // logSigningKey reads the configured signing key of the log's
 // checkpoints: "" when none is configured and make is false. With make, a
-// missing key file is made with a new key, and the log says so and names
-// its verifier key.
-func (a *App) logSigningKey(make bool) (string, error) {
-	if a.cfg.LogSigningKey != "" {
-		return a.cfg.LogSigningKey, nil
+// missing key file is made with a new key, and log says so and names its
+// verifier key.
+func logSigningKey(cfg Config, make bool, log *slog.Logger) (string, error) {
+	if cfg.LogSigningKey != "" {
+		return cfg.LogSigningKey, nil
 	}
-	raw, err := os.ReadFile(a.cfg.LogSigningKeyFile)
+	raw, err := os.ReadFile(cfg.LogSigningKeyFile)
 	if errors.Is(err, fs.ErrNotExist) && make {
 		var vkey string
-		raw, vkey, err = makeLogKeyFile(a.cfg.LogSigningKeyFile)
+		raw, vkey, err = MakeLogKeyFile(cfg.LogSigningKeyFile, "")
 		if err == nil {
-			a.log.Warn("made a new signing key for the log's checkpoints; keep it apart from the database, and give its verifier key to whoever checks the log",
-				"file", a.cfg.LogSigningKeyFile, "verifier_key", vkey)
+			log.Warn("made a new signing key for the log's checkpoints; keep it apart from the database, and give its verifier key to whoever checks the log",
+				"file", cfg.LogSigningKeyFile, "verifier_key", vkey)
 		}
 	}
 	if errors.Is(err, fs.ErrNotExist) {
@@ -49,9 +56,10 @@ func (a *App) logSigningKey(make bool) (string, error) {
 	return strings.TrimSpace(string(raw)), nil
 }
 
-// makeLogKeyFile writes a new signing key to path, readable by its owner
-// alone, unless another process made it first: then that one is read.
-func makeLogKeyFile(path string) (skey []byte, vkey string, err error) {
+// MakeLogKeyFile writes a new signing key named name ("": arq-<host name>) to
+// path, readable by its owner alone, and returns it and its verifier key;
+// a file another process made first is read instead (vkey "").
+func MakeLogKeyFile(path, name string) (skey []byte, vkey string, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, "", fmt.Errorf("log signing key: %w", err)
 	}
@@ -63,8 +71,11 @@ func makeLogKeyFile(path string) (skey []byte, vkey string, err error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("log signing key: %w", err)
 	}
-	host, _ := os.Hostname()
-	s, v, err := ledger.NewSigningKey(keyName(host))
+	if name == "" {
+		host, _ := os.Hostname()
+		name = keyName(host)
+	}
+	s, v, err := ledger.NewSigningKey(name)
 	if err == nil {
 		_, err = f.WriteString(s + "\n")
 	}
@@ -96,7 +107,7 @@ func keyName(host string) string {
 // openSigner readies the signer of the log's checkpoints, when a signing
 // key is configured (or made).
 func (a *App) openSigner(ctx context.Context) error {
-	skey, err := a.logSigningKey(a.opt.MakeMasterKey)
+	skey, err := logSigningKey(a.cfg, a.opt.MakeMasterKey, a.log)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type commandLine struct {
 	Embeddings  embeddingsCmd  `cmd:"" help:"Fill in embeddings from the configured provider."`
 	Erase       eraseCmd       `cmd:"" help:"Erase a user, a message or a memory for good: its data keys, kept answers and cached copies go, and the log records the erasure."`
 	Keys        keysCmd        `cmd:"" help:"Make a master key, or rewrap the data keys with the current one."`
+	Log         logCmd         `cmd:"" help:"The log's signing key, signed checkpoints and proofs (its Merkle tree)."`
 	Version     versionCmd     `cmd:"" help:"Print arq's version."`
 }
 
