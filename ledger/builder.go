@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -87,13 +88,11 @@ func (t *Tree) step(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("build tree: %w", err)
 	}
 	var size int64
-	var lastXID *uint64
-	var lastPos *int64
-	err = tx.QueryRow(ctx, `SELECT coalesce(max(first_leaf + leaves), 0),
-			(SELECT last_xid FROM log_tree ORDER BY first_leaf DESC LIMIT 1),
-			(SELECT last_position FROM log_tree ORDER BY first_leaf DESC LIMIT 1)
-		FROM log_tree`).Scan(&size, &lastXID, &lastPos)
-	if err != nil {
+	var lastXID uint64
+	var lastPos int64
+	err = tx.QueryRow(ctx, `SELECT first_leaf + leaves, last_xid, last_position FROM log_tree
+		ORDER BY first_leaf DESC LIMIT 1`).Scan(&size, &lastXID, &lastPos)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("build tree: %w", err)
 	}
 	if t.edge == nil || t.edge.size != size {
@@ -102,10 +101,7 @@ func (t *Tree) step(ctx context.Context) (int64, error) {
 			return 0, fmt.Errorf("build tree: %w", err)
 		}
 		t.edge = e
-		t.after.xid, t.after.pos = 0, 0
-		if lastXID != nil {
-			t.after.xid, t.after.pos = *lastXID, *lastPos
-		}
+		t.after.xid, t.after.pos = lastXID, lastPos
 	}
 	rows, err := tx.Query(ctx, `SELECT transaction_id, position, hash FROM events
 		WHERE (transaction_id, position) > ($1::xid8, $2::bigint)

@@ -43,7 +43,7 @@ func Origin(ctx context.Context, q interface {
 // in log_checkpoints, and in dir when not "".
 func (t *Tree) sign(ctx context.Context, signer note.Signer, origin, dir string, now time.Time) (Signed, error) {
 	if t.edge == nil || t.edge.size == 0 {
-		return Signed{}, nil
+		return Signed{}, fmt.Errorf("checkpoint: %w: the tree holds no event yet", ErrNotInTree)
 	}
 	root, err := tlogTreeHash(t.edge)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testwait"
 	"github.com/arq-memory/arq/ledger"
 	"github.com/arq-memory/arq/logproof"
 )
@@ -55,11 +56,19 @@ func TestProofsOfEveryEventInEveryCheckpoint(t *testing.T) {
 	}
 	var cps []logproof.Checkpoint
 	var ids []string
+	appended := 0
 	for round := range 6 {
 		appendEvents(t, store, round*37, 37+round)
-		if _, err := tree.Build(ctx); err != nil {
-			t.Fatal(err)
-		}
+		appended += 37 + round
+		// An event joins the tree once no transaction older than its
+		// own is open, anywhere on the server.
+		testwait.Eventually(t, 30*time.Second, fmt.Sprintf("a tree of %d events", appended), func() (bool, error) {
+			if _, err := tree.Build(ctx); err != nil {
+				return false, err
+			}
+			n, err := tree.Size(ctx)
+			return n == int64(appended), err
+		})
 		s, err := tree.SignNow(ctx, signer, origin, "")
 		if err != nil {
 			t.Fatal(err)

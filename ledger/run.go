@@ -65,6 +65,17 @@ func (t *Tree) Keep(ctx context.Context, w Waker, k Keeping) {
 		if k.Signer != nil && t.edge != nil && t.edge.size > signed {
 			wait = max(k.Every-time.Since(last), time.Millisecond)
 		}
-		w.Wait(ctx, gen, wait)
+		if w.Wait(ctx, gen, wait) {
+			// Woken by an append: let the ones that follow it gather,
+			// so that a busy log is built a batch at a time, not an
+			// append at a time.
+			select {
+			case <-ctx.Done():
+			case <-time.After(gather):
+			}
+		}
 	}
 }
+
+// gather is how long Keep lets appends gather after the one that woke it.
+const gather = 100 * time.Millisecond
