@@ -33,7 +33,7 @@ func (r dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			return nil, fmt.Errorf("read tree hashes: %w", err)
 		}
 		if len(b) != tlog.HashSize {
-			return nil, fmt.Errorf("read tree hashes: stored hash %d is missing", indexes[len(out)])
+			return nil, fmt.Errorf("read tree hashes: stored hash %d: %w", indexes[len(out)], ErrNotInTree)
 		}
 		out = append(out, tlog.Hash(b))
 	}

@@ -23,24 +23,20 @@ var ErrNotInTree = errors.New("not in the tree yet")
 // hashes.
 func (t *Tree) Leaf(ctx context.Context, eventID string) (logproof.Inclusion, error) {
 	p := logproof.Inclusion{EventID: eventID}
-	var xid uint64
-	err := t.pool.QueryRow(ctx, `SELECT transaction_id, position, hash FROM events WHERE event_id = $1`, eventID).
-		Scan(&xid, &p.Position, &p.EventHash)
+	var idx *int64
+	err := t.pool.QueryRow(ctx, `SELECT e.position, e.hash, t.first_leaf + array_position(t.positions, e.position) - 1
+		FROM events e LEFT JOIN LATERAL (SELECT first_leaf, positions FROM log_tree
+			WHERE (first_xid, first_position) <= (e.transaction_id, e.position)
+			ORDER BY first_xid DESC, first_position DESC LIMIT 1) t ON true
+		WHERE e.event_id = $1`, eventID).Scan(&p.Position, &p.EventHash, &idx)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, fmt.Errorf("event %s: %w", eventID, ErrNoEvent)
 	}
 	if err != nil {
 		return p, fmt.Errorf("event %s: %w", eventID, err)
 	}
-	var idx *int64
-	err = t.pool.QueryRow(ctx, `SELECT first_leaf + array_position(positions, $3) - 1 FROM log_tree
-		WHERE (first_xid, first_position) <= ($1::xid8, $2::bigint)
-		ORDER BY first_xid DESC, first_position DESC LIMIT 1`, xid, p.Position, p.Position).Scan(&idx)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && idx == nil {
+	if idx == nil {
 		return p, fmt.Errorf("event %s: %w", eventID, ErrNotInTree)
-	}
-	if err != nil {
-		return p, fmt.Errorf("event %s: %w", eventID, err)
 	}
 	p.Index = *idx
 	return p, nil
@@ -54,9 +50,6 @@ func (t *Tree) Prove(ctx context.Context, eventID string, size int64) (logproof.
 	}
 	if p.Index >= size {
 		return p, fmt.Errorf("event %s is leaf %d, after a tree of %d: %w", eventID, p.Index, size, ErrNotInTree)
-	}
-	if err := t.reached(ctx, size); err != nil {
-		return p, err
 	}
 	hs, err := tlog.ProveRecord(size, p.Index, dbHashes{ctx, t.pool})
 	if err != nil {
