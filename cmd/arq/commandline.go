@@ -99,9 +99,11 @@ type (
 		Quiet bool   `help:"Print no progress."`
 	}
 	verifyCmd struct {
-		Stream string `placeholder:"S" help:"Verify this stream only."`
-		JSON   bool   `name:"json" help:"Print the result as JSON."`
-		Quiet  bool   `help:"Print no progress."`
+		Stream     string `placeholder:"S" help:"Verify this stream only."`
+		Checkpoint string `placeholder:"FILE" type:"existingfile" help:"Check the log against this signed checkpoint too (a file the server wrote): every event it signed must still be there, unchanged and in place; the hashes are recomputed here, trusting nothing the database computes."`
+		LogKey     string `name:"log-key" placeholder:"VKEY" help:"The verifier key the checkpoint must be signed for (needed with --checkpoint)."`
+		JSON       bool   `name:"json" help:"Print the result as JSON."`
+		Quiet      bool   `help:"Print no progress."`
 	}
 	embeddingsCmd struct {
 		Backfill embeddingsBackfillCmd `cmd:"" help:"Give live memories and messages without an embedding one from the provider (--embeddings-url), as update events."`

@@ -17,6 +17,9 @@ var errBroken = errors.New("the event log is not intact")
 // verify walks the hash chains of the log (or of one stream) and reports
 // every broken link, with progress on a terminal.
 func (c *cli) verify(ctx context.Context, o verifyCmd) error {
+	if o.Checkpoint != "" {
+		return c.verifyCheckpoint(ctx, o)
+	}
 	stream, asJSON, quiet := o.Stream, o.JSON, o.Quiet
 	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
 	if err != nil {

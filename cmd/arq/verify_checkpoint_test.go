@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/arq-memory/arq/internal/logtamper"
+	"github.com/arq-memory/arq/ledger"
+)
+
+// An intact log checks clean against its checkpoint, on one line; a
+// checkpoint that does not verify with the key given, or no key, is an
+// error.
+func TestVerifyCheckpointOfAnIntactLog(t *testing.T) {
+	t.Parallel()
+	l := logtamper.New(t)
+	code, out, errOut := runCLI(t, l.URL, "verify", "--quiet", "--checkpoint", l.File, "--log-key", l.VKey)
+	want := fmt.Sprintf("%d events in %d streams checked, 0 broken links; the first %d,", l.Checkpoint.Size+2, logtamper.Streams+1, l.Checkpoint.Size)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, want) || !strings.Contains(out, "have the same root") {
+		t.Fatalf("intact log: exit %d\n%s%s", code, out, errOut)
+	}
+	_, other, err := ledger.NewSigningKey("arq-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, l.URL, "verify", "--checkpoint", l.File, "--log-key", other); code != 1 || !strings.Contains(errOut, "signature") {
+		t.Fatalf("another key: exit %d, %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, l.URL, "verify", "--checkpoint", l.File); code != 1 || !strings.Contains(errOut, "--log-key") {
+		t.Fatalf("no key: exit %d, %s", code, errOut)
+	}
+}
+
+// Each way of tampering makes `arq verify --checkpoint` exit 1 and name,
+// first, the event changed, missing or moved.
+func TestVerifyCheckpointNamesTheTamperedEvent(t *testing.T) {
+	t.Parallel()
+	for _, c := range logtamper.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			l := logtamper.New(t)
+			want := c.Tamper(t, l)
+			code, out, errOut := runCLI(t, l.URL, "verify", "--quiet", "--checkpoint", l.File, "--log-key", l.VKey)
+			first := ""
+			for _, line := range strings.Split(out, "\n") {
+				if s, ok := strings.CutPrefix(line, "first problem: "); ok {
+					first = s
+				}
+			}
+			named := fmt.Sprintf("position %d", want.Position)
+			if want.EventID != "" {
+				named = "(event " + want.EventID + ","
+			}
+			if code != 1 || !strings.HasPrefix(first, strings.ToUpper(want.Kind)+" event ") || !strings.Contains(first, named) ||
+				!strings.Contains(out, "have NOT the checkpoint's root") {
+				t.Fatalf("want %s naming %q first: exit %d\n%s%s", strings.ToUpper(want.Kind), named, code, out, errOut)
+			}
+		})
+	}
+}
