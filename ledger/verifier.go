@@ -18,9 +18,18 @@ import (
 // its report function, to show it as a metric and in its readiness.
 //
 // It trusts what it verified itself: the tree of the events up to the
-// last checkpoint that passed, kept in memory. What the database says
-// about them since (say, an event deleted before that point) only a whole
-// check sees; so is a rewrite of the tree stored beside the log.
+// last checkpoint that passed, kept in memory. A change since to the
+// events before that point only a whole check sees.
+//
+// Wiring it in a server:
+//
+//	v := ledger.NewVerifier(tree, vkey, log, func(r ledger.Result) {
+//		gauge.Set(map[bool]float64{true: 1}[r.OK]) // arq_log_verified
+//		if !r.OK {
+//			log.Error("the log differs from its signed checkpoint", "size", r.Size, "problem", r.First)
+//		}
+//	})
+//	go v.Run(ctx, time.Minute, 6*time.Hour)
 type Verifier struct {
 	tree   *Tree
 	vkey   string

@@ -60,7 +60,7 @@ type walkResult struct {
 	firstDiff       *leafDiff
 	storedTreeShort bool
 	// ends is each walked stream's last version, for the catalog check.
-	ends map[string]streamState
+	ends map[string]*streamState
 }
 
 // leafDiff is the first leaf whose recomputed hash differs from the one
@@ -142,7 +142,7 @@ func (t *Tree) walk(ctx context.Context, s walkSpec, progress func(int64)) (walk
 		defer close(toSeq)
 		return readRows(gctx, tx, q, args, free, func(b *walkBatch) error { return send(toSeq, b) })
 	})
-	ends := map[string]streamState{}
+	ends := map[string]*streamState{}
 	g.Go(func() error {
 		defer close(toHash)
 		for b := range toSeq {
@@ -284,13 +284,13 @@ func decodeRow(b *walkBatch, v [][]byte) error {
 
 // sequence follows each stream through b: it gives each event its
 // predecessor's stored hash and notes versions out of order.
-func sequence(b *walkBatch, ends map[string]streamState, middle bool) {
+func sequence(b *walkBatch, ends map[string]*streamState, middle bool) {
 	for i := range b.rows {
 		r := &b.rows[i]
-		st, seen := ends[string(r.f.streamID)]
+		st := ends[string(r.f.streamID)]
 		v := r.f.version
 		switch {
-		case seen:
+		case st != nil:
 			r.prev, r.hasPrev = st.hash, true
 			switch {
 			case v > st.version+1:
@@ -306,9 +306,12 @@ func sequence(b *walkBatch, ends map[string]streamState, middle bool) {
 		case v > 1:
 			r.problem = fmt.Sprintf("versions 1 to %d are missing before this event", v-1)
 		}
+		if st == nil {
+			st = &streamState{}
+			ends[string(r.f.streamID)] = st
+		}
 		st.version = v
 		copy(st.hash[:], r.hash)
-		ends[string(r.f.streamID)] = st
 	}
 }
 
@@ -452,7 +455,11 @@ func catalogEnds(ctx context.Context, tx pgx.Tx, res *walkResult) error {
 		if err := rows.Scan(&id, &v); err != nil {
 			return fmt.Errorf("check the stream catalog: %w", err)
 		}
-		if have := res.ends[id].version; have < v {
+		var have int32
+		if st := res.ends[id]; st != nil {
+			have = st.version
+		}
+		if have < v {
 			res.brokenLinks++
 			if len(res.breaks) < maxProblems {
 				res.breaks = append(res.breaks, Problem{Index: -1, StreamID: id, Version: int(v), Kind: KindTruncated,
