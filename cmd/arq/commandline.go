@@ -101,7 +101,7 @@ type (
 	verifyCmd struct {
 		Stream     string `placeholder:"S" help:"Verify this stream only."`
 		Checkpoint string `placeholder:"FILE" type:"existingfile" help:"Check the log against this signed checkpoint too (a file the server wrote): every event it signed must still be there, unchanged and in place; the hashes are recomputed here, trusting nothing the database computes."`
-		LogKey     string `name:"log-key" placeholder:"VKEY" help:"The verifier key the checkpoint must be signed for (needed with --checkpoint)."`
+		LogKey     string `name:"log-key" placeholder:"VKEY" help:"The verifier key the checkpoint must be signed for; by default the verifier key of the configured signing key (ARQ_LOG_SIGNING_KEY or its file)."`
 		JSON       bool   `name:"json" help:"Print the result as JSON."`
 		Quiet      bool   `help:"Print no progress."`
 	}

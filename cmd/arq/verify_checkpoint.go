@@ -20,14 +20,26 @@ func (c *cli) verifyCheckpoint(ctx context.Context, o verifyCmd) error {
 	if o.Stream != "" {
 		return errors.New("--checkpoint checks the whole log: it does not go with --stream")
 	}
-	if o.LogKey == "" {
-		return errors.New("--checkpoint needs --log-key: the verifier key of the key that signs the log's checkpoints")
+	vkey := o.LogKey
+	if vkey == "" {
+		// The signing key configured here, when there is one, says
+		// which verifier key.
+		skey, err := app.LogSigningKey(c.cfg)
+		if err != nil {
+			return err
+		}
+		if skey == "" {
+			return errors.New("--checkpoint needs --log-key (the verifier key of the key that signs the log's checkpoints), or a signing key configured (ARQ_LOG_SIGNING_KEY or its file)")
+		}
+		if vkey, err = ledger.VerifierKey(skey); err != nil {
+			return err
+		}
 	}
 	note, err := os.ReadFile(o.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("read the checkpoint: %w", err)
 	}
-	cp, err := logproof.OpenCheckpoint(note, o.LogKey)
+	cp, err := logproof.OpenCheckpoint(note, vkey)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Checkpoint, err)
 	}

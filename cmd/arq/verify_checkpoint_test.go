@@ -27,8 +27,14 @@ func TestVerifyCheckpointOfAnIntactLog(t *testing.T) {
 	if code, _, errOut := runCLI(t, l.URL, "verify", "--checkpoint", l.File, "--log-key", other); code != 1 || !strings.Contains(errOut, "signature") {
 		t.Fatalf("another key: exit %d, %s", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, l.URL, "verify", "--checkpoint", l.File); code != 1 || !strings.Contains(errOut, "--log-key") {
+	env := map[string]string{"ARQ_DATABASE_URL": l.URL, "ARQ_LOG_SIGNING_KEY_FILE": t.TempDir() + "/none"}
+	if code, _, errOut := runCLIWith(t, env, "verify", "--checkpoint", l.File); code != 1 || !strings.Contains(errOut, "--log-key") {
 		t.Fatalf("no key: exit %d, %s", code, errOut)
+	}
+	// Without --log-key, the configured signing key's verifier key.
+	env["ARQ_LOG_SIGNING_KEY"] = l.SKey
+	if code, out, errOut := runCLIWith(t, env, "verify", "--quiet", "--checkpoint", l.File); code != 0 || !strings.HasPrefix(out, want) {
+		t.Fatalf("the configured key: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
