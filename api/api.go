@@ -48,6 +48,25 @@ type Deps struct {
 	Version string
 	// Ledger serves the log's checkpoints and proofs; nil serves none.
 	Ledger Ledger
+	// LogCheck tells /readyz what the server's check of the log against
+	// its signed checkpoint last found; nil: no check runs.
+	LogCheck LogVerification
+}
+
+// LogVerification is what the server's background check of the log
+// against its latest signed checkpoint last found.
+type LogVerification interface {
+	LogVerified() LogCheck
+}
+
+// LogCheck is one outcome of the server's check of the log.
+type LogCheck struct {
+	// Checked says a check has run; OK that the log held what the
+	// checkpoint of Size events signed.
+	Checked, OK bool
+	Size        int64
+	// Problem and EventID describe the first difference, when not OK.
+	Problem, EventID string
 }
 
 // New returns the HTTP handler of the API. HEAD is answered wherever GET
@@ -175,6 +194,19 @@ func readyz(d Deps) gin.HandlerFunc {
 				checks["redis"] = "unreachable: serving from Postgres without the cache"
 			} else {
 				checks["redis"] = "ok"
+			}
+		}
+		// The log differing from its signed checkpoint is reported, not
+		// made a reason to stop serving: reads go on, operators are told
+		// (arq_log_verified 0, an error in the log).
+		if d.LogCheck != nil {
+			switch lc := d.LogCheck.LogVerified(); {
+			case !lc.Checked:
+				checks["log"] = "not checked yet"
+			case lc.OK:
+				checks["log"] = gin.H{"verified": lc.Size}
+			default:
+				checks["log"] = gin.H{"differs_from_checkpoint": lc.Size, "event_id": lc.EventID, "problem": lc.Problem}
 			}
 		}
 		status := http.StatusOK

@@ -112,6 +112,8 @@ type App struct {
 	tree   *ledger.Tree
 	signer note.Signer
 	origin string
+	// logStatus is what the server's check of the log last found.
+	logStatus logStatus
 
 	// With PartProjector.
 	engine *projections.Engine

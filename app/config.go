@@ -40,6 +40,11 @@ type Config struct {
 	// log grows; LogCheckpointDir also receives each one as a file.
 	LogCheckpointEvery time.Duration `var:"ARQ_LOG_CHECKPOINT_EVERY" name:"log-checkpoint-every" default:"5s" check:"positive" group:"keys" help:"how often the log's Merkle root is signed into a checkpoint while the log grows"`
 	LogCheckpointDir   string        `var:"ARQ_LOG_CHECKPOINT_DIR" name:"log-checkpoint-dir" group:"keys" help:"a directory outside the database that receives every signed checkpoint as <size>.checkpoint and latest.checkpoint (for a witness, a backup or a bucket)"`
+	// LogVerifyEvery is how often the server checks the events signed
+	// since its last check against the latest checkpoint;
+	// LogVerifyFullEvery how often it checks the whole log.
+	LogVerifyEvery     time.Duration `var:"ARQ_LOG_VERIFY_EVERY" name:"log-verify-every" default:"1m" check:"positive" group:"keys" help:"how often the server checks the events signed since its last check against the latest signed checkpoint (arq_log_verified, /readyz)"`
+	LogVerifyFullEvery time.Duration `var:"ARQ_LOG_VERIFY_FULL_EVERY" name:"log-verify-full-every" default:"6h" check:"positive" group:"keys" help:"how often the server checks the whole log against the latest signed checkpoint (also at start)"`
 	// KeystoreURL is the database of the key store; empty: the log's.
 	KeystoreURL string `var:"ARQ_KEYSTORE_URL" name:"keystore-url" check:"postgres-url,unset=0" group:"keys" help:"the Postgres database holding the data keys; unset, the log's own. Point it elsewhere to back keys up apart, and to share them with a database an export is imported into"`
 	// Retention erases messages older than it (0: keep them).

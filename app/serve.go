@@ -109,9 +109,10 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
 				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
 			},
-			Metrics: m,
-			Version: Version(),
-			Ledger:  a.tree,
+			Metrics:  m,
+			Version:  Version(),
+			Ledger:   a.tree,
+			LogCheck: &a.logStatus,
 		}),
 		// A client has RequestReadTimeout to send its request, headers
 		// and body: a body dribbled slower is cut (the connection
@@ -125,6 +126,13 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 
 	// The API keeps serving when projections stop: /readyz reports it.
 	wait := a.runParts(bg, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
+	waitVerifier, err := a.startLogVerifier(bg)
+	if err != nil {
+		stopBackground()
+		wait()
+		return err
+	}
+	defer waitVerifier()
 	var workers sync.WaitGroup
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
@@ -205,6 +213,9 @@ func (a *App) metrics() (*metrics.Metrics, error) {
 			}},
 		metrics.Pools{"api": a.pool, "projector": a.projPool},
 	)
+	if err == nil {
+		err = m.Register(a.logStatus.collectors()...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}

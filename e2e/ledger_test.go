@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,4 +118,49 @@ func TestLogProofsOverTheAPI(t *testing.T) {
 	if r := a.do("GET", fmt.Sprintf("/v1/log/consistency?from=1&to=%d", second.Size+1000), nil); r.Status != 409 {
 		t.Fatalf("a consistency proof past the tree: %d %s", r.Status, r.Body)
 	}
+}
+
+// The running server checks the log against its latest signed checkpoint:
+// an event edited and re-hashed with the database's own function after
+// it was signed turns arq_log_verified to 0 and shows in /readyz, which
+// stays ready, and reads go on.
+func TestServerNoticesATamperedLog(t *testing.T) {
+	t.Parallel()
+	s := testserver.Start(t, map[string]string{"ARQ_LOG_VERIFY_EVERY": "200ms", "ARQ_LOG_VERIFY_FULL_EVERY": "200ms"})
+	a := as{s, ""}
+	user := a.must(201, "POST", "/v1/users", map[string]any{"external_id": "ada", "name": "Ada"}).Str("id")
+	latestCovering(t, a, len(a.all("/v1/events")))
+	testwait.Eventually(t, 30*time.Second, "the server's check of the signed log", func() (bool, error) {
+		r := a.must(200, "GET", "/readyz", nil)
+		log, _ := r.JSON["checks"].(map[string]any)["log"].(map[string]any)
+		return log != nil && log["verified"] != nil, nil
+	})
+	if !strings.Contains(string(a.must(200, "GET", "/metrics", nil).Body), "\narq_log_verified 1\n") {
+		t.Fatal("arq_log_verified is not 1 on an intact log")
+	}
+
+	pool := testdb.Pool(t, s.URL)
+	for _, sql := range []string{`ALTER TABLE events DISABLE TRIGGER USER`,
+		`UPDATE events SET data = data || '{"tampered": true}',
+			hash = arq_event_hash(NULL, event_id, stream_id, stream_type, version, event_type, schema_version, recorded_at,
+				data || '{"tampered": true}', metadata)
+		WHERE stream_id = 'user-' || $1 AND version = 1`,
+		`ALTER TABLE events ENABLE TRIGGER USER`} {
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = []any{user}
+		}
+		if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testwait.Eventually(t, 30*time.Second, "the server to notice the changed event", func() (bool, error) {
+		return strings.Contains(string(a.must(200, "GET", "/metrics", nil).Body), "\narq_log_verified 0\n"), nil
+	})
+	r := a.must(200, "GET", "/readyz", nil)
+	log, _ := r.JSON["checks"].(map[string]any)["log"].(map[string]any)
+	if log == nil || log["differs_from_checkpoint"] == nil || log["problem"] == "" {
+		t.Fatalf("readyz of a tampered log: %s", r.Body)
+	}
+	a.must(200, "GET", "/v1/users/"+user, nil)
 }
