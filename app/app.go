@@ -189,13 +189,17 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, opt Options) (*App,
 	}
 	pcfg.MaxConns = int32(cfg.DBMaxConns)
 	pgcancel.OnServerPool(pcfg)
+	// Every connection, the projector's and the key store's included, runs
+	// as the server's role, which cannot change the log.
+	migrations.AsServer(pcfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to Postgres at %s: %w", pcfg.ConnConfig.Host, err)
+		return nil, fmt.Errorf("connect to Postgres at %s as role %s (made by arq migrate, run as the database's owner): %w",
+			pcfg.ConnConfig.Host, migrations.ServerRole, err)
 	}
 	a := &App{cfg: cfg, opt: opt, log: log, pool: pool, ps: opt.Projections}
 	storeOpts := []eventstore.Option{eventstore.WithGroupCommit(cfg.AppendBatches), eventstore.WithLogger(log)}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/arq-memory/arq/migrations"
 	"github.com/arq-memory/arq/vault"
 )
 
@@ -102,7 +103,12 @@ func (a *App) openVault(ctx context.Context, logPool *pgxpool.Pool) error {
 	}
 	pool, inLog := logPool, a.cfg.KeystoreURL == ""
 	if !inLog {
-		if pool, err = pgxpool.New(ctx, a.cfg.KeystoreURL); err != nil {
+		kcfg, err := pgxpool.ParseConfig(a.cfg.KeystoreURL)
+		if err != nil {
+			return fmt.Errorf("key store url: %w", err)
+		}
+		migrations.AsServer(kcfg.ConnConfig)
+		if pool, err = pgxpool.NewWithConfig(ctx, kcfg); err != nil {
 			return fmt.Errorf("key store: %w", err)
 		}
 		a.keyPool = pool

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 
@@ -522,7 +523,8 @@ func TestReadAllFilters(t *testing.T) {
 func TestReadStreamAsOfVersionAndTime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool := newStore(t)
+	url := testdb.New(t)
+	s := eventstore.New(testdb.Pool(t, url))
 	for i := 0; i < 3; i++ {
 		if _, err := s.Append(ctx, stream("h"), eventstore.Exactly(i), ev("x", fmt.Sprintf(`{"i":%d}`, i))); err != nil {
 			t.Fatal(err)
@@ -534,9 +536,10 @@ func TestReadStreamAsOfVersionAndTime(t *testing.T) {
 	}
 	// Give the events distinct, known times to read as of.
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := pool.Exec(ctx, `UPDATE events SET recorded_at = $1::timestamptz + (version || ' hours')::interval WHERE stream_id = 'h'`, base); err != nil {
-		t.Fatal(err)
-	}
+	testdb.AsOperator(t, url, "test: known times", func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE events SET recorded_at = $1::timestamptz + (version || ' hours')::interval WHERE stream_id = 'h'`, base)
+		return err
+	})
 	asOf, err := s.ReadStreamAsOf(ctx, "h", base.Add(2*time.Hour+time.Minute))
 	if err != nil || len(asOf) != 2 || asOf[1].Version != 2 {
 		t.Fatalf("as of 02:01: %v %v", asOf, err)
@@ -544,9 +547,10 @@ func TestReadStreamAsOfVersionAndTime(t *testing.T) {
 	// A version that waited for the stream's lock can carry an earlier
 	// time than the one before it; a history as of its time stops before
 	// the later-timed version instead of skipping it.
-	if _, err := pool.Exec(ctx, `UPDATE events SET recorded_at = $1::timestamptz + interval '210 minutes' WHERE stream_id = 'h' AND version = 2`, base); err != nil {
-		t.Fatal(err)
-	}
+	testdb.AsOperator(t, url, "test: a late time", func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE events SET recorded_at = $1::timestamptz + interval '210 minutes' WHERE stream_id = 'h' AND version = 2`, base)
+		return err
+	})
 	asOf, err = s.ReadStreamAsOf(ctx, "h", base.Add(3*time.Hour))
 	if err != nil || len(asOf) != 1 {
 		t.Fatalf("as of 03:00, with version 2 at 03:30 and 3 at 03:00: %d events (%v), want version 1 alone", len(asOf), err)
@@ -611,7 +615,8 @@ func TestGuardStreamMustBeAtExpectedVersion(t *testing.T) {
 func TestHashChain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool := newStore(t)
+	url := testdb.New(t)
+	s := eventstore.New(testdb.Pool(t, url))
 	if _, err := s.Append(ctx, stream("c"), eventstore.NoStream(), ev("a", `{"n":1}`), ev("a", `{"n":2}`), ev("a", `{"n":3}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -627,9 +632,10 @@ func TestHashChain(t *testing.T) {
 	if err != nil || !v.Intact() || v.Events != 7 || v.Streams != 2 {
 		t.Fatalf("intact log: %+v, %v", v, err)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE events SET metadata = metadata || '{"actor":"mallory"}' WHERE stream_id = 'c' AND version = 3`); err != nil {
-		t.Fatal(err)
-	}
+	testdb.AsOperator(t, url, "test: tamper", func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE events SET metadata = metadata || '{"actor":"mallory"}' WHERE stream_id = 'c' AND version = 3`)
+		return err
+	})
 	v, err = s.Verify(ctx, "c", nil)
 	if err != nil || len(v.Breaks) != 1 || v.Breaks[0].Version != 3 || v.First == nil || v.First.Version != 3 {
 		t.Fatalf("after changing version 3: %+v, %v", v, err)

@@ -40,18 +40,19 @@ func KeyStoreFiles() fs.FS {
 // It is safe to run from several processes at once: goose takes a Postgres
 // advisory lock for the duration.
 func Apply(ctx context.Context, databaseURL string, log *slog.Logger) error {
-	return apply(ctx, databaseURL, files, "", log)
+	return apply(ctx, databaseURL, files, "", log, grantDatabase)
 }
 
 // ApplyKeyStore brings the key store at databaseURL (the log's database,
 // or one of its own) to its newest schema version, as Apply does the log's.
 func ApplyKeyStore(ctx context.Context, databaseURL string, log *slog.Logger) error {
-	return apply(ctx, databaseURL, KeyStoreFiles(), "vault_db_version", log)
+	return apply(ctx, databaseURL, KeyStoreFiles(), "vault_db_version", log, nil)
 }
 
 // apply runs the migrations in fsys, versioned in table (goose's own when
-// empty).
-func apply(ctx context.Context, databaseURL string, fsys fs.FS, table string, log *slog.Logger) error {
+// empty), then after, if not nil: what a migration cannot keep in place.
+func apply(ctx context.Context, databaseURL string, fsys fs.FS, table string, log *slog.Logger,
+	after func(context.Context, *sql.DB, *slog.Logger) error) error {
 	db, err := sql.Open("pgx", databaseURL)
 	if err != nil {
 		return fmt.Errorf("open database for migrations: %w", err)
@@ -81,6 +82,9 @@ func apply(ctx context.Context, databaseURL string, fsys fs.FS, table string, lo
 	}
 	for _, r := range results {
 		log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	if after != nil {
+		return after(ctx, db, log)
 	}
 	return nil
 }

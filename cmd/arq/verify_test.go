@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
-	"github.com/arq-memory/arq/internal/testserver"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/internal/testserver"
 )
 
 // An intact log verifies clean; editing one stored event by SQL makes
@@ -35,13 +37,13 @@ func TestVerifyNamesTamperedEvents(t *testing.T) {
 	s.Must(404, s.Do("GET", "/v1/streams/memory-nothing/verify", nil))
 	s.Must(404, s.Do("GET", "/v1/streams//verify", nil)) // not the whole log
 
-	pool := testdb.Pool(t, s.URL)
-	ctx := context.Background()
+	// An operator's change is let through and recorded, and still breaks
+	// the chain.
 	var edited string
-	if err := pool.QueryRow(ctx, `UPDATE events SET data = jsonb_set(data, '{content}', '"forged"')
-		WHERE stream_id = $1 AND version = 2 RETURNING event_id`, stream).Scan(&edited); err != nil {
-		t.Fatal(err)
-	}
+	testdb.AsOperator(t, s.URL, "test: forge", func(ctx context.Context, tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `UPDATE events SET data = jsonb_set(data, '{content}', '"forged"')
+			WHERE stream_id = $1 AND version = 2 RETURNING event_id`, stream).Scan(&edited)
+	})
 	code, out, _ = runCLI(t, s.URL, "verify", "--quiet")
 	if code != 1 || !strings.Contains(out, "BROKEN "+stream+" version 2 (event "+edited) ||
 		!strings.Contains(out, "first broken link: "+stream+" version 2") || !strings.Contains(out, " 1 broken links") {
@@ -55,9 +57,10 @@ func TestVerifyNamesTamperedEvents(t *testing.T) {
 
 	// Removing the message log's first event leaves version 2 without its
 	// predecessor.
-	if _, err := pool.Exec(ctx, `DELETE FROM events WHERE stream_id = $1 AND version = 1`, "message_log-"+sid); err != nil {
-		t.Fatal(err)
-	}
+	testdb.AsOperator(t, s.URL, "test: remove", func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM events WHERE stream_id = $1 AND version = 1`, "message_log-"+sid)
+		return err
+	})
 	code, out, _ = runCLI(t, s.URL, "verify", "--quiet", "--stream", "message_log-"+sid)
 	if code != 1 || !strings.Contains(out, "versions 1 to 1 are missing") {
 		t.Fatalf("after removing an event: exit %d\n%s", code, out)

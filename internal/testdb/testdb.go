@@ -66,6 +66,11 @@ func New(t testing.TB) string {
 		t.Fatalf("testdb: create database: %v", err)
 	}
 	dropWhenDone(t, name)
+	// A copy has its template's tables and grants, not the grants on the
+	// database itself, which migrations.Apply makes.
+	if _, err := admin.Exec(ctx, "GRANT CREATE ON DATABASE "+name+" TO "+migrations.ServerRole); err != nil {
+		t.Fatalf("testdb: grant: %v", err)
+	}
 	return URLFor(name)
 }
 
@@ -125,8 +130,23 @@ func URLFor(name string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
 }
 
-// Pool opens a pool on url, closed when t ends.
+// Pool opens a pool on url as the server opens its own, closed when t
+// ends: its connections run as migrations.ServerRole, so a test through
+// it also shows that the server never needs to change the log.
 func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	return pool(t, url, true)
+}
+
+// OwnerPool opens a pool on url as the database's owner (the URL's role),
+// closed when t ends: for tests that tamper with the log, as an operator
+// might (through arq_operator_change), or check the server's rights.
+func OwnerPool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	return pool(t, url, false)
+}
+
+func pool(t testing.TB, url string, asServer bool) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -134,6 +154,9 @@ func Pool(t testing.TB, url string) *pgxpool.Pool {
 	}
 	cfg.MaxConns = 20
 	pgcancel.OnServerPool(cfg) // as cmd/arq wires its pools
+	if asServer {
+		migrations.AsServer(cfg.ConnConfig)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
@@ -202,4 +225,27 @@ func template(ctx context.Context, admin *pgx.Conn) (string, error) {
 		}
 	}
 	return name, nil
+}
+
+// AsOperator runs fn in a transaction on url as the database's owner,
+// after arq_operator_change(reason): as an operator changes events in the
+// log (migration 00027), for tests that tamper with it.
+func AsOperator(t testing.TB, url, reason string, fn func(context.Context, pgx.Tx) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT arq_operator_change($1)`, reason); err != nil {
+			return err
+		}
+		return fn(ctx, tx)
+	})
+	if err != nil {
+		t.Fatalf("testdb: as operator: %v", err)
+	}
 }
