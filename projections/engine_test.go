@@ -20,7 +20,10 @@ import (
 )
 
 type env struct {
-	pool     *pgxpool.Pool
+	pool *pgxpool.Pool
+	// owner connects as the database's owner, a superuser, which may end
+	// the backends of the projector (whose login is the superuser too).
+	owner    *pgxpool.Pool
 	store    *eventstore.Store
 	notifier *eventstore.Notifier
 }
@@ -29,13 +32,14 @@ func newEnv(t *testing.T) *env { return newEnvTB(t) }
 
 func newEnvTB(t testing.TB) *env {
 	t.Helper()
-	pool := testdb.Pool(t, testdb.New(t))
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
 	n := eventstore.NewNotifier(pool, quietLog())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &env{pool: pool, store: eventstore.New(pool, eventstore.WithAppendHook(n.Notify)), notifier: n}
+	return &env{pool: pool, owner: testdb.OwnerPool(t, url), store: eventstore.New(pool, eventstore.WithAppendHook(n.Notify)), notifier: n}
 }
 
 func quietLog() *slog.Logger {
@@ -367,7 +371,7 @@ func TestCrashBetweenWriteAndCommit(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("projector never reached the crash point")
 	}
-	if _, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend($1::int)`, victim); err != nil {
+	if _, err := e.owner.Exec(ctx, `SELECT pg_terminate_backend($1::int)`, victim); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -545,8 +549,15 @@ func TestDroppedConnectionsNeverStopAProjection(t *testing.T) {
 			return nil
 		}
 		done++
-		var ok bool
-		return tx.QueryRow(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`).Scan(&ok)
+		var pid int
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			return err
+		}
+		if _, err := e.owner.Exec(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid); err != nil {
+			return err
+		}
+		var one int
+		return tx.QueryRow(ctx, `SELECT 1`).Scan(&one) // the connection is gone
 	}
 	e.startWith(t, projections.Config{RetryDelay: 5 * time.Millisecond}, applied{name: "dropped", block: cut})
 
