@@ -139,7 +139,7 @@ func TestServerNoticesATamperedLog(t *testing.T) {
 		t.Fatal("arq_log_verified is not 1 on an intact log")
 	}
 
-	pool := testdb.Pool(t, s.URL)
+	pool := testdb.OwnerPool(t, s.URL) // the attacker: the database's owner
 	for _, sql := range []string{`ALTER TABLE events DISABLE TRIGGER USER`,
 		`UPDATE events SET data = data || '{"tampered": true}',
 			hash = arq_event_hash(NULL, event_id, stream_id, stream_type, version, event_type, schema_version, recorded_at,

@@ -21,7 +21,8 @@ func TestEveryEventOfTenThousandAcrossTwentyCheckpoints(t *testing.T) {
 	t.Parallel()
 	const events, checkpoints = 10_000, 20
 	ctx := context.Background()
-	pool := testdb.Pool(t, testdb.New(t))
+	url := testdb.New(t)
+	pool := testdb.Pool(t, url)
 	tree := ledger.NewTree(pool, quiet())
 	skey, vkey, err := ledger.NewSigningKey("arq-test")
 	if err != nil {
@@ -86,7 +87,7 @@ func TestEveryEventOfTenThousandAcrossTwentyCheckpoints(t *testing.T) {
 	// Someone with SQL access rewrites an event's stored hash (as an edit
 	// re-hashed would): the proof the server now gives does not verify
 	// against the signed checkpoint, whatever the tables say.
-	if _, err := pool.Exec(ctx, `ALTER TABLE events DISABLE TRIGGER USER;
+	if _, err := testdb.OwnerPool(t, url).Exec(ctx, `ALTER TABLE events DISABLE TRIGGER USER;
 		UPDATE events SET hash = sha256(hash) WHERE event_id = 'ev000000000000000000004242';
 		ALTER TABLE events ENABLE TRIGGER USER`); err != nil {
 		t.Fatal(err)

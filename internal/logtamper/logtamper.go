@@ -178,7 +178,9 @@ END $$`
 func (l *Log) Tamper(t testing.TB, sql string) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := l.Pool.Begin(ctx)
+	// The server's role may not change the log: the attacker is the
+	// database's owner (here its superuser).
+	tx, err := testdb.OwnerPool(t, l.URL).Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
