@@ -99,6 +99,18 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	return c, nil
 }
 
+// ReadCheckpoint reads the checkpoint a signed note carries, not checking
+// its signature (OpenCheckpoint does): the body is the note up to the
+// blank line before its signatures.
+func ReadCheckpoint(signed []byte) (Checkpoint, error) {
+	text := string(signed)
+	end := strings.LastIndex(text, "\n\n")
+	if end < 0 {
+		return Checkpoint{}, fmt.Errorf("%w: a signed checkpoint is its text, a blank line and signatures", ErrInvalid)
+	}
+	return ParseCheckpoint(text[:end+1])
+}
+
 // OpenCheckpoint checks the signature of a signed checkpoint against the
 // verifier key vkey (as `arq log keygen` prints it) and reads it.
 func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
@@ -170,3 +182,39 @@ func VerifyConsistency(older, newer Checkpoint, p Consistency) error {
 
 // EncodeHash is a hash as checkpoints and proofs write it (base64).
 func EncodeHash(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
+
+// Leaves computes a tree's root as its leaves are added in order, holding
+// only the roots of its complete subtrees (one per bit of its size): a
+// reader of the whole log checks each checkpoint it meets in passing.
+type Leaves struct {
+	size int64
+	// edge holds the roots of the complete subtrees, largest first.
+	edge []Hash
+}
+
+// Add appends the leaf whose hash is h (see LeafHash).
+func (l *Leaves) Add(h Hash) {
+	l.edge = append(l.edge, h)
+	for s := l.size; s&1 == 1; s >>= 1 {
+		n := len(l.edge)
+		l.edge[n-2] = tlog.NodeHash(l.edge[n-2], l.edge[n-1])
+		l.edge = l.edge[:n-1]
+	}
+	l.size++
+}
+
+// Size is how many leaves were added.
+func (l *Leaves) Size() int64 { return l.size }
+
+// Root is the root of the tree of the leaves added so far, as
+// tlog.TreeHash computes it (the zero Hash for no leaf).
+func (l *Leaves) Root() Hash {
+	if len(l.edge) == 0 {
+		return Hash{}
+	}
+	h := l.edge[len(l.edge)-1]
+	for i := len(l.edge) - 2; i >= 0; i-- {
+		h = tlog.NodeHash(l.edge[i], h)
+	}
+	return h
+}
