@@ -14,7 +14,25 @@ import (
 type Exported struct {
 	Recorded
 	Hash []byte `json:"hash"`
+	// Checkpoint, on the export of a whole log, is the log's signed
+	// checkpoint of the events up to and including this one, when one was
+	// signed at that size (see SignedCheckpoint); an importer recomputes
+	// the tree of the file's events and checks its root. Readers that do
+	// not know the field ignore it.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
+
+// SignedCheckpoint is the log's signed checkpoint of its first Size
+// events: the signed note its Merkle tree keeps (see package ledger and
+// logproof).
+type SignedCheckpoint struct {
+	Size int64
+	Note string
+}
+
+// CheckpointPager lists the log's signed checkpoints of more than after
+// events, smallest first, at most limit.
+type CheckpointPager func(ctx context.Context, after int64, limit int) ([]SignedCheckpoint, error)
 
 // Export hands every event recorded at or after since (zero: all) to fn,
 // in commit-safe order.

@@ -46,7 +46,7 @@ func exportedLog(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	w := bufio.NewWriter(f)
-	if err := s.WriteNDJSON(ctx, w, time.Time{}, nil); err != nil {
+	if err := s.WriteNDJSON(ctx, w, time.Time{}, nil, nil); err != nil {
 		b.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {
@@ -77,11 +77,11 @@ func BenchmarkImportNDJSON(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		got, err := s.ReadNDJSON(ctx, f, false, nil)
+		got, err := s.ReadNDJSON(ctx, f, eventstore.ImportOptions{})
 		d := time.Since(start)
 		_ = f.Close()
-		if err != nil || got != int64(n) {
-			b.Fatalf("import: %d events, %v", got, err)
+		if err != nil || got.Events != int64(n) {
+			b.Fatalf("import: %d events, %v", got.Events, err)
 		}
 		b.ReportMetric(float64(n)/d.Seconds(), "events/s")
 	}

@@ -16,16 +16,26 @@ var ErrNotEmpty = errors.New("the event log is not empty; import into an empty d
 
 // WriteNDJSON writes the log's events recorded at or after since (zero:
 // all) to w as NDJSON, one Exported event a line, in commit-safe order;
-// progress, if not nil, hears the count now and then and at the end.
-func (s *Store) WriteNDJSON(ctx context.Context, w io.Writer, since time.Time, progress func(n int64)) error {
+// progress, if not nil, hears the count now and then and at the end. On an
+// export of the whole log, checkpoints, if not nil, lists the log's signed
+// checkpoints, and the event that ends each one carries it: leaf i of the
+// log's tree is the i-th event of the file. An export since a time carries
+// none, as its first event is not the tree's first leaf.
+func (s *Store) WriteNDJSON(ctx context.Context, w io.Writer, since time.Time, checkpoints CheckpointPager, progress func(n int64)) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	enc := json.NewEncoder(bw)
+	carry := &carried{page: checkpoints, done: checkpoints == nil || !since.IsZero()}
 	var n int64
 	err := s.Export(ctx, since, func(e Exported) error {
 		n++
 		if progress != nil && n%1000 == 0 {
 			progress(n)
 		}
+		note, err := carry.at(ctx, n)
+		if err != nil {
+			return err
+		}
+		e.Checkpoint = note
 		return enc.Encode(e)
 	})
 	if err == nil {
@@ -40,51 +50,41 @@ func (s *Store) WriteNDJSON(ctx context.Context, w io.Writer, since time.Time, p
 	return nil
 }
 
-// ReadNDJSON imports an exported log from r (see WriteNDJSON) into this
-// one, in transactions of 1,000 events, and returns how many it imported.
-// Without force it refuses a log that holds events (ErrNotEmpty).
-// progress, if not nil, hears the count after each transaction.
-func (s *Store) ReadNDJSON(ctx context.Context, r io.Reader, force bool, progress func(n int64)) (int64, error) {
-	if empty, err := s.Empty(ctx); err != nil {
-		return 0, err
-	} else if !empty && !force {
-		return 0, ErrNotEmpty
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	var batch []Exported
-	var n int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+// carried hands out the checkpoints an export carries, a page at a time.
+type carried struct {
+	page  CheckpointPager
+	queue []SignedCheckpoint
+	after int64
+	done  bool
+}
+
+// at is the note of the checkpoint of n events, or "" when none was
+// signed at that size; n grows from one call to the next.
+func (c *carried) at(ctx context.Context, n int64) (string, error) {
+	for {
+		for len(c.queue) > 0 && c.queue[0].Size < n {
+			c.queue = c.queue[1:]
 		}
-		if err := s.Import(ctx, batch); err != nil {
-			return fmt.Errorf("after %d events: %w", n-int64(len(batch)), err)
-		}
-		batch = batch[:0]
-		if progress != nil {
-			progress(n)
-		}
-		return nil
-	}
-	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		var e Exported
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return n, fmt.Errorf("line %d: not an exported event: %w", line, err)
-		}
-		batch = append(batch, e)
-		n++
-		if len(batch) == 1000 {
-			if err := flush(); err != nil {
-				return n, err
+		if len(c.queue) > 0 {
+			if c.queue[0].Size != n {
+				return "", nil
 			}
+			note := c.queue[0].Note
+			c.queue = c.queue[1:]
+			return note, nil
 		}
+		if c.done {
+			return "", nil
+		}
+		const limit = 1000
+		page, err := c.page(ctx, c.after, limit)
+		if err != nil {
+			return "", fmt.Errorf("the log's checkpoints: %w", err)
+		}
+		c.done = len(page) < limit
+		if len(page) > 0 {
+			c.after = page[len(page)-1].Size
+		}
+		c.queue = page
 	}
-	if err := sc.Err(); err != nil {
-		return n, fmt.Errorf("read the exported log: %w", err)
-	}
-	return n, flush()
 }
