@@ -28,7 +28,7 @@ type commandLine struct {
 	Audit       auditCmd       `cmd:"" help:"Print every event of a user and of everything of theirs."`
 	Replay      replayCmd      `cmd:"" help:"Print an entity as it was at a version or a time, folded from the log (JSON)."`
 	Export      exportCmd      `cmd:"" help:"Write the log to stdout as NDJSON, in commit-safe order, with hashes."`
-	Import      importCmd      `cmd:"" help:"Read an exported log into an empty database, then rebuild every projection."`
+	Import      importCmd      `cmd:"" help:"Read an exported log into an empty database, if every hash, chain and carried checkpoint verifies, then rebuild every projection."`
 	Verify      verifyCmd      `cmd:"" help:"Walk the log's hash chains and report every broken link; exit 1 when the log is not intact."`
 	Embeddings  embeddingsCmd  `cmd:"" help:"Fill in embeddings from the configured provider."`
 	Erase       eraseCmd       `cmd:"" help:"Erase a user, a message or a memory for good: its data keys, kept answers and cached copies go, and the log records the erasure."`
@@ -94,9 +94,10 @@ type (
 		Quiet bool   `help:"Print no progress."`
 	}
 	importCmd struct {
-		File  string `arg:"" name:"FILE" help:"an exported log, or - for stdin"`
-		Force bool   `help:"Import into a log that holds events already."`
-		Quiet bool   `help:"Print no progress."`
+		File   string `arg:"" name:"FILE" help:"an exported log, or - for stdin"`
+		Force  bool   `help:"Import into a log that holds events already."`
+		LogKey string `placeholder:"VKEY" help:"The exporting log's checkpoint verifier key: refuse the file unless it carries checkpoints all signed by it."`
+		Quiet  bool   `help:"Print no progress."`
 	}
 	verifyCmd struct {
 		Stream     string `placeholder:"S" help:"Verify this stream only."`
