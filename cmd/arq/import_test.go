@@ -18,6 +18,7 @@ import (
 
 	"github.com/arq-memory/arq/internal/testdb"
 	"github.com/arq-memory/arq/internal/testserver"
+	"github.com/arq-memory/arq/internal/testwait"
 	"github.com/arq-memory/arq/ledger"
 )
 
@@ -50,10 +51,17 @@ func newSignedLog(t *testing.T) signedLog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An event becomes a leaf once it is safe to read, which a transaction
+	// of any database on the server can hold back.
 	sign := func() {
-		if _, err := tree.Build(ctx); err != nil {
-			t.Fatal(err)
-		}
+		testwait.Eventually(t, time.Minute, "the tree holds every event", func() (bool, error) {
+			if _, err := tree.Build(ctx); err != nil {
+				return false, err
+			}
+			var behind bool
+			err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events) > coalesce((SELECT max(first_leaf + leaves) FROM log_tree), 0)`).Scan(&behind)
+			return !behind, err
+		})
 		if _, err := tree.SignNow(ctx, signer, origin, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +200,8 @@ func TestImportChecksTheExportsCheckpoints(t *testing.T) {
 			carried++
 		}
 	}
-	// One per round, the last two maybe of one size (and then one).
+	// One per round, and one after the server stopped unless it wrote
+	// nothing after the third.
 	if carried < 3 || l.lines[len(l.lines)-1]["checkpoint"] == nil {
 		t.Fatalf("the export carries %d checkpoints, the last line %s; want 3 or more, one on the last line", carried, l.lines[len(l.lines)-1]["checkpoint"])
 	}
