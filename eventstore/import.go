@@ -134,28 +134,8 @@ func (s *Store) ReadNDJSON(ctx context.Context, r io.Reader, o ImportOptions) (I
 	if bad != nil {
 		return src.report, fmt.Errorf("import refused, nothing imported: %w", bad)
 	}
-	if _, err := tx.Exec(ctx, `SAVEPOINT arq_import`); err != nil {
-		return src.report, fmt.Errorf("import: %w", err)
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
-			schema_version, data, metadata, recorded_at, hash)
-		SELECT event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash
-		FROM arq_import ORDER BY line`)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation {
-		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT arq_import`); rerr != nil {
-			return src.report, fmt.Errorf("import: %w", rerr)
-		}
-		dup, derr := firstDuplicate(ctx, tx, held)
-		if derr != nil {
-			return src.report, derr
-		}
-		if dup != nil {
-			return src.report, fmt.Errorf("import refused, nothing imported: %w", dup)
-		}
-	}
-	if err != nil {
-		return src.report, fmt.Errorf("import: %w", err)
+	if err := insertImported(ctx, tx, held); err != nil {
+		return src.report, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return src.report, fmt.Errorf("import: %w", err)
@@ -165,6 +145,36 @@ func (s *Store) ReadNDJSON(ctx context.Context, r io.Reader, o ImportOptions) (I
 		o.Progress(src.report.Events)
 	}
 	return src.report, nil
+}
+
+// insertImported appends the checked events of arq_import to the log, in
+// the file's order; a duplicate event id, which the log's unique index
+// refuses, is named as an *ImportError.
+func insertImported(ctx context.Context, tx pgx.Tx, held bool) error {
+	if _, err := tx.Exec(ctx, `SAVEPOINT arq_import`); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_type, version, event_type,
+			schema_version, data, metadata, recorded_at, hash)
+		SELECT event_id, stream_id, stream_type, version, event_type, schema_version, data, metadata, recorded_at, hash
+		FROM arq_import ORDER BY line`)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation {
+		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT arq_import`); rerr != nil {
+			return fmt.Errorf("import: %w", rerr)
+		}
+		dup, derr := firstDuplicate(ctx, tx, held)
+		if derr != nil {
+			return derr
+		}
+		if dup != nil {
+			return fmt.Errorf("import refused, nothing imported: %w", dup)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	return nil
 }
 
 // firstBadEvent checks the events copied into arq_import, in the file's
@@ -182,7 +192,7 @@ func firstBadEvent(ctx context.Context, tx pgx.Tx, held bool) (*ImportError, err
 	// hash), joined back to the events to hash them.
 	var b ImportError
 	var before int
-	var first, changed bool
+	var first, versionOK bool
 	q := `WITH f AS (
 			SELECT line, lag(version) OVER s AS prev_version, lag(hash) OVER s AS prev_hash, lag(line) OVER s IS NULL AS first
 			FROM arq_import WINDOW s AS (PARTITION BY stream_id ORDER BY line)
@@ -196,7 +206,7 @@ func firstBadEvent(ctx context.Context, tx pgx.Tx, held bool) (*ImportError, err
 		FROM c WHERE version <> before + 1 OR hash IS DISTINCT FROM arq_event_hash(chain, event_id, stream_id,
 			stream_type, version, event_type, schema_version, recorded_at, data, metadata)
 		ORDER BY line LIMIT 1`
-	err := tx.QueryRow(ctx, q).Scan(&b.Line, &b.EventID, &b.StreamID, &b.Version, &before, &first, &changed)
+	err := tx.QueryRow(ctx, q).Scan(&b.Line, &b.EventID, &b.StreamID, &b.Version, &before, &first, &versionOK)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -204,7 +214,7 @@ func firstBadEvent(ctx context.Context, tx pgx.Tx, held bool) (*ImportError, err
 		return nil, fmt.Errorf("import: check the file's events: %w", err)
 	}
 	switch {
-	case changed:
+	case versionOK: // so the hash is wrong
 		b.Problem = "its content does not match its hash, with its predecessor's: the event or its hash was changed"
 	case b.Version <= before && first:
 		b.Problem = fmt.Sprintf("a duplicate: the log holds its stream up to version %d already", before)

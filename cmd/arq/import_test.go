@@ -298,6 +298,18 @@ func TestImportRefusesATamperedExport(t *testing.T) {
 			}
 			return ls
 		}, -1, "", "does not match the file's events"},
+		{"event id repeated in another stream", func(ls []map[string]json.RawMessage) []map[string]json.RawMessage {
+			dup := copyLines(ls[i : i+1])[0]
+			last := ls[len(ls)-1]
+			var pos int64
+			_ = json.Unmarshal(last["position"], &pos)
+			dup["position"], dup["transaction_id"] = json.RawMessage(strconv.FormatInt(pos+1, 10)), last["transaction_id"]
+			dup["stream_id"], dup["version"] = json.RawMessage(`"user-another"`), json.RawMessage(`1`)
+			delete(dup, "checkpoint")
+			ls = append(ls, dup)
+			l.rehash(t, ls, len(ls)-1)
+			return ls
+		}, len(l.lines) + 1, vid, fmt.Sprintf("a duplicate: line %d holds the same event id", i+1)},
 		{"event repeated", func(ls []map[string]json.RawMessage) []map[string]json.RawMessage {
 			return append(ls[:i+1], append([]map[string]json.RawMessage{ls[i]}, ls[i+1:]...)...)
 		}, i + 2, vid, "a duplicate"},
