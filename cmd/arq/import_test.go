@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/note"
 
@@ -138,8 +139,16 @@ func (l signedLog) importFile(t *testing.T, path string, flags ...string) (int, 
 	dst := testdb.New(t)
 	env := map[string]string{"ARQ_DATABASE_URL": dst, "ARQ_KEYSTORE_URL": l.url, "ARQ_MASTER_KEY": testserver.MasterKey}
 	code, _, errOut := runCLIWith(t, env, append(append([]string{"import"}, flags...), path)...)
+	// One connection, closed at once: the server's are shared by every
+	// test running.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
 	var n int
-	if err := testdb.Pool(t, dst).QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return code, errOut, n
