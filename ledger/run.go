@@ -33,7 +33,7 @@ type Keeping struct {
 // again after a pause; it never stops the process.
 func (t *Tree) Keep(ctx context.Context, w Waker, k Keeping) {
 	var signed int64
-	last := time.Time{}
+	last := time.Now() // the first checkpoint, too, after k.Every
 	pause := time.Second
 	for ctx.Err() == nil {
 		gen := w.Generation()
