@@ -32,7 +32,14 @@ const deadlineDelay = 250 * time.Millisecond
 // when it arrives, whatever the connection runs then: a statement that
 // ended just before its cancel came would leave the cancel to the next
 // statement sent on that connection, some other caller's (a rebuild's
-// CREATE INDEX was cancelled so). The connection is closed instead.
+// CREATE INDEX was cancelled so). The connection is closed instead, when
+// the pool would next hand it out (or check it while idle).
+//
+// That check is made as a connection is taken (PrepareConn), not as it is
+// given back: a pool with an AfterRelease hook gives every connection back
+// from a goroutine of its own, one per statement, which cost the server
+// some 0.1 ms of CPU per request in scheduling alone (BENCHMARKS.md,
+// "Tenants and rate limits, against the code before them").
 func OnServerPool(cfg *pgxpool.Config) {
 	var sent sync.Map // *pgconn.PgConn that sent a cancel request → struct{}
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
@@ -41,12 +48,20 @@ func OnServerPool(cfg *pgxpool.Config) {
 			mark:                               func() { sent.Store(c, struct{}{}) },
 		}
 	}
-	afterRelease, beforeClose := cfg.AfterRelease, cfg.BeforeClose
-	cfg.AfterRelease = func(c *pgx.Conn) bool {
-		if _, ok := sent.LoadAndDelete(c.PgConn()); ok {
-			return false
+	prepare, beforeClose := cfg.PrepareConn, cfg.BeforeClose
+	if prepare == nil && cfg.BeforeAcquire != nil {
+		before := cfg.BeforeAcquire
+		prepare = func(ctx context.Context, c *pgx.Conn) (bool, error) { return before(ctx, c), nil }
+	}
+	// false, nil: the pool closes the connection and takes another.
+	cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
+		if _, ok := sent.Load(c.PgConn()); ok {
+			return false, nil
 		}
-		return afterRelease == nil || afterRelease(c)
+		if prepare == nil {
+			return true, nil
+		}
+		return prepare(ctx, c)
 	}
 	cfg.BeforeClose = func(c *pgx.Conn) {
 		sent.Delete(c.PgConn())
