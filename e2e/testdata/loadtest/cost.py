@@ -11,7 +11,11 @@ The Redis server's is printed apart: it is shared with whatever else runs.
 So is how many cores everything else kept busy meanwhile (all the
 machine's CPU time but the server's, its backends', Redis's and wrk's,
 so Postgres's own WAL writer and checkpointer too): on a shared machine,
-what else ran. A run that gets any answer but a 2xx fails.
+what else ran. A run that gets any answer but a 2xx fails. Each run
+starts once the database's backends have stayed the same for a second
+(the previous run's cut-short requests may close connections); a backend
+that still exits during a run is left out of its count, and the line
+says so.
 
 Needs: Go, Postgres and Redis as for the tests, python3 and wrk. From the
 repository root:
@@ -133,15 +137,39 @@ def backends(db):
     return [int(p) for p in out.split()]
 
 
+def settle(db):
+    """Waits (up to 5 s) until the database's backends stay the same for a
+    second. The end of a wrk run cuts its last requests short; a build
+    whose pool closes the connections that sent a cancel request (see
+    internal/pgcancel) closes them just after, and a backend that exits
+    during the next run would take the CPU it spent before it out of
+    that run's count."""
+    last, since, end = None, time.time(), time.time() + 5
+    while time.time() < end:
+        now = set(backends(db))
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= 1:
+            return
+        time.sleep(0.1)
+
+
 def measure(server, db, label, name, c, args):
+    settle(db)
     pids = backends(db)
     s0, p0, r0, m0, w0, t0 = cpu([server]), {p: cpu([p]) for p in pids}, cpu(redis()), machine(), children(), time.time()
     out = sh("wrk", "-t%d" % min(c, 2), "-c%d" % c, "-d10s", *args)
     s1, r1, m1, w1, t1 = cpu([server]), cpu(redis()), machine(), children(), time.time()
-    p1 = sum(cpu([p]) - p0.get(p, 0) for p in set(pids) | set(backends(db)))
+    # A backend gone by now took what it spent with it: it counts for
+    # nothing (not minus its whole life) and the line says so.
+    after = backends(db)
+    p1 = sum(cpu([p]) - p0.get(p, 0) for p in after)
+    gone = len(set(pids) - set(after))
     rps = float([l for l in out.splitlines() if l.startswith("Requests/sec")][0].split()[1])
     n = rps * 10
     bad = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+    if gone:
+        bad.append("(%d backends gone, their CPU uncounted)" % gone)
     others = (m1 - m0 - (s1 - s0) - p1 - (r1 - r0) - (w1 - w0)) / TICK / (t1 - t0)
     print("%s %-14s c=%-2d %8.0f req/s  server %.3f ms CPU/req  postgres %.3f ms CPU/req  (redis %.3f, others %.2f cores) %s" % (
         label, name, c, rps, (s1 - s0) * 1000 / TICK / n, p1 * 1000 / TICK / n, (r1 - r0) * 1000 / TICK / n,
