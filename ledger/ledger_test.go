@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -145,5 +147,40 @@ func TestVerifierKeyOfASigningKey(t *testing.T) {
 	}
 	if _, err := ledger.VerifierKey(vkey); err == nil {
 		t.Fatal("a verifier key read as a signing key")
+	}
+}
+
+// A checkpoint written to a directory outside the database is the note
+// as signed, by its size and as the latest.
+func TestCheckpointWrittenToADirectory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t, testdb.New(t))
+	appendEvents(t, eventstore.New(pool), 0, 3)
+	tree := ledger.NewTree(pool, quiet())
+	testwait.Eventually(t, 30*time.Second, "a tree of 3 events", func() (bool, error) {
+		if _, err := tree.Build(ctx); err != nil {
+			return false, err
+		}
+		n, err := tree.Size(ctx)
+		return n == 3, err
+	})
+	signer, err := ledger.Signer(testdb.LogSigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := tree.SignNow(ctx, signer, "arq/test", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"3.checkpoint", "latest.checkpoint"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(b) != s.Note {
+			t.Fatalf("%s: %q, %v; want the signed note", name, b, err)
+		}
+		if c, err := logproof.OpenCheckpoint(b, testdb.LogVerifierKey); err != nil || c.Size != 3 {
+			t.Fatalf("%s: %+v, %v", name, c, err)
+		}
 	}
 }
