@@ -203,6 +203,8 @@ func readyz(d Deps) gin.HandlerFunc {
 			switch lc := d.LogCheck.LogVerified(); {
 			case !lc.Checked:
 				checks["log"] = "not checked yet"
+			case lc.OK && lc.Size == 0:
+				checks["log"] = "no signed checkpoint yet"
 			case lc.OK:
 				checks["log"] = gin.H{"verified": lc.Size}
 			default:

@@ -76,11 +76,11 @@ func (c *cli) verifyCheckpoint(ctx context.Context, o verifyCmd) error {
 		if audit.First != nil {
 			fmt.Fprintln(c.stdout, "first problem:", describeProblem(*audit.First))
 		}
-		root := "the same root as the checkpoint's"
+		root := "have the same root as the checkpoint's"
 		if !audit.RootMatches {
-			root = "NOT the checkpoint's root"
+			root = "do NOT have the checkpoint's root"
 		}
-		fmt.Fprintf(c.stdout, "%d events in %d streams checked, %d broken links; the first %d, signed %s by %s, have %s\n",
+		fmt.Fprintf(c.stdout, "%d events in %d streams checked, %d broken links; the first %d, signed %s by %s, %s\n",
 			audit.Events, audit.Streams, audit.BrokenLinks, cp.Size, cp.Time.Format(time.RFC3339), cp.Origin, root)
 	}
 	if !audit.Intact() {

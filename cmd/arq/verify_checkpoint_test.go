@@ -59,7 +59,7 @@ func TestVerifyCheckpointNamesTheTamperedEvent(t *testing.T) {
 				named = "(event " + want.EventID + ","
 			}
 			if code != 1 || !strings.HasPrefix(first, strings.ToUpper(want.Kind)+" event ") || !strings.Contains(first, named) ||
-				!strings.Contains(out, "have NOT the checkpoint's root") {
+				!strings.Contains(out, "do NOT have the checkpoint's root") {
 				t.Fatalf("want %s naming %q first: exit %d\n%s%s", strings.ToUpper(want.Kind), named, code, out, errOut)
 			}
 		})
