@@ -63,7 +63,17 @@ func (c *cli) verifyCheckpoint(ctx context.Context, o verifyCmd) error {
 		if audit.Breaks == nil {
 			audit.Breaks = []ledger.Problem{}
 		}
-		if err := json.NewEncoder(c.stdout).Encode(audit); err != nil {
+		type checkpoint struct {
+			Origin string    `json:"origin"`
+			Size   int64     `json:"size"`
+			Root   string    `json:"root"`
+			Time   time.Time `json:"time"`
+		}
+		out := struct {
+			ledger.Audit
+			Checkpoint checkpoint `json:"checkpoint"`
+		}{audit, checkpoint{cp.Origin, cp.Size, cp.Root.String(), cp.Time}}
+		if err := json.NewEncoder(c.stdout).Encode(out); err != nil {
 			return err
 		}
 	} else {

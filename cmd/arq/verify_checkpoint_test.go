@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,6 +20,20 @@ func TestVerifyCheckpointOfAnIntactLog(t *testing.T) {
 	want := fmt.Sprintf("%d events in %d streams checked, 0 broken links; the first %d,", l.Checkpoint.Size+2, logtamper.Streams+1, l.Checkpoint.Size)
 	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, want) || !strings.Contains(out, "have the same root") {
 		t.Fatalf("intact log: exit %d\n%s%s", code, out, errOut)
+	}
+	// --json: the audit, with no breaks as [], and the checkpoint it was
+	// made against.
+	code, out, errOut = runCLI(t, l.URL, "verify", "--quiet", "--json", "--checkpoint", l.File, "--log-key", l.VKey)
+	var got struct {
+		Breaks     []any `json:"breaks"`
+		Checkpoint struct {
+			Size int64  `json:"size"`
+			Root string `json:"root"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Breaks == nil ||
+		got.Checkpoint.Size != l.Checkpoint.Size || got.Checkpoint.Root != l.Checkpoint.Root.String() {
+		t.Fatalf("--json: exit %d, %v\n%s%s", code, err, out, errOut)
 	}
 	_, other, err := ledger.NewSigningKey("arq-test")
 	if err != nil {
