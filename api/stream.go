@@ -81,7 +81,71 @@ func (r *resources) sessionStream(c *gin.Context) {
 			return r.Store.ReadAll(ctx, c, 500, f)
 		}
 	}
-	r.serveEvents(c, accept, after, catchUp)
+	var ended <-chan string
+	if callerOf(c).session {
+		ended = r.sessionEnd(c.Request.Context(), sid, sess.ExpiresAt)
+	}
+	r.serveEvents(c, accept, after, catchUp, ended)
+}
+
+// sessionEnd tells a stream opened with a session's token when the
+// session ends, as the token stops opening it: closed or expired (an
+// event of the session's stream), or its expiry passed (a timer, moved
+// by an extension). The watch ends with ctx.
+func (r *resources) sessionEnd(ctx context.Context, sid string, expires *time.Time) <-chan string {
+	ended := make(chan string, 1)
+	stream := domain.StreamID(domain.StreamSession, sid)
+	l := r.Live.Listen(func(e eventstore.Recorded) bool { return e.StreamID == stream })
+	// still re-reads the session: "" while it is open and not past its
+	// expiry, whose timer it moves; else why it ended.
+	var timer *time.Timer
+	still := func() string {
+		s, err := r.Queries.GetSession(ctx, sid)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			return "the session is gone"
+		case err != nil:
+			return ""
+		case s.Status != "open":
+			return "the session was " + s.Status
+		case s.ExpiresAt != nil && !time.Now().Before(*s.ExpiresAt):
+			return "the session expired"
+		case s.ExpiresAt != nil:
+			timer.Reset(time.Until(*s.ExpiresAt))
+		}
+		return ""
+	}
+	timer = time.NewTimer(time.Hour)
+	timer.Stop()
+	if expires != nil {
+		timer.Reset(time.Until(*expires))
+	}
+	go func() {
+		defer l.Close()
+		defer timer.Stop()
+		why := ""
+		for why == "" {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-l.C:
+				switch e.Type {
+				case domain.SessionClosed:
+					why = "the session was closed"
+				case domain.SessionExpired:
+					why = "the session expired"
+				case domain.SessionExtended:
+					why = still()
+				}
+			case <-l.Lagged:
+				why = still()
+			case <-timer.C:
+				why = still()
+			}
+		}
+		ended <- why
+	}()
+	return ended
 }
 
 // streamCursor reads where an event stream resumes: the Last-Event-ID a
@@ -124,7 +188,7 @@ func (r *resources) eventStream(c *gin.Context) {
 			return r.Store.ReadAll(ctx, c, 500, f)
 		}
 	}
-	r.serveEvents(c, accept, after, catchUp)
+	r.serveEvents(c, accept, after, catchUp, nil)
 }
 
 // liveOpenBatch bounds how many live events a stream opens at once.
@@ -138,9 +202,10 @@ const liveOpenBatch = 100
 // until the server shuts down. A write that times out fails the
 // connection, which ends the request's context and so the stream. A
 // stream opened with an API key ends, with an event revoked, once the key
-// is found revoked (see keyWatcher).
+// is found revoked (see keyWatcher); one given ended ends, with an event
+// ended, when it says why.
 func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded) bool, cursor eventstore.Cursor,
-	catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error)) {
+	catchUp func(context.Context, eventstore.Cursor) ([]eventstore.Recorded, error), ended <-chan string) {
 	ctx := c.Request.Context()
 	revoked, unwatch := r.keys.Watch(c.GetString(keyIDKey))
 	defer unwatch()
@@ -251,6 +316,9 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 			}
 		case <-revoked:
 			_ = write(revokedEvent, revokedData)
+			return
+		case why := <-ended:
+			_ = write("event: ended\ndata: %q\n\n", why)
 			return
 		case <-r.Stopping:
 			_ = write("event: closing\ndata: %q\n\n", "this server is shutting down; reconnect with Last-Event-ID to resume")

@@ -71,3 +71,42 @@ func TestRevokedKeyEndsItsStreams(t *testing.T) {
 		})
 	}
 }
+
+// A stream opened with a session's token ends, with an event ended, when
+// the session is closed or its time to live runs out: the token opens
+// nothing after that, and what it opened ends with it.
+func TestSessionTokenStreamEndsWithItsSession(t *testing.T) {
+	t.Parallel()
+	s := startTenanted(t, nil)
+	newTenant(s, "acme")
+	key, _ := newKey(s, "acme", "", "read", "write")
+	a := as{s, key}
+	uid := a.must(201, "POST", "/v1/users", map[string]any{"external_id": "tok", "name": "T"}).Str("id")
+	closing := a.must(201, "POST", "/v1/users/"+uid+"/sessions", map[string]any{})
+	expiring := a.must(201, "POST", "/v1/users/"+uid+"/sessions", map[string]any{"ttl_seconds": 2})
+	streams := map[string]<-chan sseEvent{
+		"closed":  subscribe(s, t, "/v1/sessions/"+closing.Str("id")+"/stream", "Authorization", "Bearer "+closing.Str("token")),
+		"expired": subscribe(s, t, "/v1/sessions/"+expiring.Str("id")+"/stream", "Authorization", "Bearer "+expiring.Str("token")),
+	}
+	// Open and live: a message reaches the first.
+	a.must(201, "POST", "/v1/sessions/"+closing.Str("id")+"/messages", map[string]any{"role": "user", "content": "hello"})
+	await(t, streams["closed"], "the message", func(e sseEvent) bool { return e.event == "message.appended" })
+
+	a.must(200, "POST", "/v1/sessions/"+closing.Str("id")+"/close", nil)
+	for name, events := range streams {
+		var last sseEvent
+		testwait.Eventually(t, 10*time.Second, name+": the stream ends with an event ended", func() (bool, error) {
+			for {
+				select {
+				case e, open := <-events:
+					if !open {
+						return last.event == "ended", nil
+					}
+					last = e
+				default:
+					return false, nil
+				}
+			}
+		})
+	}
+}
