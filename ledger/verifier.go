@@ -40,7 +40,7 @@ type Verifier struct {
 	// verified is the tree of the events the last passing check reached,
 	// (afterXID, afterPos) the last of them; newest the largest size of a
 	// checkpoint that verified.
-	verified compact
+	verified logproof.Leaves
 	afterXID uint64
 	afterPos int64
 	newest   int64
@@ -141,10 +141,10 @@ func (v *Verifier) check(ctx context.Context, full bool) (Result, error) {
 		return r, nil
 	}
 	spec := walkSpec{size: c.Size, root: c.Root}
-	if full || v.verified.size == 0 {
+	if full || v.verified.Size() == 0 {
 		r.Full = true
 	} else {
-		if c.Size == v.verified.size {
+		if c.Size == v.verified.Size() {
 			r.OK = true
 			return r, nil
 		}

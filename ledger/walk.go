@@ -32,7 +32,7 @@ type walkSpec struct {
 	// start is the tree of the leaves before the walk's first, verified
 	// before (empty for a walk from the beginning); the walk starts after
 	// the event (afterXID, afterPos), the last of them.
-	start    compact
+	start    logproof.Leaves
 	afterXID uint64
 	afterPos int64
 	// size is the checkpoint's: the leaves before it are checked against
@@ -52,7 +52,7 @@ type walkResult struct {
 	rootOK bool
 	// at is the tree at size and its last event, when the walk got there
 	// and the root matched.
-	at              compact
+	at              logproof.Leaves
 	atXID           uint64
 	atPos           int64
 	breaks          []Problem
@@ -105,13 +105,13 @@ const walkColumns = `transaction_id, position, event_id, stream_id, stream_type,
 // walk runs the pipeline over the events after s's start, in one
 // read-only snapshot.
 func (t *Tree) walk(ctx context.Context, s walkSpec, progress func(int64)) (walkResult, error) {
-	res := walkResult{at: s.start.clone(), leaves: s.start.size}
+	res := walkResult{at: s.start.Clone(), leaves: s.start.Size()}
 	tx, err := t.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return res, fmt.Errorf("check the log: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	middle := s.start.size > 0
+	middle := s.start.Size() > 0
 	q := `SELECT ` + walkColumns + `, NULL::bytea FROM events e`
 	if middle {
 		q = `SELECT ` + walkColumns + `, (SELECT p.hash FROM events p WHERE p.stream_id = e.stream_id AND p.version = e.version - 1)
@@ -121,7 +121,7 @@ func (t *Tree) walk(ctx context.Context, s walkSpec, progress func(int64)) (walk
 	args := []any{pgx.QueryResultFormats{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, s.afterXID, s.afterPos}
 	if s.leavesOnly {
 		q += ` LIMIT $3`
-		args = append(args, s.size-s.start.size)
+		args = append(args, s.size-s.start.Size())
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -173,7 +173,7 @@ func (t *Tree) walk(ctx context.Context, s walkSpec, progress func(int64)) (walk
 		return nil
 	})
 	g.Go(func() error {
-		j := judge{t: t, ctx: gctx, s: s, res: &res, diverged: map[string][sha256.Size]byte{}, index: s.start.size}
+		j := judge{t: t, ctx: gctx, s: s, res: &res, diverged: map[string][sha256.Size]byte{}, index: s.start.Size()}
 		for b := range toTree {
 			if err := j.batch(b); err != nil {
 				return err
@@ -323,7 +323,7 @@ type judge struct {
 	s     walkSpec
 	res   *walkResult
 	index int64 // the next event's place in the log's order
-	tree  compact
+	tree  logproof.Leaves
 	// diverged holds, for a stream whose recomputed chain left its stored
 	// one, the last recomputed hash: its later events' leaves follow the
 	// recomputed chain, so one edit changes the root however it was hidden.
@@ -335,7 +335,7 @@ type judge struct {
 
 func (j *judge) batch(b *walkBatch) error {
 	if !j.started {
-		j.tree = j.s.start.clone()
+		j.tree = j.s.start.Clone()
 		j.stored = storedLeaves{ctx: j.ctx, t: j.t}
 		j.started = true
 	}
@@ -370,11 +370,11 @@ func (j *judge) batch(b *walkBatch) error {
 					return err
 				}
 			}
-			j.tree.add(leaf)
-			j.res.leaves = j.tree.size
-			if j.tree.size == j.s.size {
-				j.res.rootOK = j.tree.root() == j.s.root
-				j.res.at, j.res.atXID, j.res.atPos = j.tree.clone(), r.xid, r.pos
+			j.tree.Add(leaf)
+			j.res.leaves = j.tree.Size()
+			if j.tree.Size() == j.s.size {
+				j.res.rootOK = j.tree.Root() == j.s.root
+				j.res.at, j.res.atXID, j.res.atPos = j.tree.Clone(), r.xid, r.pos
 			}
 		}
 		j.index++

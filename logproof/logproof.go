@@ -206,6 +206,11 @@ func (l *Leaves) Add(h Hash) {
 // Size is how many leaves were added.
 func (l *Leaves) Size() int64 { return l.size }
 
+// Clone is a copy that adding to leaves l as it is.
+func (l *Leaves) Clone() Leaves {
+	return Leaves{size: l.size, edge: append([]Hash(nil), l.edge...)}
+}
+
 // Root is the root of the tree of the leaves added so far, as
 // tlog.TreeHash computes it (the zero Hash for no leaf).
 func (l *Leaves) Root() Hash {
