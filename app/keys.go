@@ -18,12 +18,16 @@ import (
 // defaultMasterKeyFile is where the master key is kept unless
 // ARQ_MASTER_KEY or ARQ_MASTER_KEY_FILE say otherwise: the user's
 // configuration directory, apart from the database's files.
-func defaultMasterKeyFile() string {
+func defaultMasterKeyFile() string { return configFile("master.key") }
+
+// configFile is the path of a file of arq's in the user's configuration
+// directory (arq/<name>), or arq-<name> here when there is none.
+func configFile(name string) string {
 	dir, err := os.UserConfigDir()
 	if err != nil {
-		return "arq-master.key"
+		return "arq-" + name
 	}
-	return filepath.Join(dir, "arq", "master.key")
+	return filepath.Join(dir, "arq", name)
 }
 
 // ErrNoMasterKey is the error of a process that must read or write
@@ -73,25 +77,37 @@ func keyring(cfg Config, make bool, log *slog.Logger) (vault.Keyring, error) {
 // makeKeyFile writes a new master key to path, readable by its owner
 // alone, unless another process made it first: then that one is read.
 func makeKeyFile(path string) ([]byte, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.ReadFile(path)
-	}
+	raw, _, err := makeSecretFile(path, vault.NewMasterKey()+"\n")
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	key := vault.NewMasterKey() + "\n"
-	if _, err := f.WriteString(key); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("master key: %w", err)
+	return raw, nil
+}
+
+// makeSecretFile writes secret to a new file at path, readable by its
+// owner alone, making its directory; a file another process made first
+// is read instead, and made is false.
+func makeSecretFile(path, secret string) (raw []byte, made bool, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, err
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		raw, err := os.ReadFile(path)
+		return raw, false, err
 	}
-	return []byte(key), nil
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = f.WriteString(secret)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, false, err
+	}
+	return []byte(secret), true, nil
 }
 
 // openVault opens the key store (the log's database unless

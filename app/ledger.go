@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/arq-memory/arq/ledger"
@@ -16,13 +15,7 @@ import (
 // defaultLogKeyFile is where the log's signing key is kept unless
 // ARQ_LOG_SIGNING_KEY or ARQ_LOG_SIGNING_KEY_FILE say otherwise: beside
 // the master key, apart from the database.
-func defaultLogKeyFile() string {
-	dir, err := os.UserConfigDir()
-	if err != nil {
-		return "arq-log-signing.key"
-	}
-	return filepath.Join(dir, "arq", "log-signing.key")
-}
+func defaultLogKeyFile() string { return configFile("log-signing.key") }
 
 // LogSigningKey reads the configured signing key of the log's
 // checkpoints (ARQ_LOG_SIGNING_KEY, else its file): "" when none is.
@@ -60,33 +53,22 @@ func logSigningKey(cfg Config, make bool, log *slog.Logger) (string, error) {
 // path, readable by its owner alone, and returns it and its verifier key;
 // a file another process made first is read instead (vkey "").
 func MakeLogKeyFile(path, name string) (skey []byte, vkey string, err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, "", fmt.Errorf("log signing key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		raw, err := os.ReadFile(path)
-		return raw, "", err
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("log signing key: %w", err)
-	}
 	if name == "" {
 		host, _ := os.Hostname()
 		name = keyName(host)
 	}
 	s, v, err := ledger.NewSigningKey(name)
-	if err == nil {
-		_, err = f.WriteString(s + "\n")
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		_ = os.Remove(path)
+		return nil, "", err
+	}
+	raw, made, err := makeSecretFile(path, s+"\n")
+	if err != nil {
 		return nil, "", fmt.Errorf("log signing key: %w", err)
 	}
-	return []byte(s), v, nil
+	if !made {
+		v = ""
+	}
+	return raw, v, nil
 }
 
 // keyName is a note key name made of a host name: "arq-" and the host
