@@ -77,40 +77,41 @@ func (c *cli) logKey() error {
 
 // logCheckpoint prints a signed checkpoint as signed.
 func (c *cli) logCheckpoint(ctx context.Context, o logCheckpointCmd) error {
-	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
-	if err != nil {
+	return c.withCheckpoint(ctx, o.Size, func(_ *app.App, s ledger.Signed) error {
+		_, err := fmt.Fprint(c.stdout, s.Note)
 		return err
-	}
-	defer a.Close()
-	s, err := a.Tree().Checkpoint(ctx, o.Size)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprint(c.stdout, s.Note)
-	return err
+	})
 }
 
 // logProve prints an event's inclusion proof with its checkpoint.
 func (c *cli) logProve(ctx context.Context, o logProveCmd) error {
+	return c.withCheckpoint(ctx, o.Size, func(a *app.App, s ledger.Signed) error {
+		p, err := a.Tree().Prove(ctx, o.Event, s.Size)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			ledgerProof
+			Checkpoint string `json:"checkpoint"`
+		}{p, s.Note})
+	})
+}
+
+// withCheckpoint opens the log (no data keys: the tree holds hashes) and
+// hands fn the signed checkpoint of size events (0: the latest).
+func (c *cli) withCheckpoint(ctx context.Context, size int64, fn func(*app.App, ledger.Signed) error) error {
 	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	s, err := a.Tree().Checkpoint(ctx, o.Size)
+	s, err := a.Tree().Checkpoint(ctx, size)
 	if err != nil {
 		return err
 	}
-	p, err := a.Tree().Prove(ctx, o.Event, s.Size)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
-		ledgerProof
-		Checkpoint string `json:"checkpoint"`
-	}{p, s.Note})
+	return fn(a, s)
 }
 
 // ledgerProof is an inclusion proof as `arq log prove` prints it: the
