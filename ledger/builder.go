@@ -21,7 +21,10 @@ const batchLeaves = 4096
 const treeLock = 0x6c6f677472656500 // "logtree\0"
 
 // Tree is the log's Merkle tree in Postgres: it appends the events that
-// have become commit-safe as leaves, and proves what it holds.
+// have become commit-safe as leaves, and proves what it holds. Build,
+// SignNow and Keep keep the tree's edge in memory and are for one
+// goroutine at a time; the reads (Checkpoint, Prove, Consistency, Check)
+// may run beside them.
 type Tree struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -46,15 +49,6 @@ func (t *Tree) Size(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("tree size: %w", err)
 	}
 	return n, nil
-}
-
-// Root is the root hash of the tree's first size leaves.
-func (t *Tree) Root(ctx context.Context, size int64) (tlog.Hash, error) {
-	h, err := tlog.TreeHash(size, dbHashes{ctx, t.pool})
-	if err != nil {
-		return h, fmt.Errorf("tree root at %d: %w", size, err)
-	}
-	return h, nil
 }
 
 // Build appends to the tree every event that is commit-safe and not in

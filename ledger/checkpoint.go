@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,7 +44,7 @@ func (t *Tree) sign(ctx context.Context, signer note.Signer, origin, dir string,
 	if t.edge == nil || t.edge.size == 0 {
 		return Signed{}, fmt.Errorf("checkpoint: %w: the tree holds no event yet", ErrNotInTree)
 	}
-	root, err := tlogTreeHash(t.edge)
+	root, err := tlog.TreeHash(t.edge.size, t.edge)
 	if err != nil {
 		return Signed{}, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -112,7 +111,7 @@ func (t *Tree) Checkpoint(ctx context.Context, size int64) (Signed, error) {
 	if err != nil {
 		return s, fmt.Errorf("checkpoint: %w", err)
 	}
-	if s.Checkpoint, err = parseNote(s.Note); err != nil {
+	if s.Checkpoint, err = logproof.ReadCheckpoint([]byte(s.Note)); err != nil {
 		return s, fmt.Errorf("checkpoint %d: %w", size, err)
 	}
 	return s, nil
@@ -131,7 +130,7 @@ func (t *Tree) Checkpoints(ctx context.Context, after int64, limit int) ([]Signe
 	}
 	out := make([]Signed, 0, len(notes))
 	for _, text := range notes {
-		c, err := parseNote(text)
+		c, err := logproof.ReadCheckpoint([]byte(text))
 		if err != nil {
 			return nil, err
 		}
@@ -139,17 +138,3 @@ func (t *Tree) Checkpoints(ctx context.Context, after int64, limit int) ([]Signe
 	}
 	return out, nil
 }
-
-// parseNote reads the checkpoint a signed note carries, not checking its
-// signature: the server signed what it stored; a client checks it with
-// logproof.OpenCheckpoint.
-func parseNote(signed string) (logproof.Checkpoint, error) {
-	end := strings.LastIndex(signed, "\n\n")
-	if end < 0 {
-		return logproof.Checkpoint{}, fmt.Errorf("checkpoint: not a signed note")
-	}
-	return logproof.ParseCheckpoint(signed[:end+1])
-}
-
-// tlogTreeHash is the root of the tree whose edge is e.
-func tlogTreeHash(e *edge) (tlog.Hash, error) { return tlog.TreeHash(e.size, e) }

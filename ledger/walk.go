@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -422,7 +423,7 @@ func (s *storedLeaves) at(i int64) (tlog.Hash, int64, bool, error) {
 		var n int32
 		err := s.t.pool.QueryRow(s.ctx, `SELECT first_leaf, leaves, first_hash, hashes, positions FROM log_tree
 			WHERE first_leaf <= $1 ORDER BY first_leaf DESC LIMIT 1`, i).Scan(&s.first, &n, &s.firstHash, &s.hashes, &s.positions)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return tlog.Hash{}, 0, false, nil
 		}
 		if err != nil {

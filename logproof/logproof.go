@@ -25,7 +25,6 @@
 package logproof
 
 import (
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -179,9 +178,6 @@ func VerifyConsistency(older, newer Checkpoint, p Consistency) error {
 	}
 	return nil
 }
-
-// EncodeHash is a hash as checkpoints and proofs write it (base64).
-func EncodeHash(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
 
 // Leaves computes a tree's root as its leaves are added in order, holding
 // only the roots of its complete subtrees (one per bit of its size): a
