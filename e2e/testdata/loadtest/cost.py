@@ -15,7 +15,14 @@ what else ran. A run that gets any answer but a 2xx fails. Each run
 starts once the database's backends have stayed the same for a second
 (the previous run's cut-short requests may close connections); a backend
 that still exits during a run is left out of its count, and the line
-says so.
+says so (see procstat.py, which search.py shares).
+
+Each run measures its anchors too, by pgbench on the same database: a
+primary-key SELECT of a message beside the context read, a single-row
+INSERT beside the append. The summary at the end gives, per build, the
+medians of what issue 20 targets: the append's throughput as a share of
+the INSERT's and its CPU per request, the context read's CPU per request
+and its p99 as a multiple of the SELECT's.
 
 Needs: Go, Postgres and Redis as for the tests, python3 and wrk. From the
 repository root:
@@ -36,7 +43,10 @@ MODE:
   user and the sessions; the run checks that its answers carry the
   tenant's limit.
 """
-import argparse, json, os, random, resource, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procstat import measure, pgbench, sh  # noqa: E402
 
 args = argparse.ArgumentParser(description="two builds of arq side by side under wrk")
 args.add_argument("base", help="the commit to build as a")
@@ -51,13 +61,8 @@ RATE = 1000000
 PORT = 18082
 API = "http://127.0.0.1:%d/v1" % PORT
 PG = ["psql", "-U", "postgres", "-h", "127.0.0.1", "-qAt", "-v", "ON_ERROR_STOP=1"]
-TICK = os.sysconf("SC_CLK_TCK")
 work = tempfile.mkdtemp()
 here = os.path.dirname(os.path.abspath(__file__))
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
 def build():
@@ -101,81 +106,6 @@ def credential(label, mode):
         raise SystemExit("%s: a tenant's key is answered with RateLimit-Limit %r, not %d" % (label, limit, RATE))
     print("%s: %s, RateLimit-Limit %s" % (label, key.get("tenant", "a key of no tenant"), limit), flush=True)
     return headers
-
-
-def cpu(pids):
-    total = 0
-    for pid in pids:
-        try:
-            f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])  # utime, stime
-        except OSError:
-            pass
-    return total
-
-
-def redis():
-    out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def machine():
-    """The CPU time every process spent (clock ticks): user, nice, system,
-    irq, softirq and steal."""
-    f = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
-
-
-def children():
-    """The CPU time of the processes this one waited for (wrk), in ticks."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (r.ru_utime + r.ru_stime) * TICK
-
-
-def backends(db):
-    out = subprocess.run(["pgrep", "-f", "postgres: .* %s " % db], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def settle(db):
-    """Waits (up to 5 s) until the database's backends stay the same for a
-    second. The end of a wrk run cuts its last requests short; a build
-    whose pool closes the connections that sent a cancel request (see
-    internal/pgcancel) closes them just after, and a backend that exits
-    during the next run would take the CPU it spent before it out of
-    that run's count."""
-    last, since, end = None, time.time(), time.time() + 5
-    while time.time() < end:
-        now = set(backends(db))
-        if now != last:
-            last, since = now, time.time()
-        elif time.time() - since >= 1:
-            return
-        time.sleep(0.1)
-
-
-def measure(server, db, label, name, c, args):
-    settle(db)
-    pids = backends(db)
-    s0, p0, r0, m0, w0, t0 = cpu([server]), {p: cpu([p]) for p in pids}, cpu(redis()), machine(), children(), time.time()
-    out = sh("wrk", "-t%d" % min(c, 2), "-c%d" % c, "-d10s", *args)
-    s1, r1, m1, w1, t1 = cpu([server]), cpu(redis()), machine(), children(), time.time()
-    # A backend gone by now took what it spent with it: it counts for
-    # nothing (not minus its whole life) and the line says so.
-    after = backends(db)
-    p1 = sum(cpu([p]) - p0.get(p, 0) for p in after)
-    gone = len(set(pids) - set(after))
-    rps = float([l for l in out.splitlines() if l.startswith("Requests/sec")][0].split()[1])
-    n = rps * 10
-    bad = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
-    if gone:
-        bad.append("(%d backends gone, their CPU uncounted)" % gone)
-    others = (m1 - m0 - (s1 - s0) - p1 - (r1 - r0) - (w1 - w0)) / TICK / (t1 - t0)
-    print("%s %-14s c=%-2d %8.0f req/s  server %.3f ms CPU/req  postgres %.3f ms CPU/req  (redis %.3f, others %.2f cores) %s" % (
-        label, name, c, rps, (s1 - s0) * 1000 / TICK / n, p1 * 1000 / TICK / n, (r1 - r0) * 1000 / TICK / n,
-        others, " ".join(bad)), flush=True)
-    if any("Non-2xx" in l for l in bad):
-        raise SystemExit("%s %s c=%d: answers other than 2xx:\n%s" % (label, name, c, out))
 
 
 def run(label):
@@ -241,21 +171,54 @@ end
         # background work behind them (summaries of the sessions they
         # fill) that would fall on the reads' CPU.
         hs = [a for k, v in auth.items() for a in ("-H", "%s: %s" % (k, v))]
+        # The anchors, in the same run: a primary-key SELECT of a message
+        # and a single-row INSERT, by pgbench on the same database.
+        mid = sh(*PG, "-d", db, "-c", "SELECT id FROM messages ORDER BY seq LIMIT 1").strip()
+        sh(*PG, "-d", db, "-c", "CREATE TABLE anchor (id bigserial PRIMARY KEY, v text NOT NULL)")
         for c in (1, 32):
-            measure(srv.pid, db, label, "context-cold", c, ["-s", cold, *hs, "http://127.0.0.1:%d" % PORT])
+            results.append(pgbench(db, label, "pk-select", c, "SELECT content FROM messages WHERE id = '%s';\n" % mid))
+            results.append(measure(srv.pid, db, label, "context-cold", c, ["-s", cold, *hs, "http://127.0.0.1:%d" % PORT]))
         for c in (1, 32):
-            measure(srv.pid, db, label, "append", c, ["-s", lua, *hs, "http://127.0.0.1:%d" % PORT])
+            results.append(pgbench(db, label, "insert", c, "INSERT INTO anchor (v) VALUES ('an ordinary message of some twenty words');\n"))
+            results.append(measure(srv.pid, db, label, "append", c, ["-s", lua, *hs, "http://127.0.0.1:%d" % PORT]))
     finally:
         srv.terminate()
         srv.wait()
         sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
 
 
+def summary():
+    """The issue 20 targets per build: medians over its runs."""
+    def med(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+    def pick(label, name, c, key):
+        return [r[key] for r in results if r["label"] == label and r["name"] == name and r["c"] == c]
+
+    for label in ("a", "b"):
+        runs = len(pick(label, "append", 1, "rps"))
+        if not runs:
+            continue
+        line = []
+        for c in (1, 32):
+            ratio = [a / i for a, i in zip(pick(label, "append", c, "rps"), pick(label, "insert", c, "rps"))]
+            cpu = [s + p for s, p in zip(pick(label, "append", c, "server"), pick(label, "append", c, "postgres"))]
+            line.append("append c=%d: %.3f of INSERT, %.2f ms CPU" % (c, med(ratio), med(cpu)))
+        for c in (1, 32):
+            cpu = [s + p for s, p in zip(pick(label, "context-cold", c, "server"), pick(label, "context-cold", c, "postgres"))]
+            p99 = [x / y for x, y in zip(pick(label, "context-cold", c, "p99"), pick(label, "pk-select", c, "p99"))]
+            line.append("context-cold c=%d: %.2f ms CPU, p99 %.1f x pk-select's" % (c, med(cpu), med(p99)))
+        print("%s (median of %d runs): %s" % (label, runs, "; ".join(line)), flush=True)
+
+
+results = []
 try:
     build()
     print("a = %s (%s), b = the working tree (%s)" % (BASE, AUTH["a"], AUTH["b"]), flush=True)
     for r in range(ROUNDS):
         for label in (("a", "b") if r % 2 == 0 else ("b", "a")):
             run(label)
+    summary()
 finally:
     shutil.rmtree(work)
