@@ -116,10 +116,13 @@ type Erasures interface {
 	EraseMemory(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
 }
 
-// Waiter waits until every projection includes the event at a cursor
-// (projections.Waiter): read-your-writes and X-Arq-Min-Position.
+// Waiter waits until the projections include the event at a cursor
+// (projections.Waiter): every projection for X-Arq-Min-Position (Wait),
+// those that apply a command's own append for read-your-writes
+// (WaitAppended).
 type Waiter interface {
 	Wait(ctx context.Context, c eventstore.Cursor) error
+	WaitAppended(ctx context.Context, c eventstore.Cursor) error
 }
 
 // EventLog reads the event log (eventstore.Store) for the log and stream

@@ -183,7 +183,7 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.ReadYourWrites)
 	defer cancel()
-	if err := r.Waiter.Wait(ctx, res.Cursor); err != nil {
+	if err := r.Waiter.WaitAppended(ctx, res.Cursor); err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil:
 			accepted()

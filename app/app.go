@@ -294,7 +294,7 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 	if a.engine != nil && cfg.Projections {
 		signal = a.engine.Committed()
 	}
-	a.waiter = projections.NewWaiter(a.pool, ProjectionNames(), signal)
+	a.waiter = projections.NewWaiter(a.pool, ProjectionNames(), signal).Knowing(Projections(), a.notifier)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,7 @@ import (
 // Store appends to and reads the event log in Postgres.
 type Store struct {
 	pool     *pgxpool.Pool
-	onAppend func()
+	onAppend func(...Appended)
 	group    *group // nil: every append on its own
 	sealer   Sealer // nil: events are stored as given
 	log      *slog.Logger
@@ -42,9 +43,9 @@ const AppendLimit = 40 * time.Second
 // Option configures a Store.
 type Option func(*Store)
 
-// WithAppendHook calls f after every append that wrote events, e.g. to wake
-// projectors (see Notifier.Notify). f must not block.
-func WithAppendHook(f func()) Option { return func(s *Store) { s.onAppend = f } }
+// WithAppendHook calls f after appends that wrote events, with what each
+// wrote, e.g. to wake projectors (see Notifier.Notify). f must not block.
+func WithAppendHook(f func(...Appended)) Option { return func(s *Store) { s.onAppend = f } }
 
 // WithLogger logs what the store works around on its own, such as a batch
 // of appends that failed and was redone append by append. The default
@@ -53,7 +54,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // New returns a Store over pool, whose database has ARQ's migrations applied.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, onAppend: func() {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler), outcomeWait: 10 * time.Second, appendLimit: AppendLimit}
+	s := &Store{pool: pool, onAppend: func(...Appended) {}, group: newGroup(DefaultGroupCommit), log: slog.New(slog.DiscardHandler), outcomeWait: 10 * time.Second, appendLimit: AppendLimit}
 	for _, o := range opts {
 		o(s)
 	}
@@ -245,11 +246,8 @@ func (s *Store) appendDirectOn(ctx context.Context, args []appendArgs) ([]Append
 		if err != nil {
 			return nil, err
 		}
-		for i, r := range results {
-			if !r.Repeated && !args[i].guard() {
-				s.onAppend()
-				break
-			}
+		if a, ok := appended(args, results); ok {
+			s.onAppend(a)
 		}
 		return results, nil
 	}
@@ -574,4 +572,25 @@ func scanPlaced(rows pgx.Rows, streamID string) (AppendResult, error) {
 	}
 	r.Version = r.Last().Version
 	return r, nil
+}
+
+// appended is what an append of args that gave results wrote, for the
+// append hook; ok is false when it wrote nothing (every stream's events
+// were recorded before, or it only guarded streams).
+func appended(args []appendArgs, results []AppendResult) (a Appended, ok bool) {
+	for i, r := range results {
+		if r.Repeated || args[i].guard() {
+			continue
+		}
+		ok = true
+		if last := r.Last().Cursor; a.Last.Less(last) {
+			a.Last = last
+		}
+		for _, t := range args[i].types {
+			if !slices.Contains(a.Types, t) {
+				a.Types = append(a.Types, t)
+			}
+		}
+	}
+	return a, ok
 }

@@ -280,11 +280,14 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending, deadline time
 	if err != nil {
 		s.log.Info("a batch of appends failed; each is done again on its own", "appends", len(batch), "err", err)
 	}
-	wrote := false
+	var wrote []Appended
 	for _, p := range batch {
 		if err == nil {
 			if res, ok := batchResult(p.args, placed); ok {
-				p.res, wrote = res, true
+				p.res = res
+				if a, ok := appended(p.args, res); ok {
+					wrote = append(wrote, a)
+				}
 				close(p.done)
 				continue
 			}
@@ -292,8 +295,8 @@ func (s *Store) appendBatch(ctx context.Context, batch []*pending, deadline time
 		p.res, p.err = s.appendDirect(ctx, p.args, deadline)
 		close(p.done)
 	}
-	if wrote {
-		s.onAppend()
+	if len(wrote) > 0 {
+		s.onAppend(wrote...)
 	}
 }
 

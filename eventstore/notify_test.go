@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,3 +89,102 @@ func firstOtherThan(t *testing.T, other *pgx.Conn, skip string) string {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A reader of some event types is woken by appends of those types, or of
+// types not known (an import, a poke, another process's append that did
+// not say), and sleeps through the others'. What an append wrote is kept
+// by its last event's cursor, for a command's wait.
+func TestNotifierWakesReadersOfTheTypesAppended(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := eventstore.NewNotifier(testdb.Pool(t, testdb.New(t)), quietLog())
+	picky := []string{"wanted"}
+
+	g := n.Generation()
+	at := eventstore.Cursor{TransactionID: 7, Position: 3}
+	n.Notify(eventstore.Appended{Last: at, Types: []string{"tick", "tock"}})
+	if n.WaitFor(ctx, g, picky, 20*time.Millisecond) {
+		t.Fatal("an append of other types woke a reader of type wanted")
+	}
+	if !n.WaitFor(ctx, g, nil, 0) || !n.WaitFor(ctx, g, []string{"tock"}, 0) {
+		t.Fatal("an append did not wake the readers of all types and of its own")
+	}
+	if types, ok := n.TypesAt(at); !ok || len(types) != 2 || types[0] != "tick" || types[1] != "tock" {
+		t.Fatalf("TypesAt = %v, %v; want [tick tock]", types, ok)
+	}
+	if _, ok := n.TypesAt(eventstore.Cursor{TransactionID: 7, Position: 2}); ok {
+		t.Fatal("TypesAt knows a cursor no append ended at")
+	}
+
+	g = n.Generation()
+	n.Notify(eventstore.Appended{Last: eventstore.Cursor{TransactionID: 8, Position: 4}, Types: []string{"wanted"}})
+	if !n.WaitFor(ctx, g, picky, 0) {
+		t.Fatal("an append of type wanted did not wake its reader")
+	}
+	g = n.Generation()
+	n.Poke()
+	if !n.WaitFor(ctx, g, picky, 0) || !n.WaitFor(ctx, g, []string{}, 0) {
+		t.Fatal("a poke did not wake every reader")
+	}
+	g = n.Generation()
+	n.Notify(eventstore.Appended{}) // an import: types not looked at
+	if !n.WaitFor(ctx, g, []string{}, 0) {
+		t.Fatal("an append of unknown types did not wake every reader")
+	}
+}
+
+// Another process's NOTIFY names the types it announces: a reader of
+// other types sleeps through it, and a NOTIFY that names none (sent by an
+// older server, or for a poke) wakes every reader. This Notifier's own
+// NOTIFY names the types of its appends since the last one.
+func TestNotifierTellsOtherProcessesTheTypesAppended(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url := testdb.New(t)
+	n := eventstore.NewNotifier(testdb.Pool(t, url), quietLog())
+	go func() { _ = n.Run(ctx) }()
+	other, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	if _, err := other.Exec(ctx, `LISTEN arq_events`); err != nil {
+		t.Fatal(err)
+	}
+	send := func(payload string) {
+		t.Helper()
+		if _, err := other.Exec(ctx, `SELECT pg_notify('arq_events', $1)`, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the Notifier listens: a NOTIFY naming no types wakes it.
+	deadline := time.Now().Add(10 * time.Second)
+	for g := n.Generation(); !n.WaitFor(ctx, g, []string{"wanted"}, 50*time.Millisecond); {
+		send("other")
+		if time.Now().After(deadline) {
+			t.Fatal("a NOTIFY of no types from another session never woke the Notifier")
+		}
+	}
+	// In order: one of other types, then one of the reader's; the reader
+	// wakes once, for the second.
+	g := n.Generation()
+	send("other tick,tock")
+	send("other tock,wanted")
+	if !n.WaitFor(ctx, g, []string{"wanted"}, 10*time.Second) {
+		t.Fatal("a NOTIFY naming type wanted did not wake its reader")
+	}
+	if got := n.Generation(); got != g+2 {
+		t.Fatalf("generation %d, want %d: both NOTIFYs read", got, g+2)
+	}
+
+	n.Notify(eventstore.Appended{Last: eventstore.Cursor{TransactionID: 9, Position: 1}, Types: []string{"tick"}},
+		eventstore.Appended{Last: eventstore.Cursor{TransactionID: 9, Position: 2}, Types: []string{"tock"}})
+	own := "other"
+	for strings.HasPrefix(own, "other") { // the session hears its own too
+		own = firstOtherThan(t, other, "other")
+	}
+	if !strings.HasSuffix(own, " tick,tock") {
+		t.Fatalf("the Notifier's NOTIFY carried %q, want its mark and the types tick,tock", own)
+	}
+}

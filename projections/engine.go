@@ -36,11 +36,6 @@ type Config struct {
 	// IdlePoll bounds how long an idle projector waits for a notification
 	// before it looks at the log anyway.
 	IdlePoll time.Duration
-	// Linger is how long after its last event a projector keeps polling
-	// every 10ms. An event can be committed yet hidden behind an older
-	// transaction still running (pg_snapshot_xmin), whose commit sends no
-	// notification; lingering covers that case.
-	Linger time.Duration
 	// ScanWindow is how many events of the log one batch of a Selective
 	// projection looks at, at most, for the BatchSize events it applies.
 	// Larger windows cost fewer batches where wanted events are rare and
@@ -80,9 +75,6 @@ func (c *Config) defaults() {
 	}
 	if c.IdlePoll <= 0 {
 		c.IdlePoll = time.Second
-	}
-	if c.Linger <= 0 {
-		c.Linger = time.Second
 	}
 }
 
@@ -177,7 +169,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 
 	for _, p := range e.projections {
-		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name())}
+		r := &runner{engine: e, p: p, log: e.log.With("projection", p.Name()), types: wakeTypes(p)}
 		if opens(p) {
 			r.read.opener, r.read.types = e.cfg.Opener, eventTypes(p)
 		}
@@ -186,9 +178,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			SchemaAdapter: logSource{batchSize: e.cfg.BatchSize, carefulBatchSize: e.cfg.CarefulBatchSize, careful: &r.careful, until: e.cfg.Until,
 				types: eventTypes(p), window: e.cfg.ScanWindow, scanned: &r.scanned, read: &r.read},
 			OffsetsAdapter: offsetsAdapter,
-			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, func() bool {
+			BackoffManager: newWaker(runCtx, e.pool, e.notifier, e.cfg, r.log, p.Name(), r.types, func() bool {
 				return r.careful.Load() || r.inBatch.Load() >= int64(e.cfg.BatchSize) || r.scanned.Load() >= int64(e.cfg.ScanWindow)
-			}),
+			}, func() bool { return r.wanted.Load() > 0 }),
 			ResendInterval: e.cfg.RetryDelay,
 			// No ack deadline: a deadline would let the subscriber take the
 			// transaction back while a slow handler still uses it.

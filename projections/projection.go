@@ -14,6 +14,7 @@ package projections
 
 import (
 	"context"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -54,6 +55,47 @@ type Selective interface {
 type Sealed interface {
 	Projection
 	AppliesSealed()
+}
+
+// Deferred is a Projection that no read needs to have applied some event
+// types at once: an audit catalog, or a queue of background work. Appends
+// of those types alone do not wake its projector, which applies them at
+// its next poll (after IdlePoll at the latest, in one batch with whatever
+// else came), and a command that appended only those does not wait for
+// it (Waiter.WaitAppended). A read sent with a minimum position still
+// waits for it, and has it poll at once (Waiter.Wait).
+type Deferred interface {
+	Projection
+	// DeferredTypes are the event types it defers; nil: all it applies.
+	DeferredTypes() []string
+}
+
+// wakeTypes returns the event types whose appends wake p's projector and
+// which commands wait for p to apply: those it applies (eventTypes), less
+// those it defers. Nil is all; empty is none.
+func wakeTypes(p Projection) []string {
+	types := eventTypes(p)
+	if c, ok := p.(copyProjection); ok {
+		p = c.Projection
+	}
+	d, ok := p.(Deferred)
+	if !ok {
+		return types
+	}
+	deferred := d.DeferredTypes()
+	if deferred == nil {
+		return []string{}
+	}
+	if types == nil {
+		return nil // all but some: woken by all
+	}
+	out := []string{}
+	for _, t := range types {
+		if !slices.Contains(deferred, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // opens tells whether the events p applies are opened before it gets

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,13 @@ type runner struct {
 	log    *slog.Logger
 	// inBatch counts events applied in the current subscriber transaction.
 	inBatch atomic.Int64
+	// wanted counts those of them whose appends wake the projection
+	// (see wakeTypes): a batch of none only moved the checkpoint or
+	// applied what it defers, and leaves the projector idle.
+	wanted atomic.Int64
+	// types are the event types whose appends wake the projection; nil:
+	// all.
+	types []string
 	// scanned counts the events of the log the current transaction looked
 	// at, when the projection is Selective (see logSource.scanned).
 	scanned atomic.Int64
@@ -85,6 +93,9 @@ func (r *runner) handle(msg *message.Message) error {
 			return r.unopened(ctx, tx, rec, err)
 		}
 		return r.stop(ctx, rec, err)
+	}
+	if r.types == nil || slices.Contains(r.types, rec.Type) {
+		r.wanted.Add(1)
 	}
 	if !tx.careful {
 		tx.mu.Lock()

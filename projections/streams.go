@@ -23,6 +23,11 @@ func (Streams) Tables() []string { return []string{"streams"} }
 // (see Sealed): its events are not opened.
 func (Streams) AppliesSealed() {}
 
+// DeferredTypes is all: no read waits for the catalog after a command
+// (see Deferred). It moves in batches, a poll a second under a steady
+// stream of appends, instead of a poll each.
+func (Streams) DeferredTypes() []string { return nil }
+
 // Apply records e in its stream's row. The events of a batch are gathered
 // per stream and written as one upsert (see catalogWrites).
 func (Streams) Apply(_ context.Context, tx Tx, e eventstore.Recorded) error {

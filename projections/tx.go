@@ -50,6 +50,7 @@ func (b txBeginner) BeginTx(ctx context.Context, opts *sql.TxOptions) (wsql.Tx, 
 		return nil, fmt.Errorf("subscriber transaction: %w", err)
 	}
 	b.r.inBatch.Store(0)
+	b.r.wanted.Store(0)
 	b.r.scanned.Store(0)
 	b.r.read.reset()
 	return &sharedTx{conn: conn, begin: begin, r: b.r, began: time.Now(), careful: b.r.careful.Load()}, nil

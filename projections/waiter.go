@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -112,6 +113,12 @@ type Waiter struct {
 	poll  time.Duration
 	reads singleflight.Group
 
+	// appends, when set (Knowing), tells which event types an append of
+	// this process wrote, and wakes the projectors; types are the event
+	// types each named projection applies (nil: all).
+	appends *eventstore.Notifier
+	types   map[string][]string
+
 	mu       sync.Mutex
 	floor    eventstore.Cursor
 	lastRead time.Time
@@ -128,18 +135,54 @@ func NewWaiter(db *pgxpool.Pool, names []string, signal *Signal) *Waiter {
 	return &Waiter{db: db, names: names, signal: signal, local: local, poll: 5 * time.Millisecond}
 }
 
-// known reports whether c is reached by what this process already knows.
-func (w *Waiter) known(c eventstore.Cursor) bool {
+// Knowing returns w told the projections behind its names (ps, the
+// binary's, wherever they run) and this process's Notifier, so that
+// WaitAppended waits only for the projections that apply what an append
+// wrote, and Wait wakes projectors that sleep through appends of types
+// they do not apply (see waker).
+func (w *Waiter) Knowing(ps []Projection, n *eventstore.Notifier) *Waiter {
+	w.appends, w.types = n, map[string][]string{}
+	for _, p := range ps {
+		w.types[p.Name()] = wakeTypes(p)
+	}
+	return w
+}
+
+// appliers are the names of the projections a command that appended
+// events of types waits for: those that apply one of them and do not
+// defer it (see Deferred); all when types is nil.
+func (w *Waiter) appliers(types []string) []string {
+	if types == nil || w.types == nil {
+		return w.names
+	}
+	var out []string
+	for _, name := range w.names {
+		applies, ok := w.types[name]
+		if !ok || applies == nil || slices.ContainsFunc(types, func(t string) bool { return slices.Contains(applies, t) }) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// known reports whether the named projections reached c by what this
+// process already knows.
+func (w *Waiter) known(c eventstore.Cursor, names []string) bool {
 	w.mu.Lock()
 	floor := w.floor
 	w.mu.Unlock()
-	return !floor.Less(c) || w.signal.reached(w.names, c)
+	return !floor.Less(c) || w.signal.reached(names, c)
 }
 
 // Reached reports whether every projection has applied the log up to c,
 // reading the checkpoints unless they were read less than a poll ago.
 func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error) {
-	if w.known(c) {
+	return w.reached(ctx, c, w.names)
+}
+
+// reached is Reached for the named projections.
+func (w *Waiter) reached(ctx context.Context, c eventstore.Cursor, names []string) (bool, error) {
+	if w.known(c, names) {
 		return true, nil
 	}
 	w.mu.Lock()
@@ -157,7 +200,7 @@ func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error)
 			return false, err
 		}
 	}
-	return w.known(c), nil
+	return w.known(c, names), nil
 }
 
 // readFloor reads the checkpoints and raises the floor to the lowest of
@@ -208,19 +251,58 @@ func (w *Waiter) Wait(ctx context.Context, c eventstore.Cursor) error {
 	if c.IsZero() {
 		return nil
 	}
+	return w.wait(ctx, c, w.names, w.appends != nil)
+}
+
+// WaitAppended is Wait for a command's own append, whose last event is at
+// c: it waits only for the projections that apply an event type the
+// append wrote, when this process made the append and Knowing told it
+// which those are; for every projection otherwise. Once it returns, the
+// query tables hold the append's effects (read-your-writes); tables no
+// event of it changes may not have moved past older events of other
+// writers yet, which a read asks for with a minimum position (Wait).
+func (w *Waiter) WaitAppended(ctx context.Context, c eventstore.Cursor) error {
+	if c.IsZero() {
+		return nil
+	}
+	if w.appends == nil {
+		return w.Wait(ctx, c)
+	}
+	types, ok := w.appends.TypesAt(c)
+	if !ok {
+		return w.Wait(ctx, c)
+	}
+	names := w.appliers(types)
+	if len(names) == 0 {
+		return nil
+	}
+	return w.wait(ctx, c, names, false)
+}
+
+// wait returns once the named projections have applied the log up to c.
+// With poke, it pokes the projectors (Notifier.Poke) whenever it finds
+// them short of c, at most once a poll: projections that sleep through
+// appends of types they do not wake for move their checkpoints now, not
+// at their next safety poll, also over an event that was still hidden
+// when the previous poke came (see waker.pending).
+func (w *Waiter) wait(ctx context.Context, c eventstore.Cursor, names []string, poke bool) error {
 	// With projections here, a new position is almost always reached by a
 	// local commit: the database is first asked after poll.
-	var nextRead time.Time
+	var nextRead, nextPoke time.Time
 	if w.local {
 		nextRead = time.Now().Add(w.poll)
 	}
 	for {
 		seen := w.signal.generation()
-		if w.known(c) {
+		if w.known(c, names) {
 			return nil
 		}
+		if poke && !time.Now().Before(nextPoke) {
+			w.appends.Poke()
+			nextPoke = time.Now().Add(w.poll)
+		}
 		if !time.Now().Before(nextRead) {
-			ok, err := w.Reached(ctx, c)
+			ok, err := w.reached(ctx, c, names)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -232,7 +314,11 @@ func (w *Waiter) Wait(ctx context.Context, c eventstore.Cursor) error {
 			}
 			nextRead = time.Now().Add(w.poll)
 		}
-		w.signal.wait(ctx, seen, time.Until(nextRead))
+		until := nextRead
+		if poke && nextPoke.Before(until) {
+			until = nextPoke
+		}
+		w.signal.wait(ctx, seen, time.Until(until))
 		if err := ctx.Err(); err != nil {
 			return err
 		}

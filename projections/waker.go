@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -23,22 +24,36 @@ const (
 // poll interval it waits for the Notifier, so an idle projector sees a new
 // event within milliseconds, and it retries at once, with jitter, when
 // another process holds the projection's checkpoint.
+//
+// A projection of some event types only (Selective) is woken by appends
+// of those types, and sleeps through the others: its checkpoint moves
+// over them at its next poll, at the latest after IdlePoll, or when a
+// reader waiting for it pokes the Notifier (Waiter.Wait). A one-client
+// message append then costs a poll of the projections that apply
+// messages, not of every projection.
 type waker struct {
 	ctx      context.Context
 	pool     *pgxpool.Pool
 	n        *eventstore.Notifier
 	idlePoll time.Duration
-	linger   time.Duration
 	log      *slog.Logger
+	// name is the projection's, whose checkpoint pending reads.
+	name string
+	// types are the event types whose appends wake it; nil: all.
+	types []string
+	// until, when set, bounds what the projection applies (Config.Until).
+	until func() eventstore.Cursor
 	// full reports whether the last batch took as many events as a poll
 	// may bring, so more may be waiting without a new notification.
-	full     func() bool
-	seen     uint64
-	hotUntil time.Time
+	full func() bool
+	// applied reports whether the last batch held an event of types,
+	// not only the last of others it moved the checkpoint over.
+	applied func() bool
+	seen    uint64
 }
 
-func newWaker(ctx context.Context, pool *pgxpool.Pool, n *eventstore.Notifier, cfg Config, log *slog.Logger, full func() bool) *waker {
-	return &waker{ctx: ctx, pool: pool, n: n, idlePoll: cfg.IdlePoll, linger: cfg.Linger, log: log, full: full}
+func newWaker(ctx context.Context, pool *pgxpool.Pool, n *eventstore.Notifier, cfg Config, log *slog.Logger, name string, types []string, full, applied func() bool) *waker {
+	return &waker{ctx: ctx, pool: pool, n: n, idlePoll: cfg.IdlePoll, until: cfg.Until, log: log, name: name, types: types, full: full, applied: applied}
 }
 
 // HandleError is called after every poll of the log and returns how long to
@@ -57,31 +72,28 @@ func (w *waker) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	case err != nil:
 		w.log.Warn("reading the event log failed, retrying", "err", err, "in", errPause)
 		return errPause
-	case !noMsg:
-		w.hotUntil = time.Now().Add(w.linger)
-		if !w.full() {
-			// The poll drained what was notified before it began; what
-			// came since has bumped the generation and returns at once.
-			// Polling again right away would mostly find nothing.
-			w.n.Wait(w.ctx, w.seen, hotPoll)
-		}
-		return 0
-	case time.Now().Before(w.hotUntil):
-		w.n.Wait(w.ctx, w.seen, hotPoll)
-		return 0
-	case w.hidden():
-		// An event is committed or being written below a transaction
-		// that is still open (anywhere in the cluster): its notification
-		// may have come and gone, so keep polling until it shows.
-		w.hotUntil = time.Now().Add(w.linger)
-		w.n.Wait(w.ctx, w.seen, hotPoll)
-		return 0
-	default:
-		if w.n.Wait(w.ctx, w.seen, w.idlePoll) {
-			w.hotUntil = time.Now().Add(w.linger)
-		}
+	case !noMsg && w.full():
+		return 0 // more may be waiting
+	}
+	// The poll drained what was notified before it began; what came
+	// since has bumped the generation and returns at once. After a batch
+	// it applied, the next notification is likely soon: wait for it a
+	// little before looking whether anything is pending.
+	if !noMsg && w.applied() && w.n.WaitFor(w.ctx, w.seen, w.types, hotPoll) {
 		return 0
 	}
+	if w.pending() {
+		// An event of its types is committed, but the poll did not see
+		// it: it is hidden below a transaction still open (anywhere in
+		// the cluster), or was until just now. Its notification may have
+		// come and gone, so keep polling until it shows.
+		w.n.WaitFor(w.ctx, w.seen, w.types, hotPoll)
+		return 0
+	}
+	// Nothing of its types waits (a batch of others' only moved the
+	// checkpoint): sleep until one is appended, or the safety poll.
+	w.n.WaitFor(w.ctx, w.seen, w.types, w.idlePoll)
+	return 0
 }
 
 // contended reports a serialisation failure or deadlock, which is how two
@@ -91,16 +103,39 @@ func contended(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
-// hidden reports whether the log holds events that commit-safe readers
-// cannot see yet, because a transaction older than theirs is still open.
-// Before going idle a projector asks, so that a notification which came
-// while such an event was hidden is not lost until the next safety poll.
-func (w *waker) hidden() bool {
-	var hidden bool
-	err := w.pool.QueryRow(w.ctx, `SELECT EXISTS (
-		SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))`).Scan(&hidden)
-	if err != nil && w.ctx.Err() == nil {
-		w.log.Warn("probing the log for hidden events failed", "err", err)
+// pending reports whether the log holds events of the types that wake
+// it after the projection's checkpoint (up to Config.Until), committed,
+// whether commit-safe readers can see them yet or not (a transaction
+// older than theirs still open hides them). Before going idle a
+// projector asks: an event whose notification came while it was hidden
+// from the poll it caused would otherwise wait for the safety poll.
+// Events of the types it defers wait for that poll, or for a reader's
+// pokes (see Waiter.Wait).
+func (w *waker) pending() bool {
+	q := `WITH c AS (SELECT last_processed_transaction_id AS x, coalesce(offset_acked, 0) AS p
+			FROM ` + checkpointTable + ` WHERE consumer_group = $1)
+		SELECT NOT EXISTS (SELECT 1 FROM c) OR (SELECT true FROM events
+			WHERE (transaction_id, position) > ((SELECT x FROM c), (SELECT p FROM c))
+			AND ($2::text[] IS NULL OR event_type = ANY ($2::text[]))`
+	if w.until != nil {
+		u := w.until()
+		q += ` AND (transaction_id, position) <= ('` + strconv.FormatUint(u.TransactionID, 10) + `'::xid8, ` + strconv.FormatInt(u.Position, 10) + `)`
 	}
-	return hidden
+	var pending bool
+	// In log order with a limit, the scan walks the log's primary key
+	// from the checkpoint (an EXISTS would be planned as a scan of all).
+	err := w.pool.QueryRow(w.ctx, q+` ORDER BY transaction_id, position LIMIT 1) IS NOT NULL`, w.name, typesArg(w.types)).Scan(&pending)
+	if err != nil && w.ctx.Err() == nil {
+		w.log.Warn("probing the log for pending events failed", "err", err)
+		return true // poll again soon rather than sleep on a missed event
+	}
+	return pending
+}
+
+// typesArg is types as a query argument: NULL for all.
+func typesArg(types []string) any {
+	if types == nil {
+		return nil
+	}
+	return types
 }

@@ -31,6 +31,11 @@ func (Context) EventTypes() []string {
 		domain.UserDeleted, domain.UserErased}
 }
 
+// DeferredTypes are appended messages: they only note assistant messages
+// as due for a snapshot, which the snapshotter takes in the background
+// (see projections.Deferred), so no append waits for this projection.
+func (Context) DeferredTypes() []string { return []string{domain.MessageAppended} }
+
 // Apply folds summary and snapshot events, and notes assistant messages as
 // due for a snapshot.
 //
