@@ -78,6 +78,24 @@ func (r *Relay) lead(ctx context.Context) error {
 	}
 	r.log.Debug("live relay leading", "from", cursor.String())
 	redisOK := true
+	// The cursor is saved at most once a saveEvery while events flow, and
+	// as soon as they pause: a successor after a crash publishes again
+	// what came since (at most that long), which every instance's hub
+	// drops as already delivered (Hub.Deliver), instead of a write of
+	// the cursor after every append.
+	saved, savedAt := cursor, time.Now()
+	save := func(ctx context.Context) error {
+		if saved == cursor {
+			return nil
+		}
+		if _, err := conn.Exec(ctx, `UPDATE live_relay SET transaction_id = $1::text::xid8, position = $2`,
+			fmt.Sprint(cursor.TransactionID), cursor.Position); err != nil {
+			return fmt.Errorf("save relay cursor: %w", err)
+		}
+		saved, savedAt = cursor, time.Now()
+		return nil
+	}
+	defer func() { _ = save(context.WithoutCancel(ctx)) }()
 	for {
 		seen := r.notifier.Generation()
 		// Sealed: the topic keeps thousands of events with no expiry, and
@@ -90,13 +108,16 @@ func (r *Relay) lead(ctx context.Context) error {
 		if len(events) > 0 {
 			r.publish(cursor, events, &redisOK)
 			cursor = events[len(events)-1].Cursor()
-			if _, err := conn.Exec(ctx, `UPDATE live_relay SET transaction_id = $1::text::xid8, position = $2`,
-				fmt.Sprint(cursor.TransactionID), cursor.Position); err != nil {
-				return fmt.Errorf("save relay cursor: %w", err)
+			if time.Since(savedAt) >= saveEvery {
+				if err := save(ctx); err != nil {
+					return err
+				}
 			}
 			if len(events) == 500 {
 				continue
 			}
+		} else if err := save(ctx); err != nil {
+			return err
 		}
 		r.notifier.Wait(ctx, seen, 250*time.Millisecond)
 		if ctx.Err() != nil {
@@ -104,6 +125,10 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	}
 }
+
+// saveEvery bounds how long the relay goes without saving its cursor
+// while events flow.
+const saveEvery = time.Second
 
 // start reads the relay's cursor; the first relay starts at the head of
 // the log (live updates are about what happens from now on).
