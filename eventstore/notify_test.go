@@ -19,43 +19,16 @@ import (
 // own NOTIFY comes back: each wake-up costs every projector a poll.
 func TestNotifierWakesOnceForItsOwnAppends(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	url := testdb.New(t)
-	pool := testdb.Pool(t, url)
-	n := eventstore.NewNotifier(pool, quietLog())
-	go func() { _ = n.Run(ctx) }()
-
-	other, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(context.Background())
-	if _, err := other.Exec(ctx, `LISTEN arq_events`); err != nil {
-		t.Fatal(err)
-	}
-	// The Notifier listens once it is connected: wait until a NOTIFY from
-	// another session wakes it.
-	deadline := time.Now().Add(10 * time.Second)
-	for g := n.Generation(); ; {
-		if _, err := other.Exec(ctx, `SELECT pg_notify('arq_events', 'other process')`); err != nil {
-			t.Fatal(err)
-		}
-		if n.Wait(ctx, g, 50*time.Millisecond) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a NOTIFY from another session never woke the Notifier")
-		}
-	}
+	ctx := context.Background()
+	n, other := listening(t)
 
 	g := n.Generation()
 	n.Notify()
 	if got := n.Generation(); got != g+1 {
 		t.Fatalf("generation %d after Notify, want %d at once", got, g+1)
 	}
-	own := firstOtherThan(t, other, "other process")
-	if own == "" || own == "other process" {
+	own := firstOtherThan(t, other, "other")
+	if own == "" || own == "other" {
 		t.Fatalf("the Notifier's NOTIFY carried %q, want its own mark", own)
 	}
 	// Its own NOTIFY went before this one: once this one woke it, the own
@@ -69,6 +42,36 @@ func TestNotifierWakesOnceForItsOwnAppends(t *testing.T) {
 	if n.Wait(ctx, g+2, 300*time.Millisecond) {
 		t.Fatalf("generation %d: the Notifier woke again for its own NOTIFY", n.Generation())
 	}
+}
+
+// listening returns a running Notifier and another session listening on
+// its channel, once a NOTIFY of that session (naming no event types, so
+// waking every reader) has woken the Notifier: it listens then.
+func listening(t *testing.T) (*eventstore.Notifier, *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url := testdb.New(t)
+	n := eventstore.NewNotifier(testdb.Pool(t, url), quietLog())
+	go func() { _ = n.Run(ctx) }()
+	other, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close(context.Background()) })
+	if _, err := other.Exec(ctx, `LISTEN arq_events`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g := n.Generation(); !n.WaitFor(ctx, g, []string{"wanted"}, 50*time.Millisecond); {
+		if _, err := other.Exec(ctx, `SELECT pg_notify('arq_events', 'other')`); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a NOTIFY from another session never woke the Notifier")
+		}
+	}
+	return n, other
 }
 
 // firstOtherThan returns the payload of the first notification other
@@ -139,31 +142,12 @@ func TestNotifierWakesReadersOfTheTypesAppended(t *testing.T) {
 // NOTIFY names the types of its appends since the last one.
 func TestNotifierTellsOtherProcessesTheTypesAppended(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	url := testdb.New(t)
-	n := eventstore.NewNotifier(testdb.Pool(t, url), quietLog())
-	go func() { _ = n.Run(ctx) }()
-	other, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(context.Background())
-	if _, err := other.Exec(ctx, `LISTEN arq_events`); err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	n, other := listening(t)
 	send := func(payload string) {
 		t.Helper()
 		if _, err := other.Exec(ctx, `SELECT pg_notify('arq_events', $1)`, payload); err != nil {
 			t.Fatal(err)
-		}
-	}
-	// Wait until the Notifier listens: a NOTIFY naming no types wakes it.
-	deadline := time.Now().Add(10 * time.Second)
-	for g := n.Generation(); !n.WaitFor(ctx, g, []string{"wanted"}, 50*time.Millisecond); {
-		send("other")
-		if time.Now().After(deadline) {
-			t.Fatal("a NOTIFY of no types from another session never woke the Notifier")
 		}
 	}
 	// In order: one of other types, then one of the reader's; the reader

@@ -23,14 +23,7 @@ func TestCommandWaitsOnlyForTheProjectionsOfWhatItAppended(t *testing.T) {
 		createApplied(t, e.pool, name)
 	}
 	release := make(chan struct{})
-	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	gate := gateOn(release)
 	ps := []projections.Projection{gatedPicky{gate}, deferring{applied{name: "lazy", block: gate}}, applied{name: "eager"}}
 	eng := e.runEngine(t, projections.Config{}, ps...)
 	w := projections.NewWaiter(e.pool, []string{"picky", "lazy", "eager"}, eng.Committed()).Knowing(ps, e.notifier)

@@ -62,7 +62,17 @@ func (e *env) gatedSlowpoke(t *testing.T) (release chan struct{}, eng *projectio
 	t.Helper()
 	createApplied(t, e.pool, "slowpoke")
 	release = make(chan struct{})
-	gate := func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
+	eng = e.runEngine(t, projections.Config{}, projections.Streams{}, applied{name: "slowpoke", block: gateOn(release)})
+	res, err := e.store.Append(context.Background(), eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release, eng, res
+}
+
+// gateOn blocks an Apply until release is closed.
+func gateOn(release <-chan struct{}) func(context.Context, projections.Tx, eventstore.Recorded) error {
+	return func(ctx context.Context, _ projections.Tx, _ eventstore.Recorded) error {
 		select {
 		case <-release:
 			return nil
@@ -70,12 +80,6 @@ func (e *env) gatedSlowpoke(t *testing.T) (release chan struct{}, eng *projectio
 			return ctx.Err()
 		}
 	}
-	eng = e.runEngine(t, projections.Config{}, projections.Streams{}, applied{name: "slowpoke", block: gate})
-	res, err := e.store.Append(context.Background(), eventstore.Stream{ID: "w", Type: "test"}, eventstore.Any(), eventstore.Event{Type: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return release, eng, res
 }
 
 // start runs an engine over ps until the returned stop is called (or the
