@@ -23,9 +23,10 @@ func TestStampReadsTogetherEachGetTheirOwn(t *testing.T) {
 	if _, err := pool.Exec(ctx, `
 		INSERT INTO users (id, tenant, external_id, name, email, metadata, version, created_at, updated_at)
 			VALUES ('u1', 'a', 'x1', 'U', '', '{}', 3, now(), now());
-		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, version, created_at, updated_at)
-			VALUES ('s1', 'u1', 'a', '', '{}', 'h1', 'open', 7, 2, now(), now()),
-			       ('s2', 'u1', 'a', '', '{}', 'h2', 'closed', 0, 4, now(), now());
+		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, version, created_at, updated_at)
+			VALUES ('s1', 'u1', 'a', '', '{}', 'h1', 'open', 2, now(), now()),
+			       ('s2', 'u1', 'a', '', '{}', 'h2', 'closed', 4, now(), now());
+		INSERT INTO session_backlog (session_id, user_id, message_count) VALUES ('s1', 'u1', 7);
 		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at, expires_at, stored_tx, stored_position)
 			VALUES ('m1', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 5, now(), now(), NULL, '1', 1),
 			       ('m2', 'u1', 'a', 'semantic', 'x', 0.5, '{}', '{}', 1, 1, now(), now(), now() - interval '1 second', '2', 2)`); err != nil {
@@ -137,9 +138,10 @@ func TestBatchStatementsMapEachKeyToItsRow(t *testing.T) {
 		INSERT INTO users (id, tenant, external_id, name, email, metadata, version, created_at, updated_at)
 			VALUES ('x', 'a', 'x1', 'U', '', '{}', 3, now(), now()), ('y', 'b', 'x2', 'U', '', '{}', 4, now(), now()),
 			       ('u2', 'a', 'x3', 'U', '', '{}', 1, now(), now());
-		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, version, created_at, updated_at)
-			VALUES ('x', 'x', 'a', '', '{}', 'h1', 'open', 7, 2, now(), now()),
-			       ('s2', 'u2', 'a', '', '{}', 'h2', 'open', 1, 5, now(), now());
+		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, version, created_at, updated_at)
+			VALUES ('x', 'x', 'a', '', '{}', 'h1', 'open', 2, now(), now()),
+			       ('s2', 'u2', 'a', '', '{}', 'h2', 'open', 5, now(), now());
+		INSERT INTO session_backlog (session_id, user_id, message_count) VALUES ('x', 'x', 7), ('s2', 'u2', 1);
 		INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
 			VALUES ('x', 'x', 'x', 'a', 1, 'user', 'one', '', '{}', 1, 1, now(), now()),
 			       ('m2', 'x', 'x', 'a', 2, 'user', 'two', '', '{}', 1, 3, now(), now());

@@ -34,8 +34,8 @@ func BenchmarkDueSummaries(b *testing.B) {
 		ctx := context.Background()
 		pool := testdb.Pool(b, testdb.New(b))
 		for _, q := range []string{
-			`INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, message_count, last_seq, version, created_at, updated_at)
-				SELECT 's' || i, 'u' || (i % 100), 'default', '', '{}', 'h' || i, 'open', 30, 30, 1, now(), now() FROM generate_series(1, $1::int) i`,
+			`INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, version, created_at, updated_at)
+				SELECT 's' || i, 'u' || (i % 100), 'default', '', '{}', 'h' || i, 'open', 1, now(), now() FROM generate_series(1, $1::int) i`,
 			// Five sessions are due: their messages cost 204 tokens each.
 			`INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
 				SELECT 'm' || i || '.' || j, 's' || i, 'u' || (i % 100), 'default', j, 'user', 'a short message', '', '{}',

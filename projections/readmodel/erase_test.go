@@ -283,7 +283,7 @@ func TestErasuresLeaveNoTraceInTheQueryTables(t *testing.T) {
 			want int
 		}{
 			{"bob's messages", `SELECT count(*) FROM messages WHERE session_id = $1`, 2},
-			{"bob's session's message count", `SELECT message_count FROM sessions WHERE id = $1`, 2},
+			{"bob's session's message count", `SELECT message_count FROM session_backlog WHERE session_id = $1`, 2},
 			{"bob's standing summaries", `SELECT count(*) FROM session_summaries WHERE session_id = $1 AND NOT withdrawn`, 0},
 			{"bob's session's backlog (two messages of 5 tokens, 4 each over)", `SELECT cost FROM session_backlog WHERE session_id = $1 AND summarized_to = 0`, 18},
 			{"bob's snapshot queries left", `SELECT count(*) FROM context_snapshots WHERE session_id = $1 AND query <> ''`, 0},

@@ -115,8 +115,11 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 // which withdraws the summaries reaching it also when it was redacted
 // before (as Context does).
 func removeMessage(tx projections.Tx, id, place string) {
-	tx.Exec(`UPDATE session_backlog b SET cost = b.cost - m.tokens - $2
-		FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id AND m.seq > b.summarized_to`, id, domain.ItemOverhead)
+	// A message still held leaves its session's count, and its backlog
+	// when no summary covers it (one redacted before is gone already).
+	tx.Exec(`UPDATE session_backlog b SET message_count = b.message_count - 1,
+			cost = b.cost - CASE WHEN m.seq > b.summarized_to THEN m.tokens + $2 ELSE 0 END
+		FROM messages m WHERE m.id = $1 AND b.session_id = m.session_id`, id, domain.ItemOverhead)
 	// A message a summary covers withdraws that summary and every
 	// later one (see Context): the backlog goes back to the newest
 	// summary before the message, and counts the live messages after
@@ -150,14 +153,15 @@ func (r *messageRows) add(d domain.MessageAppendedData, e eventstore.Recorded) {
 }
 
 // addToBacklog is the statement that, after a CTE "added" of inserted
-// messages (session_id, user_id, tokens), adds their cost to their
-// sessions' backlogs; overhead is the parameter holding
+// messages (session_id, user_id, tokens), adds them and their cost to
+// their sessions' counts and backlogs; overhead is the parameter holding
 // domain.ItemOverhead. A message appended is always newer than the last
 // summary of its session.
 func addToBacklog(overhead string) string {
-	return `INSERT INTO session_backlog (session_id, user_id, cost)
-	SELECT session_id, min(user_id), sum(tokens + ` + overhead + `::int) FROM added GROUP BY session_id
-	ON CONFLICT (session_id) DO UPDATE SET cost = session_backlog.cost + excluded.cost`
+	return `INSERT INTO session_backlog (session_id, user_id, cost, message_count)
+	SELECT session_id, min(user_id), sum(tokens + ` + overhead + `::int), count(*) FROM added GROUP BY session_id
+	ON CONFLICT (session_id) DO UPDATE SET cost = session_backlog.cost + excluded.cost,
+		message_count = session_backlog.message_count + excluded.message_count`
 }
 
 // Flush inserts the gathered messages in one statement, in event order:

@@ -132,7 +132,11 @@ func (r *Reader) ListUsers(ctx context.Context, tenant, externalID string, p Pag
 const sessionStatus = `CASE WHEN status = 'open' AND expires_at <= now() THEN 'expired' ELSE status END`
 
 const sessionCols = `id, user_id, title, metadata, ` + sessionStatus + `,
-	expires_at, message_count, version, created_at, updated_at, closed_at`
+	expires_at, ` + sessionMessageCount + `, version, created_at, updated_at, closed_at`
+
+// sessionMessageCount is the number of messages a session (a row of
+// sessions) holds, counted by the messages projection.
+const sessionMessageCount = `coalesce((SELECT b.message_count FROM session_backlog b WHERE b.session_id = sessions.id), 0)`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var s Session

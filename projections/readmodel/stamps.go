@@ -46,7 +46,7 @@ type entityKey struct {
 // rows named by the condition that follows it.
 var stampSQL = map[domain.Kind]string{
 	domain.KindUser:    `SELECT id, tenant, version, '', xmin::text FROM users WHERE `,
-	domain.KindSession: `SELECT id, '', version, message_count || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE `,
+	domain.KindSession: `SELECT id, '', version, ` + sessionMessageCount + ` || '.' || ` + sessionStatus + `, xmin::text FROM sessions WHERE `,
 	domain.KindMessage: `SELECT id, '', version, '', xmin::text FROM messages WHERE `,
 	domain.KindMemory:  `SELECT id, '', version, '', xmin::text FROM memories WHERE ` + live + ` AND `,
 }
