@@ -147,6 +147,31 @@ func (sc memoryScope) storedArgs() (tx, pos any) {
 	return sc.storedBy.TransactionID, sc.storedBy.Position
 }
 
+// keeps is sc as a filter of what a VectorCache holds, leaving out too the
+// memories past puts back as they were: the condition relevantFused gives
+// Postgres, in Go.
+func (sc memoryScope) keeps(past *pastItems) func(*vecItem) bool {
+	var putBack map[string]bool
+	if past != nil && len(past.memoryIDs) > 0 {
+		putBack = make(map[string]bool, len(past.memoryIDs))
+		for _, id := range past.memoryIDs {
+			putBack[id] = true
+		}
+	}
+	return func(it *vecItem) bool {
+		switch {
+		case it.expiresAt != nil && !it.expiresAt.After(sc.now):
+			return false
+		case sc.createdBefore != nil && it.createdAt.After(*sc.createdBefore):
+			return false
+		case sc.storedBy != nil && (it.storedTx > sc.storedBy.TransactionID ||
+			(it.storedTx == sc.storedBy.TransactionID && it.storedPos > sc.storedBy.Position)):
+			return false
+		}
+		return !putBack[it.id]
+	}
+}
+
 // relevantMemories is RelevantMemories within sc, with past's memories put
 // back as they were (nil: the table as it is).
 func (r *Reader) relevantMemories(ctx context.Context, userID, text string, embedding []float32, sc memoryScope, limit int, past *pastItems) ([]MemoryHit, error) {

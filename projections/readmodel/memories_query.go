@@ -84,6 +84,13 @@ func (f MemoryFilter) where(args []any) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
+// onlyLive says f keeps every live memory: Types, Tag, SessionID,
+// MinImportance, CreatedBefore, CreatedAfter, Metadata and Q are unset.
+func (f MemoryFilter) onlyLive() bool {
+	return len(f.Types) == 0 && f.Tag == "" && f.SessionID == "" && f.MinImportance == nil &&
+		f.CreatedBefore == nil && f.CreatedAfter == nil && len(f.Metadata) == 0 && f.Q == ""
+}
+
 func jsonPair(k, v string) string {
 	b, _ := json.Marshal(map[string]string{k: v})
 	return string(b)

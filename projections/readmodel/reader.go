@@ -27,6 +27,9 @@ type Reader struct {
 	// opener opens the events a Reader reads from the log itself (see
 	// WindowAt); nil reads them as stored.
 	opener eventstore.Opener
+	// vectors keeps users' embeddings in memory; nil reads them from
+	// the table each time (see nearestAmong).
+	vectors *VectorCache
 }
 
 // ReaderOption sets up a Reader.
@@ -39,6 +42,12 @@ type ReaderOption func(*Reader)
 // process remembers, or an erasure elsewhere could be missed.
 func OpenEventsWith(o eventstore.Opener) ReaderOption {
 	return func(r *Reader) { r.opener = o }
+}
+
+// CacheVectorsIn has the Reader keep users' embeddings in c (nil: none)
+// for searches and context windows with an embedding.
+func CacheVectorsIn(c *VectorCache) ReaderOption {
+	return func(r *Reader) { r.vectors = c }
 }
 
 // NewReader returns a Reader over pool's database.

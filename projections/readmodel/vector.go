@@ -7,7 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -28,40 +28,104 @@ const (
 	maxVectorRanked = 200
 )
 
-// nearestMemories ranks memories by cosine similarity to q, nearest first,
-// among those matching cond (an SQL condition over args, whose first is
-// the user id). Memories whose embedding has another length than q never
-// match.
+// vectorScope is what a vector ranking takes its candidates from: the
+// user's memories with an embedding of the query's length that pass a
+// filter, at most maxVectorScan of them (the most recently updated), and
+// more (memories as they were, put back by a pastItems), by id.
+//
+// The filter has two forms of the same meaning: cond, an SQL condition
+// over args (whose first is the user id), for reading the candidates out
+// of the table, and keep, over what the VectorCache holds, for reading
+// them from memory. A filter only Postgres can apply (a search's tags,
+// metadata, ...) sets ids: keep then takes the memories whose ids
+// Postgres lists for cond.
+type vectorScope struct {
+	userID string
+	cond   string
+	args   []any
+	keep   func(*vecItem) bool
+	ids    bool
+	more   map[string][]float32
+	// approximate lets a large scan rank approximately (see approxAbove).
+	approximate bool
+}
+
+// nearestAmong ranks the memories of vs by cosine similarity to q,
+// nearest first: the first maxVectorRanked ids. Memories whose embedding
+// has another length than q never match.
 //
 // The similarity is computed here, not in SQL: an SQL function summing
 // over unnest() of two float4 arrays took about 4 times as long as
 // reading the same arrays into Go and computing there (for 1000 vectors of
 // 1536 dimensions, ~300 ms against ~75 ms, nearly all of it transferring
-// the arrays). Postgres only filters and bounds the candidates, by index.
-func (r *Reader) nearestMemories(ctx context.Context, q []float32, cond string, args []any) ([]string, error) {
-	return r.nearestAmong(ctx, q, cond, args, nil)
-}
-
-// nearestAmong is nearestMemories with more candidates, by id, beside
-// the table's (memories as they were, put back by a pastItems).
-func (r *Reader) nearestAmong(ctx context.Context, q []float32, cond string, args []any, more map[string][]float32) ([]string, error) {
+// the arrays). With a VectorCache the arrays are read once per change of
+// the user's memories, not once per query.
+func (r *Reader) nearestAmong(ctx context.Context, q []float32, vs vectorScope) ([]string, error) {
 	qn := norm(q)
 	if len(q) == 0 || qn == 0 {
 		return nil, nil
 	}
-	args = append(args, len(q), maxVectorScan)
+	if r.vectors == nil {
+		return r.nearestInTable(ctx, q, qn, vs)
+	}
+	v, err := r.vectorsOf(ctx, vs.userID)
+	if err != nil {
+		return nil, err
+	}
+	var listed map[string]bool
+	if vs.ids {
+		if listed, err = r.embeddedIDs(ctx, len(q), vs); err != nil {
+			return nil, err
+		}
+	}
+	var cands []*vecItem
+	scanned := 0
+	for i := range v.items {
+		it := &v.items[i]
+		if len(it.emb) != len(q) || (listed != nil && !listed[it.id]) || (vs.keep != nil && !vs.keep(it)) {
+			continue
+		}
+		if scanned++; scanned > maxVectorScan {
+			break
+		}
+		if it.norm != 0 {
+			cands = append(cands, it)
+		}
+	}
+	return rankVectors(q, qn, cands, vs.more, vs.approximate), nil
+}
+
+// embeddedIDs lists the memories of vs's condition with an embedding of
+// dim numbers.
+func (r *Reader) embeddedIDs(ctx context.Context, dim int, vs vectorScope) (map[string]bool, error) {
+	args := append(slices.Clip(vs.args), dim)
+	rows, err := r.db.Query(ctx, `SELECT id FROM memories
+		WHERE user_id = $1 AND embedding_dim = $`+strconv.Itoa(len(args))+` AND `+vs.cond, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list embedded memories: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list embedded memories: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// nearestInTable is nearestAmong reading the embeddings out of the table.
+func (r *Reader) nearestInTable(ctx context.Context, q []float32, qn float64, vs vectorScope) ([]string, error) {
+	args := append(slices.Clip(vs.args), len(q), maxVectorScan)
 	dim, limit := "$"+strconv.Itoa(len(args)-1), "$"+strconv.Itoa(len(args))
 	rows, err := r.db.Query(ctx, `SELECT id, embedding FROM memories
-		WHERE user_id = $1 AND embedding_dim = `+dim+` AND `+cond+`
+		WHERE user_id = $1 AND embedding_dim = `+dim+` AND `+vs.cond+`
 		ORDER BY updated_at DESC LIMIT `+limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read embeddings: %w", err)
 	}
 	defer rows.Close()
-	type scored struct {
-		id  string
-		sim float64
-	}
 	var all []scored
 	var id string
 	var e []float32
@@ -76,33 +140,12 @@ func (r *Reader) nearestAmong(ctx context.Context, q []float32, cond string, arg
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read embeddings: %w", err)
 	}
-	for id, e := range more {
+	for id, e := range vs.more {
 		if sim, ok := cosine(q, qn, e); ok {
 			all = append(all, scored{id, sim})
 		}
 	}
-	slices.SortFunc(all, func(a, b scored) int {
-		if a.sim != b.sim {
-			if a.sim > b.sim {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(b.id, a.id)
-	})
-	out := make([]string, 0, min(len(all), maxVectorRanked))
-	for _, s := range all[:min(len(all), maxVectorRanked)] {
-		out = append(out, s.id)
-	}
-	return out, nil
-}
-
-func norm(v []float32) float64 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	return math.Sqrt(s)
+	return topIDs(all), nil
 }
 
 // cosine is the cosine similarity of q (of norm qn) and e; ok is false when
@@ -142,7 +185,14 @@ const searchFusedSQL = `WITH txt AS (
 // searchFused is SearchMemories with a query embedding.
 func (r *Reader) searchFused(ctx context.Context, userID, query string, embedding []float32, f MemoryFilter, limit int) ([]MemoryHit, error) {
 	vcond, vargs := f.where([]any{userID})
-	near, err := r.nearestMemories(ctx, embedding, vcond, vargs)
+	vs := vectorScope{userID: userID, cond: vcond, args: vargs, approximate: true}
+	if f.onlyLive() {
+		now := time.Now()
+		vs.keep = func(it *vecItem) bool { return it.expiresAt == nil || it.expiresAt.After(now) }
+	} else {
+		vs.ids = true
+	}
+	near, err := r.nearestAmong(ctx, embedding, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +248,8 @@ func (r *Reader) relevantFused(ctx context.Context, userID, text string, embeddi
 	cond, args := past.otherMemories(`(expires_at IS NULL OR expires_at > $2) AND ($3::timestamptz IS NULL OR created_at <= $3)
 			AND ($4::xid8 IS NULL OR (stored_tx, stored_position) <= ($4::xid8, $5::bigint))`,
 		[]any{userID, sc.now, sc.createdBefore, tx, pos})
-	near, err := r.nearestAmong(ctx, embedding, cond, args, past.memoryEmbeddings(sc.now, sc.createdBefore))
+	near, err := r.nearestAmong(ctx, embedding, vectorScope{userID: userID, cond: cond, args: args,
+		keep: sc.keeps(past), more: past.memoryEmbeddings(sc.now, sc.createdBefore)})
 	if err != nil || len(near) == 0 {
 		return nil, false, err
 	}

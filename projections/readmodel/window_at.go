@@ -47,7 +47,7 @@ func (r *Reader) WindowAt(ctx context.Context, messageID string, budget domain.B
 		return Window{}, fmt.Errorf("window at message %s: %w", messageID, err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	in := &Reader{db: tx, pool: r.pool, opener: r.opener}
+	in := &Reader{db: tx, pool: r.pool, opener: r.opener, vectors: r.vectors}
 	at, err := in.placeOf(ctx, messageID)
 	if err != nil {
 		return Window{}, err
