@@ -127,6 +127,7 @@ type App struct {
 	embedder domain.Embedder
 	// With PartServer.
 	cache    *cache.Cache
+	vectors  *readmodel.VectorCache // nil: none
 	entities queries.EntityReader
 	windows  queries.WindowReader
 	queries  *queries.Service
@@ -276,7 +277,14 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 	a.tokens = tc
 	// The reader hands out what it reads from the log (windows as they
 	// were): opened with keys read afresh, as the store's reads are.
-	a.reader = readmodel.NewReader(a.pool, readmodel.OpenEventsWith(a.store))
+	// A server keeps its users' embeddings in memory for vector
+	// rankings (see readmodel.VectorCache); other processes rank none.
+	if a.opt.Parts&PartServer != 0 {
+		if a.vectors, err = readmodel.NewVectorCache(cfg.VectorCacheBytes); err != nil {
+			return err
+		}
+	}
+	a.reader = readmodel.NewReader(a.pool, readmodel.OpenEventsWith(a.store), readmodel.CacheVectorsIn(a.vectors))
 	a.commands = commands.New(a.store, tc, messageFinder{a.reader}, time.Now)
 	emb := commands.Embeddings{Dim: cfg.EmbeddingDim, Log: a.log}
 	if cfg.EmbeddingsURL != "" {
@@ -320,7 +328,7 @@ func (a *App) openServer(ctx context.Context, pcfg *pgxpool.Config) error {
 	a.queries = queries.New(queries.Config{Reader: a.reader, Tokens: a.tokens, Entities: a.entities, Windows: a.windows,
 		Embedder: a.embedder, EmbeddingDim: cfg.EmbeddingDim, Log: a.log})
 	a.expirer = commands.NewExpirer(a.commands, dueFinder{a.reader}, cfg.ExpiryInterval, a.log)
-	a.eraser = commands.NewEraser(a.commands, a.waiter, cache.NewForgetter(a.cache, a.namespace), cfg.ReadYourWrites)
+	a.eraser = commands.NewEraser(a.commands, a.waiter, forgetters{cache.NewForgetter(a.cache, a.namespace), a.vectors}, cfg.ReadYourWrites)
 	a.retention = commands.NewRetention(a.eraser, a.reader, cfg.Retention, cfg.BackgroundInterval, a.log)
 	a.snapshotter = commands.NewSnapshotter(a.commands, NewSnapshotSource(a.reader, a.tokens, a.history), cfg.BackgroundInterval, a.log)
 	var summarizer domain.Summarizer = summarize.Extractive{MaxTokens: cfg.SummaryMaxTokens, Tokens: a.tokens}
@@ -340,6 +348,7 @@ func (a *App) Close() {
 	if a.cache != nil {
 		_ = a.cache.Close()
 	}
+	a.vectors.Close()
 	// A pool's Close waits for the connections in use to come back: one
 	// held by work stuck past the shutdown (an append waiting for a lock
 	// held elsewhere) would keep the process from exiting.

@@ -67,6 +67,10 @@ type Config struct {
 	// entities) each process keeps in its own memory in front of Redis;
 	// 0 keeps none there.
 	CacheMemoryBytes int64 `var:"ARQ_CACHE_MEMORY_BYTES" name:"cache-memory-bytes" default:"67108864" check:"min=0" group:"server" help:"about how much of the cache each process also keeps in its own memory, in front of Redis; 0 keeps nothing there"`
+	// VectorCacheBytes bounds the embeddings each server keeps in memory
+	// for searches and context windows with an embedding; 0 keeps none
+	// (they are read from Postgres for each).
+	VectorCacheBytes int64 `var:"ARQ_VECTOR_CACHE_BYTES" name:"vector-cache-bytes" default:"268435456" check:"min=0" group:"server" help:"about how many bytes of users' embeddings each server keeps in memory for vector rankings (checked against Postgres on every read); 0 reads them from Postgres each time"`
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64 `var:"ARQ_MAX_BODY_BYTES" name:"max-body-bytes" default:"1048576" check:"min=1024" group:"server" help:"largest request body; larger ones get 413"`
 	// RateLimit limits each API key's requests a second, RateLimitBurst

@@ -7,6 +7,7 @@ import (
 	"github.com/arq-memory/arq/cache"
 	"github.com/arq-memory/arq/commands"
 	"github.com/arq-memory/arq/idempotency"
+	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // answerEraser forgets the idempotent answers of erased requests for the
@@ -41,4 +42,18 @@ func (a *App) Eraser(ctx context.Context, wait time.Duration) (*commands.Eraser,
 	}
 	a.eraser = commands.NewEraser(a.commands, a.waiter, cache.NewForgetter(a.cache, namespace), wait)
 	return a.eraser, nil
+}
+
+// forgetters forgets erased entities in the Redis cache (and the entries
+// this process keeps in front of it) and in the embeddings this process
+// keeps for vector rankings (nil: none): an erased user's or memory's
+// vectors are dropped from memory at once, not only left unused.
+type forgetters struct {
+	cache   *cache.Forgetter
+	vectors *readmodel.VectorCache
+}
+
+func (f forgetters) ForgetErased(ctx context.Context, e commands.Erased) error {
+	f.vectors.Forget(e.Users, e.Memories)
+	return f.cache.ForgetErased(ctx, e)
 }
