@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -196,10 +197,23 @@ func (r *Reader) searchFused(ctx context.Context, userID, query string, embeddin
 	if err != nil {
 		return nil, err
 	}
+	if strings.TrimSpace(query) == "" {
+		rows, err := r.db.Query(ctx, searchNearestSQL, near, RRFK, limit)
+		return scanHits(rows, err, "search memories")
+	}
 	cond, args := f.where([]any{userID, query, near, RRFK, limit, maxTextCandidates})
 	rows, err := r.db.Query(ctx, fmt.Sprintf(searchFusedSQL, cond), args...)
 	return scanHits(rows, err, "search memories")
 }
+
+// searchNearestSQL is searchFusedSQL without a text ($1: the vector
+// ranking): every score is 1/($2 + rank), so the order is the ranking's,
+// and only the first $3 still live are read (where searchFusedSQL joins
+// every one it ranks). The filters were applied to the ranking.
+const searchNearestSQL = `SELECT ` + memoryCols + `, 1.0::float8 / ($2::int + v.rank) AS score
+	FROM unnest($1::text[]) WITH ORDINALITY AS v(vid, rank)
+	CROSS JOIN LATERAL (SELECT ` + memoryCols + ` FROM memories WHERE id = v.vid AND ` + live + `) m
+	ORDER BY v.rank LIMIT $3`
 
 // windowCandidates are the memories a context window ranks: full-text
 // matches of $2 (any of its words), the most important, the most recent

@@ -150,6 +150,24 @@ func TestVectorCacheRanksAsTheTable(t *testing.T) {
 			if !slices.EqualFunc(got, want, func(a, b MemoryHit) bool { return a.ID == b.ID && a.Score == b.Score }) {
 				t.Fatalf("query %d, filter %+v: search from the cache %v, from the table %v", qi, filter, ids(got), ids(want))
 			}
+			// Without a text, as searchFusedSQL ranks with an empty one.
+			near, err := table.nearestInTable(ctx, q, norm(q), vectorScope{cond: cond(filter), args: condArgs(filter)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, args := filter.where([]any{"u", "", near, RRFK, 20, maxTextCandidates})
+			rows, err := pool.Query(ctx, fmt.Sprintf(searchFusedSQL, c), args...)
+			want, err = scanHits(rows, err, "search")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err = cached.SearchMemories(ctx, "u", " ", q, filter, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) != 20 || !slices.EqualFunc(got, want, func(a, b MemoryHit) bool { return a.ID == b.ID && a.Score == b.Score }) {
+				t.Fatalf("query %d, filter %+v: search without text %v, fused with none %v", qi, filter, ids(got), ids(want))
+			}
 		}
 		for _, sc := range []memoryScope{
 			{now: time.Now()},
@@ -203,6 +221,17 @@ func pastOf(t *testing.T, embs [][]float32, q []float32) *pastItems {
 	}
 	p.memoryRows = rows
 	return p
+}
+
+// cond and condArgs are filter's condition for user u.
+func cond(filter MemoryFilter) string {
+	c, _ := filter.where([]any{"u"})
+	return c
+}
+
+func condArgs(filter MemoryFilter) []any {
+	_, args := filter.where([]any{"u"})
+	return args
 }
 
 func ids(hits []MemoryHit) []string {
