@@ -79,6 +79,12 @@ func (r *Reader) nearestAmong(ctx context.Context, q []float32, vs vectorScope) 
 			return nil, err
 		}
 	}
+	return v.nearest(q, qn, vs, listed), nil
+}
+
+// nearest ranks the memories of v that vs keeps (and listed names, when
+// not nil) by cosine similarity to q (of norm qn).
+func (v *userVectors) nearest(q []float32, qn float64, vs vectorScope, listed map[string]bool) []string {
 	var cands []*vecItem
 	scanned := 0
 	for i := range v.items {
@@ -93,7 +99,7 @@ func (r *Reader) nearestAmong(ctx context.Context, q []float32, vs vectorScope) 
 			cands = append(cands, it)
 		}
 	}
-	return rankVectors(q, qn, cands, vs.more, vs.approximate), nil
+	return rankVectors(q, qn, cands, vs.more, vs.approximate)
 }
 
 // embeddedIDs lists the memories of vs's condition with an embedding of
@@ -193,17 +199,55 @@ func (r *Reader) searchFused(ctx context.Context, userID, query string, embeddin
 	} else {
 		vs.ids = true
 	}
+	if hits, ok, err := r.searchCached(ctx, query, embedding, f, vs, limit); ok || err != nil {
+		return hits, err
+	}
 	near, err := r.nearestAmong(ctx, embedding, vs)
 	if err != nil {
 		return nil, err
 	}
+	sql, args := searchRankedSQL(userID, query, near, f, limit)
+	rows, err := r.db.Query(ctx, sql, args...)
+	return scanHits(rows, err, "search memories")
+}
+
+// searchCached is searchFused from the vectors the cache holds of the
+// user, when it holds some and the filter is one Go applies: ranked before
+// asking Postgres anything, then the generation is read and the search
+// sent in one round trip. ok is false when the generation moved since the
+// vectors were read (the search is then thrown away), or nothing was
+// cached.
+func (r *Reader) searchCached(ctx context.Context, query string, q []float32, f MemoryFilter, vs vectorScope, limit int) (hits []MemoryHit, ok bool, err error) {
+	qn := norm(q)
+	if r.vectors == nil || vs.ids || len(q) == 0 || qn == 0 {
+		return nil, false, nil
+	}
+	v, found := r.vectors.entries.GetIfPresent(vs.userID)
+	if !found {
+		return nil, false, nil
+	}
+	sql, args := searchRankedSQL(vs.userID, query, v.nearest(q, qn, vs, nil), f, limit)
+	var g generation
+	var b pgx.Batch
+	b.Queue(generationSQL, "user:"+vs.userID).QueryRow(func(row pgx.Row) error { return row.Scan(&g.user, &g.rebuilds) })
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		hits, err = scanHits(rows, nil, "search memories")
+		return err
+	})
+	if err := r.db.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, false, fmt.Errorf("search memories: %w", err)
+	}
+	return hits, g == v.gen, nil
+}
+
+// searchRankedSQL is the search of query fused with the vector ranking
+// near, filtered by f.
+func searchRankedSQL(userID, query string, near []string, f MemoryFilter, limit int) (string, []any) {
 	if strings.TrimSpace(query) == "" {
-		rows, err := r.db.Query(ctx, searchNearestSQL, near, RRFK, limit)
-		return scanHits(rows, err, "search memories")
+		return searchNearestSQL, []any{near, RRFK, limit}
 	}
 	cond, args := f.where([]any{userID, query, near, RRFK, limit, maxTextCandidates})
-	rows, err := r.db.Query(ctx, fmt.Sprintf(searchFusedSQL, cond), args...)
-	return scanHits(rows, err, "search memories")
+	return fmt.Sprintf(searchFusedSQL, cond), args
 }
 
 // searchNearestSQL is searchFusedSQL without a text ($1: the vector

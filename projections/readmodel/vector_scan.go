@@ -45,23 +45,81 @@ type vecCand struct {
 // length) by cosine similarity to q (of norm qn): the nearest
 // maxVectorRanked ids, nearest first, ties by id descending.
 func rankVectors(q []float32, qn float64, cands []*vecItem, more map[string][]float32, approximate bool) []string {
-	var all []scored
-	if len(cands) > maxVectorRanked {
-		if approximate && len(cands)*len(q) > approxAbove {
-			cands = prefilter(q, cands, prefilterKeep)
+	if approximate && len(cands) > maxVectorRanked && len(cands)*len(q) > approxAbove {
+		cands = prefilter(q, cands, prefilterKeep)
+	}
+	sc := approxScores(q, qn, cands)
+	bound := 2 * roundingBound(len(q))
+	if len(sc) > maxVectorRanked {
+		// Those that may be among the nearest: each of the first
+		// maxVectorRanked has an exact cosine of at least the last one's
+		// float32 cosine less the bound, so one below that by more than
+		// twice the bound is below all of them exactly.
+		floor := sc[maxVectorRanked-1].approx - bound
+		n := maxVectorRanked
+		for n < len(sc) && sc[n].approx >= floor {
+			n++
 		}
-		cands = nearestBound(q, qn, cands, maxVectorRanked)
+		sc = sc[:n]
 	}
-	all = make([]scored, 0, len(cands)+len(more))
-	for _, it := range cands {
-		all = append(all, scored{it.id, exactCosine(q, qn, it)})
-	}
-	for id, e := range more {
-		if sim, ok := cosine(q, qn, e); ok {
-			all = append(all, scored{id, sim})
+	if len(more) > 0 {
+		all := make([]scored, 0, len(sc)+len(more))
+		for _, c := range sc {
+			all = append(all, scored{c.it.id, exactCosine(q, qn, c.it)})
 		}
+		for id, e := range more {
+			if sim, ok := cosine(q, qn, e); ok {
+				all = append(all, scored{id, sim})
+			}
+		}
+		return topIDs(all)
 	}
-	return topIDs(all)
+	// In float32 order, the exact order differs only within runs whose
+	// neighbours lie within twice the bound of each other: those are
+	// ordered by their exact cosines.
+	out := make([]string, 0, min(len(sc), maxVectorRanked))
+	for i := 0; i < len(sc) && len(out) < maxVectorRanked; {
+		j := i + 1
+		for j < len(sc) && sc[j-1].approx-sc[j].approx <= bound {
+			j++
+		}
+		if j == i+1 {
+			out = append(out, sc[i].it.id)
+		} else {
+			run := make([]scored, 0, j-i)
+			for _, c := range sc[i:j] {
+				run = append(run, scored{c.it.id, exactCosine(q, qn, c.it)})
+			}
+			for _, id := range topIDs(run) {
+				if len(out) < maxVectorRanked {
+					out = append(out, id)
+				}
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+// approxScores are cands with their float32 cosines (see roundingBound),
+// highest first.
+func approxScores(q []float32, qn float64, cands []*vecItem) []vecCand {
+	qv := blas32.Vector{N: len(q), Inc: 1, Data: q}
+	sc := make([]vecCand, len(cands))
+	for i, it := range cands {
+		d := blas32.Dot(qv, blas32.Vector{N: len(q), Inc: 1, Data: it.emb[:len(q)]})
+		sc[i] = vecCand{it, float64(d) / (qn * it.norm)}
+	}
+	slices.SortFunc(sc, func(a, b vecCand) int {
+		if a.approx > b.approx {
+			return -1
+		}
+		if a.approx < b.approx {
+			return 1
+		}
+		return 0
+	})
+	return sc
 }
 
 // topIDs sorts all, nearest first (ties by id descending, as the SQL
@@ -99,47 +157,6 @@ func exactCosine(q []float32, qn float64, it *vecItem) float64 {
 // product of the norms (Cauchy-Schwarz), with room to spare.
 func roundingBound(n int) float64 {
 	return 2 * float64(n+4) * 0x1p-24
-}
-
-// nearestBound keeps, of cands, those whose exact cosine may be among the
-// k highest: every one whose float32 cosine is within twice the rounding
-// bound of the k-th highest float32 cosine. (Each of the k first has an
-// exact cosine of at least that k-th minus the bound, so one below it by
-// more than twice the bound is below k others exactly.)
-func nearestBound(q []float32, qn float64, cands []*vecItem, k int) []*vecItem {
-	qv := blas32.Vector{N: len(q), Inc: 1, Data: q}
-	sc := make([]vecCand, len(cands))
-	approx := make([]float64, len(cands))
-	for i, it := range cands {
-		d := blas32.Dot(qv, blas32.Vector{N: len(q), Inc: 1, Data: it.emb[:len(q)]})
-		a := float64(d) / (qn * it.norm)
-		sc[i] = vecCand{it, a}
-		approx[i] = a
-	}
-	kth := kthLargest(approx, k)
-	floor := kth - 2*roundingBound(len(q))
-	out := cands[:0:0]
-	for _, c := range sc {
-		if c.approx >= floor {
-			out = append(out, c.it)
-		}
-	}
-	return out
-}
-
-// kthLargest is the k-th largest of xs (k from 1, at most len(xs)); it
-// reorders xs.
-func kthLargest(xs []float64, k int) float64 {
-	slices.SortFunc(xs, func(a, b float64) int {
-		if a > b {
-			return -1
-		}
-		if a < b {
-			return 1
-		}
-		return 0
-	})
-	return xs[k-1]
 }
 
 // signBits are the signs of e, one bit a dimension.

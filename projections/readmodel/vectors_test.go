@@ -281,6 +281,18 @@ func TestVectorCacheFollowsGenerations(t *testing.T) {
 				t.Errorf("after a store the nearest is %s", near[0])
 			}
 		})
+		// A search ranks from what the cache holds and reads the
+		// generation with its query: it finds the entry stale.
+		wg.Go(func() {
+			hits, err := r.SearchMemories(ctx, "u", "", q, MemoryFilter{}, 5)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if hits[0].ID != "m00300" {
+				t.Errorf("after a store the first hit is %s", hits[0].ID)
+			}
+		})
 	}
 	wg.Wait()
 	after, _ := vc.entries.GetIfPresent("u")
@@ -311,6 +323,15 @@ func TestVectorCacheFollowsGenerations(t *testing.T) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The search first: it ranks from the stale entry, finds the
+	// generation moved, and ranks again.
+	hits, err := r.SearchMemories(ctx, "u", "", q, MemoryFilter{}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(hits); got[0] != first[1] || slices.Contains(got, first[0]) {
+		t.Fatalf("a search after an update and a delete: %v (before: %v)", got, first[:3])
 	}
 	near, err := r.nearestAmong(ctx, q, scope())
 	if err != nil {
