@@ -168,28 +168,27 @@ func (r *Reader) vectorsOf(ctx context.Context, userID string) (*userVectors, er
 	if found && (old.gen == g || (!inTx && old.gen.newer(g))) {
 		return old, nil
 	}
-	if inTx {
-		// A snapshot of its own: load in it, never through a load that
-		// another snapshot started.
-		v, err := loadVectors(ctx, r.db, userID, old)
+	load := func(db querier) (*userVectors, error) {
+		v, err := loadVectors(ctx, db, userID, old)
 		if err != nil {
 			return nil, err
 		}
 		c.keep(userID, v)
 		return v, nil
 	}
+	if inTx {
+		// A snapshot of its own: load in it, never through a load that
+		// another snapshot started.
+		return load(r.db)
+	}
 	got, err, _ := c.loads.Do(userID, func() (any, error) {
 		var v *userVectors
 		err := pgx.BeginTxFunc(context.WithoutCancel(ctx), r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			var err error
-			v, err = loadVectors(ctx, tx, userID, old)
+			v, err = load(tx)
 			return err
 		})
-		if err != nil {
-			return nil, err
-		}
-		c.keep(userID, v)
-		return v, nil
+		return v, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read embeddings of user %s: %w", userID, err)

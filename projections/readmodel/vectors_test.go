@@ -108,6 +108,17 @@ func (f *vectorFixture) store(embs [][]float32) {
 	}
 }
 
+// cachedReader is a Reader of pool with a VectorCache of maxBytes.
+func cachedReader(t *testing.T, pool *pgxpool.Pool, maxBytes int64) (*Reader, *VectorCache) {
+	t.Helper()
+	vc, err := NewVectorCache(maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vc.Close)
+	return NewReader(pool, CacheVectorsIn(vc)), vc
+}
+
 // A search or window ranked from the VectorCache is the one ranked from
 // the table: for searches with and without filters, windows live now and
 // at a place in the log, with memories put back as they were, over
@@ -127,12 +138,8 @@ func TestVectorCacheRanksAsTheTable(t *testing.T) {
 	// Another length never matches.
 	f.store([][]float32{make([]float32, 7), {1, 2, 3}})
 
-	vc, err := NewVectorCache(64 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	table, cached := NewReader(pool), NewReader(pool, CacheVectorsIn(vc))
+	cached, vc := cachedReader(t, pool, 64<<20)
+	table := NewReader(pool)
 	queries := clustered(3, 8, dim, 6)
 	queries = append(queries, embs[10])
 	five := 0.0
@@ -253,12 +260,7 @@ func TestVectorCacheFollowsGenerations(t *testing.T) {
 	f := &vectorFixture{t: t, pool: pool, user: "u"}
 	const dim = 16
 	f.store(clustered(4, 300, dim, 4))
-	vc, err := NewVectorCache(64 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	r := NewReader(pool, CacheVectorsIn(vc))
+	r, vc := cachedReader(t, pool, 64<<20)
 	q := clustered(5, 1, dim, 1)[0]
 	scope := func() vectorScope { return vectorScope{userID: "u", keep: memoryScope{now: time.Now()}.keeps(nil)} }
 	first, err := r.nearestAmong(ctx, q, scope())
@@ -362,12 +364,7 @@ func TestVectorCacheForgetsTheErased(t *testing.T) {
 		f := &vectorFixture{t: t, pool: pool, user: u}
 		f.store(clustered(6, 10, 8, 2))
 	}
-	vc, err := NewVectorCache(1 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	r := NewReader(pool, CacheVectorsIn(vc))
+	r, vc := cachedReader(t, pool, 1<<20)
 	for _, u := range []string{"a", "b", "c"} {
 		if _, err := r.nearestAmong(ctx, []float32{1, 2, 3, 4, 5, 6, 7, 8}, vectorScope{userID: u}); err != nil {
 			t.Fatal(err)
@@ -384,12 +381,7 @@ func TestVectorCacheForgetsTheErased(t *testing.T) {
 	}
 	// Nothing at all is kept of a user without embeddings, nor of one
 	// over the budget.
-	small, err := NewVectorCache(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer small.Close()
-	r = NewReader(pool, CacheVectorsIn(small))
+	r, small := cachedReader(t, pool, 100)
 	for _, u := range []string{"a", "nobody"} {
 		if _, err := r.nearestAmong(ctx, []float32{1, 2, 3, 4, 5, 6, 7, 8}, vectorScope{userID: u}); err != nil {
 			t.Fatal(err)
