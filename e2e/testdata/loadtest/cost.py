@@ -43,10 +43,11 @@ MODE:
   user and the sessions; the run checks that its answers carry the
   tenant's limit.
 """
-import argparse, json, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, random, shutil, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from procstat import measure, pgbench, sh  # noqa: E402
+import procstat  # noqa: E402
+from procstat import PG, measure, pgbench, sh  # noqa: E402
 
 args = argparse.ArgumentParser(description="two builds of arq side by side under wrk")
 args.add_argument("base", help="the commit to build as a")
@@ -60,25 +61,12 @@ ADMIN_KEY = "cost-admin-key-not-a-secret"
 RATE = 1000000
 PORT = 18082
 API = "http://127.0.0.1:%d/v1" % PORT
-PG = ["psql", "-U", "postgres", "-h", "127.0.0.1", "-qAt", "-v", "ON_ERROR_STOP=1"]
 work = tempfile.mkdtemp()
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def build():
-    wt = os.path.join(work, "base")
-    sh("git", "worktree", "add", "--detach", wt, BASE)
-    try:
-        sh("go", "build", "-o", os.path.join(work, "arq-a"), "./cmd/arq", cwd=wt)
-    finally:
-        sh("git", "worktree", "remove", "--force", wt)
-    sh("go", "build", "-o", os.path.join(work, "arq-b"), "./cmd/arq")
-
-
 def post(path, body, headers={}):
-    req = urllib.request.Request(API + path, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"{}")
+    return procstat.post(API, path, body, headers)
 
 
 def serve_env(mode):
@@ -110,22 +98,8 @@ def credential(label, mode):
 
 def run(label):
     db = "arq_cost_" + label
-    sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
-    env = dict(os.environ, ARQ_DATABASE_URL="postgres://postgres@127.0.0.1:5432/%s?sslmode=disable" % db,
-               ARQ_HTTP_ADDR="127.0.0.1:%d" % PORT, ARQ_LOG_LEVEL="warn",
-               ARQ_MASTER_KEY="dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=", **serve_env(AUTH[label]))
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", PORT)) == 0:
-            raise SystemExit("something listens on port %d already" % PORT)
-    srv = subprocess.Popen([os.path.join(work, "arq-" + label), "serve"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, label + ".log"), "a"))
+    srv = procstat.serve(os.path.join(work, "arq-" + label), db, PORT, serve_env(AUTH[label]), os.path.join(work, label + ".log"))
     try:
-        for _ in range(60):
-            try:
-                urllib.request.urlopen("http://127.0.0.1:%d/healthz" % PORT)
-                break
-            except OSError:
-                time.sleep(1)
         random.seed(7)
         words = ["w%d" % i for i in range(2000)]
         text = lambda n: " ".join(random.choices(words, k=n))
@@ -182,19 +156,15 @@ end
             results.append(pgbench(db, label, "insert", c, "INSERT INTO anchor (v) VALUES ('an ordinary message of some twenty words');\n"))
             results.append(measure(srv.pid, db, label, "append", c, ["-s", lua, *hs, "http://127.0.0.1:%d" % PORT]))
     finally:
-        srv.terminate()
-        srv.wait()
-        sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
+        procstat.stop(srv, db)
 
 
 def summary():
     """The issue 20 targets per build: medians over its runs."""
-    def med(xs):
-        xs = sorted(xs)
-        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    med = procstat.median
 
     def pick(label, name, c, key):
-        return [r[key] for r in results if r["label"] == label and r["name"] == name and r["c"] == c]
+        return procstat.pick(results, label, name, c, key)
 
     for label in ("a", "b"):
         runs = len(pick(label, "append", 1, "rps"))
@@ -214,7 +184,7 @@ def summary():
 
 results = []
 try:
-    build()
+    procstat.build(BASE, work)
     print("a = %s (%s), b = the working tree (%s)" % (BASE, AUTH["a"], AUTH["b"]), flush=True)
     for r in range(ROUNDS):
         for label in (("a", "b") if r % 2 == 0 else ("b", "a")):

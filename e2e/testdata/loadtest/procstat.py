@@ -1,14 +1,34 @@
 """Counting what a run of a load tool costs, from /proc: the CPU time of
 the server process, of the Postgres backends serving its database (their
 process titles name it), of Redis and of everything else, over each run,
-per request. Shared by cost.py and search.py."""
-import os, resource, shutil, subprocess, tempfile, time
+per request; and what both load scripts do around it: build two commits,
+serve a fresh database, post JSON. Shared by cost.py and search.py."""
+import json, os, resource, shutil, socket, subprocess, tempfile, time, urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 
 def sh(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def build(base, work):
+    """Builds base (in a temporary worktree) as work/arq-a and the working
+    tree as work/arq-b."""
+    wt = os.path.join(work, "base")
+    sh("git", "worktree", "add", "--detach", wt, base)
+    try:
+        sh("go", "build", "-o", os.path.join(work, "arq-a"), "./cmd/arq", cwd=wt)
+    finally:
+        sh("git", "worktree", "remove", "--force", wt)
+    sh("go", "build", "-o", os.path.join(work, "arq-b"), "./cmd/arq")
+
+
+def post(api, path, body, headers={}):
+    """POSTs body as JSON to api + path and returns the answer's JSON."""
+    req = urllib.request.Request(api + path, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"{}")
 
 
 def cpu(pids):
@@ -124,3 +144,45 @@ def pgbench(db, label, name, c, script, seconds=10):
     print("%s %-14s c=%-2d %8.0f tx/s   p50 %6.2f p99 %6.2f ms  (all the machine's CPU %.3f ms/tx)" % (
         label, name, c, tps, r["p50"], r["p99"], r["machine"]), flush=True)
     return r
+
+
+PG = ["psql", "-U", "postgres", "-h", "127.0.0.1", "-qAt", "-v", "ON_ERROR_STOP=1"]
+
+
+def serve(binary, db, port, env, log):
+    """Starts binary serving a fresh database db on port, with env added
+    to the settings, its errors appended to log; returns the process once
+    /healthz answers."""
+    sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
+    env = dict(os.environ, ARQ_DATABASE_URL="postgres://postgres@127.0.0.1:5432/%s?sslmode=disable" % db,
+               ARQ_HTTP_ADDR="127.0.0.1:%d" % port, ARQ_LOG_LEVEL="warn",
+               ARQ_MASTER_KEY="dGVzdHMtb25seS1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=", **env)
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit("something listens on port %d already" % port)
+    srv = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(log, "a"))
+    for _ in range(60):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port)
+            break
+        except OSError:
+            time.sleep(1)
+    return srv
+
+
+def stop(srv, db):
+    """Stops a server serve started and drops its database."""
+    srv.terminate()
+    srv.wait()
+    sh(*PG, "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db, "postgres")
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def pick(results, label, name, c, key):
+    """key of each run in results of build label, measure name, at c
+    connections."""
+    return [r[key] for r in results if r["label"] == label and r["name"] == name and r["c"] == c]
