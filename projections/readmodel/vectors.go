@@ -37,8 +37,12 @@ type VectorCache struct {
 	loads   singleflight.Group
 }
 
-// vectorIdle is how long an entry not read stays.
-const vectorIdle = 10 * time.Minute
+// vectorIdle is how long an entry not read stays; vectorLoadTimeout
+// bounds a load that several reads share.
+const (
+	vectorIdle        = 10 * time.Minute
+	vectorLoadTimeout = 30 * time.Second
+)
 
 // NewVectorCache returns a cache of about maxBytes of embeddings; 0 or
 // less returns nil (no cache: vectors are read from Postgres each time).
@@ -168,7 +172,7 @@ func (r *Reader) vectorsOf(ctx context.Context, userID string) (*userVectors, er
 	if found && (old.gen == g || (!inTx && old.gen.newer(g))) {
 		return old, nil
 	}
-	load := func(db querier) (*userVectors, error) {
+	load := func(ctx context.Context, db querier) (*userVectors, error) {
 		v, err := loadVectors(ctx, db, userID, old)
 		if err != nil {
 			return nil, err
@@ -179,13 +183,17 @@ func (r *Reader) vectorsOf(ctx context.Context, userID string) (*userVectors, er
 	if inTx {
 		// A snapshot of its own: load in it, never through a load that
 		// another snapshot started.
-		return load(r.db)
+		return load(ctx, r.db)
 	}
 	got, err, _ := c.loads.Do(userID, func() (any, error) {
+		// Shared by the reads that wait for it: not ended by the first
+		// one's end.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vectorLoadTimeout)
+		defer cancel()
 		var v *userVectors
-		err := pgx.BeginTxFunc(context.WithoutCancel(ctx), r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			var err error
-			v, err = load(tx)
+			v, err = load(ctx, tx)
 			return err
 		})
 		return v, err
