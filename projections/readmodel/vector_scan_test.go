@@ -1,8 +1,11 @@
 package readmodel
 
 import (
+	"context"
 	"fmt"
 	"testing"
+
+	"github.com/arq-memory/arq/internal/testdb"
 )
 
 // itemsOf makes vecItems of embs, as a VectorCache holds them.
@@ -115,5 +118,43 @@ func BenchmarkVectorScan(b *testing.B) {
 				rankVectors(q, norm(q), cands, nil, c.approx)
 			}
 		})
+	}
+}
+
+// BenchmarkSearchWithEmbedding measures a search with a query embedding
+// and no text through the Reader, vectors read from the table
+// (vectors=table, the code before the VectorCache) or from the cache
+// (vectors=cache), for a user of users=N memories of D dimensions.
+func BenchmarkSearchWithEmbedding(b *testing.B) {
+	for _, c := range []struct{ n, dim int }{{200, 384}, {5000, 1536}} {
+		ctx := context.Background()
+		pool := testdb.Pool(b, testdb.New(b))
+		all := clustered(9, c.n+16, c.dim, 20)
+		f := &vectorFixture{t: b, pool: pool, user: "u"}
+		for i := 0; i < c.n; i += 500 {
+			f.store(all[i:min(i+500, c.n)])
+		}
+		if _, err := pool.Exec(ctx, "ANALYZE"); err != nil {
+			b.Fatal(err)
+		}
+		cached, _ := cachedReader(b, pool, 1<<30)
+		for _, r := range []struct {
+			name string
+			r    *Reader
+		}{{"table", NewReader(pool)}, {"cache", cached}} {
+			b.Run(fmt.Sprintf("users=%dx%d/vectors=%s", c.n, c.dim, r.name), func(b *testing.B) {
+				// The first search loads the cache: not measured.
+				if _, err := r.r.SearchMemories(ctx, "u", "", all[c.n], MemoryFilter{}, 20); err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					i++
+					if _, err := r.r.SearchMemories(ctx, "u", "", all[c.n+i%16], MemoryFilter{}, 20); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

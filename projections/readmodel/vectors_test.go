@@ -53,7 +53,7 @@ func clusteredAround(seed uint64, n, dim, k int, shared float64) [][]float32 {
 // projection writes them: rows and the user's generation in one
 // transaction.
 type vectorFixture struct {
-	t    *testing.T
+	t    testing.TB
 	pool *pgxpool.Pool
 	user string
 	n    int
@@ -109,7 +109,7 @@ func (f *vectorFixture) store(embs [][]float32) {
 }
 
 // cachedReader is a Reader of pool with a VectorCache of maxBytes.
-func cachedReader(t *testing.T, pool *pgxpool.Pool, maxBytes int64) (*Reader, *VectorCache) {
+func cachedReader(t testing.TB, pool *pgxpool.Pool, maxBytes int64) (*Reader, *VectorCache) {
 	t.Helper()
 	vc, err := NewVectorCache(maxBytes)
 	if err != nil {
