@@ -112,8 +112,16 @@ end
         # A search of the code before took over a second for the large
         # case: wrk waits up to a minute for an answer, and runs longer.
         for c in (1, 32):
-            r = measure(srv.pid, db, label, "search-" + case, c, ["--timeout", "60s", "-s", lua, "http://127.0.0.1:%d" % PORT],
-                        seconds=10 if case == "small" else 20)
+            try:
+                r = measure(srv.pid, db, label, "search-" + case, c, ["--timeout", "60s", "-s", lua, "http://127.0.0.1:%d" % PORT],
+                            seconds=10 if case == "small" else 20)
+            except SystemExit:
+                # The code before answers 32 clients of the large case
+                # with errors (its statements time out): said, not fatal.
+                if label == "b":
+                    raise
+                print("%s search-%s c=%d: answers other than 2xx (above); not counted" % (label, case, c), flush=True)
+                continue
             r["recall"] = recall
             results.append(r)
     finally:
