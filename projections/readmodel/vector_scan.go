@@ -15,8 +15,10 @@ import (
 // of thousands of vectors of 1,536 dimensions costs more than a search may,
 // so the scan first scores them in float32 with SIMD (gonum's blas32),
 // keeps those whose float32 score can still be among the nearest (within
-// twice its rounding bound of the last one kept), and computes the exact
-// score for those alone: the result is the same as scoring all exactly.
+// twice its rounding bound of the last one kept), orders them by it, and
+// computes the exact score only where that order could be wrong (runs of
+// neighbours within twice the bound of each other): the result is the
+// same as scoring all exactly.
 //
 // Approximate scans (search only, over more than approxAbove numbers)
 // first keep the prefilterKeep candidates whose signs agree most with the
@@ -35,7 +37,7 @@ type scored struct {
 	sim float64
 }
 
-// vecCand is a candidate of a scan.
+// vecCand is a candidate of a scan with its float32 cosine.
 type vecCand struct {
 	it     *vecItem
 	approx float64
