@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,9 @@ type VectorCache struct {
 	entries *otter.Cache[string, *userVectors]
 	max     int64
 	loads   singleflight.Group
+	// forgets counts the calls of Forget: a load that began before one
+	// is used but not kept, as it may hold what was forgotten.
+	forgets atomic.Uint64
 }
 
 // vectorIdle is how long an entry not read stays; vectorLoadTimeout
@@ -77,6 +81,7 @@ func (c *VectorCache) Forget(users, memories []string) {
 	if c == nil {
 		return
 	}
+	c.forgets.Add(1) // before the entries go: see keep
 	for _, u := range users {
 		c.entries.Invalidate(u)
 	}
@@ -173,11 +178,12 @@ func (r *Reader) vectorsOf(ctx context.Context, userID string) (*userVectors, er
 		return old, nil
 	}
 	load := func(ctx context.Context, db querier) (*userVectors, error) {
+		forgets := c.forgets.Load()
 		v, err := loadVectors(ctx, db, userID, old)
 		if err != nil {
 			return nil, err
 		}
-		c.keep(userID, v)
+		c.keep(userID, v, forgets)
 		return v, nil
 	}
 	if inTx {
@@ -209,14 +215,18 @@ func (r *Reader) vectorsOf(ctx context.Context, userID string) (*userVectors, er
 	return r.vectorsOf(ctx, userID)
 }
 
-// keep stores v unless the cache holds a newer entry; an empty v or one
-// over the whole budget is not kept (and drops an older entry).
-func (c *VectorCache) keep(userID string, v *userVectors) {
+// keep stores v, loaded from a read that began when Forget had been
+// called forgets times, unless the cache holds a newer entry; an empty v,
+// one over the whole budget, or one whose read began before a Forget that
+// has come since is not kept (and drops an older entry). Forget counts
+// before it drops entries, and keep checks the count within the entry's
+// lock: a load that raced a Forget is dropped by one or the other.
+func (c *VectorCache) keep(userID string, v *userVectors, forgets uint64) {
 	c.entries.Compute(userID, func(old *userVectors, found bool) (*userVectors, otter.ComputeOp) {
 		if found && old.gen.newer(v.gen) {
 			return old, otter.CancelOp
 		}
-		if len(v.items) == 0 || v.bytes > c.max {
+		if len(v.items) == 0 || v.bytes > c.max || c.forgets.Load() != forgets {
 			return nil, otter.InvalidateOp
 		}
 		return v, otter.WriteOp

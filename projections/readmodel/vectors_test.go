@@ -379,6 +379,22 @@ func TestVectorCacheForgetsTheErased(t *testing.T) {
 			t.Errorf("after Forget, holds %s: %v", u, !want)
 		}
 	}
+	// A load that began before a Forget is not kept: it may hold what
+	// was erased meanwhile.
+	forgets := vc.forgets.Load()
+	v, err := loadVectors(ctx, pool, "c", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.Forget([]string{"c"}, nil)
+	vc.keep("c", v, forgets)
+	if vc.Holds("c") {
+		t.Error("a load from before a Forget was kept")
+	}
+	vc.keep("c", v, vc.forgets.Load())
+	if !vc.Holds("c") {
+		t.Error("a load from after the last Forget was not kept")
+	}
 	// Nothing at all is kept of a user without embeddings, nor of one
 	// over the budget.
 	r, small := cachedReader(t, pool, 100)
