@@ -43,7 +43,7 @@ MODE:
   user and the sessions; the run checks that its answers carry the
   tenant's limit.
 """
-import argparse, os, random, shutil, sys, tempfile, time, urllib.request
+import argparse, functools, os, random, shutil, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procstat  # noqa: E402
@@ -161,10 +161,7 @@ end
 
 def summary():
     """The issue 20 targets per build: medians over its runs."""
-    med = procstat.median
-
-    def pick(label, name, c, key):
-        return procstat.pick(results, label, name, c, key)
+    med, pick = procstat.median, functools.partial(procstat.pick, results)
 
     for label in ("a", "b"):
         runs = len(pick(label, "append", 1, "rps"))

@@ -27,7 +27,7 @@ repository root:
 builds BASE_COMMIT (a, in a temporary worktree) and the working tree (b),
 prints one line per run and measure, and a summary of medians per build.
 """
-import argparse, json, math, operator, os, random, shutil, sys, tempfile, time
+import argparse, functools, json, math, operator, os, random, shutil, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -130,10 +130,7 @@ end
 
 def summary():
     """Medians per build and case, and b's over a's."""
-    med = procstat.median
-
-    def pick(label, name, c, key):
-        return procstat.pick(results, label, name, c, key)
+    med, pick = procstat.median, functools.partial(procstat.pick, results)
 
     for case in cases:
         for c in (1, 32):
