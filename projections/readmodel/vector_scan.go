@@ -23,7 +23,9 @@ import (
 // Approximate scans (search only, over more than approxAbove numbers)
 // first keep the prefilterKeep candidates whose signs agree most with the
 // query's (a Hamming distance over one bit a dimension, reading 1/32 of
-// the floats), then scan those as above. Context windows never scan
+// the floats), then rank those by their float32 cosines alone (ties
+// by id, as SQL breaks them): exact cosines for near ties
+// cost a third of the scan, and make no approximate ranking exact. Context windows never scan
 // approximately: the window of an assistant message is recomputed later
 // (WindowAt), and must be the one the client was served.
 const (
@@ -48,7 +50,20 @@ type vecCand struct {
 // maxVectorRanked ids, nearest first, ties by id descending.
 func rankVectors(q []float32, qn float64, cands []*vecItem, more map[string][]float32, approximate bool) []string {
 	if approximate && len(cands) > maxVectorRanked && len(cands)*len(q) > approxAbove {
-		cands = prefilter(q, cands, prefilterKeep)
+		// The ranking is approximate already: the float32 order serves,
+		// without exact cosines for near ties (a third of the scan).
+		sc := approxScores(q, qn, prefilter(q, cands, prefilterKeep))
+		if len(more) == 0 {
+			out := make([]string, 0, min(len(sc), maxVectorRanked))
+			for _, c := range sc[:min(len(sc), maxVectorRanked)] {
+				out = append(out, c.it.id)
+			}
+			return out
+		}
+		cands = make([]*vecItem, 0, len(sc))
+		for _, c := range sc {
+			cands = append(cands, c.it)
+		}
 	}
 	sc := approxScores(q, qn, cands)
 	bound := 2 * roundingBound(len(q))
@@ -104,7 +119,7 @@ func rankVectors(q []float32, qn float64, cands []*vecItem, more map[string][]fl
 }
 
 // approxScores are cands with their float32 cosines (see roundingBound),
-// highest first.
+// highest first, ties by id descending.
 func approxScores(q []float32, qn float64, cands []*vecItem) []vecCand {
 	qv := blas32.Vector{N: len(q), Inc: 1, Data: q}
 	sc := make([]vecCand, len(cands))
@@ -119,7 +134,7 @@ func approxScores(q []float32, qn float64, cands []*vecItem) []vecCand {
 		if a.approx < b.approx {
 			return 1
 		}
-		return 0
+		return strings.Compare(b.it.id, a.it.id)
 	})
 	return sc
 }
