@@ -46,12 +46,22 @@ const (
 // older ones. A message's name costs more than this counts (see Window),
 // so the cut never leaves out one the window could hold.
 func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, limit, room int, past *pastItems) (page []Message, n int, err error) {
-	sql, args := past.overMessages(`SELECT `+messageCols+`, n FROM (
+	sql, args := newestWithinSQL(sessionID, beforeSeq, limit, room, past)
+	rows, err := r.db.Query(ctx, sql, args...)
+	return scanNewest(rows, err)
+}
+
+// newestWithinSQL is newestWithin's statement and its arguments.
+func newestWithinSQL(sessionID string, beforeSeq, limit, room int, past *pastItems) (string, []any) {
+	return past.overMessages(`SELECT `+messageCols+`, n FROM (
 			SELECT *, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
 			FROM (SELECT `+messageCols+` FROM messages
 				WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3) newest) cut
 		WHERE spent_before <= $5 ORDER BY seq DESC`, []any{sessionID, beforeSeq, limit, domain.ItemOverhead, room})
-	rows, err := r.db.Query(ctx, sql, args...)
+}
+
+// scanNewest reads the rows of newestWithinSQL (see newestWithin).
+func scanNewest(rows pgx.Rows, err error) (page []Message, n int, _ error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("read recent messages: %w", err)
 	}
@@ -78,10 +88,19 @@ func (r *Reader) LatestSummary(ctx context.Context, sessionID string, beforeSeq 
 // latestSummary is LatestSummary among the session's first upTo summaries
 // (0: all).
 func (r *Reader) latestSummary(ctx context.Context, sessionID string, beforeSeq, upTo int) (s Summary, ok bool, err error) {
-	err = r.db.QueryRow(ctx, `SELECT session_id, version, content, tokens, from_seq, to_seq, method, created_at
+	return scanSummary(r.db.QueryRow(ctx, latestSummarySQL, sessionID, beforeSeq, upTo))
+}
+
+// latestSummarySQL is latestSummary's statement: $1 the session, $2
+// beforeSeq, $3 upTo.
+const latestSummarySQL = `SELECT session_id, version, content, tokens, from_seq, to_seq, method, created_at
 		FROM session_summaries WHERE session_id = $1 AND ($2 = 0 OR to_seq < $2) AND ($3 = 0 OR version <= $3) AND NOT withdrawn
-		ORDER BY version DESC LIMIT 1`, sessionID, beforeSeq, upTo).
-		Scan(&s.SessionID, &s.Version, &s.Content, &s.Tokens, &s.FromSeq, &s.ToSeq, &s.Method, &s.CreatedAt)
+		ORDER BY version DESC LIMIT 1`
+
+// scanSummary reads the row of latestSummarySQL; ok is false when there
+// is none.
+func scanSummary(row pgx.Row) (s Summary, ok bool, err error) {
+	err = row.Scan(&s.SessionID, &s.Version, &s.Content, &s.Tokens, &s.FromSeq, &s.ToSeq, &s.Method, &s.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Summary{}, false, nil
 	}
@@ -182,11 +201,18 @@ func (r *Reader) relevantMemories(ctx context.Context, userID, text string, embe
 			return hits, err
 		}
 	}
-	tx, pos := sc.storedArgs()
-	sql, args := past.overMemories(relevantSQL, []any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(),
-		sc.now, limit, maxTextCandidates, sc.createdBefore, tx, pos})
+	sql, args := relevantTextSQL(userID, text, sc, limit, past)
 	rows, err := r.db.Query(ctx, sql, args...)
 	return scanHits(rows, err, "rank memories")
+}
+
+// relevantTextSQL is the statement that ranks a user's memories by text
+// (already cut by rankingText), importance and recency, and its
+// arguments (see RelevantMemories).
+func relevantTextSQL(userID, text string, sc memoryScope, limit int, past *pastItems) (string, []any) {
+	tx, pos := sc.storedArgs()
+	return past.overMemories(relevantSQL, []any{userID, text, WeightText, WeightImportance, WeightRecency, RecencyHalfLife.Seconds(),
+		sc.now, limit, maxTextCandidates, sc.createdBefore, tx, pos})
 }
 
 // MaxRankingWords bounds the words a context window ranks memories by:

@@ -110,17 +110,21 @@ func (r *Reader) window(ctx context.Context, sessionID string, req WindowRequest
 		SummaryShare: req.Budget.SummaryShare, MemoryShare: req.Budget.MemoryShare,
 		Messages: []WindowMessage{}, Memories: []WindowMemory{}}
 
+	// The first page of messages, the summary and (when the ranking needs
+	// nothing the messages say) the memories' ranking go to Postgres in
+	// one round trip.
+	first, err := r.firstRound(ctx, sessionID, userID, req, past)
+	if err != nil {
+		return Window{}, err
+	}
+
 	// Messages, newest first, until they alone would overflow the budget.
 	var msgs []WindowMessage
 	var cand domain.WindowCandidates
 	before, spent := req.BeforeSeq, 0
 	// Postgres cuts each page where the messages pass the budget, so the
 	// rows that cannot fit are neither sent nor scanned.
-	for spent <= req.Budget.MaxTokens {
-		page, n, err := r.newestWithin(ctx, sessionID, before, windowPage, req.Budget.MaxTokens-spent, past)
-		if err != nil {
-			return Window{}, err
-		}
+	for page, n := first.page, first.n; ; {
 		for _, m := range page {
 			cost := m.Tokens + domain.ItemOverhead
 			if m.Name != "" {
@@ -138,45 +142,49 @@ func (r *Reader) window(ctx context.Context, sessionID string, req WindowRequest
 			break
 		}
 		before = page[len(page)-1].Seq
+		if spent > req.Budget.MaxTokens {
+			break
+		}
+		if page, n, err = r.newestWithin(ctx, sessionID, before, windowPage, req.Budget.MaxTokens-spent, past); err != nil {
+			return Window{}, err
+		}
 	}
 
-	embedding := req.Embedding
-	var err error
-	if w.Query == "" && embedding == nil {
-		found := false
-		for _, m := range msgs {
-			if m.Role == "user" {
-				found, w.Query = true, m.Content
-				if m.EmbeddingDim > 0 {
-					if embedding, err = r.messageEmbedding(ctx, m.ID, past); err != nil {
-						return Window{}, err
+	hits := first.hits
+	if !first.ranked {
+		embedding := req.Embedding
+		if w.Query == "" && embedding == nil {
+			found := false
+			for _, m := range msgs {
+				if m.Role == "user" {
+					found, w.Query = true, m.Content
+					if m.EmbeddingDim > 0 {
+						if embedding, err = r.messageEmbedding(ctx, m.ID, past); err != nil {
+							return Window{}, err
+						}
 					}
+					break
 				}
-				break
+			}
+			if !found {
+				if w.Query, embedding, err = r.latestUserMessage(ctx, sessionID, req.BeforeSeq, past); err != nil {
+					return Window{}, err
+				}
 			}
 		}
-		if !found {
-			if w.Query, embedding, err = r.latestUserMessage(ctx, sessionID, req.BeforeSeq, past); err != nil {
-				return Window{}, err
-			}
+		if hits, err = r.relevantMemories(ctx, userID, w.Query, embedding, req.scope(), windowMemoryLimit, past); err != nil {
+			return Window{}, err
 		}
-	}
-	hits, err := r.relevantMemories(ctx, userID, w.Query, embedding,
-		memoryScope{now: req.Now, createdBefore: req.CreatedBefore, storedBy: req.StoredBy}, windowMemoryLimit, past)
-	if err != nil {
-		return Window{}, err
 	}
 	for _, h := range hits {
 		cand.Memories = append(cand.Memories, h.Tokens+domain.ItemOverhead)
 	}
-	var sum Summary
-	hasSummary := false
+	sum, hasSummary := first.summary, first.hasSummary
 	if past != nil && past.summaryKnown {
-		if past.summary != nil {
-			sum, hasSummary = *past.summary, true
+		sum, hasSummary = Summary{}, past.summary != nil
+		if hasSummary {
+			sum = *past.summary
 		}
-	} else if sum, hasSummary, err = r.LatestSummary(ctx, sessionID, req.BeforeSeq); err != nil {
-		return Window{}, err
 	}
 	if hasSummary {
 		cand.Summary = sum.Tokens + domain.ItemOverhead

@@ -1,0 +1,118 @@
+package readmodel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/internal/testdb"
+	"github.com/arq-memory/arq/tokens"
+)
+
+// windowFixture fills a fresh database with what cost.py's context read
+// meets (e2e/testdata/loadtest/cost.py): one session of 1,000 messages of
+// 20 words and a summary, and its user's 500 memories of 12 words, the
+// words drawn from 2,000, importances and update times spread; then
+// ANALYZE. It returns the pool, the user and the session.
+func windowFixture(tb testing.TB) (*pgxpool.Pool, string, string) {
+	tb.Helper()
+	ctx := context.Background()
+	pool := testdb.Pool(tb, testdb.New(tb))
+	words := func(n int) string {
+		return fmt.Sprintf(`(SELECT string_agg('w' || floor(random() * 2000)::int, ' ') FROM generate_series(1, %d + 0 * i))`, n)
+	}
+	sql := `SELECT setseed(0.42);
+		INSERT INTO sessions (id, user_id, tenant, title, metadata, token_hash, status, version, created_at, updated_at)
+			VALUES ('s1', 'u1', 'default', '', '{}', 'h1', 'open', 1, now(), now());
+		INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at)
+			SELECT 'm' || lpad(i::text, 5, '0'), 's1', 'u1', 'default', i, CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
+				` + words(20) + `, CASE WHEN i % 50 = 0 THEN 'helper' ELSE '' END, '{}', 40 + i % 20, 1, now(), now()
+			FROM generate_series(1, 1000) i;
+		INSERT INTO session_summaries (session_id, version, user_id, content, tokens, from_seq, to_seq, method, created_at)
+			VALUES ('s1', 1, 'u1', 'what was said before', 250, 1, 900, 'extractive', now());
+		INSERT INTO memories (id, user_id, tenant, type, content, importance, tags, metadata, tokens, version, created_at, updated_at,
+				stored_tx, stored_position)
+			SELECT 'r' || lpad(i::text, 5, '0'), 'u1', 'default', 'semantic', ` + words(12) + `, round(random()::numeric, 2),
+				'{}', '{}', 30, 1, now() - i * interval '1 hour', now() - (i % 97) * interval '1 hour', '1', i
+			FROM generate_series(1, 500) i;
+		ANALYZE;`
+	if _, err := pool.Exec(ctx, sql); err != nil {
+		tb.Fatal(err)
+	}
+	return pool, "u1", "s1"
+}
+
+// TestFirstRoundReadsWhatEachReadAloneDoes checks that a window's first
+// reads, sent together, answer what each statement answers alone: the
+// newest page within the budget, the summary and the ranking.
+func TestFirstRoundReadsWhatEachReadAloneDoes(t *testing.T) {
+	pool, user, session := windowFixture(t)
+	ctx := context.Background()
+	r := NewReader(pool)
+	now := time.Now()
+	for _, req := range []WindowRequest{
+		{Budget: domain.DefaultBudget(), Query: "w5 w17", Now: now},
+		{Budget: domain.Budget{MaxTokens: 300, SummaryShare: 0.2, MemoryShare: 0.3}, Query: "w1", Now: now, BeforeSeq: 500},
+		{Budget: domain.Budget{MaxTokens: 100000, SummaryShare: 0.2, MemoryShare: 0.3}, Query: "w1999", Now: now},
+		{Budget: domain.DefaultBudget(), Now: now},
+	} {
+		first, err := r.firstRound(ctx, session, user, req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, n, err := r.newestWithin(ctx, session, req.BeforeSeq, windowPage, req.Budget.MaxTokens, nil)
+		if err != nil || !reflect.DeepEqual(first.page, page) || first.n != n {
+			t.Fatalf("%+v: page of %d (n %d) against %d (n %d), %v", req, len(first.page), first.n, len(page), n, err)
+		}
+		sum, ok, err := r.LatestSummary(ctx, session, req.BeforeSeq)
+		if err != nil || first.summary != sum || first.hasSummary != ok {
+			t.Fatalf("%+v: summary %+v against %+v, %v", req, first.summary, sum, err)
+		}
+		if first.ranked != (req.Query != "") {
+			t.Fatalf("%+v: ranked %v", req, first.ranked)
+		}
+		if first.ranked {
+			hits, err := r.RelevantMemories(ctx, user, req.Query, nil, now, nil, windowMemoryLimit)
+			if err != nil || !reflect.DeepEqual(first.hits, hits) {
+				t.Fatalf("%+v: %d hits against %d, %v", req, len(first.hits), len(hits), err)
+			}
+		}
+	}
+}
+
+// BenchmarkWindow measures a context window built and encoded as on a
+// cache miss (a query no one asked before), over windowFixture: the
+// Postgres statements, the scans, the fitting and the JSON, in the
+// benchmark's process (Postgres's CPU is not in ns/op; cost.py counts
+// both).
+func BenchmarkWindow(b *testing.B) {
+	pool, _, session := windowFixture(b)
+	ctx := context.Background()
+	r := NewReader(pool)
+	tc, err := tokens.New("cl100k_base")
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := r.WindowStateOf(ctx, session)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := WindowRequest{Budget: domain.DefaultBudget(), Query: fmt.Sprintf("w%d salt%d", i%2000, i), Now: time.Now(), UserID: st.UserID}
+		w, err := r.Window(ctx, session, req, tc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(w); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
