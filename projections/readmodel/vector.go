@@ -271,11 +271,18 @@ const (
 		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank, true AS matched
 			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2) AND ` + windowLive + ` LIMIT $9)
 		UNION ALL
-		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+		(SELECT ` + memoryCols + `, ` + rankIfMatched + `, coalesce(search @@ arq_any_words($2), false)
 			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY importance DESC LIMIT $8)
 		UNION ALL
-		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+		(SELECT ` + memoryCols + `, ` + rankIfMatched + `, coalesce(search @@ arq_any_words($2), false)
 			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY updated_at DESC LIMIT $8)`
+	// rankIfMatched is the full-text rank of a candidate that may not
+	// match: ts_rank_cd is 0 for a memory with none of the words, so it is
+	// computed only for one that has some (it costs microseconds a row,
+	// and the important and recent lists are mostly rows that do not
+	// match). For a text with no words it is 0 where ts_rank_cd is NULL:
+	// the ranking counts both as 0.
+	rankIfMatched = `CASE WHEN search @@ arq_any_words($2) THEN ts_rank_cd(search, arq_any_words($2)) ELSE 0 END`
 )
 
 // relevantFusedSQL is relevantSQL with a vector ranking ($13, ids nearest

@@ -48,6 +48,59 @@ func windowFixture(tb testing.TB) (*pgxpool.Pool, string, string) {
 	return pool, "u1", "s1"
 }
 
+// oldWindowCandidates is windowCandidates before rankIfMatched: every
+// candidate ranked by ts_rank_cd, matching or not.
+const oldWindowCandidates = `
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)) AS text_rank, true AS matched
+			FROM memories WHERE user_id = $1 AND search @@ arq_any_words($2) AND ` + windowLive + ` LIMIT $9)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY importance DESC LIMIT $8)
+		UNION ALL
+		(SELECT ` + memoryCols + `, ts_rank_cd(search, arq_any_words($2)), coalesce(search @@ arq_any_words($2), false)
+			FROM memories WHERE user_id = $1 AND ` + windowLive + ` ORDER BY updated_at DESC LIMIT $8)`
+
+// TestRankIfMatchedRanksAsBefore checks that ranking only the candidates
+// that match leaves every ranking as it was: the same memories, in the
+// same order, with the same scores to the last bit, for texts with
+// matches, without, with stop words only and with no words at all.
+func TestRankIfMatchedRanksAsBefore(t *testing.T) {
+	pool, user, _ := windowFixture(t)
+	ctx := context.Background()
+	oldSQL := `WITH cand AS (` + oldWindowCandidates + `),
+	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
+	SELECT ` + memoryCols + `,
+		$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
+		+ ` + importanceRecencySQL + ` AS score
+	FROM uniq
+	ORDER BY score DESC, id DESC LIMIT $8`
+	now := time.Now()
+	texts := []string{"", "the and of", "nothing-here zzz", "w5", "w5 w17 w1999", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12"}
+	for i := 0; i < 40; i++ {
+		texts = append(texts, fmt.Sprintf("w%d salt%d w%d", i*37%2000, i, i*91%2000))
+	}
+	var matching int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM memories WHERE search @@ arq_any_words('w5 w17 w1999')`).Scan(&matching); err != nil || matching == 0 {
+		t.Fatalf("the fixture has %d memories matching w5, w17 or w1999 (%v): the test would compare nothing", matching, err)
+	}
+	for _, text := range texts {
+		sql, args := relevantTextSQL(user, text, memoryScope{now: now}, windowMemoryLimit, nil)
+		rows, err := pool.Query(ctx, sql, args...)
+		got, err := scanHits(rows, err, "new")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err = pool.Query(ctx, oldSQL, args...)
+		want, err := scanHits(rows, err, "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != windowMemoryLimit || !reflect.DeepEqual(got, want) {
+			t.Fatalf("text %q: ranked %d memories unlike before (%d)", text, len(got), len(want))
+		}
+	}
+}
+
 // TestFirstRoundReadsWhatEachReadAloneDoes checks that a window's first
 // reads, sent together, answer what each statement answers alone: the
 // newest page within the budget, the summary and the ranking.
