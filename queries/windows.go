@@ -2,7 +2,6 @@ package queries
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -52,7 +51,7 @@ func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, _ readmod
 	if err != nil {
 		return EncodedWindow{}, err
 	}
-	body, err := json.Marshal(win)
+	body, err := win.AppendJSON(nil)
 	if err != nil {
 		return EncodedWindow{}, fmt.Errorf("encode context window: %w", err)
 	}
