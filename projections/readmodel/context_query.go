@@ -53,11 +53,27 @@ func (r *Reader) newestWithin(ctx context.Context, sessionID string, beforeSeq, 
 
 // newestWithinSQL is newestWithin's statement and its arguments.
 func newestWithinSQL(sessionID string, beforeSeq, limit, room int, past *pastItems) (string, []any) {
-	return past.overMessages(`SELECT `+messageCols+`, n FROM (
-			SELECT *, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
-			FROM (SELECT `+messageCols+` FROM messages
+	return past.overMessages(newestWithinSelect, []any{sessionID, beforeSeq, limit, domain.ItemOverhead, room})
+}
+
+// newestWithinSelect cuts the page on the messages' sequence numbers and
+// tokens alone, and joins only the rows kept to their other columns: the
+// running sum over the page then moves two numbers a row, not every
+// column of 200 messages twice.
+var newestWithinSelect = `SELECT ` + prefixed("m.", messageCols) + `, cut.n FROM (
+			SELECT seq, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
+			FROM (SELECT seq, tokens FROM messages
 				WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3) newest) cut
-		WHERE spent_before <= $5 ORDER BY seq DESC`, []any{sessionID, beforeSeq, limit, domain.ItemOverhead, room})
+		JOIN messages m ON m.session_id = $1 AND m.seq = cut.seq
+		WHERE cut.spent_before <= $5 ORDER BY m.seq DESC`
+
+// prefixed is the comma-separated columns cols, each prefixed by p.
+func prefixed(p, cols string) string {
+	fields := strings.Split(cols, ",")
+	for i, f := range fields {
+		fields[i] = p + strings.TrimSpace(f)
+	}
+	return strings.Join(fields, ", ")
 }
 
 // scanNewest reads the rows of newestWithinSQL (see newestWithin).

@@ -169,3 +169,44 @@ func BenchmarkWindow(b *testing.B) {
 		}
 	}
 }
+
+// oldNewestWithin is newestWithin's statement before the page was cut on
+// its sequence numbers and tokens alone.
+const oldNewestWithin = `SELECT ` + messageCols + `, n FROM (
+			SELECT *, sum(tokens + $4) OVER (ORDER BY seq DESC) - (tokens + $4) AS spent_before, count(*) OVER () AS n
+			FROM (SELECT ` + messageCols + ` FROM messages
+				WHERE session_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3) newest) cut
+		WHERE spent_before <= $5 ORDER BY seq DESC`
+
+// TestNewestWithinCutsAsBefore checks that the page of newest messages is
+// cut where it was, with the same rows and the same count, over budgets
+// from one token to more than the session holds, below several
+// sequence numbers, and with messages put back as they were (WindowAt).
+func TestNewestWithinCutsAsBefore(t *testing.T) {
+	pool, _, session := windowFixture(t)
+	ctx := context.Background()
+	past := &pastItems{messageIDs: []string{"m00990", "m00500"},
+		messageRows: `[{"id":"m00990","session_id":"s1","user_id":"u1","seq":990,"role":"user","content":"as it was","name":"","metadata":{},"tokens":7,"embedding_dim":0,"version":1,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","embedding":null}]`}
+	for _, p := range []*pastItems{nil, past} {
+		for _, before := range []int{0, 1, 2, 500, 999, 1000, 1001} {
+			for _, room := range []int{0, 1, 43, 44, 45, 1000, 4096, 100000} {
+				for _, limit := range []int{1, 200} {
+					sql, args := newestWithinSQL(session, before, limit, room, p)
+					got, gotN, err := scanNewest(pool.Query(ctx, sql, args...))
+					if err != nil {
+						t.Fatal(err)
+					}
+					oldSQL, args := p.overMessages(oldNewestWithin, args[:5])
+					want, wantN, err := scanNewest(pool.Query(ctx, oldSQL, args...))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) || gotN != wantN {
+						t.Fatalf("past %v, before %d, room %d, limit %d: %d rows (n %d) against %d (n %d)",
+							p != nil, before, room, limit, len(got), gotN, len(want), wantN)
+					}
+				}
+			}
+		}
+	}
+}
