@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,13 +67,10 @@ const oldWindowCandidates = `
 func TestRankIfMatchedRanksAsBefore(t *testing.T) {
 	pool, user, _ := windowFixture(t)
 	ctx := context.Background()
-	oldSQL := `WITH cand AS (` + oldWindowCandidates + `),
-	uniq AS (SELECT DISTINCT ON (id) * FROM cand)
-	SELECT ` + memoryCols + `,
-		$3::float8 * coalesce(text_rank / nullif(max(text_rank) OVER (), 0), 0)
-		+ ` + importanceRecencySQL + ` AS score
-	FROM uniq
-	ORDER BY score DESC, id DESC LIMIT $8`
+	oldSQL := strings.Replace(relevantSQL, windowCandidates, oldWindowCandidates, 1)
+	if oldSQL == relevantSQL {
+		t.Fatal("relevantSQL no longer holds windowCandidates")
+	}
 	now := time.Now()
 	texts := []string{"", "the and of", "nothing-here zzz", "w5", "w5 w17 w1999", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12"}
 	for i := 0; i < 40; i++ {

@@ -61,31 +61,9 @@ func (w Window) AppendJSON(b []byte) ([]byte, error) {
 		e.raw("}")
 	}
 	e.raw(`,"messages":`)
-	if w.Messages == nil {
-		e.raw("null")
-	} else {
-		e.raw("[")
-		for i, m := range w.Messages {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.message(m)
-		}
-		e.raw("]")
-	}
+	appendList(&e, w.Messages, e.message)
 	e.raw(`,"memories":`)
-	if w.Memories == nil {
-		e.raw("null")
-	} else {
-		e.raw("[")
-		for i, m := range w.Memories {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.memory(m)
-		}
-		e.raw("]")
-	}
+	appendList(&e, w.Memories, e.memory)
 	e.raw(`,"total_tokens":`)
 	e.int(w.TotalTokens)
 	e.raw("}")
@@ -183,18 +161,7 @@ func (e *jsonEncoder) memory(m WindowMemory) {
 	e.raw(`,"importance":`)
 	e.float(m.Importance)
 	e.raw(`,"tags":`)
-	if m.Tags == nil {
-		e.raw("null")
-	} else {
-		e.raw("[")
-		for i, t := range m.Tags {
-			if i > 0 {
-				e.raw(",")
-			}
-			e.str(t)
-		}
-		e.raw("]")
-	}
+	appendList(e, m.Tags, e.str)
 	e.raw(`,"metadata":`)
 	e.metadata(m.Metadata)
 	e.raw(`,"source_session_id":`)
@@ -222,6 +189,23 @@ func (e *jsonEncoder) memory(m WindowMemory) {
 	e.raw(`,"cost":`)
 	e.int(m.Cost)
 	e.raw("}")
+}
+
+// appendList encodes items as a JSON array (null when nil), each with
+// each.
+func appendList[T any](e *jsonEncoder, items []T, each func(T)) {
+	if items == nil {
+		e.raw("null")
+		return
+	}
+	e.raw("[")
+	for i, it := range items {
+		if i > 0 {
+			e.raw(",")
+		}
+		each(it)
+	}
+	e.raw("]")
 }
 
 func (e *jsonEncoder) raw(s string) { e.b = append(e.b, s...) }
