@@ -1,8 +1,10 @@
 package queries
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/arq-memory/arq/domain"
@@ -37,6 +39,10 @@ type EncodedWindow struct {
 type Windows struct {
 	reader *readmodel.Reader
 	tokens domain.TokenCounter
+	// buffers holds the buffers windows are encoded in: each window's JSON
+	// is copied out at its exact length (a cache keeps it), and the
+	// buffer, grown to the size of windows, serves the next.
+	buffers sync.Pool
 }
 
 // NewWindows returns the WindowReader of r, counting tokens with tc.
@@ -51,7 +57,14 @@ func (w *Windows) EncodedWindow(ctx context.Context, sessionID string, _ readmod
 	if err != nil {
 		return EncodedWindow{}, err
 	}
-	body, err := win.AppendJSON(nil)
+	buf, _ := w.buffers.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	enc, err := win.AppendJSON((*buf)[:0])
+	body := bytes.Clone(enc)
+	*buf = enc
+	w.buffers.Put(buf)
 	if err != nil {
 		return EncodedWindow{}, fmt.Errorf("encode context window: %w", err)
 	}

@@ -71,17 +71,17 @@ func (w Window) AppendJSON(b []byte) ([]byte, error) {
 }
 
 // sizeHint is about the length of w's JSON, a little more: the fields of
-// an item take under 400 bytes besides its content.
+// an item take some 300 bytes (a memory 400) besides its content.
 func (w Window) sizeHint() int {
 	n := 512
 	if w.Summary != nil {
-		n += len(w.Summary.Content) + 400
+		n += len(w.Summary.Content) + 300
 	}
 	for _, m := range w.Messages {
-		n += len(m.Content) + 400
+		n += len(m.Content) + 320
 	}
 	for _, m := range w.Memories {
-		n += len(m.Content) + 500
+		n += len(m.Content) + 400
 	}
 	return n
 }
