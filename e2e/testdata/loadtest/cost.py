@@ -28,10 +28,13 @@ Needs: Go, Postgres and Redis as for the tests, python3 and wrk. From the
 repository root:
 
     python3 e2e/testdata/loadtest/cost.py BASE_COMMIT [rounds] [--auth-a MODE] [--auth-b MODE]
+        [--only context|append] [--port N]
 
 builds BASE_COMMIT (a, in a temporary worktree) and the working tree (b),
-and prints one line per run and measure. How each build is called, its
-MODE:
+and prints one line per run and measure. --only runs the context read or
+the append alone (with its anchor); --port serves on another port and
+names the databases after it, so that two people sharing the machine can
+measure at once. How each build is called, its MODE:
 
 - open (the default): no ARQ_ADMIN_KEY, the API runs open, no limits;
 - key: ARQ_ADMIN_KEY set, and everything sent with an API key (read and
@@ -54,12 +57,16 @@ args.add_argument("base", help="the commit to build as a")
 args.add_argument("rounds", nargs="?", type=int, default=2, help="rounds of a b (then b a, ...)")
 args.add_argument("--auth-a", choices=("open", "key", "tenant"), default="open", help="how a is called")
 args.add_argument("--auth-b", choices=("open", "key", "tenant"), default="open", help="how b is called")
+args.add_argument("--only", choices=("context", "append"), help="run only this measure (and its anchor)")
+args.add_argument("--port", type=int, default=18082, help="the port the builds serve on")
 args = args.parse_args()
 BASE, ROUNDS = args.base, args.rounds
 AUTH = {"a": args.auth_a, "b": args.auth_b}
 ADMIN_KEY = "cost-admin-key-not-a-secret"
 RATE = 1000000
-PORT = 18082
+PORT = args.port
+# The default port keeps the databases' names of old.
+DB_SUFFIX = "" if PORT == 18082 else "_%d" % PORT
 API = "http://127.0.0.1:%d/v1" % PORT
 work = tempfile.mkdtemp()
 here = os.path.dirname(os.path.abspath(__file__))
@@ -97,7 +104,7 @@ def credential(label, mode):
 
 
 def run(label):
-    db = "arq_cost_" + label
+    db = "arq_cost_" + label + DB_SUFFIX
     srv = procstat.serve(os.path.join(work, "arq-" + label), db, PORT, serve_env(AUTH[label]), os.path.join(work, label + ".log"))
     try:
         random.seed(7)
@@ -149,10 +156,10 @@ end
         # and a single-row INSERT, by pgbench on the same database.
         mid = sh(*PG, "-d", db, "-c", "SELECT id FROM messages ORDER BY seq LIMIT 1").strip()
         sh(*PG, "-d", db, "-c", "CREATE TABLE anchor (id bigserial PRIMARY KEY, v text NOT NULL)")
-        for c in (1, 32):
+        for c in (1, 32) if args.only in (None, "context") else ():
             results.append(pgbench(db, label, "pk-select", c, "SELECT content FROM messages WHERE id = '%s';\n" % mid))
             results.append(measure(srv.pid, db, label, "context-cold", c, ["-s", cold, *hs, "http://127.0.0.1:%d" % PORT]))
-        for c in (1, 32):
+        for c in (1, 32) if args.only in (None, "append") else ():
             results.append(pgbench(db, label, "insert", c, "INSERT INTO anchor (v) VALUES ('an ordinary message of some twenty words');\n"))
             results.append(measure(srv.pid, db, label, "append", c, ["-s", lua, *hs, "http://127.0.0.1:%d" % PORT]))
     finally:
@@ -164,15 +171,15 @@ def summary():
     med, pick = procstat.median, functools.partial(procstat.pick, results)
 
     for label in ("a", "b"):
-        runs = len(pick(label, "append", 1, "rps"))
+        runs = max(len(pick(label, "append", 1, "rps")), len(pick(label, "context-cold", 1, "rps")))
         if not runs:
             continue
         line = []
-        for c in (1, 32):
+        for c in (1, 32) if pick(label, "append", 1, "rps") else ():
             ratio = [a / i for a, i in zip(pick(label, "append", c, "rps"), pick(label, "insert", c, "rps"))]
             cpu = [s + p for s, p in zip(pick(label, "append", c, "server"), pick(label, "append", c, "postgres"))]
             line.append("append c=%d: %.3f of INSERT, %.2f ms CPU" % (c, med(ratio), med(cpu)))
-        for c in (1, 32):
+        for c in (1, 32) if pick(label, "context-cold", 1, "rps") else ():
             cpu = [s + p for s, p in zip(pick(label, "context-cold", c, "server"), pick(label, "context-cold", c, "postgres"))]
             p99 = [x / y for x, y in zip(pick(label, "context-cold", c, "p99"), pick(label, "pk-select", c, "p99"))]
             line.append("context-cold c=%d: %.2f ms CPU, p99 %.1f x pk-select's" % (c, med(cpu), med(p99)))
