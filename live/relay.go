@@ -119,12 +119,23 @@ func (r *Relay) lead(ctx context.Context) error {
 		} else if err := save(ctx); err != nil {
 			return err
 		}
-		r.notifier.Wait(ctx, seen, 250*time.Millisecond)
+		if r.notifier.Wait(ctx, seen, 250*time.Millisecond) {
+			// Appends come in runs: gather a few milliseconds of them
+			// into one read of the log and one publish.
+			select {
+			case <-ctx.Done():
+			case <-time.After(gather):
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
 }
+
+// gather is how long the relay waits after a wake-up before it reads
+// the log, so that the appends of a busy moment are relayed together.
+const gather = 3 * time.Millisecond
 
 // saveEvery bounds how long the relay goes without saving its cursor
 // while events flow.
