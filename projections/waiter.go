@@ -174,13 +174,9 @@ func (w *Waiter) known(c eventstore.Cursor, names []string) bool {
 	return !floor.Less(c) || w.signal.reached(names, c)
 }
 
-// Reached reports whether every projection has applied the log up to c,
-// reading the checkpoints unless they were read less than a poll ago.
-func (w *Waiter) Reached(ctx context.Context, c eventstore.Cursor) (bool, error) {
-	return w.reached(ctx, c, w.names)
-}
-
-// reached is Reached for the named projections.
+// reached reports whether the named projections have applied the log up
+// to c, reading the checkpoints unless they were read less than a poll
+// ago.
 func (w *Waiter) reached(ctx context.Context, c eventstore.Cursor, names []string) (bool, error) {
 	if w.known(c, names) {
 		return true, nil

@@ -26,15 +26,11 @@ func (c *cli) export(ctx context.Context, o exportCmd) error {
 		}
 		from = t
 	}
-	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
+	a, total, err := c.openLog(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	total, err := a.Store().Count(ctx)
-	if err != nil {
-		return err
-	}
 	// A whole log's export carries its signed checkpoints; one since a
 	// time cannot, as its first event is not the tree's first leaf.
 	var checkpoints eventstore.CheckpointPager

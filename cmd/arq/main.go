@@ -123,3 +123,18 @@ func (c *cli) open(ctx context.Context, parts app.Part) (*app.App, error) {
 func (c *cli) openWith(ctx context.Context, opt app.Options) (*app.App, error) {
 	return app.Open(ctx, c.cfg, c.cfg.Logger(c.stderr), opt)
 }
+
+// openLog opens the log for a command that reads all of it as stored (no
+// data keys), with how many events it holds, for the command's progress.
+func (c *cli) openLog(ctx context.Context) (*app.App, int64, error) {
+	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	total, err := a.Store().Count(ctx)
+	if err != nil {
+		a.Close()
+		return nil, 0, err
+	}
+	return a, total, nil
+}

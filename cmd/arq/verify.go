@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/arq-memory/arq/app"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,15 +19,11 @@ func (c *cli) verify(ctx context.Context, o verifyCmd) error {
 		return c.verifyCheckpoint(ctx, o)
 	}
 	stream, asJSON, quiet := o.Stream, o.JSON, o.Quiet
-	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
+	a, total, err := c.openLog(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	total, err := a.Store().Count(ctx)
-	if err != nil {
-		return err
-	}
 	prog := newProgress(c.stderr, "verify", total, quiet || stream != "")
 	verify := a.Store().Verify
 	if stream != "" {

@@ -43,15 +43,11 @@ func (c *cli) verifyCheckpoint(ctx context.Context, o verifyCmd) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Checkpoint, err)
 	}
-	a, err := c.openWith(ctx, app.Options{WithoutKeys: true})
+	a, total, err := c.openLog(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	total, err := a.Store().Count(ctx)
-	if err != nil {
-		return err
-	}
 	prog := newProgress(c.stderr, "verify", total, o.Quiet)
 	audit, err := ledger.NewTree(a.Pool(), a.Log()).Check(ctx, cp, prog.update)
 	if err != nil {
