@@ -111,7 +111,19 @@ func CORS(origins []string) gin.HandlerFunc {
 	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerClientRequestID, headerPosition, "Server-Timing", "Retry-After",
 		"Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
-	return cors.New(cfg)
+	handle := cors.New(cfg)
+	return func(c *gin.Context) {
+		// cors answers an origin it does not allow with a bare 403; the
+		// API answers it, as every error, with a problem.
+		origin := c.GetHeader("Origin")
+		host := c.Request.Host
+		if origin != "" && origin != "http://"+host && origin != "https://"+host &&
+			!slices.Contains(origins, origin) && !slices.Contains(origins, "*") {
+			WriteError(c, errorf(ErrForbidden, "the origin %s is not allowed (ARQ_CORS_ORIGINS)", origin))
+			return
+		}
+		handle(c)
+	}
 }
 
 // StorableInput refuses, before any handler, a path or query text that
