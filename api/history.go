@@ -29,7 +29,7 @@ func (r *resources) entityHistory(kind domain.Kind) gin.HandlerFunc {
 			WriteError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"items": entries})
+		c.JSON(http.StatusOK, historyBody{Items: entries})
 	}
 }
 

@@ -98,10 +98,7 @@ func keyRoutes(g *gin.RouterGroup, ks KeyStore, owners Owners) {
 			return
 		}
 		shownOnce(c, secret)
-		c.JSON(http.StatusCreated, struct {
-			Key
-			Secret string `json:"key"`
-		}{k, secret})
+		c.JSON(http.StatusCreated, keyWithSecret{Key: k, Secret: secret})
 	})
 	g.GET("/admin/keys", func(c *gin.Context) {
 		keys, err := ks.List(c.Request.Context(), managedTenant(c))
@@ -112,7 +109,7 @@ func keyRoutes(g *gin.RouterGroup, ks KeyStore, owners Owners) {
 		if keys == nil {
 			keys = []Key{}
 		}
-		c.JSON(http.StatusOK, gin.H{"items": keys})
+		c.JSON(http.StatusOK, itemsOf[Key]{Items: keys})
 	})
 	g.DELETE("/admin/keys/:id", func(c *gin.Context) {
 		if err := ks.Revoke(c.Request.Context(), managedTenant(c), c.Param("id")); err != nil {
@@ -170,7 +167,7 @@ func tenantRoutes(g *gin.RouterGroup, ks KeyStore) {
 		if ts == nil {
 			ts = []Tenant{}
 		}
-		c.JSON(http.StatusOK, gin.H{"items": ts})
+		c.JSON(http.StatusOK, itemsOf[Tenant]{Items: ts})
 	})
 	g.GET("/admin/tenants/:tenant", func(c *gin.Context) {
 		t, err := ks.GetTenant(c.Request.Context(), c.Param("tenant"))

@@ -138,10 +138,10 @@ func (r *resources) proof(c *gin.Context, l Ledger) {
 		WriteError(c, err)
 		return
 	}
-	out := gin.H{"event_id": p.EventID, "event_hash": p.EventHash, "position": p.Position, "leaf_index": p.Index,
-		"tree_size": p.TreeSize, "hashes": p.Hashes}
+	out := inclusionProof{Inclusion: p}
 	if cp != nil {
-		out["checkpoint"] = toCheckpointJSON(*cp)
+		j := toCheckpointJSON(*cp)
+		out.Checkpoint = &j
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -118,7 +118,7 @@ func writePage(c *gin.Context, events []eventstore.Recorded, limit int) {
 	if len(items) == limit {
 		next = items[len(items)-1].Cursor
 	}
-	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
+	c.JSON(http.StatusOK, pageOf[logEvent]{Items: items, NextCursor: next})
 }
 
 func (r *resources) streamNDJSON(c *gin.Context, after eventstore.Cursor, limit int, f eventstore.Filter) {

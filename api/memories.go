@@ -231,7 +231,7 @@ func (r *resources) searchMemories(c *gin.Context) {
 	if hits == nil {
 		hits = []readmodel.MemoryHit{}
 	}
-	c.JSON(http.StatusOK, gin.H{"items": hits})
+	c.JSON(http.StatusOK, itemsOf[readmodel.MemoryHit]{Items: hits})
 }
 
 func (r *resources) getMemory(c *gin.Context) {

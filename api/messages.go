@@ -90,7 +90,7 @@ func (r *resources) appendMessages(c *gin.Context) {
 		if !batch {
 			return out[0], out[0].Version, nil
 		}
-		return gin.H{"messages": out}, 1, nil
+		return appendedBatch{Messages: out}, 1, nil
 	})
 }
 

@@ -1,169 +1,291 @@
 package api
 
-// Schemas of the OpenAPI document, written compactly.
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
 
-func str() map[string]any               { return map[string]any{"type": "string"} }
-func strf(format string) map[string]any { return map[string]any{"type": "string", "format": format} }
-func integer() map[string]any           { return map[string]any{"type": "integer"} }
-func number() map[string]any            { return map[string]any{"type": "number"} }
-func boolean() map[string]any           { return map[string]any{"type": "boolean"} }
-func object() map[string]any            { return map[string]any{"type": "object", "additionalProperties": true} }
-func array(items map[string]any) map[string]any {
-	return map[string]any{"type": "array", "items": items}
-}
-func enum(vals ...string) map[string]any { return map[string]any{"type": "string", "enum": vals} }
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3gen"
 
-// embedding is a client's embedding: ARQ_EMBEDDING_DIM numbers, or any
-// consistent length when that is unset.
-func embedding() map[string]any {
-	return map[string]any{"type": "array", "items": number(), "minItems": 1, "maxItems": 4096,
-		"description": "the text's embedding (ARQ_EMBEDDING_DIM numbers); ranked by cosine similarity against embeddings of the same length"}
-}
+	"github.com/arq-memory/arq/eventstore"
+	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/projections"
+	"github.com/arq-memory/arq/projections/readmodel"
+)
 
-// described is schema s with a description.
-func described(s map[string]any, description string) map[string]any {
-	s["description"] = description
-	return s
-}
+// The document's schemas are made from the Go types the handlers encode
+// and decode (openapi3gen reads their fields and json tags), so the
+// document changes when they do. What a type cannot say (enums, what a
+// field means, which request fields are required) is added below by
+// name; a name that no longer matches a field fails the document's test.
 
-// pastOnly marks a field only a read of the past has (?version= or
-// ?as_of=, folded from the log): a live read of an entity that is gone
-// answers 404 instead.
-const pastOnly = "only in a read by version or as_of: "
-
-// withUser is the deleted_with_user field of what a user's deletion ends.
-func withUser() map[string]any {
-	return described(boolean(), "only in a read by as_of: whether the user had been deleted by then, which ended this with them (a read by version shows it as it was)")
+// body is one schema of the document and the Go type it is made from.
+type body struct {
+	name  string
+	value any
+	// required lists a request's required fields; an answer's are the
+	// fields it always carries (those without omitempty).
+	required []string
+	request  bool
 }
 
-func obj(required []string, props map[string]any) map[string]any {
-	o := map[string]any{"type": "object", "properties": props}
-	if len(required) > 0 {
-		o["required"] = required
+// bodies are the request and answer bodies of the API.
+var bodies = []body{
+	{name: "Health", value: health{}},
+	{name: "Ready", value: readiness{}},
+	{name: "Stats", value: statsBody{}},
+	{name: "Problem", value: Problem{}},
+	{name: "Accepted", value: accepted{}},
+
+	{name: "User", value: readmodel.User{}},
+	{name: "UserList", value: pageOf[readmodel.User]{}},
+	{name: "Erased", value: erased{}},
+	{name: "RegisterUser", value: registerUserRequest{}, request: true, required: []string{"external_id", "name"}},
+	{name: "UpdateUser", value: updateUserRequest{}, request: true},
+
+	{name: "Session", value: readmodel.Session{}},
+	{name: "SessionWithToken", value: sessionWithToken{}},
+	{name: "SessionList", value: pageOf[readmodel.Session]{}},
+	{name: "StartSession", value: startSessionRequest{}, request: true},
+	{name: "ExtendSession", value: extendSessionRequest{}, request: true, required: []string{"ttl_seconds"}},
+	{name: "ValidateSession", value: validateRequest{}, request: true, required: []string{"token"}},
+
+	{name: "Message", value: readmodel.Message{}},
+	{name: "MessageList", value: pageOf[readmodel.Message]{}},
+	{name: "AppendedBatch", value: appendedBatch{}},
+	{name: "NewMessage", value: messageIn{}, request: true, required: []string{"role", "content"}},
+	{name: "AppendMessages", value: appendMessagesRequest{}, request: true},
+	{name: "EditMessage", value: editMessageRequest{}, request: true},
+
+	{name: "Memory", value: readmodel.Memory{}},
+	{name: "MemoryList", value: pageOf[readmodel.Memory]{}},
+	{name: "MemoryHit", value: readmodel.MemoryHit{}},
+	{name: "MemoryHits", value: itemsOf[readmodel.MemoryHit]{}},
+	{name: "StoreMemory", value: storeMemoryRequest{}, request: true, required: []string{"type", "content"}},
+	{name: "UpdateMemory", value: updateMemoryRequest{}, request: true},
+	{name: "SearchMemories", value: searchRequest{}, request: true},
+
+	{name: "WindowRequest", value: windowRequest{}, request: true},
+	{name: "ContextWindow", value: readmodel.Window{}},
+	{name: "ContextSnapshot", value: snapshotBody{}},
+	{name: "ContextSnapshotList", value: pageOf[snapshotBody]{}},
+
+	{name: "Event", value: logEvent{}},
+	{name: "EventPage", value: pageOf[logEvent]{}},
+	{name: "HistoryEntry", value: history.Entry{}},
+	{name: "ContextItem", value: history.Item{}},
+	{name: "History", value: historyBody{}},
+	{name: "Verification", value: verification{}},
+	{name: "Checkpoint", value: checkpointJSON{}},
+	{name: "ConsistencyProof", value: consistencyProof{}},
+	{name: "InclusionProof", value: inclusionProof{}},
+
+	{name: "CreateKey", value: createKeyRequest{}, request: true, required: []string{"name", "scopes"}},
+	{name: "Key", value: Key{}},
+	{name: "KeyWithSecret", value: keyWithSecret{}},
+	{name: "KeyList", value: itemsOf[Key]{}},
+	{name: "CreateTenant", value: createTenantRequest{}, request: true, required: []string{"id", "name"}},
+	{name: "TenantLimits", value: tenantLimitsRequest{}, request: true},
+	{name: "Tenant", value: Tenant{}},
+	{name: "TenantList", value: itemsOf[Tenant]{}},
+	{name: "RebuildJob", value: projections.RebuildJob{}},
+}
+
+// consistencyProof names the log's consistency proof for the document.
+type consistencyProof = struct {
+	From   int64    `json:"from"`
+	To     int64    `json:"to"`
+	Hashes []string `json:"hashes"`
+}
+
+var (
+	timeType          = reflect.TypeFor[time.Time]()
+	rawType           = reflect.TypeFor[json.RawMessage]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	embeddingType     = reflect.TypeFor[embeddingIn]()
+	metadataType      = reflect.TypeFor[eventstore.Metadata]()
+)
+
+// schemas makes the document's schemas from bodies, then adds what the
+// types cannot say (annotate).
+func schemas() (openapi3.Schemas, error) {
+	names := map[reflect.Type]string{}
+	types := map[string]reflect.Type{}
+	requests := map[reflect.Type]bool{}
+	for _, b := range bodies {
+		t := reflect.TypeOf(b.value)
+		names[t] = b.name
+		types[b.name] = t
+		requests[t] = b.request
 	}
-	return o
-}
-
-// resource adds the fields every resource has to props.
-func resource(props map[string]any) map[string]any {
-	props["id"] = str()
-	props["version"] = integer()
-	props["created_at"] = strf("date-time")
-	props["updated_at"] = strf("date-time")
-	return obj([]string{"id", "version", "created_at", "updated_at"}, props)
-}
-
-// requiring adds fields to the required ones of the object schema o.
-func requiring(o map[string]any, fields ...string) map[string]any {
-	req, _ := o["required"].([]string)
-	o["required"] = append(req, fields...)
-	return o
-}
-
-func listOf(item string) map[string]any {
-	return obj([]string{"items", "next_cursor"}, map[string]any{"items": array(ref(item)), "next_cursor": str()})
-}
-
-func schemas() map[string]any {
-	memoryTypes := enum("working", "episodic", "semantic", "procedural")
-	message := map[string]any{
-		"role": enum("user", "assistant", "system", "tool"), "content": str(), "name": str(), "metadata": object(), "embedding": embedding(),
+	names[embeddingType] = "Embedding"
+	names[reflect.TypeFor[readmodel.Stats]()] = "Counts"
+	typeName := func(t reflect.Type) string {
+		if n, ok := names[t]; ok {
+			return n
+		}
+		n := t.Name()
+		if i := strings.IndexByte(n, '['); i >= 0 {
+			n = n[:i]
+		}
+		n = strings.ToUpper(n[:1]) + n[1:]
+		types[n] = t
+		return n
 	}
-	return map[string]any{
-		"Object":  object(),
-		"Health":  obj(nil, map[string]any{"status": str(), "version": str()}),
-		"Metrics": map[string]any{"type": "string", "description": "the process's metrics in the Prometheus text format: arq_http_*, arq_projection_*, arq_log_head_position, arq_db_pool_*, go_* and process_*"},
-		"Ready":   obj(nil, map[string]any{"ready": boolean(), "checks": object()}),
-		"Stats":   obj(nil, map[string]any{"counts": object(), "projections": array(object())}),
-		"RebuildJob": obj([]string{"projection", "state", "started_at"}, map[string]any{"projection": str(), "state": enum("running", "done", "failed"),
-			"position": integer(), "target": integer(), "checkpoint": str(), "error": str(), "started_at": strf("date-time"), "finished_at": strf("date-time")}),
-		"Problem": obj([]string{"type", "title", "status"}, map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "instance": str(), "request_id": str(), "errors": array(obj(nil, map[string]any{"field": str(), "message": str()}))}),
-		"Accepted": obj(nil, map[string]any{"id": str(), "version": integer(), "position": str(),
-			"messages": map[string]any{"type": "array", "description": "of a message append: each message's id and seq",
-				"items": obj([]string{"id", "seq"}, map[string]any{"id": str(), "seq": integer()})}}),
-
-		"User": resource(map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object(),
-			"deleted": described(boolean(), pastOnly+"whether the user had been deleted by then")}),
-		"UserList":     listOf("User"),
-		"Erased":       obj([]string{"id", "erased"}, map[string]any{"id": str(), "erased": described(boolean(), "always true: the erasure is complete")}),
-		"RegisterUser": obj([]string{"external_id", "name"}, map[string]any{"external_id": str(), "name": str(), "email": str(), "metadata": object()}),
-		"UpdateUser":   obj(nil, map[string]any{"name": str(), "email": str(), "metadata": object()}),
-
-		"Session": resource(map[string]any{"user_id": str(), "title": str(), "metadata": object(),
-			"status":     described(enum("open", "closed", "expired", "deleted"), "deleted only in a read by as_of after the user's deletion"),
-			"expires_at": strf("date-time"), "message_count": integer(), "deleted_with_user": withUser()}),
-		"SessionWithToken": map[string]any{"allOf": []any{ref("Session"), obj([]string{"token"}, map[string]any{"token": str()})}},
-		"SessionList":      listOf("Session"),
-		"StartSession":     obj(nil, map[string]any{"title": str(), "metadata": object(), "ttl_seconds": integer()}),
-		"ExtendSession":    obj([]string{"ttl_seconds"}, map[string]any{"ttl_seconds": integer()}),
-		"ValidateSession":  obj([]string{"token"}, map[string]any{"token": str()}),
-
-		"Message": resource(map[string]any{"session_id": str(), "user_id": str(), "seq": integer(), "role": message["role"], "content": str(), "name": str(), "metadata": object(), "tokens": integer(), "embedding_dim": integer(),
-			"redacted": described(boolean(), pastOnly+"whether the message had been deleted (redacted) by then"), "deleted_with_user": withUser()}),
-		"MessageList":    listOf("Message"),
-		"NewMessage":     obj([]string{"role", "content"}, message),
-		"AppendMessages": map[string]any{"oneOf": []any{ref("NewMessage"), obj([]string{"messages"}, map[string]any{"messages": array(ref("NewMessage"))})}},
-		"EditMessage":    obj(nil, map[string]any{"content": str(), "metadata": object(), "embedding": embedding()}),
-
-		// A single message is answered as itself, a batch as {"messages": [...]}.
-		"AppendedMessages": map[string]any{"oneOf": []any{ref("Message"), obj([]string{"messages"}, map[string]any{"messages": array(ref("Message"))})}},
-
-		"Memory": resource(map[string]any{"user_id": str(), "type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()),
-			"metadata": object(), "source_session_id": str(), "source_message_id": str(), "tokens": integer(), "expires_at": strf("date-time"), "embedding_dim": integer(),
-			"deleted": described(boolean(), pastOnly+"whether the memory had been deleted by then, on its own or with its user"), "deleted_with_user": withUser()}),
-		"MemoryList": listOf("Memory"),
-
-		"WindowRequest": obj(nil, map[string]any{"max_tokens": integer(), "query": str(), "embedding": embedding(), "summary_share": number(), "memory_share": number()}),
-		"ContextWindow": obj([]string{"session_id", "max_tokens", "messages", "memories", "total_tokens"}, map[string]any{
-			"session_id": str(), "user_id": str(), "query": str(), "max_tokens": integer(), "summary_share": number(), "memory_share": number(),
-			"summary":      obj(nil, map[string]any{"version": integer(), "content": str(), "tokens": integer(), "from_seq": integer(), "to_seq": integer(), "method": str(), "cost": integer()}),
-			"messages":     array(map[string]any{"allOf": []any{ref("Message"), obj([]string{"cost"}, map[string]any{"cost": integer()})}}),
-			"memories":     array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"cost", "score"}, map[string]any{"cost": integer(), "score": number()})}}),
-			"total_tokens": integer(),
+	gen := openapi3gen.NewGenerator(
+		openapi3gen.CreateComponentSchemas(openapi3gen.ExportComponentSchemasOptions{
+			ExportComponentSchemas: true, ExportTopLevelSchema: true, ExportGenerics: true,
 		}),
-		"ContextSnapshot": requiring(resource(map[string]any{
-			"session_id": str(), "user_id": str(), "message_id": str(), "query": str(), "max_tokens": integer(), "total_tokens": integer(),
-			"items": array(obj([]string{"kind", "id", "version", "tokens", "content"}, map[string]any{
-				"kind": enum("summary", "message", "memory"), "id": str(), "version": integer(), "seq": integer(), "tokens": integer(),
-				"role": str(), "name": str(), "type": str(), "content": str()})),
-		}), "session_id", "items", "total_tokens"),
-		"ContextSnapshotList": listOf("ContextSnapshot"),
-		"EventPage": obj([]string{"items", "next_cursor"}, map[string]any{"next_cursor": str(), "items": array(obj(nil, map[string]any{
-			"cursor": str(), "position": integer(), "transaction_id": integer(), "event_id": str(), "stream_id": str(), "stream_type": str(),
-			"version": integer(), "event_type": str(), "schema_version": integer(), "data": object(), "metadata": object(), "recorded_at": strf("date-time")}))}),
-		"History": obj([]string{"items"}, map[string]any{"items": array(obj(nil, map[string]any{"version": integer(), "event_id": str(), "event_type": str(),
-			"recorded_at": strf("date-time"), "actor": str(), "request_id": str(), "client_request_id": str(), "position": integer(),
-			"changes": map[string]any{"type": "object", "additionalProperties": obj(nil, map[string]any{"before": map[string]any{}, "after": map[string]any{}})}}))}),
-		"Verification": obj([]string{"stream_id", "intact", "events", "breaks"}, map[string]any{"stream_id": str(), "intact": boolean(), "events": integer(),
-			"breaks":      array(obj(nil, map[string]any{"stream_id": str(), "version": integer(), "event_id": str(), "position": integer(), "problem": str()})),
-			"first_break": obj(nil, map[string]any{"stream_id": str(), "version": integer(), "event_id": str(), "position": integer(), "problem": str()})}),
-		"Checkpoint": obj([]string{"origin", "size", "root", "time", "note"}, map[string]any{"origin": str(), "size": integer(), "root": str(), "time": strf("date-time"),
-			"note": map[string]any{"type": "string", "description": "the C2SP checkpoint signed as a note (Ed25519); see package logproof"}}),
-		"ConsistencyProof": obj([]string{"from", "to", "hashes"}, map[string]any{"from": integer(), "to": integer(), "hashes": array(str())}),
-		"InclusionProof": obj([]string{"event_id", "event_hash", "position", "leaf_index", "tree_size", "hashes"}, map[string]any{"event_id": str(), "event_hash": str(),
-			"position": integer(), "leaf_index": integer(), "tree_size": integer(), "hashes": array(str()), "checkpoint": ref("Checkpoint")}),
-		"EventStream": map[string]any{"type": "string", "description": "text/event-stream: each event has id (its cursor), event (its type) and data (the event as JSON)"},
-		"MemoryHits":  obj([]string{"items"}, map[string]any{"items": array(map[string]any{"allOf": []any{ref("Memory"), obj([]string{"score"}, map[string]any{"score": number()})}})}),
-		"StoreMemory": obj([]string{"type", "content"}, map[string]any{"type": memoryTypes, "content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
-			"source_session_id": str(), "source_message_id": str(), "ttl_seconds": integer(), "expires_at": strf("date-time"), "embedding": embedding()}),
-		"UpdateMemory": obj(nil, map[string]any{"content": str(), "importance": number(), "tags": array(str()), "metadata": object(),
-			"ttl_seconds": integer(), "expires_at": strf("date-time"), "clear_expiry": boolean(), "embedding": embedding()}),
-		"SearchMemories": obj(nil, map[string]any{"query": str(), "embedding": embedding(), "types": array(memoryTypes), "tag": str(), "session_id": str(), "min_importance": number(),
-			"created_before": strf("date-time"), "created_after": strf("date-time"), "metadata": map[string]any{"type": "object", "additionalProperties": str()}, "limit": integer()}),
-
-		"CreateKey": obj([]string{"name", "scopes"}, map[string]any{"name": str(), "scopes": array(enum("read", "write", "admin")),
-			"tenant":  described(str(), "the tenant the key acts in; default: the caller's own (the admin key's: default). A tenant's admin key makes keys of its own tenant alone"),
-			"user_id": described(str(), "narrows the key to this user of its tenant: it reaches that user's sessions, messages and memories alone, and may not hold admin")}),
-		"Key": requiring(resource(map[string]any{"name": str(), "scopes": array(str()), "tenant": str(),
-			"user_id": described(str(), "the one user the key is narrowed to, if any")}), "tenant"),
-		"CreateTenant": obj([]string{"id", "name"}, map[string]any{"id": described(str(), "1 to 63 of a-z, 0-9, _ and -"), "name": str(),
-			"rate_limit": described(integer(), "requests a second each key of the tenant may send (0: none); null: the deployment's ARQ_RATE_LIMIT"),
-			"rate_burst": described(integer(), "requests at once; null: twice rate_limit")}),
-		"TenantLimits": obj(nil, map[string]any{"rate_limit": integer(), "rate_burst": integer()}),
-		"Tenant": obj([]string{"id", "name", "created_at"}, map[string]any{"id": str(), "name": str(), "created_at": strf("date-time"),
-			"rate_limit": map[string]any{"type": []string{"integer", "null"}}, "rate_burst": map[string]any{"type": []string{"integer", "null"}}}),
-		"TenantList":    obj([]string{"items"}, map[string]any{"items": array(ref("Tenant"))}),
-		"KeyWithSecret": map[string]any{"allOf": []any{ref("Key"), obj([]string{"key"}, map[string]any{"key": str()})}},
-		"KeyList":       obj([]string{"items"}, map[string]any{"items": array(ref("Key"))}),
+		openapi3gen.CreateTypeNameGenerator(typeName),
+		openapi3gen.SchemaCustomizer(func(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema) error {
+			return customize(t, s, requests[t])
+		}),
+	)
+	out := openapi3.Schemas{}
+	for _, b := range bodies {
+		if _, err := gen.NewSchemaRefForValue(b.value, out); err != nil {
+			return nil, fmt.Errorf("schema %s: %w", b.name, err)
+		}
+		if b.request {
+			out[b.name].Value.Required = b.required
+		}
 	}
+	// A pointer to a struct is a nullable field; in OpenAPI 3.0 a $ref
+	// takes no siblings, so it is wrapped.
+	for name, ref := range out {
+		t := types[name]
+		if t == nil || ref.Value == nil {
+			continue
+		}
+		for _, f := range jsonFields(t) {
+			p := ref.Value.Properties[f.name]
+			if f.typ.Kind() == reflect.Pointer && p != nil && p.Ref != "" {
+				ref.Value.Properties[f.name] = &openapi3.SchemaRef{Value: &openapi3.Schema{Nullable: true, AllOf: openapi3.SchemaRefs{p}}}
+			}
+		}
+	}
+	// openapi3gen exports only structs with properties: the embedding,
+	// a struct read as an array, is added here.
+	out["Embedding"] = openapi3.NewSchemaRef("", embeddingSchema())
+	// A message append answers the message, or {"messages": [...]}.
+	out["AppendedMessages"] = &openapi3.SchemaRef{Value: &openapi3.Schema{OneOf: openapi3.SchemaRefs{
+		openapi3.NewSchemaRef("#/components/schemas/Message", nil),
+		openapi3.NewSchemaRef("#/components/schemas/AppendedBatch", nil),
+	}}}
+	if err := annotate(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// embeddingSchema is an embedding in a request: null, or numbers.
+func embeddingSchema() *openapi3.Schema {
+	return &openapi3.Schema{Type: &openapi3.Types{"array"}, Nullable: true, MinItems: 1, MaxItems: openapi3.Ptr(uint64(4096)),
+		Items:       openapi3.NewSchemaRef("", openapi3.NewFloat64Schema()),
+		Description: "the text's embedding (ARQ_EMBEDDING_DIM numbers); ranked by cosine similarity against embeddings of the same length"}
+}
+
+// customize fixes what openapi3gen reads wrongly from a type, and sets
+// an answer's required fields: those it always carries.
+func customize(t reflect.Type, s *openapi3.Schema, request bool) error {
+	switch {
+	case t == embeddingType:
+		*s = *embeddingSchema()
+		return nil
+	case t == rawType:
+		*s = openapi3.Schema{Description: "any JSON value"}
+		return nil
+	case t == timeType:
+		return nil
+	case t.Kind() != reflect.Struct && (t.Implements(textMarshalerType) || t.Implements(jsonMarshalerType) || reflect.PointerTo(t).Implements(jsonMarshalerType)):
+		// A hash and the like: encoded as a string.
+		*s = openapi3.Schema{Type: &openapi3.Types{"string"}, Nullable: s.Nullable}
+		return nil
+	case t.Kind() == reflect.Uint64:
+		// Past what a JSON number holds exactly: no bound is stated.
+		s.Max = nil
+		return nil
+	case t.Kind() == reflect.Interface:
+		*s = openapi3.Schema{Nullable: true, Description: s.Description}
+		return nil
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Interface:
+		s.AdditionalProperties = openapi3.AdditionalProperties{Has: openapi3.Ptr(true)}
+		s.Nullable = false
+		return nil
+	}
+	if t.Kind() != reflect.Struct || request || t == metadataType {
+		return nil
+	}
+	s.Required = nil
+	for _, f := range jsonFields(t) {
+		if !f.omitempty {
+			s.Required = append(s.Required, f.name)
+		}
+	}
+	return nil
+}
+
+// field is one field of a struct as encoding/json sees it.
+type field struct {
+	name      string
+	typ       reflect.Type
+	omitempty bool
+}
+
+// jsonFields lists t's fields as encoding/json encodes them: embedded
+// structs' fields in their place, a shallower field hiding a deeper one
+// of the same name, "-" left out.
+func jsonFields(t reflect.Type) []field {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []field
+	seen := map[string]bool{}
+	var walk func(t reflect.Type, depth int)
+	type deferred struct{ t reflect.Type }
+	walk = func(t reflect.Type, depth int) {
+		var embedded []reflect.Type
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			if f.Anonymous && name == "" {
+				et := f.Type
+				for et.Kind() == reflect.Pointer {
+					et = et.Elem()
+				}
+				if et.Kind() == reflect.Struct {
+					embedded = append(embedded, et)
+					continue
+				}
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			out = append(out, field{name: name, typ: f.Type, omitempty: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")})
+		}
+		for _, et := range embedded {
+			walk(et, depth+1)
+		}
+	}
+	walk(t, 0)
+	return out
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gin-gonic/gin"
 )
 
@@ -66,5 +68,40 @@ func TestOpenAPIDocumentListsEveryRoute(t *testing.T) {
 	}
 	if len(routed) == 0 {
 		t.Error("the router has no routes")
+	}
+}
+
+// The document is valid OpenAPI 3 as kin-openapi reads it, with every
+// $ref resolved: a schema made wrongly from a type fails here.
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	raw, err := openAPIDocument()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(raw)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	ids := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.OperationID == "" || ids[op.OperationID] {
+				t.Errorf("%s %s: operationId %q is empty or taken", method, path, op.OperationID)
+			}
+			ids[op.OperationID] = true
+		}
+	}
+	// Fields an answer may carry as null are nullable.
+	for _, f := range []struct{ schema, field string }{
+		{"Memory", "expires_at"}, {"Memory", "source_session_id"}, {"Memory", "source_message_id"},
+		{"Session", "expires_at"}, {"ContextWindow", "summary"}, {"Tenant", "rate_limit"},
+	} {
+		p := doc.Components.Schemas[f.schema].Value.Properties[f.field]
+		if p == nil || !p.Value.Nullable {
+			t.Errorf("%s.%s is not nullable", f.schema, f.field)
+		}
 	}
 }

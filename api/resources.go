@@ -165,15 +165,14 @@ func (r *resources) settle(c *gin.Context, res commands.Result, status int, loca
 		if prefersAsync(c) {
 			c.Header("Preference-Applied", "respond-async")
 		}
-		body := gin.H{"id": res.ID, "version": res.Version, "position": res.Cursor.String()}
+		body := accepted{ID: res.ID, Version: res.Version, Position: res.Cursor.String()}
 		if len(res.Messages) > 0 {
 			// A message append: each message, as a retry after a crash
 			// is answered (appliedAnswer).
-			messages := make([]appendedMessage, len(res.Messages))
+			body.Messages = make([]appendedMessage, len(res.Messages))
 			for i, m := range res.Messages {
-				messages[i] = appendedMessage{ID: m.ID, Seq: m.Seq}
+				body.Messages[i] = appendedMessage{ID: m.ID, Seq: m.Seq}
 			}
-			body["messages"] = messages
 		}
 		c.JSON(http.StatusAccepted, body)
 	}
@@ -259,7 +258,7 @@ func list[T any](c *gin.Context, items []T, next string) {
 	if items == nil {
 		items = []T{}
 	}
-	c.JSON(http.StatusOK, gin.H{"items": items, "next_cursor": next})
+	c.JSON(http.StatusOK, pageOf[T]{Items: items, NextCursor: next})
 }
 
 // invalidField is a 422 naming one field.

@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 type startSessionRequest struct {
@@ -68,10 +67,7 @@ func (r *resources) startSession(c *gin.Context) {
 		if err != nil {
 			return nil, 0, err
 		}
-		return struct {
-			readmodel.Session
-			Token string `json:"token"`
-		}{s, res.Token}, s.Version, nil
+		return sessionWithToken{Session: s, Token: res.Token}, s.Version, nil
 	})
 }
 

@@ -24,15 +24,9 @@ func (r *resources) stats(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	type projection struct {
-		Name     string `json:"name"`
-		State    string `json:"state"`
-		Position string `json:"position"`
-		Lag      int64  `json:"lag"`
-	}
-	ps := make([]projection, len(st))
+	ps := make([]projectionStat, len(st))
 	for i, s := range st {
-		ps[i] = projection{Name: s.Name, State: s.State, Position: s.Checkpoint.String(), Lag: s.Behind}
+		ps[i] = projectionStat{Name: s.Name, State: s.State, Position: s.Checkpoint.String(), Lag: s.Behind}
 	}
-	c.JSON(http.StatusOK, gin.H{"counts": counts, "projections": ps})
+	c.JSON(http.StatusOK, statsBody{Counts: counts, Projections: ps})
 }

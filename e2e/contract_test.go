@@ -267,11 +267,12 @@ func TestOpenAPIDescribesBatchAppendsAndDeletedSessions(t *testing.T) {
 	alternatives, _ := resolve(media["schema"])["oneOf"].([]any)
 	var single, batch bool
 	for _, a := range alternatives {
-		alt, _ := a.(map[string]any)
+		ref, _ := a.(map[string]any)
+		alt := resolve(a)
 		props, _ := alt["properties"].(map[string]any)
 		messages, _ := props["messages"].(map[string]any)
 		items, _ := messages["items"].(map[string]any)
-		single = single || alt["$ref"] == "#/components/schemas/Message"
+		single = single || ref["$ref"] == "#/components/schemas/Message"
 		batch = batch || items["$ref"] == "#/components/schemas/Message" && fmt.Sprint(alt["required"]) == "[messages]"
 	}
 	if !single || !batch {

@@ -40,6 +40,28 @@ type Server struct {
 	Stop func()
 	// Logs is what the server logged.
 	Logs *SyncBuffer
+	// check holds every answer to the OpenAPI document.
+	check *Validator
+}
+
+// serverFor is the Server at base, its answers checked against the
+// OpenAPI document.
+func serverFor(t testing.TB, base, url string, stop func(), logs *SyncBuffer) *Server {
+	t.Helper()
+	v, err := NewValidator(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Server{t: t, Base: base, URL: url, Stop: stop, Logs: logs, check: v}
+}
+
+// Client is an HTTP client whose answers are checked against the OpenAPI
+// document as Do's are: a stray fails the test. The generated client
+// (package client) takes it.
+func (s *Server) Client() *http.Client {
+	return &http.Client{Transport: checking{next: http.DefaultTransport, v: s.check, report: func(err error) {
+		s.t.Errorf("%v", err)
+	}}}
 }
 
 // Start starts a server over a fresh database, configured by env
@@ -160,7 +182,7 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 	})
 	select {
 	case addr := <-ready:
-		return &Server{t: t, Base: "http://" + addr, URL: url, Stop: stop, Logs: logs}
+		return serverFor(t, "http://"+addr, url, stop, logs)
 	case err := <-done:
 		t.Fatalf("server exited before listening: %v", err)
 	case <-time.After(30 * time.Second):
@@ -172,7 +194,7 @@ func start(t testing.TB, url string, env map[string]string, level string, patch 
 // Attach is a Server for an arq already listening at base (a process the
 // test started) over the database at url; its Stop does nothing.
 func Attach(t testing.TB, base, url string) *Server {
-	return &Server{t: t, Base: base, URL: url, Stop: func() {}, Logs: &SyncBuffer{}}
+	return serverFor(t, base, url, func() {}, &SyncBuffer{})
 }
 
 // T is the test or benchmark the server runs for.
@@ -279,6 +301,9 @@ func (s *Server) Do(method, path string, body any, headers ...string) Response {
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	if err := s.check.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
+		s.t.Errorf("%v", err)
 	}
 	r := Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
 	_ = json.Unmarshal(raw, &r.JSON)
