@@ -132,6 +132,7 @@ func engine(d Deps) *gin.Engine {
 		panic(err)
 	}
 	r.GET("/openapi.json", serveOpenAPI(doc))
+	docsRoutes(r)
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
 	v1 := r.Group("/v1", Idempotency(d.Idempotency))

@@ -31,7 +31,7 @@ func Actor(c *gin.Context) string {
 }
 
 // publicPaths answer without a key.
-var publicPaths = []string{"/healthz", "/readyz", "/openapi.json"}
+var publicPaths = []string{"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/redoc.standalone.js"}
 
 // readPosts are the routes that take POST only for their body, and read:
 // they need the read scope, as GETs do, and ignore an Idempotency-Key.

@@ -35,6 +35,8 @@ var operations = []operation{
 	{id: "health", method: "GET", path: "/healthz", summary: "The process is alive", tag: "health", status: 200, schema: "Health"},
 	{id: "ready", method: "GET", path: "/readyz", summary: "Postgres answers and no projection has stopped", tag: "health", status: 200, schema: "Ready"},
 	{id: "openAPI", method: "GET", path: "/openapi.json", summary: "This document", tag: "health", status: 200, schema: "Object"},
+	{id: "docs", method: "GET", path: "/docs", summary: "This document rendered as an API reference (HTML)", tag: "health", status: 200, schema: "HTML"},
+	{id: "docsScript", method: "GET", path: "/docs/redoc.standalone.js", summary: "The script that renders /docs (Redoc)", tag: "health", status: 200, schema: "Script"},
 	{id: "metrics", method: "GET", path: "/metrics", summary: "Prometheus metrics of this process (a key with the read scope when keys are on)", tag: "health", status: 200, schema: "Metrics"},
 	{id: "stats", method: "GET", path: "/v1/stats", summary: "Counts of each resource and of events; projection positions and lag", tag: "stats", status: 200, schema: "Stats"},
 
@@ -197,6 +199,10 @@ func openAPI() (map[string]any, error) {
 				content["text/event-stream"] = map[string]any{"schema": ref(op.schema)}
 			case "Metrics":
 				content["text/plain"] = map[string]any{"schema": ref(op.schema)}
+			case "HTML":
+				content["text/html"] = map[string]any{"schema": map[string]any{"type": "string"}}
+			case "Script":
+				content["text/javascript"] = map[string]any{"schema": map[string]any{"type": "string"}}
 			default:
 				content["application/json"] = map[string]any{"schema": ref(op.schema)}
 			}
