@@ -30,7 +30,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 			"serve [flags]", "migrate [flags]", "project [flags]",
 			"projections status [flags]", "projections rebuild <NAME> [flags]", "projections verify <NAME> [flags]",
 			"events [flags]", "history <STREAM> [flags]", "audit user <ID> [flags]", "replay <STREAM> [flags]",
-			"export [flags]", "import <FILE> [flags]", "verify [flags]", "embeddings backfill [flags]", "version [flags]",
+			"export [flags]", "import <FILE> [flags]", "verify [flags]", "embeddings backfill [flags]", "version [flags]", "openapi [flags]",
 			"erase user <ID> [flags]", "erase message <ID> [flags]", "erase memory <ID> [flags]", "keys new", "keys rotate [flags]",
 			"Every setting is an ARQ_* environment variable and a flag",
 		} {

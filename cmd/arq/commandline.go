@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/app"
 )
 
@@ -35,6 +36,7 @@ type commandLine struct {
 	Keys        keysCmd        `cmd:"" help:"Make a master key, or rewrap the data keys with the current one."`
 	Log         logCmd         `cmd:"" help:"The log's signing key, signed checkpoints and proofs (its Merkle tree)."`
 	Version     versionCmd     `cmd:"" help:"Print arq's version."`
+	OpenAPI     openapiCmd     `cmd:"" name:"openapi" help:"Print the OpenAPI document the server serves at /openapi.json (JSON)."`
 }
 
 type (
@@ -42,6 +44,7 @@ type (
 	migrateCmd struct{}
 	projectCmd struct{}
 	versionCmd struct{}
+	openapiCmd struct{}
 
 	projectionsCmd struct {
 		Status  projectionsStatusCmd  `cmd:"" help:"Show each projection's state, position, events behind and last error, and any copy of one."`
@@ -148,6 +151,14 @@ func (migrateCmd) Run(ctx context.Context, c *cli) error { return c.migrate(ctx)
 func (projectCmd) Run(ctx context.Context, c *cli) error { return c.project(ctx) }
 func (versionCmd) Run(c *cli) error {
 	_, err := fmt.Fprintln(c.stdout, app.Version())
+	return err
+}
+func (openapiCmd) Run(c *cli) error {
+	doc, err := api.Document()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, string(doc))
 	return err
 }
 func (o projectionsStatusCmd) Run(ctx context.Context, c *cli) error {
