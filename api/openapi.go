@@ -268,7 +268,7 @@ func openAPI() (map[string]any, error) {
 				"(listing or creating users, the event feed and stream, stats, session validation, key management). " +
 				"A session's token may append and read its own session's messages and context, and read the session: any other route is 403. " +
 				"A command answers once the query tables hold its change (read-your-writes), with X-Arq-Position; a read given that position in X-Arq-Min-Position waits for it."},
-		"servers": []any{map[string]any{"url": "http://localhost:8080", "description": "arq serve with its default ARQ_HTTP_ADDR"}},
+		"servers": []any{map[string]any{"url": "/", "description": "the arq server that serves this document"}},
 		"tags":    tags,
 		"paths":   paths,
 		"components": map[string]any{

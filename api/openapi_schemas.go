@@ -165,7 +165,7 @@ func schemas() (openapi3.Schemas, error) {
 		for _, f := range jsonFields(t) {
 			p := ref.Value.Properties[f.name]
 			if f.typ.Kind() == reflect.Pointer && p != nil && p.Ref != "" {
-				ref.Value.Properties[f.name] = &openapi3.SchemaRef{Value: &openapi3.Schema{Nullable: true, AllOf: openapi3.SchemaRefs{p}}}
+				ref.Value.Properties[f.name] = &openapi3.SchemaRef{Value: &openapi3.Schema{Type: &openapi3.Types{"object"}, Nullable: true, AllOf: openapi3.SchemaRefs{p}}}
 			}
 		}
 	}
@@ -180,7 +180,26 @@ func schemas() (openapi3.Schemas, error) {
 	if err := annotate(out); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return out, prune(out, names)
+}
+
+// prune drops the schemas openapi3gen made of a type no schema refers to
+// (a field hidden by a shallower one of the same name, say).
+func prune(s openapi3.Schemas, bodyNames map[reflect.Type]string) error {
+	keep := map[string]bool{"AppendedMessages": true}
+	for _, n := range bodyNames {
+		keep[n] = true
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("schemas: %w", err)
+	}
+	for name := range s {
+		if !keep[name] && !strings.Contains(string(raw), `"#/components/schemas/`+name+`"`) {
+			delete(s, name)
+		}
+	}
+	return nil
 }
 
 // embeddingSchema is an embedding in a request: null, or numbers.
@@ -188,6 +207,18 @@ func embeddingSchema() *openapi3.Schema {
 	return &openapi3.Schema{Type: &openapi3.Types{"array"}, Nullable: true, MinItems: 1, MaxItems: openapi3.Ptr(uint64(4096)),
 		Items:       openapi3.NewSchemaRef("", openapi3.NewFloat64Schema()),
 		Description: "the text's embedding (ARQ_EMBEDDING_DIM numbers); ranked by cosine similarity against embeddings of the same length"}
+}
+
+// anyValue is any JSON value, null too. OpenAPI 3.0 lets only a typed
+// schema be nullable, hence the alternatives.
+func anyValue() *openapi3.Schema {
+	alt := func(s *openapi3.Schema) *openapi3.SchemaRef { return openapi3.NewSchemaRef("", s) }
+	str := openapi3.NewStringSchema()
+	str.Nullable = true
+	return &openapi3.Schema{Description: "any JSON value, or null", AnyOf: openapi3.SchemaRefs{
+		alt(str), alt(openapi3.NewFloat64Schema()), alt(openapi3.NewBoolSchema()),
+		alt(openapi3.NewArraySchema().WithItems(&openapi3.Schema{})), alt(openapi3.NewObjectSchema().WithAnyAdditionalProperties()),
+	}}
 }
 
 // customize fixes what openapi3gen reads wrongly from a type, and sets
@@ -211,7 +242,7 @@ func customize(t reflect.Type, s *openapi3.Schema, request bool) error {
 		s.Max = nil
 		return nil
 	case t.Kind() == reflect.Interface:
-		*s = openapi3.Schema{Nullable: true, Description: s.Description}
+		*s = *anyValue()
 		return nil
 	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Interface:
 		s.AdditionalProperties = openapi3.AdditionalProperties{Has: openapi3.Ptr(true)}

@@ -17,6 +17,30 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AppendMessagesRole.
+const (
+	AppendMessagesRoleAssistant AppendMessagesRole = "assistant"
+	AppendMessagesRoleSystem    AppendMessagesRole = "system"
+	AppendMessagesRoleTool      AppendMessagesRole = "tool"
+	AppendMessagesRoleUser      AppendMessagesRole = "user"
+)
+
+// Valid indicates whether the value is a known member of the AppendMessagesRole enum.
+func (e AppendMessagesRole) Valid() bool {
+	switch e {
+	case AppendMessagesRoleAssistant:
+		return true
+	case AppendMessagesRoleSystem:
+		return true
+	case AppendMessagesRoleTool:
+		return true
+	case AppendMessagesRoleUser:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ContextItemKind.
 const (
 	ContextItemKindMemory  ContextItemKind = "memory"
@@ -465,8 +489,11 @@ type AppendMessages struct {
 	Messages *[]NewMessage           `json:"messages,omitempty"`
 	Metadata *map[string]interface{} `json:"metadata,omitempty"`
 	Name     *string                 `json:"name,omitempty"`
-	Role     *string                 `json:"role,omitempty"`
+	Role     *AppendMessagesRole     `json:"role,omitempty"`
 }
+
+// AppendMessagesRole defines model for AppendMessages.Role.
+type AppendMessagesRole string
 
 // AppendedBatch defines model for AppendedBatch.
 type AppendedBatch struct {
@@ -495,8 +522,51 @@ type Break struct {
 
 // Change defines model for Change.
 type Change struct {
-	After  interface{} `json:"after"`
-	Before interface{} `json:"before"`
+	// After any JSON value, or null
+	After Change_After `json:"after"`
+
+	// Before any JSON value, or null
+	Before Change_Before `json:"before"`
+}
+
+// ChangeAfter0 defines model for Change.After.0.
+type ChangeAfter0 = string
+
+// ChangeAfter1 defines model for Change.After.1.
+type ChangeAfter1 = float32
+
+// ChangeAfter2 defines model for Change.After.2.
+type ChangeAfter2 = bool
+
+// ChangeAfter3 defines model for Change.After.3.
+type ChangeAfter3 = []interface{}
+
+// ChangeAfter4 defines model for Change.After.4.
+type ChangeAfter4 map[string]interface{}
+
+// Change_After any JSON value, or null
+type Change_After struct {
+	union json.RawMessage
+}
+
+// ChangeBefore0 defines model for Change.Before.0.
+type ChangeBefore0 = string
+
+// ChangeBefore1 defines model for Change.Before.1.
+type ChangeBefore1 = float32
+
+// ChangeBefore2 defines model for Change.Before.2.
+type ChangeBefore2 = bool
+
+// ChangeBefore3 defines model for Change.Before.3.
+type ChangeBefore3 = []interface{}
+
+// ChangeBefore4 defines model for Change.Before.4.
+type ChangeBefore4 map[string]interface{}
+
+// Change_Before any JSON value, or null
+type Change_Before struct {
+	union json.RawMessage
 }
 
 // Checkpoint defines model for Checkpoint.
@@ -1730,6 +1800,286 @@ func (t *AppendedMessages) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// AsChangeAfter0 returns the union data inside the Change_After as a ChangeAfter0
+func (t Change_After) AsChangeAfter0() (ChangeAfter0, error) {
+	var body ChangeAfter0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeAfter0 overwrites any union data inside the Change_After as the provided ChangeAfter0
+func (t *Change_After) FromChangeAfter0(v ChangeAfter0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeAfter0 performs a merge with any union data inside the Change_After, using the provided ChangeAfter0
+func (t *Change_After) MergeChangeAfter0(v ChangeAfter0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeAfter1 returns the union data inside the Change_After as a ChangeAfter1
+func (t Change_After) AsChangeAfter1() (ChangeAfter1, error) {
+	var body ChangeAfter1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeAfter1 overwrites any union data inside the Change_After as the provided ChangeAfter1
+func (t *Change_After) FromChangeAfter1(v ChangeAfter1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeAfter1 performs a merge with any union data inside the Change_After, using the provided ChangeAfter1
+func (t *Change_After) MergeChangeAfter1(v ChangeAfter1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeAfter2 returns the union data inside the Change_After as a ChangeAfter2
+func (t Change_After) AsChangeAfter2() (ChangeAfter2, error) {
+	var body ChangeAfter2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeAfter2 overwrites any union data inside the Change_After as the provided ChangeAfter2
+func (t *Change_After) FromChangeAfter2(v ChangeAfter2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeAfter2 performs a merge with any union data inside the Change_After, using the provided ChangeAfter2
+func (t *Change_After) MergeChangeAfter2(v ChangeAfter2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeAfter3 returns the union data inside the Change_After as a ChangeAfter3
+func (t Change_After) AsChangeAfter3() (ChangeAfter3, error) {
+	var body ChangeAfter3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeAfter3 overwrites any union data inside the Change_After as the provided ChangeAfter3
+func (t *Change_After) FromChangeAfter3(v ChangeAfter3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeAfter3 performs a merge with any union data inside the Change_After, using the provided ChangeAfter3
+func (t *Change_After) MergeChangeAfter3(v ChangeAfter3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeAfter4 returns the union data inside the Change_After as a ChangeAfter4
+func (t Change_After) AsChangeAfter4() (ChangeAfter4, error) {
+	var body ChangeAfter4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeAfter4 overwrites any union data inside the Change_After as the provided ChangeAfter4
+func (t *Change_After) FromChangeAfter4(v ChangeAfter4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeAfter4 performs a merge with any union data inside the Change_After, using the provided ChangeAfter4
+func (t *Change_After) MergeChangeAfter4(v ChangeAfter4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t Change_After) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *Change_After) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsChangeBefore0 returns the union data inside the Change_Before as a ChangeBefore0
+func (t Change_Before) AsChangeBefore0() (ChangeBefore0, error) {
+	var body ChangeBefore0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeBefore0 overwrites any union data inside the Change_Before as the provided ChangeBefore0
+func (t *Change_Before) FromChangeBefore0(v ChangeBefore0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeBefore0 performs a merge with any union data inside the Change_Before, using the provided ChangeBefore0
+func (t *Change_Before) MergeChangeBefore0(v ChangeBefore0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeBefore1 returns the union data inside the Change_Before as a ChangeBefore1
+func (t Change_Before) AsChangeBefore1() (ChangeBefore1, error) {
+	var body ChangeBefore1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeBefore1 overwrites any union data inside the Change_Before as the provided ChangeBefore1
+func (t *Change_Before) FromChangeBefore1(v ChangeBefore1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeBefore1 performs a merge with any union data inside the Change_Before, using the provided ChangeBefore1
+func (t *Change_Before) MergeChangeBefore1(v ChangeBefore1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeBefore2 returns the union data inside the Change_Before as a ChangeBefore2
+func (t Change_Before) AsChangeBefore2() (ChangeBefore2, error) {
+	var body ChangeBefore2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeBefore2 overwrites any union data inside the Change_Before as the provided ChangeBefore2
+func (t *Change_Before) FromChangeBefore2(v ChangeBefore2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeBefore2 performs a merge with any union data inside the Change_Before, using the provided ChangeBefore2
+func (t *Change_Before) MergeChangeBefore2(v ChangeBefore2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeBefore3 returns the union data inside the Change_Before as a ChangeBefore3
+func (t Change_Before) AsChangeBefore3() (ChangeBefore3, error) {
+	var body ChangeBefore3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeBefore3 overwrites any union data inside the Change_Before as the provided ChangeBefore3
+func (t *Change_Before) FromChangeBefore3(v ChangeBefore3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeBefore3 performs a merge with any union data inside the Change_Before, using the provided ChangeBefore3
+func (t *Change_Before) MergeChangeBefore3(v ChangeBefore3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChangeBefore4 returns the union data inside the Change_Before as a ChangeBefore4
+func (t Change_Before) AsChangeBefore4() (ChangeBefore4, error) {
+	var body ChangeBefore4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChangeBefore4 overwrites any union data inside the Change_Before as the provided ChangeBefore4
+func (t *Change_Before) FromChangeBefore4(v ChangeBefore4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChangeBefore4 performs a merge with any union data inside the Change_Before, using the provided ChangeBefore4
+func (t *Change_Before) MergeChangeBefore4(v ChangeBefore4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t Change_Before) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *Change_Before) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -1803,6 +2153,16 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 
 // The interface specification for the client above.
 type ClientInterface interface {
+
+	// Docs This document rendered as an API reference (HTML)
+	//
+	// Corresponds with GET /docs (the `Docs` operationId).
+	Docs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DocsScript The script that renders /docs (Redoc)
+	//
+	// Corresponds with GET /docs/redoc.standalone.js (the `DocsScript` operationId).
+	DocsScript(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Health The process is alive
 	//
@@ -2218,6 +2578,36 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/sessions (the `StartSession` operationId).
 	StartSession(ctx context.Context, id string, params *StartSessionParams, body StartSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// Docs This document rendered as an API reference (HTML)
+//
+// Corresponds with GET /docs (the `Docs` operationId).
+func (c *Client) Docs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDocsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DocsScript The script that renders /docs (Redoc)
+//
+// Corresponds with GET /docs/redoc.standalone.js (the `DocsScript` operationId).
+func (c *Client) DocsScript(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDocsScriptRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // Health The process is alive
@@ -3343,6 +3733,60 @@ func (c *Client) StartSession(ctx context.Context, id string, params *StartSessi
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewDocsRequest constructs an http.Request for the Docs method
+func NewDocsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewDocsScriptRequest constructs an http.Request for the DocsScript method
+func NewDocsScriptRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs/redoc.standalone.js")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewHealthRequest constructs an http.Request for the Health method
@@ -7004,6 +7448,20 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// DocsWithResponse This document rendered as an API reference (HTML)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs (the `Docs` operationId).
+	DocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsResponse, error)
+
+	// DocsScriptWithResponse The script that renders /docs (Redoc)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs/redoc.standalone.js (the `DocsScript` operationId).
+	DocsScriptWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsScriptResponse, error)
+
 	// HealthWithResponse The process is alive
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7500,6 +7958,88 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/sessions (the `StartSession` operationId).
 	StartSessionWithResponse(ctx context.Context, id string, params *StartSessionParams, body StartSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*StartSessionResponse, error)
+}
+
+type DocsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DocsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DocsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DocsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DocsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DocsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DocsScriptResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DocsScriptResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DocsScriptResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DocsScriptResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DocsScriptResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DocsScriptResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type HealthResponse struct {
@@ -12892,6 +13432,32 @@ func (r StartSessionResponse) ContentType() string {
 	return ""
 }
 
+// DocsWithResponse This document rendered as an API reference (HTML)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs (the `Docs` operationId).
+func (c *ClientWithResponses) DocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsResponse, error) {
+	rsp, err := c.Docs(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDocsResponse(rsp)
+}
+
+// DocsScriptWithResponse The script that renders /docs (Redoc)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs/redoc.standalone.js (the `DocsScript` operationId).
+func (c *ClientWithResponses) DocsScriptWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*DocsScriptResponse, error) {
+	rsp, err := c.DocsScript(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDocsScriptResponse(rsp)
+}
+
 // HealthWithResponse The process is alive
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13813,6 +14379,58 @@ func (c *ClientWithResponses) StartSessionWithResponse(ctx context.Context, id s
 		return nil, err
 	}
 	return ParseStartSessionResponse(rsp)
+}
+
+// ParseDocsResponse parses an HTTP response from a DocsWithResponse call
+func ParseDocsResponse(rsp *http.Response) (*DocsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DocsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDocsScriptResponse parses an HTTP response from a DocsScriptWithResponse call
+func ParseDocsScriptResponse(rsp *http.Response) (*DocsScriptResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DocsScriptResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseHealthResponse parses an HTTP response from a HealthWithResponse call
