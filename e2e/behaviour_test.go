@@ -293,7 +293,7 @@ func TestConcurrentAppendsToOneSession(t *testing.T) {
 				raw, _ := json.Marshal(map[string]any{"role": "user", "content": fmt.Sprintf("client %d message %d", c, i)})
 				req, _ := http.NewRequest("POST", s.Base+"/v1/sessions/"+sid+"/messages", strings.NewReader(string(raw)))
 				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := s.Client().Do(req)
 				if err != nil {
 					errs <- err.Error()
 					return
@@ -798,5 +798,7 @@ func storeOnce(s *testserver.Server, uid, key string, timeout time.Duration) (*h
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
-	return (&http.Client{Timeout: timeout}).Do(req)
+	c := s.Client()
+	c.Timeout = timeout
+	return c.Do(req)
 }

@@ -48,7 +48,7 @@ func TestGoClient(t *testing.T) {
 	}
 	session := sess.JSON201.Id
 
-	role := "user"
+	role := client.AppendMessagesRoleUser
 	m, err := c.AppendMessagesWithResponse(ctx, session, nil, client.AppendMessages{Role: &role, Content: ptr("What tea do I like?")})
 	must(t, m.HTTPResponse, m.Body, err)
 

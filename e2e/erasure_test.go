@@ -950,7 +950,7 @@ func replay(t *testing.T, s *testserver.Server, path, last string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client().Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

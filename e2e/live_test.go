@@ -35,7 +35,7 @@ func subscribe(s *testserver.Server, t *testing.T, path string, headers ...strin
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 	release := holdTable(t, pool, "memories")
 	answer := make(chan int, 1)
 	go func() {
-		resp, err := http.Post(s.Base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
+		resp, err := s.Client().Post(s.Base+"/v1/users/"+uid+"/memories", "application/json", strings.NewReader(`{"type":"semantic","content":"in flight"}`))
 		if err != nil {
 			t.Error(err)
 			answer <- 0
@@ -228,7 +228,7 @@ func TestShutdownDrainsWritesWithProjections(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { s.Stop(); close(stopped) }()
 	testwait.Eventually(t, 10*time.Second, "the server stopped listening", func() (bool, error) {
-		resp, err := http.Get(s.Base + "/healthz")
+		resp, err := s.Client().Get(s.Base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}

@@ -86,7 +86,7 @@ func TestUserAuditAndEventLog(t *testing.T) {
 	ndjson := func(query string) ([]string, string) {
 		req, _ := http.NewRequest("GET", s.Base+"/v1/events"+query, nil)
 		req.Header.Set("Accept", "application/x-ndjson")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ func call(s *testserver.Server, method, path, body string, out any) (int, error)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client().Do(req)
 	if err != nil {
 		return 0, err
 	}
