@@ -39,7 +39,7 @@ func (r *resources) verifyStream(c *gin.Context) {
 	if v.Breaks == nil {
 		v.Breaks = []eventstore.Break{}
 	}
-	c.JSON(http.StatusOK, verification{StreamID: c.Param("stream"), Intact: v.Intact(), Events: v.Events, Breaks: v.Breaks, FirstBreak: v.First})
+	c.JSON(http.StatusOK, gin.H{"stream_id": c.Param("stream"), "intact": v.Intact(), "events": v.Events, "breaks": v.Breaks, "first_break": v.First})
 }
 
 // sessionEvents are the event types a session's stream sends.
@@ -227,13 +227,6 @@ func (r *resources) serveEvents(c *gin.Context, accept func(eventstore.Recorded)
 			return err
 		}
 		return rc.Flush()
-	}
-	// http.Server's ReadTimeout bounds reading the request; a stream has
-	// no body, yet the deadline would still end the server's watch of the
-	// connection once it passed, and with it the request's context and
-	// the stream. The stream lifts it: it reads nothing more.
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
-		logger(c).Warn("event stream: lift the read deadline", "err", err)
 	}
 	// The connection outlives the stream when the stream ends by itself
 	// (lagged, closing, HEAD): its next request must not inherit the
