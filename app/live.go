@@ -46,21 +46,14 @@ func (a *App) wireLive(namespace string) error {
 		_ = client.Close()
 		return fmt.Errorf("live publisher: %w", err)
 	}
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client: client, BlockTime: time.Second, DisableIndefiniteInitialBlock: true,
-	}, wlog)
-	if err != nil {
-		_ = pub.Close()
-		_ = client.Close()
-		return fmt.Errorf("live subscriber: %w", err)
-	}
 	// One topic per deployment (see cache.Namespace), so deployments (and
 	// tests) sharing a Redis never see each other's events.
 	topic := cache.LiveTopic(namespace)
 	a.relay = live.NewRelay(a.pool, a.store, a.notifier, pub, topic, a.hub, a.log)
-	a.feed = func(ctx context.Context) error { return live.Feed(ctx, sub, topic, a.hub) }
+	a.feed = func(ctx context.Context) error {
+		return live.FeedFrom(ctx, client, topic, a.hub, wlog, a.log, time.Second)
+	}
 	a.closeLive = func() {
-		_ = sub.Close()
 		_ = pub.Close()
 		_ = client.Close()
 	}
