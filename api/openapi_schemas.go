@@ -266,11 +266,13 @@ type field struct {
 	name      string
 	typ       reflect.Type
 	omitempty bool
+	depth     int
 }
 
-// jsonFields lists t's fields as encoding/json encodes them: embedded
-// structs' fields in their place, a shallower field hiding a deeper one
-// of the same name, "-" left out.
+// jsonFields lists t's fields as encoding/json encodes and decodes them:
+// tagged names, else Go names, the fields of untagged embedded structs
+// promoted (a shallower name hides a deeper one), "-" left out; in the
+// order they first appear.
 func jsonFields(t reflect.Type) []field {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -279,11 +281,9 @@ func jsonFields(t reflect.Type) []field {
 		return nil
 	}
 	var out []field
-	seen := map[string]bool{}
-	var walk func(t reflect.Type, depth int)
-	type deferred struct{ t reflect.Type }
-	walk = func(t reflect.Type, depth int) {
-		var embedded []reflect.Type
+	at := map[string]int{}
+	var collect func(t reflect.Type, depth int)
+	collect = func(t reflect.Type, depth int) {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			tag := f.Tag.Get("json")
@@ -293,11 +293,11 @@ func jsonFields(t reflect.Type) []field {
 			name, opts, _ := strings.Cut(tag, ",")
 			if f.Anonymous && name == "" {
 				et := f.Type
-				for et.Kind() == reflect.Pointer {
+				if et.Kind() == reflect.Pointer {
 					et = et.Elem()
 				}
 				if et.Kind() == reflect.Struct {
-					embedded = append(embedded, et)
+					collect(et, depth+1)
 					continue
 				}
 			}
@@ -307,16 +307,18 @@ func jsonFields(t reflect.Type) []field {
 			if name == "" {
 				name = f.Name
 			}
-			if seen[name] {
+			fd := field{name: name, typ: f.Type, depth: depth,
+				omitempty: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")}
+			if i, ok := at[name]; ok {
+				if out[i].depth > depth {
+					out[i] = fd
+				}
 				continue
 			}
-			seen[name] = true
-			out = append(out, field{name: name, typ: f.Type, omitempty: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")})
-		}
-		for _, et := range embedded {
-			walk(et, depth+1)
+			at[name] = len(out)
+			out = append(out, fd)
 		}
 	}
-	walk(t, 0)
+	collect(t, 0)
 	return out
 }

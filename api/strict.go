@@ -413,40 +413,9 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 		return f.(map[string]reflect.Type)
 	}
 	out := map[string]reflect.Type{}
-	depth := map[string]int{}
-	var collect func(t reflect.Type, d int)
-	collect = func(t reflect.Type, d int) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			opt := f.Tag.Get("json")
-			if opt == "-" {
-				continue
-			}
-			tag, _, _ := strings.Cut(opt, ",")
-			ft := f.Type
-			if f.Anonymous && tag == "" {
-				if ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
-				if ft.Kind() == reflect.Struct {
-					collect(ft, d+1)
-					continue
-				}
-			}
-			if !f.IsExported() {
-				continue
-			}
-			name := tag
-			if name == "" {
-				name = f.Name
-			}
-			if prev, ok := depth[name]; ok && prev <= d {
-				continue
-			}
-			out[name], depth[name] = f.Type, d
-		}
+	for _, f := range jsonFields(t) {
+		out[f.name] = f.typ
 	}
-	collect(t, 0)
 	fieldCache.Store(t, out)
 	return out
 }
