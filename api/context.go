@@ -147,6 +147,11 @@ func (r *resources) postContext(c *gin.Context) {
 }
 
 func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
+	format, err := windowFormat(c)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
 	q, err := w.query(r.MaxContextTokens)
 	if err != nil {
 		WriteError(c, err)
@@ -160,7 +165,7 @@ func (r *resources) answerWindow(c *gin.Context, w windowRequest) {
 	if win.Cache != "" {
 		c.Header("X-Arq-Cache", win.Cache)
 	}
-	c.Data(http.StatusOK, "application/json; charset=utf-8", win.JSON)
+	writeWindow(c, format, win.JSON)
 }
 
 // snapshotBody is a snapshot with the text of each item as it was. A

@@ -365,6 +365,9 @@ func parameters(op operation) []any {
 			map[string]any{"name": "memory_share", "in": "query", "schema": map[string]any{"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
 				"description": "the part of the budget memories get first; 0 leaves them out. With summary_share at most 1"})
 	}
+	if op.path == "/v1/sessions/{id}/context" {
+		params = append(params, map[string]any{"name": "format", "in": "query", "schema": map[string]any{"type": "string", "enum": []string{"json", "text"}, "default": "json"}, "description": "text: the window as ready-to-paste prompt text (text/plain)"})
+	}
 	if (op.method == "GET" || slices.Contains(readPosts, ginPath(op.path))) && strings.HasPrefix(op.path, "/v1/") && readsProjections(op.path) {
 		params = append(params, map[string]any{"name": headerMinPosition, "in": "header", "schema": map[string]any{"type": "string"},
 			"description": "wait (bounded) until projections reached this X-Arq-Position, else 503"})
