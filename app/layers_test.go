@@ -18,11 +18,12 @@ var layers = map[string]int{
 	"eventstore": 1, "embeddings": 1, "summarize": 1, "migrations": 1, "ratelimit": 1, "ledger": 1,
 	"projections": 2, "history": 2, "live": 2, "keys": 2, "owners": 2, "idempotency": 2, "internal/testdb": 2, "vault": 2,
 	"projections/readmodel": 3, "commands": 3, "metrics": 3, "internal/logtamper": 3,
-	"queries": 4,
-	"cache":   5,
-	"api":     6,
-	"app":     7,
-	"cmd/arq": 8, "e2e": 8, "internal/testserver": 8,
+	"queries":   4,
+	"cache":     5,
+	"api":       6,
+	"mcpserver": 7,
+	"app":       8,
+	"cmd/arq":   9, "e2e": 9, "internal/testserver": 9,
 }
 
 // The package graph runs one way: no package's code imports one of a

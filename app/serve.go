@@ -9,9 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/arq-memory/arq/api"
 	"github.com/arq-memory/arq/idempotency"
 	"github.com/arq-memory/arq/keys"
+	"github.com/arq-memory/arq/mcpserver"
 	"github.com/arq-memory/arq/metrics"
 	"github.com/arq-memory/arq/owners"
 	"github.com/arq-memory/arq/projections"
@@ -62,23 +65,74 @@ func (a *App) runParts(ctx context.Context, withEngine bool, fail func(error)) (
 	return wg.Wait
 }
 
-// Serve runs the HTTP API (and projections, unless configured off) until
-// ctx ends, then stops gracefully. ready, if not nil, receives the address
-// the server listens on.
+// Serve runs the HTTP API, with its MCP face at /mcp (and projections,
+// unless configured off) until ctx ends, then stops gracefully. ready, if
+// not nil, receives the address the server listens on.
 func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
 	}
 	defer ln.Close() // Serve closes it too; this is for an early return
+	return a.serving(ctx, func(ctx context.Context, handler http.Handler, stopping chan<- struct{}) error {
+		faces := mcpserver.New(handler, mcpserver.Options{Version: Version(), Log: a.log})
+		srv := &http.Server{
+			Handler: mcpserver.Front(handler, faces.Handler()),
+			// A client has RequestReadTimeout to send its request, headers
+			// and body: a body dribbled slower is cut (the connection
+			// closed), never left holding a handler and a connection. It
+			// bounds the reading only, not the answer, so event streams (no
+			// body) run on.
+			ReadHeaderTimeout: min(a.cfg.RequestReadTimeout, 10*time.Second),
+			ReadTimeout:       a.cfg.RequestReadTimeout,
+		}
+		srv.RegisterOnShutdown(func() { close(stopping) })
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		a.log.Info("arq serving", "addr", ln.Addr().String(), "projections", a.cfg.Projections, "version", Version())
+		if ready != nil {
+			ready(ln.Addr().String())
+		}
+		var serveErr error
+		select {
+		case serveErr = <-errc:
+		case <-ctx.Done():
+		}
+		shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+		defer stop()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			_ = srv.Close() // the requests still open after the timeout
+			serveErr = errors.Join(serveErr, fmt.Errorf("shut down HTTP server: %w", err))
+		}
+		if errors.Is(serveErr, http.ErrServerClosed) {
+			serveErr = nil
+		}
+		return serveErr
+	})
+}
+
+// ServeMCP serves the API's MCP face on t (stdio for `arq mcp`) until the
+// client disconnects or ctx ends, with the projections and workers Serve
+// runs, and no port. Each tool call is a request to the API carrying key
+// (empty: none, which an API without keys accepts).
+func (a *App) ServeMCP(ctx context.Context, t mcp.Transport, key string) error {
+	return a.serving(ctx, func(ctx context.Context, handler http.Handler, stopping chan<- struct{}) error {
+		defer close(stopping)
+		a.log.Info("arq serving MCP", "projections", a.cfg.Projections, "version", Version())
+		return mcpserver.New(handler, mcpserver.Options{Key: key, Version: Version(), Log: a.log}).Run(ctx, t)
+	})
+}
+
+// serving builds the API's handler and runs what it needs in the
+// background (projections, unless configured off, and the workers) while
+// front serves it; front closes stopping when it begins to stop (open
+// event streams then end). The background outlives front's ctx until
+// front returns: requests in flight still see projections move, and get
+// their read-your-writes answers.
+func (a *App) serving(ctx context.Context, front func(ctx context.Context, handler http.Handler, stopping chan<- struct{}) error) error {
 	if err := projections.DropAbandonedCopies(ctx, a.pool, Projections(), a.log); err != nil {
 		a.log.Warn("could not drop the copies interrupted online rebuilds left", "err", err)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	// The background parts (projections, workers) outlive ctx until the
-	// HTTP server has drained: requests in flight still see projections
-	// move, and get their read-your-writes answers.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	rebuilds := projections.NewRebuilds(bg, a.pool, a.notifier, Projections(), a.projectionOpener(), a.log)
@@ -92,37 +146,27 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		keyStore = a.opt.WrapKeys(keyStore)
 	}
 	stopping := make(chan struct{})
-	srv := &http.Server{
-		Handler: api.New(api.Deps{
-			Log:          a.log,
-			Health:       health{a.pool, ProjectionNames()},
-			Redis:        a.cache,
-			Keys:         keyStore,
-			Owners:       owners.New(a.store),
-			Idempotency:  idempotency.New(a.pool),
-			AdminKey:     a.cfg.AdminKey,
-			CORSOrigins:  a.cfg.CORSOrigins,
-			MaxBodyBytes: a.cfg.MaxBodyBytes,
-			RateLimits:   a.rateLimits(),
-			Resources: api.Resources{
-				Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
-				ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
-				Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
-			},
-			Metrics:  m,
-			Version:  Version(),
-			Ledger:   a.tree,
-			LogCheck: &a.logStatus,
-		}),
-		// A client has RequestReadTimeout to send its request, headers
-		// and body: a body dribbled slower is cut (the connection
-		// closed), never left holding a handler and a connection. It
-		// bounds the reading only, not the answer, so event streams (no
-		// body) run on.
-		ReadHeaderTimeout: min(a.cfg.RequestReadTimeout, 10*time.Second),
-		ReadTimeout:       a.cfg.RequestReadTimeout,
-	}
-	srv.RegisterOnShutdown(func() { close(stopping) })
+	handler := api.New(api.Deps{
+		Log:          a.log,
+		Health:       health{a.pool, ProjectionNames()},
+		Redis:        a.cache,
+		Keys:         keyStore,
+		Owners:       owners.New(a.store),
+		Idempotency:  idempotency.New(a.pool),
+		AdminKey:     a.cfg.AdminKey,
+		CORSOrigins:  a.cfg.CORSOrigins,
+		MaxBodyBytes: a.cfg.MaxBodyBytes,
+		RateLimits:   a.rateLimits(),
+		Resources: api.Resources{
+			Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
+			ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
+			Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
+		},
+		Metrics:  m,
+		Version:  Version(),
+		Ledger:   a.tree,
+		LogCheck: &a.logStatus,
+	})
 
 	// The API keeps serving when projections stop: /readyz reports it.
 	wait := a.runParts(bg, a.cfg.Projections, func(err error) { a.log.Error("background part ended", "err", err) })
@@ -149,33 +193,11 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	}
 	defer workers.Wait()
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("arq serving", "addr", ln.Addr().String(), "projections", a.cfg.Projections, "version", Version())
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-		cancel(serveErr)
-	case <-ctx.Done():
-	}
-	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
-	defer stop()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		_ = srv.Close() // the requests still open after the timeout
-		serveErr = errors.Join(serveErr, fmt.Errorf("shut down HTTP server: %w", err))
-	}
-	cancel(nil)
+	serveErr := front(ctx, handler, stopping)
 	stopBackground()
 	wait()
 	workers.Wait()
 	rebuilds.Wait()
-	if errors.Is(serveErr, http.ErrServerClosed) {
-		serveErr = nil
-	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		serveErr = errors.Join(serveErr, cause)
 	}
