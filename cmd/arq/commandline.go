@@ -23,6 +23,7 @@ type commandLine struct {
 	Serve       serveCmd       `cmd:"" help:"Create and migrate the database, serve the API and run the projections (--no-projections: the API only)."`
 	Migrate     migrateCmd     `cmd:"" help:"Create and migrate the database, then exit."`
 	Project     projectCmd     `cmd:"" help:"Run the projections alone (no API), so API servers and projection workers scale apart."`
+	MCP         mcpCmd         `cmd:"" name:"mcp" help:"Serve the API's MCP tools over stdin and stdout, for a desktop assistant: the projections and workers run as with serve, no port is opened, logs go to stderr."`
 	Projections projectionsCmd `cmd:"" help:"Show, rebuild or verify the projections."`
 	Events      eventsCmd      `cmd:"" help:"Print the event log as NDJSON."`
 	History     historyCmd     `cmd:"" help:"Print every event of an entity: when, who, which request, what changed."`
@@ -45,6 +46,9 @@ type (
 	projectCmd struct{}
 	versionCmd struct{}
 	openapiCmd struct{}
+	mcpCmd     struct {
+		Key string `name:"key" env:"ARQ_MCP_KEY" placeholder:"KEY" help:"The API key (or a session's token) every tool call is made with, when the API has keys (ARQ_ADMIN_KEY set)."`
+	}
 
 	projectionsCmd struct {
 		Status  projectionsStatusCmd  `cmd:"" help:"Show each projection's state, position, events behind and last error, and any copy of one."`
@@ -149,6 +153,7 @@ type (
 func (serveCmd) Run(ctx context.Context, c *cli) error   { return c.serve(ctx) }
 func (migrateCmd) Run(ctx context.Context, c *cli) error { return c.migrate(ctx) }
 func (projectCmd) Run(ctx context.Context, c *cli) error { return c.project(ctx) }
+func (o mcpCmd) Run(ctx context.Context, c *cli) error   { return c.mcp(ctx, o) }
 func (versionCmd) Run(c *cli) error {
 	_, err := fmt.Fprintln(c.stdout, app.Version())
 	return err

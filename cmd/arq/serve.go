@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/arq-memory/arq/app"
 )
 
@@ -16,6 +18,23 @@ func (c *cli) serve(ctx context.Context) error {
 	}
 	defer a.Close()
 	return a.Serve(ctx, nil)
+}
+
+// mcp serves the MCP tools over stdio: stdout carries the protocol alone,
+// so everything else (the log) goes to stderr.
+func (c *cli) mcp(ctx context.Context, o mcpCmd) error {
+	if err := app.Migrate(ctx, c.cfg, c.cfg.Logger(c.stderr)); err != nil {
+		return err
+	}
+	a, err := c.openWith(ctx, app.Options{Parts: app.PartServer, MakeMasterKey: true})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if c.cfg.AdminKey != "" && o.Key == "" {
+		c.cfg.Logger(c.stderr).Warn("the API has keys (ARQ_ADMIN_KEY) but arq mcp was given none (ARQ_MCP_KEY, --key): every tool call will be refused")
+	}
+	return a.ServeMCP(ctx, &mcp.StdioTransport{}, o.Key)
 }
 
 func (c *cli) migrate(ctx context.Context) error {
