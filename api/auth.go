@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -58,7 +59,11 @@ const sessionTokenPrefix = "arqs_"
 func Auth(d Deps) gin.HandlerFunc {
 	if d.AdminKey == "" {
 		d.Log.Warn("ARQ_ADMIN_KEY is not set: the API is OPEN, every caller may read and write everything")
-		return func(c *gin.Context) { c.Next() }
+		return func(c *gin.Context) {
+			if !credentialChecked(c) {
+				c.Next()
+			}
+		}
 	}
 	guard := newRateGuard(d.RateLimits)
 	return func(c *gin.Context) {
@@ -75,6 +80,9 @@ func Auth(d Deps) gin.HandlerFunc {
 		}
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(d.AdminKey)) == 1 {
 			c.Set(actorKey, "admin")
+			if credentialChecked(c) {
+				return
+			}
 			c.Next()
 			return
 		}
@@ -106,6 +114,9 @@ func Auth(d Deps) gin.HandlerFunc {
 		c.Set(actorKey, "key:"+k.ID)
 		c.Set(keyIDKey, k.ID)
 		c.Set(callerKey, caller{scope: domain.Scope{Tenant: k.Tenant, UserID: k.UserID}})
+		if credentialChecked(c) {
+			return
+		}
 		if !guard.key(c, "key:"+k.ID, tenantLimit(d.RateLimits.Key, k.Limits)) {
 			return
 		}
@@ -123,6 +134,30 @@ func Auth(d Deps) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// credentialCheck marks, in a request's context, a request that asks only
+// whether its credential is accepted (see CheckCredential).
+type credentialCheck struct{}
+
+// CheckCredential marks r as asking the API only whether its credential
+// is accepted, whatever its path: Auth answers it 204 once the credential
+// is authenticated (or when the API is open), without counting it against
+// the caller's rate limit, since the requests that follow with it count;
+// a missing or wrong credential is answered as on any request (401, or
+// 429 past its address's limit). The MCP face guards /mcp with it.
+func CheckCredential(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), credentialCheck{}, true))
+}
+
+// credentialChecked answers 204 to a request of CheckCredential, whose
+// credential was accepted; it tells whether it did.
+func credentialChecked(c *gin.Context) bool {
+	if checked, _ := c.Request.Context().Value(credentialCheck{}).(bool); !checked {
+		return false
+	}
+	c.AbortWithStatus(http.StatusNoContent)
+	return true
 }
 
 // sessionAuth authenticates a request by a session's token: the session
@@ -155,6 +190,9 @@ func sessionAuth(c *gin.Context, d Deps, guard *rateGuard, token string) {
 	}
 	c.Set(actorKey, "session:"+s.ID)
 	c.Set(callerKey, caller{scope: domain.Scope{Tenant: o.Tenant, UserID: o.UserID, SessionID: s.ID}, session: true})
+	if credentialChecked(c) {
+		return
+	}
 	if !guard.key(c, "session:"+s.ID, d.RateLimits.Key) {
 		return
 	}

@@ -1,6 +1,18 @@
 package api
 
-import "testing"
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/arq-memory/arq/keys"
+)
 
 // A window as text holds its summary, its memories one a line, then the
 // conversation in order; parts the window lacks are left out.
@@ -25,3 +37,54 @@ func TestContextTextRendersSummaryMemoriesThenConversation(t *testing.T) {
 		t.Errorf("an empty window: %q, %v", empty, err)
 	}
 }
+
+// ?format=text answers the window as text/plain, on GET and POST; another
+// format is a 422 that never reaches the query service.
+func TestContextFormatTextWithFakes(t *testing.T) {
+	q := &fakeQueries{}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		rec := serve(t, q, method, "/v1/sessions/s1/context?format=text")
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/plain; charset=utf-8" || rec.Body.String() != "" {
+			t.Errorf("%s ?format=text: %d %s %q", method, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+	}
+	rec := serve(t, q, http.MethodGet, "/v1/sessions/s1/context?format=xml")
+	if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), `"field":"format"`) {
+		t.Errorf("?format=xml: %d %s", rec.Code, rec.Body)
+	}
+	if q.windows != 2 {
+		t.Errorf("the query service built %d windows, want 2", q.windows)
+	}
+}
+
+// A request of CheckCredential is answered 204 for an accepted credential
+// (or an open API) and as any request for a missing or wrong one.
+func TestCheckCredential(t *testing.T) {
+	gin.SetMode(gin.ReleaseMode)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		adminKey, auth string
+		want           int
+	}{
+		{"", "", http.StatusNoContent},
+		{"op", "Bearer op", http.StatusNoContent},
+		{"op", "", http.StatusUnauthorized},
+		{"op", "Bearer nope-but-no-key-store", http.StatusUnauthorized},
+	} {
+		h := New(Deps{Log: log, AdminKey: c.adminKey, Keys: noKeys{}})
+		req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, CheckCredential(req))
+		if rec.Code != c.want {
+			t.Errorf("admin key %q, Authorization %q: %d %s, want %d", c.adminKey, c.auth, rec.Code, rec.Body, c.want)
+		}
+	}
+}
+
+// noKeys knows no API key.
+type noKeys struct{ KeyStore }
+
+func (noKeys) Lookup(context.Context, string) (Key, error) { return Key{}, keys.ErrUnknown }

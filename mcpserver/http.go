@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/arq-memory/arq/api"
 )
 
 // Path is where the streamable HTTP transport is served.
@@ -24,6 +26,10 @@ func (s *Server) Handler() http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: s.log})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			s.api.ServeHTTP(w, r) // a CORS preflight, answered as the API's are
+			return
+		}
 		if refused := s.authenticate(r); refused != nil {
 			for k, v := range refused.Header() {
 				w.Header()[k] = v
@@ -36,14 +42,13 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// authenticate asks the API whether r's credential is accepted, by
-// sending it, from r's address, to a path of no route (Path): the API
-// authenticates every request, routed or not, before it finds out. The
-// API's 401 or 429 is returned to be passed on; nil lets r through (an
-// accepted credential is answered 404, or 403 for a key without the read
-// scope, which the tools' own requests meet again).
+// authenticate asks the API whether r's credential is accepted, as on any
+// of its requests (api.CheckCredential). The API's refusal (401, or 429
+// past the limit of wrong credentials) is returned to be passed on; nil
+// lets r through. The check is also the access log line and the metric of
+// the MCP request.
 func (s *Server) authenticate(r *http.Request) *httptest.ResponseRecorder {
-	probe, err := http.NewRequestWithContext(r.Context(), http.MethodGet, Path, nil)
+	probe, err := http.NewRequestWithContext(r.Context(), http.MethodPost, Path, nil)
 	if err != nil {
 		rec := httptest.NewRecorder()
 		http.Error(rec, "bad request", http.StatusBadRequest)
@@ -56,11 +61,11 @@ func (s *Server) authenticate(r *http.Request) *httptest.ResponseRecorder {
 		}
 	}
 	rec := httptest.NewRecorder()
-	s.api.ServeHTTP(rec, probe)
-	if rec.Code == http.StatusUnauthorized || rec.Code == http.StatusTooManyRequests {
-		return rec
+	s.api.ServeHTTP(rec, api.CheckCredential(probe))
+	if rec.Code == http.StatusNoContent {
+		return nil
 	}
-	return nil
+	return rec
 }
 
 // Front serves Path with mcp and every other path with api: the API with
