@@ -131,7 +131,7 @@ type extra = *mcp.RequestExtra
 // send serves r through the REST API in-process, with the credential of
 // the MCP request (its Authorization header) or else the server's key.
 func (s *Server) send(ctx context.Context, from extra, r restRequest) (answer, error) {
-	var body io.Reader
+	var body io.Reader = http.NoBody // as a server's request has
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
