@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/arq-memory/arq/api"
@@ -71,7 +72,7 @@ type (
 	}
 	updateMemoryInput struct {
 		MemoryID        string         `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
-		ExpectedVersion *int           `json:"expected_version,omitempty" jsonschema:"the version last seen: the update is refused if the memory changed since"`
+		ExpectedVersion int            `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): the update is refused if the memory changed since"`
 		Content         *string        `json:"content,omitempty" jsonschema:"the new text"`
 		Importance      *float64       `json:"importance,omitempty" jsonschema:"0 to 1"`
 		Tags            []string       `json:"tags,omitempty" jsonschema:"the new labels (replace the old)"`
@@ -82,7 +83,7 @@ type (
 	}
 	forgetMemoryInput struct {
 		MemoryID        string `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
-		ExpectedVersion *int   `json:"expected_version,omitempty" jsonschema:"the version last seen: refused if the memory changed since"`
+		ExpectedVersion int    `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): refused if the memory changed since"`
 		Erase           bool   `json:"erase,omitempty" jsonschema:"erase it for good (unreadable everywhere, its history too) instead of deleting it"`
 	}
 	memoryHistoryInput struct {
@@ -101,8 +102,8 @@ type call struct {
 	body bool
 	// query is added to the path, when not empty.
 	query url.Values
-	// version, when not nil, is sent as If-Match.
-	version *int
+	// version, when above 0, is sent as If-Match.
+	version int
 }
 
 // forward sends the tool call's REST request and returns its answer, or a
@@ -144,8 +145,8 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 		}
 		r.body = b
 	}
-	if c.version != nil {
-		r.header.Set("If-Match", `"`+strconv.Itoa(*c.version)+`"`)
+	if c.version > 0 {
+		r.header.Set("If-Match", `"`+strconv.Itoa(c.version)+`"`)
 	}
 	a, err := s.send(ctx, req.Extra, r)
 	if err != nil {
@@ -160,7 +161,7 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 // tool adds a tool whose call is one REST request; say makes the text of
 // a successful answer from its JSON body.
 func tool[In any](s *Server, t *mcp.Tool, plan func(In) call, say func(body []byte) string) {
-	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, any, error) {
+	addTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, any, error) {
 		a, failed, err := s.forward(ctx, req, plan(in))
 		if err != nil || failed != nil {
 			return failed, nil, err
@@ -168,6 +169,24 @@ func tool[In any](s *Server, t *mcp.Tool, plan func(In) call, say func(body []by
 		res, out := result(say(a.body), a.body)
 		return res, out, nil
 	})
+}
+
+// addTool adds a tool whose input schema is In's, each property of one
+// type: an optional field is left out, never null, so the schema suits
+// clients that take one type a property (a pointer or slice would be
+// typed ["null", ...]).
+func addTool[In any](s *Server, t *mcp.Tool, h mcp.ToolHandlerFor[In, any]) {
+	schema, err := jsonschema.For[In](nil)
+	if err != nil {
+		panic(fmt.Sprintf("input schema of tool %s: %v", t.Name, err)) // a programming error, met at start
+	}
+	for _, p := range schema.Properties {
+		if len(p.Types) == 2 && p.Types[0] == "null" {
+			p.Type, p.Types = p.Types[1], nil
+		}
+	}
+	t.InputSchema = schema
+	mcp.AddTool(s.mcp, t, h)
 }
 
 func (s *Server) addTools() {
@@ -214,7 +233,7 @@ func (s *Server) addTools() {
 // content, and as text ready to paste into a prompt (api.ContextText, as
 // GET ...?format=text renders it).
 func (s *Server) addContextTool() {
-	mcp.AddTool(s.mcp, &mcp.Tool{Name: "context", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
+	addTool(s, &mcp.Tool{Name: "context", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
 		Description: "A session's context window within a token budget: the summary so far, the memories relevant now, the newest messages. " +
 			"The text answer is ready to paste into a prompt."},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ contextInput) (*mcp.CallToolResult, any, error) {
@@ -234,7 +253,7 @@ func (s *Server) addContextTool() {
 // addUserTool adds the user tool: the user holding an external id, found
 // (GET /v1/users?external_id=) or else registered (POST /v1/users).
 func (s *Server) addUserTool() {
-	mcp.AddTool(s.mcp, &mcp.Tool{Name: "user", Description: "Find the user you know by your own id for them (external_id), or register them (with a name) if ARQ does not know them yet. Returns their ARQ id, which the other tools take."},
+	addTool(s, &mcp.Tool{Name: "user", Description: "Find the user you know by your own id for them (external_id), or register them (with a name) if ARQ does not know them yet. Returns their ARQ id, which the other tools take."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in userInput) (*mcp.CallToolResult, any, error) {
 			find := func() ([]byte, *mcp.CallToolResult, error) {
 				if in.ExternalID == "" {
