@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/arq-memory/arq/domain"
-	"github.com/arq-memory/arq/projections/readmodel"
 )
 
 // Formats of a context window's answer (?format=): the window as JSON, or
@@ -47,13 +46,14 @@ func writeWindow(c *gin.Context, format string, window []byte) {
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(text))
 }
 
-// ContextText renders a context window, as the API encodes it in JSON, as
+// ContextText renders a context window, as the API encodes it in JSON
+// (readmodel.Window), as
 // text to paste into a prompt: the summary of the conversation so far,
 // the memories relevant now (most relevant first), then the conversation's
 // newest messages in order. A part the window does not hold is left out.
 // The MCP server's context tool gives the same text.
 func ContextText(window []byte) (string, error) {
-	var w readmodel.Window
+	var w textWindow
 	if err := json.Unmarshal(window, &w); err != nil {
 		return "", fmt.Errorf("decode context window: %w", err)
 	}
@@ -85,6 +85,24 @@ func ContextText(window []byte) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// textWindow is what ContextText reads of a window (readmodel.Window):
+// the texts, not the times, metadata and costs it would decode for
+// nothing.
+type textWindow struct {
+	Summary *struct {
+		Content string `json:"content"`
+	} `json:"summary"`
+	Messages []struct {
+		Role    string `json:"role"`
+		Name    string `json:"name"`
+		Content string `json:"content"`
+	} `json:"messages"`
+	Memories []struct {
+		Type    string `json:"type"`
+		Content string `json:"content"`
+	} `json:"memories"`
 }
 
 // oneLineText keeps a memory on its list item's line.

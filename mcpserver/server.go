@@ -210,11 +210,12 @@ func errorResult(p problem) *mcp.CallToolResult {
 }
 
 // result is a tool's answer: a short text and the REST JSON as
-// structured content.
+// structured content, set here rather than returned as the tool's output
+// so that the SDK does not encode it once more.
 func result(text string, body []byte) (*mcp.CallToolResult, any) {
 	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
-	if len(body) == 0 {
-		return res, nil // 204: nothing to structure
+	if len(body) > 0 { // 204: nothing to structure
+		res.StructuredContent = json.RawMessage(body)
 	}
-	return res, json.RawMessage(body)
+	return res, nil
 }
