@@ -276,14 +276,14 @@ func TestMCPOverHTTP(t *testing.T) {
 
 // mcpOverStdio runs `arq mcp` over the database at url with env, and
 // connects the SDK's client to it through its stdin and stdout.
-func mcpOverStdio(t *testing.T, url string, env map[string]string) *mcp.ClientSession {
+func mcpOverStdio(t *testing.T, url string, env map[string]string, args ...string) *mcp.ClientSession {
 	t.Helper()
 	e := map[string]string{"ARQ_DATABASE_URL": url, "ARQ_MASTER_KEY": testdb.MasterKey, "ARQ_LOG_SIGNING_KEY": testdb.LogSigningKey,
 		"ARQ_DB_MAX_CONNS": "8", "ARQ_READ_YOUR_WRITES_TIMEOUT": "20s", "ARQ_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		e[k] = v
 	}
-	cmd := exec.Command(binary, "mcp")
+	cmd := exec.Command(binary, append([]string{"mcp"}, args...)...)
 	cmd.Env = arqEnv(e)
 	stderr := &testserver.SyncBuffer{}
 	cmd.Stderr = stderr
@@ -320,4 +320,15 @@ func TestMCPOverStdio(t *testing.T) {
 	if p["status"] != float64(401) {
 		t.Errorf("a call without ARQ_MCP_KEY: %v, want 401", p)
 	}
+}
+
+// `arq mcp --url` serves the tools of a remote server, each call a
+// request to it with ARQ_MCP_KEY, and opens no database.
+func TestMCPOverStdioToARemoteServer(t *testing.T) {
+	t.Parallel()
+	s := startTenanted(t, nil)
+	newTenant(s, "acme")
+	acme, _ := newKey(s, "acme", "", "read", "write")
+	cs := mcpOverStdio(t, "postgres://nobody@127.0.0.1:1/none", map[string]string{"ARQ_MCP_KEY": acme}, "--url", s.Base)
+	exerciseMCP(t, cs, func(method, path string, body any) testserver.Response { return as{s, acme}.do(method, path, body) })
 }

@@ -23,7 +23,7 @@ type commandLine struct {
 	Serve       serveCmd       `cmd:"" help:"Create and migrate the database, serve the API and run the projections (--no-projections: the API only)."`
 	Migrate     migrateCmd     `cmd:"" help:"Create and migrate the database, then exit."`
 	Project     projectCmd     `cmd:"" help:"Run the projections alone (no API), so API servers and projection workers scale apart."`
-	MCP         mcpCmd         `cmd:"" name:"mcp" help:"Serve the API's MCP tools over stdin and stdout, for a desktop assistant: the projections and workers run as with serve, no port is opened, logs go to stderr."`
+	MCP         mcpCmd         `cmd:"" name:"mcp" help:"Serve the API's MCP tools over stdin and stdout, for a desktop assistant: the projections and workers run as with serve (or --url: a remote server answers), no port is opened, logs go to stderr."`
 	Projections projectionsCmd `cmd:"" help:"Show, rebuild or verify the projections."`
 	Events      eventsCmd      `cmd:"" help:"Print the event log as NDJSON."`
 	History     historyCmd     `cmd:"" help:"Print every event of an entity: when, who, which request, what changed."`
@@ -48,6 +48,7 @@ type (
 	openapiCmd struct{}
 	mcpCmd     struct {
 		Key string `name:"key" env:"ARQ_MCP_KEY" placeholder:"KEY" help:"The API key (or a session's token) every tool call is made with, when the API has keys (ARQ_ADMIN_KEY set)."`
+		URL string `name:"url" placeholder:"URL" help:"Serve the tools of the ARQ server at this base URL (e.g. https://arq.example.com), each call a request to it, instead of opening the database here."`
 	}
 
 	projectionsCmd struct {
