@@ -33,7 +33,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // ("" none).
 func mcpOverHTTP(t *testing.T, s *testserver.Server, key string) *mcp.ClientSession {
 	t.Helper()
-	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key}}, DisableStandaloneSSE: true}
+	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key}}}
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "arq-e2e", Version: "1"}, nil).Connect(context.Background(), tr, nil)
 	if err != nil {
 		t.Fatalf("connect to /mcp: %v", err)
