@@ -3,8 +3,9 @@
 # command-line mode (@modelcontextprotocol/inspector, pinned in
 # package-lock.json). It lists the tools, registers a user, starts a
 # session, adds a message, reads the session's context (as text and
-# structured), and checks that bad input is a tool error; it exits
-# non-zero at the first answer that is not what it should be.
+# structured), and checks that bad input is a tool error; then the same
+# over HTTP at arq serve's /mcp. It exits non-zero at the first answer
+# that is not what it should be.
 #
 # Needs: Go, node 20 and npm, Postgres (and Redis, optional) as for the
 # tests. From anywhere:   scripts/mcp-inspector/run.sh
@@ -74,3 +75,21 @@ inspect --method tools/call --tool-name context --tool-arg "session_id=$SESSION_
 { inspect --method tools/call --tool-name remember --tool-arg "user_id=$USER_ID" type=nope content=tea importance=3 2>/dev/null || true; } |
   check "remember refuses bad input as REST does (422)" 'r.get("isError") and sc["status"] == 422 and "- type:" in text and "- importance:" in text' >/dev/null
 echo "arq mcp answered the MCP inspector as it should" >&2
+
+# The same server over HTTP: arq serve on a port of its own (PORT, 18093
+# by default), the inspector at /mcp with the key as a bearer token.
+PORT=${PORT:-18093}
+ARQ_DATABASE_URL="postgres://$PGUSER@$PGHOST:5432/$DB?sslmode=disable" ARQ_HTTP_ADDR=127.0.0.1:$PORT \
+  ARQ_MASTER_KEY_FILE=$WORK/master.key ARQ_LOG_SIGNING_KEY_FILE=$WORK/log.key ARQ_ADMIN_KEY=$KEY ARQ_LOG_LEVEL=warn \
+  "$WORK/arq" serve 2>"$WORK/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; $PG -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" postgres >/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 60); do curl -sf "127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.5; done
+"$HERE/node_modules/.bin/mcp-inspector" --cli "http://127.0.0.1:$PORT/mcp" --transport http --header "Authorization: Bearer $KEY" \
+  --method tools/call --tool-name user --tool-arg external_id=inspector-1 |
+  check "/mcp finds the user over HTTP" "not r.get('isError') and sc['id'] == '$USER_ID'" >/dev/null
+curl -s -o /dev/null -w '%{http_code} %{content_type}' -X POST "http://127.0.0.1:$PORT/mcp" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' |
+  grep -qx '401 application/problem+json' || { echo "FAIL /mcp without a key is not a 401 problem" >&2; exit 1; }
+echo "ok   /mcp without a key is a 401 problem" >&2
+echo "arq serve's /mcp answered the MCP inspector as it should" >&2
