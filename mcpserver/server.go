@@ -70,10 +70,6 @@ const instructions = "ARQ keeps an assistant's memory of its users. Find or regi
 	"what is worth keeping with remember, search it with recall, correct it with update_memory, " +
 	"remove it with forget_memory; memory_history shows every change to a memory."
 
-// MCP returns the SDK's server, to run on a transport of the caller's
-// choice (Run serves stdio).
-func (s *Server) MCP() *mcp.Server { return s.mcp }
-
 // Run serves the MCP session on t (e.g. &mcp.StdioTransport{}) until the
 // client disconnects or ctx ends.
 func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
@@ -100,15 +96,18 @@ type answer struct {
 
 // problem is an RFC 9457 problem details body, as the API answers errors.
 type problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-	Errors    []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	} `json:"errors,omitempty"`
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	RequestID string       `json:"request_id,omitempty"`
+	Errors    []fieldError `json:"errors,omitempty"`
+}
+
+// fieldError names one wrong field of a request and what is wrong with it.
+type fieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // String is the problem as one paragraph for an assistant to read.

@@ -122,13 +122,10 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 			_ = json.Unmarshal(raw, &id) // the schema made it a string
 		}
 		if id == "" {
-			p := problem{Type: "https://arq.dev/problems/invalid", Title: "Invalid input", Status: http.StatusUnprocessableEntity,
-				Detail: "some fields are invalid"}
-			p.Errors = append(p.Errors, struct {
-				Field   string `json:"field"`
-				Message string `json:"message"`
-			}{name, "is required"})
-			return answer{}, errorResult(p), nil
+			// As the API answers a field it requires (domain.ValidationError).
+			return answer{}, errorResult(problem{Type: "https://arq.dev/problems/invalid", Title: "Invalid input",
+				Status: http.StatusUnprocessableEntity, Detail: "some fields are invalid",
+				Errors: []fieldError{{Field: name, Message: "is required"}}}), nil
 		}
 		ids[i] = url.PathEscape(id)
 		delete(args, name)
