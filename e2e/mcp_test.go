@@ -104,6 +104,12 @@ func exerciseMCP(t *testing.T, cs *mcp.ClientSession, rest func(method, path str
 	if !slices.Equal(names, mcpTools) {
 		t.Fatalf("tools %v, want %v", names, mcpTools)
 	}
+	for _, tl := range tools.Tools {
+		props := fmtJSON(tl.InputSchema)
+		if creates := slices.Contains([]string{"start_session", "add_message", "remember"}, tl.Name); creates != strings.Contains(props, `"idempotency_key"`) {
+			t.Errorf("tool %s: idempotency_key in its schema is %v: %s", tl.Name, !creates, props)
+		}
+	}
 
 	user := ok(t, "user", callTool(t, cs, "user", map[string]any{"external_id": "ext-ada", "name": "Ada"}))
 	again := ok(t, "user", callTool(t, cs, "user", map[string]any{"external_id": "ext-ada"}))
@@ -115,8 +121,13 @@ func exerciseMCP(t *testing.T, cs *mcp.ClientSession, rest func(method, path str
 	sessionID := session["id"].(string)
 	ok(t, "add_message", callTool(t, cs, "add_message", map[string]any{"session_id": sessionID, "role": "user", "content": "Book me a flight to Lisbon, window seat."}))
 	ok(t, "add_message", callTool(t, cs, "add_message", map[string]any{"session_id": sessionID, "role": "assistant", "content": "Booked."}))
-	memory := ok(t, "remember", callTool(t, cs, "remember", map[string]any{"user_id": userID, "type": "semantic", "content": "Ada prefers window seats on flights", "tags": []string{"travel"}}))
+	remember := map[string]any{"user_id": userID, "type": "semantic", "content": "Ada prefers window seats on flights", "tags": []string{"travel"}, "idempotency_key": "seat-1"}
+	memory := ok(t, "remember", callTool(t, cs, "remember", remember))
 	memoryID := memory["id"].(string)
+	// A retry with the same idempotency key stores nothing more.
+	if again := ok(t, "remember", callTool(t, cs, "remember", remember)); again["id"] != memoryID {
+		t.Errorf("remember retried with its idempotency key stored %v, first %s", again["id"], memoryID)
+	}
 
 	hits := ok(t, "recall", callTool(t, cs, "recall", map[string]any{"user_id": userID, "query": "window seats"}))
 	if items, _ := hits["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != memoryID {
@@ -257,6 +268,18 @@ func TestMCPOverHTTP(t *testing.T) {
 	got := as{s, acme}.must(200, "GET", "/v1/memories/"+mem["id"].(string), nil)
 	if got.Str("content") != "Grace keeps a secret" || got.Num("version") != 1 {
 		t.Errorf("acme's memory after globex's tries: %s", got.Body)
+	}
+
+	// A session's token reaches its own session's messages and context
+	// alone, as on REST.
+	token := session["token"].(string)
+	mine := mcpOverHTTP(t, s, token)
+	ok(t, "add_message", callTool(t, mine, "add_message", map[string]any{"session_id": session["id"], "role": "user", "content": "hello"}))
+	if w := ok(t, "context", callTool(t, mine, "context", map[string]any{"session_id": session["id"]})); len(w["messages"].([]any)) != 1 {
+		t.Errorf("the session's context with its token: %v", w)
+	}
+	if p := failed(t, "recall", callTool(t, mine, "recall", map[string]any{"user_id": userID, "query": "secret"})); p["status"] != float64(403) {
+		t.Errorf("recall with a session's token: %v, want 403", p)
 	}
 
 	// No key, or a wrong one: 401 with a problem, before any MCP exchange.

@@ -31,6 +31,7 @@ type (
 		Title      string         `json:"title,omitempty" jsonschema:"a title for the session"`
 		Metadata   map[string]any `json:"metadata,omitempty" jsonschema:"free-form JSON object"`
 		TTLSeconds *int           `json:"ttl_seconds,omitempty" jsonschema:"the session expires this many seconds after its start; none: never"`
+		idempotent
 	}
 	addMessageInput struct {
 		SessionID string         `json:"session_id,omitempty" jsonschema:"the session's id (required)"`
@@ -38,6 +39,7 @@ type (
 		Content   string         `json:"content,omitempty" jsonschema:"the message's text (required)"`
 		Name      string         `json:"name,omitempty" jsonschema:"the speaker's name, e.g. a tool's"`
 		Metadata  map[string]any `json:"metadata,omitempty" jsonschema:"free-form JSON object"`
+		idempotent
 	}
 	rememberInput struct {
 		UserID          string         `json:"user_id,omitempty" jsonschema:"the user's id (required)"`
@@ -50,6 +52,7 @@ type (
 		SourceMessageID string         `json:"source_message_id,omitempty" jsonschema:"the message it was learnt from"`
 		TTLSeconds      *int           `json:"ttl_seconds,omitempty" jsonschema:"forget it after this many seconds"`
 		ExpiresAt       string         `json:"expires_at,omitempty" jsonschema:"forget it at this RFC 3339 time"`
+		idempotent
 	}
 	recallInput struct {
 		UserID        string            `json:"user_id,omitempty" jsonschema:"the user's id (required)"`
@@ -91,6 +94,13 @@ type (
 	}
 )
 
+// idempotent is the argument of the tools that create something: a
+// retry with the same key and arguments answers what the first call did
+// instead of creating it twice (the REST request's Idempotency-Key).
+type idempotent struct {
+	IdempotencyKey string `json:"idempotency_key,omitempty" jsonschema:"any unique string of yours; a retry with the same key and arguments creates nothing more and answers as the first call"`
+}
+
 // call is a tool call turned into its REST request.
 type call struct {
 	method string
@@ -130,8 +140,16 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 		ids[i] = url.PathEscape(id)
 		delete(args, name)
 	}
-	delete(args, "expected_version")
 	r := restRequest{method: c.method, path: fmt.Sprintf(c.path, ids...), header: http.Header{}}
+	delete(args, "expected_version")
+	if raw, ok := args["idempotency_key"]; ok {
+		var key string
+		_ = json.Unmarshal(raw, &key) // the schema made it a string
+		if key != "" {
+			r.header.Set("Idempotency-Key", key)
+		}
+		delete(args, "idempotency_key")
+	}
 	if len(c.query) > 0 {
 		r.path += "?" + c.query.Encode()
 	}
