@@ -162,6 +162,13 @@ func exerciseMCP(t *testing.T, cs *mcp.ClientSession, rest func(method, path str
 	if len(read.Contents) != 1 || !strings.Contains(read.Contents[0].Text, "assistant: Booked.") || read.Contents[0].MIMEType != "text/plain" {
 		t.Errorf("context resource: %+v", read.Contents)
 	}
+	read, err = cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "arq://sessions/" + sessionID + "/context?max_tokens=2000&query=seats"})
+	if err != nil || len(read.Contents) != 1 || read.Contents[0].Text != text(res) {
+		t.Errorf("context resource with the tool's budget and query: %v %+v, want the tool's text", err, read)
+	}
+	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "arq://sessions/" + sessionID + "/context?max_tokens=0"}); err == nil || !strings.Contains(err.Error(), "max_tokens") {
+		t.Errorf("context resource with max_tokens=0: %v, want REST's 422", err)
+	}
 
 	updated := ok(t, "update_memory", callTool(t, cs, "update_memory", map[string]any{"memory_id": memoryID, "expected_version": 1, "content": "Ada prefers aisle seats now", "importance": 0.9}))
 	if updated["content"] != "Ada prefers aisle seats now" || updated["version"] != float64(2) {
