@@ -24,8 +24,10 @@ var mcpTools = []string{"add_message", "context", "forget_memory", "memory_histo
 type bearerTransport struct{ key string }
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.key)
+	if b.key != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.key)
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
 
@@ -361,4 +363,15 @@ func TestMCPOverStdioToARemoteServer(t *testing.T) {
 	acme, _ := newKey(s, "acme", "", "read", "write")
 	cs := mcpOverStdio(t, "postgres://nobody@127.0.0.1:1/none", map[string]string{"ARQ_MCP_KEY": acme}, "--url", s.Base)
 	exerciseMCP(t, cs, func(method, path string, body any) testserver.Response { return as{s, acme}.do(method, path, body) })
+}
+
+// An API without keys serves /mcp to anyone, as it serves REST.
+func TestMCPOverHTTPOnAnOpenAPI(t *testing.T) {
+	t.Parallel()
+	s := testserver.Start(t, nil)
+	cs := mcpOverHTTP(t, s, "")
+	user := ok(t, "user", callTool(t, cs, "user", map[string]any{"external_id": "ext-open", "name": "Open"}))
+	if got := s.Must(200, s.Do("GET", "/v1/users/"+user["id"].(string), nil)); got.Str("external_id") != "ext-open" {
+		t.Errorf("the user registered over MCP: %s", got.Body)
+	}
 }
