@@ -375,3 +375,45 @@ func TestMCPOverHTTPOnAnOpenAPI(t *testing.T) {
 		t.Errorf("the user registered over MCP: %s", got.Body)
 	}
 }
+
+// An MCP tool call counts once against its key's rate limit, as its REST
+// request: the front door's check of the key at /mcp is not counted. Past
+// the burst, a call is the REST 429 as a tool error.
+func TestMCPToolCallsCountOnceAgainstTheKeysLimit(t *testing.T) {
+	t.Parallel()
+	s, _ := startLimited(t, nil) // each key: 1 a second, a burst of 3
+	key := as{s, "admin-secret"}.must(201, "POST", "/v1/admin/keys", map[string]any{"name": "mcp", "scopes": []string{"read", "write"}}).Str("key")
+	cs := mcpOverHTTP(t, s, key) // initialize and its notification: checked, not counted
+	args := map[string]any{"user_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ", "query": "x"}
+	for i := range 3 {
+		if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] != float64(404) {
+			t.Fatalf("call %d within the burst: %v, want the REST 404", i+1, p)
+		}
+	}
+	// The burst is spent; a second refills one call, so look for the 429
+	// among the next few.
+	refused := false
+	for range 10 {
+		if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] == float64(429) {
+			if p["title"] != "Too many requests" {
+				t.Errorf("the 429 as a tool error: %v", p)
+			}
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Error("no call past the burst was refused 429")
+	}
+	// The log at info has the access log's line for each MCP request, and
+	// not the SDK's session of each.
+	if mcp := s.Where(t, map[string]any{"msg": "request", "path": "/mcp"}); len(mcp) < 5 {
+		t.Errorf("%d access log lines of /mcp, want one a request", len(mcp))
+	}
+	for _, l := range s.Lines(t) {
+		if msg, _ := l["msg"].(string); strings.Contains(msg, "session") {
+			t.Errorf("the SDK logged at info: %v", l)
+			break
+		}
+	}
+}

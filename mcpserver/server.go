@@ -55,7 +55,7 @@ func New(api http.Handler, opt Options) *Server {
 	s := &Server{api: api, key: opt.Key, log: log}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "arq", Title: "ARQ memory", Version: opt.Version}, &mcp.ServerOptions{
 		Instructions: instructions,
-		Logger:       log,
+		Logger:       sdkLog(log),
 	})
 	s.addTools()
 	s.addResources()
