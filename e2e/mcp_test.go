@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -289,6 +290,28 @@ func TestMCPOverHTTP(t *testing.T) {
 	}
 	if p := failed(t, "recall", callTool(t, mine, "recall", map[string]any{"user_id": userID, "query": "secret"})); p["status"] != float64(403) {
 		t.Errorf("recall with a session's token: %v, want 403", p)
+	}
+
+	// A reverse proxy on the same machine forwards requests under the
+	// deployment's host name: served as REST is.
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
+	req, err := http.NewRequest("POST", s.Base+"/mcp", strings.NewReader(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "arq.example.com"
+	req.Header.Set("Authorization", "Bearer "+acme)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), `"remember"`) {
+		t.Errorf("POST /mcp forwarded under another host name: %d %s", res.StatusCode, body)
 	}
 
 	// No key, or a wrong one: 401 with a problem, before any MCP exchange.

@@ -24,7 +24,14 @@ const Path = "/mcp"
 // request.
 func (s *Server) Handler() http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLog(s.log)})
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLog(s.log),
+			// The SDK refuses a request that reaches a loopback address
+			// under another host's name, against DNS rebinding of an
+			// unguarded local server. Here it would refuse every request
+			// a reverse proxy on the same machine forwards, and guard
+			// nothing the REST API beside it leaves open: /mcp is behind
+			// the API's keys, and as open as REST when it has none.
+			DisableLocalhostProtection: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			s.api.ServeHTTP(w, r) // a CORS preflight, answered as the API's are
