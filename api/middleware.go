@@ -107,9 +107,11 @@ func CORS(origins []string) gin.HandlerFunc {
 	}
 	cfg := cors.DefaultConfig()
 	cfg.AllowOrigins = origins
-	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition}
+	// Mcp-Protocol-Version and Mcp-Session-Id are the MCP face's (/mcp).
+	cfg.AllowHeaders = []string{"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Prefer", "X-Request-ID", headerMinPosition,
+		"Mcp-Protocol-Version", "Mcp-Session-Id"}
 	cfg.ExposeHeaders = []string{"ETag", "Location", "X-Request-ID", headerClientRequestID, headerPosition, "Server-Timing", "Retry-After",
-		"Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token"}
+		"Idempotent-Replayed", "Preference-Applied", "X-Arq-Cache", "X-Arq-Session-Token", "Mcp-Session-Id"}
 	cfg.AllowMethods = []string{"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 	handle := cors.New(cfg)
 	return func(c *gin.Context) {

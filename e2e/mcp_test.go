@@ -440,3 +440,46 @@ func TestMCPToolCallsCountOnceAgainstTheKeysLimit(t *testing.T) {
 		}
 	}
 }
+
+// A browser app of an allowed origin (ARQ_CORS_ORIGINS) may call /mcp:
+// its preflight is allowed MCP's headers, and the answers carry the
+// API's CORS headers; another origin is refused, as on REST.
+func TestMCPFromABrowserOfAnAllowedOrigin(t *testing.T) {
+	t.Parallel()
+	const app = "https://app.example"
+	s := startTenanted(t, map[string]string{"ARQ_CORS_ORIGINS": app})
+	send := func(method, origin, body string, headers ...string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, s.Base+"/mcp", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", origin)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res, string(b)
+	}
+	res, _ := send("OPTIONS", app, "", "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "authorization,content-type,mcp-protocol-version")
+	if res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != app ||
+		!strings.Contains(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), "mcp-protocol-version") {
+		t.Errorf("preflight of /mcp: %d %v", res.StatusCode, res.Header)
+	}
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
+	mcpHeaders := []string{"Authorization", "Bearer " + operatorKey, "Content-Type", "application/json",
+		"Accept", "application/json, text/event-stream", "Mcp-Protocol-Version", "2025-06-18"}
+	res, body := send("POST", app, list, mcpHeaders...)
+	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != app || !strings.Contains(body, `"context"`) {
+		t.Errorf("POST /mcp from %s: %d %v %s", app, res.StatusCode, res.Header, body)
+	}
+	if res, body := send("POST", "https://evil.example", list, mcpHeaders...); res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("POST /mcp from another origin: %d %v %s", res.StatusCode, res.Header, body)
+	}
+}

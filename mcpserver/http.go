@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -37,41 +38,46 @@ func (s *Server) Handler() http.Handler {
 			s.api.ServeHTTP(w, r) // a CORS preflight, answered as the API's are
 			return
 		}
-		if refused := s.authenticate(r); refused != nil {
-			for k, v := range refused.Header() {
+		checked := s.authenticate(r)
+		if checked.Code != http.StatusNoContent {
+			for k, v := range checked.Header() {
 				w.Header()[k] = v
 			}
-			w.WriteHeader(refused.Code)
-			_, _ = w.Write(refused.Body.Bytes())
+			w.WriteHeader(checked.Code)
+			_, _ = w.Write(checked.Body.Bytes())
 			return
+		}
+		// The API's CORS headers for the request's origin, if it has
+		// any, go on the MCP answer.
+		for k, v := range checked.Header() {
+			if strings.HasPrefix(k, "Access-Control-") || k == "Vary" {
+				w.Header()[k] = v
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
 // authenticate asks the API whether r's credential is accepted, as on any
-// of its requests (api.CheckCredential). The API's refusal (401, or 429
-// past the limit of wrong credentials) is returned to be passed on; nil
-// lets r through. The check is also the access log line and the metric of
-// the MCP request.
+// of its requests (api.CheckCredential), and returns its answer: 204 lets
+// r through (with the CORS headers for its origin, if any); any other
+// (401, or 429 past the limit of wrong credentials, 403 for an origin not
+// allowed) is to be passed on. The check is also the access log line and
+// the metric of the MCP request.
 func (s *Server) authenticate(r *http.Request) *httptest.ResponseRecorder {
-	probe, err := http.NewRequestWithContext(r.Context(), http.MethodPost, Path, nil)
+	rec := httptest.NewRecorder()
+	probe, err := http.NewRequestWithContext(r.Context(), http.MethodPost, Path, http.NoBody)
 	if err != nil {
-		rec := httptest.NewRecorder()
 		http.Error(rec, "bad request", http.StatusBadRequest)
 		return rec
 	}
 	probe.RemoteAddr = r.RemoteAddr
-	for _, h := range []string{"Authorization", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip"} {
+	for _, h := range []string{"Authorization", "Origin", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip"} {
 		if v := r.Header.Values(h); len(v) > 0 {
 			probe.Header[h] = v
 		}
 	}
-	rec := httptest.NewRecorder()
 	s.api.ServeHTTP(rec, api.CheckCredential(probe))
-	if rec.Code == http.StatusNoContent {
-		return nil
-	}
 	return rec
 }
 
