@@ -350,6 +350,42 @@ func (e CloseSessionParamsPrefer) Valid() bool {
 	}
 }
 
+// Defines values for GetContextParamsFormat.
+const (
+	GetContextParamsFormatJson GetContextParamsFormat = "json"
+	GetContextParamsFormatText GetContextParamsFormat = "text"
+)
+
+// Valid indicates whether the value is a known member of the GetContextParamsFormat enum.
+func (e GetContextParamsFormat) Valid() bool {
+	switch e {
+	case GetContextParamsFormatJson:
+		return true
+	case GetContextParamsFormatText:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PostContextParamsFormat.
+const (
+	PostContextParamsFormatJson PostContextParamsFormat = "json"
+	PostContextParamsFormatText PostContextParamsFormat = "text"
+)
+
+// Valid indicates whether the value is a known member of the PostContextParamsFormat enum.
+func (e PostContextParamsFormat) Valid() bool {
+	switch e {
+	case PostContextParamsFormatJson:
+		return true
+	case PostContextParamsFormatText:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TakeSnapshotParamsPrefer.
 const (
 	TakeSnapshotParamsPreferRespondAsync TakeSnapshotParamsPrefer = "respond-async"
@@ -1470,15 +1506,27 @@ type GetContextParams struct {
 	// MemoryShare the part of the budget memories get first; 0 leaves them out. With summary_share at most 1
 	MemoryShare *float32 `form:"memory_share,omitempty" json:"memory_share,omitempty"`
 
+	// Format text: the window as ready-to-paste prompt text (text/plain)
+	Format *GetContextParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
 	// XArqMinPosition wait (bounded) until projections reached this X-Arq-Position, else 503
 	XArqMinPosition *string `json:"X-Arq-Min-Position,omitempty"`
 }
 
+// GetContextParamsFormat defines parameters for GetContext.
+type GetContextParamsFormat string
+
 // PostContextParams defines parameters for PostContext.
 type PostContextParams struct {
+	// Format text: the window as ready-to-paste prompt text (text/plain)
+	Format *PostContextParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
 	// XArqMinPosition wait (bounded) until projections reached this X-Arq-Position, else 503
 	XArqMinPosition *string `json:"X-Arq-Min-Position,omitempty"`
 }
+
+// PostContextParamsFormat defines parameters for PostContext.
+type PostContextParamsFormat string
 
 // ListSnapshotsParams defines parameters for ListSnapshots.
 type ListSnapshotsParams struct {
@@ -5686,6 +5734,18 @@ func NewGetContextRequest(server string, id string, params *GetContextParams) (*
 
 		}
 
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -5750,6 +5810,33 @@ func NewPostContextRequestWithBody(server string, id string, params *PostContext
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
