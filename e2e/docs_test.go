@@ -1,3 +1,10 @@
+//go:build browser
+
+// The browser tests drive Debian's chromium; they are built with the
+// browser tag (go test -tags browser -run '^TestBrowser' ./e2e), which
+// .ci/run always sets, so that the README's test command needs no
+// browser on the machine.
+
 package e2e
 
 import (
@@ -20,7 +27,7 @@ import (
 // run headless, on a server with keys on (the page, its script and the
 // document answer without one), under the page's Content-Security-Policy,
 // and lists every operation of /openapi.json under its summary.
-func TestDocsRenderEveryOperation(t *testing.T) {
+func TestBrowserDocsRenderEveryOperation(t *testing.T) {
 	// A missing browser fails the test: a skip would pass a run that never
 	// looked at the page.
 	browser, err := exec.LookPath("chromium")
