@@ -267,7 +267,8 @@ func openAPI() (map[string]any, error) {
 				"another tenant's id answers 404, as an unknown one. A key narrowed to one user reaches that user's alone, and is 403 on the routes over the whole tenant " +
 				"(listing or creating users, the event feed and stream, stats, session validation, key management). " +
 				"A session's token may append and read its own session's messages and context, and read the session: any other route is 403. " +
-				"A command answers once the query tables hold its change (read-your-writes), with X-Arq-Position; a read given that position in X-Arq-Min-Position waits for it."},
+				"A command answers once the query tables hold its change (read-your-writes), with X-Arq-Position; a read given that position in X-Arq-Min-Position waits for it. " +
+				"Assistants reach the same API over the Model Context Protocol: streamable HTTP at /mcp, with the same keys, or `arq mcp` over stdio."},
 		"servers": []any{map[string]any{"url": "/", "description": "the arq server that serves this document"}},
 		"tags":    tags,
 		"paths":   paths,
