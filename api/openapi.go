@@ -114,7 +114,8 @@ var errorAnswers = map[int]string{
 	404: "no such resource in the key's tenant (another tenant's is answered the same)",
 	409: "the change conflicts with the resource's state (a taken external id, a closed session, an Idempotency-Key in flight)",
 	412: "If-Match names a version that is no longer the current one",
-	413: "the body is larger than ARQ_MAX_BODY_BYTES",
+	413: "the body is larger than ARQ_MAX_BODY_BYTES (on any route)",
+	415: "the body is not application/json",
 	422: "a field or query parameter breaks the API's rules; errors lists each",
 	429: "over the rate limit of the key or tenant; Retry-After says when to come back",
 	503: "the projections lag behind X-Arq-Min-Position, or a dependency is down",
@@ -128,10 +129,11 @@ func errorName(status int) string {
 // errorStatuses lists the error answers op may give.
 func errorStatuses(op operation) []int {
 	if !strings.HasPrefix(op.path, "/v1/") {
+		// A body over the limit is refused on every route, these too.
 		if op.path == "/metrics" {
-			return []int{401, 403, 429}
+			return []int{401, 403, 413, 429}
 		}
-		return nil
+		return []int{413}
 	}
 	out := []int{400, 401, 403}
 	if strings.Contains(op.path, "{") {
@@ -143,8 +145,9 @@ func errorStatuses(op operation) []int {
 	if op.method == "PATCH" || op.method == "DELETE" && op.command {
 		out = append(out, 412)
 	}
+	out = append(out, 413)
 	if op.body != "" {
-		out = append(out, 413)
+		out = append(out, 415)
 	}
 	out = append(out, 422, 429)
 	if op.command || readsProjections(op.path) || op.method == "POST" || strings.HasPrefix(op.path, "/v1/admin/projections") || strings.Contains(op.summary, "503") {

@@ -66,6 +66,7 @@ func TestErrorsAreProblemsAndAppendNothing(t *testing.T) {
 	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "e", "name": "again"}), 409, "")
 	isProblem(t, s.Do("PATCH", "/v1/users/"+uid, map[string]any{"name": "F"}, "If-Match", `"9"`), 412, "")
 	isProblem(t, s.Do("POST", "/v1/users", map[string]any{"external_id": "big", "name": strings.Repeat("x", 4000)}), 413, "")
+	isProblem(t, s.Do("GET", "/healthz", strings.Repeat("x", 4000)), 413, "")
 	r := s.Do("POST", "/v1/users", `{"external_id":"z","name":"z"}`, "Content-Type", "text/plain")
 	isProblem(t, r, 415, "")
 	isProblem(t, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "dream", "content": ""}), 422, "type")
