@@ -114,10 +114,10 @@ func Auth(d Deps) gin.HandlerFunc {
 		c.Set(actorKey, "key:"+k.ID)
 		c.Set(keyIDKey, k.ID)
 		c.Set(callerKey, caller{scope: domain.Scope{Tenant: k.Tenant, UserID: k.UserID}})
-		if credentialChecked(c) {
+		if !counted(c) && !guard.key(c, "key:"+k.ID, tenantLimit(d.RateLimits.Key, k.Limits)) {
 			return
 		}
-		if !guard.key(c, "key:"+k.ID, tenantLimit(d.RateLimits.Key, k.Limits)) {
+		if credentialChecked(c) {
 			return
 		}
 		need := ScopeWrite
@@ -142,12 +142,31 @@ type credentialCheck struct{}
 
 // CheckCredential marks r as asking the API only whether its credential
 // is accepted, whatever its path: Auth answers it 204 once the credential
-// is authenticated (or when the API is open), without counting it against
-// the caller's rate limit, since the requests that follow with it count;
-// a missing or wrong credential is answered as on any request (401, or
-// 429 past its address's limit). The MCP face guards /mcp with it.
+// is authenticated (or when the API is open) and counted against the
+// caller's rate limit, as a request of its own; a missing or wrong
+// credential is answered as on any request (401, or 429 past its
+// address's limit), and one over its limit 429. The MCP face guards each
+// request to /mcp with it, and marks the REST requests of its tool calls
+// Counted.
 func CheckCredential(r *http.Request) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), credentialCheck{}, true))
+}
+
+// countedRequest marks, in a request's context, a request already counted
+// against its caller's rate limit (see Counted).
+type countedRequest struct{}
+
+// Counted marks r, made in-process on behalf of a request that
+// CheckCredential counted already (an MCP tool call over /mcp), as not to
+// be counted again: one request of the caller, one count.
+func Counted(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), countedRequest{}, true))
+}
+
+// counted tells a request of Counted.
+func counted(c *gin.Context) bool {
+	done, _ := c.Request.Context().Value(countedRequest{}).(bool)
+	return done
 }
 
 // credentialChecked answers 204 to a request of CheckCredential, whose
@@ -190,10 +209,10 @@ func sessionAuth(c *gin.Context, d Deps, guard *rateGuard, token string) {
 	}
 	c.Set(actorKey, "session:"+s.ID)
 	c.Set(callerKey, caller{scope: domain.Scope{Tenant: o.Tenant, UserID: o.UserID, SessionID: s.ID}, session: true})
-	if credentialChecked(c) {
+	if !counted(c) && !guard.key(c, "session:"+s.ID, d.RateLimits.Key) {
 		return
 	}
-	if !guard.key(c, "session:"+s.ID, d.RateLimits.Key) {
+	if credentialChecked(c) {
 		return
 	}
 	c.Next()

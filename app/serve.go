@@ -75,7 +75,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	}
 	defer ln.Close() // Serve closes it too; this is for an early return
 	return a.serving(ctx, func(ctx context.Context, handler http.Handler, stopping chan<- struct{}) error {
-		faces := mcpserver.New(handler, mcpserver.Options{Version: Version(), Log: a.log})
+		faces := mcpserver.New(handler, mcpserver.Options{Version: Version(), Log: a.log, MaxBodyBytes: a.cfg.MaxBodyBytes})
 		srv := &http.Server{
 			Handler: mcpserver.Front(handler, faces.Handler()),
 			// A client has RequestReadTimeout to send its request, headers

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -399,38 +400,39 @@ func TestMCPOverHTTPOnAnOpenAPI(t *testing.T) {
 	}
 }
 
-// An MCP tool call counts once against its key's rate limit, as its REST
-// request: the front door's check of the key at /mcp is not counted. Past
-// the burst, a call is the REST 429 as a tool error.
+// Each request to /mcp counts once against its key's rate limit, as a
+// REST request does: a tool call's REST request is not counted again, and
+// past the burst /mcp answers 429 before any MCP exchange, a listing of
+// the tools as a tool call.
 func TestMCPToolCallsCountOnceAgainstTheKeysLimit(t *testing.T) {
 	t.Parallel()
 	s, _ := startLimited(t, nil) // each key: 1 a second, a burst of 3
 	key := as{s, "admin-secret"}.must(201, "POST", "/v1/admin/keys", map[string]any{"name": "mcp", "scopes": []string{"read", "write"}}).Str("key")
-	cs := mcpOverHTTP(t, s, key) // initialize and its notification: checked, not counted
+	cs := mcpOverHTTP(t, s, key) // initialize and its notification: two requests of the burst
 	args := map[string]any{"user_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ", "query": "x"}
-	for i := range 3 {
-		if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] != float64(404) {
-			t.Fatalf("call %d within the burst: %v, want the REST 404", i+1, p)
-		}
+	// The third: counted at /mcp, its REST request not again (else the
+	// REST request would be the fourth, refused 429).
+	if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] != float64(404) {
+		t.Fatalf("the third request of the burst: %v, want the REST 404", p)
 	}
-	// The burst is spent; a second refills one call, so look for the 429
-	// among the next few.
+	// The burst is spent; a second refills one request, so look for the
+	// 429 among the next few.
 	refused := false
 	for range 10 {
-		if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] == float64(429) {
-			if p["title"] != "Too many requests" {
-				t.Errorf("the 429 as a tool error: %v", p)
+		if _, err := cs.ListTools(context.Background(), nil); err != nil {
+			if !strings.Contains(err.Error(), "Too Many Requests") {
+				t.Fatalf("tools/list past the burst: %v, want 429", err)
 			}
 			refused = true
 			break
 		}
 	}
 	if !refused {
-		t.Error("no call past the burst was refused 429")
+		t.Error("no request past the burst was refused 429")
 	}
 	// The log at info has the access log's line for each MCP request, and
 	// not the SDK's session of each.
-	if mcp := s.Where(t, map[string]any{"msg": "request", "path": "/mcp"}); len(mcp) < 5 {
+	if mcp := s.Where(t, map[string]any{"msg": "request", "path": "/mcp"}); len(mcp) < 4 {
 		t.Errorf("%d access log lines of /mcp, want one a request", len(mcp))
 	}
 	for _, l := range s.Lines(t) {
@@ -482,4 +484,54 @@ func TestMCPFromABrowserOfAnAllowedOrigin(t *testing.T) {
 	if res, body := send("POST", "https://evil.example", list, mcpHeaders...); res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("POST /mcp from another origin: %d %v %s", res.StatusCode, res.Header, body)
 	}
+	// A page of the server's own origin is no cross-origin caller, on
+	// /mcp as on REST; every answer names its request.
+	if res, body := send("POST", s.Base, list, mcpHeaders...); res.StatusCode != 200 || res.Header.Get("X-Request-ID") == "" {
+		t.Errorf("POST /mcp from the server's own origin: %d %v %s", res.StatusCode, res.Header, body)
+	}
+}
+
+// A tool call's REST request is the caller's, from the caller's address:
+// another client's wrong keys, from another address, spend that address's
+// allowance alone, and refuse no MCP call of a valid key.
+func TestMCPToolCallsComeFromTheCallersAddress(t *testing.T) {
+	t.Parallel()
+	s, _ := startLimited(t, nil) // wrong keys: 1 a second an address, a burst of 3
+	key := as{s, "admin-secret"}.must(201, "POST", "/v1/admin/keys", map[string]any{"name": "mcp", "scopes": []string{"read", "write"}}).Str("key")
+	// The MCP client connects from 127.0.0.2.
+	from := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	other := &http.Transport{DialContext: from.DialContext}
+	t.Cleanup(other.CloseIdleConnections)
+	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: keyed{key, other}}}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "arq-e2e", Version: "1"}, nil).Connect(context.Background(), tr, nil)
+	if err != nil {
+		t.Fatalf("connect to /mcp from 127.0.0.2: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	// 127.0.0.1 spends its allowance of wrong keys.
+	for i := 0; ; i++ {
+		r := as{s, "wrong-key"}.do("GET", "/v1/users", nil)
+		if r.Status == http.StatusTooManyRequests {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("wrong keys from 127.0.0.1 were never refused 429: %d", r.Status)
+		}
+	}
+	args := map[string]any{"user_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ", "query": "x"}
+	if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] != float64(404) {
+		t.Fatalf("a tool call from 127.0.0.2 after 127.0.0.1's wrong keys: %v, want the REST 404", p)
+	}
+}
+
+// keyed sends each request through next with the bearer key.
+type keyed struct {
+	key  string
+	next http.RoundTripper
+}
+
+func (k keyed) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+k.key)
+	return k.next.RoundTrip(r)
 }

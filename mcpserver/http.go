@@ -13,6 +13,11 @@ import (
 // Path is where the streamable HTTP transport is served.
 const Path = "/mcp"
 
+// remoteHeader carries, from Handler to the tool calls of the request, the
+// caller's address, once the front door has counted the request: a
+// request's own copy is removed first, so no client can set it.
+const remoteHeader = "X-Arq-Mcp-Remote-Addr"
+
 // Handler serves the streamable HTTP transport, each request behind the
 // REST API's own authentication: a request without a valid credential
 // (when the API has keys) is answered as the API answers it, 401 (or 429
@@ -26,6 +31,7 @@ const Path = "/mcp"
 func (s *Server) Handler() http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLog(s.log),
+			MaxRequestBodyBytes: s.bodyLimit(),
 			// The SDK refuses a request that reaches a loopback address
 			// under another host's name, against DNS rebinding of an
 			// unguarded local server. Here it would refuse every request
@@ -38,7 +44,9 @@ func (s *Server) Handler() http.Handler {
 			s.api.ServeHTTP(w, r) // a CORS preflight, answered as the API's are
 			return
 		}
+		r.Header.Del(remoteHeader)
 		checked := s.authenticate(r)
+		w.Header().Set("X-Request-ID", checked.Header().Get("X-Request-ID"))
 		if checked.Code != http.StatusNoContent {
 			for k, v := range checked.Header() {
 				w.Header()[k] = v
@@ -54,6 +62,7 @@ func (s *Server) Handler() http.Handler {
 				w.Header()[k] = v
 			}
 		}
+		r.Header.Set(remoteHeader, r.RemoteAddr)
 		h.ServeHTTP(w, r)
 	})
 }
@@ -72,6 +81,7 @@ func (s *Server) authenticate(r *http.Request) *httptest.ResponseRecorder {
 		return rec
 	}
 	probe.RemoteAddr = r.RemoteAddr
+	probe.Host = r.Host // the CORS check tells a same-origin request by it
 	for _, h := range []string{"Authorization", "Origin", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip"} {
 		if v := r.Header.Values(h); len(v) > 0 {
 			probe.Header[h] = v
@@ -91,4 +101,14 @@ func Front(api, mcp http.Handler) http.Handler {
 		}
 		api.ServeHTTP(w, r)
 	})
+}
+
+// bodyLimit is the largest request /mcp reads: the API's body limit and
+// room for the JSON-RPC envelope around a tool call's arguments; 0 (the
+// SDK's own) when the server was given none.
+func (s *Server) bodyLimit() int64 {
+	if s.maxBody <= 0 {
+		return 0
+	}
+	return s.maxBody + 64<<10
 }

@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/arq-memory/arq/api"
 )
 
 // Options configure a Server.
@@ -35,14 +37,18 @@ type Options struct {
 	Version string
 	// Log receives the server's own messages; nil discards them.
 	Log *slog.Logger
+	// MaxBodyBytes bounds a request's body at /mcp, as the API's
+	// (ARQ_MAX_BODY_BYTES); 0 leaves the SDK's bound.
+	MaxBodyBytes int64
 }
 
 // Server is ARQ's MCP server over one REST API handler.
 type Server struct {
-	api http.Handler
-	key string
-	log *slog.Logger
-	mcp *mcp.Server
+	api     http.Handler
+	key     string
+	maxBody int64
+	log     *slog.Logger
+	mcp     *mcp.Server
 }
 
 // New returns the MCP server whose tools and resources are served by the
@@ -52,7 +58,7 @@ func New(api http.Handler, opt Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{api: api, key: opt.Key, log: log}
+	s := &Server{api: api, key: opt.Key, log: log, maxBody: opt.MaxBodyBytes}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "arq", Title: "ARQ memory", Version: opt.Version}, &mcp.ServerOptions{
 		Instructions: instructions,
 		Logger:       sdkLog(log),
@@ -138,9 +144,16 @@ func (s *Server) send(ctx context.Context, from extra, r restRequest) (answer, e
 	if err != nil {
 		return answer{}, fmt.Errorf("build %s %s: %w", r.method, r.path, err)
 	}
-	// The caller's address counts only for a missing or wrong
-	// credential, which the front door (Handler) refused already.
+	// Over /mcp, the request is the caller's, from its address, and
+	// counted against its limit at the front door (Handler) already;
+	// over stdio, it is this process's own, and counts here.
 	req.RemoteAddr = "127.0.0.1:0"
+	if from != nil && from.Header != nil {
+		if addr := from.Header.Get(remoteHeader); addr != "" {
+			req.RemoteAddr = addr
+			req = api.Counted(req)
+		}
+	}
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
@@ -182,10 +195,11 @@ func (s *Server) credential(from extra) string {
 }
 
 // isProblem tells an error answer: a problem+json body, or any status
-// of 400 and above.
+// but 2xx (a redirect, as from a proxy in front of a remote server, did
+// not do what the tool asked).
 func (a answer) isProblem() bool {
 	mt, _, _ := mime.ParseMediaType(a.header.Get("Content-Type"))
-	return a.status >= 400 || mt == "application/problem+json"
+	return a.status < 200 || a.status >= 300 || mt == "application/problem+json"
 }
 
 // problem decodes the answer's problem; a body that is none becomes one
