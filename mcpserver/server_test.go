@@ -53,10 +53,10 @@ func connect(t *testing.T, key string, answer func(w http.ResponseWriter, r *htt
 func TestToolCallIsItsRESTRequest(t *testing.T) {
 	cs, rec := connect(t, "k1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"id":"m/1","version":2}`)
+		_, _ = io.WriteString(w, `{"id":"m 1","version":2}`)
 	})
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "update_memory",
-		Arguments: map[string]any{"memory_id": "m/1", "expected_version": 1, "content": "c"}})
+		Arguments: map[string]any{"memory_id": "m 1", "expected_version": 1, "content": "c"}})
 	if err != nil || res.IsError {
 		t.Fatalf("update_memory: %v %+v", err, res)
 	}
@@ -64,16 +64,24 @@ func TestToolCallIsItsRESTRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`PATCH /v1/memories/m%2F1 "1" Bearer k1 {"content":"c"}`, `DELETE /v1/memories/m1?erase=true  Bearer k1`}
+	want := []string{`PATCH /v1/memories/m%201 "1" Bearer k1 {"content":"c"}`, `DELETE /v1/memories/m1?erase=true  Bearer k1`}
 	if strings.Join(rec.calls, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the API received:\n%s\nwant:\n%s", strings.Join(rec.calls, "\n"), strings.Join(want, "\n"))
 	}
 }
 
-// A problem, or an error answer that is none, is a tool error; a missing
-// id is refused without a request, as REST would refuse the field.
+// A problem, an error answer that is none, or a redirect is a tool error;
+// a missing id, an id no resource can have and an expected_version below
+// 1 are refused without a request, as REST would refuse them.
 func TestErrorsAreToolErrors(t *testing.T) {
 	cs, rec := connect(t, "", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/memories/r1/history" {
+			// A redirect (a proxy sending http to https, say) did not
+			// do what the tool asked.
+			w.Header().Set("Location", "https://elsewhere/v1/memories/r1/history")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/history") {
 			http.Error(w, "upstream down", http.StatusBadGateway)
 			return
@@ -90,6 +98,10 @@ func TestErrorsAreToolErrors(t *testing.T) {
 		{"remember", map[string]any{"user_id": "u1", "type": "semantic"}, "Invalid input (422): some fields are invalid\n- content: is required"},
 		{"memory_history", map[string]any{"memory_id": "m1"}, "Bad Gateway (502): upstream down"},
 		{"recall", map[string]any{"query": "q"}, "Invalid input (422): some fields are invalid\n- user_id: is required"},
+		{"memory_history", map[string]any{"memory_id": "r1"}, "Temporary Redirect (307)"},
+		{"forget_memory", map[string]any{"memory_id": "m1/"}, `Not found (404): no resource has the memory_id "m1/"`},
+		{"update_memory", map[string]any{"memory_id": "m1", "expected_version": 0, "content": "c"},
+			"Invalid input (422): some fields are invalid\n- expected_version: must be 1 or more"},
 	} {
 		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: c.tool, Arguments: c.args})
 		if err != nil {
@@ -104,7 +116,7 @@ func TestErrorsAreToolErrors(t *testing.T) {
 			t.Errorf("%s: error %v, text %q, structured %v; want the text %q", c.tool, res.IsError, got, res.StructuredContent, c.text)
 		}
 	}
-	if len(rec.calls) != 2 {
-		t.Errorf("the API received %d requests, want 2 (none for a missing id): %v", len(rec.calls), rec.calls)
+	if len(rec.calls) != 3 {
+		t.Errorf("the API received %d requests, want 3 (none for a missing or impossible id, or a version below 1): %v", len(rec.calls), rec.calls)
 	}
 }

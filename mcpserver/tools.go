@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -75,7 +76,7 @@ type (
 	}
 	updateMemoryInput struct {
 		MemoryID        string         `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
-		ExpectedVersion int            `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): the update is refused if the memory changed since"`
+		ExpectedVersion *int           `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): the update is refused if the memory changed since"`
 		Content         *string        `json:"content,omitempty" jsonschema:"the new text"`
 		Importance      *float64       `json:"importance,omitempty" jsonschema:"0 to 1"`
 		Tags            []string       `json:"tags,omitempty" jsonschema:"the new labels (replace the old)"`
@@ -86,7 +87,7 @@ type (
 	}
 	forgetMemoryInput struct {
 		MemoryID        string `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
-		ExpectedVersion int    `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): refused if the memory changed since"`
+		ExpectedVersion *int   `json:"expected_version,omitempty" jsonschema:"the version last seen (1 or more): refused if the memory changed since"`
 		Erase           bool   `json:"erase,omitempty" jsonschema:"erase it for good (unreadable everywhere, its history too) instead of deleting it"`
 	}
 	memoryHistoryInput struct {
@@ -112,8 +113,9 @@ type call struct {
 	body bool
 	// query is added to the path, when not empty.
 	query url.Values
-	// version, when above 0, is sent as If-Match.
-	version int
+	// version, when given, is sent as If-Match; below 1 it is refused
+	// as the field it came from.
+	version *int
 }
 
 // forward sends the tool call's REST request and returns its answer, or a
@@ -132,10 +134,13 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 			_ = json.Unmarshal(raw, &id) // the schema made it a string
 		}
 		if id == "" {
-			// As the API answers a field it requires (domain.ValidationError).
-			return answer{}, errorResult(problem{Type: "https://arq.dev/problems/invalid", Title: "Invalid input",
-				Status: http.StatusUnprocessableEntity, Detail: "some fields are invalid",
-				Errors: []fieldError{{Field: name, Message: "is required"}}}), nil
+			return answer{}, invalid(name, "is required"), nil
+		}
+		if strings.ContainsAny(id, "/?#") {
+			// No resource has such an id; sent on, it would name another
+			// route (or be redirected) instead.
+			return answer{}, errorResult(problem{Type: "https://arq.dev/problems/not-found", Title: "Not found",
+				Status: http.StatusNotFound, Detail: fmt.Sprintf("no resource has the %s %q", name, id)}), nil
 		}
 		ids[i] = url.PathEscape(id)
 		delete(args, name)
@@ -160,8 +165,11 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 		}
 		r.body = b
 	}
-	if c.version > 0 {
-		r.header.Set("If-Match", `"`+strconv.Itoa(c.version)+`"`)
+	if c.version != nil {
+		if *c.version < 1 {
+			return answer{}, invalid("expected_version", "must be 1 or more"), nil
+		}
+		r.header.Set("If-Match", `"`+strconv.Itoa(*c.version)+`"`)
 	}
 	a, err := s.send(ctx, req.Extra, r)
 	if err != nil {
@@ -171,6 +179,14 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 		return a, errorResult(a.problem()), nil
 	}
 	return a, nil, nil
+}
+
+// invalid is a tool error naming one wrong argument, as the API answers a
+// wrong field (domain.ValidationError, 422).
+func invalid(field, message string) *mcp.CallToolResult {
+	return errorResult(problem{Type: "https://arq.dev/problems/invalid", Title: "Invalid input",
+		Status: http.StatusUnprocessableEntity, Detail: "some fields are invalid",
+		Errors: []fieldError{{Field: field, Message: message}}})
 }
 
 // tool adds a tool whose call is one REST request; say makes the text of
