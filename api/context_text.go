@@ -66,7 +66,7 @@ func ContextText(window []byte) (string, error) {
 	}
 	if w.Summary != nil && strings.TrimSpace(w.Summary.Content) != "" {
 		section("Summary of the conversation so far")
-		b.WriteString(strings.TrimSpace(w.Summary.Content) + "\n")
+		b.WriteString(continued(w.Summary.Content) + "\n")
 	}
 	if len(w.Memories) > 0 {
 		section("What you remember about the user")
@@ -81,10 +81,18 @@ func ContextText(window []byte) (string, error) {
 			if m.Name != "" {
 				who += " (" + m.Name + ")"
 			}
-			fmt.Fprintf(&b, "%s: %s\n", who, strings.TrimSpace(m.Content))
+			fmt.Fprintf(&b, "%s: %s\n", who, continued(m.Content))
 		}
 	}
 	return b.String(), nil
+}
+
+// continued is text trimmed, each line after its first indented by four
+// spaces: a message or summary of several lines stays inside its part of
+// the text, and none of its lines can pass for a heading of another part
+// (a line "## What you remember about the user" in a user's message).
+func continued(text string) string {
+	return strings.ReplaceAll(strings.TrimSpace(text), "\n", "\n    ")
 }
 
 // textWindow is what ContextText reads of a window (readmodel.Window):
