@@ -50,13 +50,18 @@ func Feed(ctx context.Context, sub message.Subscriber, topic string, hub *Hub) e
 // read, and nothing published since the feed began is missed.
 func FeedFrom(ctx context.Context, client redis.UniversalClient, topic string, hub *Hub, wlog watermill.LoggerAdapter, log *slog.Logger, retry time.Duration) error {
 	var start string
-	for {
+	for tries := 0; ; tries++ {
 		id, err := End(ctx, client, topic)
 		if err == nil {
 			start = id
+			if tries > 0 {
+				log.Info("live feed: Redis answers, feeding this instance's streams")
+			}
 			break
 		}
-		log.Debug("live feed: Redis does not answer, retrying", "err", err)
+		if tries == 0 {
+			log.Warn("live feed: Redis does not answer; this instance's event streams get only what it relays itself until it does", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -56,6 +56,12 @@ func (v *Validator) Check(req *http.Request, status int, header http.Header, bod
 	}
 	route, params, err := v.router.FindRoute(req)
 	if err != nil {
+		// An API route the document does not list is a drift too; an
+		// unknown path or method is the API's 404 or 405, and /mcp is
+		// another protocol.
+		if strings.HasPrefix(req.URL.Path, "/v1/") && status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+			return fmt.Errorf("%s %s answered %d, and the OpenAPI document has no such operation", req.Method, req.URL.Path, status)
+		}
 		return nil
 	}
 	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
