@@ -136,20 +136,20 @@ func Auth(d Deps) gin.HandlerFunc {
 	}
 }
 
-// credentialCheck marks, in a request's context, a request that asks only
-// whether its credential is accepted (see CheckCredential).
-type credentialCheck struct{}
+// throughKey holds, in a request's context, the handler Through serves
+// the request with once Auth has accepted it.
+type throughKey struct{}
 
-// CheckCredential marks r as asking the API only whether its credential
-// is accepted, whatever its path: Auth answers it 204 once the credential
-// is authenticated (or when the API is open) and counted against the
-// caller's rate limit, as a request of its own; a missing or wrong
-// credential is answered as on any request (401, or 429 past its
-// address's limit), and one over its limit 429. The MCP face guards each
-// request to /mcp with it, and marks the REST requests of its tool calls
-// Counted.
-func CheckCredential(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), credentialCheck{}, true))
+// Through makes the API serve r, whatever its path, with h once its
+// credential is authenticated (or when the API is open) and counted
+// against the caller's rate limit, as a request of its own: the access
+// log, metrics, request id, CORS headers and body limit are the API's,
+// with h's answer. A missing or wrong credential is answered as on any
+// request (401, or 429 past its address's limit), and one over its limit
+// 429, without h. The MCP face serves /mcp so, and marks the REST requests
+// of its tool calls Counted.
+func Through(r *http.Request, h http.Handler) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), throughKey{}, h))
 }
 
 // countedRequest marks, in a request's context, a request already counted
@@ -157,7 +157,7 @@ func CheckCredential(r *http.Request) *http.Request {
 type countedRequest struct{}
 
 // Counted marks r, made in-process on behalf of a request that
-// CheckCredential counted already (an MCP tool call over /mcp), as not to
+// Through counted already (an MCP tool call over /mcp), as not to
 // be counted again: one request of the caller, one count.
 func Counted(r *http.Request) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), countedRequest{}, true))
@@ -169,13 +169,20 @@ func counted(c *gin.Context) bool {
 	return done
 }
 
-// credentialChecked answers 204 to a request of CheckCredential, whose
-// credential was accepted; it tells whether it did.
+// credentialChecked serves a request of Through, whose credential was
+// accepted, with its handler; it tells whether it did.
 func credentialChecked(c *gin.Context) bool {
-	if checked, _ := c.Request.Context().Value(credentialCheck{}).(bool); !checked {
+	h, _ := c.Request.Context().Value(throughKey{}).(http.Handler)
+	if h == nil {
 		return false
 	}
-	c.AbortWithStatus(http.StatusNoContent)
+	// The router answers a path it does not route 404 unless a handler
+	// writes: h's answer is 200 unless h says otherwise.
+	c.Status(http.StatusOK)
+	// The requests h makes of the API in turn (an MCP tool call's REST
+	// request) derive from this one's context: they are not served by h.
+	h.ServeHTTP(c.Writer, c.Request.WithContext(context.WithValue(c.Request.Context(), throughKey{}, nil)))
+	c.Abort()
 	return true
 }
 

@@ -69,17 +69,21 @@ func TestContextFormatTextWithFakes(t *testing.T) {
 	}
 }
 
-// A request of CheckCredential is answered 204 for an accepted credential
-// (or an open API) and as any request for a missing or wrong one.
-func TestCheckCredential(t *testing.T) {
+// A request of Through is served by its handler once its credential is
+// accepted (or the API is open), with the API's request id, and answered
+// as any request, without the handler, for a missing or wrong one.
+func TestThrough(t *testing.T) {
 	gin.SetMode(gin.ReleaseMode)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	served := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})
 	for _, c := range []struct {
 		adminKey, auth string
 		want           int
 	}{
-		{"", "", http.StatusNoContent},
-		{"op", "Bearer op", http.StatusNoContent},
+		{"", "", http.StatusTeapot},
+		{"op", "Bearer op", http.StatusTeapot},
 		{"op", "", http.StatusUnauthorized},
 		{"op", "Bearer nope-but-no-key-store", http.StatusUnauthorized},
 	} {
@@ -89,9 +93,9 @@ func TestCheckCredential(t *testing.T) {
 			req.Header.Set("Authorization", c.auth)
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, CheckCredential(req))
-		if rec.Code != c.want {
-			t.Errorf("admin key %q, Authorization %q: %d %s, want %d", c.adminKey, c.auth, rec.Code, rec.Body, c.want)
+		h.ServeHTTP(rec, Through(req, served))
+		if rec.Code != c.want || rec.Header().Get("X-Request-ID") == "" {
+			t.Errorf("admin key %q, Authorization %q: %d %v %s, want %d", c.adminKey, c.auth, rec.Code, rec.Header(), rec.Body, c.want)
 		}
 	}
 }

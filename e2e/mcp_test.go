@@ -435,6 +435,12 @@ func TestMCPToolCallsCountOnceAgainstTheKeysLimit(t *testing.T) {
 	if mcp := s.Where(t, map[string]any{"msg": "request", "path": "/mcp"}); len(mcp) < 4 {
 		t.Errorf("%d access log lines of /mcp, want one a request", len(mcp))
 	}
+	// Each line has the MCP answer's own status: 200 for a call, 429 past
+	// the burst.
+	if ok, limited := s.Where(t, map[string]any{"msg": "request", "path": "/mcp", "status": float64(200)}),
+		s.Where(t, map[string]any{"msg": "request", "path": "/mcp", "status": float64(429)}); len(ok) == 0 || len(limited) == 0 {
+		t.Errorf("access log lines of /mcp: %d with status 200, %d with 429; want the answers' own statuses", len(ok), len(limited))
+	}
 	for _, l := range s.Lines(t) {
 		if msg, _ := l["msg"].(string); strings.Contains(msg, "session") {
 			t.Errorf("the SDK logged at info: %v", l)

@@ -2,8 +2,6 @@ package mcpserver
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -18,12 +16,14 @@ const Path = "/mcp"
 // request's own copy is removed first, so no client can set it.
 const remoteHeader = "X-Arq-Mcp-Remote-Addr"
 
-// Handler serves the streamable HTTP transport, each request behind the
-// REST API's own authentication: a request without a valid credential
-// (when the API has keys) is answered as the API answers it, 401 (or 429
-// past the limit of wrong credentials) with a problem, before any MCP
-// exchange. Each tool call then sends that request's credential with its
-// REST request, which the API checks again with its scopes.
+// Handler serves the streamable HTTP transport, each request through the
+// REST API's own middleware (api.Through): authenticated, counted against
+// its key's limit, logged and measured with the MCP answer's status; a
+// request without a valid credential (when the API has keys) is answered
+// as the API answers it, 401 (or 429 past the limit) with a problem,
+// before any MCP exchange. Each tool call then sends that request's
+// credential with its REST request, which the API checks again with its
+// scopes, and does not count again.
 //
 // It is stateless: each request is served on its own, with no session
 // kept between requests, so any server of a deployment can answer any
@@ -44,51 +44,11 @@ func (s *Server) Handler() http.Handler {
 			s.api.ServeHTTP(w, r) // a CORS preflight, answered as the API's are
 			return
 		}
+		// The caller's address, for the REST requests of its tool calls.
 		r.Header.Del(remoteHeader)
-		checked := s.authenticate(r)
-		w.Header().Set("X-Request-ID", checked.Header().Get("X-Request-ID"))
-		if checked.Code != http.StatusNoContent {
-			for k, v := range checked.Header() {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(checked.Code)
-			_, _ = w.Write(checked.Body.Bytes())
-			return
-		}
-		// The API's CORS headers for the request's origin, if it has
-		// any, go on the MCP answer.
-		for k, v := range checked.Header() {
-			if strings.HasPrefix(k, "Access-Control-") || k == "Vary" {
-				w.Header()[k] = v
-			}
-		}
 		r.Header.Set(remoteHeader, r.RemoteAddr)
-		h.ServeHTTP(w, r)
+		s.api.ServeHTTP(w, api.Through(r, h))
 	})
-}
-
-// authenticate asks the API whether r's credential is accepted, as on any
-// of its requests (api.CheckCredential), and returns its answer: 204 lets
-// r through (with the CORS headers for its origin, if any); any other
-// (401, or 429 past the limit of wrong credentials, 403 for an origin not
-// allowed) is to be passed on. The check is also the access log line and
-// the metric of the MCP request.
-func (s *Server) authenticate(r *http.Request) *httptest.ResponseRecorder {
-	rec := httptest.NewRecorder()
-	probe, err := http.NewRequestWithContext(r.Context(), http.MethodPost, Path, http.NoBody)
-	if err != nil {
-		http.Error(rec, "bad request", http.StatusBadRequest)
-		return rec
-	}
-	probe.RemoteAddr = r.RemoteAddr
-	probe.Host = r.Host // the CORS check tells a same-origin request by it
-	for _, h := range []string{"Authorization", "Origin", "X-Request-Id", "X-Forwarded-For", "X-Real-Ip"} {
-		if v := r.Header.Values(h); len(v) > 0 {
-			probe.Header[h] = v
-		}
-	}
-	s.api.ServeHTTP(rec, api.CheckCredential(probe))
-	return rec
 }
 
 // Front serves Path with mcp and every other path with api: the API with
