@@ -12,7 +12,7 @@ import (
 const Path = "/mcp"
 
 // remoteHeader carries, from Handler to the tool calls of the request, the
-// caller's address, once the front door has counted the request: a
+// caller's address, once the API has counted the request: a
 // request's own copy is removed first, so no client can set it.
 const remoteHeader = "X-Arq-Mcp-Remote-Addr"
 

@@ -145,7 +145,7 @@ func (s *Server) send(ctx context.Context, from extra, r restRequest) (answer, e
 		return answer{}, fmt.Errorf("build %s %s: %w", r.method, r.path, err)
 	}
 	// Over /mcp, the request is the caller's, from its address, and
-	// counted against its limit at the front door (Handler) already;
+	// counted against its limit by the API (Handler, api.Through) already;
 	// over stdio, it is this process's own, and counts here.
 	req.RemoteAddr = "127.0.0.1:0"
 	if from != nil && from.Header != nil {
