@@ -117,22 +117,15 @@ type Problem struct {
 // WriteError answers err as application/problem+json through the problems
 // table. The request stops there.
 func WriteError(c *gin.Context, err error) {
-	p := Problem{Instance: c.Request.URL.Path, RequestID: RequestIDFrom(c)}
 	// An adapter's error that says Postgres could not be reached is marked
 	// here, the one place every error passes, so that no adapter has to.
 	err = eventstore.Unreachable(err)
-	kind, ok := lookup(err)
 	if errors.Is(err, eventstore.ErrOutcomeUnknown) {
 		c.Set(outcomeUnknownKey, true) // the Idempotency middleware keeps the claim
 	}
-	if ok {
-		p.Type, p.Title, p.Status, p.Detail = problemBase+kind.slug, kind.title, kind.status, err.Error()
-		var v *domain.ValidationError
-		if errors.As(err, &v) {
-			p.Errors, p.Detail = v.Fields, "some fields are invalid"
-		}
-	} else {
-		p.Type, p.Title, p.Status, p.Detail = problemBase+"internal", "Internal error", http.StatusInternalServerError, "internal error"
+	p := ProblemOf(err)
+	p.Instance, p.RequestID = c.Request.URL.Path, RequestIDFrom(c)
+	if _, known := lookup(err); !known {
 		logger(c).Error("request failed", "err", err, "path", c.Request.URL.Path)
 	}
 	switch p.Status {
@@ -143,6 +136,24 @@ func WriteError(c *gin.Context, err error) {
 	}
 	c.Header("Content-Type", "application/problem+json")
 	c.AbortWithStatusJSON(p.Status, p)
+}
+
+// ProblemOf is the problem the API answers err with, through the
+// problems table (without the request's instance and id): a
+// domain.ValidationError names its fields, an error of no kind in the
+// table is an internal error that tells nothing of itself. The MCP face
+// refuses a tool's arguments with it, as the REST request would.
+func ProblemOf(err error) Problem {
+	kind, ok := lookup(err)
+	if !ok {
+		return Problem{Type: problemBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError, Detail: "internal error"}
+	}
+	p := Problem{Type: problemBase + kind.slug, Title: kind.title, Status: kind.status, Detail: err.Error()}
+	var v *domain.ValidationError
+	if errors.As(err, &v) {
+		p.Errors, p.Detail = v.Fields, "some fields are invalid"
+	}
+	return p
 }
 
 func lookup(err error) (problemKind, bool) {

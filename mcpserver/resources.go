@@ -46,7 +46,7 @@ func (s *Server) readContext(ctx context.Context, req *mcp.ReadResourceRequest) 
 		if a.status == http.StatusNotFound {
 			return nil, mcp.ResourceNotFoundError(uri)
 		}
-		return nil, errors.New(a.problem().String())
+		return nil, errors.New(problemText(a.problem()))
 	}
 	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "text/plain", Text: string(a.body)}}}, nil
 }

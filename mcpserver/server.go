@@ -100,24 +100,8 @@ type answer struct {
 	body   []byte
 }
 
-// problem is an RFC 9457 problem details body, as the API answers errors.
-type problem struct {
-	Type      string       `json:"type"`
-	Title     string       `json:"title"`
-	Status    int          `json:"status"`
-	Detail    string       `json:"detail,omitempty"`
-	RequestID string       `json:"request_id,omitempty"`
-	Errors    []fieldError `json:"errors,omitempty"`
-}
-
-// fieldError names one wrong field of a request and what is wrong with it.
-type fieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
-
-// String is the problem as one paragraph for an assistant to read.
-func (p problem) String() string {
+// problemText is a problem as one paragraph for an assistant to read.
+func problemText(p api.Problem) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%d)", p.Title, p.Status)
 	if p.Detail != "" {
@@ -204,20 +188,20 @@ func (a answer) isProblem() bool {
 
 // problem decodes the answer's problem; a body that is none becomes one
 // from the status alone.
-func (a answer) problem() problem {
-	var p problem
+func (a answer) problem() api.Problem {
+	var p api.Problem
 	if err := json.Unmarshal(a.body, &p); err != nil || p.Status == 0 {
-		p = problem{Title: http.StatusText(a.status), Status: a.status, Detail: strings.TrimSpace(string(a.body))}
+		p = api.Problem{Title: http.StatusText(a.status), Status: a.status, Detail: strings.TrimSpace(string(a.body))}
 	}
 	return p
 }
 
 // errorResult is a tool error carrying the problem: its text for the
 // assistant, the problem itself as structured content.
-func errorResult(p problem) *mcp.CallToolResult {
+func errorResult(p api.Problem) *mcp.CallToolResult {
 	return &mcp.CallToolResult{
 		IsError:           true,
-		Content:           []mcp.Content{&mcp.TextContent{Text: p.String()}},
+		Content:           []mcp.Content{&mcp.TextContent{Text: problemText(p)}},
 		StructuredContent: p,
 	}
 }

@@ -99,7 +99,7 @@ func TestErrorsAreToolErrors(t *testing.T) {
 		{"memory_history", map[string]any{"memory_id": "m1"}, "Bad Gateway (502): upstream down"},
 		{"recall", map[string]any{"query": "q"}, "Invalid input (422): some fields are invalid\n- user_id: is required"},
 		{"memory_history", map[string]any{"memory_id": "r1"}, "Temporary Redirect (307)"},
-		{"forget_memory", map[string]any{"memory_id": "m1/"}, `Not found (404): no resource has the memory_id "m1/"`},
+		{"forget_memory", map[string]any{"memory_id": "m1/"}, `Not found (404): not found: no resource has the memory_id "m1/"`},
 		{"update_memory", map[string]any{"memory_id": "m1", "expected_version": 0, "content": "c"},
 			"Invalid input (422): some fields are invalid\n- expected_version: must be 1 or more"},
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/arq-memory/arq/api"
+	"github.com/arq-memory/arq/domain"
 )
 
 // The tools' inputs. Every field is optional in their schemas: what is
@@ -139,8 +140,7 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 		if strings.ContainsAny(id, "/?#") {
 			// No resource has such an id; sent on, it would name another
 			// route (or be redirected) instead.
-			return answer{}, errorResult(problem{Type: "https://arq.dev/problems/not-found", Title: "Not found",
-				Status: http.StatusNotFound, Detail: fmt.Sprintf("no resource has the %s %q", name, id)}), nil
+			return answer{}, errorResult(api.ProblemOf(fmt.Errorf("%w: no resource has the %s %q", domain.ErrNotFound, name, id))), nil
 		}
 		ids[i] = url.PathEscape(id)
 		delete(args, name)
@@ -184,9 +184,9 @@ func (s *Server) forward(ctx context.Context, req *mcp.CallToolRequest, c call) 
 // invalid is a tool error naming one wrong argument, as the API answers a
 // wrong field (domain.ValidationError, 422).
 func invalid(field, message string) *mcp.CallToolResult {
-	return errorResult(problem{Type: "https://arq.dev/problems/invalid", Title: "Invalid input",
-		Status: http.StatusUnprocessableEntity, Detail: "some fields are invalid",
-		Errors: []fieldError{{Field: field, Message: message}}})
+	v := &domain.ValidationError{}
+	v.Add(field, "%s", message)
+	return errorResult(api.ProblemOf(v))
 }
 
 // tool adds a tool whose call is one REST request; say makes the text of
