@@ -127,7 +127,7 @@ func engine(d Deps) *gin.Engine {
 	r.GET("/readyz", readyz(d))
 	// The document is made from the types compiled in: it fails to build
 	// only on a bug, which the api package's tests catch first.
-	doc, err := openAPIDocument()
+	doc, err := document()
 	if err != nil {
 		panic(err)
 	}

@@ -48,7 +48,7 @@ type Server struct {
 // OpenAPI document.
 func serverFor(t testing.TB, base, url string, stop func(), logs *SyncBuffer) *Server {
 	t.Helper()
-	v, err := NewValidator(base)
+	v, err := sharedValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
