@@ -150,7 +150,7 @@ func errorStatuses(op operation) []int {
 		out = append(out, 415)
 	}
 	out = append(out, 422, 429)
-	if op.command || readsProjections(op.path) || op.method == "POST" || strings.HasPrefix(op.path, "/v1/admin/projections") || strings.Contains(op.summary, "503") {
+	if op.command || readsProjections(op.path) || op.method == "POST" || strings.HasPrefix(op.path, "/v1/admin/projections") {
 		out = append(out, 503)
 	}
 	return out
