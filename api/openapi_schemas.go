@@ -13,6 +13,7 @@ import (
 
 	"github.com/arq-memory/arq/eventstore"
 	"github.com/arq-memory/arq/history"
+	"github.com/arq-memory/arq/logproof"
 	"github.com/arq-memory/arq/projections"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -81,7 +82,7 @@ var bodies = []body{
 	{name: "History", value: historyBody{}},
 	{name: "Verification", value: verification{}},
 	{name: "Checkpoint", value: checkpointJSON{}},
-	{name: "ConsistencyProof", value: consistencyProof{}},
+	{name: "ConsistencyProof", value: logproof.Consistency{}},
 	{name: "InclusionProof", value: inclusionProof{}},
 
 	{name: "CreateKey", value: createKeyRequest{}, request: true, required: []string{"name", "scopes"}},
@@ -93,13 +94,6 @@ var bodies = []body{
 	{name: "Tenant", value: Tenant{}},
 	{name: "TenantList", value: itemsOf[Tenant]{}},
 	{name: "RebuildJob", value: projections.RebuildJob{}},
-}
-
-// consistencyProof names the log's consistency proof for the document.
-type consistencyProof = struct {
-	From   int64    `json:"from"`
-	To     int64    `json:"to"`
-	Hashes []string `json:"hashes"`
 }
 
 var (
