@@ -67,9 +67,6 @@ func TestExactScanRanksAsCosine(t *testing.T) {
 // at 0.95 or more against the exact ranking, on average and for 9 of 10
 // queries; the figures are logged (go test -v).
 func TestApproximateScanRecall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds 5,000 vectors of 1,536 dimensions")
-	}
 	const n, dim = 5000, 1536
 	for _, c := range []struct {
 		k      int
