@@ -23,21 +23,28 @@ var mcpTools = []string{"add_message", "context", "forget_memory", "memory_histo
 
 // bearerTransport sends an Authorization header with every request, as an
 // MCP client configured with an API key does.
-type bearerTransport struct{ key string }
+type bearerTransport struct {
+	key string
+	// next sends the request; nil: http.DefaultTransport.
+	next http.RoundTripper
+}
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if b.key != "" {
 		r = r.Clone(r.Context())
 		r.Header.Set("Authorization", "Bearer "+b.key)
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	if b.next == nil {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	return b.next.RoundTrip(r)
 }
 
 // mcpOverHTTP connects the SDK's client to the server's /mcp with key
 // ("" none).
 func mcpOverHTTP(t *testing.T, s *testserver.Server, key string) *mcp.ClientSession {
 	t.Helper()
-	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key}}}
+	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key: key}}}
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "arq-e2e", Version: "1"}, nil).Connect(context.Background(), tr, nil)
 	if err != nil {
 		t.Fatalf("connect to /mcp: %v", err)
@@ -508,7 +515,7 @@ func TestMCPToolCallsComeFromTheCallersAddress(t *testing.T) {
 	from := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	other := &http.Transport{DialContext: from.DialContext}
 	t.Cleanup(other.CloseIdleConnections)
-	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: keyed{key, other}}}
+	tr := &mcp.StreamableClientTransport{Endpoint: s.Base + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{key, other}}}
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "arq-e2e", Version: "1"}, nil).Connect(context.Background(), tr, nil)
 	if err != nil {
 		t.Fatalf("connect to /mcp from 127.0.0.2: %v", err)
@@ -528,16 +535,4 @@ func TestMCPToolCallsComeFromTheCallersAddress(t *testing.T) {
 	if p := failed(t, "recall", callTool(t, cs, "recall", args)); p["status"] != float64(404) {
 		t.Fatalf("a tool call from 127.0.0.2 after 127.0.0.1's wrong keys: %v, want the REST 404", p)
 	}
-}
-
-// keyed sends each request through next with the bearer key.
-type keyed struct {
-	key  string
-	next http.RoundTripper
-}
-
-func (k keyed) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+k.key)
-	return k.next.RoundTrip(r)
 }
