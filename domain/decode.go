@@ -45,6 +45,10 @@ func DecodeEvent(eventType string, schemaVersion int, data []byte) (Event, error
 		out, err = decodeAs[MemoryDeletedData](data)
 	case MemoryExpired:
 		out, err = decodeAs[MemoryExpiredData](data)
+	case MemorySuperseded:
+		out, err = decodeAs[MemorySupersededData](data)
+	case SessionExtracted:
+		out, err = decodeAs[SessionExtractedData](data)
 	case SessionSummarized:
 		out, err = decodeAs[SessionSummarizedData](data)
 	case ContextSnapshotRecorded:

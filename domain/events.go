@@ -188,6 +188,13 @@ type MemoryStoredData struct {
 	// Embedding is optional and was added without a schema version: an
 	// event without it reads as a memory without one.
 	Embedding []float32 `json:"embedding,omitempty"`
+	// Provenance, Reason and Supersedes are set for a memory an
+	// extraction made (see extraction.go): the run and messages behind
+	// it, the model's reason (personal), and the memory it replaced.
+	// Optional, so the schema version stays.
+	Provenance *Provenance `json:"provenance,omitempty"`
+	Reason     string      `json:"reason,omitempty"`
+	Supersedes string      `json:"supersedes,omitempty"`
 }
 
 // MemorySource is where a memory came from.
@@ -209,6 +216,9 @@ type MemoryUpdatedData struct {
 	ClearExpiry    bool           `json:"clear_expiry,omitempty"`
 	Embedding      []float32      `json:"embedding,omitempty"`
 	ClearEmbedding bool           `json:"clear_embedding,omitempty"`
+	// Provenance and Reason are set for a change an extraction decided.
+	Provenance *Provenance `json:"provenance,omitempty"`
+	Reason     string      `json:"reason,omitempty"`
 }
 
 // MemoryDeletedData deletes a memory.

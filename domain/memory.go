@@ -23,6 +23,11 @@ type StoreMemory struct {
 	// (0 accepts any length), set by the command service.
 	Embedding    []float64
 	EmbeddingDim int
+	// Provenance, Reason and Supersedes are an extraction's (see
+	// extraction.go); a client's command has none.
+	Provenance *Provenance
+	Reason     string
+	Supersedes string
 }
 
 // StoreNew decides storing a memory.
@@ -77,6 +82,7 @@ func StoreNew(user *User, cmd StoreMemory, tc TokenCounter, now time.Time) ([]Ev
 		MemoryID: cmd.MemoryID.String(), UserID: user.ID(), Type: typ.String(), Content: cmd.Content,
 		Importance: importance, Tags: tags, Metadata: md, Source: source,
 		Tokens: tc.Count(cmd.Content), ExpiresAt: expires, Embedding: embedding,
+		Provenance: cmd.Provenance, Reason: cmd.Reason, Supersedes: cmd.Supersedes,
 	}}}, nil
 }
 
@@ -119,6 +125,11 @@ type Memory struct {
 	embedding                        []float32
 	deleted, expired, erased         bool
 	createdAt, updatedAt             time.Time
+	// provenance is the stored event's, when an extraction made it;
+	// supersededBy and validUntil are set once a newer memory replaced it.
+	provenance   *Provenance
+	supersededBy string
+	validUntil   *time.Time
 }
 
 // Apply folds one event of the memory's stream; it never fails.
@@ -131,6 +142,7 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 		if d.Source != nil {
 			m.sourceSessionID, m.sourceMessageID = d.Source.SessionID, d.Source.MessageID
 		}
+		m.provenance = d.Provenance
 		m.createdAt = at
 	case MemoryUpdatedData:
 		if d.Content != nil {
@@ -162,6 +174,9 @@ func (m *Memory) Apply(e Event, version int, at time.Time) {
 		}
 	case MemoryDeletedData:
 		m.deleted = true
+	case MemorySupersededData:
+		until := d.ValidUntil
+		m.supersededBy, m.validUntil = d.SupersededBy, &until
 	case MemoryExpiredData:
 		m.expired = true
 	case MemoryErasedData:
@@ -190,9 +205,20 @@ func (m *Memory) Version() int             { return m.version }
 func (m *Memory) CreatedAt() time.Time     { return m.createdAt }
 func (m *Memory) UpdatedAt() time.Time     { return m.updatedAt }
 
-// Exists reports a stored memory neither deleted, recorded expired nor
-// erased.
-func (m *Memory) Exists() bool { return m.id != "" && !m.deleted && !m.expired && !m.erased }
+// Provenance is the extraction that stored the memory; nil for a
+// memory a client stored.
+func (m *Memory) Provenance() *Provenance { return m.provenance }
+
+// SupersededBy and ValidUntil say which memory replaced this one and
+// when; "" and nil while it stands.
+func (m *Memory) SupersededBy() string   { return m.supersededBy }
+func (m *Memory) ValidUntil() *time.Time { return m.validUntil }
+
+// Exists reports a stored memory neither deleted, superseded, recorded
+// expired nor erased.
+func (m *Memory) Exists() bool {
+	return m.id != "" && !m.deleted && !m.expired && !m.erased && m.supersededBy == ""
+}
 
 // Erased reports a memory whose text was erased (see personal.go).
 func (m *Memory) Erased() bool { return m.erased }
@@ -223,6 +249,10 @@ type UpdateMemory struct {
 	ClearExpiry  bool
 	Embedding    []float64
 	EmbeddingDim int
+	// Provenance and Reason are an extraction's; recorded with a change,
+	// never a change alone.
+	Provenance *Provenance
+	Reason     string
 }
 
 // Update decides a change of a live memory; no change decides nothing.
@@ -292,6 +322,7 @@ func (m *Memory) Update(cmd UpdateMemory, tc TokenCounter, now time.Time) ([]Eve
 	if !changed {
 		return nil, nil
 	}
+	d.Provenance, d.Reason = cmd.Provenance, cmd.Reason
 	return []Event{{Type: MemoryUpdated, Data: d}}, nil
 }
 

@@ -53,8 +53,10 @@ var personal = map[string]Personal{
 	MessageEdited:   {Fields: []string{"content", "metadata", "embedding"}, Unit: UnitMessage},
 	MessageRedacted: {Fields: []string{"reason"}, Unit: UnitMessage},
 
-	MemoryStored:  {Fields: []string{"content", "tags", "metadata", "embedding"}, Unit: UnitMemory, IDField: "memory_id"},
-	MemoryUpdated: {Fields: []string{"content", "tags", "metadata", "embedding"}, Unit: UnitMemory},
+	MemoryStored:     {Fields: []string{"content", "tags", "metadata", "embedding", "reason"}, Unit: UnitMemory, IDField: "memory_id"},
+	MemoryUpdated:    {Fields: []string{"content", "tags", "metadata", "embedding", "reason"}, Unit: UnitMemory},
+	MemorySuperseded: {Fields: []string{"reason"}, Unit: UnitMemory},
+	SessionExtracted: {Fields: []string{"decisions"}, Unit: UnitExtraction, IDField: "run_id"},
 
 	SessionSummarized:       {Fields: []string{"content"}, Unit: UnitSummary},
 	ContextSnapshotRecorded: {Fields: []string{"query"}, Unit: UnitSnapshot, IDField: "snapshot_id"},

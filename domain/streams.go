@@ -19,11 +19,12 @@ const (
 	StreamSummary = "summary"
 	// StreamSnapshot holds one context snapshot.
 	StreamSnapshot = "context_snapshot"
+	// StreamExtraction (extraction.go) holds a session's extraction runs.
 )
 
 // streamTypes are the Stream* types, the only ones a domain stream has.
 var streamTypes = []string{StreamUser, StreamExternalID, StreamSession, StreamMessageLog,
-	StreamMessage, StreamMemory, StreamSummary, StreamSnapshot}
+	StreamMessage, StreamMemory, StreamSummary, StreamSnapshot, StreamExtraction}
 
 // StreamID names the stream of type streamType (a Stream* constant) for id:
 // e.g. "memory-01J...". A session's message log is
