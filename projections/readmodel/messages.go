@@ -77,7 +77,7 @@ func (Messages) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			// gathered before it).
 			tx.Exec(`WITH added AS (INSERT INTO messages (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, version, created_at, updated_at, embedding)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12)
-				RETURNING session_id, user_id, tokens) `+addToBacklog("$13"),
+				RETURNING session_id, user_id, tokens, role, seq, created_at) `+addToBacklog("$13"),
 				d.MessageID, d.SessionID, d.UserID, e.Metadata.Tenant, e.Version, d.Role, d.Content, d.Name, jsonOf(d.Metadata), d.Tokens, e.RecordedAt, d.Embedding, domain.ItemOverhead)
 			break
 		}
@@ -153,15 +153,21 @@ func (r *messageRows) add(d domain.MessageAppendedData, e eventstore.Recorded) {
 }
 
 // addToBacklog is the statement that, after a CTE "added" of inserted
-// messages (session_id, user_id, tokens), adds them and their cost to
-// their sessions' counts and backlogs; overhead is the parameter holding
+// messages (session_id, user_id, tokens, role, seq, created_at), adds
+// them and their cost to their sessions' counts and backlogs, and moves
+// the place of each session's newest user message (which extraction
+// finds due sessions by); overhead is the parameter holding
 // domain.ItemOverhead. A message appended is always newer than the last
 // summary of its session.
 func addToBacklog(overhead string) string {
-	return `INSERT INTO session_backlog (session_id, user_id, cost, message_count)
-	SELECT session_id, min(user_id), sum(tokens + ` + overhead + `::int), count(*) FROM added GROUP BY session_id
+	return `INSERT INTO session_backlog (session_id, user_id, cost, message_count, last_user_seq, last_user_at)
+	SELECT session_id, min(user_id), sum(tokens + ` + overhead + `::int), count(*),
+		coalesce(max(seq) FILTER (WHERE role = 'user'), 0), max(created_at) FILTER (WHERE role = 'user')
+	FROM added GROUP BY session_id
 	ON CONFLICT (session_id) DO UPDATE SET cost = session_backlog.cost + excluded.cost,
-		message_count = session_backlog.message_count + excluded.message_count`
+		message_count = session_backlog.message_count + excluded.message_count,
+		last_user_seq = greatest(session_backlog.last_user_seq, excluded.last_user_seq),
+		last_user_at = greatest(session_backlog.last_user_at, excluded.last_user_at)`
 }
 
 // Flush inserts the gathered messages in one statement, in event order:
@@ -174,7 +180,7 @@ func (r *messageRows) Flush(exec func(sql string, args ...any)) {
 		SELECT id, session_id, user_id, tenant, seq, role, content, name, metadata::jsonb, tokens, 1, created_at, created_at
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[])
 			AS u (id, session_id, user_id, tenant, seq, role, content, name, metadata, tokens, created_at)
-		RETURNING session_id, user_id, tokens) `+addToBacklog("$12"),
+		RETURNING session_id, user_id, tokens, role, seq, created_at) `+addToBacklog("$12"),
 		r.ids, r.sessions, r.users, r.tenants, r.seqs, r.roles, r.contents, r.names, r.metadata, r.tokens, r.created, domain.ItemOverhead)
 	*r = messageRows{} // the queued statement keeps the slices until sent
 }
