@@ -9,7 +9,8 @@ import (
 )
 
 // Memories projects memories. Reads hide a memory from its expiry time on;
-// its expired event removes the row.
+// its expired event removes the row, as its deletion and its supersession
+// do.
 type Memories struct{}
 
 // Name is "memories".
@@ -20,7 +21,7 @@ func (Memories) Tables() []string { return []string{"memories"} }
 
 // EventTypes are the types Apply acts on (see projections.Selective).
 func (Memories) EventTypes() []string {
-	return []string{domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.MemoryErased,
+	return []string{domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemorySuperseded, domain.MemoryExpired, domain.MemoryErased,
 		domain.UserDeleted, domain.UserErased}
 }
 
@@ -28,7 +29,7 @@ func (Memories) EventTypes() []string {
 // a memory of an erased user, is deleted.
 func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorded) error {
 	switch e.Type {
-	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.MemoryErased:
+	case domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemorySuperseded, domain.MemoryExpired, domain.MemoryErased:
 	case domain.UserDeleted, domain.UserErased:
 		bumpUser(tx, entityID(e))
 		tx.Exec(`DELETE FROM memories WHERE user_id = $1`, entityID(e))
@@ -68,7 +69,10 @@ func (Memories) Apply(_ context.Context, tx projections.Tx, e eventstore.Recorde
 			WHERE id = $1`,
 			id, d.Content, d.Tokens, d.Importance, d.Tags, jsonOrNil(d.Metadata), d.ClearExpiry, d.ExpiresAt, e.Version, e.RecordedAt,
 			d.ClearEmbedding, d.Embedding)
-	case domain.MemoryDeletedData, domain.MemoryExpiredData:
+	case domain.MemoryDeletedData, domain.MemorySupersededData, domain.MemoryExpiredData:
+		// A superseded memory leaves current reads as a deleted one
+		// does; reads as of a time before it was superseded fold it
+		// from the log.
 		bumpUserOfMemory(tx, id)
 		tx.Exec(`DELETE FROM memories WHERE id = $1`, id)
 	case domain.MemoryErasedData:
