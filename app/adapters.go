@@ -128,3 +128,35 @@ func (r rateLimiter) Allow(ctx context.Context, caller string, limit api.RateLim
 	res := r.l.Allow(ctx, caller, ratelimit.Limit{Rate: limit.Rate, Burst: limit.Burst})
 	return api.RateResult{Allowed: res.Allowed, Remaining: res.Remaining, RetryAfter: res.RetryAfter, ResetAfter: res.ResetAfter}
 }
+
+// extractionSource finds sessions due for an extraction in the read
+// model, by the configured rules.
+type extractionSource struct {
+	r     *readmodel.Reader
+	rules readmodel.ExtractionRules
+}
+
+func (s extractionSource) DueExtractions(ctx context.Context, limit int, skip, last []string) ([]domain.DueExtraction, error) {
+	return s.r.DueExtractions(ctx, s.rules, time.Now(), limit, skip, last)
+}
+
+// memoryLookup finds a user's memories like a candidate's with the
+// read model's search: full-text, fused with the nearest by vector when
+// there is an embedding.
+type memoryLookup struct{ r *readmodel.Reader }
+
+func (l memoryLookup) Similar(ctx context.Context, userID, query string, embedding []float32, limit int) ([]domain.KnownMemory, error) {
+	if query == "" && embedding == nil {
+		return nil, nil
+	}
+	hits, err := l.r.SearchMemories(ctx, userID, query, embedding, readmodel.MemoryFilter{}, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.KnownMemory, len(hits))
+	for i, h := range hits {
+		m := h.Memory
+		out[i] = domain.KnownMemory{ID: m.ID, Version: m.Version, Type: m.Type, Content: m.Content, Importance: m.Importance, Tags: m.Tags}
+	}
+	return out, nil
+}

@@ -143,6 +143,10 @@ type App struct {
 	expirer     *commands.Expirer
 	snapshotter *commands.Snapshotter
 	summaries   *commands.SummaryWorker
+	// extraction runs the extractor (nil when ARQ_EXTRACTOR is off);
+	// extractions runs it in the background (PartServer).
+	extraction  *commands.Extraction
+	extractions *commands.ExtractionWorker
 	// eraser erases to the end (the server's waits as its commands do,
 	// and clears its cache); retention erases old messages.
 	eraser    *commands.Eraser
@@ -295,6 +299,7 @@ func (a *App) openCommands(ctx context.Context, _ *pgxpool.Config) error {
 	a.commands.SetEmbeddings(emb)
 	a.commands.SetNamer(a.vault)
 	a.commands.SetErasure(commands.Erasure{Shredder: a.vault, Answers: answerEraser{idempotency.New(a.pool)}})
+	a.openExtraction()
 	// Commands wait for every projection of the binary, also when they run
 	// in another process (arq project); then no commit signal comes from
 	// this process and the waiter polls.

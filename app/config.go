@@ -112,6 +112,21 @@ type Config struct {
 	SummaryRecent    int `var:"ARQ_SUMMARY_RECENT_TOKENS" name:"summary-recent-tokens" default:"2000" check:"min=1" group:"summaries" help:"the newest messages left out of a summary"`
 	SummaryMaxTokens int `var:"ARQ_SUMMARY_MAX_TOKENS" name:"summary-max-tokens" default:"256" check:"min=1" group:"summaries" help:"the longest extractive summary"`
 
+	// Extractor is "off" or "chat": with chat, memories are extracted from
+	// conversations by the OpenAI-compatible endpoint ExtractorURL names
+	// (see commands.ExtractionWorker), after every ExtractBatch user
+	// messages of a session, or fewer once the session is ExtractIdle
+	// quiet; sessions quiet for longer than ExtractLookback are left to a
+	// run by hand (arq memories extract).
+	Extractor       string        `var:"ARQ_EXTRACTOR" name:"extractor" default:"off" check:"oneof=off|chat" group:"extraction" help:"off, or chat: extract memories from conversations with an OpenAI-compatible endpoint"`
+	ExtractorURL    string        `var:"ARQ_EXTRACTOR_URL" name:"extractor-url" group:"extraction" help:"for chat: the endpoint's base URL (…/v1)"`
+	ExtractorModel  string        `var:"ARQ_EXTRACTOR_MODEL" name:"extractor-model" default:"gpt-4o-mini" group:"extraction" help:"for chat: the model (it must follow a JSON schema: structured outputs)"`
+	ExtractorAPIKey string        `var:"ARQ_EXTRACTOR_API_KEY" name:"extractor-api-key" group:"extraction" help:"for chat: the endpoint's key"`
+	ExtractBatch    int           `var:"ARQ_EXTRACT_BATCH" name:"extract-batch" default:"1" check:"min=1" group:"extraction" help:"how many new user messages of a session make a run (1: after each user turn)"`
+	ExtractIdle     time.Duration `var:"ARQ_EXTRACT_IDLE" name:"extract-idle" default:"10m" check:"positive" group:"extraction" help:"a session quiet this long is extracted with fewer than --extract-batch new user messages"`
+	ExtractLookback time.Duration `var:"ARQ_EXTRACT_LOOKBACK" name:"extract-lookback" default:"24h" check:"positive" group:"extraction" help:"the background pass looks at sessions with a user message this recent"`
+	ExtractTimeout  time.Duration `var:"ARQ_EXTRACT_TIMEOUT" name:"extract-timeout" default:"60s" check:"positive" group:"extraction" help:"the longest one run waits for the endpoint; a run cut short changes nothing and is tried again"`
+
 	// EmbeddingDim is the length every embedding must have; 0 (unset)
 	// accepts any (embeddings of another length than a query's then never
 	// match it).
@@ -164,6 +179,15 @@ func (c Config) checkTogether() error {
 			msg := "ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL"
 			if c.SummarizerURL != "" {
 				msg += fmt.Sprintf(" such as https://api.openai.com/v1, not %q", c.SummarizerURL)
+			}
+			return &SettingError{msg: msg}
+		}
+	}
+	if c.Extractor == "chat" {
+		if u, err := url.Parse(c.ExtractorURL); c.ExtractorURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			msg := "ARQ_EXTRACTOR=chat needs ARQ_EXTRACTOR_URL (--extractor-url), an OpenAI-compatible base URL"
+			if c.ExtractorURL != "" {
+				msg += fmt.Sprintf(" such as https://api.openai.com/v1, not %q", c.ExtractorURL)
 			}
 			return &SettingError{msg: msg}
 		}

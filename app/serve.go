@@ -181,7 +181,7 @@ func (a *App) serving(ctx context.Context, front func(ctx context.Context, handl
 	for name, run := range map[string]func(context.Context) error{
 		"expiry": a.expirer.Run, "context snapshots": a.snapshotter.Run, "summaries": a.summaries.Run,
 		"live relay": a.relay.Run, "live feed": a.feed, "idempotency keys": a.pruneIdempotencyKeys,
-		"retention": a.retention.Run,
+		"retention": a.retention.Run, "extraction": a.runExtractions,
 	} {
 		workers.Add(1)
 		go func() {

@@ -52,6 +52,7 @@ func SettingOptions(getenv func(string) string) []kong.Option {
 			{Key: "db", Title: "Settings: database and logs"},
 			{Key: "server", Title: "Settings: server (serve, project)"},
 			{Key: "summaries", Title: "Settings: summaries (serve)"},
+			{Key: "extraction", Title: "Settings: extraction (serve, memories extract)"},
 			{Key: "embeddings", Title: "Settings: embeddings (serve, embeddings backfill)"},
 			{Key: "keys", Title: "Settings: keys and erasure"},
 		}),

@@ -211,16 +211,21 @@ func (x *Snapshotter) RunOnce(ctx context.Context) (int, error) {
 // those in failed, each part from a random place on (round to its start),
 // so that processes running passes at once seldom take the same message.
 func retriedLast(due []DueSnapshot, failed []string) []DueSnapshot {
-	var fresh, retried []DueSnapshot
+	return retriedLastBy(due, func(d DueSnapshot) string { return d.MessageID }, failed)
+}
+
+// retriedLastBy is retriedLast for items named by key.
+func retriedLastBy[T any](due []T, key func(T) string, failed []string) []T {
+	var fresh, retried []T
 	for _, d := range due {
-		if slices.Contains(failed, d.MessageID) {
+		if slices.Contains(failed, key(d)) {
 			retried = append(retried, d)
 		} else {
 			fresh = append(fresh, d)
 		}
 	}
-	out := make([]DueSnapshot, 0, len(due))
-	for _, part := range [][]DueSnapshot{fresh, retried} {
+	out := make([]T, 0, len(due))
+	for _, part := range [][]T{fresh, retried} {
 		if len(part) == 0 {
 			continue
 		}

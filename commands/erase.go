@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -138,9 +139,9 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 	if err != nil {
 		return Result{}, err
 	}
-	summaries, err := s.store.UserEvents(ctx, id, "", []string{domain.SessionSummarized})
+	summaries, err := s.store.UserEvents(ctx, id, "", []string{domain.SessionSummarized, domain.SessionExtracted})
 	if err != nil {
-		return Result{}, fmt.Errorf("erase user %s: find summaries: %w", id, err)
+		return Result{}, fmt.Errorf("erase user %s: find summaries and extraction runs: %w", id, err)
 	}
 	// Every key the user owns goes by owner; the units' own ids are named
 	// too, for a key kept without its owner.
@@ -165,6 +166,15 @@ func (s *Service) eraseUser(ctx context.Context, meta Meta, id, reason string) (
 		}
 	}
 	for _, e := range summaries {
+		if e.Type == domain.SessionExtracted {
+			var run struct {
+				RunID string `json:"run_id"`
+			}
+			if json.Unmarshal(e.Data, &run) == nil && run.RunID != "" {
+				units = append(units, domain.KeyID(domain.UnitExtraction, run.RunID))
+			}
+			continue
+		}
 		units = append(units, domain.KeyID(domain.UnitSummary, e.EventID))
 	}
 	if err := s.shred(ctx, []string{id}, units); err != nil {
@@ -225,6 +235,9 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 			units = append(units, domain.KeyID(domain.UnitSnapshot, snap))
 			streams = append(streams, domain.StreamID(domain.StreamSnapshot, snap))
 		}
+		for _, run := range held.extractions {
+			units = append(units, domain.KeyID(domain.UnitExtraction, run))
+		}
 		if err := s.shred(ctx, nil, units); err != nil {
 			return Result{}, fmt.Errorf("erase message %s: %w", id, err)
 		}
@@ -239,8 +252,10 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 		// recorded since may hold the text, and the retry finds it. (A
 		// summary recorded after this is refused by its own guard on the
 		// message's stream.)
+		// The same holds of the session's extraction runs.
 		guard := eventstore.StreamAppend{Stream: stream(domain.StreamSummary, m.SessionID()), Expected: eventstore.Exactly(held.summaryVersion)}
-		r, err := s.appendTo(ctx, meta, tenant, &guard, stream(domain.StreamMessage, id), m.Version()-messageEntity.before, nil, events, nil)
+		runs := eventstore.StreamAppend{Stream: stream(domain.StreamExtraction, m.SessionID()), Expected: eventstore.Exactly(held.extractionVersion)}
+		r, err := s.appendTo(ctx, meta, tenant, &guard, stream(domain.StreamMessage, id), m.Version()-messageEntity.before, nil, events, []eventstore.StreamAppend{runs})
 		if err != nil {
 			return Result{}, err
 		}
@@ -379,11 +394,12 @@ func (s *Service) foldMessage(ctx context.Context, id string) (*domain.Message, 
 
 // held is what holds a message's text besides the message: the ids of
 // its session's summaries that cover it (their session.summarized
-// events), and of the context snapshots that held it; and the version of
-// the session's summary stream they were found at.
+// events), of the context snapshots that held it, and of the extraction
+// runs that read it; and the versions of the session's summary and
+// extraction streams they were found at.
 type held struct {
-	summaries, snapshots []string
-	summaryVersion       int
+	summaries, snapshots, extractions []string
+	summaryVersion, extractionVersion int
 }
 
 // heldBy finds what holds m's text (see held), from what the log keeps in
@@ -396,7 +412,10 @@ func (s *Service) heldBy(ctx context.Context, m *domain.Message) (held, error) {
 	if h.summaryVersion, err = s.store.StreamVersion(ctx, domain.StreamID(domain.StreamSummary, m.SessionID())); err != nil {
 		return held{}, err
 	}
-	events, err := s.store.UserEvents(ctx, m.UserID(), m.SessionID(), []string{domain.SessionSummarized, domain.ContextSnapshotRecorded})
+	if h.extractionVersion, err = s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, m.SessionID())); err != nil {
+		return held{}, err
+	}
+	events, err := s.store.UserEvents(ctx, m.UserID(), m.SessionID(), []string{domain.SessionSummarized, domain.ContextSnapshotRecorded, domain.SessionExtracted})
 	if err != nil {
 		return held{}, fmt.Errorf("find what holds its text: %w", err)
 	}
@@ -411,6 +430,13 @@ func (s *Service) heldBy(ctx context.Context, m *domain.Message) (held, error) {
 			// to a message after this one holds it.
 			if d.ToSeq >= m.Seq() {
 				h.summaries = append(h.summaries, r.EventID)
+			}
+		case domain.SessionExtractedData:
+			for _, read := range d.Messages {
+				if read.ID == m.ID() {
+					h.extractions = append(h.extractions, d.RunID)
+					break
+				}
 			}
 		case domain.ContextSnapshotData:
 			for _, it := range d.Items {

@@ -248,3 +248,17 @@ func (m *Memory) Supersede(by string, prov *Provenance, reason string, now time.
 		SupersededBy: by, ValidUntil: now.UTC(), Provenance: prov, Reason: reason,
 	}}}, nil
 }
+
+// DueExtraction is a session whose messages FromSeq..ToSeq are to be
+// extracted, in a run recorded after version After of its extraction
+// stream: Lines are those messages as the model reads them, Messages the
+// same messages as provenance names them (with the version read, so a
+// message edited or redacted meanwhile refuses the run). The read model
+// finds it; the extraction records it.
+type DueExtraction struct {
+	SessionID, UserID string
+	After             int
+	FromSeq, ToSeq    int
+	Lines             []TranscriptLine
+	Messages          []SourceMessage
+}

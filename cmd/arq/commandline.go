@@ -34,6 +34,7 @@ type commandLine struct {
 	Verify      verifyCmd      `cmd:"" help:"Walk the log's hash chains and report every broken link; exit 1 when the log is not intact."`
 	Embeddings  embeddingsCmd  `cmd:"" help:"Fill in embeddings from the configured provider."`
 	Erase       eraseCmd       `cmd:"" help:"Erase a user, a message or a memory for good: its data keys, kept answers and cached copies go, and the log records the erasure."`
+	Memories    memoriesCmd    `cmd:"" help:"Extract memories from conversations by hand, with the configured extractor."`
 	Keys        keysCmd        `cmd:"" help:"Make a master key, or rewrap the data keys with the current one."`
 	Log         logCmd         `cmd:"" help:"The log's signing key, signed checkpoints and proofs (its Merkle tree)."`
 	Version     versionCmd     `cmd:"" help:"Print arq's version."`
@@ -121,6 +122,14 @@ type (
 		Batch int  `default:"64" help:"Texts per request to the provider (1 to 100)."`
 		Quiet bool `help:"Print no progress."`
 	}
+	memoriesCmd struct {
+		Extract memoriesExtractCmd `cmd:"" help:"Run the extractor (--extractor) over a session's or a user's messages again, e.g. with a new model; its decisions are new events beside the old ones."`
+	}
+	memoriesExtractCmd struct {
+		Session string `placeholder:"ID" help:"The session whose messages to read."`
+		User    string `placeholder:"ID" help:"Every session of this user."`
+		Since   string `placeholder:"TIME" help:"Only messages created at or after this time (RFC 3339, or a duration back from now such as 24h)."`
+	}
 	eraseCmd struct {
 		User    eraseUserCmd    `cmd:"" help:"Erase a user (also one deleted before): profile, external id, sessions, messages, memories, summaries and snapshots; the user is deleted."`
 		Message eraseMessageCmd `cmd:"" help:"Erase a message, with the summaries and context snapshots that hold its text; the rest of its session stays."`
@@ -194,6 +203,9 @@ func (o eraseMessageCmd) Run(ctx context.Context, c *cli) error {
 }
 func (o eraseMemoryCmd) Run(ctx context.Context, c *cli) error {
 	return c.erase(ctx, "memory", o.eraseTarget)
+}
+func (o memoriesExtractCmd) Run(ctx context.Context, c *cli) error {
+	return c.memoriesExtract(ctx, o)
 }
 func (keysNewCmd) Run(c *cli) error                           { return c.keysNew() }
 func (o keysRotateCmd) Run(ctx context.Context, c *cli) error { return c.keysRotate(ctx, o) }
