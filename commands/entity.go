@@ -151,7 +151,19 @@ func (s *Service) appendTo(ctx context.Context, meta Meta, tenant string, guard 
 	if err != nil {
 		return Result{}, staleOnConflict(expected, st.ID, err)
 	}
-	return Result{ID: idOf(st), Version: res[own].Version, Cursor: res[len(res)-1].Last().Cursor}, nil
+	return Result{ID: idOf(st), Version: res[own].Version, Cursor: lastCursor(res)}, nil
+}
+
+// lastCursor is the place of the last event an append wrote, whichever
+// of its streams (guards write none) holds it.
+func lastCursor(res []eventstore.AppendResult) eventstore.Cursor {
+	var last eventstore.Cursor
+	for _, r := range res {
+		if len(r.Events) > 0 && last.Less(r.Last().Cursor) {
+			last = r.Last().Cursor
+		}
+	}
+	return last
 }
 
 // idOf is the entity id in a stream id "<kind>-<id>".

@@ -137,13 +137,7 @@ func (s *Service) RecordExtraction(ctx context.Context, meta Meta, run Extractio
 	if err != nil {
 		return Result{}, fmt.Errorf("record extraction of session %s: %w", d.SessionID, err)
 	}
-	last := res[0].Last().Cursor
-	for _, r := range res {
-		if len(r.Events) > 0 && last.Less(r.Last().Cursor) {
-			last = r.Last().Cursor
-		}
-	}
-	return Result{ID: run.RunID, Version: res[0].Version, Cursor: last}, nil
+	return Result{ID: run.RunID, Version: res[0].Version, Cursor: lastCursor(res)}, nil
 }
 
 // changeKnown folds the known memory id, which must be at the version the

@@ -41,6 +41,11 @@ CREATE TABLE memory_sources (
 CREATE INDEX memory_sources_memory_idx ON memory_sources (memory_id);
 CREATE INDEX memory_sources_user_idx ON memory_sources (user_id);
 
+-- The server's role owns every query table, so that a rebuild may swap
+-- a copy in (see 00027_append_only.sql).
+ALTER TABLE extraction_progress OWNER TO arq_server;
+ALTER TABLE memory_sources OWNER TO arq_server;
+
 -- +goose Down
 DROP TABLE memory_sources;
 DROP TABLE extraction_progress;

@@ -20,8 +20,8 @@ var allTypes = []string{
 	domain.ExternalIDClaimed, domain.ExternalIDReleased,
 	domain.SessionStarted, domain.SessionExtended, domain.SessionClosed, domain.SessionExpired,
 	domain.MessageAppended, domain.MessageEdited, domain.MessageRedacted,
-	domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired,
-	domain.SessionSummarized, domain.ContextSnapshotRecorded,
+	domain.MemoryStored, domain.MemoryUpdated, domain.MemoryDeleted, domain.MemoryExpired, domain.MemorySuperseded,
+	domain.SessionSummarized, domain.ContextSnapshotRecorded, domain.SessionExtracted,
 	domain.UserErased, domain.MessageErased, domain.MemoryErased,
 }
 
