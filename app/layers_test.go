@@ -16,7 +16,7 @@ import (
 var layers = map[string]int{
 	"domain": 0, "version": 0, "client": 0, "tokens": 0, "logproof": 0, "internal/batch": 0, "internal/openai": 0, "internal/pgcancel": 0, "internal/testwait": 0, "internal/redisclient": 0,
 	"eventstore": 1, "embeddings": 1, "summarize": 1, "extract": 1, "migrations": 1, "ratelimit": 1, "ledger": 1,
-	"projections": 2, "history": 2, "live": 2, "keys": 2, "owners": 2, "idempotency": 2, "internal/testdb": 2, "vault": 2,
+	"projections": 2, "history": 2, "live": 2, "keys": 2, "owners": 2, "idempotency": 2, "internal/testdb": 2, "internal/fakellm": 2, "vault": 2,
 	"projections/readmodel": 3, "commands": 3, "metrics": 3, "internal/logtamper": 3,
 	"queries":   4,
 	"cache":     5,
