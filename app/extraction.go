@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/arq-memory/arq/commands"
+	"github.com/arq-memory/arq/extract"
 	"github.com/arq-memory/arq/domain"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
@@ -76,5 +78,9 @@ func (a *App) SessionsOf(ctx context.Context, userID string) ([]string, error) {
 
 // extractor is the configured extractor, nil when extraction is off.
 func (a *App) extractor() domain.Extractor {
-	return nil // wired to extract.Chat below once it lands
+	if a.cfg.Extractor != "chat" {
+		return nil
+	}
+	return extract.Chat{URL: a.cfg.ExtractorURL, ModelName: a.cfg.ExtractorModel, APIKey: a.cfg.ExtractorAPIKey,
+		Client: &http.Client{Timeout: a.cfg.ExtractTimeout}}
 }
