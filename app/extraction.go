@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/arq-memory/arq/commands"
-	"github.com/arq-memory/arq/extract"
 	"github.com/arq-memory/arq/domain"
+	"github.com/arq-memory/arq/extract"
 	"github.com/arq-memory/arq/projections/readmodel"
 )
 
