@@ -29,7 +29,7 @@ func (a *App) openExtraction() {
 	if ex == nil {
 		return
 	}
-	a.extraction = commands.NewExtraction(a.commands, ex, memoryLookup{a.reader})
+	a.extraction = commands.NewExtraction(a.commands, ex, memoryLookup{a.reader, a.settle})
 	rules := readmodel.ExtractionRules{Batch: a.cfg.ExtractBatch, Idle: a.cfg.ExtractIdle, Lookback: a.cfg.ExtractLookback,
 		MaxMessages: maxExtractedMessages}
 	a.extractions = commands.NewExtractionWorker(a.extraction, extractionSource{a.reader, rules}, a.cfg.BackgroundInterval, a.cfg.ExtractTimeout, a.log)
@@ -59,9 +59,9 @@ func (a *App) ExtractSession(ctx context.Context, sessionID string, since time.T
 	if err != nil {
 		return commands.Outcome{}, err
 	}
-	// Recorded after the run the log holds last, which the projection may
-	// not show yet.
-	if d.After, err = a.commands.ExtractionVersion(ctx, sessionID); err != nil {
+	// Recorded after the user's run the log holds last, which the
+	// projection may not show yet.
+	if d.After, err = a.commands.ExtractionVersion(ctx, d.UserID); err != nil {
 		return commands.Outcome{}, err
 	}
 	return a.extraction.Run(ctx, d)
@@ -83,4 +83,15 @@ func (a *App) extractor() domain.Extractor {
 	}
 	return extract.Chat{URL: a.cfg.ExtractorURL, ModelName: a.cfg.ExtractorModel, APIKey: a.cfg.ExtractorAPIKey,
 		Client: &http.Client{Timeout: a.cfg.ExtractTimeout}}
+}
+
+// settle waits until the projections have applied every event committed
+// so far (here or in another process), so that what a run reads of a
+// user's memories holds what the runs before it stored.
+func (a *App) settle(ctx context.Context) error {
+	last, err := a.store.Last(ctx)
+	if err != nil {
+		return err
+	}
+	return a.waiter.Wait(ctx, last)
 }

@@ -254,7 +254,7 @@ func (s *Service) eraseMessage(ctx context.Context, meta Meta, id, reason string
 		// message's stream.)
 		// The same holds of the session's extraction runs.
 		guard := eventstore.StreamAppend{Stream: stream(domain.StreamSummary, m.SessionID()), Expected: eventstore.Exactly(held.summaryVersion)}
-		runs := eventstore.StreamAppend{Stream: stream(domain.StreamExtraction, m.SessionID()), Expected: eventstore.Exactly(held.extractionVersion)}
+		runs := eventstore.StreamAppend{Stream: stream(domain.StreamExtraction, m.UserID()), Expected: eventstore.Exactly(held.extractionVersion)}
 		r, err := s.appendTo(ctx, meta, tenant, &guard, stream(domain.StreamMessage, id), m.Version()-messageEntity.before, nil, events, []eventstore.StreamAppend{runs})
 		if err != nil {
 			return Result{}, err
@@ -395,8 +395,8 @@ func (s *Service) foldMessage(ctx context.Context, id string) (*domain.Message, 
 // held is what holds a message's text besides the message: the ids of
 // its session's summaries that cover it (their session.summarized
 // events), of the context snapshots that held it, and of the extraction
-// runs that read it; and the versions of the session's summary and
-// extraction streams they were found at.
+// runs that read it; and the versions of the session's summary stream
+// and its user's extraction stream they were found at.
 type held struct {
 	summaries, snapshots, extractions []string
 	summaryVersion, extractionVersion int
@@ -412,7 +412,7 @@ func (s *Service) heldBy(ctx context.Context, m *domain.Message) (held, error) {
 	if h.summaryVersion, err = s.store.StreamVersion(ctx, domain.StreamID(domain.StreamSummary, m.SessionID())); err != nil {
 		return held{}, err
 	}
-	if h.extractionVersion, err = s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, m.SessionID())); err != nil {
+	if h.extractionVersion, err = s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, m.UserID())); err != nil {
 		return held{}, err
 	}
 	events, err := s.store.UserEvents(ctx, m.UserID(), m.SessionID(), []string{domain.SessionSummarized, domain.ContextSnapshotRecorded, domain.SessionExtracted})

@@ -27,9 +27,9 @@ type ExtractionRun struct {
 }
 
 // RecordExtraction records a run and what it decided, in one append: the
-// run (session.extracted, after version Due.After of the session's
+// run (session.extracted, after version Due.After of the user's
 // extraction stream, so that a run is recorded once however many
-// processes extract), and each decision's memory events, each carrying
+// processes extract, and runs over one user's sessions take turns), and each decision's memory events, each carrying
 // the run's provenance and the model's reason. The append is guarded by
 // the user (deleted meanwhile: ErrNotFound), by every message read at
 // the version read (edited or redacted meanwhile: ErrConflict, and the
@@ -125,7 +125,7 @@ func (s *Service) RecordExtraction(ctx context.Context, meta Meta, run Extractio
 		expected = eventstore.NoStream()
 	}
 	appends := []eventstore.StreamAppend{
-		{Stream: stream(domain.StreamExtraction, d.SessionID), Expected: expected, Events: evs},
+		{Stream: stream(domain.StreamExtraction, d.UserID), Expected: expected, Events: evs},
 		{Stream: stream(domain.StreamUser, d.UserID), Expected: eventstore.Exactly(u.Version())},
 	}
 	for _, m := range d.Messages {
@@ -167,19 +167,18 @@ func (s *Service) changeKnown(ctx context.Context, meta Meta, tenant string, kno
 	return eventstore.StreamAppend{Stream: stream(domain.StreamMemory, id), Expected: eventstore.Exactly(version), Events: evs}, nil
 }
 
-// ExtractionRecorded tells whether the log holds a run of the session
-// after version after: another process recorded it (the projection may
-// not show it yet), and the session is not extracted again from the same
-// place.
-func (s *Service) ExtractionRecorded(ctx context.Context, sessionID string, after int) (bool, error) {
-	v, err := s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, sessionID))
+// ExtractionRecorded tells whether the log holds a run of the user's
+// after version after: another process recorded one (the projection may
+// not show it yet), and a run from that version would be refused.
+func (s *Service) ExtractionRecorded(ctx context.Context, userID string, after int) (bool, error) {
+	v, err := s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, userID))
 	return v > after, err
 }
 
-// ExtractionVersion is the version of a session's extraction stream in
-// the log: where a run by hand is recorded after.
-func (s *Service) ExtractionVersion(ctx context.Context, sessionID string) (int, error) {
-	return s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, sessionID))
+// ExtractionVersion is the version of a user's extraction stream in the
+// log: where a run by hand is recorded after.
+func (s *Service) ExtractionVersion(ctx context.Context, userID string) (int, error) {
+	return s.store.StreamVersion(ctx, domain.StreamID(domain.StreamExtraction, userID))
 }
 
 // similarQuery turns a candidate's text into a full-text query that any

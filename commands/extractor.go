@@ -13,7 +13,9 @@ import (
 
 // MemoryLookup finds the user's live memories that resemble a text (by
 // full-text and, given an embedding, by vector, as search does), each
-// with the version it was read at.
+// with the version it was read at. It reads them as they stand after
+// every event committed before the call: a fact a run stored a moment
+// ago is known to the next.
 type MemoryLookup interface {
 	Similar(ctx context.Context, userID, query string, embedding []float32, limit int) ([]domain.KnownMemory, error)
 }
@@ -178,7 +180,7 @@ func (x *ExtractionWorker) RunOnce(ctx context.Context) (int, error) {
 		if x.failures.waiting(d.SessionID, now) {
 			continue
 		}
-		recorded, err := x.run.svc.ExtractionRecorded(ctx, d.SessionID, d.After)
+		recorded, err := x.run.svc.ExtractionRecorded(ctx, d.UserID, d.After)
 		if err != nil {
 			return n, err
 		}
@@ -196,9 +198,9 @@ func (x *ExtractionWorker) RunOnce(ctx context.Context) (int, error) {
 				"added", out.Actions[domain.ActionAdd], "updated", out.Actions[domain.ActionUpdate],
 				"superseded", out.Actions[domain.ActionSupersede], "unchanged", out.Actions[domain.ActionNone])
 		case errors.Is(err, eventstore.ErrConflict):
-			// Another process recorded first, or a message or memory
-			// changed while the model read it: the next pass decides
-			// afresh.
+			// Another run of the user's was recorded first, or a message
+			// or memory changed while the model read it: the next pass
+			// decides afresh.
 		case errors.Is(err, domain.ErrNotFound), errors.Is(err, domain.ErrErased):
 			// The user went meanwhile.
 		case ctx.Err() != nil:

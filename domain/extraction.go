@@ -25,9 +25,11 @@ const (
 	SessionExtracted = "session.extracted" // SessionExtractedData
 )
 
-// StreamExtraction holds a session's extraction runs; its version numbers
-// them, and a run is recorded only at the version it read, so that each
-// message is extracted once however many processes run passes.
+// StreamExtraction holds a user's extraction runs, one stream per user;
+// its version numbers them, and a run is recorded only at the version it
+// started from, so that each message is extracted once however many
+// processes run passes, and two runs over one user's sessions never
+// decide at once (each would miss what the other stores).
 const StreamExtraction = "extraction"
 
 // UnitExtraction is one extraction run (one session.extracted event): its
@@ -250,8 +252,8 @@ func (m *Memory) Supersede(by string, prov *Provenance, reason string, now time.
 }
 
 // DueExtraction is a session whose messages FromSeq..ToSeq are to be
-// extracted, in a run recorded after version After of its extraction
-// stream: Lines are those messages as the model reads them, Messages the
+// extracted, in a run recorded after version After of its user's
+// extraction stream: Lines are those messages as the model reads them, Messages the
 // same messages as provenance names them (with the version read, so a
 // message edited or redacted meanwhile refuses the run). The read model
 // finds it; the extraction records it.

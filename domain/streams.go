@@ -19,7 +19,7 @@ const (
 	StreamSummary = "summary"
 	// StreamSnapshot holds one context snapshot.
 	StreamSnapshot = "context_snapshot"
-	// StreamExtraction (extraction.go) holds a session's extraction runs.
+	// StreamExtraction (extraction.go) holds a user's extraction runs.
 )
 
 // streamTypes are the Stream* types, the only ones a domain stream has.

@@ -49,9 +49,16 @@ func memoryID(t *testing.T, s *testserver.Server, uid, content string) string {
 	return ""
 }
 
-// runs lists the session's extraction runs in the log.
-func runs(s *testserver.Server, sid string) []map[string]any {
-	return s.Must(200, s.Do("GET", "/v1/events?type=session.extracted&stream=extraction-"+sid+"&limit=100", nil)).Items()
+// runs lists the session's extraction runs in the log, from its user's
+// extraction stream.
+func runs(s *testserver.Server, uid, sid string) []map[string]any {
+	var out []map[string]any
+	for _, e := range s.Must(200, s.Do("GET", "/v1/events?type=session.extracted&stream=extraction-"+uid+"&limit=1000", nil)).Items() {
+		if e["data"].(map[string]any)["session_id"] == sid {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // say appends a user message to a session and returns its id.
@@ -99,11 +106,11 @@ func TestExtractionFromAConversation(t *testing.T) {
 
 	// The same fact again: a run, and nothing new.
 	say(s, sid, "My city is Berlin.")
-	testwait.Eventually(t, 30*time.Second, "the second run", func() (bool, error) { return len(runs(s, sid)) == 2, nil })
+	testwait.Eventually(t, 30*time.Second, "the second run", func() (bool, error) { return len(runs(s, uid, sid)) == 2, nil })
 	if got := memoryTexts(s, uid); !slices.Equal(got, want) {
 		t.Fatalf("a repeated fact changed the memories: %v", got)
 	}
-	decisions := runs(s, sid)[1]["data"].(map[string]any)["decisions"].([]any)
+	decisions := runs(s, uid, sid)[1]["data"].(map[string]any)["decisions"].([]any)
 	if len(decisions) != 1 || decisions[0].(map[string]any)["action"] != "none" {
 		t.Fatalf("the second run's decisions: %v", decisions)
 	}
@@ -149,8 +156,8 @@ func TestExtractionRefusesMalformedAnswersAndSurvivesOutages(t *testing.T) {
 	testwait.Eventually(t, 30*time.Second, "the malformed answer tried twice", func() (bool, error) {
 		return llm.Calls(fakellm.StepCandidates) >= 2, nil
 	})
-	if got := memoryTexts(s, uid); len(got) != 0 || len(runs(s, sid)) != 0 {
-		t.Fatalf("a malformed answer changed something: memories %v, runs %d", got, len(runs(s, sid)))
+	if got := memoryTexts(s, uid); len(got) != 0 || len(runs(s, uid, sid)) != 0 {
+		t.Fatalf("a malformed answer changed something: memories %v, runs %d", got, len(runs(s, uid, sid)))
 	}
 	if !strings.Contains(s.Logs.String(), "extractor's answer refused") {
 		t.Fatalf("the refusal is not logged: %s", s.Logs)
@@ -184,13 +191,14 @@ func TestExtractionRefusesMalformedAnswersAndSurvivesOutages(t *testing.T) {
 	testwait.Eventually(t, 60*time.Second, "the messages extracted once the model answers", func() (bool, error) {
 		return slices.Equal(memoryTexts(s, uid), want), nil
 	})
-	if n := len(runs(s, sid)); n != 1 {
+	if n := len(runs(s, uid, sid)); n != 1 {
 		t.Fatalf("%d runs recorded; want the one that read all three messages", n)
 	}
 }
 
 // Two processes extract each message once: every message is read by one
-// recorded run, and no fact is stored twice.
+// recorded run, and a fact said in every session of a user, to both
+// processes at once, is stored once.
 func TestExtractionRunsOncePerMessageAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	llm := fakellm.New(t)
@@ -209,17 +217,18 @@ func TestExtractionRunsOncePerMessageAcrossProcesses(t *testing.T) {
 			if j%2 == 1 {
 				srv = b
 			}
-			say(srv, sid, fmt.Sprintf("My thing %d %d is value %d.", i, j, i*10+j))
+			say(srv, sid, fmt.Sprintf("My thing %d %d is value %d. My city is Rome.", i, j, i*10+j))
 			want = append(want, fmt.Sprintf("User's thing %d %d is value %d", i, j, i*10+j))
 		}
 	}
+	want = append(want, "User's city is Rome")
 	sort.Strings(want)
 	testwait.Eventually(t, 60*time.Second, "every fact extracted", func() (bool, error) {
 		return slices.Equal(memoryTexts(a, uid), want), nil
 	})
 	for _, sid := range sids {
 		seen := map[string]int{}
-		for _, r := range runs(a, sid) {
+		for _, r := range runs(a, uid, sid) {
 			for _, m := range r["data"].(map[string]any)["messages"].([]any) {
 				seen[m.(map[string]any)["id"].(string)]++
 			}
@@ -252,7 +261,7 @@ func TestExtractionNeverRecordsAnEditedMessagesOldText(t *testing.T) {
 	testwait.Eventually(t, 30*time.Second, "the edited text extracted", func() (bool, error) {
 		return slices.Equal(memoryTexts(s, uid), []string{"User's car is blue"}), nil
 	})
-	for _, r := range runs(s, sid) {
+	for _, r := range runs(s, uid, sid) {
 		for _, m := range r["data"].(map[string]any)["messages"].([]any) {
 			if m.(map[string]any)["version"] != float64(2) {
 				t.Fatalf("a run recorded the message at version %v", m.(map[string]any)["version"])

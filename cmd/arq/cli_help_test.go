@@ -32,6 +32,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 			"events [flags]", "history <STREAM> [flags]", "audit user <ID> [flags]", "replay <STREAM> [flags]",
 			"export [flags]", "import <FILE> [flags]", "verify [flags]", "embeddings backfill [flags]", "version [flags]", "openapi [flags]",
 			"erase user <ID> [flags]", "erase message <ID> [flags]", "erase memory <ID> [flags]", "keys new", "keys rotate [flags]",
+			"memories extract [flags]",
 			"Every setting is an ARQ_* environment variable and a flag",
 		} {
 			if !strings.Contains(out, "\n  "+want) && !strings.Contains(out, want) {
@@ -113,6 +114,10 @@ func TestCLIMistakesExit2WithOneLine(t *testing.T) {
 		{map[string]string{"ARQ_EXPIRY_INTERVAL": "0s"}, "serve", "arq: ARQ_EXPIRY_INTERVAL=\"0s\": want a positive duration such as 2s\n"},
 		{map[string]string{"ARQ_SUMMARIZER": "chat"}, "serve", "arq: ARQ_SUMMARIZER=chat needs ARQ_SUMMARIZER_URL (--summarizer-url), an OpenAI-compatible base URL\n"},
 		{nil, "embeddings backfill", "arq: embeddings backfill needs a provider: set ARQ_EMBEDDINGS_URL (and ARQ_EMBEDDING_DIM)\n"},
+		{map[string]string{"ARQ_EXTRACTOR": "chat"}, "serve", "arq: ARQ_EXTRACTOR=chat needs ARQ_EXTRACTOR_URL (--extractor-url), an OpenAI-compatible base URL\n"},
+		{nil, "memories extract", "arq: memories extract needs --session ID or --user ID (one of them)\n"},
+		{nil, "memories extract --session 01J00000000000000000000000 --since yesterday", "arq: --since must be an RFC 3339 time or a positive duration such as 24h, not \"yesterday\"\n"},
+		{nil, "memories extract --session 01J00000000000000000000000", "arq: extraction is off: set ARQ_EXTRACTOR=chat and ARQ_EXTRACTOR_URL (an OpenAI-compatible endpoint)\n"},
 	} {
 		code, out, errOut := runWith(c.env, strings.Fields(c.args)...)
 		if code != 2 || out != "" || errOut != c.want {

@@ -15,7 +15,8 @@ import (
 
 // Extractions projects how far each session's messages are extracted:
 // the last message of its newest extraction run, and the version of its
-// extraction stream, which the next run is recorded after.
+// user's extraction stream that run left, the highest of which is where
+// the user's next run is recorded after.
 type Extractions struct{}
 
 // Name is "extractions".
@@ -81,7 +82,9 @@ func (r *Reader) DueExtractions(ctx context.Context, rules ExtractionRules, now 
 	if last == nil {
 		last = []string{}
 	}
-	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id, coalesce(x.version, 0), coalesce(x.through_seq, 0), b.last_user_at
+	rows, err := r.db.Query(ctx, `SELECT b.session_id, b.user_id,
+			coalesce((SELECT max(version) FROM extraction_progress WHERE user_id = b.user_id), 0),
+			coalesce(x.through_seq, 0), b.last_user_at
 		FROM session_backlog b LEFT JOIN extraction_progress x ON x.session_id = b.session_id
 		WHERE b.last_user_at > $1 AND b.last_user_seq > coalesce(x.through_seq, 0) AND b.session_id <> ALL ($3::text[])
 		ORDER BY b.session_id = ANY ($4::text[]), b.last_user_at LIMIT $2`, now.Add(-rules.Lookback), limit, skip, last)
@@ -125,13 +128,13 @@ func (r *Reader) DueExtractions(ctx context.Context, rules ExtractionRules, now 
 
 // ExtractionOf is a run by hand over a session's messages created at or
 // after since (all of them for the zero time), whatever was extracted
-// before; After is the extraction stream's version as projected (the
-// command checks it against the log). ErrNotFound: no such session, or
+// before; After is the user's extraction stream's version as projected
+// (a run by hand reads it from the log instead). ErrNotFound: no such session, or
 // no message in range.
 func (r *Reader) ExtractionOf(ctx context.Context, sessionID string, since time.Time) (domain.DueExtraction, error) {
 	d := domain.DueExtraction{SessionID: sessionID}
-	err := r.db.QueryRow(ctx, `SELECT s.user_id, coalesce(x.version, 0) FROM sessions s
-		LEFT JOIN extraction_progress x ON x.session_id = s.id WHERE s.id = $1`, sessionID).Scan(&d.UserID, &d.After)
+	err := r.db.QueryRow(ctx, `SELECT s.user_id, coalesce((SELECT max(version) FROM extraction_progress WHERE user_id = s.user_id), 0)
+		FROM sessions s WHERE s.id = $1`, sessionID).Scan(&d.UserID, &d.After)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("%w: session %s", domain.ErrNotFound, sessionID)
 	} else if err != nil {
