@@ -93,3 +93,23 @@ type keyWithSecret struct {
 
 // historyBody is an entity's history, oldest first.
 type historyBody = itemsOf[history.Entry]
+
+// consolidation is the answer of a consolidation: its run (the
+// provenance of every event it recorded), each merge, how many memories
+// it examined, and the model that decided the near-duplicates (null: none,
+// exact duplicates alone were merged).
+type consolidation struct {
+	RunID    string   `json:"run_id"`
+	Merged   []merged `json:"merged"`
+	Examined int      `json:"examined"`
+	Model    *string  `json:"model"`
+}
+
+// merged is one merge: the memory kept, those superseded by it, why, and
+// how (exact, update or supersede).
+type merged struct {
+	Kept       string   `json:"kept"`
+	Superseded []string `json:"superseded"`
+	Reason     string   `json:"reason"`
+	Action     string   `json:"action"`
+}

@@ -59,6 +59,7 @@ func (r *resources) memoryRoutes(g *gin.RouterGroup) {
 	g.GET("/memories/:id", r.getMemory)
 	g.PATCH("/memories/:id", r.updateMemory)
 	g.DELETE("/memories/:id", r.deleteMemory)
+	g.POST("/users/:id/memories/consolidate", r.consolidateMemories)
 }
 
 func (r *resources) readMemory(id string) func(ctx context.Context) (any, int, error) {

@@ -69,6 +69,11 @@ var notes = []note{
 	{schema: "Checkpoint", field: "note", description: "the C2SP checkpoint signed as a note (Ed25519); see package logproof"},
 	{schema: "Checkpoint", field: "root", description: "the Merkle root of the log's tree at size, base64"},
 	{schema: "Erased", field: "erased", description: "always true: the erasure is complete"},
+	{schema: "Consolidation", field: "run_id", description: "the consolidation's id, in the provenance of every event it recorded"},
+	{schema: "Consolidation", field: "examined", description: "how many of the user's newest memories were examined (at most 500)"},
+	{schema: "Consolidation", field: "model", nullable: true, description: "the model that decided the near-duplicates; null when the server has no extractor (exact duplicates alone are merged)"},
+	{schema: "Merged", field: "action", enum: []any{"exact", "update", "supersede"}, description: "exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text"},
+	{schema: "Merged", field: "superseded", description: "the memories superseded by kept: they leave every read, and their history stays"},
 }
 
 // annotate adds notes to the schemas made from the types.

@@ -94,6 +94,7 @@ var bodies = []body{
 	{name: "Tenant", value: Tenant{}},
 	{name: "TenantList", value: itemsOf[Tenant]{}},
 	{name: "RebuildJob", value: projections.RebuildJob{}},
+	{name: "Consolidation", value: consolidation{}},
 }
 
 var (

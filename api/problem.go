@@ -49,6 +49,10 @@ var problems = []problemKind{
 	{ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
 	{ErrIdempotencyMismatch, http.StatusUnprocessableEntity, "idempotency-mismatch", "Idempotency key reused"},
 	{ErrIdempotencyInProgress, http.StatusConflict, "idempotency-in-progress", "Request in progress"},
+	// The server's extractor failed, or answered what the rules refuse
+	// (before the kinds its error may wrap): nothing was changed, and the
+	// request may be sent again.
+	{commands.ErrExtractorFailed, http.StatusBadGateway, "extractor-failed", "Extractor failed"},
 	{domain.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
 	{eventstore.ErrInvalid, http.StatusUnprocessableEntity, "invalid", "Invalid input"},
 	{domain.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},

@@ -53,6 +53,9 @@ type Resources struct {
 	// that reads nothing for that long loses its stream, and its handler
 	// ends. 0: DefaultStreamWriteTimeout.
 	StreamWriteTimeout time.Duration
+	// Consolidator merges a user's duplicate memories; nil: consolidation
+	// answers 503.
+	Consolidator Consolidator
 }
 
 // Headers of ARQ's consistency protocol.

@@ -89,6 +89,10 @@ type Options struct {
 	// takes instead of the database's own (tests of deployments on
 	// different clusters whose databases are named alike).
 	DatabaseName string
+	// ConsolidationExtractor, when set, decides the near-duplicates of
+	// memory consolidations instead of the configured extractor
+	// (ARQ_EXTRACTOR): tests put a deterministic fake.
+	ConsolidationExtractor domain.Extractor
 }
 
 // App is one arq process.

@@ -161,6 +161,7 @@ func (a *App) serving(ctx context.Context, front func(ctx context.Context, handl
 			Queries: a.queries, Commands: a.commands, Erasures: a.eraser, Waiter: a.waiter, History: a.history, Store: a.store, Live: a.hub,
 			ReadYourWrites: a.cfg.ReadYourWrites, MinPositionWait: a.cfg.MinPositionWait, MaxContextTokens: a.cfg.MaxContextTokens,
 			Rebuilds: rebuilds, Stopping: stopping, StreamWriteTimeout: a.opt.StreamWriteTimeout,
+			Consolidator: a.consolidation(),
 		},
 		Metrics:  m,
 		Version:  Version(),
