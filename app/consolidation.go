@@ -15,7 +15,7 @@ func (a *App) consolidation() *commands.Consolidation {
 	if ex == nil {
 		ex = a.extractor()
 	}
-	return commands.NewConsolidation(a.commands, ex, memoryList{a.reader}, memoryLookup{a.reader})
+	return commands.NewConsolidation(a.commands, ex, memoryList{a.reader}, memoryLookup{a.reader, a.settle})
 }
 
 // memoryList lists a user's live memories from the read model, newest
