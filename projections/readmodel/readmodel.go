@@ -12,7 +12,7 @@ import (
 // All returns the memory API's projections, in the order their status is
 // shown.
 func All() []projections.Projection {
-	return []projections.Projection{Users{}, Sessions{}, Messages{}, Memories{}, Context{}, Extractions{}}
+	return []projections.Projection{Users{}, Sessions{}, Messages{}, Memories{}, Context{}, Extractions{}, Provenance{}}
 }
 
 // entityID is the id of the entity whose stream an event is in:
