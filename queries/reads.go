@@ -48,6 +48,12 @@ func (s *Service) ListMessages(ctx context.Context, sessionID string, p readmode
 	return s.reader.ListMessages(ctx, sessionID, p)
 }
 
+// DerivedFrom lists the memory events extractions decided from a
+// message, with each memory as it is now.
+func (s *Service) DerivedFrom(ctx context.Context, messageID string) ([]readmodel.Derived, error) {
+	return s.reader.DerivedFrom(ctx, messageID)
+}
+
 // GetMemory reads a memory.
 func (s *Service) GetMemory(ctx context.Context, id string) (readmodel.Memory, error) {
 	return s.reader.GetMemory(ctx, id)
