@@ -145,6 +145,7 @@ func engine(d Deps) *gin.Engine {
 	res.contextRoutes(v1)
 	res.streamRoutes(v1)
 	res.historyRoutes(v1)
+	res.provenanceRoutes(v1)
 	res.logRoutes(v1)
 	res.ledgerRoutes(v1, d.Ledger)
 	res.statsRoutes(v1)

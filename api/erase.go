@@ -96,3 +96,7 @@ func (noErasures) EraseMessage(context.Context, commands.Meta, string) (commands
 func (noErasures) EraseMemory(context.Context, commands.Meta, string) (commands.Result, error) {
 	return commands.Result{}, errorf(ErrUnavailable, "this server does not erase")
 }
+
+func (noErasures) EraseMessageWithDerived(context.Context, commands.Meta, string) (commands.Result, error) {
+	return commands.Result{}, errorf(ErrUnavailable, "this server does not erase")
+}

@@ -157,17 +157,37 @@ func (r *resources) editMessage(c *gin.Context) {
 
 // deleteMessage redacts the message: gone from every read, list and search;
 // its history stays in the log. With ?erase=true it erases it instead
-// (see erase.go).
+// (see erase.go). With ?cascade=derived the memories an extraction stored
+// from it go first: deleted with the redaction, in its transaction, or
+// erased each before the message is (see commands/derived.go). If-Match
+// is the message's: a stale one changes nothing, as without cascade.
 func (r *resources) deleteMessage(c *gin.Context) {
-	if erase, ok := r.eraseInstead(c, r.eraser().EraseMessage); erase || !ok {
+	var cascade bool
+	switch c.Query("cascade") {
+	case "":
+	case "derived":
+		cascade = true
+	default:
+		WriteError(c, invalidField("cascade", "must be derived"))
 		return
+	}
+	erase := r.eraser().EraseMessage
+	if cascade {
+		erase = r.eraser().EraseMessageWithDerived
+	}
+	if erasing, ok := r.eraseInstead(c, erase); erasing || !ok {
+		return
+	}
+	redact := r.Commands.RedactMessage
+	if cascade {
+		redact = r.Commands.RedactMessageWithDerived
 	}
 	expected, err := ifMatch(c)
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	res, err := r.Commands.RedactMessage(c.Request.Context(), meta(c), c.Param("id"), expected, c.Query("reason"))
+	res, err := redact(c.Request.Context(), meta(c), c.Param("id"), expected, c.Query("reason"))
 	if err != nil {
 		commandError(c, err)
 		return

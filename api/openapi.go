@@ -58,13 +58,15 @@ var operations = []operation{
 	{id: "listMessages", method: "GET", path: "/v1/sessions/{id}/messages", summary: "List a session's messages in order", tag: "messages", status: 200, schema: "MessageList", list: true},
 	{id: "getMessage", method: "GET", path: "/v1/messages/{id}", summary: "Get a message", tag: "messages", status: 200, schema: "Message"},
 	{id: "editMessage", method: "PATCH", path: "/v1/messages/{id}", summary: "Edit a message", tag: "messages", body: "EditMessage", status: 200, schema: "Message", command: true},
-	{id: "deleteMessage", method: "DELETE", path: "/v1/messages/{id}", summary: "Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)", tag: "messages", status: 204, command: true},
+	{id: "deleteMessage", method: "DELETE", path: "/v1/messages/{id}", summary: "Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable). With cascade=derived, the memories an extraction stored from it go first (never a memory a client stored)", tag: "messages", status: 204, command: true},
+	{id: "listDerivedMemories", method: "GET", path: "/v1/messages/{id}/derived", summary: "The memories extractions made or changed from a message: one item per memory event that read it, with the memory's current content while it lives", tag: "messages", status: 200, schema: "DerivedMemories"},
 
 	{id: "storeMemory", method: "POST", path: "/v1/users/{id}/memories", summary: "Store a memory", tag: "memories", body: "StoreMemory", status: 201, schema: "Memory", command: true},
 	{id: "listMemories", method: "GET", path: "/v1/users/{id}/memories", summary: "List a user's memories, newest first, with filters", tag: "memories", status: 200, schema: "MemoryList", list: true},
 	{id: "searchMemories", method: "POST", path: "/v1/users/{id}/memories/search", summary: "Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding", tag: "memories", body: "SearchMemories", status: 200, schema: "MemoryHits"},
 	{id: "getMemory", method: "GET", path: "/v1/memories/{id}", summary: "Get a memory", tag: "memories", status: 200, schema: "Memory"},
 	{id: "updateMemory", method: "PATCH", path: "/v1/memories/{id}", summary: "Update a memory", tag: "memories", body: "UpdateMemory", status: 200, schema: "Memory", command: true},
+	{id: "getMemoryProvenance", method: "GET", path: "/v1/memories/{id}/provenance", summary: "Where a memory came from, from the log: each change an extraction decided (run, extractor, model, prompts, the model's reason) with the messages it read, as they were at the versions read; none for a memory a client stored", tag: "memories", status: 200, schema: "MemoryProvenance"},
 	{id: "deleteMemory", method: "DELETE", path: "/v1/memories/{id}", summary: "Delete a memory. With erase=true, erase it for good (also one deleted or expired before)", tag: "memories", status: 204, command: true},
 	{id: "consolidateMemories", method: "POST", path: "/v1/users/{id}/memories/consolidate", summary: "Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position", tag: "memories", status: 200, schema: "Consolidation"},
 
@@ -339,6 +341,12 @@ func parameters(op operation) []any {
 	if op.path == "/v1/messages/{id}" && op.method == "DELETE" {
 		params = append(params, map[string]any{"name": "reason", "in": "query", "schema": map[string]any{"type": "string"}, "description": "why the message is redacted, kept in its event"})
 	}
+	if op.path == "/v1/messages/{id}" && op.method == "DELETE" {
+		params = append(params, map[string]any{"name": "cascade", "in": "query", "schema": map[string]any{"type": "string", "enum": []string{"derived"}},
+			"description": "derived: first delete (with erase=true: erase) every memory an extraction stored from this message, never a memory a client stored, even one an extraction later updated from it. " +
+				"A redaction deletes the live ones in its own transaction: all or nothing, and If-Match (the message's) is checked with it, so a stale one deletes nothing. " +
+				"An erasure erases each, also one deleted or superseded since, before the message: a failure midway is finished by erasing again"})
+	}
 	if (op.path == "/v1/messages/{id}" || op.path == "/v1/memories/{id}") && op.method == "DELETE" {
 		params = append(params, map[string]any{"name": "erase", "in": "query", "schema": map[string]any{"type": "boolean", "default": false},
 			"description": "erase for good instead: unconditional (no If-Match), answered once complete (503 erasure-pending when the projections lag: erase again); erasing again answers the same"})
@@ -400,7 +408,7 @@ func serveOpenAPI(doc []byte) gin.HandlerFunc {
 // server's own state.
 func readsProjections(path string) bool {
 	switch {
-	case strings.HasSuffix(path, "/history"), strings.HasSuffix(path, "/audit"), strings.HasSuffix(path, "/stream"),
+	case strings.HasSuffix(path, "/history"), strings.HasSuffix(path, "/provenance"), strings.HasSuffix(path, "/audit"), strings.HasSuffix(path, "/stream"),
 		strings.HasSuffix(path, "/verify"), strings.HasPrefix(path, "/v1/admin/"), path == "/v1/events", path == "/v1/stats":
 		return false
 	}

@@ -30,6 +30,8 @@ type note struct {
 
 var memoryTypes = []any{"working", "episodic", "semantic", "procedural"}
 
+var derivationActions = []any{"add", "supersede", "update", "superseded"}
+
 // notes are the enums and meanings the types cannot carry.
 var notes = []note{
 	{schema: "Memory", field: "type", enum: memoryTypes},
@@ -74,6 +76,23 @@ var notes = []note{
 	{schema: "Consolidation", field: "model", nullable: true, description: "the model that decided the near-duplicates; null when the server has no extractor (exact duplicates alone are merged)"},
 	{schema: "Merged", field: "action", enum: []any{"exact", "update", "supersede"}, description: "exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text"},
 	{schema: "Merged", field: "superseded", description: "the memories superseded by kept: they leave every read, and their history stays"},
+	{schema: "Derivation", field: "action", enum: derivationActions, description: "add: an extraction stored the memory; supersede: it stored the memory in place of supersedes; update: it changed the memory; superseded: it replaced the memory by superseded_by"},
+	{schema: "Derivation", field: "reason", description: "the model's reason; empty once the memory's data is erased"},
+	{schema: "Derivation", field: "erased", description: "the memory's data was erased (with it or with its user): reason is empty"},
+	{schema: "Derivation", field: "model", description: "the extractor's model; empty for an extractor that names none"},
+	{schema: "Derivation", field: "supersedes", description: "for action supersede: the memory this one replaced"},
+	{schema: "Derivation", field: "superseded_by", description: "for action superseded: the memory that replaced this one"},
+	{schema: "SourceMessage", field: "version", description: "the message's version the extraction read; role and content are as they were then"},
+	{schema: "SourceMessage", field: "role", enum: []any{"user", "assistant", "system", "tool", ""}, description: "empty when the message was erased"},
+	{schema: "SourceMessage", field: "content", description: "the text as it was at version; empty when the message was erased"},
+	{schema: "SourceMessage", field: "redacted", description: "the message was deleted (redacted) since; its text as read is still shown, as a read by version shows it"},
+	{schema: "SourceMessage", field: "erased", description: "the message's text was erased since (with it or with its user): role and content are empty"},
+	{schema: "DerivedMemory", field: "action", enum: derivationActions},
+	{schema: "DerivedMemory", field: "memory_version", description: "the memory's version that the message fed"},
+	{schema: "DerivedMemory", field: "message_version", description: "the message's version that was read"},
+	{schema: "DerivedMemory", field: "live", description: "the memory is in every read still (not deleted, superseded, expired or erased)"},
+	{schema: "DerivedMemory", field: "content", nullable: true, description: "the memory's current content while it lives; null when it does not"},
+	{schema: "DerivedMemory", field: "version", nullable: true, description: "the memory's current version while it lives; null when it does not"},
 }
 
 // annotate adds notes to the schemas made from the types.

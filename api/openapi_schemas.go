@@ -69,6 +69,11 @@ var bodies = []body{
 	{name: "StoreMemory", value: storeMemoryRequest{}, request: true, required: []string{"type", "content"}},
 	{name: "UpdateMemory", value: updateMemoryRequest{}, request: true},
 	{name: "SearchMemories", value: searchRequest{}, request: true},
+	{name: "MemoryProvenance", value: provenanceBody{}},
+	{name: "Derivation", value: history.Derivation{}},
+	{name: "SourceMessage", value: history.Source{}},
+	{name: "DerivedMemory", value: readmodel.Derived{}},
+	{name: "DerivedMemories", value: derivedBody{}},
 
 	{name: "WindowRequest", value: windowRequest{}, request: true},
 	{name: "ContextWindow", value: readmodel.Window{}},

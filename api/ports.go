@@ -35,6 +35,9 @@ type SessionQueries interface {
 type MessageQueries interface {
 	GetMessage(ctx context.Context, id string) (readmodel.Message, error)
 	ListMessages(ctx context.Context, sessionID string, p readmodel.Page) ([]readmodel.Message, string, error)
+	// DerivedFrom lists the memory events extractions decided from a
+	// message, with each memory as it is now.
+	DerivedFrom(ctx context.Context, messageID string) ([]readmodel.Derived, error)
 }
 
 // MemoryQueries read and search memories.
@@ -89,6 +92,9 @@ type MessageCommands interface {
 	AppendMessages(ctx context.Context, meta commands.Meta, sessionID string, msgs []domain.NewMessage) (commands.Result, error)
 	EditMessage(ctx context.Context, meta commands.Meta, id string, expected []int, cmd domain.EditMessage) (commands.Result, error)
 	RedactMessage(ctx context.Context, meta commands.Meta, id string, expected []int, reason string) (commands.Result, error)
+	// RedactMessageWithDerived deletes the live memories extractions
+	// stored from the message and redacts it, in one transaction.
+	RedactMessageWithDerived(ctx context.Context, meta commands.Meta, id string, expected []int, reason string) (commands.Result, error)
 }
 
 // MemoryCommands change memories.
@@ -114,6 +120,9 @@ type Erasures interface {
 	EraseUser(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
 	EraseMessage(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
 	EraseMemory(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
+	// EraseMessageWithDerived erases the memories extractions stored
+	// from the message, then the message.
+	EraseMessageWithDerived(ctx context.Context, meta commands.Meta, id string) (commands.Result, error)
 }
 
 // Waiter waits until the projections include the event at a cursor
@@ -144,6 +153,9 @@ type HistoryReader interface {
 	At(ctx context.Context, kind domain.Kind, id string, version int, asOf *time.Time) (map[string]any, error)
 	Audit(ctx context.Context, userID string, f eventstore.Filter, after eventstore.Cursor, limit int) ([]eventstore.Recorded, error)
 	Items(ctx context.Context, sessionID string, items []domain.SnapshotItem) ([]history.Item, error)
+	// Provenance is every event of a memory an extraction decided, with
+	// the messages it read as they were.
+	Provenance(ctx context.Context, memoryID string) ([]history.Derivation, error)
 }
 
 // Health is what /readyz and /v1/stats ask of the database and the

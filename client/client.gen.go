@@ -62,6 +62,54 @@ func (e ContextItemKind) Valid() bool {
 	}
 }
 
+// Defines values for DerivationAction.
+const (
+	DerivationActionAdd        DerivationAction = "add"
+	DerivationActionSupersede  DerivationAction = "supersede"
+	DerivationActionSuperseded DerivationAction = "superseded"
+	DerivationActionUpdate     DerivationAction = "update"
+)
+
+// Valid indicates whether the value is a known member of the DerivationAction enum.
+func (e DerivationAction) Valid() bool {
+	switch e {
+	case DerivationActionAdd:
+		return true
+	case DerivationActionSupersede:
+		return true
+	case DerivationActionSuperseded:
+		return true
+	case DerivationActionUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DerivedMemoryAction.
+const (
+	DerivedMemoryActionAdd        DerivedMemoryAction = "add"
+	DerivedMemoryActionSupersede  DerivedMemoryAction = "supersede"
+	DerivedMemoryActionSuperseded DerivedMemoryAction = "superseded"
+	DerivedMemoryActionUpdate     DerivedMemoryAction = "update"
+)
+
+// Valid indicates whether the value is a known member of the DerivedMemoryAction enum.
+func (e DerivedMemoryAction) Valid() bool {
+	switch e {
+	case DerivedMemoryActionAdd:
+		return true
+	case DerivedMemoryActionSupersede:
+		return true
+	case DerivedMemoryActionSuperseded:
+		return true
+	case DerivedMemoryActionUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for MemoryType.
 const (
 	MemoryTypeEpisodic   MemoryType = "episodic"
@@ -104,27 +152,6 @@ func (e MemoryHitType) Valid() bool {
 	case MemoryHitTypeSemantic:
 		return true
 	case MemoryHitTypeWorking:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for MergedAction.
-const (
-	Exact     MergedAction = "exact"
-	Supersede MergedAction = "supersede"
-	Update    MergedAction = "update"
-)
-
-// Valid indicates whether the value is a known member of the MergedAction enum.
-func (e MergedAction) Valid() bool {
-	switch e {
-	case Exact:
-		return true
-	case Supersede:
-		return true
-	case Update:
 		return true
 	default:
 		return false
@@ -248,6 +275,33 @@ func (e SessionWithTokenStatus) Valid() bool {
 	}
 }
 
+// Defines values for SourceMessageRole.
+const (
+	SourceMessageRoleAssistant SourceMessageRole = "assistant"
+	SourceMessageRoleEmpty     SourceMessageRole = ""
+	SourceMessageRoleSystem    SourceMessageRole = "system"
+	SourceMessageRoleTool      SourceMessageRole = "tool"
+	SourceMessageRoleUser      SourceMessageRole = "user"
+)
+
+// Valid indicates whether the value is a known member of the SourceMessageRole enum.
+func (e SourceMessageRole) Valid() bool {
+	switch e {
+	case SourceMessageRoleAssistant:
+		return true
+	case SourceMessageRoleEmpty:
+		return true
+	case SourceMessageRoleSystem:
+		return true
+	case SourceMessageRoleTool:
+		return true
+	case SourceMessageRoleUser:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for StoreMemoryType.
 const (
 	StoreMemoryTypeEpisodic   StoreMemoryType = "episodic"
@@ -320,6 +374,21 @@ const (
 func (e UpdateMemoryParamsPrefer) Valid() bool {
 	switch e {
 	case UpdateMemoryParamsPreferRespondAsync:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeleteMessageParamsCascade.
+const (
+	Derived DeleteMessageParamsCascade = "derived"
+)
+
+// Valid indicates whether the value is a known member of the DeleteMessageParamsCascade enum.
+func (e DeleteMessageParamsCascade) Valid() bool {
+	switch e {
+	case Derived:
 		return true
 	default:
 		return false
@@ -645,19 +714,6 @@ type ConsistencyProof struct {
 	To     int64    `json:"to"`
 }
 
-// Consolidation defines model for Consolidation.
-type Consolidation struct {
-	// Examined how many of the user's newest memories were examined (at most 500)
-	Examined int      `json:"examined"`
-	Merged   []Merged `json:"merged"`
-
-	// Model the model that decided the near-duplicates; null when the server has no extractor (exact duplicates alone are merged)
-	Model *string `json:"model"`
-
-	// RunId the consolidation's id, in the provenance of every event it recorded
-	RunId string `json:"run_id"`
-}
-
 // ContextItem defines model for ContextItem.
 type ContextItem struct {
 	Content string `json:"content"`
@@ -745,6 +801,74 @@ type CreateTenant struct {
 	// RateLimit requests a second each key of the tenant may send (0: none); null: the deployment's ARQ_RATE_LIMIT
 	RateLimit *int `json:"rate_limit,omitempty"`
 }
+
+// Derivation defines model for Derivation.
+type Derivation struct {
+	// Action add: an extraction stored the memory; supersede: it stored the memory in place of supersedes; update: it changed the memory; superseded: it replaced the memory by superseded_by
+	Action DerivationAction `json:"action"`
+	Actor  string           `json:"actor"`
+
+	// Erased the memory's data was erased (with it or with its user): reason is empty
+	Erased    bool            `json:"erased"`
+	EventId   string          `json:"event_id"`
+	EventType string          `json:"event_type"`
+	Extractor string          `json:"extractor"`
+	Messages  []SourceMessage `json:"messages"`
+
+	// Model the extractor's model; empty for an extractor that names none
+	Model         string `json:"model"`
+	PromptVersion string `json:"prompt_version"`
+
+	// Reason the model's reason; empty once the memory's data is erased
+	Reason     string    `json:"reason"`
+	RecordedAt time.Time `json:"recorded_at"`
+	RequestId  string    `json:"request_id"`
+	RunId      string    `json:"run_id"`
+	SessionId  string    `json:"session_id"`
+
+	// SupersededBy for action superseded: the memory that replaced this one
+	SupersededBy *string `json:"superseded_by,omitempty"`
+
+	// Supersedes for action supersede: the memory this one replaced
+	Supersedes *string `json:"supersedes,omitempty"`
+	Version    int     `json:"version"`
+}
+
+// DerivationAction add: an extraction stored the memory; supersede: it stored the memory in place of supersedes; update: it changed the memory; superseded: it replaced the memory by superseded_by
+type DerivationAction string
+
+// DerivedMemories defines model for DerivedMemories.
+type DerivedMemories struct {
+	Items     []DerivedMemory `json:"items"`
+	MessageId string          `json:"message_id"`
+}
+
+// DerivedMemory defines model for DerivedMemory.
+type DerivedMemory struct {
+	Action DerivedMemoryAction `json:"action"`
+
+	// Content the memory's current content while it lives; null when it does not
+	Content *string `json:"content"`
+
+	// Live the memory is in every read still (not deleted, superseded, expired or erased)
+	Live     bool   `json:"live"`
+	MemoryId string `json:"memory_id"`
+
+	// MemoryVersion the memory's version that the message fed
+	MemoryVersion int `json:"memory_version"`
+
+	// MessageVersion the message's version that was read
+	MessageVersion int       `json:"message_version"`
+	RecordedAt     time.Time `json:"recorded_at"`
+	RunId          string    `json:"run_id"`
+	SessionId      string    `json:"session_id"`
+
+	// Version the memory's current version while it lives; null when it does not
+	Version *int `json:"version"`
+}
+
+// DerivedMemoryAction defines model for DerivedMemory.Action.
+type DerivedMemoryAction string
 
 // EditMessage defines model for EditMessage.
 type EditMessage struct {
@@ -940,19 +1064,11 @@ type MemoryList struct {
 	NextCursor string   `json:"next_cursor"`
 }
 
-// Merged defines model for Merged.
-type Merged struct {
-	// Action exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text
-	Action MergedAction `json:"action"`
-	Kept   string       `json:"kept"`
-	Reason string       `json:"reason"`
-
-	// Superseded the memories superseded by kept: they leave every read, and their history stays
-	Superseded []string `json:"superseded"`
+// MemoryProvenance defines model for MemoryProvenance.
+type MemoryProvenance struct {
+	Derivations []Derivation `json:"derivations"`
+	MemoryId    string       `json:"memory_id"`
 }
-
-// MergedAction exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text
-type MergedAction string
 
 // Message defines model for Message.
 type Message struct {
@@ -1131,6 +1247,30 @@ type SessionWithToken struct {
 
 // SessionWithTokenStatus defines model for SessionWithToken.Status.
 type SessionWithTokenStatus string
+
+// SourceMessage defines model for SourceMessage.
+type SourceMessage struct {
+	// Content the text as it was at version; empty when the message was erased
+	Content string `json:"content"`
+
+	// Erased the message's text was erased since (with it or with its user): role and content are empty
+	Erased bool   `json:"erased"`
+	Id     string `json:"id"`
+
+	// Redacted the message was deleted (redacted) since; its text as read is still shown, as a read by version shows it
+	Redacted bool `json:"redacted"`
+
+	// Role empty when the message was erased
+	Role      SourceMessageRole `json:"role"`
+	Seq       int               `json:"seq"`
+	SessionId string            `json:"session_id"`
+
+	// Version the message's version the extraction read; role and content are as they were then
+	Version int `json:"version"`
+}
+
+// SourceMessageRole empty when the message was erased
+type SourceMessageRole string
 
 // StartSession defines model for StartSession.
 type StartSession struct {
@@ -1470,6 +1610,9 @@ type DeleteMessageParams struct {
 	// Reason why the message is redacted, kept in its event
 	Reason *string `form:"reason,omitempty" json:"reason,omitempty"`
 
+	// Cascade derived: first delete (with erase=true: erase) every memory an extraction stored from this message, never a memory a client stored, even one an extraction later updated from it. A redaction deletes the live ones in its own transaction: all or nothing, and If-Match (the message's) is checked with it, so a stale one deletes nothing. An erasure erases each, also one deleted or superseded since, before the message: a failure midway is finished by erasing again
+	Cascade *DeleteMessageParamsCascade `form:"cascade,omitempty" json:"cascade,omitempty"`
+
 	// Erase erase for good instead: unconditional (no If-Match), answered once complete (503 erasure-pending when the projections lag: erase again); erasing again answers the same
 	Erase *bool `form:"erase,omitempty" json:"erase,omitempty"`
 
@@ -1479,6 +1622,9 @@ type DeleteMessageParams struct {
 	// Prefer answer 202 at once instead of waiting for the query tables
 	Prefer *DeleteMessageParamsPrefer `json:"Prefer,omitempty"`
 }
+
+// DeleteMessageParamsCascade defines parameters for DeleteMessage.
+type DeleteMessageParamsCascade string
 
 // DeleteMessageParamsPrefer defines parameters for DeleteMessage.
 type DeleteMessageParamsPrefer string
@@ -1509,6 +1655,12 @@ type EditMessageParamsPrefer string
 
 // GetMessageContextParams defines parameters for GetMessageContext.
 type GetMessageContextParams struct {
+	// XArqMinPosition wait (bounded) until projections reached this X-Arq-Position, else 503
+	XArqMinPosition *string `json:"X-Arq-Min-Position,omitempty"`
+}
+
+// ListDerivedMemoriesParams defines parameters for ListDerivedMemories.
+type ListDerivedMemoriesParams struct {
 	// XArqMinPosition wait (bounded) until projections reached this X-Arq-Position, else 503
 	XArqMinPosition *string `json:"X-Arq-Min-Position,omitempty"`
 }
@@ -1763,12 +1915,6 @@ type StoreMemoryParams struct {
 
 // StoreMemoryParamsPrefer defines parameters for StoreMemory.
 type StoreMemoryParamsPrefer string
-
-// ConsolidateMemoriesParams defines parameters for ConsolidateMemories.
-type ConsolidateMemoriesParams struct {
-	// IdempotencyKey a retry with the same key and body returns the first answer
-	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
-}
 
 // SearchMemoriesParams defines parameters for SearchMemories.
 type SearchMemoriesParams struct {
@@ -2425,7 +2571,12 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/memories/{id}/history (the `MemoryHistory` operationId).
 	MemoryHistory(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// DeleteMessage Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)
+	// GetMemoryProvenance Where a memory came from, from the log: each change an extraction decided (run, extractor, model, prompts, the model's reason) with the messages it read, as they were at the versions read; none for a memory a client stored
+	//
+	// Corresponds with GET /v1/memories/{id}/provenance (the `GetMemoryProvenance` operationId).
+	GetMemoryProvenance(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteMessage Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable). With cascade=derived, the memories an extraction stored from it go first (never a memory a client stored)
 	//
 	// Corresponds with DELETE /v1/messages/{id} (the `DeleteMessage` operationId).
 	DeleteMessage(ctx context.Context, id string, params *DeleteMessageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2453,6 +2604,11 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/messages/{id}/context (the `GetMessageContext` operationId).
 	GetMessageContext(ctx context.Context, id string, params *GetMessageContextParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListDerivedMemories The memories extractions made or changed from a message: one item per memory event that read it, with the memory's current content while it lives
+	//
+	// Corresponds with GET /v1/messages/{id}/derived (the `ListDerivedMemories` operationId).
+	ListDerivedMemories(ctx context.Context, id string, params *ListDerivedMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// MessageHistory Every event of a message, also after it was deleted
 	//
@@ -2650,11 +2806,6 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 	StoreMemory(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// ConsolidateMemories Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
-	//
-	// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
-	ConsolidateMemories(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SearchMemoriesWithBody Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
 	//
@@ -3156,7 +3307,22 @@ func (c *Client) MemoryHistory(ctx context.Context, id string, reqEditors ...Req
 	return c.Client.Do(req)
 }
 
-// DeleteMessage Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)
+// GetMemoryProvenance Where a memory came from, from the log: each change an extraction decided (run, extractor, model, prompts, the model's reason) with the messages it read, as they were at the versions read; none for a memory a client stored
+//
+// Corresponds with GET /v1/memories/{id}/provenance (the `GetMemoryProvenance` operationId).
+func (c *Client) GetMemoryProvenance(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetMemoryProvenanceRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteMessage Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable). With cascade=derived, the memories an extraction stored from it go first (never a memory a client stored)
 //
 // Corresponds with DELETE /v1/messages/{id} (the `DeleteMessage` operationId).
 func (c *Client) DeleteMessage(ctx context.Context, id string, params *DeleteMessageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3225,6 +3391,21 @@ func (c *Client) EditMessage(ctx context.Context, id string, params *EditMessage
 // Corresponds with GET /v1/messages/{id}/context (the `GetMessageContext` operationId).
 func (c *Client) GetMessageContext(ctx context.Context, id string, params *GetMessageContextParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMessageContextRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListDerivedMemories The memories extractions made or changed from a message: one item per memory event that read it, with the memory's current content while it lives
+//
+// Corresponds with GET /v1/messages/{id}/derived (the `ListDerivedMemories` operationId).
+func (c *Client) ListDerivedMemories(ctx context.Context, id string, params *ListDerivedMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDerivedMemoriesRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3752,21 +3933,6 @@ func (c *Client) StoreMemoryWithBody(ctx context.Context, id string, params *Sto
 // Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 func (c *Client) StoreMemory(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStoreMemoryRequest(c.Server, id, params, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// ConsolidateMemories Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
-//
-// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
-func (c *Client) ConsolidateMemories(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewConsolidateMemoriesRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5182,6 +5348,40 @@ func NewMemoryHistoryRequest(server string, id string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetMemoryProvenanceRequest constructs an http.Request for the GetMemoryProvenance method
+func NewGetMemoryProvenanceRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/memories/%s/provenance", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewDeleteMessageRequest constructs an http.Request for the DeleteMessage method
 func NewDeleteMessageRequest(server string, id string, params *DeleteMessageParams) (*http.Request, error) {
 	var err error
@@ -5220,6 +5420,18 @@ func NewDeleteMessageRequest(server string, id string, params *DeleteMessagePara
 		if params.Reason != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "reason", *params.Reason, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cascade != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cascade", *params.Cascade, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -5459,6 +5671,55 @@ func NewGetMessageContextRequest(server string, id string, params *GetMessageCon
 	}
 
 	operationPath := fmt.Sprintf("/v1/messages/%s/context", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XArqMinPosition != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Arq-Min-Position", *params.XArqMinPosition, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Arq-Min-Position", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewListDerivedMemoriesRequest constructs an http.Request for the ListDerivedMemories method
+func NewListDerivedMemoriesRequest(server string, id string, params *ListDerivedMemoriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/messages/%s/derived", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -7345,55 +7606,6 @@ func NewStoreMemoryRequestWithBody(server string, id string, params *StoreMemory
 	return req, nil
 }
 
-// NewConsolidateMemoriesRequest constructs an http.Request for the ConsolidateMemories method
-func NewConsolidateMemoriesRequest(server string, id string, params *ConsolidateMemoriesParams) (*http.Request, error) {
-	var err error
-
-	var pathParam0 string
-
-	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
-	if err != nil {
-		return nil, err
-	}
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/users/%s/memories/consolidate", pathParam0)
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-
-	if params != nil {
-
-		if params.IdempotencyKey != nil {
-			var headerParam0 string
-
-			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-			if err != nil {
-				return nil, err
-			}
-
-			req.Header.Set("Idempotency-Key", headerParam0)
-		}
-
-	}
-
-	return req, nil
-}
-
 // NewSearchMemoriesRequest calls the generic SearchMemories builder with application/json body
 func NewSearchMemoriesRequest(server string, id string, params *SearchMemoriesParams, body SearchMemoriesJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -7871,7 +8083,14 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/memories/{id}/history (the `MemoryHistory` operationId).
 	MemoryHistoryWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*MemoryHistoryResponse, error)
 
-	// DeleteMessageWithResponse Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)
+	// GetMemoryProvenanceWithResponse Where a memory came from, from the log: each change an extraction decided (run, extractor, model, prompts, the model's reason) with the messages it read, as they were at the versions read; none for a memory a client stored
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/memories/{id}/provenance (the `GetMemoryProvenance` operationId).
+	GetMemoryProvenanceWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetMemoryProvenanceResponse, error)
+
+	// DeleteMessageWithResponse Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable). With cascade=derived, the memories an extraction stored from it go first (never a memory a client stored)
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7905,6 +8124,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/messages/{id}/context (the `GetMessageContext` operationId).
 	GetMessageContextWithResponse(ctx context.Context, id string, params *GetMessageContextParams, reqEditors ...RequestEditorFn) (*GetMessageContextResponse, error)
+
+	// ListDerivedMemoriesWithResponse The memories extractions made or changed from a message: one item per memory event that read it, with the memory's current content while it lives
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/messages/{id}/derived (the `ListDerivedMemories` operationId).
+	ListDerivedMemoriesWithResponse(ctx context.Context, id string, params *ListDerivedMemoriesParams, reqEditors ...RequestEditorFn) (*ListDerivedMemoriesResponse, error)
 
 	// MessageHistoryWithResponse Every event of a message, also after it was deleted
 	//
@@ -8136,13 +8362,6 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 	StoreMemoryWithResponse(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*StoreMemoryResponse, error)
-
-	// ConsolidateMemoriesWithResponse Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
-	//
-	// Returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
-	ConsolidateMemoriesWithResponse(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*ConsolidateMemoriesResponse, error)
 
 	// SearchMemoriesWithBodyWithResponse Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
 	//
@@ -10562,6 +10781,103 @@ func (r MemoryHistoryResponse) ContentType() string {
 	return ""
 }
 
+type GetMemoryProvenanceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MemoryProvenance
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *RequestEntityTooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetMemoryProvenanceResponse) GetJSON200() *MemoryProvenance {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON413() *RequestEntityTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetMemoryProvenanceResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetMemoryProvenanceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetMemoryProvenanceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetMemoryProvenanceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetMemoryProvenanceResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type DeleteMessageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11014,6 +11330,110 @@ func (r GetMessageContextResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetMessageContextResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListDerivedMemoriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DerivedMemories
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *RequestEntityTooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDerivedMemoriesResponse) GetJSON200() *DerivedMemories {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON413() *RequestEntityTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListDerivedMemoriesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDerivedMemoriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDerivedMemoriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDerivedMemoriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDerivedMemoriesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13718,117 +14138,6 @@ func (r StoreMemoryResponse) ContentType() string {
 	return ""
 }
 
-type ConsolidateMemoriesResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Consolidation
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *BadRequest
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Unauthorized
-	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *Forbidden
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFound
-	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *Conflict
-	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
-	ApplicationproblemJSON413 *RequestEntityTooLarge
-	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
-	ApplicationproblemJSON422 *UnprocessableEntity
-	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *TooManyRequests
-	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *ServiceUnavailable
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ConsolidateMemoriesResponse) GetJSON200() *Consolidation {
-	return r.JSON200
-}
-
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON400() *BadRequest {
-	return r.ApplicationproblemJSON400
-}
-
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON401() *Unauthorized {
-	return r.ApplicationproblemJSON401
-}
-
-// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON403() *Forbidden {
-	return r.ApplicationproblemJSON403
-}
-
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON404() *NotFound {
-	return r.ApplicationproblemJSON404
-}
-
-// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON409() *Conflict {
-	return r.ApplicationproblemJSON409
-}
-
-// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON413() *RequestEntityTooLarge {
-	return r.ApplicationproblemJSON413
-}
-
-// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
-	return r.ApplicationproblemJSON422
-}
-
-// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON429() *TooManyRequests {
-	return r.ApplicationproblemJSON429
-}
-
-// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
-	return r.ApplicationproblemJSON503
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ConsolidateMemoriesResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
-}
-
-// GetBody returns the raw response body bytes
-func (r ConsolidateMemoriesResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r ConsolidateMemoriesResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r ConsolidateMemoriesResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r ConsolidateMemoriesResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
 type SearchMemoriesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -14559,7 +14868,20 @@ func (c *ClientWithResponses) MemoryHistoryWithResponse(ctx context.Context, id 
 	return ParseMemoryHistoryResponse(rsp)
 }
 
-// DeleteMessageWithResponse Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable)
+// GetMemoryProvenanceWithResponse Where a memory came from, from the log: each change an extraction decided (run, extractor, model, prompts, the model's reason) with the messages it read, as they were at the versions read; none for a memory a client stored
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/memories/{id}/provenance (the `GetMemoryProvenance` operationId).
+func (c *ClientWithResponses) GetMemoryProvenanceWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetMemoryProvenanceResponse, error) {
+	rsp, err := c.GetMemoryProvenance(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetMemoryProvenanceResponse(rsp)
+}
+
+// DeleteMessageWithResponse Delete (redact) a message; its history remains. With erase=true, erase it for good, with the summaries and snapshots that hold its text (the rest of its session stays readable). With cascade=derived, the memories an extraction stored from it go first (never a memory a client stored)
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -14622,6 +14944,19 @@ func (c *ClientWithResponses) GetMessageContextWithResponse(ctx context.Context,
 		return nil, err
 	}
 	return ParseGetMessageContextResponse(rsp)
+}
+
+// ListDerivedMemoriesWithResponse The memories extractions made or changed from a message: one item per memory event that read it, with the memory's current content while it lives
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/messages/{id}/derived (the `ListDerivedMemories` operationId).
+func (c *ClientWithResponses) ListDerivedMemoriesWithResponse(ctx context.Context, id string, params *ListDerivedMemoriesParams, reqEditors ...RequestEditorFn) (*ListDerivedMemoriesResponse, error) {
+	rsp, err := c.ListDerivedMemories(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDerivedMemoriesResponse(rsp)
 }
 
 // MessageHistoryWithResponse Every event of a message, also after it was deleted
@@ -15051,19 +15386,6 @@ func (c *ClientWithResponses) StoreMemoryWithResponse(ctx context.Context, id st
 		return nil, err
 	}
 	return ParseStoreMemoryResponse(rsp)
-}
-
-// ConsolidateMemoriesWithResponse Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
-//
-// Returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
-func (c *ClientWithResponses) ConsolidateMemoriesWithResponse(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*ConsolidateMemoriesResponse, error) {
-	rsp, err := c.ConsolidateMemories(ctx, id, params, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConsolidateMemoriesResponse(rsp)
 }
 
 // SearchMemoriesWithBodyWithResponse Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
@@ -17132,6 +17454,88 @@ func ParseMemoryHistoryResponse(rsp *http.Response) (*MemoryHistoryResponse, err
 	return response, nil
 }
 
+// ParseGetMemoryProvenanceResponse parses an HTTP response from a GetMemoryProvenanceWithResponse call
+func ParseGetMemoryProvenanceResponse(rsp *http.Response) (*GetMemoryProvenanceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetMemoryProvenanceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MemoryProvenance
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestEntityTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseDeleteMessageResponse parses an HTTP response from a DeleteMessageWithResponse call
 func ParseDeleteMessageResponse(rsp *http.Response) (*DeleteMessageResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -17460,6 +17864,95 @@ func ParseGetMessageContextResponse(rsp *http.Response) (*GetMessageContextRespo
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest ContextSnapshot
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestEntityTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListDerivedMemoriesResponse parses an HTTP response from a ListDerivedMemoriesWithResponse call
+func ParseListDerivedMemoriesResponse(rsp *http.Response) (*ListDerivedMemoriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDerivedMemoriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DerivedMemories
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -19831,102 +20324,6 @@ func ParseStoreMemoryResponse(rsp *http.Response) (*StoreMemoryResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON415 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON422 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest TooManyRequests
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest ServiceUnavailable
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON503 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
-
-	}
-
-	return response, nil
-}
-
-// ParseConsolidateMemoriesResponse parses an HTTP response from a ConsolidateMemoriesWithResponse call
-func ParseConsolidateMemoriesResponse(rsp *http.Response) (*ConsolidateMemoriesResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &ConsolidateMemoriesResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Consolidation
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest BadRequest
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON403 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON409 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest RequestEntityTooLarge
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
