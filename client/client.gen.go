@@ -158,6 +158,27 @@ func (e MemoryHitType) Valid() bool {
 	}
 }
 
+// Defines values for MergedAction.
+const (
+	MergedActionExact     MergedAction = "exact"
+	MergedActionSupersede MergedAction = "supersede"
+	MergedActionUpdate    MergedAction = "update"
+)
+
+// Valid indicates whether the value is a known member of the MergedAction enum.
+func (e MergedAction) Valid() bool {
+	switch e {
+	case MergedActionExact:
+		return true
+	case MergedActionSupersede:
+		return true
+	case MergedActionUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for MessageRole.
 const (
 	MessageRoleAssistant MessageRole = "assistant"
@@ -714,6 +735,19 @@ type ConsistencyProof struct {
 	To     int64    `json:"to"`
 }
 
+// Consolidation defines model for Consolidation.
+type Consolidation struct {
+	// Examined how many of the user's newest memories were examined (at most 500)
+	Examined int      `json:"examined"`
+	Merged   []Merged `json:"merged"`
+
+	// Model the model that decided the near-duplicates; null when the server has no extractor (exact duplicates alone are merged)
+	Model *string `json:"model"`
+
+	// RunId the consolidation's id, in the provenance of every event it recorded
+	RunId string `json:"run_id"`
+}
+
 // ContextItem defines model for ContextItem.
 type ContextItem struct {
 	Content string `json:"content"`
@@ -1069,6 +1103,20 @@ type MemoryProvenance struct {
 	Derivations []Derivation `json:"derivations"`
 	MemoryId    string       `json:"memory_id"`
 }
+
+// Merged defines model for Merged.
+type Merged struct {
+	// Action exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text
+	Action MergedAction `json:"action"`
+	Kept   string       `json:"kept"`
+	Reason string       `json:"reason"`
+
+	// Superseded the memories superseded by kept: they leave every read, and their history stays
+	Superseded []string `json:"superseded"`
+}
+
+// MergedAction exact: the same type and text; update: the kept memory took the model's merged text; supersede: the kept memory replaced the superseded one (the fact changed), and took the model's text
+type MergedAction string
 
 // Message defines model for Message.
 type Message struct {
@@ -1915,6 +1963,12 @@ type StoreMemoryParams struct {
 
 // StoreMemoryParamsPrefer defines parameters for StoreMemory.
 type StoreMemoryParamsPrefer string
+
+// ConsolidateMemoriesParams defines parameters for ConsolidateMemories.
+type ConsolidateMemoriesParams struct {
+	// IdempotencyKey a retry with the same key and body returns the first answer
+	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
+}
 
 // SearchMemoriesParams defines parameters for SearchMemories.
 type SearchMemoriesParams struct {
@@ -2806,6 +2860,11 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 	StoreMemory(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ConsolidateMemories Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
+	//
+	// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
+	ConsolidateMemories(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SearchMemoriesWithBody Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
 	//
@@ -3933,6 +3992,21 @@ func (c *Client) StoreMemoryWithBody(ctx context.Context, id string, params *Sto
 // Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 func (c *Client) StoreMemory(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStoreMemoryRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ConsolidateMemories Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
+//
+// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
+func (c *Client) ConsolidateMemories(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewConsolidateMemoriesRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -7606,6 +7680,55 @@ func NewStoreMemoryRequestWithBody(server string, id string, params *StoreMemory
 	return req, nil
 }
 
+// NewConsolidateMemoriesRequest constructs an http.Request for the ConsolidateMemories method
+func NewConsolidateMemoriesRequest(server string, id string, params *ConsolidateMemoriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/users/%s/memories/consolidate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewSearchMemoriesRequest calls the generic SearchMemories builder with application/json body
 func NewSearchMemoriesRequest(server string, id string, params *SearchMemoriesParams, body SearchMemoriesJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -8362,6 +8485,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/users/{id}/memories (the `StoreMemory` operationId).
 	StoreMemoryWithResponse(ctx context.Context, id string, params *StoreMemoryParams, body StoreMemoryJSONRequestBody, reqEditors ...RequestEditorFn) (*StoreMemoryResponse, error)
+
+	// ConsolidateMemoriesWithResponse Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
+	ConsolidateMemoriesWithResponse(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*ConsolidateMemoriesResponse, error)
 
 	// SearchMemoriesWithBodyWithResponse Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
 	//
@@ -14138,6 +14268,117 @@ func (r StoreMemoryResponse) ContentType() string {
 	return ""
 }
 
+type ConsolidateMemoriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Consolidation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *RequestEntityTooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ConsolidateMemoriesResponse) GetJSON200() *Consolidation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON413() *RequestEntityTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ConsolidateMemoriesResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ConsolidateMemoriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ConsolidateMemoriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ConsolidateMemoriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ConsolidateMemoriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type SearchMemoriesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -15386,6 +15627,19 @@ func (c *ClientWithResponses) StoreMemoryWithResponse(ctx context.Context, id st
 		return nil, err
 	}
 	return ParseStoreMemoryResponse(rsp)
+}
+
+// ConsolidateMemoriesWithResponse Merge the user's duplicate memories among their newest 500, as events: exact duplicates (same type and text, trimmed and case-folded) always, near-duplicates as the server's extractor decides when one is configured (model: null when none). Each superseded memory leaves every read and keeps its history. Answered once the query tables hold the merges, with X-Arq-Position
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/users/{id}/memories/consolidate (the `ConsolidateMemories` operationId).
+func (c *ClientWithResponses) ConsolidateMemoriesWithResponse(ctx context.Context, id string, params *ConsolidateMemoriesParams, reqEditors ...RequestEditorFn) (*ConsolidateMemoriesResponse, error) {
+	rsp, err := c.ConsolidateMemories(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConsolidateMemoriesResponse(rsp)
 }
 
 // SearchMemoriesWithBodyWithResponse Ranked search of a user's memories: full text, fused with vector similarity when there is an embedding
@@ -20324,6 +20578,102 @@ func ParseStoreMemoryResponse(rsp *http.Response) (*StoreMemoryResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseConsolidateMemoriesResponse parses an HTTP response from a ConsolidateMemoriesWithResponse call
+func ParseConsolidateMemoriesResponse(rsp *http.Response) (*ConsolidateMemoriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ConsolidateMemoriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Consolidation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest RequestEntityTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
