@@ -85,13 +85,13 @@ func (a *App) extractor() domain.Extractor {
 		Client: &http.Client{Timeout: a.cfg.ExtractTimeout}}
 }
 
-// settle waits until the projections have applied every event committed
-// so far (here or in another process), so that what a run reads of a
-// user's memories holds what the runs before it stored.
+// settle waits until the memories projection has applied every event
+// committed so far (here or in another process), so that what a run
+// reads of a user's memories holds what the runs before it stored.
 func (a *App) settle(ctx context.Context) error {
 	last, err := a.store.Last(ctx)
 	if err != nil {
 		return err
 	}
-	return a.waiter.Wait(ctx, last)
+	return a.waiter.WaitFor(ctx, last, []string{readmodel.Memories{}.Name()})
 }

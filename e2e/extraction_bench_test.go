@@ -38,6 +38,11 @@ func BenchmarkExtractionPass(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(a.Close)
+	// As arq memories extract does: the server's projectors hear of each
+	// run's events at once.
+	nctx, cancel := context.WithCancel(ctx)
+	wait := a.RunLog(nctx, func(error) {})
+	b.Cleanup(func() { cancel(); wait() })
 	client := &benchServer{Server: s, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "bench", "name": "Bench"})).Str("id")
 

@@ -250,6 +250,16 @@ func (w *Waiter) Wait(ctx context.Context, c eventstore.Cursor) error {
 	return w.wait(ctx, c, w.names, w.appends != nil)
 }
 
+// WaitFor is Wait for the named projections alone, waking those that
+// sleep through appends of types they do not apply: for a reader that
+// needs their tables current, not every table.
+func (w *Waiter) WaitFor(ctx context.Context, c eventstore.Cursor, names []string) error {
+	if c.IsZero() {
+		return nil
+	}
+	return w.wait(ctx, c, names, w.appends != nil)
+}
+
 // WaitAppended is Wait for a command's own append, whose last event is at
 // c: it waits only for the projections that apply an event type the
 // append wrote, when this process made the append and Knowing told it

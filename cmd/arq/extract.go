@@ -35,6 +35,14 @@ func (c *cli) memoriesExtract(ctx context.Context, o memoriesExtractCmd) error {
 		return err
 	}
 	defer a.Close()
+	// The notifier tells the projectors (in a server, or arq project) of
+	// each run's events at once: the next run reads the memories the one
+	// before it stored, and waits for them to be projected.
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wait := a.RunLog(nctx, func(error) {})
+	defer wait()
+	defer cancel()
 	sessions := []string{o.Session}
 	if o.User != "" {
 		if sessions, err = a.SessionsOf(ctx, o.User); err != nil {

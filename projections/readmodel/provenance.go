@@ -30,6 +30,13 @@ func (Provenance) EventTypes() []string {
 		domain.UserDeleted, domain.UserErased}
 }
 
+// DeferredTypes are all it applies (see projections.Deferred): no
+// memory command waits for this projection, so a client's memory writes
+// cost what they did before extraction. A read of what was derived from
+// a message waits for it by the position it names (X-Arq-Min-Position),
+// as every read does.
+func (Provenance) DeferredTypes() []string { return nil }
+
 // AppliesSealed says that Apply reads no personal field (see
 // projections.Sealed): a provenance is ids and versions, kept in the
 // clear, and the model's reason, which is personal, is not projected.
