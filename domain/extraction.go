@@ -193,7 +193,8 @@ func checkCandidate(v *ValidationError, field string, c Candidate) {
 }
 
 // CheckProposals refuses a model's decisions unless each names a
-// candidate once, a known action, and for update and supersede a target
+// candidate once, a known action, a reason of at most MaxReasonRunes, and
+// for update and supersede a target
 // among that candidate's known memories (no invented ids); and unless
 // the memory it leaves would be stored by the same rules as a client's.
 // Two decisions may not change one target. A candidate without a
@@ -209,6 +210,7 @@ func CheckProposals(cands []Candidate, similar [][]KnownMemory, props []Proposal
 			continue
 		}
 		seen[p.Candidate] = true
+		checkText(v, field+".reason", p.Reason, false, MaxReasonRunes)
 		switch p.Action {
 		case ActionNone:
 			continue
