@@ -176,10 +176,23 @@ func (x *ExtractionWorker) RunOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n, failures := 0, 0
+	// Each user's runs recorded in this pass, as the version of the
+	// user's extraction stream they started from (which every due session
+	// of the user read, in one snapshot) and the version they left: the
+	// user's other sessions follow on from it, rather than wait for the
+	// projection to show it. Every version between is this pass's own, of
+	// other sessions; another process's run meanwhile makes the next one
+	// here conflict, and the next pass decides afresh.
+	type chain struct{ from, at int }
+	chains := map[string]chain{}
 	for _, d := range retriedLastBy(due, func(d domain.DueExtraction) string { return d.SessionID }, failed) {
 		if x.failures.waiting(d.SessionID, now) {
 			continue
 		}
+		if c, ok := chains[d.UserID]; ok && d.After == c.from {
+			d.After = c.at
+		}
+		from := d.After
 		recorded, err := x.run.svc.ExtractionRecorded(ctx, d.UserID, d.After)
 		if err != nil {
 			return n, err
@@ -193,6 +206,10 @@ func (x *ExtractionWorker) RunOnce(ctx context.Context) (int, error) {
 		switch {
 		case err == nil:
 			n++
+			if c, ok := chains[d.UserID]; ok {
+				from = c.from
+			}
+			chains[d.UserID] = chain{from: from, at: out.Result.Version}
 			x.failures.forget(d.SessionID)
 			x.log.Info("memories extracted", "session_id", d.SessionID, "run_id", out.RunID, "messages", len(d.Messages),
 				"added", out.Actions[domain.ActionAdd], "updated", out.Actions[domain.ActionUpdate],

@@ -34,7 +34,9 @@ builds BASE_COMMIT (a, in a temporary worktree) and the working tree (b),
 and prints one line per run and measure. --only runs the context read or
 the append alone (with its anchor); --port serves on another port and
 names the databases after it, so that two people sharing the machine can
-measure at once. How each build is called, its MODE:
+measure at once; --env-a and --env-b add settings to one build's server
+(e.g. --env-b ARQ_EXTRACTOR=chat --env-b ARQ_EXTRACTOR_URL=... with
+fakellm.py serving, to measure the append with extraction on). How each build is called, its MODE:
 
 - open (the default): no ARQ_ADMIN_KEY, the API runs open, no limits;
 - key: ARQ_ADMIN_KEY set, and everything sent with an API key (read and
@@ -59,9 +61,12 @@ args.add_argument("--auth-a", choices=("open", "key", "tenant"), default="open",
 args.add_argument("--auth-b", choices=("open", "key", "tenant"), default="open", help="how b is called")
 args.add_argument("--only", choices=("context", "append"), help="run only this measure (and its anchor)")
 args.add_argument("--port", type=int, default=18082, help="the port the builds serve on")
+args.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE", help="a setting of a's server (repeatable)")
+args.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE", help="a setting of b's server (repeatable)")
 args = args.parse_args()
 BASE, ROUNDS = args.base, args.rounds
 AUTH = {"a": args.auth_a, "b": args.auth_b}
+EXTRA = {label: dict(kv.split("=", 1) for kv in kvs) for label, kvs in (("a", args.env_a), ("b", args.env_b))}
 ADMIN_KEY = "cost-admin-key-not-a-secret"
 RATE = 1000000
 PORT = args.port
@@ -105,7 +110,7 @@ def credential(label, mode):
 
 def run(label):
     db = "arq_cost_" + label + DB_SUFFIX
-    srv = procstat.serve(os.path.join(work, "arq-" + label), db, PORT, serve_env(AUTH[label]), os.path.join(work, label + ".log"))
+    srv = procstat.serve(os.path.join(work, "arq-" + label), db, PORT, {**serve_env(AUTH[label]), **EXTRA[label]}, os.path.join(work, label + ".log"))
     try:
         random.seed(7)
         words = ["w%d" % i for i in range(2000)]
