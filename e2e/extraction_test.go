@@ -104,6 +104,27 @@ func TestExtractionFromAConversation(t *testing.T) {
 		t.Fatalf("the run id is not the events' correlation id: %v", stored[0])
 	}
 
+	// Provenance shows the message as the model read it, after an edit
+	// too, and the message names what was derived from it.
+	s.Must(200, s.Do("PATCH", "/v1/messages/"+first, map[string]any{"content": "Hello."}))
+	derivs := s.Must(200, s.Do("GET", "/v1/memories/"+berlin+"/provenance", nil)).JSON["derivations"].([]any)
+	read := derivs[0].(map[string]any)["messages"].([]any)[0].(map[string]any)
+	if len(derivs) != 1 || read["content"] != "Hello. My city is Berlin. My favourite food is pizza." || read["version"] != float64(1) {
+		t.Fatalf("provenance after an edit: %v", derivs)
+	}
+	fromFirst := []string{berlin, memoryID(t, s, uid, "User's favourite food is pizza")}
+	slices.Sort(fromFirst)
+	// The provenance projection is deferred: it applies within its idle
+	// poll (a second), as no command waits for it.
+	testwait.Eventually(t, 10*time.Second, "the memories derived from the first message", func() (bool, error) {
+		var derived []string
+		for _, it := range s.Must(200, s.Do("GET", "/v1/messages/"+first+"/derived", nil)).Items() {
+			derived = append(derived, it["memory_id"].(string))
+		}
+		slices.Sort(derived)
+		return slices.Equal(derived, fromFirst), nil
+	})
+
 	// The same fact again: a run, and nothing new.
 	say(s, sid, "My city is Berlin.")
 	testwait.Eventually(t, 30*time.Second, "the second run", func() (bool, error) { return len(runs(s, uid, sid)) == 2, nil })
@@ -139,6 +160,16 @@ func TestExtractionFromAConversation(t *testing.T) {
 	sup := s.Must(200, s.Do("GET", "/v1/events?stream=memory-"+berlin, nil)).Items()[1]["data"].(map[string]any)
 	if sup["superseded_by"] != paris || sup["valid_until"] == nil {
 		t.Fatalf("the supersession: %v", sup)
+	}
+
+	// Deleting the first message with what was derived from it takes
+	// the memory stored from it (updated since from another message),
+	// not the one stored from a later message, nor a client's.
+	s.Must(201, s.Do("POST", "/v1/users/"+uid+"/memories", map[string]any{"type": "semantic", "content": "A note of the client's"}))
+	r := s.Must(204, s.Do("DELETE", "/v1/messages/"+first+"?cascade=derived", nil))
+	want = []string{"A note of the client's", "User's city is Paris"}
+	if got := memoryTexts(s, uid); !slices.Equal(got, want) {
+		t.Fatalf("after the cascade (position %s): %v, want %v", r.Header.Get("X-Arq-Position"), got, want)
 	}
 }
 
