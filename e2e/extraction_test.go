@@ -300,3 +300,35 @@ func TestExtractionNeverRecordsAnEditedMessagesOldText(t *testing.T) {
 		}
 	}
 }
+
+// Erasing a message erases the extraction runs that read it (the model's
+// candidates and reasons, which came from its text) and leaves the other
+// runs readable; erasing the user erases all of theirs.
+func TestErasureReachesTheExtractionRuns(t *testing.T) {
+	t.Parallel()
+	llm := fakellm.New(t)
+	s := testserver.Start(t, extractionEnv(llm, nil))
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "er", "name": "Er"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	secret := say(s, sid, "My secret is swordfish.")
+	testwait.Eventually(t, 30*time.Second, "the first run", func() (bool, error) { return len(runs(s, uid, sid)) == 1, nil })
+	say(s, sid, "My colour is teal.")
+	testwait.Eventually(t, 30*time.Second, "the second run", func() (bool, error) { return len(runs(s, uid, sid)) == 2, nil })
+	s.Must(204, s.Do("DELETE", "/v1/messages/"+secret+"?erase=true", nil))
+	got := runs(s, uid, sid)
+	if got[0]["erased"] != true || got[0]["data"].(map[string]any)["decisions"] != nil {
+		t.Fatalf("the run that read the erased message: %v", got[0])
+	}
+	if got[1]["erased"] == true || got[1]["data"].(map[string]any)["decisions"] == nil {
+		t.Fatalf("the other run: %v", got[1])
+	}
+	if body := string(s.Must(200, s.Do("GET", "/v1/events?stream=extraction-"+uid, nil)).Body); strings.Contains(body, "swordfish") {
+		t.Fatalf("the log still hands out the erased text: %s", body)
+	}
+	s.Must(200, s.Do("POST", "/v1/users/"+uid+"/erase", nil))
+	for _, r := range runs(s, uid, sid) {
+		if r["erased"] != true {
+			t.Fatalf("a run of an erased user: %v", r)
+		}
+	}
+}
