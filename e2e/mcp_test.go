@@ -19,7 +19,7 @@ import (
 )
 
 // mcpTools are the tools the MCP server lists.
-var mcpTools = []string{"add_message", "context", "forget_memory", "memory_history", "recall", "remember", "start_session", "update_memory", "user"}
+var mcpTools = []string{"add_message", "context", "forget_memory", "memory_history", "memory_provenance", "recall", "remember", "start_session", "update_memory", "user"}
 
 // bearerTransport sends an Authorization header with every request, as an
 // MCP client configured with an API key does.
@@ -192,6 +192,10 @@ func exerciseMCP(t *testing.T, cs *mcp.ClientSession, rest func(method, path str
 	history := ok(t, "memory_history", callTool(t, cs, "memory_history", map[string]any{"memory_id": memoryID}))
 	if items, _ := history["items"].([]any); len(items) != 2 {
 		t.Errorf("memory history: %v", history)
+	}
+	prov := callTool(t, cs, "memory_provenance", map[string]any{"memory_id": memoryID})
+	if p := ok(t, "memory_provenance", prov); p["memory_id"] != memoryID || len(p["derivations"].([]any)) != 0 || !strings.Contains(text(prov), "A client stored this memory") {
+		t.Errorf("provenance of a client's memory: %v %s", p, text(prov))
 	}
 	if res := callTool(t, cs, "forget_memory", map[string]any{"memory_id": memoryID}); res.IsError {
 		t.Fatalf("forget_memory: %s", text(res))

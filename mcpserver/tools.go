@@ -94,6 +94,9 @@ type (
 	memoryHistoryInput struct {
 		MemoryID string `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
 	}
+	memoryProvenanceInput struct {
+		MemoryID string `json:"memory_id,omitempty" jsonschema:"the memory's id (required)"`
+	}
 )
 
 // idempotent is the argument of the tools that create something: a
@@ -258,6 +261,10 @@ func (s *Server) addTools() {
 		func(memoryHistoryInput) call {
 			return call{method: http.MethodGet, path: "/v1/memories/%s/history", pathIDs: []string{"memory_id"}}
 		}, func(b []byte) string { return historyText(b) })
+	tool(s, &mcp.Tool{Name: "memory_provenance", Description: "Where a memory came from, when ARQ extracted it from a conversation: each decision (add, update, supersede) with the model, its reason, and the messages it read as they were then.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(memoryProvenanceInput) call {
+			return call{method: http.MethodGet, path: "/v1/memories/%s/provenance", pathIDs: []string{"memory_id"}}
+		}, func(b []byte) string { return provenanceText(b) })
 }
 
 // addContextTool adds the context tool: the REST window as structured
@@ -381,6 +388,36 @@ func historyText(body []byte) string {
 	text := fmt.Sprintf("%d changes:", len(h.Items))
 	for _, e := range h.Items {
 		text += fmt.Sprintf("\n- version %d: %s at %s by %s", e.Version, e.EventType, e.RecordedAt, e.Actor)
+	}
+	return text
+}
+
+// provenanceText says, one decision a line, where a memory came from.
+func provenanceText(body []byte) string {
+	var p struct {
+		Derivations []struct {
+			Version  int    `json:"version"`
+			Action   string `json:"action"`
+			Model    string `json:"model"`
+			Reason   string `json:"reason"`
+			Messages []struct {
+				Role    string `json:"role"`
+				Content string `json:"content"`
+			} `json:"messages"`
+		} `json:"derivations"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return "Provenance read."
+	}
+	if len(p.Derivations) == 0 {
+		return "A client stored this memory; no extraction made or changed it."
+	}
+	text := fmt.Sprintf("%d decisions:", len(p.Derivations))
+	for _, d := range p.Derivations {
+		text += fmt.Sprintf("\n- version %d: %s by %s (%s), from %d messages", d.Version, d.Action, d.Model, d.Reason, len(d.Messages))
+		for _, m := range d.Messages {
+			text += fmt.Sprintf("\n    %s: %s", m.Role, m.Content)
+		}
 	}
 	return text
 }

@@ -59,7 +59,7 @@ print("ok   %s" % what, file=sys.stderr)
 }
 
 inspect --method tools/list | check "tools/list lists the tools" \
-  'set(t["name"] for t in r["tools"]) >= {"user","start_session","add_message","remember","recall","context","update_memory","forget_memory","memory_history"}'
+  'set(t["name"] for t in r["tools"]) >= {"user","start_session","add_message","remember","recall","context","update_memory","forget_memory","memory_history","memory_provenance"}'
 USER_ID=$(inspect --method tools/call --tool-name user --tool-arg external_id=inspector-1 name=Inspector |
   check "user registers a user" 'not r.get("isError") and sc["id"]')
 SESSION_ID=$(inspect --method tools/call --tool-name start_session --tool-arg "user_id=$USER_ID" title=inspection |
