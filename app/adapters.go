@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -143,19 +142,18 @@ func (s extractionSource) DueExtractions(ctx context.Context, limit int, skip, l
 
 // memoryLookup finds a user's memories like a candidate's with the
 // read model's search: full-text, fused with the nearest by vector when
-// there is an embedding; once settle has returned, which waits for the
-// projections to apply the log as it stands.
+// there is an embedding. Settle is settle: it waits for the memories
+// projection to apply the log as it stands.
 type memoryLookup struct {
 	r      *readmodel.Reader
 	settle func(context.Context) error
 }
 
+func (l memoryLookup) Settle(ctx context.Context) error { return l.settle(ctx) }
+
 func (l memoryLookup) Similar(ctx context.Context, userID, query string, embedding []float32, limit int) ([]domain.KnownMemory, error) {
 	if query == "" && embedding == nil {
 		return nil, nil
-	}
-	if err := l.settle(ctx); err != nil {
-		return nil, fmt.Errorf("wait for the memories to be projected: %w", err)
 	}
 	hits, err := l.r.SearchMemories(ctx, userID, query, embedding, readmodel.MemoryFilter{}, limit)
 	if err != nil {

@@ -135,6 +135,9 @@ func (c *Consolidation) attempt(ctx context.Context, meta Meta, userID, runID st
 	if err := meta.reach(u, "user", userID); err != nil {
 		return Consolidated{}, err
 	}
+	if err := c.lookup.Settle(ctx); err != nil {
+		return Consolidated{}, fmt.Errorf("wait for the memories to be projected: %w", err)
+	}
 	ids, err := c.list.LiveMemoryIDs(ctx, userID, MaxConsolidated)
 	if err != nil {
 		return Consolidated{}, fmt.Errorf("list memories of user %s: %w", userID, err)
@@ -179,13 +182,7 @@ func (c *Consolidation) attempt(ctx context.Context, meta Meta, userID, runID st
 	if err != nil {
 		return Consolidated{}, fmt.Errorf("record consolidation of user %s: %w", userID, err)
 	}
-	var last eventstore.Cursor
-	for _, r := range res {
-		if len(r.Events) > 0 && (last.IsZero() || last.Less(r.Last().Cursor)) {
-			last = r.Last().Cursor
-		}
-	}
-	out.Result = Result{ID: runID, Version: res[0].Version, Cursor: last}
+	out.Result = Result{ID: runID, Version: res[0].Version, Cursor: lastCursor(res)}
 	return out, nil
 }
 

@@ -82,21 +82,17 @@ func (s *Service) storedFrom(ctx context.Context, userID, id string) ([]string, 
 func (s *Service) RedactMessageWithDerived(ctx context.Context, meta Meta, id string, expected []int, reason string) (Result, error) {
 	return executeAlong(ctx, s, meta, messageEntity, id, expected,
 		func(m *domain.Message) ([]domain.Event, error) { return m.Redact(reason) },
-		func(m *domain.Message) ([]eventstore.StreamAppend, error) {
-			return s.deleteStoredFrom(ctx, meta, m.UserID(), id)
+		func(m *domain.Message, tenant string) ([]eventstore.StreamAppend, error) {
+			return s.deleteStoredFrom(ctx, meta, tenant, m.UserID(), id)
 		})
 }
 
 // deleteStoredFrom decides the deletion of each live memory of userID an
 // extraction stored from message id, as appends at the versions decided
-// on (the user's guard is the message's).
-func (s *Service) deleteStoredFrom(ctx context.Context, meta Meta, userID, id string) ([]eventstore.StreamAppend, error) {
+// on, recorded in tenant (the user's guard is the message's).
+func (s *Service) deleteStoredFrom(ctx context.Context, meta Meta, tenant, userID, id string) ([]eventstore.StreamAppend, error) {
 	ids, err := s.storedFrom(ctx, userID, id)
 	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	tenant, err := s.tenantOf(ctx, meta, userID, "message", id)
-	if err != nil {
 		return nil, err
 	}
 	var out []eventstore.StreamAppend

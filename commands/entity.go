@@ -87,9 +87,9 @@ func execute[T aggregate](ctx context.Context, s *Service, meta Meta, e entity[T
 
 // executeAlong is execute for a command that appends to other streams too,
 // in the same transaction: along gives those appends, once decide has
-// decided.
+// decided, with the tenant the command's events are recorded in.
 func executeAlong[T aggregate](ctx context.Context, s *Service, meta Meta, e entity[T], id string, expected []int,
-	decide func(T) ([]domain.Event, error), along func(T) ([]eventstore.StreamAppend, error)) (Result, error) {
+	decide func(T) ([]domain.Event, error), along func(a T, tenant string) ([]eventstore.StreamAppend, error)) (Result, error) {
 	return s.serialized(ctx, domain.StreamID(e.kind, id), func() (Result, error) {
 		a, err := e.load(ctx, s, id)
 		if err != nil {
@@ -118,7 +118,7 @@ func executeAlong[T aggregate](ctx context.Context, s *Service, meta Meta, e ent
 		}
 		var also []eventstore.StreamAppend
 		if along != nil {
-			if also, err = along(a); err != nil {
+			if also, err = along(a, tenant); err != nil {
 				return Result{}, err
 			}
 		}

@@ -13,10 +13,12 @@ import (
 
 // MemoryLookup finds the user's live memories that resemble a text (by
 // full-text and, given an embedding, by vector, as search does), each
-// with the version it was read at. It reads them as they stand after
-// every event committed before the call: a fact a run stored a moment
-// ago is known to the next.
+// with the version it was read at.
 type MemoryLookup interface {
+	// Settle waits until Similar reads the memories as they stand after
+	// every event committed so far: a fact a run stored a moment ago is
+	// known to the next. A run settles once, before its lookups.
+	Settle(ctx context.Context) error
 	Similar(ctx context.Context, userID, query string, embedding []float32, limit int) ([]domain.KnownMemory, error)
 }
 
@@ -72,6 +74,9 @@ func (x *Extraction) Run(ctx context.Context, d domain.DueExtraction) (Outcome, 
 			texts[i] = c.Content
 		}
 		embs := x.embed(ctx, texts, run.Embeddings)
+		if err := x.lookup.Settle(ctx); err != nil {
+			return Outcome{}, fmt.Errorf("wait for the memories to be projected: %w", err)
+		}
 		for i, c := range cands {
 			var e []float32
 			if embs != nil {

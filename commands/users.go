@@ -113,7 +113,7 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, expected
 // DeleteUser deletes a user and releases its external id, in one
 // transaction.
 func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string, expected []int) (Result, error) {
-	return executeAlong(ctx, s, meta, userEntity, id, expected, (*domain.User).Delete, func(u *domain.User) ([]eventstore.StreamAppend, error) {
+	return executeAlong(ctx, s, meta, userEntity, id, expected, (*domain.User).Delete, func(u *domain.User, _ string) ([]eventstore.StreamAppend, error) {
 		release, err := toStore(meta, u.Tenant(), []domain.Event{{Type: domain.ExternalIDReleased, Data: domain.ExternalIDData{
 			UserID: id, Tenant: u.Tenant(), ExternalID: u.ExternalID(),
 		}}})

@@ -332,3 +332,33 @@ func TestErasureReachesTheExtractionRuns(t *testing.T) {
 		}
 	}
 }
+
+// A run reads at most 50 messages; a session with more waiting is read
+// in runs of 50 in order, also when the first 50 hold no user message,
+// until its user's words are reached.
+func TestExtractionReadsALongBacklogInRuns(t *testing.T) {
+	t.Parallel()
+	llm := fakellm.New(t)
+	s := testserver.Start(t, extractionEnv(llm, nil))
+	uid := s.Must(201, s.Do("POST", "/v1/users", map[string]any{"external_id": "long", "name": "Long"})).Str("id")
+	sid := s.Must(201, s.Do("POST", "/v1/users/"+uid+"/sessions", map[string]any{})).Str("id")
+	var batch []map[string]any
+	for i := range 55 {
+		batch = append(batch, map[string]any{"role": "assistant", "content": fmt.Sprintf("Note %d.", i)})
+	}
+	batch = append(batch, map[string]any{"role": "user", "content": "My dog is Rex."})
+	s.Must(201, s.Do("POST", "/v1/sessions/"+sid+"/messages", map[string]any{"messages": batch}))
+	testwait.Eventually(t, 30*time.Second, "the user's words extracted", func() (bool, error) {
+		return slices.Equal(memoryTexts(s, uid), []string{"User's dog is Rex"}), nil
+	})
+	got := runs(s, uid, sid)
+	if len(got) != 2 {
+		t.Fatalf("%d runs; want one of 50 messages and one of the 6 after", len(got))
+	}
+	for i, want := range [][2]float64{{1, 50}, {51, 56}} {
+		d := got[i]["data"].(map[string]any)
+		if d["from_seq"] != want[0] || d["to_seq"] != want[1] {
+			t.Fatalf("run %d read %v..%v; want %v..%v", i, d["from_seq"], d["to_seq"], want[0], want[1])
+		}
+	}
+}

@@ -413,8 +413,13 @@ func (r *Reader) DueSummaries(ctx context.Context, threshold, recent, limit int,
 
 // MessagesAfter returns a session's messages after seq, in order.
 func (r *Reader) MessagesAfter(ctx context.Context, sessionID string, seq int) ([]Message, error) {
+	return r.messagesAfter(ctx, sessionID, seq, 0)
+}
+
+// messagesAfter is MessagesAfter, the first limit of them (0: all).
+func (r *Reader) messagesAfter(ctx context.Context, sessionID string, seq, limit int) ([]Message, error) {
 	rows, err := r.db.Query(ctx, `SELECT `+messageCols+` FROM messages
-		WHERE session_id = $1 AND seq > $2 ORDER BY seq`, sessionID, seq)
+		WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT nullif($3, 0)`, sessionID, seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read messages: %w", err)
 	}

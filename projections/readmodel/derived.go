@@ -39,7 +39,7 @@ func (r *Reader) DerivedFrom(ctx context.Context, messageID string) ([]Derived, 
 	}
 	rows, err := r.db.Query(ctx, `SELECT s.memory_id, s.action, s.memory_version, s.message_version, s.run_id, s.session_id, s.recorded_at,
 			m.content, m.version
-		FROM memory_sources s LEFT JOIN memories m ON m.id = s.memory_id AND `+liveOf("m")+`
+		FROM memory_sources s LEFT JOIN memories m ON m.id = s.memory_id AND `+live+`
 		WHERE s.message_id = $1
 		ORDER BY s.recorded_at, s.memory_id, s.memory_version`, messageID)
 	if err != nil {
@@ -55,9 +55,4 @@ func (r *Reader) DerivedFrom(ctx context.Context, messageID string) ([]Derived, 
 		return nil, fmt.Errorf("read memories derived from message %s: %w", messageID, err)
 	}
 	return out, nil
-}
-
-// liveOf is live for the memories table under alias a.
-func liveOf(a string) string {
-	return `(` + a + `.expires_at IS NULL OR ` + a + `.expires_at > now())`
 }

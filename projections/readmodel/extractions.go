@@ -105,7 +105,10 @@ func (r *Reader) DueExtractions(ctx context.Context, rules ExtractionRules, now 
 	}
 	var out []domain.DueExtraction
 	for _, c := range cands {
-		msgs, err := r.MessagesAfter(ctx, c.d.SessionID, c.through)
+		// A run reads at most MaxMessages: no more are read here. As many
+		// make a run whatever their roles (the next run goes on from
+		// them); fewer wait for the batch or the idle time.
+		msgs, err := r.messagesAfter(ctx, c.d.SessionID, c.through, rules.MaxMessages)
 		if err != nil {
 			return nil, err
 		}
@@ -115,11 +118,9 @@ func (r *Reader) DueExtractions(ctx context.Context, rules ExtractionRules, now 
 				users++
 			}
 		}
-		if users == 0 || users < rules.Batch && now.Sub(c.lastAt) < rules.Idle {
+		full := rules.MaxMessages > 0 && len(msgs) == rules.MaxMessages
+		if !full && (users == 0 || users < rules.Batch && now.Sub(c.lastAt) < rules.Idle) {
 			continue
-		}
-		if rules.MaxMessages > 0 && len(msgs) > rules.MaxMessages {
-			msgs = msgs[:rules.MaxMessages]
 		}
 		out = append(out, dueOf(c.d, msgs))
 	}
@@ -128,13 +129,11 @@ func (r *Reader) DueExtractions(ctx context.Context, rules ExtractionRules, now 
 
 // ExtractionOf is a run by hand over a session's messages created at or
 // after since (all of them for the zero time), whatever was extracted
-// before; After is the user's extraction stream's version as projected
-// (a run by hand reads it from the log instead). ErrNotFound: no such session, or
+// before. After is left to the caller, which reads it from the log. ErrNotFound: no such session, or
 // no message in range.
 func (r *Reader) ExtractionOf(ctx context.Context, sessionID string, since time.Time) (domain.DueExtraction, error) {
 	d := domain.DueExtraction{SessionID: sessionID}
-	err := r.db.QueryRow(ctx, `SELECT s.user_id, coalesce((SELECT max(version) FROM extraction_progress WHERE user_id = s.user_id), 0)
-		FROM sessions s WHERE s.id = $1`, sessionID).Scan(&d.UserID, &d.After)
+	err := r.db.QueryRow(ctx, `SELECT user_id FROM sessions WHERE id = $1`, sessionID).Scan(&d.UserID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("%w: session %s", domain.ErrNotFound, sessionID)
 	} else if err != nil {
